@@ -1,0 +1,255 @@
+"""AWS adapters: S3 reading and writing, the DynamoDB run store, self-invocation, the secret."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from botocore.exceptions import ClientError
+
+from .runs import CONTINUING, RUNNING, STOPPED, RunRecord
+
+READ_CHUNK = 1 << 20
+PREFETCH_CHUNKS = 8
+RUN_TTL_SECONDS = 90 * 24 * 3600
+
+
+class S3Source:
+    """Streams an object version, from a byte offset, decompressing gzip on the fly."""
+
+    def __init__(self, s3: Any) -> None:
+        self._s3 = s3
+
+    def is_gzip(self, ref: Any) -> bool:
+        head = self._s3.get_object(**self._target(ref), Range="bytes=0-1")["Body"].read()
+        return bool(head == b"\x1f\x8b")
+
+    def chunks(self, ref: Any, offset: int, gzip: bool) -> Iterator[bytes]:
+        if gzip:
+            # A gzip stream cannot be entered in the middle: inflate and discard up to the offset.
+            raw = self._stream(ref, 0)
+            return _skip(_gunzip(raw), offset)
+        return self._stream(ref, offset)
+
+    def _stream(self, ref: Any, offset: int) -> Iterator[bytes]:
+        kwargs = self._target(ref)
+        if offset:
+            kwargs["Range"] = f"bytes={offset}-"
+        try:
+            body = self._s3.get_object(**kwargs)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return iter(())  # the offset is the end of the object
+            raise
+        return _prefetch(body.iter_chunks(READ_CHUNK))
+
+    @staticmethod
+    def _target(ref: Any) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
+        if ref.version_id:
+            kwargs["VersionId"] = ref.version_id
+        elif ref.etag:
+            kwargs["IfMatch"] = ref.etag  # an overwritten unversioned object must not be resumed
+        return kwargs
+
+
+def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Inflate a (possibly multi-member) gzip stream in bounded pieces."""
+    inflater = zlib.decompressobj(wbits=31)
+    for chunk in chunks:
+        data = chunk
+        while data:
+            out = inflater.decompress(data, READ_CHUNK)
+            if out:
+                yield out
+            data = inflater.unconsumed_tail
+            while not data and not inflater.eof:
+                out = inflater.decompress(b"", READ_CHUNK)
+                if not out:
+                    break
+                yield out
+            if inflater.eof:
+                data = inflater.unused_data + data
+                inflater = zlib.decompressobj(wbits=31)
+                if not data:
+                    break
+    tail = inflater.flush()
+    if tail:
+        yield tail
+
+
+def _skip(chunks: Iterator[bytes], offset: int) -> Iterator[bytes]:
+    for chunk in chunks:
+        if offset >= len(chunk):
+            offset -= len(chunk)
+            continue
+        yield chunk[offset:] if offset else chunk
+        offset = 0
+
+
+def _prefetch(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Read ahead in a thread so the event loop rarely waits on S3."""
+    q: queue.Queue[Any] = queue.Queue(PREFETCH_CHUNKS)
+    done = object()
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put(chunk, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the reader, which raises it
+            q.put(exc)
+
+    thread = threading.Thread(target=pump, name="s3-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+class S3Outputs:
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+
+    def put(self, key: str, body: bytes, content_type: str) -> None:
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type)
+
+
+class DynamoRunStore:
+    """Run records as one JSON document plus the attributes the conditions test."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._db = dynamodb
+        self._table = table
+
+    def create(self, run: RunRecord) -> bool:
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=self._item(run),
+                ConditionExpression="attribute_not_exists(run_id)",
+            )
+        except ClientError as exc:
+            if _conditional(exc):
+                return False
+            raise
+        return True
+
+    def get(self, run_id: str) -> RunRecord | None:
+        item = self._db.get_item(TableName=self._table, Key={"run_id": {"S": run_id}}, ConsistentRead=True).get("Item")
+        return RunRecord.from_item(orjson.loads(item["doc"]["S"])) if item else None
+
+    def claim(self, run_id: str, seq: int, owner: str) -> RunRecord | None:
+        return self._transition(
+            run_id,
+            owner,
+            condition="#s = :continuing AND seq = :seq",
+            values={":continuing": {"S": CONTINUING}, ":seq": {"N": str(seq)}},
+            bump=False,
+        )
+
+    def reopen(self, run_id: str, owner: str, *, force: bool) -> RunRecord | None:
+        condition = "#s IN (:stopped, :running, :continuing)" if force else "#s = :stopped"
+        values = {":stopped": {"S": STOPPED}}
+        if force:
+            values |= {":running": {"S": RUNNING}, ":continuing": {"S": CONTINUING}}
+        return self._transition(run_id, owner, condition=condition, values=values, bump=True)
+
+    def save(self, run: RunRecord, expected_seq: int) -> bool:
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=self._item(run),
+                ConditionExpression="#s = :running AND seq = :seq",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":running": {"S": RUNNING}, ":seq": {"N": str(expected_seq)}},
+            )
+        except ClientError as exc:
+            if _conditional(exc):
+                return False
+            raise
+        return True
+
+    def _transition(
+        self, run_id: str, owner: str, *, condition: str, values: dict[str, Any], bump: bool
+    ) -> RunRecord | None:
+        current = self.get(run_id)
+        if current is None:
+            return None
+        old_seq = current.seq
+        current.status = RUNNING
+        current.owner = owner
+        current.updated_at = time.time()
+        if bump:
+            current.seq += 1
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=self._item(current),
+                ConditionExpression=f"{condition} AND seq = :old",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={**values, ":old": {"N": str(old_seq)}},
+            )
+        except ClientError as exc:
+            if _conditional(exc):
+                return None
+            raise
+        return current
+
+    @staticmethod
+    def _item(run: RunRecord) -> dict[str, Any]:
+        return {
+            "run_id": {"S": run.run_id},
+            "status": {"S": run.status},
+            "seq": {"N": str(run.seq)},
+            "updated_at": {"N": str(int(run.updated_at))},
+            "expires_at": {"N": str(int(run.updated_at) + RUN_TTL_SECONDS)},
+            "doc": {"S": orjson.dumps(run.to_item()).decode()},
+        }
+
+
+def _conditional(exc: ClientError) -> bool:
+    return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+
+
+class LambdaContinuer:
+    """Hands the run to a fresh invocation of this function."""
+
+    def __init__(self, lambda_client: Any, function_name: str) -> None:
+        self._client = lambda_client
+        self._function = function_name
+
+    def invoke_async(self, payload: dict[str, Any]) -> None:
+        self._client.invoke(FunctionName=self._function, InvocationType="Event", Payload=orjson.dumps(payload))
+
+
+def read_api_key(secrets: Any, secret_id: str) -> str:
+    """The secret holds the key itself, or a JSON object with ``api_key``."""
+    value = secrets.get_secret_value(SecretId=secret_id)["SecretString"].strip()
+    if value.startswith("{"):
+        data = orjson.loads(value)
+        value = str(data.get("api_key", "")).strip()
+    if not value:
+        raise ValueError("the Braze API key secret is empty")
+    return str(value)

@@ -1,0 +1,513 @@
+"""The import pump: validated objects in, Braze requests out, every object settled exactly once.
+
+An object is *settled* once its fate is durable or final: accepted by Braze, rejected (by
+validation or by Braze), or written to the failed file. Everything read but not settled is
+*unsettled*; the checkpoint names the first unsettled element and the settled elements after it,
+so a resumed run sends exactly what was not settled before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+import orjson
+
+from .objects import Invalid, Kind, classify
+from .ports import BrazeAnswer, BrazeTrack, Clock, Delivery
+from .reader import Element, JsonSyntaxError, Position
+
+
+_SLICE_SECONDS = 1.0  # longest wait between two looks at the time limit
+
+
+class BatchRule(Enum):
+    COMBINED = "combined"  # at most N objects across attributes, events and purchases
+    PER_ARRAY = "per_array"  # legacy contracts: at most N in each array
+
+
+class AmbiguousPolicy(Enum):
+    RESEND = "resend"  # at-least-once for the batch, counted as ambiguous
+    FAIL = "fail"  # at-most-once: the batch goes to the failed file
+
+
+@dataclass(frozen=True, slots=True)
+class SendPolicy:
+    max_in_flight: int = 32
+    requests_per_second: float = 500.0
+    batch_rule: BatchRule = BatchRule.COMBINED
+    max_batch_objects: int = 75
+    max_batch_bytes: int = 4_000_000
+    max_attempts: int = 6
+    backoff_base_seconds: float = 0.5
+    backoff_cap_seconds: float = 20.0
+    ambiguous: AmbiguousPolicy = AmbiguousPolicy.RESEND
+
+
+@dataclass(slots=True)
+class Counters:
+    objects_read: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    ambiguous: int = 0  # objects in requests that got no answer after being sent
+    ambiguous_requests: int = 0
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    splits: int = 0
+
+    def add(self, other: Counters) -> Counters:
+        return Counters(**{k: v + getattr(other, k) for k, v in asdict(self).items()})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Counters:
+        data = data or {}
+        return cls(**{k: int(data.get(k, 0)) for k in cls.__dataclass_fields__})
+
+
+class RangeSet:
+    """Sorted, disjoint half-open index ranges [start, end)."""
+
+    def __init__(self, ranges: Iterable[tuple[int, int]] = ()) -> None:
+        self.ranges = sorted((int(a), int(b)) for a, b in ranges if b > a)
+        self._starts = [a for a, _ in self.ranges]
+
+    def __contains__(self, index: int) -> bool:
+        i = bisect.bisect_right(self._starts, index) - 1
+        return i >= 0 and index < self.ranges[i][1]
+
+    def to_list(self) -> list[list[int]]:
+        return [[a, b] for a, b in self.ranges]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    offset: int
+    index: int
+    skip: RangeSet = field(default_factory=RangeSet)
+
+    @property
+    def position(self) -> Position:
+        return Position(self.offset, self.index)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"offset": self.offset, "index": self.index, "skip": self.skip.to_list()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Checkpoint:
+        if not data:
+            return cls(0, 0)
+        return cls(int(data["offset"]), int(data["index"]), RangeSet(tuple(r) for r in data.get("skip", [])))
+
+
+class Outcome(Enum):
+    COMPLETED = "completed"  # every element read and settled
+    PAUSED = "paused"  # stopped dispatching before the time limit; continue from the checkpoint
+    STOPPED = "stopped"  # Braze refused the credentials; resume once fixed
+    INVALID_JSON = "invalid_json"  # the file stops being valid JSON
+
+
+@dataclass(slots=True)
+class PumpResult:
+    outcome: Outcome
+    checkpoint: Checkpoint
+    stop_reason: str | None = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Item:
+    index: int
+    offset: int
+    kind: Kind
+    obj: dict[str, Any]
+    size: int
+
+
+RecordSink = Callable[[dict[str, Any]], None]
+
+
+class Batch:
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Item]) -> None:
+        self.items = items
+
+    def body(self) -> bytes:
+        arrays: dict[str, list[dict[str, Any]]] = {}
+        for item in self.items:
+            arrays.setdefault(item.kind.value, []).append(item.obj)
+        return orjson.dumps(arrays)
+
+    def halves(self) -> tuple[Batch, Batch]:
+        mid = len(self.items) // 2
+        return Batch(self.items[:mid]), Batch(self.items[mid:])
+
+    def locate(self, input_array: str, index: int) -> Item | None:
+        """The item Braze means by (input_array, index)."""
+        seen = 0
+        for item in self.items:
+            if item.kind.value == input_array:
+                if seen == index:
+                    return item
+                seen += 1
+        return None
+
+
+class Batcher:
+    """Groups items into requests that respect Braze's object and size limits."""
+
+    _OVERHEAD = 64  # braces, array names, commas
+
+    def __init__(self, policy: SendPolicy) -> None:
+        self._policy = policy
+        self._items: list[Item] = []
+        self._per_kind: dict[Kind, int] = {}
+        self._bytes = self._OVERHEAD
+
+    def add(self, item: Item) -> Batch | None:
+        """Add an item; returns the batch it closed, if adding it would overflow the current one."""
+        closed = None
+        if self._items and not self._fits(item):
+            closed = self.flush()
+        self._items.append(item)
+        self._per_kind[item.kind] = self._per_kind.get(item.kind, 0) + 1
+        self._bytes += item.size + 1
+        if self._full():
+            assert closed is None
+            return self.flush()
+        return closed
+
+    def flush(self) -> Batch | None:
+        if not self._items:
+            return None
+        batch = Batch(self._items)
+        self._items = []
+        self._per_kind = {}
+        self._bytes = self._OVERHEAD
+        return batch
+
+    def _fits(self, item: Item) -> bool:
+        if self._bytes + item.size + 1 > self._policy.max_batch_bytes:
+            return False
+        if self._policy.batch_rule is BatchRule.PER_ARRAY:
+            return self._per_kind.get(item.kind, 0) < self._policy.max_batch_objects
+        return len(self._items) < self._policy.max_batch_objects
+
+    def _full(self) -> bool:
+        if self._policy.batch_rule is BatchRule.PER_ARRAY:
+            return all(self._per_kind.get(k, 0) >= self._policy.max_batch_objects for k in Kind)
+        return len(self._items) >= self._policy.max_batch_objects
+
+
+class Governor:
+    """Paces requests: a token bucket at this run's share of the workspace limit, a pause when
+    Braze says the window is used up (X-RateLimit-Remaining) or answers 429, and a gentle slow-down
+    after each 429 that recovers with successes."""
+
+    def __init__(self, policy: SendPolicy, clock: Clock) -> None:
+        self._clock = clock
+        self._max_rate = policy.requests_per_second
+        self._rate = policy.requests_per_second
+        self._tokens = 1.0
+        self._stamp = clock.monotonic()
+        self._paused_until = 0.0
+        self.in_flight = 0
+
+    async def acquire(self, should_stop: Callable[[], bool]) -> bool:
+        """Wait for permission to send one request; False if the run is stopping."""
+        while not should_stop():
+            now = self._clock.monotonic()
+            if now < self._paused_until:
+                await self._clock.sleep(min(self._paused_until - now, _SLICE_SECONDS))
+                continue
+            self._tokens = min(max(1.0, self._rate / 10), self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return True
+            await self._clock.sleep((1.0 - self._tokens) / self._rate)
+        return False
+
+    def observe(self, answer: BrazeAnswer) -> None:
+        """Pause before the window runs out rather than collect 429s."""
+        if answer.remaining is not None and answer.reset_at is not None and answer.remaining <= self.in_flight:
+            self._pause_until_reset(answer.reset_at)
+
+    def throttled(self, answer: BrazeAnswer, fallback_seconds: float) -> None:
+        self._rate = max(self._max_rate * 0.05, self._rate * 0.7)
+        if answer.reset_at is not None:
+            self._pause_until_reset(answer.reset_at)
+        else:
+            self._pause_for(fallback_seconds * (1 + self._clock.jitter()))
+
+    def succeeded(self) -> None:
+        if self._rate < self._max_rate:
+            self._rate = min(self._max_rate, self._rate + self._max_rate * 0.02)
+
+    def _pause_until_reset(self, reset_at: float) -> None:
+        # Jitter spreads the restart of runs that share the workspace's window.
+        self._pause_for(max(0.0, reset_at - self._clock.time()) + 0.25 * self._clock.jitter())
+
+    def _pause_for(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, self._clock.monotonic() + seconds)
+
+
+class Pump:
+    """Reads elements, validates, batches and sends them with bounded concurrency."""
+
+    def __init__(
+        self,
+        braze: BrazeTrack,
+        policy: SendPolicy,
+        clock: Clock,
+        *,
+        on_reject: RecordSink,
+        on_failed: RecordSink,
+        counters: Counters | None = None,
+    ) -> None:
+        self._braze = braze
+        self._policy = policy
+        self._clock = clock
+        self._on_reject = on_reject
+        self._on_failed = on_failed
+        self.counters = counters or Counters()
+        self.failure_reasons: dict[str, int] = {}
+        self._governor = Governor(policy, clock)
+        self._slots = asyncio.Semaphore(policy.max_in_flight)
+        self._stopping = asyncio.Event()
+        self._stop_reason: str | None = None
+        self._unsettled: dict[int, int] = {}  # index -> offset
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._dispatched = 0
+        self._keep_going: Callable[[], bool] = lambda: True
+
+    async def run(
+        self,
+        elements: Iterable[Element],
+        start: Checkpoint,
+        keep_going: Callable[[], bool],
+    ) -> PumpResult:
+        """Send everything from ``start``. Once the first batch is dispatched, ``keep_going()`` is
+        asked at every wait; when it turns False the pump stops dispatching, lets requests in
+        flight finish and returns a checkpoint naming exactly what is still unsettled."""
+        self._keep_going = keep_going
+        batcher = Batcher(self._policy)
+        next_read = start.position
+        outcome = Outcome.COMPLETED
+        error = None
+        try:
+            for element in elements:
+                look = (element.index & 0xFFF) == 0  # also look now and then when nothing is sent
+                if element.index not in start.skip:
+                    self.counters.objects_read += 1
+                    item = self._admit(element)
+                    if item is not None and (batch := batcher.add(item)) is not None:
+                        await self._dispatch(batch)
+                        look = True
+                next_read = Position(element.end, element.index + 1)
+                if look and self._should_stop():
+                    outcome = Outcome.PAUSED  # what is still in the batcher stays unsettled
+                    break
+            else:
+                if (batch := batcher.flush()) is not None:
+                    await self._dispatch(batch)
+        except JsonSyntaxError as exc:
+            outcome = Outcome.INVALID_JSON
+            error = {"offset": exc.offset, "message": exc.message}
+            if (batch := batcher.flush()) is not None:
+                await self._dispatch(batch)
+        await self._drain()
+        if self._stop_reason is not None:
+            outcome = Outcome.STOPPED
+        elif outcome is Outcome.COMPLETED and self._unsettled:
+            outcome = Outcome.PAUSED  # the time limit came while retries were pending
+        return PumpResult(outcome, self._checkpoint(next_read), self._stop_reason, error)
+
+    def _should_stop(self) -> bool:
+        if not self._stopping.is_set() and (self._dispatched or self.counters.rejected) and not self._keep_going():
+            self._stopping.set()
+        return self._stopping.is_set()
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def _admit(self, element: Element) -> Item | None:
+        if element.error is not None:
+            self._reject(element.index, element.offset, "json", element.error)
+            return None
+        try:
+            kind = classify(element.value)
+        except Invalid as exc:
+            self._reject(element.index, element.offset, "validation", exc.reason)
+            return None
+        self._unsettled[element.index] = element.offset
+        return Item(element.index, element.offset, kind, element.value, element.size)
+
+    def _reject(self, index: int, offset: int, source: str, reason: str) -> None:
+        self.counters.rejected += 1
+        self._on_reject({"index": index, "offset": offset, "source": source, "reason": reason})
+
+    # -- sending -----------------------------------------------------------------------------
+
+    async def _dispatch(self, batch: Batch) -> None:
+        await self._slots.acquire()
+        if self._stopping.is_set():
+            self._slots.release()
+            return
+        self._dispatched += 1
+        task = asyncio.ensure_future(self._send_in_slot(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_in_slot(self, batch: Batch) -> None:
+        try:
+            await self._send(batch)
+        finally:
+            self._slots.release()
+
+    async def _send(self, batch: Batch) -> None:
+        body = batch.body()
+        if len(body) > self._policy.max_batch_bytes and len(batch.items) > 1:
+            await self._split(batch)
+            return
+        attempt = 0
+        while True:
+            if not await self._governor.acquire(self._should_stop):
+                return  # stopping: the batch stays unsettled and is sent by the next invocation
+            self.counters.requests += 1
+            self._governor.in_flight += 1
+            try:
+                answer = await self._braze.track(body)
+            finally:
+                self._governor.in_flight -= 1
+            if answer.delivery is Delivery.ANSWERED:
+                self._governor.observe(answer)
+                status = answer.status
+                if 200 <= status < 300:
+                    self._governor.succeeded()
+                    self._accept(batch, answer)
+                    return
+                if status == 429:
+                    self.counters.throttled += 1
+                    self._governor.throttled(answer, self._backoff(1))
+                    continue  # not stored: resend, it does not use up an attempt
+                if status in (401, 403):
+                    self._stop_reason = f"braze_auth_{status}"
+                    self._stopping.set()
+                    return
+                if status in (400, 413) and len(batch.items) > 1:
+                    await self._split(batch)  # nothing was stored: isolate the offending objects
+                    return
+                if status == 400:
+                    self._reject_batch(batch, "braze", _braze_message(answer, "rejected by Braze (400)"))
+                    return
+                if status == 413:
+                    self._reject_batch(batch, "braze", "object too large for Braze (413)")
+                    return
+                reason = f"http_{status}"
+            elif answer.delivery is Delivery.AMBIGUOUS:
+                self.counters.ambiguous += len(batch.items)
+                self.counters.ambiguous_requests += 1
+                if self._policy.ambiguous is AmbiguousPolicy.FAIL:
+                    self._fail(batch, f"ambiguous_{answer.detail or 'no_answer'}")
+                    return
+                reason = f"ambiguous_{answer.detail or 'no_answer'}"
+            else:
+                reason = f"not_sent_{answer.detail or 'connection'}"
+            attempt += 1
+            if attempt >= self._policy.max_attempts:
+                self._fail(batch, reason)
+                return
+            self.counters.retries += 1
+            if not await self._sleep(self._backoff(attempt)):
+                return
+
+    async def _split(self, batch: Batch) -> None:
+        self.counters.splits += 1
+        for half in batch.halves():
+            if self._stopping.is_set():
+                return
+            await self._send(half)
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep in short slices, giving up as soon as the run is stopping; False if it is."""
+        deadline = self._clock.monotonic() + seconds
+        while not self._should_stop():
+            left = deadline - self._clock.monotonic()
+            if left <= 0:
+                return True
+            await self._clock.sleep(min(left, _SLICE_SECONDS))
+        return False
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self._policy.backoff_cap_seconds, self._policy.backoff_base_seconds * 2 ** (attempt - 1))
+        return ceiling * (0.5 + 0.5 * self._clock.jitter())
+
+    # -- settling ----------------------------------------------------------------------------
+
+    def _accept(self, batch: Batch, answer: BrazeAnswer) -> None:
+        refused: dict[int, str] = {}
+        for error in answer.body.get("errors") or []:
+            if not isinstance(error, dict):
+                continue
+            item = batch.locate(str(error.get("input_array", "")), _int(error.get("index")))
+            if item is not None:
+                refused[item.index] = str(error.get("type") or "rejected by Braze")
+        for item in batch.items:
+            del self._unsettled[item.index]
+            reason = refused.get(item.index)
+            if reason is None:
+                self.counters.accepted += 1
+            else:
+                self.counters.rejected += 1
+                self._on_reject({"index": item.index, "offset": item.offset, "source": "braze", "reason": reason})
+
+    def _reject_batch(self, batch: Batch, source: str, reason: str) -> None:
+        for item in batch.items:
+            del self._unsettled[item.index]
+            self._reject(item.index, item.offset, source, reason)
+
+    def _fail(self, batch: Batch, reason: str) -> None:
+        self.failure_reasons[reason] = self.failure_reasons.get(reason, 0) + len(batch.items)
+        for item in batch.items:
+            del self._unsettled[item.index]
+            self.counters.failed += 1
+            self._on_failed(item.obj)
+
+    async def _drain(self) -> None:
+        while self._tasks:
+            done, _ = await asyncio.wait(set(self._tasks), timeout=_SLICE_SECONDS)
+            for task in done:
+                task.result()  # an unexpected error in a send surfaces here
+            self._should_stop()
+
+    def _checkpoint(self, next_read: Position) -> Checkpoint:
+        if not self._unsettled:
+            return Checkpoint(next_read.offset, next_read.index)
+        first = min(self._unsettled)
+        settled: list[tuple[int, int]] = []
+        run_start = first
+        for index in sorted(self._unsettled):
+            if index > run_start:
+                settled.append((run_start, index))
+            run_start = index + 1
+        if next_read.index > run_start:
+            settled.append((run_start, next_read.index))
+        return Checkpoint(self._unsettled[first], first, RangeSet(settled))
+
+
+def _braze_message(answer: BrazeAnswer, default: str) -> str:
+    message = answer.body.get("message")
+    return f"Braze: {message}" if isinstance(message, str) and message else default
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1

@@ -1,0 +1,121 @@
+"""Importer Lambda: S3 notifications start runs, asynchronous self-invocations continue them.
+
+Events it accepts:
+- an S3 ObjectCreated notification (one or more records);
+- ``{"action": "continue", "run_id": …, "seq": …}``, sent by the function to itself;
+- ``{"action": "resume", "run_id": …, "force": false}``, the operator's command to resume a
+  stopped run (``force`` also takes over a run whose invocation died).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from contextlib import asynccontextmanager
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from .aws import DynamoRunStore, LambdaContinuer, S3Outputs, S3Source, read_api_key
+from .braze_http import braze_client
+from .ports import ObjectRef, SystemClock
+from .service import Deps, InvocationResult, handle_continue, handle_resume, handle_start
+from .settings import get_settings
+
+logger = Logger(service="braze-importer")
+metrics = Metrics(namespace="BrazeImport", service="braze-importer")
+
+
+@cache
+def _deps() -> Deps:
+    settings = get_settings()
+    s3 = boto3.client("s3")
+    api_key_cache: dict[str, str] = {}
+
+    @asynccontextmanager
+    async def braze():  # type: ignore[no-untyped-def]
+        if "key" not in api_key_cache:
+            api_key_cache["key"] = read_api_key(boto3.client("secretsmanager"), settings.braze_api_key_secret)
+        async with braze_client(
+            settings.braze_rest_endpoint,
+            api_key_cache["key"],
+            max_in_flight=settings.max_in_flight,
+            timeout_seconds=settings.request_timeout_seconds,
+        ) as client:
+            yield client
+
+    return Deps(
+        store=DynamoRunStore(boto3.client("dynamodb"), settings.runs_table),
+        source=S3Source(s3),
+        outputs=S3Outputs(s3, settings.bucket),
+        continuer=LambdaContinuer(boto3.client("lambda"), settings.function_name),
+        braze_factory=braze,
+        clock=SystemClock(),
+        policy=settings.policy(),
+        layout=settings.layout(),
+        max_hops=settings.max_hops,
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps = _deps()
+    margin_ms = get_settings().safety_margin_seconds * 1000
+
+    def keep_going() -> bool:
+        return bool(context.get_remaining_time_in_millis() > margin_ms)
+
+    owner = context.aws_request_id
+    results: list[InvocationResult] = []
+    action = event.get("action")
+    if action == "continue":
+        results.append(handle_continue(str(event["run_id"]), int(event["seq"]), owner, deps, keep_going))
+    elif action == "resume":
+        results.append(handle_resume(str(event["run_id"]), owner, deps, keep_going, force=bool(event.get("force"))))
+    elif "Records" in event:
+        for record in event["Records"]:
+            ref = _object_ref(record)
+            if ref is None:
+                continue
+            results.append(handle_start(ref, owner, deps, keep_going))
+    else:
+        raise ValueError("unrecognised event: expected an S3 notification or an action")
+    for result in results:
+        _record(result)
+    return {"runs": [{"run_id": r.run_id, "status": r.status, "report": r.report} for r in results]}
+
+
+def _object_ref(record: dict[str, Any]) -> ObjectRef | None:
+    s3 = record.get("s3")
+    if not s3 or not str(record.get("eventName", "")).startswith("ObjectCreated"):
+        return None
+    obj = s3["object"]
+    return ObjectRef(
+        bucket=s3["bucket"]["name"],
+        key=urllib.parse.unquote_plus(obj["key"]),
+        version_id=obj.get("versionId"),
+        etag=obj.get("eTag"),
+        size=obj.get("size"),
+    )
+
+
+def _record(result: InvocationResult) -> None:
+    logger.info("run invocation finished", extra={"run_id": result.run_id, "status": result.status})
+    delta = result.delta
+    for name, value in (
+        ("ObjectsRead", delta.objects_read),
+        ("ObjectsAccepted", delta.accepted),
+        ("ObjectsRejected", delta.rejected),
+        ("ObjectsFailed", delta.failed),
+        ("ObjectsAmbiguous", delta.ambiguous),
+        ("Requests", delta.requests),
+        ("Retries", delta.retries),
+        ("Throttled", delta.throttled),
+    ):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if result.status == "stopped":
+        metrics.add_metric(name="RunsStopped", unit=MetricUnit.Count, value=1)

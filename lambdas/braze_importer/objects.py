@@ -1,0 +1,133 @@
+"""What a valid /users/track object is, and which array of the request it belongs to.
+
+Reasons name the field and the rule, never the value: values may be personal data and reasons go
+into reports and logs.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+
+class Kind(Enum):
+    ATTRIBUTES = "attributes"
+    EVENT = "events"
+    PURCHASE = "purchases"
+
+
+PRIMARY_IDENTIFIERS = ("external_id", "braze_id", "user_alias")
+SECONDARY_IDENTIFIERS = ("email", "phone")  # identify the user only when no primary one is given
+
+# Braze also accepts yyyy-MM-dd'T'HH:mm:ss:SSSZ, which ISO parsing does not.
+_BRAZE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}:\d{3}(Z|[+-]\d{2}:?\d{2})$")
+_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+
+
+class Invalid(Exception):
+    """The object cannot be sent; ``reason`` says which field breaks which rule."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def classify(obj: Any) -> Kind:
+    """Return the object's kind, or raise :class:`Invalid`."""
+    if not isinstance(obj, dict):
+        raise Invalid(f"element is a JSON {_json_type(obj)}, not an object")
+    _check_identifier(obj)
+    if "product_id" in obj:
+        _check_purchase(obj)
+        return Kind.PURCHASE
+    if "name" in obj:
+        _check_event(obj)
+        return Kind.EVENT
+    return Kind.ATTRIBUTES
+
+
+def _check_identifier(obj: dict[str, Any]) -> None:
+    present = [k for k in PRIMARY_IDENTIFIERS if obj.get(k) is not None]
+    if len(present) > 1:
+        raise Invalid(f"more than one identifier ({', '.join(present)}); give exactly one")
+    if present:
+        key = present[0]
+        value = obj[key]
+        if key == "user_alias":
+            if not (
+                isinstance(value, dict)
+                and isinstance(value.get("alias_name"), str)
+                and isinstance(value.get("alias_label"), str)
+            ):
+                raise Invalid("user_alias: must be an object with string alias_name and alias_label")
+        elif not isinstance(value, str) or not value:
+            raise Invalid(f"{key}: must be a non-empty string")
+        return
+    for key in SECONDARY_IDENTIFIERS:
+        value = obj.get(key)
+        if value is not None:
+            if not isinstance(value, str) or not value:
+                raise Invalid(f"{key}: must be a non-empty string")
+            return
+    raise Invalid("no identifier: one of external_id, braze_id, user_alias, email or phone is required")
+
+
+def _check_event(obj: dict[str, Any]) -> None:
+    name = obj.get("name")
+    if not isinstance(name, str) or not name:
+        raise Invalid("name: must be a non-empty string")
+    _check_time(obj)
+    _check_properties(obj)
+
+
+def _check_purchase(obj: dict[str, Any]) -> None:
+    product_id = obj.get("product_id")
+    if not isinstance(product_id, str) or not product_id:
+        raise Invalid("product_id: must be a non-empty string")
+    currency = obj.get("currency")
+    if not isinstance(currency, str) or not _CURRENCY.match(currency):
+        raise Invalid("currency: must be a three-letter ISO 4217 code")
+    price = obj.get("price")
+    if isinstance(price, bool) or not isinstance(price, int | float):
+        raise Invalid("price: must be a number")
+    quantity = obj.get("quantity")
+    if quantity is not None and (isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= 100):
+        raise Invalid("quantity: must be an integer from 1 to 100")
+    _check_time(obj)
+    _check_properties(obj)
+
+
+def _check_time(obj: dict[str, Any]) -> None:
+    value = obj.get("time")
+    if value is None:
+        raise Invalid("time: is required")
+    if not isinstance(value, str):
+        raise Invalid("time: must be an ISO 8601 string")
+    if _BRAZE_TIME.match(value):
+        return
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise Invalid("time: is not an ISO 8601 datetime") from None
+
+
+def _check_properties(obj: dict[str, Any]) -> None:
+    props = obj.get("properties")
+    if props is not None and not isinstance(props, dict):
+        raise Invalid("properties: must be an object")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "value"

@@ -1,0 +1,327 @@
+"""Streaming reader for JSON arrays and JSON Lines that knows where every element starts.
+
+Resuming a run needs the exact position of the next object not yet acknowledged by Braze, and
+reporting a syntax error needs its position. Streaming JSON parsers do not report byte offsets, so
+this module frames the stream itself: it finds the byte range of each top-level element (one
+C-level regex match per element for everything up to six levels of nesting, an incremental scanner
+for deeper or very large elements) and decodes each element on its own. A run can then restart at
+any element boundary with an S3 range request, at the cost of reading nothing twice.
+
+Positions are offsets into the *decompressed* bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import orjson
+
+CHUNK_SIZE = 1 << 20
+# An element longer than this cannot be sent to Braze (a request is at most 4 MB), so it is
+# skipped as a reject without being buffered whole.
+MAX_ELEMENT_BYTES = 4 << 20
+
+_STR = rb'"(?:[^"\\]++|\\.)*+"'
+
+
+def _container(depth: int) -> bytes:
+    if depth == 0:
+        inner = rb"(?:[^\[\]{}\"]++|" + _STR + rb")*+"
+    else:
+        inner = rb"(?:[^\[\]{}\"]++|" + _STR + rb"|" + _container(depth - 1) + rb")*+"
+    return rb"(?:\{" + inner + rb"\}|\[" + inner + rb"\])"
+
+
+# One element (container, string or scalar), then the separator that ends it.
+_ELEMENT = re.compile(
+    rb"[ \t\r\n]*+(" + _container(5) + rb"|" + _STR + rb"|[^\s,\[\]{}\"]++)[ \t\r\n]*+(,|\])"
+)
+_WS = re.compile(rb"[ \t\r\n]*+")
+_WS_BYTES = b" \t\r\n"
+
+
+class Format(Enum):
+    ARRAY = "array"
+    LINES = "lines"
+
+
+class JsonSyntaxError(Exception):
+    """The file stops being valid JSON at ``offset`` (decompressed bytes)."""
+
+    def __init__(self, offset: int, message: str) -> None:
+        super().__init__(f"invalid JSON at byte {offset}: {message}")
+        self.offset = offset
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where the next element starts: its byte offset and its index among the file's elements."""
+
+    offset: int
+    index: int
+
+
+@dataclass(slots=True)
+class Element:
+    """One top-level element: its decoded value, or why it has none."""
+
+    index: int
+    offset: int  # where the element starts
+    end: int  # where the search for the next element starts
+    size: int = 0  # bytes of the element's text
+    value: Any = None
+    error: str | None = None  # set when the element could not be kept or decoded
+
+
+START = Position(offset=0, index=0)
+
+
+class _Buffer:
+    """A sliding window over a chunked byte stream, addressed by absolute offsets."""
+
+    def __init__(self, chunks: Iterable[bytes], base: int) -> None:
+        self._chunks = iter(chunks)
+        self.data = b""
+        self.base = base  # absolute offset of data[0]
+        self.eof = False
+
+    def fill(self) -> bool:
+        """Append the next chunk; False at end of stream."""
+        for chunk in self._chunks:
+            if chunk:
+                self.data += chunk
+                return True
+        self.eof = True
+        return False
+
+    def drop_before(self, pos: int) -> None:
+        """Forget bytes before relative position ``pos``."""
+        if pos > 0:
+            self.data = self.data[pos:]
+            self.base += pos
+
+
+def iter_elements(chunks: Iterable[bytes], fmt: Format, start: Position = START) -> Iterator[Element]:
+    """Yield every top-level element from ``start`` on, in order, with its index and offset.
+
+    ``chunks`` is the decompressed stream beginning at ``start.offset``. For an array, an offset
+    other than 0 must be the start of an element (as a previous run's :class:`Position` is).
+    Raises :class:`JsonSyntaxError` where an array stops being valid JSON; in JSON Lines a bad
+    line is yielded as an element with ``error`` set and reading goes on.
+    """
+    if fmt is Format.LINES:
+        yield from _iter_lines(chunks, start)
+    else:
+        yield from _iter_array(chunks, start)
+
+
+def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
+    buf = _Buffer(chunks, start.offset)
+    index = start.index
+    pos = 0
+    while True:
+        nl = buf.data.find(b"\n", pos)
+        if nl < 0:
+            if buf.eof:
+                if pos < len(buf.data):
+                    end = buf.base + len(buf.data)
+                    element = _line_element(buf.data[pos:], index, buf.base + pos, end)
+                    if element is not None:
+                        yield element
+                return
+            if len(buf.data) - pos > MAX_ELEMENT_BYTES:
+                offset = buf.base + pos
+                pos = _skip_long_line(buf, pos)
+                end = buf.base + pos if pos >= 0 else buf.base + len(buf.data)
+                yield Element(index, offset, end, error=f"line longer than {MAX_ELEMENT_BYTES} bytes")
+                index += 1
+                if pos < 0:
+                    return
+                continue
+            buf.drop_before(pos)
+            pos = 0
+            buf.fill()
+            continue
+        element = _line_element(buf.data[pos:nl], index, buf.base + pos, buf.base + nl + 1)
+        if element is not None:
+            yield element
+            index += 1
+        pos = nl + 1
+
+
+def _skip_long_line(buf: _Buffer, pos: int) -> int:
+    """Discard bytes up to the end of the current line; relative position after it, or -1 at EOF."""
+    while True:
+        nl = buf.data.find(b"\n", pos)
+        if nl >= 0:
+            return nl + 1
+        buf.drop_before(len(buf.data))
+        pos = 0
+        if not buf.fill():
+            return -1
+
+
+def _line_element(line: bytes, index: int, offset: int, end: int) -> Element | None:
+    stripped = line.strip(_WS_BYTES)
+    if not stripped:
+        return None  # blank lines are not elements
+    try:
+        return Element(index, offset, end, len(stripped), orjson.loads(stripped))
+    except orjson.JSONDecodeError as exc:
+        return Element(index, offset, end, len(stripped), error=f"line is not valid JSON ({_short(exc)})")
+
+
+def _short(exc: orjson.JSONDecodeError) -> str:
+    # orjson's message names the problem and a position; it never quotes the document.
+    return str(exc.msg) if hasattr(exc, "msg") else "decode error"
+
+
+def _iter_array(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
+    buf = _Buffer(chunks, start.offset)
+    index = start.index
+    pos = 0
+    if start.offset == 0:
+        pos = _expect_open_bracket(buf)
+        if pos < 0:
+            return
+    match = _ELEMENT.match
+    while True:
+        m = match(buf.data, pos)
+        if m is not None:  # the match includes the separator, so the element is complete
+            offset = buf.base + m.start(1)
+            raw = m.group(1)
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise JsonSyntaxError(offset, f"element {index} is not valid JSON ({_short(exc)})") from None
+            yield Element(index, offset, buf.base + m.end(), len(raw), value)
+            index += 1
+            pos = m.end()
+            if m.group(2) == b"]":
+                _expect_end(buf, pos)
+                return
+            if pos > CHUNK_SIZE:
+                buf.drop_before(pos)
+                pos = 0
+            continue
+        # No complete element in the window: skip whitespace, then either read more or fall
+        # back to the incremental scanner (deep nesting, huge elements, syntax errors).
+        ws = _WS.match(buf.data, pos)
+        pos = ws.end() if ws else pos
+        if pos < len(buf.data) and buf.data[pos] in b",]":
+            if buf.data[pos] == 0x5D and index == start.index and start.offset == 0:
+                _expect_end(buf, pos + 1)  # empty array
+                return
+            raise JsonSyntaxError(buf.base + pos, "expected a value")
+        if not buf.eof and len(buf.data) - pos < MAX_ELEMENT_BYTES:
+            buf.drop_before(pos)
+            pos = 0
+            if buf.fill():
+                continue
+        if pos >= len(buf.data) and buf.eof:
+            raise JsonSyntaxError(buf.base + pos, "unexpected end of file inside the array")
+        element, pos, closed = _scan_element(buf, pos, index)
+        element.end = buf.base + pos
+        yield element
+        index += 1
+        if closed:
+            _expect_end(buf, pos)
+            return
+
+
+def _expect_open_bracket(buf: _Buffer) -> int:
+    """Position just after the opening bracket; -1 for an empty file."""
+    while True:
+        ws = _WS.match(buf.data)
+        pos = ws.end() if ws else 0
+        if pos < len(buf.data):
+            break
+        if not buf.fill():
+            if buf.data.strip(_WS_BYTES) == b"":
+                raise JsonSyntaxError(buf.base + len(buf.data), "the file is empty")
+    if buf.data[pos] != 0x5B:
+        raise JsonSyntaxError(
+            buf.base + pos,
+            "the top level must be an array of objects (use .jsonl or .ndjson for one object per line)",
+        )
+    return pos + 1
+
+
+def _expect_end(buf: _Buffer, pos: int) -> None:
+    """Only whitespace may follow the closing bracket."""
+    while True:
+        ws = _WS.match(buf.data, pos)
+        pos = ws.end() if ws else pos
+        if pos < len(buf.data):
+            raise JsonSyntaxError(buf.base + pos, "unexpected data after the closing bracket")
+        buf.drop_before(pos)
+        pos = 0
+        if not buf.fill():
+            return
+
+
+def _scan_element(buf: _Buffer, pos: int, index: int) -> tuple[Element, int, bool]:
+    """Scan one element byte by byte from ``pos``; returns it, the position after its separator,
+    and whether the separator was the closing bracket. Elements over MAX_ELEMENT_BYTES are not
+    kept (they could never be sent) but still delimited exactly."""
+    start_abs = buf.base + pos
+    depth = 0
+    in_string = False
+    escape = False
+    kept: list[bytes] | None = []
+    kept_size = 0
+    i = pos
+    while True:
+        data = buf.data
+        n = len(data)
+        while i < n:
+            c = data[i]
+            if in_string:
+                if escape:
+                    escape = False
+                elif c == 0x5C:
+                    escape = True
+                elif c == 0x22:
+                    in_string = False
+            elif c == 0x22:
+                in_string = True
+            elif c in (0x7B, 0x5B):
+                depth += 1
+            elif c in (0x7D, 0x5D):
+                if depth == 0:
+                    if c == 0x7D:
+                        raise JsonSyntaxError(buf.base + i, "unbalanced '}'")
+                    return _finish(buf, pos, i, kept, start_abs, index, closed=True)
+                depth -= 1
+            elif c == 0x2C and depth == 0:
+                return _finish(buf, pos, i, kept, start_abs, index, closed=False)
+            i += 1
+        # Window exhausted: keep or drop what was scanned, then read more.
+        if kept is not None:
+            kept.append(data[pos:i])
+            kept_size += i - pos
+            if kept_size > MAX_ELEMENT_BYTES:
+                kept = None
+        buf.drop_before(i)
+        pos = i = 0
+        if not buf.fill():
+            raise JsonSyntaxError(buf.base, "unexpected end of file inside the array")
+
+
+def _finish(
+    buf: _Buffer, pos: int, sep: int, kept: list[bytes] | None, start_abs: int, index: int, *, closed: bool
+) -> tuple[Element, int, bool]:
+    if kept is None or sum(map(len, kept)) + (sep - pos) > MAX_ELEMENT_BYTES:
+        too_large = f"object larger than {MAX_ELEMENT_BYTES} bytes"
+        return Element(index, start_abs, -1, error=too_large), sep + 1, closed
+    raw = b"".join(kept) + buf.data[pos:sep]
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise JsonSyntaxError(start_abs, f"element {index} is not valid JSON ({_short(exc)})") from None
+    return Element(index, start_abs, -1, len(raw), value), sep + 1, closed

@@ -1,0 +1,86 @@
+"""Run records: who owns a run, where it stands, and the conditional writes that hand it on.
+
+A run is one import of one object version. Its record moves through these states:
+
+    running ──pause──▶ continuing ──claim──▶ running ──finish──▶ completed
+       │                                       │
+       └──────────stop (auth, invalid JSON, hop limit)──▶ stopped ──resume──▶ running
+
+Every transition is a conditional write on (status, seq): a duplicated S3 notification or a
+duplicated asynchronous invocation loses the race and sends nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+RUNNING = "running"
+CONTINUING = "continuing"
+COMPLETED = "completed"
+STOPPED = "stopped"
+
+
+@dataclass(slots=True)
+class RunRecord:
+    run_id: str
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None
+    format: str
+    gzip: bool
+    status: str = RUNNING
+    seq: int = 1
+    owner: str = ""
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    failure_reasons: dict[str, int] = field(default_factory=dict)
+    invocations: int = 0
+    active_seconds: float = 0.0
+    started_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    stop_reason: str | None = None
+    error: dict[str, Any] | None = None
+    outputs: dict[str, int] = field(default_factory=dict)  # files written per kind
+
+    @property
+    def tag(self) -> str:
+        """A short, stable name for the run's output files."""
+        return hashlib.sha256(self.run_id.encode()).hexdigest()[:12]
+
+    def to_item(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> RunRecord:
+        known = {k: item[k] for k in cls.__dataclass_fields__ if k in item}
+        return cls(**known)
+
+
+def run_id_for(bucket: str, key: str, version_id: str | None, etag: str | None) -> str:
+    """One run per object version: a re-uploaded file is a new run, a duplicated event is not."""
+    return f"{bucket}/{key}#{version_id or etag or 'unversioned'}"
+
+
+class RunStore(Protocol):
+    def create(self, run: RunRecord) -> bool:
+        """Store a new run; False if a run with that id exists."""
+        ...
+
+    def get(self, run_id: str) -> RunRecord | None: ...
+
+    def claim(self, run_id: str, seq: int, owner: str) -> RunRecord | None:
+        """continuing(seq) → running; None if someone else got there first."""
+        ...
+
+    def reopen(self, run_id: str, owner: str, *, force: bool) -> RunRecord | None:
+        """stopped → running with seq+1 (with ``force`` also a running or continuing run whose
+        invocation died); None if the run is not in such a state."""
+        ...
+
+    def save(self, run: RunRecord, expected_seq: int) -> bool:
+        """Write the run if it is still running at ``expected_seq``; False if not."""
+        ...

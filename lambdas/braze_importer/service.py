@@ -1,0 +1,232 @@
+"""One invocation of an import run: claim, pump from the checkpoint, write outputs, hand on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy
+from .ports import BrazeTrack, Clock, Continuer, ObjectRef, ObjectSource, OutputStore
+from .reader import Format, iter_elements
+from .runs import COMPLETED, CONTINUING, STOPPED, RunRecord, RunStore, run_id_for
+
+OUTPUT_PART_BYTES = 8 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where outputs go: never under the incoming prefix, so they cannot start a run."""
+
+    incoming_prefix: str
+    reports_prefix: str
+    rejects_prefix: str
+    failed_prefix: str
+
+    def relative(self, key: str) -> str:
+        return key[len(self.incoming_prefix) :] if key.startswith(self.incoming_prefix) else key
+
+    def report_key(self, run: RunRecord) -> str:
+        return f"{self.reports_prefix}{self.relative(run.key)}/{run.tag}.json"
+
+    def output_prefix(self, run: RunRecord, kind: str) -> str:
+        base = self.rejects_prefix if kind == "rejects" else self.failed_prefix
+        return f"{base}{self.relative(run.key)}/{run.tag}/"
+
+    def output_key(self, run: RunRecord, kind: str, part: int) -> str:
+        return f"{self.output_prefix(run, kind)}part-{run.seq:05d}-{part:03d}.jsonl"
+
+
+@dataclass(slots=True)
+class Deps:
+    store: RunStore
+    source: ObjectSource
+    outputs: OutputStore
+    continuer: Continuer
+    braze_factory: Callable[[], Any]  # an async context manager yielding a BrazeTrack
+    clock: Clock
+    policy: SendPolicy
+    layout: Layout
+    max_hops: int = 1000
+
+
+@dataclass(slots=True)
+class InvocationResult:
+    run_id: str
+    status: str  # completed | continuing | stopped | duplicate
+    delta: Counters = field(default_factory=Counters)
+    report: dict[str, Any] | None = None
+
+
+def format_for(key: str) -> Format | None:
+    """JSON Lines by suffix; a ``.json`` must be an array. None for keys this importer ignores."""
+    name = key[:-3] if key.endswith(".gz") else key
+    if name.endswith((".jsonl", ".ndjson")):
+        return Format.LINES
+    if name.endswith(".json"):
+        return Format.ARRAY
+    return None
+
+
+def start(ref: ObjectRef, owner: str, deps: Deps) -> RunRecord | None:
+    """Claim a new run for an object version; None if this notification is a duplicate."""
+    fmt = format_for(ref.key)
+    if fmt is None:
+        return None
+    run = RunRecord(
+        run_id=run_id_for(ref.bucket, ref.key, ref.version_id, ref.etag),
+        bucket=ref.bucket,
+        key=ref.key,
+        version_id=ref.version_id,
+        etag=ref.etag,
+        format=fmt.value,
+        gzip=ref.key.endswith(".gz") or deps.source.is_gzip(ref),
+        owner=owner,
+    )
+    return run if deps.store.create(run) else None
+
+
+def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> InvocationResult:
+    """Pump the run from its checkpoint until done, stopped or out of time, then record it."""
+    began = time.monotonic()
+    checkpoint = Checkpoint.from_dict(run.checkpoint)
+    ref = ObjectRef(run.bucket, run.key, run.version_id, run.etag)
+    writer = _OutputWriter(run, deps)
+    chunks = deps.source.chunks(ref, checkpoint.offset, run.gzip)
+    elements = iter_elements(chunks, Format(run.format), checkpoint.position)
+
+    async def pump_it() -> tuple[Pump, Any]:
+        async with deps.braze_factory() as braze:
+            pump = Pump(braze, deps.policy, deps.clock, on_reject=writer.reject, on_failed=writer.failed)
+            return pump, await pump.run(elements, checkpoint, keep_going)
+
+    pump, result = asyncio.run(pump_it())
+    writer.flush()
+
+    seq = run.seq
+    run.counters = asdict(Counters.from_dict(run.counters).add(pump.counters))
+    for reason, count in pump.failure_reasons.items():
+        run.failure_reasons[reason] = run.failure_reasons.get(reason, 0) + count
+    run.invocations += 1
+    run.active_seconds += time.monotonic() - began
+    run.updated_at = time.time()
+    run.checkpoint = result.checkpoint.to_dict()
+    run.error = result.error
+    continue_after = False
+    if result.outcome is Outcome.COMPLETED:
+        run.status = COMPLETED
+    elif result.outcome is Outcome.PAUSED and run.invocations < deps.max_hops:
+        run.status = CONTINUING
+        run.seq = seq + 1
+        continue_after = True
+    else:
+        run.status = STOPPED
+        run.stop_reason = {
+            Outcome.STOPPED: result.stop_reason,
+            Outcome.INVALID_JSON: "invalid_json",
+            Outcome.PAUSED: "hop_limit",
+        }.get(result.outcome, "unknown")
+    report = build_report(run, deps.layout)
+    deps.outputs.put(deps.layout.report_key(run), orjson.dumps(report, option=orjson.OPT_INDENT_2), "application/json")
+    if not deps.store.save(run, expected_seq=seq):
+        # Someone took the run over (a forced resume); what this invocation settled is recorded
+        # in its output files, and the new owner resumes from the checkpoint it read.
+        return InvocationResult(run.run_id, "superseded", pump.counters, report)
+    if continue_after:
+        deps.continuer.invoke_async({"action": "continue", "run_id": run.run_id, "seq": run.seq})
+    return InvocationResult(run.run_id, run.status, pump.counters, report)
+
+
+def build_report(run: RunRecord, layout: Layout) -> dict[str, Any]:
+    counters = Counters.from_dict(run.counters)
+    status = run.status if run.status in (COMPLETED, STOPPED) else "running"
+    report: dict[str, Any] = {
+        "run_id": run.run_id,
+        "status": status,
+        "source": {"bucket": run.bucket, "key": run.key, "version_id": run.version_id, "format": run.format, "gzip": run.gzip},
+        **asdict(counters),
+        "invocations": run.invocations,
+        "seconds": round(run.active_seconds, 3),
+        "started_at": run.started_at,
+        "updated_at": run.updated_at,
+        "failure_reasons": run.failure_reasons,
+        "checkpoint": run.checkpoint,
+        "outputs": {
+            "report": layout.report_key(run),
+            **{
+                kind: {"prefix": layout.output_prefix(run, kind), "files": run.outputs.get(kind, 0)}
+                for kind in ("rejects", "failed")
+            },
+        },
+    }
+    if run.status == STOPPED:
+        report["stop_reason"] = run.stop_reason
+        if run.stop_reason != "invalid_json":
+            report["resume"] = {"action": "resume", "run_id": run.run_id}
+    if run.error:
+        report["error"] = run.error
+    return report
+
+
+class _OutputWriter:
+    """Buffers rejects and failed objects as JSON Lines and writes them in parts."""
+
+    def __init__(self, run: RunRecord, deps: Deps) -> None:
+        self._run = run
+        self._deps = deps
+        self._buffers: dict[str, list[bytes]] = {"rejects": [], "failed": []}
+        self._sizes = {"rejects": 0, "failed": 0}
+        self._parts = {"rejects": 0, "failed": 0}
+
+    def reject(self, record: dict[str, Any]) -> None:
+        self._add("rejects", orjson.dumps(record))
+
+    def failed(self, obj: dict[str, Any]) -> None:
+        self._add("failed", orjson.dumps(obj))
+
+    def _add(self, kind: str, line: bytes) -> None:
+        self._buffers[kind].append(line)
+        self._sizes[kind] += len(line) + 1
+        if self._sizes[kind] >= OUTPUT_PART_BYTES:
+            self._write(kind)
+
+    def flush(self) -> None:
+        for kind in self._buffers:
+            self._write(kind)
+
+    def _write(self, kind: str) -> None:
+        lines = self._buffers[kind]
+        if not lines:
+            return
+        self._parts[kind] += 1
+        key = self._deps.layout.output_key(self._run, kind, self._parts[kind])
+        self._deps.outputs.put(key, b"\n".join(lines) + b"\n", "application/x-ndjson")
+        self._run.outputs[kind] = self._run.outputs.get(kind, 0) + 1
+        self._buffers[kind] = []
+        self._sizes[kind] = 0
+
+
+def handle_start(ref: ObjectRef, owner: str, deps: Deps, keep_going: Callable[[], bool]) -> InvocationResult:
+    run = start(ref, owner, deps)
+    if run is None:
+        return InvocationResult(run_id_for(ref.bucket, ref.key, ref.version_id, ref.etag), "duplicate")
+    return process(run, deps, keep_going)
+
+
+def handle_continue(run_id: str, seq: int, owner: str, deps: Deps, keep_going: Callable[[], bool]) -> InvocationResult:
+    run = deps.store.claim(run_id, seq, owner)
+    if run is None:
+        return InvocationResult(run_id, "duplicate")
+    return process(run, deps, keep_going)
+
+
+def handle_resume(run_id: str, owner: str, deps: Deps, keep_going: Callable[[], bool], *, force: bool) -> InvocationResult:
+    run = deps.store.reopen(run_id, owner, force=force)
+    if run is None:
+        return InvocationResult(run_id, "not_resumable")
+    run.stop_reason = None
+    return process(run, deps, keep_going)

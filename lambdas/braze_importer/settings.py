@@ -1,0 +1,74 @@
+"""The importer's settings, read once from the environment and validated on cold start."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .engine import AmbiguousPolicy, BatchRule, SendPolicy
+from .service import Layout
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    braze_rest_endpoint: str = Field(alias="BRAZE_REST_ENDPOINT")
+    braze_api_key_secret: str = Field(alias="BRAZE_API_KEY_SECRET")
+    runs_table: str = Field(alias="RUNS_TABLE")
+    bucket: str = Field(alias="IMPORT_BUCKET")
+    incoming_prefix: str = Field("incoming/", alias="INCOMING_PREFIX")
+    reports_prefix: str = Field("reports/", alias="REPORTS_PREFIX")
+    rejects_prefix: str = Field("rejects/", alias="REJECTS_PREFIX")
+    failed_prefix: str = Field("failed/", alias="FAILED_PREFIX")
+    max_in_flight: int = Field(32, ge=1, le=256, alias="MAX_IN_FLIGHT")
+    requests_per_second: float = Field(500.0, gt=0, le=1000, alias="REQUESTS_PER_SECOND")
+    batch_rule: Literal["combined", "per_array"] = Field("combined", alias="BATCH_RULE")
+    max_attempts: int = Field(6, ge=1, le=20, alias="MAX_ATTEMPTS")
+    ambiguous: Literal["resend", "fail"] = Field("resend", alias="AMBIGUOUS_POLICY")
+    request_timeout_seconds: float = Field(30.0, gt=0, le=120, alias="REQUEST_TIMEOUT_SECONDS")
+    safety_margin_seconds: float = Field(60.0, ge=0, le=600, alias="SAFETY_MARGIN_SECONDS")
+    max_hops: int = Field(1000, ge=1, alias="MAX_HOPS")
+    function_name: str = Field(alias="AWS_LAMBDA_FUNCTION_NAME")
+
+    @field_validator("braze_rest_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL such as https://rest.iad-01.braze.com")
+        return value.rstrip("/")
+
+    @field_validator("incoming_prefix", "reports_prefix", "rejects_prefix", "failed_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return value if not value or value.endswith("/") else value + "/"
+
+    def policy(self) -> SendPolicy:
+        return SendPolicy(
+            max_in_flight=self.max_in_flight,
+            requests_per_second=self.requests_per_second,
+            batch_rule=BatchRule(self.batch_rule),
+            max_attempts=self.max_attempts,
+            ambiguous=AmbiguousPolicy(self.ambiguous),
+        )
+
+    def layout(self) -> Layout:
+        outputs = (self.reports_prefix, self.rejects_prefix, self.failed_prefix)
+        if any(p.startswith(self.incoming_prefix) for p in outputs):
+            raise ValueError("output prefixes must not lie under the incoming prefix")
+        return Layout(self.incoming_prefix, *outputs)
+
+
+class SettingsError(RuntimeError):
+    pass
+
+
+@cache
+def get_settings() -> Settings:
+    try:
+        return Settings.model_validate(dict(os.environ))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False))
+        raise SettingsError(f"invalid importer configuration: {problems}") from None
