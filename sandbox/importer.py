@@ -1,0 +1,242 @@
+"""Runs the real importer handler against local services, as Lambda would.
+
+The sandbox provisions what the Import stack would (a versioned bucket, the runs table, the
+Braze key secret) on moto server, sets the function's environment, uploads a file, delivers the
+S3 notification to the handler and then every asynchronous self-invocation it makes, in order,
+each with a fresh context whose clock starts at ``invocation_seconds``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+
+from .services import BrazeEmulator, LambdaFront, braze_emulator, moto_server
+
+REGION = "us-east-1"
+BUCKET = "sandbox-import"
+TABLE = "sandbox-import-runs"
+SECRET = "sandbox/braze-rest-api-key"
+FUNCTION = "sandbox-braze-importer"
+INCOMING = "incoming/"
+DEFAULT_INVOCATION_SECONDS = 900.0
+
+
+class FakeContext:
+    """The parts of Lambda's context object the handlers use, with a real countdown."""
+
+    def __init__(self, seconds: float, function_name: str = FUNCTION) -> None:
+        self._deadline = time.monotonic() + seconds
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{function_name}"
+        self.memory_limit_in_mb = 1769
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "sandbox"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class ImportSandbox:
+    """Local AWS + Braze for the importer. Use as a context manager."""
+
+    braze_url: str | None = None
+    braze_api_key: str | None = None
+    invocation_seconds: float = DEFAULT_INVOCATION_SECONDS
+    emulator_settings: dict[str, Any] = field(default_factory=dict)
+    function_env: dict[str, str] = field(default_factory=dict)
+    progress: Callable[[str], None] | None = None
+
+    emulator: BrazeEmulator | None = None
+    invocations: int = 0
+
+    def __enter__(self) -> ImportSandbox:
+        self._stack = contextlib.ExitStack()
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _start(self) -> None:
+        endpoint = self._stack.enter_context(moto_server())
+        self.front = self._stack.enter_context(LambdaFront())
+        if self.braze_url is None:
+            self.emulator = self._stack.enter_context(braze_emulator(**self.emulator_settings))
+            braze_url = self.emulator.url
+            api_key = self.braze_api_key or "sandbox-braze-key"
+        else:
+            braze_url = self.braze_url
+            api_key = self.braze_api_key or ""
+        env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ENDPOINT_URL_LAMBDA": self.front.url,
+            "AWS_ACCESS_KEY_ID": "sandbox",
+            "AWS_SECRET_ACCESS_KEY": "sandbox",  # noqa: S105 - moto's placeholder credentials
+            "AWS_SESSION_TOKEN": "sandbox",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_LAMBDA_FUNCTION_NAME": FUNCTION,
+            "BRAZE_REST_ENDPOINT": braze_url,
+            "BRAZE_API_KEY_SECRET": SECRET,
+            "RUNS_TABLE": TABLE,
+            "IMPORT_BUCKET": BUCKET,
+            "INCOMING_PREFIX": INCOMING,
+            "SAFETY_MARGIN_SECONDS": str(min(60.0, self.invocation_seconds * 0.25)),
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("SANDBOX_LOG_LEVEL", "WARNING"),
+            **self.function_env,
+        }
+        self._stack.enter_context(_environment(env))
+        self._stack.callback(_clear_handler_caches)
+        _clear_handler_caches()
+        self.s3 = boto3.client("s3")
+        self.s3.create_bucket(Bucket=BUCKET)
+        self.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        self.dynamodb = boto3.client("dynamodb")
+        self.dynamodb.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        self.secrets = boto3.client("secretsmanager")
+        self.secrets.create_secret(Name=SECRET, SecretString=api_key)
+
+    # -- driving the handler ---------------------------------------------------------------------
+
+    def upload(self, path: Path, key: str | None = None) -> dict[str, Any]:
+        """Put the file in the import bucket; returns the S3 notification Lambda would get."""
+        key = key or INCOMING + path.name
+        with path.open("rb") as body:
+            put = self.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        size = path.stat().st_size
+        return s3_event(BUCKET, key, size, put["ETag"].strip('"'), put.get("VersionId"))
+
+    def import_file(self, path: Path, key: str | None = None) -> dict[str, Any]:
+        """Upload, run to the end of the invocation chain and return the run report."""
+        event = self.upload(path, key)
+        results = self.deliver(event)
+        run_id = results[0]["runs"][0]["run_id"] if results and results[0]["runs"] else None
+        if run_id is None:
+            raise RuntimeError(f"the importer ignored {path.name}: use .json, .jsonl or .ndjson (optionally .gz)")
+        return self.report(run_id)
+
+    def resume(self, run_id: str, *, force: bool = False) -> dict[str, Any]:
+        self.deliver({"action": "resume", "run_id": run_id, "force": force})
+        return self.report(run_id)
+
+    def deliver(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Invoke the handler with ``event``, then every asynchronous invocation it queued."""
+        from braze_importer.handler import handler  # the real Lambda entry point
+
+        results = [self._invoke(handler, event)]
+        while not self.front.pending.empty():
+            _name, payload = self.front.pending.get()
+            results.append(self._invoke(handler, payload))
+        return results
+
+    def _invoke(self, handler: Callable[..., dict[str, Any]], event: dict[str, Any]) -> dict[str, Any]:
+        self.invocations += 1
+        result = handler(event, FakeContext(self.invocation_seconds))
+        if self.progress:
+            for run in result.get("runs", []):
+                report = run.get("report") or {}
+                self.progress(
+                    f"invocation {self.invocations}: {run['status']}; read {report.get('objects_read', 0):,}, "
+                    f"accepted {report.get('accepted', 0):,}, rejected {report.get('rejected', 0):,}, "
+                    f"failed {report.get('failed', 0):,}"
+                )
+        return result
+
+    def report(self, run_id: str) -> dict[str, Any]:
+        from braze_importer.aws import DynamoRunStore
+        from braze_importer.service import build_report
+        from braze_importer.settings import get_settings
+
+        run = DynamoRunStore(self.dynamodb, TABLE).get(run_id)
+        if run is None:
+            raise RuntimeError(f"no run {run_id}")
+        return build_report(run, get_settings().layout())
+
+    def read_output(self, key: str) -> bytes:
+        return bytes(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+    def list_outputs(self, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+    def jsonl_outputs(self, prefix: str) -> list[dict[str, Any]]:
+        return [
+            orjson.loads(line)
+            for key in sorted(self.list_outputs(prefix))
+            for line in self.read_output(key).splitlines()
+            if line.strip()
+        ]
+
+    def set_api_key(self, api_key: str) -> None:
+        self.secrets.put_secret_value(SecretId=SECRET, SecretString=api_key)
+        _clear_handler_caches()
+
+
+def s3_event(bucket: str, key: str, size: int, etag: str, version_id: str | None) -> dict[str, Any]:
+    obj: dict[str, Any] = {"key": urllib.parse.quote_plus(key), "size": size, "eTag": etag, "sequencer": "0"}
+    if version_id:
+        obj["versionId"] = version_id
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": REGION,
+                "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "import",
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": obj,
+                },
+            }
+        ]
+    }
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _clear_handler_caches() -> None:
+    """Settings and clients are cached per container; a new sandbox is a new container."""
+    if "braze_importer.handler" in sys.modules:
+        sys.modules["braze_importer.handler"]._deps.cache_clear()
+    if "braze_importer.settings" in sys.modules:
+        sys.modules["braze_importer.settings"].get_settings.cache_clear()

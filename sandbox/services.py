@@ -1,0 +1,153 @@
+"""The sandbox's local services, each on 127.0.0.1 with a free port, stopped on exit.
+
+- moto server (its own process) stands in for S3, DynamoDB and Secrets Manager;
+- the Braze emulator (its own process);
+- a Lambda front (a thread) that takes the functions' asynchronous ``Invoke`` calls, which moto
+  cannot run without Docker, and queues them for the sandbox to deliver to the real handler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode} while starting")
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} did not start listening on {HOST}:{port} within {timeout:.0f}s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """Start moto server; yields its endpoint URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "MOTO_CALL_RESET_API": "false"},
+    )
+    try:
+        _wait_for_port(port, proc, "moto server")
+        yield f"http://{HOST}:{port}"
+    finally:
+        _stop(proc)
+
+
+class BrazeEmulator:
+    """Handle on a running emulator process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def configure(self, **settings: Any) -> None:
+        self._call("POST", "/_emulator/config", settings)
+
+    def reset(self) -> None:
+        self._call("POST", "/_emulator/reset", {})
+
+    def state(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/_emulator/state")
+        return result
+
+    def objects(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/_emulator/objects")
+        return result
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+
+
+@contextlib.contextmanager
+def braze_emulator(**settings: Any) -> Iterator[BrazeEmulator]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.braze_emulator", "--host", HOST, "--port", "0", "--config", json.dumps(settings)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode().strip()
+        if not line.startswith("READY "):
+            raise RuntimeError("the Braze emulator did not start")
+        yield BrazeEmulator(f"http://{HOST}:{int(line.split()[1])}")
+    finally:
+        _stop(proc)
+
+
+class LambdaFront:
+    """Accepts ``Invoke`` with ``InvocationType=Event`` and queues the payloads in order."""
+
+    def __init__(self) -> None:
+        self.pending: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                payload = json.loads(self.rfile.read(length) or b"{}")
+                parts = self.path.split("/")
+                name = parts[3] if len(parts) > 3 else ""
+                if self.headers.get("X-Amz-Invocation-Type") != "Event":
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                front.pending.put((urllib.request.unquote(name), payload))
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((HOST, 0), Handler)
+        self.url = f"http://{HOST}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="lambda-front", daemon=True)
+
+    def __enter__(self) -> LambdaFront:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
