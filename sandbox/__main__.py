@@ -113,11 +113,11 @@ def _demo(count: int, out: TextIO) -> int:
         path = sample_data.write(Path(tmp) / "demo-events.json", count, invalid_every=997)
         out.write(f"Import: {count:,} events, purchases and attribute updates ({path.stat().st_size:,} bytes),\n")
         out.write("        a few invalid on purpose, 20 ms per Braze answer, 3 s per invocation.\n")
-        with ImportSandbox(
-            invocation_seconds=3.0,
-            emulator_settings={"latency_ms": 20},
-            progress=lambda line: out.write("  " + line + "\n"),
-        ) as sandbox:
+
+        def progress(line: str) -> None:
+            out.write(f"  {line}\n")
+
+        with ImportSandbox(invocation_seconds=3.0, emulator_settings={"latency_ms": 20}, progress=progress) as sandbox:
             report = sandbox.import_file(path)
             rejects = sandbox.jsonl_outputs(report["outputs"]["rejects"]["prefix"])
             stored = sandbox.emulator.state()["stored"] if sandbox.emulator else 0

@@ -27,7 +27,7 @@ from .services import BrazeEmulator, LambdaFront, braze_emulator, moto_server
 REGION = "us-east-1"
 BUCKET = "sandbox-import"
 TABLE = "sandbox-import-runs"
-SECRET = "sandbox/braze-rest-api-key"
+SECRET = "sandbox/braze-rest-api-key"  # noqa: S105 - the secret's name, not its value
 FUNCTION = "sandbox-braze-importer"
 INCOMING = "incoming/"
 DEFAULT_INVOCATION_SECONDS = 900.0
@@ -90,7 +90,7 @@ class ImportSandbox:
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_ENDPOINT_URL_LAMBDA": self.front.url,
             "AWS_ACCESS_KEY_ID": "sandbox",
-            "AWS_SECRET_ACCESS_KEY": "sandbox",  # noqa: S105 - moto's placeholder credentials
+            "AWS_SECRET_ACCESS_KEY": "sandbox",
             "AWS_SESSION_TOKEN": "sandbox",
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,

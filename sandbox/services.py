@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -91,16 +92,26 @@ class BrazeEmulator:
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310 - loopback http
         request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback http
             return json.loads(response.read() or b"null")
 
 
 @contextlib.contextmanager
 def braze_emulator(**settings: Any) -> Iterator[BrazeEmulator]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.braze_emulator", "--host", HOST, "--port", "0", "--config", json.dumps(settings)],
+        [
+            sys.executable,
+            "-m",
+            "sandbox.braze_emulator",
+            "--host",
+            HOST,
+            "--port",
+            "0",
+            "--config",
+            json.dumps(settings),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -132,7 +143,7 @@ class LambdaFront:
                     self.send_response(400)
                     self.end_headers()
                     return
-                front.pending.put((urllib.request.unquote(name), payload))
+                front.pending.put((urllib.parse.unquote(name), payload))
                 self.send_response(202)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -7,7 +7,6 @@ apart a request that never left (safe to resend) from one that got no answer (am
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,7 +30,7 @@ class BrazeHttp:
         try:
             response = await self._client.post(TRACK_PATH, content=body, headers=self._headers)
             payload = response.content
-        except (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, httpx.HTTPError, aiohttp.ClientError) as exc:
             return BrazeAnswer(classify_failure(exc), detail=type(exc.__cause__ or exc).__name__)
         return BrazeAnswer(
             Delivery.ANSWERED,

@@ -21,7 +21,6 @@ from .objects import Invalid, Kind, classify
 from .ports import BrazeAnswer, BrazeTrack, Clock, Delivery
 from .reader import Element, JsonSyntaxError, Position
 
-
 _SLICE_SECONDS = 1.0  # longest wait between two looks at the time limit
 
 
@@ -90,19 +89,21 @@ class Checkpoint:
     offset: int
     index: int
     skip: RangeSet = field(default_factory=RangeSet)
+    read: int = 0  # elements before this index have been counted as read
 
     @property
     def position(self) -> Position:
         return Position(self.offset, self.index)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"offset": self.offset, "index": self.index, "skip": self.skip.to_list()}
+        return {"offset": self.offset, "index": self.index, "skip": self.skip.to_list(), "read": self.read}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Checkpoint:
         if not data:
             return cls(0, 0)
-        return cls(int(data["offset"]), int(data["index"]), RangeSet(tuple(r) for r in data.get("skip", [])))
+        skip = RangeSet(tuple(r) for r in data.get("skip", []))
+        return cls(int(data["offset"]), int(data["index"]), skip, int(data.get("read", data["index"])))
 
 
 class Outcome(Enum):
@@ -305,7 +306,8 @@ class Pump:
             for element in elements:
                 look = (element.index & 0xFFF) == 0  # also look now and then when nothing is sent
                 if element.index not in start.skip:
-                    self.counters.objects_read += 1
+                    if element.index >= start.read:
+                        self.counters.objects_read += 1
                     item = self._admit(element)
                     if item is not None and (batch := batcher.add(item)) is not None:
                         await self._dispatch(batch)
@@ -327,7 +329,9 @@ class Pump:
             outcome = Outcome.STOPPED
         elif outcome is Outcome.COMPLETED and self._unsettled:
             outcome = Outcome.PAUSED  # the time limit came while retries were pending
-        return PumpResult(outcome, self._checkpoint(next_read), self._stop_reason, error)
+        checkpoint = self._checkpoint(next_read)
+        checkpoint = Checkpoint(checkpoint.offset, checkpoint.index, checkpoint.skip, max(start.read, next_read.index))
+        return PumpResult(outcome, checkpoint, self._stop_reason, error)
 
     def _should_stop(self) -> bool:
         if not self._stopping.is_set() and (self._dispatched or self.counters.rejected) and not self._keep_going():
@@ -502,6 +506,9 @@ class Pump:
 
 
 def _braze_message(answer: BrazeAnswer, default: str) -> str:
+    errors = answer.body.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict) and errors[0].get("type"):
+        return f"Braze: {errors[0]['type']}"
     message = answer.body.get("message")
     return f"Braze: {message}" if isinstance(message, str) and message else default
 

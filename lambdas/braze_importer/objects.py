@@ -93,7 +93,9 @@ def _check_purchase(obj: dict[str, Any]) -> None:
     if isinstance(price, bool) or not isinstance(price, int | float):
         raise Invalid("price: must be a number")
     quantity = obj.get("quantity")
-    if quantity is not None and (isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= 100):
+    if quantity is not None and (
+        isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= 100
+    ):
         raise Invalid("quantity: must be an integer from 1 to 100")
     _check_time(obj)
     _check_properties(obj)

@@ -37,9 +37,7 @@ def _container(depth: int) -> bytes:
 
 
 # One element (container, string or scalar), then the separator that ends it.
-_ELEMENT = re.compile(
-    rb"[ \t\r\n]*+(" + _container(5) + rb"|" + _STR + rb"|[^\s,\[\]{}\"]++)[ \t\r\n]*+(,|\])"
-)
+_ELEMENT = re.compile(rb"[ \t\r\n]*+(" + _container(5) + rb"|" + _STR + rb"|[^\s,\[\]{}\"]++)[ \t\r\n]*+(,|\])")
 _WS = re.compile(rb"[ \t\r\n]*+")
 _WS_BYTES = b" \t\r\n"
 
@@ -187,8 +185,6 @@ def _iter_array(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
     pos = 0
     if start.offset == 0:
         pos = _expect_open_bracket(buf)
-        if pos < 0:
-            return
     match = _ELEMENT.match
     while True:
         m = match(buf.data, pos)
@@ -235,15 +231,14 @@ def _iter_array(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
 
 
 def _expect_open_bracket(buf: _Buffer) -> int:
-    """Position just after the opening bracket; -1 for an empty file."""
+    """Position just after the opening bracket."""
     while True:
         ws = _WS.match(buf.data)
         pos = ws.end() if ws else 0
         if pos < len(buf.data):
             break
         if not buf.fill():
-            if buf.data.strip(_WS_BYTES) == b"":
-                raise JsonSyntaxError(buf.base + len(buf.data), "the file is empty")
+            raise JsonSyntaxError(buf.base + len(buf.data), "the file is empty")
     if buf.data[pos] != 0x5B:
         raise JsonSyntaxError(
             buf.base + pos,

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy
-from .ports import BrazeTrack, Clock, Continuer, ObjectRef, ObjectSource, OutputStore
+from .ports import Clock, Continuer, ObjectRef, ObjectSource, OutputStore
 from .reader import Format, iter_elements
 from .runs import COMPLETED, CONTINUING, STOPPED, RunRecord, RunStore, run_id_for
 
@@ -147,7 +147,13 @@ def build_report(run: RunRecord, layout: Layout) -> dict[str, Any]:
     report: dict[str, Any] = {
         "run_id": run.run_id,
         "status": status,
-        "source": {"bucket": run.bucket, "key": run.key, "version_id": run.version_id, "format": run.format, "gzip": run.gzip},
+        "source": {
+            "bucket": run.bucket,
+            "key": run.key,
+            "version_id": run.version_id,
+            "format": run.format,
+            "gzip": run.gzip,
+        },
         **asdict(counters),
         "invocations": run.invocations,
         "seconds": round(run.active_seconds, 3),
@@ -224,7 +230,9 @@ def handle_continue(run_id: str, seq: int, owner: str, deps: Deps, keep_going: C
     return process(run, deps, keep_going)
 
 
-def handle_resume(run_id: str, owner: str, deps: Deps, keep_going: Callable[[], bool], *, force: bool) -> InvocationResult:
+def handle_resume(
+    run_id: str, owner: str, deps: Deps, keep_going: Callable[[], bool], *, force: bool
+) -> InvocationResult:
     run = deps.store.reopen(run_id, owner, force=force)
     if run is None:
         return InvocationResult(run_id, "not_resumable")

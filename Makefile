@@ -1,0 +1,49 @@
+# The project's habits, one command each. Everything installs itself into .venv and node_modules.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CDK := node_modules/.bin/cdk
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_VERSION_CHECK := true
+
+.PHONY: install demo test lint types unit synth deploy bench clean
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt $(wildcard lambdas/*/requirements.txt)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## make demo: synthesize every stack, then run the pipelines in the sandbox
+demo: synth
+	$(PY) -m sandbox demo
+
+## make test: lint, types, then the whole test suite (one synth per session)
+test: install lint types
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: install
+	$(VENV)/bin/mypy
+
+synth: install
+	$(CDK) synth --quiet
+
+deploy: synth
+	$(CDK) deploy --all
+
+bench: install
+	$(PY) -m bench
+
+clean:
+	rm -rf cdk.out .bench .pytest_cache .mypy_cache .ruff_cache

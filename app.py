@@ -1,0 +1,27 @@
+#!/usr/bin/env python3
+"""The CDK app: typed config from context, the stacks, and cdk-nag AwsSolutions on all of it."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from stacks.config import AppConfig
+from stacks.import_stack import ImportStack
+
+
+def build_app(app: cdk.App | None = None) -> cdk.App:
+    app = app or cdk.App()
+    config = AppConfig.from_context(app.node.try_get_context)
+    ImportStack(
+        app,
+        f"{config.project}-Import",
+        config=config,
+        description="Braze import: JSON files in S3 streamed to Braze /users/track",
+    )
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return app
+
+
+if __name__ == "__main__":
+    build_app().synth()

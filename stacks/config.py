@@ -1,0 +1,99 @@
+"""Typed configuration, read once from CDK context in app.py and passed down as props.
+
+Every setting has a context key (``cdk.json`` holds the defaults; ``cdk deploy -c key=value``
+overrides one) and is documented in the README.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args, get_type_hints
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportConfig:
+    braze_rest_endpoint: str = "https://rest.iad-01.braze.com"
+    incoming_prefix: str = "incoming/"
+    reports_prefix: str = "reports/"
+    rejects_prefix: str = "rejects/"
+    failed_prefix: str = "failed/"
+    max_concurrent_runs: int = 2
+    requests_per_second: float = 500.0
+    max_in_flight: int = 32
+    batch_rule: Literal["combined", "per_array"] = "combined"
+    ambiguous_policy: Literal["resend", "fail"] = "resend"
+    max_attempts: int = 6
+    max_hops: int = 1000
+    memory_mb: int = 1769
+    output_retention_days: int = 90
+    log_retention_days: int = 90
+
+    def __post_init__(self) -> None:
+        prefixes = (self.reports_prefix, self.rejects_prefix, self.failed_prefix)
+        if not self.incoming_prefix.endswith("/") or any(not p.endswith("/") for p in prefixes):
+            raise ConfigError("import prefixes must end with '/'")
+        if any(p.startswith(self.incoming_prefix) or self.incoming_prefix.startswith(p) for p in prefixes):
+            raise ConfigError("output prefixes must not overlap the incoming prefix, or outputs would start runs")
+        if not self.braze_rest_endpoint.startswith("https://"):
+            raise ConfigError("braze rest endpoint must be an https:// URL")
+        if not 1 <= self.max_concurrent_runs <= 100:
+            raise ConfigError("import max concurrent runs must be between 1 and 100")
+        if not 0 < self.requests_per_second * self.max_concurrent_runs <= 1000:
+            raise ConfigError(
+                "requests per second x max concurrent runs must stay within Braze's 1,000 requests/s per workspace"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppConfig:
+    project: str = "BrazePipelines"
+    alarm_email: str | None = None
+    importer: ImportConfig = field(default_factory=ImportConfig)
+
+    @classmethod
+    def from_context(cls, get: Any) -> AppConfig:
+        """Build from a ``node.try_get_context``-like getter; keys are ``section:camelCase``."""
+        return cls(
+            project=str(get("project") or cls.project),
+            alarm_email=get("alarmEmail") or None,
+            importer=_section(ImportConfig, "import", get),
+        )
+
+
+def _section(kind: Any, prefix: str, get: Any) -> Any:
+    hints = get_type_hints(kind)
+    values: dict[str, Any] = {}
+    for f in fields(kind):
+        key = f"{prefix}:{_camel(f.name)}"
+        raw = get(key)
+        if raw is None:
+            continue
+        values[f.name] = _coerce(key, raw, hints[f.name])
+    return kind(**values)
+
+
+def _coerce(key: str, raw: Any, hint: Any) -> Any:
+    try:
+        if hint is int:
+            return int(raw)
+        if hint is float:
+            return float(raw)
+        if hint is bool:
+            return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+        choices = get_args(hint)
+        if choices and all(isinstance(c, str) for c in choices):
+            if raw not in choices:
+                raise ConfigError(f"{key} must be one of {', '.join(choices)}")
+            return raw
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

@@ -1,0 +1,1 @@
+"""Reusable constructs: one capability each, resources exposed as attributes."""

@@ -1,0 +1,189 @@
+"""The importer capability: the function built from ``lambdas/braze_importer``, its runs table,
+its dead-letter queue, its S3 trigger and its alarms."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from ..config import ImportConfig
+from .python_function import PythonFunction
+
+SUFFIXES = (".json", ".jsonl", ".ndjson", ".gz")
+METRICS_NAMESPACE = "BrazeImport"
+
+
+class BrazeImporter(Construct):
+    """Exposes ``function``, ``runs_table``, ``dead_letter_queue`` and ``alarms``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: ImportConfig,
+        bucket: s3.IBucket,
+        api_key_secret: secretsmanager.ISecret,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.runs_table = dynamodb.Table(
+            self,
+            "Runs",
+            partition_key=dynamodb.Attribute(name="run_id", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            time_to_live_attribute="expires_at",
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        Validations.of(self.dead_letter_queue).acknowledge(
+            Acknowledgment(id="AwsSolutions-SQS3", reason="This queue is the importer's dead-letter destination.")
+        )
+        self.lambda_ = PythonFunction(
+            self,
+            "Importer",
+            package="braze_importer",
+            description="Streams JSON files from S3 to Braze /users/track",
+            timeout=Duration.minutes(15),
+            memory_mb=config.memory_mb,
+            log_retention=retention_days(config.log_retention_days),
+            reserved_concurrency=config.max_concurrent_runs,
+            environment={
+                "BRAZE_REST_ENDPOINT": config.braze_rest_endpoint,
+                "BRAZE_API_KEY_SECRET": api_key_secret.secret_arn,
+                "RUNS_TABLE": self.runs_table.table_name,
+                "IMPORT_BUCKET": bucket.bucket_name,
+                "INCOMING_PREFIX": config.incoming_prefix,
+                "REPORTS_PREFIX": config.reports_prefix,
+                "REJECTS_PREFIX": config.rejects_prefix,
+                "FAILED_PREFIX": config.failed_prefix,
+                "MAX_IN_FLIGHT": str(config.max_in_flight),
+                "REQUESTS_PER_SECOND": str(config.requests_per_second),
+                "BATCH_RULE": config.batch_rule,
+                "AMBIGUOUS_POLICY": config.ambiguous_policy,
+                "MAX_ATTEMPTS": str(config.max_attempts),
+                "MAX_HOPS": str(config.max_hops),
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
+            # Long imports continue in fresh invocations of this function; the run records and
+            # MAX_HOPS bound the chain, so Lambda's loop detection must not cut it.
+            recursive_loop=lambda_.RecursiveLoop.ALLOW,
+            retry_attempts=0,
+            on_failure=destinations.SqsDestination(self.dead_letter_queue),
+            max_event_age=Duration.hours(6),
+        )
+        self.function = self.lambda_.function
+        self._grant(config, bucket, api_key_secret)
+        for suffix in SUFFIXES:
+            bucket.add_event_notification(
+                s3.EventType.OBJECT_CREATED,
+                s3n.LambdaDestination(self.function),
+                s3.NotificationKeyFilter(prefix=config.incoming_prefix, suffix=suffix),
+            )
+        self.alarms = self._alarms()
+
+    def _grant(self, config: ImportConfig, bucket: s3.IBucket, secret: secretsmanager.ISecret) -> None:
+        role = self.lambda_.role
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[bucket.arn_for_objects(f"{config.incoming_prefix}*")],
+            )
+        )
+        outputs = [config.reports_prefix, config.rejects_prefix, config.failed_prefix]
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{p}*") for p in outputs])
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:PutItem"], resources=[self.runs_table.table_arn])
+        )
+        secret.grant_read(role)
+        # Self-invocation: a separate policy, so the function does not depend on a policy that
+        # depends on the function.
+        iam.Policy(
+            self,
+            "ContinuePolicy",
+            roles=[role],
+            statements=[iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[self.function.function_arn])],
+        )
+        stack = Stack.of(self)
+        bucket_arn = f"<{stack.get_logical_id(bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
+        Validations.of(role).acknowledge(
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::{bucket_arn}/{config.incoming_prefix}*]",
+                reason="Reads the files dropped under the incoming prefix; their names are not known at deploy time.",
+            ),
+            *[
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::{bucket_arn}/{prefix}*]",
+                    reason="Writes run reports, rejects and failed files under its own output prefix.",
+                )
+                for prefix in outputs
+            ],
+        )
+
+    def _alarms(self) -> list[cloudwatch.Alarm]:
+        def metric(name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=name,
+                dimensions_map={"service": "braze-importer"},
+                statistic="Sum",
+                period=Duration.minutes(5),
+            )
+
+        dlq_depth = self.dead_letter_queue.metric_approximate_number_of_messages_visible()
+        specs = [
+            ("DeadLetters", dlq_depth, "An importer event failed and waits in the dead-letter queue."),
+            ("Errors", self.function.metric_errors(period=Duration.minutes(5)), "An importer invocation raised."),
+            ("FailedObjects", metric("ObjectsFailed"), "Objects went to the failed file; replay them."),
+            ("StoppedRuns", metric("RunsStopped"), "A run stopped (credentials, invalid JSON, hop limit)."),
+        ]
+        return [
+            cloudwatch.Alarm(
+                self,
+                f"{name}Alarm",
+                metric=m,
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=description,
+            )
+            for name, m, description in specs
+        ]
+
+
+_RETENTION = {
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    731: logs.RetentionDays.TWO_YEARS,
+}
+
+
+def retention_days(days: int) -> logs.RetentionDays:
+    if days not in _RETENTION:
+        raise ValueError(f"log retention must be one of {sorted(_RETENTION)} days")
+    return _RETENTION[days]

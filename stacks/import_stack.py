@@ -1,0 +1,66 @@
+"""Import: files dropped into a bucket are streamed to Braze /users/track."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from .config import AppConfig
+from .constructs.alarm_topic import AlarmTopic
+from .constructs.braze_importer import BrazeImporter
+from .constructs.secure_bucket import SecureBucket
+
+
+class ImportStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        importer_config = config.importer
+        expire_outputs = Duration.days(importer_config.output_retention_days)
+        storage = SecureBucket(
+            self,
+            "ImportBucket",
+            lifecycle_rules=[
+                s3.LifecycleRule(prefix=prefix, expiration=expire_outputs)
+                for prefix in (importer_config.reports_prefix, importer_config.rejects_prefix)
+            ],
+        )
+        self.bucket = storage.bucket
+        self.api_key_secret = secretsmanager.Secret(
+            self,
+            "BrazeApiKey",
+            description="Braze REST API key with the users.track permission (replace the generated value)",
+        )
+        Validations.of(self.api_key_secret).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-SMG4",
+                reason="Braze REST API keys are issued in the Braze dashboard; AWS cannot rotate them.",
+            )
+        )
+        self.importer = BrazeImporter(
+            self, "Importer", config=importer_config, bucket=self.bucket, api_key_secret=self.api_key_secret
+        )
+        alarms = AlarmTopic(self, "Alarms", email=config.alarm_email)
+        alarms.watch(self.importer.alarms)
+        _acknowledge_notification_handler(self)
+
+        CfnOutput(self, "ImportBucketName", value=self.bucket.bucket_name)
+        CfnOutput(self, "IncomingPrefix", value=importer_config.incoming_prefix)
+        CfnOutput(self, "BrazeApiKeySecretArn", value=self.api_key_secret.secret_arn)
+        CfnOutput(self, "ImporterFunctionName", value=self.importer.function.function_name)
+        CfnOutput(self, "RunsTableName", value=self.importer.runs_table.table_name)
+        CfnOutput(self, "DeadLetterQueueUrl", value=self.importer.dead_letter_queue.queue_url)
+        CfnOutput(self, "AlarmTopicArn", value=alarms.topic.topic_arn)
+
+
+def _acknowledge_notification_handler(stack: Stack) -> None:
+    """CDK's own function that applies bucket notifications at deploy time."""
+    for child in stack.node.children:
+        if child.node.id.startswith("BucketNotificationsHandler"):
+            Validations.of(child).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+                    reason="CDK's internal bucket-notifications handler; aws-cdk-lib defines its role.",
+                )
+            )
