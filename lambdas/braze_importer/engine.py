@@ -229,8 +229,8 @@ class Governor:
                 continue
             self._tokens = min(max(1.0, self._rate / 10), self._tokens + (now - self._stamp) * self._rate)
             self._stamp = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
+            if self._tokens >= 1.0 - 1e-9:  # a token earned by sleeping must not be lost to rounding
+                self._tokens = max(0.0, self._tokens - 1.0)
                 return True
             await self._clock.sleep((1.0 - self._tokens) / self._rate)
         return False

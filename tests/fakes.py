@@ -1,0 +1,204 @@
+"""In-memory stand-ins for the importer's ports."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import gzip
+import io
+from collections.abc import Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from braze_importer.engine import SendPolicy
+from braze_importer.ports import BrazeAnswer, Delivery
+from braze_importer.runs import CONTINUING, RUNNING, STOPPED, RunRecord
+from braze_importer.service import Deps, Layout
+
+
+class FakeClock:
+    """Virtual time: sleeping advances it at once, so pacing tests take milliseconds."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = 0.0
+        self.epoch = start
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.epoch + self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+    def jitter(self) -> float:
+        return 0.5
+
+
+def answer(status: int = 201, body: dict[str, Any] | None = None, **kw: Any) -> BrazeAnswer:
+    return BrazeAnswer(Delivery.ANSWERED, status=status, body=body or {"message": "success"}, **kw)
+
+
+class FakeBraze:
+    """Answers from ``script`` (a list consumed per request, then ``default``) and records what it
+    stored: everything answered 2xx minus the objects listed in errors, plus 'ambiguous-stored'."""
+
+    def __init__(self, script: list[Any] | None = None, default: Callable[[dict[str, Any]], Any] | None = None) -> None:
+        self.script = list(script or [])
+        self.default = default or (lambda payload: answer())
+        self.requests: list[dict[str, Any]] = []
+        self.stored: list[dict[str, Any]] = []
+
+    async def track(self, body: bytes) -> BrazeAnswer:
+        payload = orjson.loads(body)
+        self.requests.append(payload)
+        step = self.script.pop(0) if self.script else self.default(payload)
+        if callable(step):
+            step = step(payload)
+        stored = False
+        if step == "ambiguous_stored":
+            stored, step = True, BrazeAnswer(Delivery.AMBIGUOUS, detail="ServerDisconnectedError")
+        elif step == "ambiguous_lost":
+            step = BrazeAnswer(Delivery.AMBIGUOUS, detail="ServerDisconnectedError")
+        elif step == "not_sent":
+            step = BrazeAnswer(Delivery.NOT_SENT, detail="ClientConnectorError")
+        if stored or (step.delivery is Delivery.ANSWERED and 200 <= step.status < 300):
+            refused = {(e["input_array"], e["index"]) for e in step.body.get("errors", [])}
+            for array in ("attributes", "events", "purchases"):
+                for i, obj in enumerate(payload.get(array, [])):
+                    if (array, i) not in refused:
+                        self.stored.append(obj)
+        return step
+
+    def factory(self) -> Any:
+        @asynccontextmanager
+        async def open_client() -> Any:
+            yield self
+
+        return open_client
+
+
+class FakeBody:
+    def __init__(self, data: bytes, chunk: int) -> None:
+        self._data = data
+        self._chunk = chunk
+
+    def iter_chunks(self, size: int) -> Iterator[bytes]:
+        step = min(size, self._chunk)
+        for i in range(0, len(self._data), step):
+            yield self._data[i : i + step]
+
+    def read(self) -> bytes:
+        return self._data
+
+
+class FakeS3:
+    """get_object / put_object over a dict, with Range and VersionId like S3."""
+
+    def __init__(self, chunk: int = 1 << 20) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+        self.chunk = chunk
+        self.ranges: list[str | None] = []
+
+    def get_object(self, Bucket: str, Key: str, Range: str | None = None, **_: Any) -> dict[str, Any]:
+        data = self.objects[(Bucket, Key)]
+        self.ranges.append(Range)
+        if Range:
+            start, _, end = Range.removeprefix("bytes=").partition("-")
+            data = data[int(start) : int(end) + 1 if end else None]
+        return {"Body": FakeBody(data, self.chunk)}
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes, **_: Any) -> dict[str, Any]:
+        self.objects[(Bucket, Key)] = Body if isinstance(Body, bytes) else Body.read()
+        return {"ETag": '"etag"', "VersionId": "v1"}
+
+
+class MemoryRunStore:
+    def __init__(self) -> None:
+        self.items: dict[str, RunRecord] = {}
+
+    def create(self, run: RunRecord) -> bool:
+        if run.run_id in self.items:
+            return False
+        self.items[run.run_id] = copy.deepcopy(run)
+        return True
+
+    def get(self, run_id: str) -> RunRecord | None:
+        run = self.items.get(run_id)
+        return copy.deepcopy(run) if run else None
+
+    def claim(self, run_id: str, seq: int, owner: str) -> RunRecord | None:
+        run = self.items.get(run_id)
+        if run is None or run.status != CONTINUING or run.seq != seq:
+            return None
+        run.status, run.owner = RUNNING, owner
+        return copy.deepcopy(run)
+
+    def reopen(self, run_id: str, owner: str, *, force: bool) -> RunRecord | None:
+        run = self.items.get(run_id)
+        allowed = (STOPPED, RUNNING, CONTINUING) if force else (STOPPED,)
+        if run is None or run.status not in allowed:
+            return None
+        run.status, run.owner, run.seq = RUNNING, owner, run.seq + 1
+        return copy.deepcopy(run)
+
+    def save(self, run: RunRecord, expected_seq: int) -> bool:
+        current = self.items.get(run.run_id)
+        if current is None or current.status != RUNNING or current.seq != expected_seq:
+            return False
+        self.items[run.run_id] = copy.deepcopy(run)
+        return True
+
+
+class QueueContinuer:
+    def __init__(self) -> None:
+        self.payloads: list[dict[str, Any]] = []
+
+    def invoke_async(self, payload: dict[str, Any]) -> None:
+        self.payloads.append(payload)
+
+
+class MemoryOutputs:
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+
+    def put(self, key: str, body: bytes, content_type: str) -> None:
+        self.files[key] = body
+
+    def lines(self, prefix: str) -> list[dict[str, Any]]:
+        return [
+            orjson.loads(line)
+            for key in sorted(k for k in self.files if k.startswith(prefix))
+            for line in self.files[key].splitlines()
+        ]
+
+
+LAYOUT = Layout("incoming/", "reports/", "rejects/", "failed/")
+
+
+def make_deps(braze: FakeBraze, s3: FakeS3, policy: SendPolicy | None = None, **kw: Any) -> Deps:
+    from braze_importer.aws import S3Source
+
+    return Deps(
+        store=kw.pop("store", MemoryRunStore()),
+        source=S3Source(s3),
+        outputs=kw.pop("outputs", MemoryOutputs()),
+        continuer=kw.pop("continuer", QueueContinuer()),
+        braze_factory=braze.factory(),
+        clock=FakeClock(),
+        policy=policy or SendPolicy(max_in_flight=1),
+        layout=LAYOUT,
+        **kw,
+    )
+
+
+def gz(data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb") as f:
+        f.write(data)
+    return buf.getvalue()

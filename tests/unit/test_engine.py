@@ -1,0 +1,241 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+from braze_importer.engine import (
+    AmbiguousPolicy,
+    BatchRule,
+    Checkpoint,
+    Outcome,
+    Pump,
+    PumpResult,
+    RangeSet,
+    SendPolicy,
+)
+from braze_importer.reader import Format, iter_elements
+
+from tests.fakes import FakeBraze, FakeClock, answer
+
+
+def events(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [{"external_id": f"u{i}", "name": "e", "time": "2026-01-01T00:00:00Z"} for i in range(start, start + n)]
+
+
+class Run:
+    def __init__(self, braze: FakeBraze, policy: SendPolicy | None = None, clock: FakeClock | None = None) -> None:
+        self.braze = braze
+        self.clock = clock or FakeClock()
+        self.rejects: list[dict[str, Any]] = []
+        self.failed: list[dict[str, Any]] = []
+        self.pump = Pump(
+            braze,
+            policy or SendPolicy(max_in_flight=1),
+            self.clock,
+            on_reject=self.rejects.append,
+            on_failed=self.failed.append,
+        )
+
+    def go(self, objs: list[Any], start: Checkpoint | None = None, keep_going: Any = lambda: True) -> PumpResult:
+        data = orjson.dumps(objs)
+        start = start or Checkpoint(0, 0)
+        elements = iter_elements([data[start.offset :]], Format.ARRAY, start.position)
+        return asyncio.run(self.pump.run(elements, start, keep_going))
+
+
+def test_batches_hold_at_most_75_objects_combined() -> None:
+    braze = FakeBraze()
+    result = Run(braze).go(events(200))
+    assert result.outcome is Outcome.COMPLETED
+    assert [len(r["events"]) for r in braze.requests] == [75, 75, 50]
+    assert braze.stored == events(200)
+
+
+def test_legacy_rule_allows_75_per_array() -> None:
+    purchases = [{"external_id": "p", "product_id": "x", "currency": "EUR", "price": 1, "time": "2026-01-01"}] * 75
+    mixed = [o for pair in zip(events(75), purchases, strict=True) for o in pair]
+    braze = FakeBraze()
+    Run(braze, SendPolicy(max_in_flight=1, batch_rule=BatchRule.PER_ARRAY)).go(mixed)
+    assert len(braze.requests) == 1
+    assert len(braze.requests[0]["events"]) == 75 and len(braze.requests[0]["purchases"]) == 75
+
+
+def test_requests_stay_under_the_byte_limit() -> None:
+    objs = [{**e, "properties": {"pad": "x" * 900}} for e in events(40)]
+    braze = FakeBraze()
+    Run(braze, SendPolicy(max_in_flight=1, max_batch_bytes=10_000)).go(objs)
+    assert all(len(orjson.dumps(r)) <= 10_000 for r in braze.requests)
+    assert braze.stored == objs
+
+
+def test_invalid_objects_are_rejects_with_position_and_reason_but_no_value() -> None:
+    objs = [*events(2), {"name": "no-id", "time": "2026-01-01"}, "text", {"external_id": "secret@example.com", "name": 1}]
+    run = Run(FakeBraze())
+    result = run.go(objs)
+    assert result.outcome is Outcome.COMPLETED
+    assert [r["index"] for r in run.rejects] == [2, 3, 4]
+    assert "no identifier" in run.rejects[0]["reason"]
+    assert run.rejects[2]["reason"] == "name: must be a non-empty string"
+    assert all("secret@example.com" not in r["reason"] for r in run.rejects)
+    data = orjson.dumps(objs)
+    assert data[run.rejects[0]["offset"] :].startswith(b'{"name":"no-id"')
+
+
+def test_201_with_errors_rejects_only_those_objects_and_never_resends() -> None:
+    braze = FakeBraze(script=[answer(201, {"message": "success", "errors": [{"type": "bad", "input_array": "events", "index": 1}]})])
+    run = Run(braze)
+    run.go(events(3))
+    assert len(braze.requests) == 1
+    assert run.pump.counters.accepted == 2 and run.pump.counters.rejected == 1
+    assert run.rejects == [{"index": 1, "offset": run.rejects[0]["offset"], "source": "braze", "reason": "bad"}]
+
+
+def test_413_splits_the_batch_until_it_fits() -> None:
+    def too_big(payload: dict[str, Any]) -> Any:
+        return answer(413, {"message": "too large"}) if len(payload["events"]) > 10 else answer()
+
+    braze = FakeBraze(default=too_big)
+    run = Run(braze)
+    run.go(events(75))
+    assert sorted(o["external_id"] for o in braze.stored) == sorted(o["external_id"] for o in events(75))
+    assert run.pump.counters.splits > 0 and run.pump.counters.accepted == 75
+
+
+def test_400_isolates_the_objects_braze_refuses() -> None:
+    def refuse_u7(payload: dict[str, Any]) -> Any:
+        if any(o["external_id"] == "u7" for o in payload["events"]):
+            return answer(400, {"message": "bad object"})
+        return answer()
+
+    braze = FakeBraze(default=refuse_u7)
+    run = Run(braze)
+    run.go(events(20))
+    assert len(braze.stored) == 19
+    assert [r["index"] for r in run.rejects] == [7] and run.rejects[0]["reason"] == "Braze: bad object"
+
+
+def test_429_waits_until_the_reset_header_and_resends() -> None:
+    clock = FakeClock()
+    braze = FakeBraze(script=[answer(429, remaining=0, reset_at=clock.time() + 2.0)])
+    run = Run(braze, clock=clock)
+    run.go(events(10))
+    assert run.pump.counters.throttled == 1 and run.pump.counters.retries == 0
+    assert braze.stored == events(10)
+    assert clock.now >= 2.0  # waited for the window to reset
+
+
+def test_remaining_header_pauses_before_a_429() -> None:
+    clock = FakeClock()
+    braze = FakeBraze(default=lambda p: answer(remaining=0, reset_at=clock.time() + 3.0))
+    run = Run(braze, clock=clock)
+    run.go(events(150))
+    assert run.pump.counters.throttled == 0
+    assert clock.now >= 3.0
+
+
+def test_5xx_backs_off_exponentially_then_fails_the_batch_to_the_failed_file() -> None:
+    clock = FakeClock()
+    braze = FakeBraze(default=lambda p: answer(503, {"message": "down"}))
+    run = Run(braze, SendPolicy(max_in_flight=1, max_attempts=4), clock)
+    result = run.go(events(5))
+    assert result.outcome is Outcome.COMPLETED
+    assert len(braze.requests) == 4 and run.pump.counters.retries == 3
+    assert run.failed == events(5)
+    assert run.pump.failure_reasons == {"http_503": 5}
+    # Exponential: 0.5 s, 1 s, 2 s ceilings with jitter (the fake's jitter is 0.5 -> 75 % of each).
+    assert clock.now == pytest.approx(0.375 + 0.75 + 1.5)
+
+
+def test_transient_5xx_then_success_sends_once() -> None:
+    braze = FakeBraze(script=[answer(500), answer(502)])
+    run = Run(braze)
+    run.go(events(3))
+    assert braze.stored == events(3) and run.pump.counters.retries == 2
+
+
+def test_connection_refused_is_retried_without_counting_as_ambiguous() -> None:
+    braze = FakeBraze(script=["not_sent"])
+    run = Run(braze)
+    run.go(events(3))
+    assert braze.stored == events(3)
+    assert run.pump.counters.ambiguous == 0 and run.pump.counters.retries == 1
+
+
+def test_ambiguous_default_resends_and_counts_it() -> None:
+    braze = FakeBraze(script=["ambiguous_stored"])
+    run = Run(braze)
+    run.go(events(3))
+    assert braze.stored == events(3) * 2  # the one honest duplicate
+    assert run.pump.counters.ambiguous == 3 and run.pump.counters.ambiguous_requests == 1
+
+
+def test_ambiguous_at_most_once_sends_the_batch_to_the_failed_file() -> None:
+    braze = FakeBraze(script=["ambiguous_lost"])
+    run = Run(braze, SendPolicy(max_in_flight=1, ambiguous=AmbiguousPolicy.FAIL))
+    run.go(events(3))
+    assert braze.stored == [] and run.failed == events(3)
+    assert run.pump.counters.failed == 3 and run.pump.counters.ambiguous == 3
+
+
+def test_401_stops_the_run_and_keeps_everything_unsent_for_the_checkpoint() -> None:
+    braze = FakeBraze(script=[answer(), answer(401, {"message": "Invalid API key"})])
+    run = Run(braze)
+    result = run.go(events(300))
+    assert result.outcome is Outcome.STOPPED and result.stop_reason == "braze_auth_401"
+    assert len(braze.stored) == 75
+    assert result.checkpoint.index == 75  # the refused batch is the first unsettled one
+
+
+def test_paused_run_checkpoint_resumes_exactly_once_in_order() -> None:
+    objs = events(1000)
+    braze = FakeBraze()
+    start = Checkpoint(0, 0)
+    invocations = 0
+    while True:
+        invocations += 1
+        calls = iter(range(3))
+        run = Run(braze)
+        result = run.go(objs, start, keep_going=lambda: next(calls, None) is not None)
+        start = result.checkpoint
+        if result.outcome is Outcome.COMPLETED:
+            break
+        assert result.outcome is Outcome.PAUSED
+    assert invocations > 3
+    assert braze.stored == objs
+
+
+def test_checkpoint_skips_settled_objects_behind_an_unsettled_one() -> None:
+    # Batch 1 keeps failing, batch 2 and its rejects settle; the checkpoint names batch 1 and skips the rest.
+    def flaky(payload: dict[str, Any]) -> Any:
+        return answer(503) if payload["events"][0]["external_id"] == "u0" else answer()
+
+    objs = [*events(75), {"bad": 1}, *events(75, 75)]
+    braze = FakeBraze(default=flaky)
+    clock = FakeClock()
+    pump_run = Run(braze, SendPolicy(max_in_flight=2), clock)
+    deadline = 5.0
+    result = pump_run.go(objs, keep_going=lambda: clock.now < deadline)
+    assert result.outcome is Outcome.PAUSED
+    assert result.checkpoint.index == 0
+    assert 75 in result.checkpoint.skip and 76 in result.checkpoint.skip and 150 in result.checkpoint.skip
+    assert 0 not in result.checkpoint.skip and 74 not in result.checkpoint.skip
+    resumed = FakeBraze()
+    again = Run(resumed).go(objs, result.checkpoint)
+    assert again.outcome is Outcome.COMPLETED
+    assert resumed.stored == events(75)  # only what was never settled
+
+
+def test_rangeset_membership() -> None:
+    ranges = RangeSet([(5, 7), (1, 3)])
+    assert [i for i in range(9) if i in ranges] == [1, 2, 5, 6]
+    assert ranges.to_list() == [[1, 3], [5, 7]]
+
+
+@pytest.mark.parametrize("in_flight", [1, 8, 40])
+def test_concurrency_delivers_every_object_once(in_flight: int) -> None:
+    objs = events(3000)
+    braze = FakeBraze()
+    Run(braze, SendPolicy(max_in_flight=in_flight)).go(objs)
+    assert sorted(o["external_id"] for o in braze.stored) == sorted(o["external_id"] for o in objs)
