@@ -285,7 +285,7 @@ class Pump:
         self._stop_reason: str | None = None
         self._unsettled: dict[int, int] = {}  # index -> offset
         self._tasks: set[asyncio.Task[None]] = set()
-        self._dispatched = 0
+        self._answered = 0
         self._keep_going: Callable[[], bool] = lambda: True
 
     async def run(
@@ -334,7 +334,9 @@ class Pump:
         return PumpResult(outcome, checkpoint, self._stop_reason, error)
 
     def _should_stop(self) -> bool:
-        if not self._stopping.is_set() and (self._dispatched or self.counters.rejected) and not self._keep_going():
+        # The clock is consulted only once a request has been answered (or something settled
+        # without one), so every invocation makes progress however little time it starts with.
+        if not self._stopping.is_set() and (self._answered or self.counters.rejected) and not self._keep_going():
             self._stopping.set()
         return self._stopping.is_set()
 
@@ -363,7 +365,6 @@ class Pump:
         if self._stopping.is_set():
             self._slots.release()
             return
-        self._dispatched += 1
         task = asyncio.ensure_future(self._send_in_slot(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -389,6 +390,7 @@ class Pump:
                 answer = await self._braze.track(body)
             finally:
                 self._governor.in_flight -= 1
+            self._answered += 1
             if answer.delivery is Delivery.ANSWERED:
                 self._governor.observe(answer)
                 status = answer.status

@@ -1,0 +1,194 @@
+"""Runs across invocations: continuation at many positions, duplicates, resume, outputs."""
+
+from __future__ import annotations
+
+from itertools import count
+from typing import Any
+
+import orjson
+import pytest
+from braze_importer.engine import SendPolicy
+from braze_importer.ports import ObjectRef
+from braze_importer.service import handle_continue, handle_resume, handle_start
+
+from tests.fakes import FakeBraze, FakeS3, answer, gz, make_deps
+
+BUCKET = "imports"
+
+
+def sample(n: int) -> list[Any]:
+    objs: list[Any] = []
+    for i in range(n):
+        if i % 17 == 5:
+            objs.append({"name": "no identifier", "time": "2026-01-01"})  # a reject
+        else:
+            objs.append({"external_id": f"ü{i}", "name": "e", "time": "2026-01-01T00:00:00Z", "properties": {"i": i}})
+    return objs
+
+
+def expected(objs: list[Any]) -> list[Any]:
+    return [o for o in objs if "external_id" in o]
+
+
+def encode(objs: list[Any], shape: str) -> tuple[str, bytes]:
+    if shape == "minified":
+        return "incoming/a.json", orjson.dumps(objs)
+    if shape == "pretty":
+        return "incoming/a.json", orjson.dumps(objs, option=orjson.OPT_INDENT_2)
+    if shape == "lines":
+        return "incoming/a.jsonl", b"\n".join(orjson.dumps(o) for o in objs)
+    return "incoming/a.jsonl.gz", gz(b"\n".join(orjson.dumps(o) for o in objs) + b"\n")
+
+
+def run_chain(deps: Any, ref: ObjectRef, batches_per_invocation: int) -> list[str]:
+    """Drive start + every continuation, each invocation stopping after N time checks."""
+
+    def budget() -> Any:
+        ticks = count()
+        return lambda: next(ticks) < batches_per_invocation
+
+    statuses = [handle_start(ref, "req-0", deps, budget()).status]
+    while deps.continuer.payloads:
+        payload = deps.continuer.payloads.pop(0)
+        statuses.append(handle_continue(payload["run_id"], payload["seq"], "req", deps, budget()).status)
+    return statuses
+
+
+@pytest.mark.parametrize("shape", ["minified", "pretty", "lines", "gzip"])
+@pytest.mark.parametrize("per_invocation", [1, 2, 5])
+@pytest.mark.parametrize("read_chunk", [7, 4096])
+def test_continuation_at_many_positions_delivers_each_object_once_in_order(
+    shape: str, per_invocation: int, read_chunk: int
+) -> None:
+    objs = sample(600)
+    key, data = encode(objs, shape)
+    s3 = FakeS3(chunk=read_chunk)
+    s3.objects[(BUCKET, key)] = data
+    braze = FakeBraze()
+    deps = make_deps(braze, s3, SendPolicy(max_in_flight=1))
+    statuses = run_chain(deps, ObjectRef(BUCKET, key, "v1", "etag"), per_invocation)
+    assert statuses[-1] == "completed" and len(statuses) > 2
+    assert braze.stored == expected(objs)
+    run = next(iter(deps.store.items.values()))
+    assert run.counters["objects_read"] == len(objs)
+    assert run.counters["rejected"] == len(objs) - len(expected(objs))
+    rejects = deps.outputs.lines("rejects/")
+    assert sorted(r["index"] for r in rejects) == [i for i, o in enumerate(objs) if "external_id" not in o]
+    if shape in ("minified", "lines"):
+        assert any(r and r != "bytes=0-1" for r in s3.ranges)  # plain files resume with a range request
+
+
+def test_resumed_run_with_unsettled_batch_behind_settled_ones_sends_nothing_twice() -> None:
+    objs = sample(400)
+    key, data = encode(objs, "minified")
+    s3 = FakeS3()
+    s3.objects[(BUCKET, key)] = data
+    # First request of every invocation is slow to succeed: answers 503 once, so later batches settle first.
+    failures = iter([answer(503)] * 3)
+    braze = FakeBraze(default=lambda p: next(failures, answer()))
+    deps = make_deps(braze, s3, SendPolicy(max_in_flight=4))
+    statuses = run_chain(deps, ObjectRef(BUCKET, key, "v1", None), 3)
+    assert statuses[-1] == "completed"
+    assert sorted(o["external_id"] for o in braze.stored) == sorted(o["external_id"] for o in expected(objs))
+
+
+def test_duplicate_s3_notification_and_duplicate_continuation_send_nothing() -> None:
+    objs = sample(300)
+    key, data = encode(objs, "lines")
+    s3 = FakeS3()
+    s3.objects[(BUCKET, key)] = data
+    braze = FakeBraze()
+    deps = make_deps(braze, s3)
+    ref = ObjectRef(BUCKET, key, "v1", "etag")
+    ticks = count()
+    first = handle_start(ref, "a", deps, lambda: next(ticks) < 1)
+    assert first.status == "continuing"
+    sent = len(braze.requests)
+    assert handle_start(ref, "b", deps, lambda: True).status == "duplicate"
+    payload = deps.continuer.payloads.pop()
+    assert handle_continue(payload["run_id"], payload["seq"], "c", deps, lambda: True).status == "completed"
+    assert handle_continue(payload["run_id"], payload["seq"], "d", deps, lambda: True).status == "duplicate"
+    assert len(braze.requests) > sent
+    assert braze.stored == expected(objs)
+
+
+def test_a_new_version_of_the_same_key_is_a_new_run() -> None:
+    key, data = encode(sample(10), "lines")
+    s3 = FakeS3()
+    s3.objects[(BUCKET, key)] = data
+    deps = make_deps(FakeBraze(), s3)
+    assert handle_start(ObjectRef(BUCKET, key, "v1", None), "a", deps, lambda: True).status == "completed"
+    assert handle_start(ObjectRef(BUCKET, key, "v2", None), "b", deps, lambda: True).status == "completed"
+
+
+def test_auth_failure_stops_and_resume_finishes_exactly_where_it_stopped() -> None:
+    objs = sample(500)
+    key, data = encode(objs, "pretty")
+    s3 = FakeS3()
+    s3.objects[(BUCKET, key)] = data
+    refused = {"on": False}
+
+    def gate(payload: dict[str, Any]) -> Any:
+        return answer(401, {"message": "Invalid API key"}) if refused["on"] else answer()
+
+    braze = FakeBraze(default=gate)
+    braze.script = [answer(), answer()]
+    refused["on"] = True
+    deps = make_deps(braze, s3)
+    result = handle_start(ObjectRef(BUCKET, key, "v1", None), "a", deps, lambda: True)
+    assert result.status == "stopped"
+    assert result.report is not None and result.report["stop_reason"] == "braze_auth_401"
+    assert result.report["resume"] == {"action": "resume", "run_id": result.run_id}
+    assert len(braze.stored) == 150
+    refused["on"] = False
+    resumed = handle_resume(result.run_id, "b", deps, lambda: True, force=False)
+    assert resumed.status == "completed"
+    assert braze.stored == expected(objs)
+    assert handle_resume(result.run_id, "c", deps, lambda: True, force=False).status == "not_resumable"
+
+
+def test_invalid_json_stops_with_position_after_sending_what_came_before() -> None:
+    objs = sample(100)
+    data = orjson.dumps(objs)[:-40]  # truncated
+    s3 = FakeS3()
+    s3.objects[(BUCKET, "incoming/t.json")] = data
+    braze = FakeBraze()
+    deps = make_deps(braze, s3)
+    result = handle_start(ObjectRef(BUCKET, "incoming/t.json", "v1", None), "a", deps, lambda: True)
+    assert result.status == "stopped"
+    assert result.report is not None
+    assert result.report["stop_reason"] == "invalid_json"
+    assert result.report["error"]["offset"] == len(data)
+    assert "resume" not in result.report
+    assert braze.stored == expected(objs)[: len(braze.stored)] and len(braze.stored) >= len(expected(objs)) - 1
+
+
+def test_failed_batches_land_in_a_replayable_file_outside_the_incoming_prefix() -> None:
+    objs = sample(100)
+    key, data = encode(objs, "lines")
+    s3 = FakeS3()
+    s3.objects[(BUCKET, key)] = data
+    deps = make_deps(FakeBraze(default=lambda p: answer(500)), s3, SendPolicy(max_in_flight=2, max_attempts=2))
+    result = handle_start(ObjectRef(BUCKET, key, "v1", None), "a", deps, lambda: True)
+    assert result.status == "completed"
+    assert result.report is not None and result.report["failed"] == len(expected(objs))
+    failed_keys = [k for k in deps.outputs.files if k.startswith("failed/")]
+    assert failed_keys and all(k.endswith(".jsonl") and not k.startswith("incoming/") for k in failed_keys)
+    assert sorted(o["external_id"] for o in deps.outputs.lines("failed/")) == sorted(
+        o["external_id"] for o in expected(objs)
+    )
+
+
+def test_hop_limit_stops_a_chain() -> None:
+    key, data = encode(sample(600), "lines")
+    s3 = FakeS3()
+    s3.objects[(BUCKET, key)] = data
+    deps = make_deps(FakeBraze(), s3, max_hops=2)
+    statuses = run_chain(deps, ObjectRef(BUCKET, key, "v1", None), 1)
+    assert statuses == ["continuing", "stopped"]
+    assert next(iter(deps.store.items.values())).stop_reason == "hop_limit"
+
+
+def test_keys_that_are_not_json_are_ignored() -> None:
+    deps = make_deps(FakeBraze(), FakeS3())
+    assert handle_start(ObjectRef(BUCKET, "incoming/x.csv", "v1", None), "a", deps, lambda: True).status == "duplicate"
