@@ -1,0 +1,92 @@
+"""The AWS adapters against moto: conditional run transitions, ranged and gzip reads."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from braze_importer.aws import DynamoRunStore, S3Source, read_api_key
+from braze_importer.ports import ObjectRef
+from braze_importer.runs import COMPLETED, CONTINUING, RunRecord
+from moto import mock_aws
+
+pytestmark = pytest.mark.usefixtures("aws_env", "moto")
+
+
+@pytest.fixture
+def moto(aws_env: None) -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def store() -> DynamoRunStore:
+    client = boto3.client("dynamodb")
+    client.create_table(
+        TableName="runs",
+        KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return DynamoRunStore(client, "runs")
+
+
+def record() -> RunRecord:
+    return RunRecord("b/k#v", "b", "k", "v", None, "array", False, owner="first")
+
+
+def test_run_transitions_are_conditional(store: DynamoRunStore) -> None:
+    assert store.create(record())
+    assert not store.create(record())  # duplicated notification
+    run = store.get("b/k#v")
+    assert run is not None and run.owner == "first"
+    run.status, run.seq = CONTINUING, 2
+    assert store.save(run, expected_seq=1)
+    assert not store.save(run, expected_seq=1)  # no longer running at seq 1
+    claimed = store.claim("b/k#v", 2, "second")
+    assert claimed is not None and claimed.owner == "second"
+    assert store.claim("b/k#v", 2, "duplicate") is None  # duplicated continuation
+    assert store.reopen("b/k#v", "op", force=False) is None  # running: not stopped
+    forced = store.reopen("b/k#v", "op", force=True)
+    assert forced is not None and forced.seq == 3
+    forced.status = COMPLETED
+    assert store.save(forced, expected_seq=3)
+    assert store.reopen("b/k#v", "op", force=True) is None  # completed runs stay completed
+
+
+def test_s3_source_resumes_plain_files_by_range_and_gzip_by_skipping() -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="bucket")
+    s3.put_bucket_versioning(Bucket="bucket", VersioningConfiguration={"Status": "Enabled"})
+    data = b"0123456789" * 1000
+    plain = s3.put_object(Bucket="bucket", Key="p.json", Body=data)
+    zipped = s3.put_object(Bucket="bucket", Key="z.json.gz", Body=gzip.compress(data))
+    source = S3Source(s3)
+    plain_ref = ObjectRef("bucket", "p.json", plain["VersionId"], None)
+    zipped_ref = ObjectRef("bucket", "z.json.gz", zipped["VersionId"], None)
+    assert b"".join(source.chunks(plain_ref, 1234, gzip=False)) == data[1234:]
+    assert b"".join(source.chunks(plain_ref, len(data), gzip=False)) == b""
+    assert b"".join(source.chunks(zipped_ref, 4321, gzip=True)) == data[4321:]
+    assert source.is_gzip(zipped_ref) and not source.is_gzip(plain_ref)
+    s3.put_object(Bucket="bucket", Key="p.json", Body=b"overwritten")
+    assert b"".join(source.chunks(plain_ref, 0, gzip=False)) == data  # pinned to its version
+
+
+def test_multi_member_gzip_is_read_whole() -> None:
+    from braze_importer.aws import _gunzip
+
+    stream = gzip.compress(b"first,") + gzip.compress(b"second")
+    assert b"".join(_gunzip(iter([stream[:7], stream[7:]]))) == b"first,second"
+
+
+def test_api_key_secret_as_plain_string_or_json() -> None:
+    secrets = boto3.client("secretsmanager")
+    secrets.create_secret(Name="plain", SecretString=" key-1 \n")
+    secrets.create_secret(Name="json", SecretString='{"api_key": "key-2"}')
+    secrets.create_secret(Name="empty", SecretString="{}")
+    assert read_api_key(secrets, "plain") == "key-1"
+    assert read_api_key(secrets, "json") == "key-2"
+    with pytest.raises(ValueError, match="empty"):
+        read_api_key(secrets, "empty")

@@ -1,0 +1,99 @@
+"""The real handler under moto, sending to the Braze emulator over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import orjson
+import pytest
+from braze_importer import handler as importer
+from braze_importer.braze_http import braze_client, classify_failure
+from braze_importer.ports import Delivery
+from braze_importer.settings import SettingsError, get_settings
+from moto import mock_aws
+
+from sandbox.importer import FakeContext, s3_event
+from sandbox.services import BrazeEmulator
+
+pytestmark = pytest.mark.usefixtures("aws_env")
+
+
+@pytest.fixture
+def deployed(braze: BrazeEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="imports")
+        s3.put_bucket_versioning(Bucket="imports", VersioningConfiguration={"Status": "Enabled"})
+        boto3.client("dynamodb").create_table(
+            TableName="runs",
+            KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        secret = boto3.client("secretsmanager").create_secret(Name="braze", SecretString="sandbox-braze-key")
+        for name, value in {
+            "BRAZE_REST_ENDPOINT": braze.url,
+            "BRAZE_API_KEY_SECRET": secret["ARN"],
+            "RUNS_TABLE": "runs",
+            "IMPORT_BUCKET": "imports",
+            "AWS_LAMBDA_FUNCTION_NAME": "importer",
+            "POWERTOOLS_METRICS_NAMESPACE": "Test",
+        }.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        importer._deps.cache_clear()
+        yield s3
+        get_settings.cache_clear()
+        importer._deps.cache_clear()
+
+
+def test_s3_notification_imports_the_file_and_writes_outputs(deployed: Any, braze: BrazeEmulator) -> None:
+    objs = [{"external_id": f"u{i}", "name": "e", "time": "2026-01-01T00:00:00Z"} for i in range(200)]
+    objs.append({"name": "orphan", "time": "2026-01-01T00:00:00Z"})
+    put = deployed.put_object(Bucket="imports", Key="incoming/my file.json", Body=orjson.dumps(objs))
+    event = s3_event("imports", "incoming/my file.json", 0, put["ETag"].strip('"'), put["VersionId"])
+    result = importer.handler(event, FakeContext(900))
+    report = result["runs"][0]["report"]
+    assert result["runs"][0]["status"] == "completed"
+    assert (report["accepted"], report["rejected"], report["requests"]) == (200, 1, 3)
+    assert braze.state()["stored"] == 200
+    keys = [o["Key"] for o in deployed.list_objects_v2(Bucket="imports")["Contents"]]
+    assert report["outputs"]["report"] in keys
+    assert any(k.startswith("rejects/my file.json/") for k in keys)
+    assert not any(k.startswith("incoming/") and k != "incoming/my file.json" for k in keys)
+    again = importer.handler(event, FakeContext(900))
+    assert again["runs"][0]["status"] == "duplicate"
+    assert braze.state()["stored"] == 200
+
+
+def test_settings_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RUNS_TABLE", raising=False)
+    monkeypatch.setenv("BRAZE_REST_ENDPOINT", "rest.iad-01.braze.com")
+    get_settings.cache_clear()
+    with pytest.raises(SettingsError) as raised:
+        get_settings()
+    assert "RUNS_TABLE" in str(raised.value) and "BRAZE_REST_ENDPOINT" in str(raised.value)
+    get_settings.cache_clear()
+
+
+def test_transport_tells_unsent_from_unanswered(braze: BrazeEmulator) -> None:
+    asyncio.run(_transport_checks(braze))
+
+
+async def _transport_checks(braze: BrazeEmulator) -> None:
+    from sandbox.services import free_port
+
+    async with braze_client(f"http://127.0.0.1:{free_port()}", "k", max_in_flight=2, timeout_seconds=2) as client:
+        refused = await client.track(b"{}")
+    assert refused.delivery is Delivery.NOT_SENT
+    braze.configure(script=["drop_after"])
+    async with braze_client(braze.url, "sandbox-braze-key", max_in_flight=2, timeout_seconds=5) as client:
+        dropped = await client.track(orjson.dumps({"attributes": [{"external_id": "x", "a": 1}]}))
+        fine = await client.track(orjson.dumps({"attributes": [{"external_id": "y", "a": 1}]}))
+    assert dropped.delivery is Delivery.AMBIGUOUS
+    assert fine.delivery is Delivery.ANSWERED and fine.status == 201
+    assert fine.remaining is not None and fine.reset_at is not None
+    assert classify_failure(TimeoutError()) is Delivery.AMBIGUOUS
