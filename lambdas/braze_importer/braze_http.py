@@ -36,6 +36,7 @@ class BrazeHttp:
             Delivery.ANSWERED,
             status=response.status_code,
             body=_json_object(payload),
+            limit=_int_header(response.headers.get("x-ratelimit-limit")),
             remaining=_int_header(response.headers.get("x-ratelimit-remaining")),
             reset_at=_float_header(response.headers.get("x-ratelimit-reset")),
         )

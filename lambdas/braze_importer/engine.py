@@ -207,9 +207,15 @@ class Batcher:
 
 
 class Governor:
-    """Paces requests: a token bucket at this run's share of the workspace limit, a pause when
-    Braze says the window is used up (X-RateLimit-Remaining) or answers 429, and a gentle slow-down
-    after each 429 that recovers with successes."""
+    """Paces requests within this run's share of the workspace's rate limit.
+
+    - a token bucket at ``requests_per_second`` (the run's configured share);
+    - a per-window budget from Braze's headers: what X-RateLimit-Remaining leaves after the
+      requests still in flight, and X-RateLimit-Limit for a window that has just begun. Until
+      the first answer arrives the budget is one request, so a run never opens with a burst;
+    - after a 429, a pause until X-RateLimit-Reset (with jitter, so runs sharing the workspace
+      do not restart in step) and a lower rate that recovers with successes.
+    """
 
     def __init__(self, policy: SendPolicy, clock: Clock) -> None:
         self._clock = clock
@@ -218,6 +224,9 @@ class Governor:
         self._tokens = 1.0
         self._stamp = clock.monotonic()
         self._paused_until = 0.0
+        self._budget = 1.0  # requests we may still start in the current window
+        self._window_end: float | None = None  # monotonic
+        self._limit: int | None = None
         self.in_flight = 0
 
     async def acquire(self, should_stop: Callable[[], bool]) -> bool:
@@ -227,33 +236,54 @@ class Governor:
             if now < self._paused_until:
                 await self._clock.sleep(min(self._paused_until - now, _SLICE_SECONDS))
                 continue
+            if self._window_end is not None and now >= self._window_end:
+                self._window_end = None  # a new window: it holds the full limit
+                self._budget = float(self._limit) if self._limit is not None else 1.0
+            if self._budget < 1.0 and self._window_end is None and self.in_flight == 0:
+                self._budget = 1.0  # no answer is on its way to tell us more: probe with one request
+            if self._budget < 1.0:
+                # Wait for the window to end, or for an answer that tells us more.
+                wait = self._window_end - now + 0.25 * self._clock.jitter() if self._window_end else 0.01
+                await self._clock.sleep(min(wait, _SLICE_SECONDS))
+                continue
             self._tokens = min(max(1.0, self._rate / 10), self._tokens + (now - self._stamp) * self._rate)
             self._stamp = now
             if self._tokens >= 1.0 - 1e-9:  # a token earned by sleeping must not be lost to rounding
                 self._tokens = max(0.0, self._tokens - 1.0)
+                self._budget -= 1.0
                 return True
             await self._clock.sleep((1.0 - self._tokens) / self._rate)
         return False
 
     def observe(self, answer: BrazeAnswer) -> None:
-        """Pause before the window runs out rather than collect 429s."""
-        if answer.remaining is not None and answer.reset_at is not None and answer.remaining <= self.in_flight:
-            self._pause_until_reset(answer.reset_at)
+        if answer.remaining is None or answer.reset_at is None:
+            if self._limit is None:
+                self._budget = float("inf")  # no headers: the token bucket alone paces
+            return
+        now = self._clock.monotonic()
+        end = now + max(0.0, answer.reset_at - self._clock.time())
+        if end <= now:
+            return  # an answer from a window that is already over
+        if answer.limit is not None:
+            self._limit = answer.limit
+        budget = float(answer.remaining - self.in_flight)
+        if self._window_end is None or end > self._window_end + 0.5:
+            self._window_end = end
+            self._budget = budget
+        else:
+            self._budget = min(self._budget, budget)
 
     def throttled(self, answer: BrazeAnswer, fallback_seconds: float) -> None:
         self._rate = max(self._max_rate * 0.05, self._rate * 0.7)
+        self._budget = min(self._budget, 0.0)
         if answer.reset_at is not None:
-            self._pause_until_reset(answer.reset_at)
+            self._pause_for(max(0.0, answer.reset_at - self._clock.time()) + 0.25 * self._clock.jitter())
         else:
             self._pause_for(fallback_seconds * (1 + self._clock.jitter()))
 
     def succeeded(self) -> None:
         if self._rate < self._max_rate:
             self._rate = min(self._max_rate, self._rate + self._max_rate * 0.02)
-
-    def _pause_until_reset(self, reset_at: float) -> None:
-        # Jitter spreads the restart of runs that share the workspace's window.
-        self._pause_for(max(0.0, reset_at - self._clock.time()) + 0.25 * self._clock.jitter())
 
     def _pause_for(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, self._clock.monotonic() + seconds)

@@ -22,6 +22,7 @@ class BrazeAnswer:
     delivery: Delivery
     status: int = 0
     body: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None  # X-RateLimit-Limit
     remaining: int | None = None  # X-RateLimit-Remaining
     reset_at: float | None = None  # X-RateLimit-Reset, UNIX seconds
     detail: str = ""  # transport error class, for reports

@@ -71,7 +71,12 @@ def test_requests_stay_under_the_byte_limit() -> None:
 
 
 def test_invalid_objects_are_rejects_with_position_and_reason_but_no_value() -> None:
-    objs = [*events(2), {"name": "no-id", "time": "2026-01-01"}, "text", {"external_id": "secret@example.com", "name": 1}]
+    objs = [
+        *events(2),
+        {"name": "no-id", "time": "2026-01-01"},
+        "text",
+        {"external_id": "secret@example.com", "name": 1},
+    ]
     run = Run(FakeBraze())
     result = run.go(objs)
     assert result.outcome is Outcome.COMPLETED
@@ -84,7 +89,9 @@ def test_invalid_objects_are_rejects_with_position_and_reason_but_no_value() -> 
 
 
 def test_201_with_errors_rejects_only_those_objects_and_never_resends() -> None:
-    braze = FakeBraze(script=[answer(201, {"message": "success", "errors": [{"type": "bad", "input_array": "events", "index": 1}]})])
+    braze = FakeBraze(
+        script=[answer(201, {"message": "success", "errors": [{"type": "bad", "input_array": "events", "index": 1}]})]
+    )
     run = Run(braze)
     run.go(events(3))
     assert len(braze.requests) == 1

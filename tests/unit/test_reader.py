@@ -11,7 +11,7 @@ TRICKY = [
     {"external_id": "a", "name": "x", "note": 'braces } { brackets ] [ quote " backslash \\ comma ,'},
     {"external_id": "ü-ñ-東京-🎉", "name": "emoji 🎉 and 東京", "properties": {"s": "é" * 7}},
     {"external_id": "c", "deep": {"a": [{"b": {"c": [{"d": {"e": {"f": {"g": [1, 2, {"h": "]}"}]}}}}]}}]}},
-    {"external_id": "d", "escaped": "\\\"]},{\\"},
+    {"external_id": "d", "escaped": '\\"]},{\\'},
     [1, 2, 3],
     "a string",
     42,

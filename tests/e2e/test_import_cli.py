@@ -1,0 +1,124 @@
+"""The sandbox CLI end to end: the real handler, moto server and the Braze emulator, with faults."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from sandbox import sample_data
+from sandbox.services import BrazeEmulator
+from tests.e2e.conftest import KEY, identities, run_cli
+
+pytestmark = pytest.mark.e2e
+REPORT_KEYS = {"status", "objects_read", "accepted", "rejected", "failed", "ambiguous", "requests", "retries"}
+REPORT_KEYS |= {"throttled", "invocations", "seconds"}
+
+
+def expected_objects(path: Path) -> list[dict[str, object]]:
+    return [o for o in sample_data.objects(3000, invalid_every=250)]
+
+
+def test_clean_import_through_the_built_in_emulator(sample_file: Path) -> None:
+    code, report, _ = run_cli("import", str(sample_file), "--json")
+    assert code == 0 and report is not None
+    assert report.keys() >= REPORT_KEYS
+    assert report["status"] == "completed" and report["objects_read"] == 3000
+    assert report["accepted"] + report["rejected"] == 3000 and report["failed"] == 0
+
+
+def test_drops_before_storing_are_delivered_exactly_once(sample_file: Path, braze: BrazeEmulator) -> None:
+    braze.configure(rates={"drop_before": 0.15, "500": 0.05}, seed=3)
+    code, report, _ = run_cli(
+        "import", str(sample_file), "--braze-url", braze.url, "--braze-api-key", KEY, "--json", "--max-in-flight", "8"
+    )
+    assert code == 0 and report is not None and report["ambiguous"] > 0
+    stored = identities(braze.objects())
+    assert max(stored.values()) == 1  # exactly once, although every drop was resent
+    assert sum(stored.values()) == report["accepted"]
+
+
+def test_drops_after_storing_duplicate_only_the_ambiguous_batches(sample_file: Path, braze: BrazeEmulator) -> None:
+    braze.configure(rates={"drop_after": 0.1}, seed=5)
+    code, report, _ = run_cli("import", str(sample_file), "--braze-url", braze.url, "--braze-api-key", KEY, "--json")
+    assert code == 0 and report is not None
+    stored = identities(braze.objects())
+    duplicates = sum(n - 1 for n in stored.values())
+    assert 0 < duplicates <= report["ambiguous"]
+
+
+def test_at_most_once_setting_never_duplicates(sample_file: Path, braze: BrazeEmulator) -> None:
+    braze.configure(rates={"drop_after": 0.1}, seed=5)
+    code, report, _ = run_cli(
+        "import", str(sample_file), "--braze-url", braze.url, "--braze-api-key", KEY, "--json", "--ambiguous", "fail"
+    )
+    assert code == 1 and report is not None  # completed, with failures
+    stored = identities(braze.objects())
+    assert max(stored.values()) == 1
+    assert report["failed"] == report["ambiguous"] > 0
+
+
+def test_short_invocations_continue_exactly_where_they_stopped(sample_file: Path, braze: BrazeEmulator) -> None:
+    braze.configure(latency_ms=150)
+    code, report, _ = run_cli(
+        "import", str(sample_file), "--braze-url", braze.url, "--braze-api-key", KEY, "--json",
+        "--invocation-seconds", "1", "--max-in-flight", "2",
+    )  # fmt: skip
+    assert code == 0 and report is not None and report["invocations"] > 2
+    stored = identities(braze.objects())
+    assert max(stored.values()) == 1 and sum(stored.values()) == report["accepted"]
+    assert report["objects_read"] == 3000
+
+
+def test_rate_limit_that_binds_is_respected(sample_file: Path, braze: BrazeEmulator) -> None:
+    braze.configure(rate_limit=10, rate_window_seconds=1.0)
+    code, report, _ = run_cli("import", str(sample_file), "--braze-url", braze.url, "--braze-api-key", KEY, "--json")
+    assert code == 0 and report is not None
+    assert report["requests"] >= 40 and report["seconds"] >= 3  # about 40 requests at 10 per second
+    assert report["throttled"] <= 2  # the headers keep it under the limit
+
+
+def test_wrong_key_stops_the_run(sample_file: Path) -> None:
+    code, report, _ = run_cli("import", str(sample_file), "--braze-api-key", "wrong", "--json")
+    assert code == 1 and report is not None
+    assert report["status"] == "stopped" and report["stop_reason"] == "braze_auth_401"
+    assert report["accepted"] == 0 and report["resume"]["action"] == "resume"
+
+
+def test_outage_sends_batches_to_the_failed_file(sample_file: Path) -> None:
+    code, report, _ = run_cli("import", str(sample_file), "--json", "--emulator", json.dumps({"rates": {"503": 1.0}}))
+    assert code == 1 and report is not None
+    assert report["status"] == "completed" and report["failed"] > 0 and report["accepted"] == 0
+    assert report["failure_reasons"] == {"http_503": report["failed"]}
+
+
+def test_body_limit_splits_requests_and_per_array_limit_is_honoured(tmp_path: Path) -> None:
+    path = sample_data.write(tmp_path / "small.jsonl.gz", 500)
+    code, report, _ = run_cli("import", str(path), "--json", "--emulator", json.dumps({"max_body_bytes": 6000}))
+    assert code == 0 and report is not None and report["splits"] > 0 and report["accepted"] == 500
+    code, report, _ = run_cli(
+        "import", str(path), "--json", "--batch-rule", "per_array", "--emulator", json.dumps({"batch_rule": "combined"})
+    )
+    assert code == 0 and report is not None and report["splits"] > 0 and report["accepted"] == 500
+
+
+def test_invalid_json_reports_the_position(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json.gz"
+    with gzip.open(path, "wb") as out:
+        out.write(b'[{"external_id": "a", "name": "e", "time": "2026-01-01"}, {"external_id": ')
+    code, report, _ = run_cli("import", str(path), "--json")
+    assert code == 1 and report is not None
+    assert report["stop_reason"] == "invalid_json" and report["error"]["offset"] == 74
+    assert report["accepted"] == 1
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert run_cli("import")[0] == 2
+    assert run_cli("import", str(tmp_path / "missing.json"), "--json")[0] == 2
+
+
+def test_stdout_is_only_the_report(sample_file: Path) -> None:
+    code, report, stderr = run_cli("import", str(sample_file), "--json", "--invocation-seconds", "2")
+    assert code == 0 and report is not None  # json.loads of all of stdout succeeded
