@@ -17,10 +17,6 @@ REPORT_KEYS = {"status", "objects_read", "accepted", "rejected", "failed", "ambi
 REPORT_KEYS |= {"throttled", "invocations", "seconds"}
 
 
-def expected_objects(path: Path) -> list[dict[str, object]]:
-    return [o for o in sample_data.objects(3000, invalid_every=250)]
-
-
 def test_clean_import_through_the_built_in_emulator(sample_file: Path) -> None:
     code, report, _ = run_cli("import", str(sample_file), "--json")
     assert code == 0 and report is not None
@@ -122,3 +118,4 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
 def test_stdout_is_only_the_report(sample_file: Path) -> None:
     code, report, stderr = run_cli("import", str(sample_file), "--json", "--invocation-seconds", "2")
     assert code == 0 and report is not None  # json.loads of all of stdout succeeded
+    assert "{" not in stderr.splitlines()[-1] if stderr.strip() else True

@@ -202,15 +202,19 @@ def test_paused_run_checkpoint_resumes_exactly_once_in_order() -> None:
     invocations = 0
     while True:
         invocations += 1
-        calls = iter(range(3))
         run = Run(braze)
-        result = run.go(objs, start, keep_going=lambda: next(calls, None) is not None)
+        result = run.go(objs, start, keep_going=_budget(3))
         start = result.checkpoint
         if result.outcome is Outcome.COMPLETED:
             break
         assert result.outcome is Outcome.PAUSED
     assert invocations > 3
     assert braze.stored == objs
+
+
+def _budget(checks: int) -> Any:
+    calls = iter(range(checks))
+    return lambda: next(calls, None) is not None
 
 
 def test_checkpoint_skips_settled_objects_behind_an_unsettled_one() -> None:
