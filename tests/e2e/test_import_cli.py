@@ -72,7 +72,8 @@ def test_rate_limit_that_binds_is_respected(sample_file: Path, braze: BrazeEmula
     braze.configure(rate_limit=10, rate_window_seconds=1.0)
     code, report, _ = run_cli("import", str(sample_file), "--braze-url", braze.url, "--braze-api-key", KEY, "--json")
     assert code == 0 and report is not None
-    assert report["requests"] >= 40 and report["seconds"] >= 3  # about 40 requests at 10 per second
+    # 40+ requests at 10 per aligned 1 s window: the first window may be partial, two more are whole.
+    assert report["requests"] >= 40 and report["seconds"] >= 2
     assert report["throttled"] <= 2  # the headers keep it under the limit
 
 

@@ -1,0 +1,133 @@
+"""The Import stack as synthesized: what a reviewer of the template would check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import Synth
+
+pytestmark = pytest.mark.xdist_group("synth")
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def one(template: dict[str, Any], kind: str, where: Any = lambda r: True) -> dict[str, Any]:
+    found = [r for r in resources(template, kind).values() if where(r)]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def template(synth: Synth) -> dict[str, Any]:
+    return synth.template("-Import")
+
+
+def importer(template: dict[str, Any]) -> dict[str, Any]:
+    return one(template, "AWS::Lambda::Function", lambda r: "braze_importer" in r["Properties"].get("Handler", ""))
+
+
+def statements(template: dict[str, Any], role_logical_id: str) -> list[dict[str, Any]]:
+    found = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        roles = [r.get("Ref") for r in policy["Properties"]["Roles"]]
+        if role_logical_id in roles:
+            found.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    return found
+
+
+def test_cdk_nag_runs_clean_and_every_template_passes_cfn_lint(synth: Synth) -> None:
+    files = [str(p) for p in synth.template_files()]
+    assert files
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), "--non-zero-exit-code", "error", *files],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_importer_function_runtime_limits_and_failure_handling(template: dict[str, Any]) -> None:
+    fn = importer(template)["Properties"]
+    assert fn["Runtime"] == "python3.14" and fn["Architectures"] == ["arm64"]
+    assert fn["Timeout"] == 900 and fn["ReservedConcurrentExecutions"] == 2
+    assert fn["RecursiveLoop"] == "Allow"
+    env = fn["Environment"]["Variables"]
+    assert "BRAZE_API_KEY_SECRET" in env and not any("KEY" in k and k != "BRAZE_API_KEY_SECRET" for k in env)
+    invoke = one(template, "AWS::Lambda::EventInvokeConfig")["Properties"]
+    assert invoke["MaximumRetryAttempts"] == 0
+    assert "OnFailure" in invoke["DestinationConfig"]
+
+
+def test_notifications_only_for_incoming_json_suffixes(template: dict[str, Any]) -> None:
+    notifications = one(template, "Custom::S3BucketNotifications")["Properties"]["NotificationConfiguration"]
+    filters = [
+        {r["Name"]: r["Value"] for r in c["Filter"]["Key"]["FilterRules"]}
+        for c in notifications["LambdaFunctionConfigurations"]
+    ]
+    assert sorted(f["suffix"] for f in filters) == [".gz", ".json", ".jsonl", ".ndjson"]
+    assert {f["prefix"] for f in filters} == {"incoming/"}
+
+
+def test_bucket_is_private_encrypted_versioned_tls_only_and_expires_outputs(template: dict[str, Any]) -> None:
+    buckets = resources(template, "AWS::S3::Bucket")
+    data = next(b for b in buckets.values() if "LoggingConfiguration" in b["Properties"])["Properties"]
+    assert data["VersioningConfiguration"]["Status"] == "Enabled"
+    assert data["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+    }  # fmt: skip
+    assert data["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    expiring = {r.get("Prefix") for r in data["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r}
+    assert {"reports/", "rejects/"} <= expiring
+    for policy in resources(template, "AWS::S3::BucketPolicy").values():
+        denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+        assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
+
+
+def test_importer_grants_are_least_privilege(template: dict[str, Any]) -> None:
+    role = importer(template)["Properties"]["Role"]["Fn::GetAtt"][0]
+    granted = statements(template, role)
+    actions = {a for s in granted for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "dynamodb:GetItem", "dynamodb:PutItem"} <= actions
+    assert {"lambda:InvokeFunction", "secretsmanager:GetSecretValue"} <= actions
+    assert not any(a in ("s3:*", "dynamodb:*", "*") for a in actions)
+    assert "s3:DeleteObject" not in actions and "dynamodb:Scan" not in actions
+    put = next(s for s in granted if s["Action"] == "s3:PutObject")
+    rendered = json.dumps(put["Resource"])
+    assert all(p in rendered for p in ("reports/*", "rejects/*", "failed/*")) and "incoming/" not in rendered
+    get = next(s for s in granted if "s3:GetObject" in s["Action"])
+    assert "incoming/*" in json.dumps(get["Resource"])
+    function_id = next(k for k, v in resources(template, "AWS::Lambda::Function").items() if v is importer(template))
+    invoke = next(s for s in granted if s["Action"] == "lambda:InvokeFunction")
+    assert invoke["Resource"] == {"Fn::GetAtt": [function_id, "Arn"]}  # itself, and nothing else
+    roles = resources(template, "AWS::IAM::Role")
+    assert "ManagedPolicyArns" not in roles[role]["Properties"]
+
+
+def test_runs_table_on_demand_with_recovery_and_ttl(template: dict[str, Any]) -> None:
+    table = one(template, "AWS::DynamoDB::Table")["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+def test_alarms_watch_the_dead_letter_queue_errors_and_failures(template: dict[str, Any]) -> None:
+    alarms = resources(template, "AWS::CloudWatch::Alarm").values()
+    metrics = {a["Properties"].get("MetricName") for a in alarms}
+    assert {"ApproximateNumberOfMessagesVisible", "Errors", "ObjectsFailed", "RunsStopped"} <= metrics
+    assert all(a["Properties"]["AlarmActions"] for a in alarms)
+    queue = one(template, "AWS::SQS::Queue")["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+
+
+def test_secret_is_referenced_not_inlined(template: dict[str, Any]) -> None:
+    secret_id = next(iter(resources(template, "AWS::SecretsManager::Secret")))
+    env = importer(template)["Properties"]["Environment"]["Variables"]
+    assert env["BRAZE_API_KEY_SECRET"] == {"Ref": secret_id}
