@@ -192,6 +192,11 @@ class ImportSandbox:
             if line.strip()
         ]
 
+    def set_function_env(self, **values: str) -> None:
+        """Change the function's settings, as a redeploy would (the next invocation is a cold start)."""
+        os.environ.update(values)
+        _clear_handler_caches()
+
     def set_api_key(self, api_key: str) -> None:
         self.secrets.put_secret_value(SecretId=SECRET, SecretString=api_key)
         _clear_handler_caches()

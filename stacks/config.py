@@ -22,8 +22,9 @@ class ImportConfig:
     rejects_prefix: str = "rejects/"
     failed_prefix: str = "failed/"
     max_concurrent_runs: int = 2
+    workspace_requests_per_second: float = 1000.0  # Braze's /users/track limit: 3,000 per 3 s by default
     requests_per_second: float = 500.0
-    max_in_flight: int = 32
+    max_in_flight: int = 80
     batch_rule: Literal["combined", "per_array"] = "combined"
     ambiguous_policy: Literal["resend", "fail"] = "resend"
     max_attempts: int = 6
@@ -42,9 +43,10 @@ class ImportConfig:
             raise ConfigError("braze rest endpoint must be an https:// URL")
         if not 1 <= self.max_concurrent_runs <= 100:
             raise ConfigError("import max concurrent runs must be between 1 and 100")
-        if not 0 < self.requests_per_second * self.max_concurrent_runs <= 1000:
+        if not 0 < self.requests_per_second * self.max_concurrent_runs <= self.workspace_requests_per_second:
             raise ConfigError(
-                "requests per second x max concurrent runs must stay within Braze's 1,000 requests/s per workspace"
+                "import requestsPerSecond x maxConcurrentRuns must stay within workspaceRequestsPerSecond, "
+                "the workspace's Braze rate limit shared by concurrent runs"
             )
 
 

@@ -36,7 +36,7 @@ class AmbiguousPolicy(Enum):
 
 @dataclass(frozen=True, slots=True)
 class SendPolicy:
-    max_in_flight: int = 32
+    max_in_flight: int = 80
     requests_per_second: float = 500.0
     batch_rule: BatchRule = BatchRule.COMBINED
     max_batch_objects: int = 75
@@ -124,7 +124,7 @@ class PumpResult:
 @dataclass(slots=True)
 class Item:
     index: int
-    offset: int
+    element: Element  # for its exact offset, looked up only if the object is rejected
     kind: Kind
     obj: dict[str, Any]
     size: int
@@ -142,7 +142,11 @@ class Batch:
     def body(self) -> bytes:
         arrays: dict[str, list[dict[str, Any]]] = {}
         for item in self.items:
-            arrays.setdefault(item.kind.value, []).append(item.obj)
+            key = item.kind.value
+            if key in arrays:
+                arrays[key].append(item.obj)
+            else:
+                arrays[key] = [item.obj]
         return orjson.dumps(arrays)
 
     def halves(self) -> tuple[Batch, Batch]:
@@ -168,8 +172,11 @@ class Batcher:
     def __init__(self, policy: SendPolicy) -> None:
         self._policy = policy
         self._items: list[Item] = []
-        self._per_kind: dict[Kind, int] = {}
+        self._per_kind: dict[str, int] = {}
         self._bytes = self._OVERHEAD
+        self._per_array = policy.batch_rule is BatchRule.PER_ARRAY
+        self._max_objects = policy.max_batch_objects
+        self._max_bytes = policy.max_batch_bytes
 
     def add(self, item: Item) -> Batch | None:
         """Add an item; returns the batch it closed, if adding it would overflow the current one."""
@@ -177,8 +184,9 @@ class Batcher:
         if self._items and not self._fits(item):
             closed = self.flush()
         self._items.append(item)
-        self._per_kind[item.kind] = self._per_kind.get(item.kind, 0) + 1
         self._bytes += item.size + 1
+        if self._per_array:
+            self._per_kind[item.kind.value] = self._per_kind.get(item.kind.value, 0) + 1
         if self._full():
             assert closed is None
             return self.flush()
@@ -194,16 +202,16 @@ class Batcher:
         return batch
 
     def _fits(self, item: Item) -> bool:
-        if self._bytes + item.size + 1 > self._policy.max_batch_bytes:
+        if self._bytes + item.size + 1 > self._max_bytes:
             return False
-        if self._policy.batch_rule is BatchRule.PER_ARRAY:
-            return self._per_kind.get(item.kind, 0) < self._policy.max_batch_objects
-        return len(self._items) < self._policy.max_batch_objects
+        if self._per_array:
+            return self._per_kind.get(item.kind.value, 0) < self._max_objects
+        return len(self._items) < self._max_objects
 
     def _full(self) -> bool:
-        if self._policy.batch_rule is BatchRule.PER_ARRAY:
-            return all(self._per_kind.get(k, 0) >= self._policy.max_batch_objects for k in Kind)
-        return len(self._items) >= self._policy.max_batch_objects
+        if self._per_array:
+            return all(self._per_kind.get(k.value, 0) >= self._max_objects for k in Kind)
+        return len(self._items) >= self._max_objects
 
 
 class Governor:
@@ -313,7 +321,7 @@ class Pump:
         self._slots = asyncio.Semaphore(policy.max_in_flight)
         self._stopping = asyncio.Event()
         self._stop_reason: str | None = None
-        self._unsettled: dict[int, int] = {}  # index -> offset
+        self._unsettled: dict[int, Position] = {}  # index -> where to restart to reach it
         self._tasks: set[asyncio.Task[None]] = set()
         self._answered = 0
         self._keep_going: Callable[[], bool] = lambda: True
@@ -330,19 +338,22 @@ class Pump:
         self._keep_going = keep_going
         batcher = Batcher(self._policy)
         next_read = start.position
+        read_end = start.index
+        skip = start.skip if start.skip.ranges else None
         outcome = Outcome.COMPLETED
         error = None
         try:
             for element in elements:
                 look = (element.index & 0xFFF) == 0  # also look now and then when nothing is sent
-                if element.index not in start.skip:
+                if skip is None or element.index not in skip:
                     if element.index >= start.read:
                         self.counters.objects_read += 1
                     item = self._admit(element)
                     if item is not None and (batch := batcher.add(item)) is not None:
                         await self._dispatch(batch)
                         look = True
-                next_read = Position(element.end, element.index + 1)
+                next_read = element.next
+                read_end = element.index + 1
                 if look and self._should_stop():
                     outcome = Outcome.PAUSED  # what is still in the batcher stays unsettled
                     break
@@ -359,9 +370,7 @@ class Pump:
             outcome = Outcome.STOPPED
         elif outcome is Outcome.COMPLETED and self._unsettled:
             outcome = Outcome.PAUSED  # the time limit came while retries were pending
-        checkpoint = self._checkpoint(next_read)
-        checkpoint = Checkpoint(checkpoint.offset, checkpoint.index, checkpoint.skip, max(start.read, next_read.index))
-        return PumpResult(outcome, checkpoint, self._stop_reason, error)
+        return PumpResult(outcome, self._checkpoint(next_read, read_end, start.read), self._stop_reason, error)
 
     def _should_stop(self) -> bool:
         # The clock is consulted only once a request has been answered (or something settled
@@ -381,8 +390,8 @@ class Pump:
         except Invalid as exc:
             self._reject(element.index, element.offset, "validation", exc.reason)
             return None
-        self._unsettled[element.index] = element.offset
-        return Item(element.index, element.offset, kind, element.value, element.size)
+        self._unsettled[element.index] = element.anchor
+        return Item(element.index, element, kind, element.value, element.size)
 
     def _reject(self, index: int, offset: int, source: str, reason: str) -> None:
         self.counters.rejected += 1
@@ -500,13 +509,12 @@ class Pump:
             if reason is None:
                 self.counters.accepted += 1
             else:
-                self.counters.rejected += 1
-                self._on_reject({"index": item.index, "offset": item.offset, "source": "braze", "reason": reason})
+                self._reject(item.index, item.element.offset, "braze", reason)
 
     def _reject_batch(self, batch: Batch, source: str, reason: str) -> None:
         for item in batch.items:
             del self._unsettled[item.index]
-            self._reject(item.index, item.offset, source, reason)
+            self._reject(item.index, item.element.offset, source, reason)
 
     def _fail(self, batch: Batch, reason: str) -> None:
         self.failure_reasons[reason] = self.failure_reasons.get(reason, 0) + len(batch.items)
@@ -522,19 +530,23 @@ class Pump:
                 task.result()  # an unexpected error in a send surfaces here
             self._should_stop()
 
-    def _checkpoint(self, next_read: Position) -> Checkpoint:
-        if not self._unsettled:
-            return Checkpoint(next_read.offset, next_read.index)
-        first = min(self._unsettled)
+    def _checkpoint(self, next_read: Position, read_end: int, counted: int) -> Checkpoint:
+        """Restart at the earliest of: the anchor of the first unsettled element, or where the
+        next unread element is reached; skip what is settled from there to what was read."""
+        resume = next_read
+        if self._unsettled:
+            anchor = self._unsettled[min(self._unsettled)]
+            if anchor.index < resume.index:
+                resume = anchor
         settled: list[tuple[int, int]] = []
-        run_start = first
-        for index in sorted(self._unsettled):
+        run_start = resume.index
+        for index in sorted(i for i in self._unsettled if i >= resume.index):
             if index > run_start:
                 settled.append((run_start, index))
             run_start = index + 1
-        if next_read.index > run_start:
-            settled.append((run_start, next_read.index))
-        return Checkpoint(self._unsettled[first], first, RangeSet(settled))
+        if read_end > run_start:
+            settled.append((run_start, read_end))
+        return Checkpoint(resume.offset, resume.index, RangeSet(settled), max(counted, read_end))
 
 
 def _braze_message(answer: BrazeAnswer, default: str) -> str:

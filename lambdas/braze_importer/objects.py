@@ -36,9 +36,12 @@ class Invalid(Exception):
 
 def classify(obj: Any) -> Kind:
     """Return the object's kind, or raise :class:`Invalid`."""
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:
         raise Invalid(f"element is a JSON {_json_type(obj)}, not an object")
-    _check_identifier(obj)
+    external_id = obj.get("external_id")
+    # Fast path for the common case: a plain external_id and nothing else identifying.
+    if type(external_id) is not str or not external_id or "braze_id" in obj or "user_alias" in obj:
+        _check_identifier(obj)
     if "product_id" in obj:
         _check_purchase(obj)
         return Kind.PURCHASE
@@ -76,10 +79,12 @@ def _check_identifier(obj: dict[str, Any]) -> None:
 
 def _check_event(obj: dict[str, Any]) -> None:
     name = obj.get("name")
-    if not isinstance(name, str) or not name:
+    if type(name) is not str or not name:
         raise Invalid("name: must be a non-empty string")
     _check_time(obj)
-    _check_properties(obj)
+    props = obj.get("properties")
+    if props is not None and type(props) is not dict:
+        raise Invalid("properties: must be an object")
 
 
 def _check_purchase(obj: dict[str, Any]) -> None:
@@ -105,14 +110,13 @@ def _check_time(obj: dict[str, Any]) -> None:
     value = obj.get("time")
     if value is None:
         raise Invalid("time: is required")
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise Invalid("time: must be an ISO 8601 string")
-    if _BRAZE_TIME.match(value):
-        return
     try:
         datetime.fromisoformat(value)
     except ValueError:
-        raise Invalid("time: is not an ISO 8601 datetime") from None
+        if not _BRAZE_TIME.match(value):
+            raise Invalid("time: is not an ISO 8601 datetime") from None
 
 
 def _check_properties(obj: dict[str, Any]) -> None:

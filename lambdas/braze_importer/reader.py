@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -64,16 +64,47 @@ class Position:
     index: int
 
 
+class _Block:
+    """Elements parsed together: their exact offsets are found only if someone asks."""
+
+    __slots__ = ("_offsets", "base", "data")
+
+    def __init__(self, base: int, data: bytes) -> None:
+        self.base = base
+        self.data = data
+        self._offsets: list[int] | None = None
+
+    def offset_of(self, i: int) -> int:
+        if self._offsets is None:
+            chunks = [self.data + b"]"]
+            self._offsets = [e.offset for e in _iter_array(chunks, Position(self.base, 0), blocks=False)]
+        return self._offsets[i]
+
+
 @dataclass(slots=True)
 class Element:
-    """One top-level element: its decoded value, or why it has none."""
+    """One top-level element: its decoded value, or why it has none.
+
+    ``anchor`` is a position a reader can restart from to reach this element (its own start,
+    or the start of the block it was parsed in); ``next`` is where to restart for the element
+    after it. The checkpoint's skip set covers elements between an anchor and the one wanted.
+    """
 
     index: int
-    offset: int  # where the element starts
-    end: int  # where the search for the next element starts
-    size: int = 0  # bytes of the element's text
+    anchor: Position
+    next: Position
+    size: int = 0  # bytes of the element's text (a block's average for block-parsed elements)
     value: Any = None
     error: str | None = None  # set when the element could not be kept or decoded
+    block: _Block | None = None
+    block_index: int = 0
+
+    @property
+    def offset(self) -> int:
+        """The exact byte offset where the element starts."""
+        if self.block is None:
+            return self.anchor.offset
+        return self.block.offset_of(self.block_index)
 
 
 START = Position(offset=0, index=0)
@@ -136,7 +167,8 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
                 offset = buf.base + pos
                 pos = _skip_long_line(buf, pos)
                 end = buf.base + pos if pos >= 0 else buf.base + len(buf.data)
-                yield Element(index, offset, end, error=f"line longer than {MAX_ELEMENT_BYTES} bytes")
+                error = f"line longer than {MAX_ELEMENT_BYTES} bytes"
+                yield Element(index, Position(offset, index), Position(end, index + 1), error=error)
                 index += 1
                 if pos < 0:
                     return
@@ -168,10 +200,11 @@ def _line_element(line: bytes, index: int, offset: int, end: int) -> Element | N
     stripped = line.strip(_WS_BYTES)
     if not stripped:
         return None  # blank lines are not elements
+    here, after = Position(offset, index), Position(end, index + 1)
     try:
-        return Element(index, offset, end, len(stripped), orjson.loads(stripped))
+        return Element(index, here, after, len(stripped), orjson.loads(stripped))
     except orjson.JSONDecodeError as exc:
-        return Element(index, offset, end, len(stripped), error=f"line is not valid JSON ({_short(exc)})")
+        return Element(index, here, after, len(stripped), error=f"line is not valid JSON ({_short(exc)})")
 
 
 def _short(exc: orjson.JSONDecodeError) -> str:
@@ -179,7 +212,7 @@ def _short(exc: orjson.JSONDecodeError) -> str:
     return str(exc.msg) if hasattr(exc, "msg") else "decode error"
 
 
-def _iter_array(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
+def _iter_array(chunks: Iterable[bytes], start: Position, *, blocks: bool = True) -> Iterator[Element]:
     buf = _Buffer(chunks, start.offset)
     index = start.index
     pos = 0
@@ -187,6 +220,28 @@ def _iter_array(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
         pos = _expect_open_bracket(buf)
     match = _ELEMENT.match
     while True:
+        parsed = _parse_block(buf, pos) if blocks else None
+        if parsed is False:
+            blocks = False  # this file defeats the block parser: frame it element by element
+        elif parsed is not None:
+            values, end, closed = parsed
+            block = _Block(buf.base + pos, buf.data[pos:end])
+            anchor = Position(buf.base + pos, index)
+            # After the last element: past its comma, or at the closing bracket itself.
+            after = Position(buf.base + end + (0 if closed else 1), index + len(values))
+            size = max(1, (end - pos) // len(values))
+            last = len(values) - 1
+            for i, value in enumerate(values):
+                yield Element(index + i, anchor, after if i == last else anchor, size, value, None, block, i)
+            index += len(values)
+            pos = end + 1
+            if closed:
+                _expect_end(buf, pos)
+                return
+            if pos > CHUNK_SIZE:
+                buf.drop_before(pos)
+                pos = 0
+            continue
         m = match(buf.data, pos)
         if m is not None:  # the match includes the separator, so the element is complete
             offset = buf.base + m.start(1)
@@ -195,7 +250,8 @@ def _iter_array(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
                 value = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
                 raise JsonSyntaxError(offset, f"element {index} is not valid JSON ({_short(exc)})") from None
-            yield Element(index, offset, buf.base + m.end(), len(raw), value)
+            next_offset = buf.base + m.end() - (1 if m.group(2) == b"]" else 0)
+            yield Element(index, Position(offset, index), Position(next_offset, index + 1), len(raw), value)
             index += 1
             pos = m.end()
             if m.group(2) == b"]":
@@ -210,8 +266,8 @@ def _iter_array(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
         ws = _WS.match(buf.data, pos)
         pos = ws.end() if ws else pos
         if pos < len(buf.data) and buf.data[pos] in b",]":
-            if buf.data[pos] == 0x5D and index == start.index and start.offset == 0:
-                _expect_end(buf, pos + 1)  # empty array
+            if buf.data[pos] == 0x5D and index == start.index:
+                _expect_end(buf, pos + 1)  # an empty array, or a run resumed after its last element
                 return
             raise JsonSyntaxError(buf.base + pos, "expected a value")
         if not buf.eof and len(buf.data) - pos < MAX_ELEMENT_BYTES:
@@ -222,12 +278,57 @@ def _iter_array(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
         if pos >= len(buf.data) and buf.eof:
             raise JsonSyntaxError(buf.base + pos, "unexpected end of file inside the array")
         element, pos, closed = _scan_element(buf, pos, index)
-        element.end = buf.base + pos
+        element.next = Position(buf.base + pos - (1 if closed else 0), index + 1)
         yield element
         index += 1
         if closed:
             _expect_end(buf, pos)
             return
+
+
+_BLOCK_MIN = 64 << 10  # below this many bytes in the window the per-element path is as good
+_BLOCK_TRIES = 3
+
+
+def _parse_block(buf: _Buffer, pos: int) -> tuple[list[Any], int, bool] | bool | None:
+    """Parse many whole elements from ``pos`` with one decoder call.
+
+    A candidate end is a ``}`` followed by ``,`` and the ``{`` of the next object, or by ``]``
+    at the end of the file. The candidate is right exactly when ``[`` + the bytes up to it +
+    ``]`` is valid JSON: a ``}`` inside a string or a nested value leaves something unclosed.
+    Returns the values, the position of the separator after the last one, and whether that
+    separator was ``]``; None when the window is too short to bother; False when candidates
+    kept failing (arrays of non-objects, adversarial strings), so the caller stops trying.
+    """
+    data = buf.data
+    if len(data) - pos < _BLOCK_MIN and not buf.eof:
+        return None
+    limit = len(data)
+    failed_parses = 0  # only parses cost; looking at a brace that is no candidate is cheap
+    while failed_parses < _BLOCK_TRIES:
+        brace = data.rfind(b"}", pos, limit)
+        if brace < 0:
+            return False
+        limit = brace
+        sep = _skip_ws(data, brace + 1)
+        closing = sep < len(data) and data[sep] == 0x5D
+        if not closing:
+            after = _skip_ws(data, sep + 1)
+            if not (sep < len(data) and data[sep] == 0x2C and after < len(data) and data[after] == 0x7B):
+                continue
+        try:
+            values = orjson.loads(b"[" + data[pos : brace + 1] + b"]")
+        except orjson.JSONDecodeError:
+            failed_parses += 1
+            continue
+        return (values, sep, closing) if values else False
+    return False
+
+
+def _skip_ws(data: bytes, i: int) -> int:
+    while i < len(data) and data[i] in _WS_BYTES:
+        i += 1
+    return i
 
 
 def _expect_open_bracket(buf: _Buffer) -> int:
@@ -313,10 +414,10 @@ def _finish(
 ) -> tuple[Element, int, bool]:
     if kept is None or sum(map(len, kept)) + (sep - pos) > MAX_ELEMENT_BYTES:
         too_large = f"object larger than {MAX_ELEMENT_BYTES} bytes"
-        return Element(index, start_abs, -1, error=too_large), sep + 1, closed
+        return Element(index, Position(start_abs, index), START, error=too_large), sep + 1, closed
     raw = b"".join(kept) + buf.data[pos:sep]
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise JsonSyntaxError(start_abs, f"element {index} is not valid JSON ({_short(exc)})") from None
-    return Element(index, start_abs, -1, len(raw), value), sep + 1, closed
+    return Element(index, Position(start_abs, index), START, len(raw), value), sep + 1, closed

@@ -50,13 +50,58 @@ def test_offsets_let_an_array_resume_at_every_element_even_mid_line() -> None:
     for element in elements:
         resumed = values(data[element.offset :], Format.ARRAY, 5, Position(element.offset, element.index))
         assert resumed == TRICKY[element.index :]
+        assert data[element.anchor.offset :].startswith(orjson.dumps(TRICKY[element.anchor.index])[:1])
 
 
-def test_end_of_an_element_is_where_the_next_one_is_searched() -> None:
+def test_next_position_reaches_the_following_element() -> None:
     data = b'[ {"a": 1} ,\n {"b": 2} ]'
     first, second = iter_elements([data], Format.ARRAY)
-    assert values(data[first.end :], Format.ARRAY, 4, Position(first.end, 1)) == [{"b": 2}]
+    assert values(data[first.next.offset :], Format.ARRAY, 4, first.next) == [{"b": 2}]
     assert second.index == 1
+
+
+def big_tricky(n: int) -> list[object]:
+    """Large enough for block parsing, with '},' inside strings and nested arrays of objects."""
+    out: list[object] = []
+    for i in range(n):
+        out.append({"external_id": f"u{i}", "note": "x},{y}, ]},", "items": [{"a": i}, {"b": [{"c": "},"}]}]})
+        if i % 97 == 0:
+            out.append([i, {"z": "}"}])  # not an object
+    return out
+
+
+@pytest.mark.parametrize("pretty", [False, True])
+@pytest.mark.parametrize("size", [4096, 300_000, 1 << 20])
+def test_block_parsing_agrees_with_exact_framing(pretty: bool, size: int) -> None:
+    objs = big_tricky(6000)
+    data = orjson.dumps(objs, option=orjson.OPT_INDENT_2 if pretty else 0)
+    fast = list(iter_elements(chunked(data, size), Format.ARRAY))
+    exact = list(reader._iter_array(chunked(data, size), reader.START, blocks=False))
+    assert [e.value for e in fast] == objs
+    assert [e.offset for e in fast] == [e.offset for e in exact]
+
+
+@pytest.mark.parametrize("pretty", [False, True])
+def test_realistic_arrays_are_parsed_in_blocks(pretty: bool) -> None:
+    from sandbox import sample_data
+
+    objs = list(sample_data.objects(5000))
+    data = orjson.dumps(objs, option=orjson.OPT_INDENT_2 if pretty else 0)
+    elements = list(iter_elements(chunked(data, 1 << 20), Format.ARRAY))
+    assert [e.value for e in elements] == objs
+    assert sum(e.block is not None for e in elements) > 0.9 * len(objs)
+
+
+def test_every_anchor_resumes_to_its_element() -> None:
+    objs = big_tricky(3000)
+    data = orjson.dumps(objs)
+    elements = list(iter_elements(chunked(data, 200_000), Format.ARRAY))
+    for element in elements[::37] + elements[-3:]:
+        anchor = element.anchor
+        resumed = values(data[anchor.offset :], Format.ARRAY, 65536, anchor)
+        assert resumed == objs[anchor.index :]
+        after = element.next
+        assert values(data[after.offset :], Format.ARRAY, 65536, after) == objs[after.index :]
 
 
 def test_empty_array_and_whitespace() -> None:
