@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
@@ -223,7 +223,7 @@ def _iter_array(chunks: Iterable[bytes], start: Position, *, blocks: bool = True
         parsed = _parse_block(buf, pos) if blocks else None
         if parsed is False:
             blocks = False  # this file defeats the block parser: frame it element by element
-        elif parsed is not None:
+        elif isinstance(parsed, tuple):
             values, end, closed = parsed
             block = _Block(buf.base + pos, buf.data[pos:end])
             anchor = Position(buf.base + pos, index)
