@@ -125,7 +125,7 @@ class PumpResult:
 class Item:
     index: int
     element: Element  # for its exact offset, looked up only if the object is rejected
-    kind: Kind
+    kind: str  # a Kind
     obj: dict[str, Any]
     size: int
 
@@ -142,7 +142,7 @@ class Batch:
     def body(self) -> bytes:
         arrays: dict[str, list[dict[str, Any]]] = {}
         for item in self.items:
-            key = item.kind.value
+            key = item.kind
             if key in arrays:
                 arrays[key].append(item.obj)
             else:
@@ -157,7 +157,7 @@ class Batch:
         """The item Braze means by (input_array, index)."""
         seen = 0
         for item in self.items:
-            if item.kind.value == input_array:
+            if item.kind == input_array:
                 if seen == index:
                     return item
                 seen += 1
@@ -186,7 +186,7 @@ class Batcher:
         self._items.append(item)
         self._bytes += item.size + 1
         if self._per_array:
-            self._per_kind[item.kind.value] = self._per_kind.get(item.kind.value, 0) + 1
+            self._per_kind[item.kind] = self._per_kind.get(item.kind, 0) + 1
         if self._full():
             assert closed is None
             return self.flush()
@@ -205,12 +205,12 @@ class Batcher:
         if self._bytes + item.size + 1 > self._max_bytes:
             return False
         if self._per_array:
-            return self._per_kind.get(item.kind.value, 0) < self._max_objects
+            return self._per_kind.get(item.kind, 0) < self._max_objects
         return len(self._items) < self._max_objects
 
     def _full(self) -> bool:
         if self._per_array:
-            return all(self._per_kind.get(k.value, 0) >= self._max_objects for k in Kind)
+            return all(self._per_kind.get(k, 0) >= self._max_objects for k in Kind.ALL)
         return len(self._items) >= self._max_objects
 
 

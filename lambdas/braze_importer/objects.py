@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
 
-class Kind(Enum):
+class Kind:
+    """The request array an object belongs in (plain strings: they are on the hot path)."""
+
     ATTRIBUTES = "attributes"
     EVENT = "events"
     PURCHASE = "purchases"
+    ALL = (ATTRIBUTES, EVENT, PURCHASE)
 
 
 PRIMARY_IDENTIFIERS = ("external_id", "braze_id", "user_alias")
@@ -23,7 +25,6 @@ SECONDARY_IDENTIFIERS = ("email", "phone")  # identify the user only when no pri
 
 # Braze also accepts yyyy-MM-dd'T'HH:mm:ss:SSSZ, which ISO parsing does not.
 _BRAZE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}:\d{3}(Z|[+-]\d{2}:?\d{2})$")
-_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 
 
 class Invalid(Exception):
@@ -34,7 +35,7 @@ class Invalid(Exception):
         self.reason = reason
 
 
-def classify(obj: Any) -> Kind:
+def classify(obj: Any) -> str:
     """Return the object's kind, or raise :class:`Invalid`."""
     if type(obj) is not dict:
         raise Invalid(f"element is a JSON {_json_type(obj)}, not an object")
@@ -89,18 +90,15 @@ def _check_event(obj: dict[str, Any]) -> None:
 
 def _check_purchase(obj: dict[str, Any]) -> None:
     product_id = obj.get("product_id")
-    if not isinstance(product_id, str) or not product_id:
+    if type(product_id) is not str or not product_id:
         raise Invalid("product_id: must be a non-empty string")
     currency = obj.get("currency")
-    if not isinstance(currency, str) or not _CURRENCY.match(currency):
+    if type(currency) is not str or len(currency) != 3 or not currency.isascii() or not currency.isalpha():
         raise Invalid("currency: must be a three-letter ISO 4217 code")
-    price = obj.get("price")
-    if isinstance(price, bool) or not isinstance(price, int | float):
+    if type(obj.get("price")) not in (int, float):  # bool is not a number here
         raise Invalid("price: must be a number")
     quantity = obj.get("quantity")
-    if quantity is not None and (
-        isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= 100
-    ):
+    if quantity is not None and (type(quantity) is not int or not 1 <= quantity <= 100):
         raise Invalid("quantity: must be an integer from 1 to 100")
     _check_time(obj)
     _check_properties(obj)

@@ -20,8 +20,8 @@ PURCHASE = {"braze_id": "b", "product_id": "p", "currency": "USD", "price": 9.5,
         ({**EVENT, "time": "2026-01-01T10:00:00:000Z"}, Kind.EVENT),  # Braze's own format
     ],
 )
-def test_valid_objects_are_classified(obj: dict[str, Any], kind: Kind) -> None:
-    assert classify(obj) is kind
+def test_valid_objects_are_classified(obj: dict[str, Any], kind: str) -> None:
+    assert classify(obj) == kind
 
 
 @pytest.mark.parametrize(
