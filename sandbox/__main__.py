@@ -54,6 +54,10 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
     if not args.path.is_file():
         print(f"error: {args.path} is not a file", file=sys.stderr)
         return 2
+    name = args.path.name.removesuffix(".gz")
+    if not name.endswith((".json", ".jsonl", ".ndjson")):
+        print("error: the importer reads .json, .jsonl and .ndjson files, optionally .gz", file=sys.stderr)
+        return 2
     try:
         emulator_settings = json.loads(args.emulator)
     except json.JSONDecodeError as exc:

@@ -135,10 +135,10 @@ class ImportSandbox:
         """Upload, run to the end of the invocation chain and return the run report."""
         event = self.upload(path, key)
         results = self.deliver(event)
-        run_id = results[0]["runs"][0]["run_id"] if results and results[0]["runs"] else None
-        if run_id is None:
+        runs = results[0]["runs"] if results else []
+        if not runs or runs[0]["status"] == "ignored":
             raise RuntimeError(f"the importer ignored {path.name}: use .json, .jsonl or .ndjson (optionally .gz)")
-        return self.report(run_id)
+        return self.report(runs[0]["run_id"])
 
     def resume(self, run_id: str, *, force: bool = False) -> dict[str, Any]:
         self.deliver({"action": "resume", "run_id": run_id, "force": force})

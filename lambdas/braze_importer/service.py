@@ -57,7 +57,7 @@ class Deps:
 @dataclass(slots=True)
 class InvocationResult:
     run_id: str
-    status: str  # completed | continuing | stopped | duplicate
+    status: str  # completed | continuing | stopped | duplicate | ignored | not_resumable | superseded
     delta: Counters = field(default_factory=Counters)
     report: dict[str, Any] | None = None
 
@@ -217,9 +217,12 @@ class _OutputWriter:
 
 
 def handle_start(ref: ObjectRef, owner: str, deps: Deps, keep_going: Callable[[], bool]) -> InvocationResult:
+    run_id = run_id_for(ref.bucket, ref.key, ref.version_id, ref.etag)
+    if format_for(ref.key) is None:
+        return InvocationResult(run_id, "ignored")  # e.g. a .csv.gz let through by the .gz filter
     run = start(ref, owner, deps)
     if run is None:
-        return InvocationResult(run_id_for(ref.bucket, ref.key, ref.version_id, ref.etag), "duplicate")
+        return InvocationResult(run_id, "duplicate")
     return process(run, deps, keep_going)
 
 
