@@ -234,13 +234,9 @@ def _iter_array(chunks: Iterable[bytes], start: Position, *, blocks: bool = True
             for i, value in enumerate(values):
                 yield Element(index + i, anchor, after if i == last else anchor, size, value, None, block, i)
             index += len(values)
-            pos = end + 1
-            if closed:
-                _expect_end(buf, pos)
+            pos = _advance(buf, end + 1, closed)
+            if pos < 0:
                 return
-            if pos > CHUNK_SIZE:
-                buf.drop_before(pos)
-                pos = 0
             continue
         m = match(buf.data, pos)
         if m is not None:  # the match includes the separator, so the element is complete
@@ -253,13 +249,9 @@ def _iter_array(chunks: Iterable[bytes], start: Position, *, blocks: bool = True
             next_offset = buf.base + m.end() - (1 if m.group(2) == b"]" else 0)
             yield Element(index, Position(offset, index), Position(next_offset, index + 1), len(raw), value)
             index += 1
-            pos = m.end()
-            if m.group(2) == b"]":
-                _expect_end(buf, pos)
+            pos = _advance(buf, m.end(), m.group(2) == b"]")
+            if pos < 0:
                 return
-            if pos > CHUNK_SIZE:
-                buf.drop_before(pos)
-                pos = 0
             continue
         # No complete element in the window: skip whitespace, then either read more or fall
         # back to the incremental scanner (deep nesting, huge elements, syntax errors).
@@ -323,6 +315,17 @@ def _parse_block(buf: _Buffer, pos: int) -> tuple[list[Any], int, bool] | bool |
             continue
         return (values, sep, closing) if values else False
     return False
+
+
+def _advance(buf: _Buffer, pos: int, closed: bool) -> int:
+    """Where to go on after an element's separator; -1 once the array has closed."""
+    if closed:
+        _expect_end(buf, pos)
+        return -1
+    if pos > CHUNK_SIZE:
+        buf.drop_before(pos)
+        return 0
+    return pos
 
 
 def _skip_ws(data: bytes, i: int) -> int:

@@ -4,10 +4,19 @@ with server access logs in a companion bucket."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+
+# What every bucket of this app has, the access-log bucket included.
+_PROTECTED: dict[str, Any] = {
+    "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
+    "encryption": s3.BucketEncryption.S3_MANAGED,
+    "enforce_ssl": True,
+    "removal_policy": RemovalPolicy.RETAIN,
+}
 
 
 class SecureBucket(Construct):
@@ -25,13 +34,7 @@ class SecureBucket(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.access_logs = s3.Bucket(
-            self,
-            "AccessLogs",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            removal_policy=RemovalPolicy.RETAIN,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+            self, "AccessLogs", lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))], **_PROTECTED
         )
         rules = list(lifecycle_rules)
         if versioned:
@@ -44,13 +47,10 @@ class SecureBucket(Construct):
         self.bucket = s3.Bucket(
             self,
             "Bucket",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
             versioned=versioned,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="access/",
             lifecycle_rules=rules,
-            removal_policy=RemovalPolicy.RETAIN,
             event_bridge_enabled=event_bridge_enabled,
+            **_PROTECTED,
         )
