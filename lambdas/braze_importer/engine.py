@@ -308,6 +308,8 @@ class Pump:
         *,
         on_reject: RecordSink,
         on_failed: RecordSink,
+        on_progress: Callable[[Checkpoint], bool] | None = None,
+        progress_seconds: float = 5.0,
         counters: Counters | None = None,
     ) -> None:
         self._braze = braze
@@ -323,8 +325,13 @@ class Pump:
         self._stop_reason: str | None = None
         self._unsettled: dict[int, Position] = {}  # index -> where to restart to reach it
         self._tasks: set[asyncio.Task[None]] = set()
+        self._errors: list[BaseException] = []
         self._answered = 0
         self._keep_going: Callable[[], bool] = lambda: True
+        # A checkpoint every few seconds bounds what a crashed invocation makes the next one resend.
+        self._on_progress = on_progress
+        self._progress_seconds = progress_seconds
+        self._last_progress = clock.monotonic()
 
     async def run(
         self,
@@ -354,9 +361,11 @@ class Pump:
                         look = True
                 next_read = element.next
                 read_end = element.index + 1
-                if look and self._should_stop():
-                    outcome = Outcome.PAUSED  # what is still in the batcher stays unsettled
-                    break
+                if look:
+                    self._progress(next_read, read_end, start.read)
+                    if self._should_stop():
+                        outcome = Outcome.PAUSED  # what is still in the batcher stays unsettled
+                        break
             else:
                 if (batch := batcher.flush()) is not None:
                     await self._dispatch(batch)
@@ -371,6 +380,15 @@ class Pump:
         elif outcome is Outcome.COMPLETED and self._unsettled:
             outcome = Outcome.PAUSED  # the time limit came while retries were pending
         return PumpResult(outcome, self._checkpoint(next_read, read_end, start.read), self._stop_reason, error)
+
+    def _progress(self, next_read: Position, read_end: int, counted: int) -> None:
+        now = self._clock.monotonic()
+        if self._on_progress is None or now - self._last_progress < self._progress_seconds:
+            return
+        self._last_progress = now
+        if not self._on_progress(self._checkpoint(next_read, read_end, counted)):
+            self._stop_reason = "superseded"  # another invocation took the run over
+            self._stopping.set()
 
     def _should_stop(self) -> bool:
         # The clock is consulted only once a request has been answered (or something settled
@@ -406,7 +424,14 @@ class Pump:
             return
         task = asyncio.ensure_future(self._send_in_slot(batch))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Only the unexpected raises: stop, and let the invocation fail after the drain.
+            self._errors.append(task.exception())  # type: ignore[arg-type]
+            self._stopping.set()
 
     async def _send_in_slot(self, batch: Batch) -> None:
         try:
@@ -525,10 +550,10 @@ class Pump:
 
     async def _drain(self) -> None:
         while self._tasks:
-            done, _ = await asyncio.wait(set(self._tasks), timeout=_SLICE_SECONDS)
-            for task in done:
-                task.result()  # an unexpected error in a send surfaces here
+            await asyncio.wait(set(self._tasks), timeout=_SLICE_SECONDS)
             self._should_stop()
+        if self._errors:
+            raise self._errors[0]
 
     def _checkpoint(self, next_read: Position, read_end: int, counted: int) -> Checkpoint:
         """Restart at the earliest of: the anchor of the first unsettled element, or where the

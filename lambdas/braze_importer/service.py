@@ -52,6 +52,7 @@ class Deps:
     policy: SendPolicy
     layout: Layout
     max_hops: int = 1000
+    progress_seconds: float = 5.0
 
 
 @dataclass(slots=True)
@@ -93,30 +94,56 @@ def start(ref: ObjectRef, owner: str, deps: Deps) -> RunRecord | None:
 def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> InvocationResult:
     """Pump the run from its checkpoint until done, stopped or out of time, then record it."""
     began = time.monotonic()
+    seq = run.seq
     checkpoint = Checkpoint.from_dict(run.checkpoint)
     ref = ObjectRef(run.bucket, run.key, run.version_id, run.etag)
     writer = _OutputWriter(run, deps)
     chunks = deps.source.chunks(ref, checkpoint.offset, run.gzip)
     elements = iter_elements(chunks, Format(run.format), checkpoint.position)
+    base_counters = Counters.from_dict(run.counters)
+    base_reasons = dict(run.failure_reasons)
+    base_seconds = run.active_seconds
+    pump: Pump | None = None
 
-    async def pump_it() -> tuple[Pump, Any]:
+    def record(point: Checkpoint) -> None:
+        assert pump is not None
+        run.checkpoint = point.to_dict()
+        run.counters = asdict(base_counters.add(pump.counters))
+        run.failure_reasons = {**base_reasons}
+        for reason, count in pump.failure_reasons.items():
+            run.failure_reasons[reason] = run.failure_reasons.get(reason, 0) + count
+        run.active_seconds = base_seconds + time.monotonic() - began
+        run.updated_at = time.time()
+
+    def progress(point: Checkpoint) -> bool:
+        # Outputs first: the checkpoint must not call settled what no file holds yet.
+        writer.flush()
+        record(point)
+        return deps.store.save(run, expected_seq=seq)
+
+    async def pump_it() -> Any:
+        nonlocal pump
         async with deps.braze_factory() as braze:
-            pump = Pump(braze, deps.policy, deps.clock, on_reject=writer.reject, on_failed=writer.failed)
-            return pump, await pump.run(elements, checkpoint, keep_going)
+            pump = Pump(
+                braze,
+                deps.policy,
+                deps.clock,
+                on_reject=writer.reject,
+                on_failed=writer.failed,
+                on_progress=progress,
+                progress_seconds=deps.progress_seconds,
+            )
+            return await pump.run(elements, checkpoint, keep_going)
 
-    pump, result = asyncio.run(pump_it())
+    result = asyncio.run(pump_it())
+    assert pump is not None
     writer.flush()
-
-    seq = run.seq
-    run.counters = asdict(Counters.from_dict(run.counters).add(pump.counters))
-    for reason, count in pump.failure_reasons.items():
-        run.failure_reasons[reason] = run.failure_reasons.get(reason, 0) + count
+    record(result.checkpoint)
     run.invocations += 1
-    run.active_seconds += time.monotonic() - began
-    run.updated_at = time.time()
-    run.checkpoint = result.checkpoint.to_dict()
     run.error = result.error
     continue_after = False
+    if result.stop_reason == "superseded":
+        return InvocationResult(run.run_id, "superseded", pump.counters, None)
     if result.outcome is Outcome.COMPLETED:
         run.status = COMPLETED
     elif result.outcome is Outcome.PAUSED and run.invocations < deps.max_hops:

@@ -192,3 +192,34 @@ def test_hop_limit_stops_a_chain() -> None:
 def test_keys_that_are_not_json_are_ignored() -> None:
     deps = make_deps(FakeBraze(), FakeS3())
     assert handle_start(ObjectRef(BUCKET, "incoming/x.csv.gz", "v1", None), "a", deps, lambda: True).status == "ignored"
+
+
+class Crash(Exception):
+    pass
+
+
+def test_an_invocation_that_dies_is_resumed_resending_only_what_was_in_flight() -> None:
+    objs = [o for o in sample(3000) if "external_id" in o]
+    key, data = encode(objs, "lines")
+    s3 = FakeS3()
+    s3.objects[(BUCKET, key)] = data
+    calls = count()
+
+    def crash_midway(payload: dict[str, Any]) -> Any:
+        if next(calls) == 20:
+            raise Crash("the invocation died")
+        return answer()
+
+    braze = FakeBraze(default=crash_midway)
+    deps = make_deps(braze, s3, SendPolicy(max_in_flight=4), progress_seconds=0.0)
+    ref = ObjectRef(BUCKET, key, "v1", None)
+    with pytest.raises(Crash):
+        handle_start(ref, "a", deps, lambda: True)
+    stored_before = len(braze.stored)
+    assert 0 < stored_before < len(objs)
+    run_id = next(iter(deps.store.items))
+    assert handle_resume(run_id, "b", deps, lambda: True, force=False).status == "not_resumable"  # still "running"
+    assert handle_resume(run_id, "b", deps, lambda: True, force=True).status == "completed"
+    ids = [o["external_id"] for o in braze.stored]
+    assert set(ids) == {o["external_id"] for o in objs}
+    assert len(ids) - len(set(ids)) <= 4 * 75  # at most the batches that were in flight
