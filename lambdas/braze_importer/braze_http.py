@@ -22,13 +22,15 @@ TRACK_PATH = "/users/track"
 
 
 class BrazeHttp:
-    def __init__(self, client: httpx.AsyncClient, api_key: str) -> None:
+    def __init__(self, client: httpx.AsyncClient, base_url: str, api_key: str) -> None:
         self._client = client
-        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        # Built once: httpx parses a URL string and normalises a headers dict on every request.
+        self._url = httpx.URL(base_url.rstrip("/") + TRACK_PATH)
+        self._headers = httpx.Headers({"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"})
 
     async def track(self, body: bytes) -> BrazeAnswer:
         try:
-            response = await self._client.post(TRACK_PATH, content=body, headers=self._headers)
+            response = await self._client.post(self._url, content=body, headers=self._headers)
             payload = response.content
         except (TimeoutError, httpx.HTTPError, aiohttp.ClientError) as exc:
             return BrazeAnswer(classify_failure(exc), detail=type(exc.__cause__ or exc).__name__)
@@ -59,10 +61,8 @@ async def braze_client(
     limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     timeout = httpx.Timeout(timeout_seconds, connect=min(10.0, timeout_seconds))
     transport = AiohttpTransport(limits=limits)
-    async with httpx.AsyncClient(
-        base_url=base_url, transport=transport, timeout=timeout, follow_redirects=False
-    ) as client:
-        yield BrazeHttp(client, api_key)
+    async with httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False) as client:
+        yield BrazeHttp(client, base_url, api_key)
 
 
 def _json_object(payload: bytes) -> dict[str, Any]:

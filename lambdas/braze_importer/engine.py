@@ -339,7 +339,7 @@ class Pump:
         start: Checkpoint,
         keep_going: Callable[[], bool],
     ) -> PumpResult:
-        """Send everything from ``start``. Once the first batch is dispatched, ``keep_going()`` is
+        """Send everything from ``start``. Once a first request is answered, ``keep_going()`` is
         asked at every wait; when it turns False the pump stops dispatching, lets requests in
         flight finish and returns a checkpoint naming exactly what is still unsettled."""
         self._keep_going = keep_going
