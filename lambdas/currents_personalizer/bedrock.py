@@ -1,0 +1,118 @@
+"""The Bedrock adapter of ``ContentGenerator``: the Converse API, validated structured output."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+import orjson
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
+
+from .content import Content, OutputPolicy
+from .events import UserActivity
+from .generators import ContentGenerator
+
+RETRYABLE = frozenset(
+    {"ThrottlingException", "ServiceUnavailableException", "ModelTimeoutException", "InternalServerException"}
+)
+SYSTEM = (
+    "You write short, friendly marketing copy for one customer. Answer with one JSON object and nothing "
+    'else, with exactly these keys: {"email_title": str, "heading": str, "details": {"intro": str, '
+    '"episode_details": str, "cta": str}}. No URLs, no HTML, no template syntax.'
+)
+
+
+def default_prompt() -> str:
+    return resources.files(__package__).joinpath("prompt.txt").read_text(encoding="utf-8")
+
+
+class BedrockGenerator:
+    """Asks the configured model (or inference profile) for content; falls back when it cannot."""
+
+    def __init__(
+        self,
+        client: Any,
+        model_id: str,
+        *,
+        fallback: ContentGenerator,
+        policy: OutputPolicy,
+        max_tokens: int = 700,
+        prompt: str | None = None,
+        guardrail: tuple[str, str] | None = None,
+        max_attempts: int = 6,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.model_id = model_id
+        self._client = client
+        self._fallback = fallback
+        self._policy = policy
+        self._max_tokens = max_tokens
+        self._prompt = prompt or default_prompt()
+        self._guardrail = guardrail
+        self._max_attempts = max_attempts
+        self._sleep = sleep
+        self.fallbacks = 0
+        self.retries = 0
+
+    def generate(self, activity: UserActivity) -> Content:
+        request = self._request(activity)
+        for malformed_tries in range(2):  # malformed or refused output gets one more try
+            text = self._converse(request)
+            content = _parse(text)
+            if content is not None and not self._policy.violations(content):
+                return content
+            if malformed_tries == 0:
+                self.retries += 1
+        self.fallbacks += 1
+        return self._fallback.generate(activity)
+
+    def _request(self, activity: UserActivity) -> dict[str, Any]:
+        events = [
+            {"type": e.event_type.rsplit(".", 1)[-1], "about": e.name, "properties": e.properties, "time": e.time}
+            for e in activity.recent()
+        ]
+        prompt = self._prompt.replace("{events}", orjson.dumps(events).decode())
+        request: dict[str, Any] = {
+            "modelId": self.model_id,
+            "system": [{"text": SYSTEM}],
+            "messages": [{"role": "user", "content": [{"text": prompt}]}],
+            "inferenceConfig": {"maxTokens": self._max_tokens, "temperature": 0.7},
+        }
+        if self._guardrail:
+            request["guardrailConfig"] = {
+                "guardrailIdentifier": self._guardrail[0],
+                "guardrailVersion": self._guardrail[1],
+            }
+        return request
+
+    def _converse(self, request: dict[str, Any]) -> str:
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                response = self._client.converse(**request)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code not in RETRYABLE or attempt == self._max_attempts:
+                    raise
+                self.retries += 1
+                self._sleep(min(20.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
+                continue
+            if response.get("stopReason") == "guardrail_intervened":
+                return ""
+            parts = response.get("output", {}).get("message", {}).get("content", [])
+            return "".join(p.get("text", "") for p in parts if isinstance(p, dict))
+        raise AssertionError("unreachable")
+
+
+def _parse(text: str) -> Content | None:
+    """The first JSON object in the model's answer, validated against the content model."""
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    try:
+        return Content.model_validate(orjson.loads(text[start : end + 1]))
+    except (orjson.JSONDecodeError, ValidationError):
+        return None
