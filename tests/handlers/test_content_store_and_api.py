@@ -1,0 +1,125 @@
+"""The content table under moto and the Connected Content answers built on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from currents_personalizer.content import DEFAULT_CONTENT
+from currents_personalizer.content_api import respond
+from currents_personalizer.store import EXTERNAL_ID_INDEX, ContentTable
+from moto import mock_aws
+
+pytestmark = pytest.mark.usefixtures("aws_env")
+CONTENT = {
+    "email_title": "T",
+    "heading": "Don't miss episode 2",
+    "details": {"intro": "I", "episode_details": "E", "cta": "C"},
+}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def table(clock: Clock) -> Iterator[ContentTable]:
+    with mock_aws():
+        db = boto3.client("dynamodb")
+        db.create_table(
+            TableName="content",
+            KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[
+                {"AttributeName": "user_id", "AttributeType": "S"},
+                {"AttributeName": "external_id", "AttributeType": "S"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": EXTERNAL_ID_INDEX,
+                    "KeySchema": [{"AttributeName": "external_id", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield ContentTable(db, "content", clock=clock)
+
+
+def put(table: ContentTable, source_time: int, heading: str = "Don't miss episode 2", **kw: Any) -> bool:
+    return table.put(
+        user_id=kw.get("user_id", "braze-1"),
+        external_id=kw.get("external_id", "ユーザー-ü-0"),
+        content={**CONTENT, "heading": heading},
+        source_time=source_time,
+        model_id="offline-template-v1",
+        event_ids=["e1", "e2"],
+        ttl_seconds=kw.get("ttl", 3600),
+    )
+
+
+def test_newer_events_win_and_a_replayed_old_file_never_overwrites(table: ContentTable) -> None:
+    assert put(table, 200, "new")
+    assert not put(table, 100, "old")  # replayed older file
+    assert not put(table, 200, "same")  # duplicates in a later file change nothing
+    stored = table.get("braze-1")
+    assert stored is not None and stored.content["heading"] == "new" and stored.source_time == 200
+
+
+def test_items_past_their_ttl_read_as_misses(table: ContentTable, clock: Clock) -> None:
+    put(table, 100, ttl=60)
+    assert table.get("braze-1") is not None
+    clock.now += 61
+    assert table.get("braze-1") is None and table.get_by_external_id("ユーザー-ü-0") is None
+
+
+def test_a_short_claim_keeps_a_second_generation_out(table: ContentTable, clock: Clock) -> None:
+    assert table.claim("braze-9", "file-a", 30)
+    assert not table.claim("braze-9", "file-b", 30)
+    assert table.get("braze-9") is None  # a claim is not content
+    clock.now += 31
+    assert table.claim("braze-9", "file-b", 30)
+
+
+def test_api_hit_by_braze_id_user_id_and_external_id(table: ContentTable) -> None:
+    put(table, 100)
+    by_path = respond("braze-1", None, table)
+    assert by_path.status == 200 and by_path.body["content"] == CONTENT and by_path.body["default"] is False
+    assert by_path.body["external_id"] == "ユーザー-ü-0" and by_path.body["generated_at"].endswith("Z")
+    assert respond(None, {"user_id": "braze-1"}, table).body == by_path.body
+    assert respond(None, {"external_id": "ユーザー-ü-0"}, table).body == by_path.body
+
+
+def test_dynamodb_shape_keeps_original_snippets_rendering(table: ContentTable) -> None:
+    put(table, 100)
+    item = respond(None, {"user_id": "braze-1", "format": "dynamodb"}, table).body["Item"]
+    assert item["data"]["M"]["heading"]["S"] == "Don't miss episode 2"  # {{result.Item.data.M.heading.S}}
+    assert item["data"]["M"]["details"]["M"]["intro"]["S"] == "I"
+    assert item["user_id"] == {"S": "braze-1"}
+
+
+def test_miss_answers_default_content_or_404_when_defaults_are_off(table: ContentTable) -> None:
+    miss = respond("braze-unknown", None, table)
+    assert miss.status == 200 and miss.body["default"] is True
+    assert miss.body["content"] == DEFAULT_CONTENT.model_dump()
+    assert respond("braze-unknown", None, table, defaults=False).status == 404
+
+
+@pytest.mark.parametrize(
+    ("path_id", "query"),
+    [(None, None), ("a", {"user_id": "b"}), ("bad\x00id", None), ("x" * 513, None), ("a", {"format": "xml"})],
+)
+def test_bad_requests_get_400_without_echoing_values(table: ContentTable, path_id: Any, query: Any) -> None:
+    answer = respond(path_id, query, table)
+    assert answer.status == 400 and "message" in answer.body
+    assert "bad\x00id" not in answer.body["message"]
