@@ -22,7 +22,17 @@ from .store import StoredContent
 class Table(Protocol):
     def get(self, user_id: str) -> StoredContent | None: ...
     def claim(self, user_id: str, owner: str, seconds: int) -> bool: ...
-    def put(self, **item: Any) -> bool: ...
+    def put(
+        self,
+        *,
+        user_id: str,
+        external_id: str | None,
+        content: dict[str, Any],
+        source_time: int,
+        model_id: str,
+        event_ids: list[str],
+        ttl_seconds: int,
+    ) -> bool: ...
 
 
 class Budget(Protocol):

@@ -31,7 +31,7 @@ class MemoryTable:
         self.claims[user_id] = (owner, self.clock() + seconds)
         return True
 
-    def put(self, **item: Any) -> bool:
+    def put(self, **item: Any) -> bool:  # the real table's keyword arguments
         current = self.items.get(item["user_id"])
         if current and current.source_time >= item["source_time"]:
             return False

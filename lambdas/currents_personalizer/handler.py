@@ -1,0 +1,60 @@
+"""Personalizer Lambda: a Currents Avro file lands in S3; one generation per user who needs one."""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import asdict
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from .aws import HourlyBudget, SqsQueue
+from .events import event_type_from_key, read_records
+from .generators import OfflineGenerator
+from .personalize import Personalizer, Report
+from .settings import get_settings
+from .wiring import content_generator, content_table
+
+logger = Logger(service="currents-personalizer")
+metrics = Metrics(namespace="BrazeCurrents", service="currents-personalizer")
+
+
+@cache
+def _personalizer() -> Personalizer:
+    settings = get_settings()
+    return Personalizer(
+        table=content_table(),
+        generator=content_generator(),
+        fallback=OfflineGenerator(),
+        policy=settings.policy(),
+        settings=settings.personalize(),
+        budget=HourlyBudget(boto3.client("dynamodb"), settings.content_table, settings.hourly_cap),
+        queue=SqsQueue(boto3.client("sqs"), settings.queue_url) if settings.queue_url else None,
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    s3 = boto3.client("s3")
+    total = Report()
+    for record in event.get("Records", []):
+        key = urllib.parse.unquote_plus(record["s3"]["object"]["key"])
+        event_type = event_type_from_key(key)
+        if event_type is None or not key.endswith(".avro"):
+            logger.warning("not a Currents event file; ignored", extra={"key": key})
+            continue
+        target: dict[str, Any] = {"Bucket": record["s3"]["bucket"]["name"], "Key": key}
+        if record["s3"]["object"].get("versionId"):
+            target["VersionId"] = record["s3"]["object"]["versionId"]
+        body = s3.get_object(**target)["Body"]
+        report = _personalizer().process_file(read_records(body), event_type, context.aws_request_id)
+        logger.info("file personalized", extra={"key": key, "event_type": event_type, **asdict(report)})
+        total.add(report)
+    for name in ("records", "kept", "duplicates", "users", "generated", "skipped_fresh", "queued", "capped", "failed"):
+        metrics.add_metric(name=name.title().replace("_", ""), unit=MetricUnit.Count, value=getattr(total, name))
+    return {"report": asdict(total)}
