@@ -6,7 +6,9 @@ from __future__ import annotations
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
+from stacks.api_gateway_account_stack import ApiGatewayAccountStack
 from stacks.config import AppConfig
+from stacks.currents_stack import CurrentsStack
 from stacks.import_stack import ImportStack
 
 
@@ -19,6 +21,16 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
         config=config,
         description="Braze import: JSON files in S3 streamed to Braze /users/track",
     )
+    account = ApiGatewayAccountStack(
+        app, f"{config.project}-ApiGatewayAccount", description="API Gateway's account-level CloudWatch Logs role"
+    )
+    currents = CurrentsStack(
+        app,
+        f"{config.project}-Currents",
+        config=config,
+        description="Braze Currents personalization: Avro events to generated content for Connected Content",
+    )
+    currents.add_stack_dependency(account)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
 

@@ -51,10 +51,46 @@ class ImportConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CurrentsConfig:
+    prefix: str = "currents/"
+    event_types: str = (
+        "users.behaviors.CustomEvent,users.behaviors.Purchase,users.messages.email.Open,"
+        "users.messages.email.Click,users.messages.pushnotification.Open,users.behaviors.app.SessionStart"
+    )
+    generator: Literal["offline", "bedrock"] = "bedrock"
+    bedrock_model_id: str = "anthropic.claude-3-5-haiku-20241022-v1:0"
+    bedrock_max_tokens: int = 700
+    guardrail_id: str = ""
+    guardrail_version: str = "DRAFT"
+    cooldown_seconds: int = 3600
+    content_ttl_days: int = 30
+    max_inline_users: int = 200
+    generation_concurrency: int = 4
+    hourly_generation_cap: int = 10_000
+    defaults_enabled: bool = True
+    braze_writer_principal: str = ""
+    braze_external_id: str = ""
+    api_rate_limit: int = 500
+    api_burst_limit: int = 1000
+    log_retention_days: int = 90
+
+    def __post_init__(self) -> None:
+        if not self.prefix.endswith("/"):
+            raise ConfigError("currents prefix must end with '/'")
+        if self.generator == "bedrock" and not self.bedrock_model_id:
+            raise ConfigError("currents bedrockModelId is required when the generator is bedrock")
+        if bool(self.braze_writer_principal) != bool(self.braze_external_id):
+            raise ConfigError("currents brazeWriterPrincipal and brazeExternalId go together")
+        if self.generation_concurrency < 2:
+            raise ConfigError("currents generationConcurrency must be at least 2 (SQS maximum concurrency)")
+
+
+@dataclass(frozen=True, kw_only=True)
 class AppConfig:
     project: str = "BrazePipelines"
     alarm_email: str | None = None
     importer: ImportConfig = field(default_factory=ImportConfig)
+    currents: CurrentsConfig = field(default_factory=CurrentsConfig)
 
     @classmethod
     def from_context(cls, get: Any) -> AppConfig:
@@ -63,6 +99,7 @@ class AppConfig:
             project=str(get("project") or cls.project),
             alarm_email=get("alarmEmail") or None,
             importer=_section(ImportConfig, "import", get),
+            currents=_section(CurrentsConfig, "currents", get),
         )
 
 

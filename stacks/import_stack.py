@@ -43,7 +43,7 @@ class ImportStack(Stack):
         )
         alarms = AlarmTopic(self, "Alarms", email=config.alarm_email)
         alarms.watch(self.importer.alarms)
-        _acknowledge_notification_handler(self)
+        acknowledge_notification_handler(self)
 
         CfnOutput(self, "ImportBucketName", value=self.bucket.bucket_name)
         CfnOutput(self, "IncomingPrefix", value=importer_config.incoming_prefix)
@@ -54,7 +54,7 @@ class ImportStack(Stack):
         CfnOutput(self, "AlarmTopicArn", value=alarms.topic.topic_arn)
 
 
-def _acknowledge_notification_handler(stack: Stack) -> None:
+def acknowledge_notification_handler(stack: Stack) -> None:
     """CDK's own function that applies bucket notifications at deploy time."""
     for child in stack.node.children:
         if child.node.id.startswith("BucketNotificationsHandler"):

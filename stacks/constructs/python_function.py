@@ -2,7 +2,7 @@
 
 Bundling installs the package's requirements with pip for the Lambda platform (manylinux2014
 aarch64, CPython 3.14, wheels only, so pip never picks wheels for the Python running it) and
-copies the package next to them; the handler is ``<package>.handler.handler``.
+copies the package next to them; handlers are ``<package>.<module>.<function>``.
 
 The role carries only what the function is granted plus writing to its own log group, instead of
 the AWSLambdaBasicExecutionRole managed policy.
@@ -72,6 +72,7 @@ class PythonFunction(Construct):
         memory_mb: int,
         log_retention: logs.RetentionDays,
         reserved_concurrency: int | None = None,
+        handler: str = "handler.handler",
         **function_props: Any,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -95,7 +96,7 @@ class PythonFunction(Construct):
             "Function",
             runtime=RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
-            handler=f"{package}.handler.handler",
+            handler=f"{package}.{handler}",
             code=code,
             description=description,
             environment={"POWERTOOLS_SERVICE_NAME": package.replace("_", "-"), **environment},

@@ -135,7 +135,7 @@ def test_content_api_proxy_answers(aws: dict[str, Any]) -> None:
     ],
 )
 def test_authorizer_compares_the_secret_token(aws: dict[str, Any], headers: Any, effect: str) -> None:
-    from currents_personalizer import authorizer
+    from token_authorizer import handler as authorizer
 
     authorizer._CACHE.clear()
     arn = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/content/x"

@@ -23,3 +23,11 @@ def test_importer_bundle_holds_compiled_dependencies_for_the_lambda_target(tmp_p
     assert (tmp_path / "braze_importer" / "handler.py").is_file()
     assert not (tmp_path / "braze_importer" / "requirements.txt").exists()
     assert not (tmp_path / "boto3").exists(), "boto3 comes with the runtime"
+
+
+def test_currents_bundle_holds_avro_and_snappy_for_the_lambda_target(tmp_path: Path) -> None:
+    bundle("currents_personalizer", tmp_path)
+    compiled = [p.name for p in tmp_path.rglob("*.so")]
+    assert any("cramjam" in n and "cpython-314-aarch64" in n for n in compiled), "snappy codec"
+    assert any("aarch64" in n for n in compiled if "fastavro" in str(n) or n.startswith("_read"))
+    assert (tmp_path / "currents_personalizer" / "prompt.txt").is_file()

@@ -1,0 +1,136 @@
+"""A REST API that callers with static headers (Braze, CI360) can use safely: an API key for the
+usage plan's throttling and a real credential check, a REQUEST authorizer comparing a bearer token
+held in Secrets Manager; access logs, request validation, no data trace."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from .python_function import PythonFunction
+
+
+class KeyedApi(Construct):
+    """Exposes ``api``, ``authorizer``, ``validator``, ``token_secret`` and ``api_key``;
+    ``add_method`` adds a keyed, authorized, validated Lambda-proxy method."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        description: str,
+        rate_limit: int,
+        burst_limit: int,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, removal_policy=RemovalPolicy.RETAIN)
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            description=description,
+            cloud_watch_role=False,  # the account's role lives in the ApiGatewayAccount stack, once
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            deploy_options=apigw.StageOptions(
+                stage_name="v1",
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
+                ),
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,
+                throttling_rate_limit=rate_limit,
+                throttling_burst_limit=burst_limit,
+            ),
+        )
+        self.token_secret = secretsmanager.Secret(
+            self,
+            "Token",
+            description="Bearer token callers send in the Authorization header",
+            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=48, exclude_punctuation=True),
+        )
+        Validations.of(self.token_secret).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-SMG4",
+                reason="The token is configured in Braze or CI360 by hand; rotating it would break sends until "
+                "it is updated there. Rotate it deliberately with put-secret-value.",
+            )
+        )
+        authorizer_fn = PythonFunction(
+            self,
+            "Authorizer",
+            package="token_authorizer",
+            description="Compares the caller's bearer token with the one in Secrets Manager",
+            environment={"API_TOKEN_SECRET": self.token_secret.secret_arn},
+            timeout=Duration.seconds(5),
+            memory_mb=256,
+            log_retention=log_retention,
+        )
+        self.token_secret.grant_read(authorizer_fn.role)
+        self.authorizer = apigw.RequestAuthorizer(
+            self,
+            "TokenCheck",
+            handler=authorizer_fn.function,
+            identity_sources=[apigw.IdentitySource.header("Authorization")],
+            results_cache_ttl=Duration.minutes(5),
+        )
+        self.validator = apigw.RequestValidator(
+            self, "Validator", rest_api=self.api, validate_request_parameters=True, validate_request_body=True
+        )
+        self.api_key = self.api.add_api_key("Key")
+        plan = self.api.add_usage_plan(
+            "Plan", throttle=apigw.ThrottleSettings(rate_limit=rate_limit, burst_limit=burst_limit)
+        )
+        plan.add_api_key(self.api_key)
+        plan.add_api_stage(stage=self.api.deployment_stage)
+        Validations.of(self.api).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-APIG3",
+                reason="Callers are Braze or CI360 from changing IP ranges; throttling, the API key and the token "
+                "authorizer guard the API. Attach a WAF web ACL to the stage where policy requires one.",
+            )
+        )
+        CfnOutput(self, "Url", value=self.api.url)
+        CfnOutput(self, "ApiKeyId", value=self.api_key.key_id)
+        CfnOutput(self, "TokenSecretArn", value=self.token_secret.secret_arn)
+
+    def add_method(
+        self,
+        resource: apigw.IResource,
+        http_method: str,
+        handler: lambda_.IFunction,
+        *,
+        request_parameters: dict[str, bool] | None = None,
+        request_models: dict[str, apigw.IModel] | None = None,
+    ) -> apigw.Method:
+        method = resource.add_method(
+            http_method,
+            apigw.LambdaIntegration(handler, allow_test_invoke=False),
+            api_key_required=True,
+            authorizer=self.authorizer,
+            authorization_type=apigw.AuthorizationType.CUSTOM,
+            request_validator=self.validator,
+            request_parameters=request_parameters,
+            request_models=request_models,
+        )
+        Validations.of(method).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-COG4",
+                reason="Braze Connected Content and CI360 webhooks send static headers and cannot use Cognito; "
+                "a REQUEST authorizer checks a secret bearer token instead.",
+            )
+        )
+        return method
