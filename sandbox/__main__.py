@@ -39,13 +39,55 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     imp.add_argument("--batch-rule", choices=("combined", "per_array"), help="75 objects combined or per array")
     imp.add_argument("--emulator", default="{}", help="emulator settings as JSON (faults, latency, limits)")
 
+    sample = commands.add_parser("currents-sample", help="write realistic Braze Currents Avro files")
+    sample.add_argument("--users", type=int, default=50)
+    sample.add_argument("--events", type=int, default=500, help="events per event type")
+    sample.add_argument("--out", type=Path, required=True)
+
+    cur = commands.add_parser("currents", help="personalize from Currents files and read the Content API")
+    cur.add_argument("paths", type=Path, nargs="+", help="Avro files or directories in Braze's layout")
+    cur.add_argument("--bedrock", action="store_true", help="generate with Amazon Bedrock (your AWS credentials)")
+    cur.add_argument("--json", action="store_true", help="print only the result, as one JSON object")
+    cur.add_argument("--content", action="append", default=[], metavar="BRAZE_ID", help="read this user's content")
+    cur.add_argument("--format", choices=("json", "dynamodb"), default="json", help="the Content API's answer shape")
+
     demo = commands.add_parser("demo", help="import a generated file through the emulator and summarise it")
     demo.add_argument("--objects", type=int, default=50_000)
 
     args = parser.parse_args(argv)
     if args.command == "import":
         return _import(args, out)
+    if args.command == "currents-sample":
+        from . import currents_sample
+
+        for path in currents_sample.write_sample(args.out, args.users, args.events):
+            out.write(f"{path}\n")
+        return 0
+    if args.command == "currents":
+        return _currents(args, out)
     return _demo(args.objects, out)
+
+
+def _currents(args: argparse.Namespace, out: TextIO) -> int:
+    from .currents import CurrentsSandbox, report_json
+
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"error: not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    with CurrentsSandbox(bedrock=args.bedrock) as box:
+        report = box.process(box.upload(args.paths))
+        query = {"format": args.format} if args.format != "json" else None
+        content = {braze_id: box.get_content(braze_id, query) for braze_id in args.content}
+    result = report_json(report, content)
+    if args.json:
+        out.write(json.dumps(result, ensure_ascii=False) + "\n")
+    else:
+        out.write("  ".join(f"{k} {v:,}" for k, v in result["report"].items()) + "\n")
+        for braze_id, answer in result["content"].items():
+            body = json.dumps(answer["body"], indent=2, ensure_ascii=False)
+            out.write(f"GET /content/{braze_id} -> {answer['status']}\n{body}\n")
+    return 1 if report["failed"] else 0
 
 
 def _import(args: argparse.Namespace, out: TextIO) -> int:

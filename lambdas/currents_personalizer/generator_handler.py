@@ -6,6 +6,7 @@ failure: SQS delivers it again later, and after its receive limit it waits in th
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import cache
 from typing import Any
 
@@ -22,6 +23,7 @@ from .personalize import Personalizer, decode_activity
 logger = Logger(service="currents-generator")
 metrics = Metrics(namespace="BrazeCurrents", service="currents-generator")
 processor = BatchProcessor(event_type=EventType.SQS)
+_outcomes: Counter[str] = Counter()
 
 
 class GenerationFailed(Exception):
@@ -36,6 +38,7 @@ def _generator() -> Personalizer:
 def _record(record: SQSRecord) -> str:
     activity = decode_activity(orjson.loads(record.body))
     outcome = _generator().generate_one(activity, record.message_id)
+    _outcomes[outcome] += 1
     metrics.add_metric(name=outcome.title().replace("_", ""), unit=MetricUnit.Count, value=1)
     if outcome == "failed":
         raise GenerationFailed("generation failed; the message will be retried")
@@ -45,4 +48,12 @@ def _record(record: SQSRecord) -> str:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return dict(process_partial_response(event=event, record_handler=_record, processor=processor, context=context))
+    _outcomes.clear()
+    response: dict[str, Any] = dict(
+        process_partial_response(event=event, record_handler=_record, processor=processor, context=context)
+    )
+    # Lambda reads only batchItemFailures; the outcomes are for logs and the sandbox.
+    outcomes = dict(_outcomes)
+    response["outcomes"] = outcomes
+    logger.info("generation batch", extra={"outcomes": outcomes, "failed": len(response["batchItemFailures"])})
+    return response

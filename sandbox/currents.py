@@ -1,0 +1,223 @@
+"""Runs the real Currents handlers against moto server, as Lambda and API Gateway would.
+
+The sandbox provisions what the Currents stack would (the bucket, the content table with its
+external-id index, the generation queue, the API token), uploads Avro files under the Currents
+prefix, delivers each S3 notification to the personalizer, then the generation queue's messages
+to the generator (as SQS batches, deleting what succeeded), and answers Content API requests
+through a front that checks the API key and runs the token authorizer first.
+
+Only the emulated services point at moto (one endpoint variable per service): with ``bedrock``
+the generator calls the real Bedrock with the caller's own credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sys
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import orjson
+
+from .importer import REGION, FakeContext, _environment
+from .services import moto_server
+
+BUCKET = "sandbox-currents"
+PREFIX = "currents/"
+TABLE = "sandbox-content"
+QUEUE = "sandbox-generation"
+TOKEN_SECRET = "sandbox/content-api-token"  # noqa: S105 - the secret's name, not its value
+API_KEY = "sandbox-content-api-key"
+REPORT_KEYS = ("files", "records", "kept", "duplicates", "users", "generated", "skipped_fresh", "failed")
+
+
+@dataclass
+class CurrentsSandbox:
+    bedrock: bool = False
+    function_env: dict[str, str] = field(default_factory=dict)
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+    def __enter__(self) -> CurrentsSandbox:
+        self._stack = contextlib.ExitStack()
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _start(self) -> None:
+        endpoint = self._stack.enter_context(moto_server())
+        env = {
+            "AWS_ENDPOINT_URL_S3": endpoint,
+            "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
+            "AWS_ENDPOINT_URL_SQS": endpoint,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
+            "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", REGION),
+            "CONTENT_TABLE": TABLE,
+            "CONTENT_GENERATOR": "bedrock" if self.bedrock else "offline",
+            "API_TOKEN_SECRET": TOKEN_SECRET,
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("SANDBOX_LOG_LEVEL", "WARNING"),
+        }
+        if self.bedrock:
+            env.setdefault(
+                "BEDROCK_MODEL_ID", os.environ.get("BEDROCK_MODEL_ID", "anthropic.claude-3-5-haiku-20241022-v1:0")
+            )
+        else:  # nothing leaves the machine: moto accepts any credentials
+            env |= {"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox", "AWS_SESSION_TOKEN": "sandbox"}
+        self._stack.enter_context(_environment({**env, **self.function_env}))
+        self._stack.callback(clear_caches)
+        clear_caches()
+        self.s3 = boto3.client("s3")
+        self.s3.create_bucket(Bucket=BUCKET)
+        db = boto3.client("dynamodb")
+        db.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[
+                {"AttributeName": "user_id", "AttributeType": "S"},
+                {"AttributeName": "external_id", "AttributeType": "S"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "by-external-id",
+                    "KeySchema": [{"AttributeName": "external_id", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        self.sqs = boto3.client("sqs")
+        self.queue_url = self.sqs.create_queue(QueueName=QUEUE, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+        os.environ["GENERATION_QUEUE_URL"] = self.queue_url
+        boto3.client("secretsmanager").create_secret(Name=TOKEN_SECRET, SecretString=self.token)
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def upload(self, paths: list[Path]) -> list[str]:
+        """Directories keep their files' paths relative to them; a file keeps its path from its
+        ``dataexport.…`` folder on (Braze's layout), or just its name."""
+        keys = []
+        for path in paths:
+            files = sorted(p for p in path.rglob("*.avro")) if path.is_dir() else [path]
+            for file in files:
+                relative = file.relative_to(path) if path.is_dir() else _from_export_folder(file)
+                key = PREFIX + relative.as_posix()
+                self.s3.upload_file(str(file), BUCKET, key)
+                keys.append(key)
+        return keys
+
+    def process(self, keys: list[str]) -> dict[str, int]:
+        from currents_personalizer.handler import handler as personalize
+
+        report = dict.fromkeys(REPORT_KEYS, 0)
+        for key in keys:
+            event = {
+                "Records": [
+                    {
+                        "eventName": "ObjectCreated:Put",
+                        "s3": {"bucket": {"name": BUCKET}, "object": {"key": urllib.parse.quote_plus(key)}},
+                    }
+                ]
+            }
+            result = personalize(event, FakeContext(300, "sandbox-currents-personalizer"))["report"]
+            for name in REPORT_KEYS:
+                report[name] += int(result.get(name, 0))
+        for outcome, n in self.drain_queue().items():
+            if outcome in report:
+                report[outcome] += n
+        return report
+
+    def drain_queue(self) -> dict[str, int]:
+        """Deliver the generation queue to the generator in SQS batches until it is empty;
+        returns how many messages ended in each outcome."""
+        from currents_personalizer.generator_handler import handler as generate
+
+        totals: dict[str, int] = {"failed": 0}
+        for _ in range(10_000):
+            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=5).get("Messages", [])
+            if not messages:
+                return totals
+            records = [
+                {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                 "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs"}
+                for m in messages
+            ]  # fmt: skip
+            result = generate({"Records": records}, FakeContext(300, "sandbox-currents-generator"))
+            retry = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+            for outcome, n in result.get("outcomes", {}).items():
+                totals[outcome] = totals.get(outcome, 0) + n
+            totals["failed"] += len(retry)
+            for message in messages:
+                if message["MessageId"] not in retry:
+                    self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            if retry:
+                return totals  # left on the queue, as SQS would keep them for a later try
+        return totals
+
+    # -- the API, behind a front that checks credentials like API Gateway -------------------------
+
+    def get_content(
+        self, braze_id: str | None = None, query: dict[str, str] | None = None, *, api_key: str = API_KEY,
+        token: str | None = None,
+    ) -> tuple[int, dict[str, Any]]:  # fmt: skip
+        from currents_personalizer.api_handler import handler as api
+        from token_authorizer.handler import handler as authorize
+
+        if api_key != API_KEY:
+            return 403, {"message": "Forbidden"}
+        headers = {"x-api-key": api_key, "Authorization": f"Bearer {token if token is not None else self.token}"}
+        path = f"/content/{urllib.parse.quote(braze_id, safe='')}" if braze_id else "/content"
+        method_arn = f"arn:aws:execute-api:{REGION}:123456789012:sandbox/v1/GET{path}"
+        decision = authorize({"type": "REQUEST", "headers": headers, "methodArn": method_arn}, None)
+        if decision["policyDocument"]["Statement"][0]["Effect"] != "Allow":
+            return 403, {"message": "User is not authorized to access this resource"}
+        event = {
+            "resource": "/content/{braze_id}" if braze_id else "/content",
+            "path": path,
+            "httpMethod": "GET",
+            "headers": headers,
+            "pathParameters": {"braze_id": braze_id} if braze_id else None,
+            "queryStringParameters": query or None,
+        }
+        response = api(event, FakeContext(5, "sandbox-content-api"))  # type: ignore[arg-type]
+        return int(response["statusCode"]), orjson.loads(response["body"])
+
+
+def _from_export_folder(file: Path) -> Path:
+    parts = file.resolve().parts
+    for i, part in enumerate(parts):
+        if part.startswith("dataexport."):
+            return Path(*parts[i:])
+    return Path(file.name)
+
+
+def clear_caches() -> None:
+    """Settings and clients are cached per container; a new sandbox is a new container."""
+    for module, names in (
+        ("currents_personalizer.settings", ("get_settings",)),
+        ("currents_personalizer.wiring", ("content_table", "content_generator")),
+        ("currents_personalizer.handler", ("_personalizer",)),
+        ("currents_personalizer.generator_handler", ("_generator",)),
+    ):
+        if module in sys.modules:
+            for name in names:
+                getattr(sys.modules[module], name).cache_clear()
+    if "token_authorizer.handler" in sys.modules:
+        sys.modules["token_authorizer.handler"]._CACHE.clear()
+
+
+def report_json(report: dict[str, int], content: dict[str, tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    return {
+        "report": {k: report[k] for k in REPORT_KEYS},
+        "content": {key: {"status": status, "body": body} for key, (status, body) in content.items()},
+    }

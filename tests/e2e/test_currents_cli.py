@@ -1,0 +1,49 @@
+"""The Currents sandbox end to end: sample files, the real handlers, the Content API front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sandbox.currents import CurrentsSandbox
+from tests.e2e.conftest import run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("currents")
+    code, _, _ = run_cli("currents-sample", "--users", "30", "--events", "240", "--out", str(out))
+    assert code == 0
+    return out
+
+
+def test_cli_personalizes_once_per_user_and_serves_both_shapes(sample: Path) -> None:
+    code, result, _ = run_cli(
+        "currents", str(sample), "--json", "--content", "braze-00000", "--content", "nobody", "--format", "dynamodb"
+    )
+    assert code == 0 and result is not None
+    report = result["report"]
+    assert set(report) == {"files", "records", "kept", "duplicates", "users", "generated", "skipped_fresh", "failed"}
+    assert report["files"] == 6 and report["generated"] == 30 and report["failed"] == 0
+    hit = result["content"]["braze-00000"]
+    assert hit["status"] == 200 and hit["body"]["Item"]["data"]["M"]["heading"]["S"]
+    assert hit["body"]["Item"]["external_id"] == {"S": "ユーザー-ü-0"}
+    miss = result["content"]["nobody"]
+    assert miss["status"] == 200 and miss["body"]["Item"]["default"] == {"BOOL": True}
+
+
+def test_fan_out_credentials_and_lookups(sample: Path) -> None:
+    with CurrentsSandbox(function_env={"MAX_INLINE_USERS": "5"}) as box:
+        report = box.process(box.upload([sample]))
+        assert report["generated"] == 30 and report["failed"] == 0  # through the queue and the generator
+        status, body = box.get_content(None, {"external_id": "ユーザー-ü-0"})
+        assert status == 200 and body["user_id"] == "braze-00000" and body["default"] is False
+        assert box.get_content("braze-00000", api_key="wrong")[0] == 403
+        assert box.get_content("braze-00000", token="wrong")[0] == 403
+        assert box.get_content("braze-00000", token="")[0] == 403
+        assert box.get_content(None, None)[0] == 400
+        again = box.process(box.upload([sample]))  # the same files delivered again
+        assert again["generated"] == 0
