@@ -72,7 +72,7 @@ class BedrockGenerator:
 
     def _request(self, activity: UserActivity) -> dict[str, Any]:
         events = [
-            {"type": e.event_type.rsplit(".", 1)[-1], "about": e.name, "properties": e.properties, "time": e.time}
+            {"type": e.event_type.rsplit(".", 1)[-1], "about": e.name, "properties": e.properties(), "time": e.time}
             for e in activity.recent()
         ]
         prompt = self._prompt.replace("{events}", orjson.dumps(events).decode())

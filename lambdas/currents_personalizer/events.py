@@ -50,28 +50,31 @@ class CurrentsEvent:
     external_user_id: str | None  # the external id (``${user_id}`` in Liquid)
     time: int  # UNIX seconds
     name: str | None  # custom event name, product id, campaign or canvas name: what it was about
-    properties: dict[str, Any]
+    properties_json: str | None = None  # decoded only for the events a generation reads
+
+    def properties(self) -> dict[str, Any]:
+        return _properties(self.properties_json)
 
 
 def parse_event(record: dict[str, Any], event_type: str) -> CurrentsEvent | None:
     """A record as an event, or None when it cannot be attributed to an event id and a user."""
-    event_id = record.get("id")
-    user_id = record.get("user_id")
-    if not isinstance(event_id, str) or not event_id or not isinstance(user_id, str) or not user_id:
+    get = record.get
+    event_id = get("id")
+    user_id = get("user_id")
+    if type(event_id) is not str or not event_id or type(user_id) is not str or not user_id:
         return None
-    external = record.get("external_user_id")
-    name = next(
-        (record[k] for k in ("name", "product_id", "campaign_name", "canvas_name") if isinstance(record.get(k), str)),
-        None,
-    )
+    external = get("external_user_id")
+    name = get("name") or get("product_id") or get("campaign_name") or get("canvas_name")
+    time = get("time")
+    properties = get("properties")
     return CurrentsEvent(
-        id=event_id,
-        event_type=event_type,
-        user_id=user_id,
-        external_user_id=external if isinstance(external, str) and external else None,
-        time=_seconds(record.get("time")),
-        name=name,
-        properties=_properties(record.get("properties")),
+        event_id,
+        event_type,
+        user_id,
+        external if type(external) is str and external else None,
+        time if type(time) is int else _seconds(time),
+        name if type(name) is str else None,
+        properties if type(properties) is str else (orjson.dumps(properties).decode() if properties else None),
     )
 
 

@@ -73,7 +73,7 @@ def test_grouping_keeps_ids_and_the_newest_time_but_only_recent_events() -> None
 @pytest.mark.parametrize(("raw", "decoded"), [('{"a": 1}', {"a": 1}), ("not json", {}), ("[1]", {}), (None, {})])
 def test_properties_are_decoded_and_garbage_tolerated(raw: Any, decoded: dict[str, Any]) -> None:
     event = parse_event({"id": "e", "user_id": "u", "time": "1700000000", "properties": raw}, CUSTOM)
-    assert event is not None and event.properties == decoded and event.time == 1_700_000_000
+    assert event is not None and event.properties() == decoded and event.time == 1_700_000_000
 
 
 def test_content_shape_is_fixed() -> None:
