@@ -23,6 +23,7 @@ class Settings(BaseModel):
     max_tokens: int = Field(700, ge=64, le=4096, alias="BEDROCK_MAX_TOKENS")
     guardrail_id: str | None = Field(None, alias="BEDROCK_GUARDRAIL_ID")
     guardrail_version: str = Field("DRAFT", alias="BEDROCK_GUARDRAIL_VERSION")
+    prompt_template: str | None = Field(None, alias="BEDROCK_PROMPT_TEMPLATE")  # overrides prompt.txt; {events}
     event_types: str = Field(",".join(sorted(DEFAULT_EVENT_TYPES)), alias="EVENT_TYPES")
     cooldown_seconds: int = Field(3600, ge=0, alias="COOLDOWN_SECONDS")
     ttl_days: int = Field(30, ge=1, le=3650, alias="CONTENT_TTL_DAYS")

@@ -29,5 +29,6 @@ def content_generator() -> ContentGenerator:
         fallback=OfflineGenerator(),
         policy=settings.policy(),
         max_tokens=settings.max_tokens,
+        prompt=settings.prompt_template,
         guardrail=guardrail,
     )
