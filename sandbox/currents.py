@@ -12,7 +12,6 @@ the generator calls the real Bedrock with the caller's own credentials.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import sys
@@ -25,7 +24,7 @@ import boto3
 import orjson
 
 from .importer import REGION, FakeContext, _environment
-from .services import moto_server
+from .services import LocalStack, moto_server
 
 BUCKET = "sandbox-currents"
 PREFIX = "currents/"
@@ -37,22 +36,10 @@ REPORT_KEYS = ("files", "records", "kept", "duplicates", "users", "generated", "
 
 
 @dataclass
-class CurrentsSandbox:
+class CurrentsSandbox(LocalStack):
     bedrock: bool = False
     function_env: dict[str, str] = field(default_factory=dict)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-
-    def __enter__(self) -> CurrentsSandbox:
-        self._stack = contextlib.ExitStack()
-        try:
-            self._start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
 
     def _start(self) -> None:
         endpoint = self._stack.enter_context(moto_server())
@@ -79,23 +66,7 @@ class CurrentsSandbox:
         clear_caches()
         self.s3 = boto3.client("s3")
         self.s3.create_bucket(Bucket=BUCKET)
-        db = boto3.client("dynamodb")
-        db.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[
-                {"AttributeName": "user_id", "AttributeType": "S"},
-                {"AttributeName": "external_id", "AttributeType": "S"},
-            ],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "by-external-id",
-                    "KeySchema": [{"AttributeName": "external_id", "KeyType": "HASH"}],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_content_table(boto3.client("dynamodb"), TABLE)
         self.sqs = boto3.client("sqs")
         self.queue_url = self.sqs.create_queue(QueueName=QUEUE, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
         os.environ["GENERATION_QUEUE_URL"] = self.queue_url
@@ -191,6 +162,26 @@ class CurrentsSandbox:
         }
         response = api(event, FakeContext(5, "sandbox-content-api"))  # type: ignore[arg-type]
         return int(response["statusCode"]), orjson.loads(response["body"])
+
+
+def create_content_table(dynamodb: Any, name: str) -> None:
+    """The content table as the Currents stack defines it: Braze id key, external-id index."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": "user_id", "AttributeType": "S"},
+            {"AttributeName": "external_id", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-external-id",
+                "KeySchema": [{"AttributeName": "external_id", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
 
 
 def _from_export_folder(file: Path) -> Path:

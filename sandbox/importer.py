@@ -22,7 +22,7 @@ from typing import Any
 import boto3
 import orjson
 
-from .services import BrazeEmulator, LambdaFront, braze_emulator, moto_server
+from .services import BrazeEmulator, LambdaFront, LocalStack, braze_emulator, moto_server
 
 REGION = "us-east-1"
 BUCKET = "sandbox-import"
@@ -51,7 +51,7 @@ class FakeContext:
 
 
 @dataclass
-class ImportSandbox:
+class ImportSandbox(LocalStack):
     """Local AWS + Braze for the importer. Use as a context manager."""
 
     braze_url: str | None = None
@@ -63,18 +63,6 @@ class ImportSandbox:
 
     emulator: BrazeEmulator | None = None
     invocations: int = 0
-
-    def __enter__(self) -> ImportSandbox:
-        self._stack = contextlib.ExitStack()
-        try:
-            self._start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
 
     def _start(self) -> None:
         endpoint = self._stack.enter_context(moto_server())

@@ -21,7 +21,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 HOST = "127.0.0.1"
 
@@ -68,6 +68,28 @@ def moto_server() -> Iterator[str]:
         yield f"http://{HOST}:{port}"
     finally:
         _stop(proc)
+
+
+class LocalStack:
+    """A sandbox's lifetime: ``_start`` enters services into ``self._stack``; leaving stops them all,
+    also when starting failed half-way."""
+
+    _stack: contextlib.ExitStack
+
+    def __enter__(self) -> Self:
+        self._stack = contextlib.ExitStack()
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _start(self) -> None:
+        raise NotImplementedError
 
 
 class BrazeEmulator:

@@ -31,3 +31,20 @@ class AlarmTopic(Construct):
         for alarm in alarms:
             alarm.add_alarm_action(action)
             alarm.add_ok_action(action)
+
+
+def alarms_at_one(scope: Construct, specs: Iterable[tuple[str, cloudwatch.IMetric, str]]) -> list[cloudwatch.Alarm]:
+    """An alarm per (name, metric, description) that fires as soon as the metric reaches 1."""
+    return [
+        cloudwatch.Alarm(
+            scope,
+            f"{name}Alarm",
+            metric=metric,
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+        for name, metric, description in specs
+    ]

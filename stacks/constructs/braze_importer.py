@@ -3,9 +3,8 @@ its dead-letter queue, its S3 trigger and its alarms."""
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, Duration, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -13,11 +12,13 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ..config import ImportConfig
+from .alarm_topic import alarms_at_one
+from .dead_letter_queue import dead_letter_queue
 from .python_function import PythonFunction
+from .table import keyed_table
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".gz")
 METRICS_NAMESPACE = "BrazeImport"
@@ -36,27 +37,8 @@ class BrazeImporter(Construct):
         api_key_secret: secretsmanager.ISecret,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.runs_table = dynamodb.Table(
-            self,
-            "Runs",
-            partition_key=dynamodb.Attribute(name="run_id", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            time_to_live_attribute="expires_at",
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        Validations.of(self.dead_letter_queue).acknowledge(
-            Acknowledgment(id="AwsSolutions-SQS3", reason="This queue is the importer's dead-letter destination.")
-        )
+        self.runs_table = keyed_table(self, "Runs", key="run_id", ttl_attribute="expires_at")
+        self.dead_letter_queue = dead_letter_queue(self, "DeadLetters", holds="importer events that failed")
         self.lambda_ = PythonFunction(
             self,
             "Importer",
@@ -157,19 +139,7 @@ class BrazeImporter(Construct):
             ("FailedObjects", metric("ObjectsFailed"), "Objects went to the failed file; replay them."),
             ("StoppedRuns", metric("RunsStopped"), "A run stopped (credentials, invalid JSON, hop limit)."),
         ]
-        return [
-            cloudwatch.Alarm(
-                self,
-                f"{name}Alarm",
-                metric=m,
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=description,
-            )
-            for name, m, description in specs
-        ]
+        return alarms_at_one(self, specs)
 
 
 _RETENTION = {

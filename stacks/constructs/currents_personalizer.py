@@ -3,7 +3,7 @@ content table, the personalizer (S3), the generator (SQS fan-out) and the conten
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, Duration, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -14,8 +14,11 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ..config import CurrentsConfig
+from .alarm_topic import alarms_at_one
 from .braze_importer import retention_days
+from .dead_letter_queue import dead_letter_queue
 from .python_function import PythonFunction
+from .table import keyed_table
 
 PACKAGE = "currents_personalizer"
 METRICS_NAMESPACE = "BrazeCurrents"
@@ -28,30 +31,13 @@ class CurrentsPersonalizer(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: CurrentsConfig, bucket: s3.IBucket) -> None:
         super().__init__(scope, construct_id)
         retention = retention_days(config.log_retention_days)
-        self.table = dynamodb.Table(
-            self,
-            "Content",
-            partition_key=dynamodb.Attribute(name="user_id", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            time_to_live_attribute="expires_at",
-            removal_policy=RemovalPolicy.RETAIN,
-        )
+        self.table = keyed_table(self, "Content", key="user_id", ttl_attribute="expires_at")
         self.table.add_global_secondary_index(
             index_name="by-external-id",
             partition_key=dynamodb.Attribute(name="external_id", type=dynamodb.AttributeType.STRING),
         )
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "GenerationDeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        Validations.of(self.dead_letter_queue).acknowledge(
-            Acknowledgment(id="AwsSolutions-SQS3", reason="This queue is the generation queue's dead-letter queue.")
+        self.dead_letter_queue = dead_letter_queue(
+            self, "GenerationDeadLetters", holds="generations that failed past their retries"
         )
         self.queue = sqs.Queue(
             self,
@@ -181,19 +167,7 @@ class CurrentsPersonalizer(Construct):
              "A Currents file could not be processed."),
             ("GenerationCap", capped, "The hourly generation cap was reached; users got offline content."),
         ]  # fmt: skip
-        return [
-            cloudwatch.Alarm(
-                self,
-                f"{name}Alarm",
-                metric=metric,
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description=text,
-            )
-            for name, metric, text in specs
-        ]
+        return alarms_at_one(self, specs)
 
 
 def _model_arns(stack: Stack, config: CurrentsConfig) -> list[str]:

@@ -9,8 +9,10 @@ import boto3
 import pytest
 from currents_personalizer.content import DEFAULT_CONTENT
 from currents_personalizer.content_api import respond
-from currents_personalizer.store import EXTERNAL_ID_INDEX, ContentTable
+from currents_personalizer.store import ContentTable
 from moto import mock_aws
+
+from sandbox.currents import create_content_table
 
 pytestmark = pytest.mark.usefixtures("aws_env")
 CONTENT = {
@@ -37,22 +39,7 @@ def clock() -> Clock:
 def table(clock: Clock) -> Iterator[ContentTable]:
     with mock_aws():
         db = boto3.client("dynamodb")
-        db.create_table(
-            TableName="content",
-            KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[
-                {"AttributeName": "user_id", "AttributeType": "S"},
-                {"AttributeName": "external_id", "AttributeType": "S"},
-            ],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": EXTERNAL_ID_INDEX,
-                    "KeySchema": [{"AttributeName": "external_id", "KeyType": "HASH"}],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_content_table(db, "content")
         yield ContentTable(db, "content", clock=clock)
 
 

@@ -13,6 +13,7 @@ import pytest
 from moto import mock_aws
 
 from sandbox import currents_sample
+from sandbox.currents import create_content_table
 from sandbox.importer import FakeContext
 
 pytestmark = pytest.mark.usefixtures("aws_env")
@@ -34,22 +35,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="currents")
         db = boto3.client("dynamodb")
-        db.create_table(
-            TableName="content",
-            KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[
-                {"AttributeName": "user_id", "AttributeType": "S"},
-                {"AttributeName": "external_id", "AttributeType": "S"},
-            ],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "by-external-id",
-                    "KeySchema": [{"AttributeName": "external_id", "KeyType": "HASH"}],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_content_table(db, "content")
         queue = boto3.client("sqs").create_queue(QueueName="generation")["QueueUrl"]
         secret = boto3.client("secretsmanager").create_secret(Name="token", SecretString="s3cret-token")
         monkeypatch.setenv("CONTENT_TABLE", "content")
