@@ -1,0 +1,77 @@
+"""Bulk-upload API (API Gateway proxy): ``POST /bulk-upload`` takes CI360's webhook and answers 202
+with a job id at once; ``GET /bulk-upload/{job_id}`` tells how the copy went."""
+
+from __future__ import annotations
+
+import uuid
+from functools import cache
+from typing import Any
+
+import boto3
+import orjson
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from .aws import JobTable
+from .settings import get_settings
+from .webhook import BadRequest, object_key, parse
+
+logger = Logger(service="bulk-upload-api")
+PUBLIC_JOB_FIELDS = ("job_id", "status", "s3_key", "version_id", "size", "header", "error", "created_at", "updated_at")
+
+
+@cache
+def _jobs() -> JobTable:
+    return JobTable(boto3.client("dynamodb"), get_settings().jobs_table)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if event.get("httpMethod") == "GET":
+        return _status((event.get("pathParameters") or {}).get("job_id", ""))
+    try:
+        return _receive(event)
+    except BadRequest as exc:
+        logger.info("webhook refused", extra={"field": exc.field})  # never the value: it may be a URL
+        return _json(400, {"message": str(exc), "field": exc.field})
+
+
+def _receive(event: dict[str, Any]) -> dict[str, Any]:
+    settings = get_settings()
+    try:
+        body = orjson.loads(event.get("body") or b"")
+    except orjson.JSONDecodeError:
+        raise BadRequest("body", "must be JSON") from None
+    webhook = parse(body)
+    key = object_key(settings.prefix, webhook.sendParameters.s3_filename)
+    policy = settings.policy()
+    policy.check("presignedUrls.dataFile", webhook.presignedUrls.dataFile)
+    if webhook.presignedUrls.metadataFile:
+        policy.check("presignedUrls.metadataFile", webhook.presignedUrls.metadataFile)
+    job_id = str(uuid.uuid4())
+    parameters = webhook.sendParameters.model_dump()
+    _jobs().create(job_id, key, parameters)
+    message = {
+        "job_id": job_id,
+        "s3_key": key,
+        "data_url": webhook.presignedUrls.dataFile,
+        "metadata_url": webhook.presignedUrls.metadataFile,
+    }
+    boto3.client("sqs").send_message(QueueUrl=settings.queue_url, MessageBody=orjson.dumps(message).decode())
+    logger.info("copy queued", extra={"job_id": job_id, "s3_key": key})
+    return _json(202, {"job_id": job_id, "s3_key": key})
+
+
+def _status(job_id: str) -> dict[str, Any]:
+    try:
+        uuid.UUID(job_id)
+    except ValueError:
+        return _json(400, {"message": "job_id: must be a job id", "field": "job_id"})
+    job = _jobs().get(job_id)
+    if job is None:
+        return _json(404, {"message": "no such job"})
+    return _json(200, {k: job[k] for k in PUBLIC_JOB_FIELDS if k in job})
+
+
+def _json(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": orjson.dumps(body).decode()}

@@ -1,0 +1,161 @@
+"""The CI360 webhook's rules, the download allow-list, headers, part sizes and the copy itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from bulk_upload.copier import MIN_PART, PermanentFailure, copy, header_columns, part_size
+from bulk_upload.webhook import BadRequest, UrlPolicy, object_key, parse
+
+S3_URL = "https://staging-bucket.s3.us-east-1.amazonaws.com/export/data.csv?X-Amz-Signature=abc"
+
+
+def body(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "presignedUrls": {"dataFile": S3_URL, "metadataFile": S3_URL},
+        "sendParameters": {"s3_filename": "weekly/audience.csv", "campaign": "spring"},
+        "taskId": "t-1",
+    }
+    base.update(overrides)
+    return base
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ([], "body"),
+        ({"sendParameters": {"s3_filename": "a.csv"}}, "presignedUrls"),
+        (body(presignedUrls={"metadataFile": S3_URL}), "presignedUrls.dataFile"),
+        (body(sendParameters={"campaign": "x"}), "sendParameters.s3_filename"),
+        (body(sendParameters={"s3_filename": ""}), "sendParameters.s3_filename"),
+    ],
+)
+def test_missing_or_invalid_fields_are_named(payload: Any, field: str) -> None:
+    with pytest.raises(BadRequest) as raised:
+        parse(payload)
+    assert raised.value.field == field
+    assert "amazonaws" not in str(raised.value)
+
+
+def test_other_send_parameters_are_kept() -> None:
+    assert parse(body()).sendParameters.model_dump() == {"s3_filename": "weekly/audience.csv", "campaign": "spring"}
+
+
+@pytest.mark.parametrize(
+    "name", ["../etc/passwd", "/abs.csv", "a/../../b.csv", "C:\\x.csv", "a//b.csv", ".hidden", "na me.csv", "x" * 600,
+             "a/b/c/d/e/f/g.csv", "tab\t.csv", "ü.csv"]
+)  # fmt: skip
+def test_names_that_could_escape_or_surprise_are_refused(name: str) -> None:
+    with pytest.raises(BadRequest) as raised:
+        object_key("ci360/", name)
+    assert raised.value.field == "sendParameters.s3_filename"
+
+
+def test_plain_names_land_under_the_fixed_prefix() -> None:
+    assert object_key("ci360/", " weekly/audience_2026-11.csv ") == "ci360/weekly/audience_2026-11.csv"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://bucket.s3.amazonaws.com/x", "must use https"),
+        ("ftp://bucket.s3.amazonaws.com/x", "must use https"),
+        ("https://example.com/x", "host is not allowed"),
+        ("https://169.254.169.254/latest/meta-data", "host is not allowed"),
+        ("https://user:pw@bucket.s3.amazonaws.com/x", "no credentials"),
+        ("not a url", "must use https"),
+    ],
+)
+def test_download_urls_are_limited_to_s3_over_https(url: str, problem: str) -> None:
+    with pytest.raises(BadRequest) as raised:
+        UrlPolicy().check("presignedUrls.dataFile", url)
+    assert problem in raised.value.problem and url not in str(raised.value)
+
+
+def test_internal_addresses_need_an_explicit_opt_in() -> None:
+    wide = UrlPolicy(schemes=("https", "http"), hosts=("*", "127.0.0.1:9000"))
+    for url in ("https://10.1.2.3/x", "https://169.254.169.254/x", "http://[::1]/x", "https://localhost/x"):
+        with pytest.raises(BadRequest, match="internal"):
+            wide.check("f", url)
+    assert wide.check("f", "http://127.0.0.1:9000/bucket/key") == "127.0.0.1:9000"
+    assert UrlPolicy().check("f", S3_URL) == "staging-bucket.s3.us-east-1.amazonaws.com"
+
+
+def test_both_metadata_forms_give_the_header() -> None:
+    as_json = (
+        b'[{"columnName": "identity_id", "dataType": "STRING"}, {"columnName": "email, work", "dataType": "STRING"}]'
+    )
+    assert header_columns(as_json) == ["identity_id", "email, work"]
+    assert header_columns(b"\xef\xbb\xbfidentity_id,score\n") == ["identity_id", "score"]
+    assert header_columns(b"  ") is None
+    with pytest.raises(PermanentFailure):
+        header_columns(b'[{"nope": 1}]')
+
+
+def test_part_size_fits_s3_limits_for_any_size() -> None:
+    assert part_size(10) == MIN_PART and part_size(None) > MIN_PART
+    for size in (5 << 30, 200 << 30, 4 << 40):
+        chosen = part_size(size)
+        assert chosen >= MIN_PART and -(-size // chosen) <= 10_000 and chosen % (1 << 20) == 0
+
+
+class Upload:
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.parts: list[bytes] = []
+        self.fail_after = fail_after
+        self.state = "open"
+
+    def part(self, data: bytes) -> None:
+        if self.fail_after is not None and len(self.parts) >= self.fail_after:
+            raise ConnectionError("S3 went away")
+        self.parts.append(data)
+
+    def complete(self) -> str:
+        self.state = "complete"
+        return "v1"
+
+    def abort(self) -> None:
+        self.state = "aborted"
+        self.parts.clear()
+
+
+class Target:
+    def __init__(self, upload: Upload) -> None:
+        self.upload = upload
+
+    def start(self, key: str) -> Upload:
+        return self.upload
+
+
+class Download:
+    def __init__(self, data: bytes, metadata: bytes = b"identity_id,score\n") -> None:
+        self.data = data
+        self.metadata = metadata
+
+    def small(self, url: str, limit: int) -> bytes:
+        return self.metadata
+
+    def stream(self, url: str) -> tuple[int | None, Iterator[bytes]]:
+        return len(self.data), iter([self.data[i : i + 999_983] for i in range(0, len(self.data), 999_983)])
+
+
+def test_copy_writes_the_header_then_the_data_in_parts() -> None:
+    data = b"".join(b"id-%07d,%d\n" % (i, i % 100) for i in range(1_100_000))  # ~15 MB
+    upload = Upload()
+    copied = copy("ci360/a.csv", "d", "m", Download(data), Target(upload))
+    joined = b"".join(upload.parts)
+    assert joined == b"identity_id,score\n" + data and upload.state == "complete"
+    assert copied.parts == len(upload.parts) == 2 and copied.size == len(joined)
+    assert all(len(p) == MIN_PART for p in upload.parts[:-1])
+
+
+def test_no_metadata_means_no_header_and_a_failed_copy_aborts() -> None:
+    upload = Upload()
+    copied = copy("k", "d", None, Download(b"x,1\n"), Target(upload))
+    assert b"".join(upload.parts) == b"x,1\n" and copied.header is None
+    failing = Upload(fail_after=1)
+    with pytest.raises(ConnectionError):
+        copy("k", "d", None, Download(b"y" * (MIN_PART * 3)), Target(failing))
+    assert failing.state == "aborted" and not failing.parts
