@@ -7,6 +7,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.api_gateway_account_stack import ApiGatewayAccountStack
+from stacks.bulk_upload_stack import BulkUploadStack
 from stacks.config import AppConfig
 from stacks.currents_stack import CurrentsStack
 from stacks.import_stack import ImportStack
@@ -31,6 +32,13 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
         description="Braze Currents personalization: Avro events to generated content for Connected Content",
     )
     currents.add_stack_dependency(account)
+    bulk = BulkUploadStack(
+        app,
+        f"{config.project}-BulkUpload",
+        config=config,
+        description="SAS CI360 bulk upload: a keyed webhook copies staged files into S3",
+    )
+    bulk.add_stack_dependency(account)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
 

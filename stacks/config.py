@@ -86,11 +86,29 @@ class CurrentsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BulkUploadConfig:
+    prefix: str = "ci360/"
+    allowed_url_schemes: str = "https"
+    allowed_url_hosts: str = ""  # empty: Amazon S3's hosts
+    copier_memory_mb: int = 1024
+    api_rate_limit: int = 10
+    api_burst_limit: int = 20
+    log_retention_days: int = 90
+
+    def __post_init__(self) -> None:
+        if not self.prefix.endswith("/") or self.prefix.startswith("/"):
+            raise ConfigError("bulkUpload prefix must be relative and end with '/'")
+        if any(s.strip() not in ("https", "http") for s in self.allowed_url_schemes.split(",")):
+            raise ConfigError("bulkUpload allowedUrlSchemes may list https and http only")
+
+
+@dataclass(frozen=True, kw_only=True)
 class AppConfig:
     project: str = "BrazePipelines"
     alarm_email: str | None = None
     importer: ImportConfig = field(default_factory=ImportConfig)
     currents: CurrentsConfig = field(default_factory=CurrentsConfig)
+    bulk_upload: BulkUploadConfig = field(default_factory=BulkUploadConfig)
 
     @classmethod
     def from_context(cls, get: Any) -> AppConfig:
@@ -100,6 +118,7 @@ class AppConfig:
             alarm_email=get("alarmEmail") or None,
             importer=_section(ImportConfig, "import", get),
             currents=_section(CurrentsConfig, "currents", get),
+            bulk_upload=_section(BulkUploadConfig, "bulkUpload", get),
         )
 
 

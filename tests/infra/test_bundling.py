@@ -31,3 +31,9 @@ def test_currents_bundle_holds_avro_and_snappy_for_the_lambda_target(tmp_path: P
     assert any("cramjam" in n and "cpython-314-aarch64" in n for n in compiled), "snappy codec"
     assert any("aarch64" in n for n in compiled if "fastavro" in str(n) or n.startswith("_read"))
     assert (tmp_path / "currents_personalizer" / "prompt.txt").is_file()
+
+
+def test_bulk_upload_bundle(tmp_path: Path) -> None:
+    bundle("bulk_upload", tmp_path)
+    assert (tmp_path / "httpx").is_dir() and (tmp_path / "bulk_upload" / "copier_handler.py").is_file()
+    assert any("cpython-314-aarch64" in p.name for p in tmp_path.rglob("*.so"))

@@ -1,0 +1,131 @@
+"""Bulk upload: SAS CI360's bulk connector calls a keyed webhook; the staged file lands in S3,
+with its header row, whatever its size."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from .config import AppConfig
+from .constructs.alarm_topic import AlarmTopic, alarms_at_one
+from .constructs.braze_importer import retention_days
+from .constructs.dead_letter_queue import dead_letter_queue
+from .constructs.keyed_api import KeyedApi
+from .constructs.python_function import PythonFunction
+from .constructs.secure_bucket import SecureBucket
+from .constructs.table import keyed_table
+
+PACKAGE = "bulk_upload"
+
+
+class BulkUploadStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        bulk = config.bulk_upload
+        retention = retention_days(bulk.log_retention_days)
+        # Versioned: a recurring CI360 task reuses its file name; earlier files stay as versions.
+        self.bucket = SecureBucket(self, "UploadBucket", versioned=True).bucket
+        self.jobs = keyed_table(self, "Jobs", key="job_id", ttl_attribute="expires_at")
+        self.dead_letters = dead_letter_queue(self, "CopyDeadLetters", holds="copies that failed past their retries")
+        self.queue = sqs.Queue(
+            self,
+            "Copies",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=Duration.minutes(16),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=4),
+        )
+        environment = {
+            "UPLOAD_BUCKET": self.bucket.bucket_name,
+            "UPLOAD_PREFIX": bulk.prefix,
+            "JOBS_TABLE": self.jobs.table_name,
+            "COPY_QUEUE_URL": self.queue.queue_url,
+            "ALLOWED_URL_SCHEMES": bulk.allowed_url_schemes,
+            "ALLOWED_URL_HOSTS": bulk.allowed_url_hosts,
+            "POWERTOOLS_METRICS_NAMESPACE": "BrazeBulkUpload",
+        }
+        self.receiver = PythonFunction(
+            self, "Receiver", package=PACKAGE, handler="api_handler.handler",
+            description="Takes CI360 bulk-connector webhooks and queues the copy",
+            environment=environment, timeout=Duration.seconds(10), memory_mb=512, log_retention=retention,
+        )  # fmt: skip
+        self.copier = PythonFunction(
+            self, "Copier", package=PACKAGE, handler="copier_handler.handler",
+            description="Streams CI360's staged file into S3 with its header row",
+            environment=environment, timeout=Duration.minutes(15), memory_mb=bulk.copier_memory_mb,
+            log_retention=retention,
+        )  # fmt: skip
+        self.copier.function.add_event_source(
+            sources.SqsEventSource(self.queue, batch_size=1, report_batch_item_failures=True)
+        )
+        self._grant(bulk.prefix)
+        self.api = KeyedApi(
+            self, "Api", description="SAS CI360 bulk-connector webhook", rate_limit=bulk.api_rate_limit,
+            burst_limit=bulk.api_burst_limit, log_retention=retention,
+        )  # fmt: skip
+        body = self.api.api.add_model(
+            "Webhook",
+            content_type="application/json",
+            schema=apigw.JsonSchema(
+                type=apigw.JsonSchemaType.OBJECT,
+                required=["presignedUrls", "sendParameters"],
+                properties={
+                    "presignedUrls": apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT, required=["dataFile"]),
+                    "sendParameters": apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT, required=["s3_filename"]),
+                },
+            ),
+        )
+        resource = self.api.api.root.add_resource("bulk-upload")
+        self.api.add_method(resource, "POST", self.receiver.function, request_models={"application/json": body})
+        self.api.add_method(resource.add_resource("{job_id}"), "GET", self.receiver.function)
+        failed = cloudwatch.Metric(
+            namespace="BrazeBulkUpload", metric_name="CopiesFailed", dimensions_map={"service": "bulk-upload-copier"},
+            statistic="Sum", period=Duration.minutes(5),
+        )  # fmt: skip
+        alarms = AlarmTopic(self, "Alarms", email=config.alarm_email)
+        alarms.watch(
+            alarms_at_one(
+                self,
+                [
+                    (
+                        "CopyDeadLetters",
+                        self.dead_letters.metric_approximate_number_of_messages_visible(),
+                        "A copy failed past its retries and waits in the dead-letter queue.",
+                    ),
+                    (
+                        "CopierErrors",
+                        self.copier.function.metric_errors(period=Duration.minutes(5)),
+                        "A copy attempt failed and will be retried.",
+                    ),
+                    ("CopiesFailed", failed, "A copy failed for good (expired URL, refused host, bad metadata)."),
+                ],
+            )
+        )
+        CfnOutput(self, "UploadBucketName", value=self.bucket.bucket_name)
+        CfnOutput(self, "UploadPrefix", value=bulk.prefix)
+
+    def _grant(self, prefix: str) -> None:
+        objects = self.bucket.arn_for_objects(f"{prefix}*")
+        # Multipart uploads need PutObject (create, upload part, complete) and their abort.
+        self.copier.role.add_to_policy(
+            iam.PolicyStatement(actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=[objects])
+        )
+        self.copier.role.add_to_policy(
+            iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[self.jobs.table_arn])
+        )
+        self.receiver.role.add_to_policy(
+            iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:PutItem"], resources=[self.jobs.table_arn])
+        )
+        self.queue.grant_send_messages(self.receiver.role)
+        bucket_arn = f"<{self.get_logical_id(self.bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
+        Validations.of(self.copier.role).acknowledge(
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::{bucket_arn}/{prefix}*]",
+                reason="Writes the files CI360 names, under the fixed upload prefix only.",
+            )
+        )

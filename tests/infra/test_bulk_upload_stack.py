@@ -1,0 +1,58 @@
+"""The bulk-upload stack as synthesized."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import Synth
+from tests.infra.test_currents_stack import actions_of
+from tests.infra.test_import_stack import one, resources
+
+pytestmark = pytest.mark.xdist_group("synth")
+
+
+@pytest.fixture(scope="module")
+def template(synth: Synth) -> dict[str, Any]:
+    return synth.template("-BulkUpload")
+
+
+def test_both_routes_need_key_authorizer_and_validation(template: dict[str, Any]) -> None:
+    methods = [m["Properties"] for m in resources(template, "AWS::ApiGateway::Method").values()]
+    assert sorted(m["HttpMethod"] for m in methods) == ["GET", "POST"]
+    assert all(
+        m["ApiKeyRequired"] and m["AuthorizationType"] == "CUSTOM" and "RequestValidatorId" in m for m in methods
+    )
+    post = next(m for m in methods if m["HttpMethod"] == "POST")
+    assert "application/json" in post["RequestModels"]
+    model = one(template, "AWS::ApiGateway::Model")["Properties"]["Schema"]
+    assert set(model["required"]) == {"presignedUrls", "sendParameters"}
+    stage = one(template, "AWS::ApiGateway::Stage")["Properties"]
+    assert "AccessLogSetting" in stage and not any(s.get("DataTraceEnabled") for s in stage["MethodSettings"])
+
+
+def test_the_copier_may_only_write_objects_under_the_prefix(template: dict[str, Any]) -> None:
+    actions, granted = actions_of(template, "bulk_upload.copier_handler.handler")
+    s3 = {a for a in actions if a.startswith("s3:")}
+    assert s3 == {"s3:PutObject", "s3:AbortMultipartUpload"}
+    statement = next(s for s in granted if "s3:PutObject" in s["Action"])
+    assert json.dumps(statement["Resource"]).endswith('/ci360/*"]]}')
+    receiver_actions, _ = actions_of(template, "bulk_upload.api_handler.handler")
+    assert not any(a.startswith("s3:") for a in receiver_actions)
+
+
+def test_versioned_bucket_queue_with_dead_letters_and_alarms(template: dict[str, Any]) -> None:
+    buckets = [
+        b["Properties"]
+        for b in resources(template, "AWS::S3::Bucket").values()
+        if "LoggingConfiguration" in b["Properties"]
+    ]
+    assert buckets[0]["VersioningConfiguration"]["Status"] == "Enabled"
+    queues = [q["Properties"] for q in resources(template, "AWS::SQS::Queue").values()]
+    assert any("RedrivePolicy" in q for q in queues)
+    mapping = one(template, "AWS::Lambda::EventSourceMapping")["Properties"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    metrics = {a["Properties"].get("MetricName") for a in resources(template, "AWS::CloudWatch::Alarm").values()}
+    assert {"ApproximateNumberOfMessagesVisible", "Errors", "CopiesFailed"} <= metrics
