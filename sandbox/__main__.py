@@ -51,6 +51,13 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     cur.add_argument("--content", action="append", default=[], metavar="BRAZE_ID", help="read this user's content")
     cur.add_argument("--format", choices=("json", "dynamodb"), default="json", help="the Content API's answer shape")
 
+    bulk = commands.add_parser("bulk-upload", help="a CI360 bulk-connector webhook, end to end")
+    bulk.add_argument("--data-file", type=Path, required=True, help="headerless CSV, first column identity_id")
+    bulk.add_argument("--metadata-file", type=Path, help="JSON column list or one CSV header line")
+    bulk.add_argument("--s3-filename", required=True, help="the task's s3_filename send parameter")
+    bulk.add_argument("--api-key", help="API key to send (default: the sandbox's own)")
+    bulk.add_argument("--json", action="store_true", help="print only the outcome, as one JSON object")
+
     demo = commands.add_parser("demo", help="import a generated file through the emulator and summarise it")
     demo.add_argument("--objects", type=int, default=50_000)
 
@@ -65,7 +72,24 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         return 0
     if args.command == "currents":
         return _currents(args, out)
+    if args.command == "bulk-upload":
+        return _bulk_upload(args, out)
     return _demo(args.objects, out)
+
+
+def _bulk_upload(args: argparse.Namespace, out: TextIO) -> int:
+    from .bulk_upload import API_KEY, upload
+
+    for path in (args.data_file, args.metadata_file):
+        if path is not None and not path.is_file():
+            print(f"error: {path} is not a file", file=sys.stderr)
+            return 2
+    result = upload(args.data_file, args.metadata_file, args.s3_filename, api_key=args.api_key or API_KEY)
+    if args.json:
+        out.write(json.dumps(result) + "\n")
+    else:
+        out.write("\n".join(f"{k}: {v}" for k, v in result.items()) + "\n")
+    return 0 if result.get("job_status") == "done" else 1
 
 
 def _currents(args: argparse.Namespace, out: TextIO) -> int:

@@ -23,6 +23,7 @@ from typing import Any
 import boto3
 import orjson
 
+from .api_front import refused
 from .importer import REGION, FakeContext, _environment
 from .services import LocalStack, moto_server
 
@@ -142,16 +143,14 @@ class CurrentsSandbox(LocalStack):
         token: str | None = None,
     ) -> tuple[int, dict[str, Any]]:  # fmt: skip
         from currents_personalizer.api_handler import handler as api
-        from token_authorizer.handler import handler as authorize
 
-        if api_key != API_KEY:
-            return 403, {"message": "Forbidden"}
         headers = {"x-api-key": api_key, "Authorization": f"Bearer {token if token is not None else self.token}"}
         path = f"/content/{urllib.parse.quote(braze_id, safe='')}" if braze_id else "/content"
-        method_arn = f"arn:aws:execute-api:{REGION}:123456789012:sandbox/v1/GET{path}"
-        decision = authorize({"type": "REQUEST", "headers": headers, "methodArn": method_arn}, None)
-        if decision["policyDocument"]["Statement"][0]["Effect"] != "Allow":
-            return 403, {"message": "User is not authorized to access this resource"}
+        denied = refused(
+            path, "GET", api_key=api_key, expected_key=API_KEY, token=token if token is not None else self.token
+        )
+        if denied:
+            return denied
         event = {
             "resource": "/content/{braze_id}" if braze_id else "/content",
             "path": path,

@@ -1,0 +1,149 @@
+"""Runs the real bulk-upload handlers against moto server, as CI360, API Gateway and SQS would.
+
+The files are staged in a sandbox "CI360" bucket on moto server and handed over as pre-signed
+URLs (the sandbox's allow-list admits moto server's http address, as a deployment would admit S3);
+the webhook goes through a front that checks the API key and the token; the copy job is delivered
+from the queue to the copier.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import orjson
+
+from .api_front import refused
+from .importer import FakeContext, _environment
+from .services import LocalStack, moto_server
+
+STAGING = "sandbox-ci360-staging"
+BUCKET = "sandbox-uploads"
+TABLE = "sandbox-upload-jobs"
+QUEUE = "sandbox-copies"
+TOKEN_SECRET = "sandbox/bulk-upload-token"  # noqa: S105 - the secret's name, not its value
+API_KEY = "sandbox-bulk-upload-key"
+
+
+@dataclass
+class BulkUploadSandbox(LocalStack):
+    function_env: dict[str, str] = field(default_factory=dict)
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+    def _start(self) -> None:
+        endpoint = self._stack.enter_context(moto_server())
+        env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "sandbox",
+            "AWS_SECRET_ACCESS_KEY": "sandbox",
+            "AWS_SESSION_TOKEN": "sandbox",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "UPLOAD_BUCKET": BUCKET,
+            "JOBS_TABLE": TABLE,
+            "API_TOKEN_SECRET": TOKEN_SECRET,
+            "ALLOWED_URL_SCHEMES": "https,http",
+            "ALLOWED_URL_HOSTS": urlsplit(endpoint).netloc,
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("SANDBOX_LOG_LEVEL", "WARNING"),
+        }
+        self._stack.enter_context(_environment({**env, **self.function_env}))
+        self._stack.callback(clear_caches)
+        clear_caches()
+        self.s3 = boto3.client("s3")
+        self.s3.create_bucket(Bucket=STAGING)
+        self.s3.create_bucket(Bucket=BUCKET)
+        self.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        boto3.client("dynamodb").create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        self.sqs = boto3.client("sqs")
+        self.queue_url = self.sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
+        os.environ["COPY_QUEUE_URL"] = self.queue_url
+        boto3.client("secretsmanager").create_secret(Name=TOKEN_SECRET, SecretString=self.token)
+
+    def stage(self, path: Path) -> str:
+        """Put a file in the staging bucket, as CI360 does; returns a pre-signed GET URL."""
+        key = f"staged/{secrets.token_hex(4)}/{path.name}"
+        self.s3.upload_file(str(path), STAGING, key)
+        return str(self.s3.generate_presigned_url("get_object", Params={"Bucket": STAGING, "Key": key}, ExpiresIn=3600))
+
+    def post(
+        self, body: dict[str, Any], *, api_key: str = API_KEY, token: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        from bulk_upload.api_handler import handler
+
+        denied = refused("/bulk-upload", "POST", api_key=api_key, expected_key=API_KEY, token=token or self.token)
+        if denied:
+            return denied
+        response = handler({"httpMethod": "POST", "body": orjson.dumps(body).decode()}, FakeContext(29))  # type: ignore[arg-type]
+        return int(response["statusCode"]), orjson.loads(response["body"])
+
+    def run_copies(self) -> None:
+        from bulk_upload.copier_handler import handler
+
+        for _ in range(100):
+            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=1).get("Messages", [])
+            if not messages:
+                return
+            m = messages[0]
+            record = {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                      "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs"}  # fmt: skip
+            result = handler({"Records": [record]}, FakeContext(900))
+            if result["batchItemFailures"]:
+                return  # left for a later delivery, as SQS would
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        from bulk_upload.api_handler import handler
+
+        response = handler({"httpMethod": "GET", "pathParameters": {"job_id": job_id}}, FakeContext(5))  # type: ignore[arg-type]
+        result: dict[str, Any] = orjson.loads(response["body"])
+        return result
+
+    def stored(self, key: str) -> bytes:
+        return bytes(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def upload(data: Path, metadata: Path | None, name: str, *, api_key: str = API_KEY) -> dict[str, Any]:
+    """The whole flow, as ``python -m sandbox bulk-upload`` prints it."""
+    with BulkUploadSandbox() as box:
+        urls = {"dataFile": box.stage(data)} | ({"metadataFile": box.stage(metadata)} if metadata else {})
+        status, response = box.post({"presignedUrls": urls, "sendParameters": {"s3_filename": name}}, api_key=api_key)
+        if status != 202:
+            return {"http_status": status, "response": response}
+        box.run_copies()
+        job = box.job(response["job_id"])
+        landed = job.get("status") == "done"
+        size = box.s3.head_object(Bucket=BUCKET, Key=response["s3_key"])["ContentLength"] if landed else None
+        header = job.get("header")
+    return {
+        "http_status": status,
+        "response": response,
+        "job_id": response["job_id"],
+        "job_status": job.get("status"),
+        "s3_key": response["s3_key"],
+        "size": size,
+        "header": None if header in (None, "none") else header,
+    }
+
+
+def clear_caches() -> None:
+    for module, names in (
+        ("bulk_upload.settings", ("get_settings",)),
+        ("bulk_upload.api_handler", ("_jobs",)),
+        ("bulk_upload.copier_handler", ("_jobs", "_http")),
+    ):
+        if module in sys.modules:
+            for name in names:
+                getattr(sys.modules[module], name).cache_clear()
+    if "token_authorizer.handler" in sys.modules:
+        sys.modules["token_authorizer.handler"]._CACHE.clear()

@@ -1,0 +1,54 @@
+"""Bulk upload end to end: moto server pre-signed URLs, the keyed front, the real handlers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from sandbox.bulk_upload import BulkUploadSandbox
+from tests.e2e.conftest import run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def test_cli_copies_with_the_header_and_refuses_a_wrong_key(tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("id-1,10\nid-2,20\n")
+    meta = tmp_path / "meta.csv"
+    meta.write_text("identity_id,score\n")
+    code, result, _ = run_cli(
+        "bulk-upload", "--data-file", str(data), "--metadata-file", str(meta), "--s3-filename", "w/a.csv", "--json"
+    )
+    assert code == 0 and result is not None
+    assert result["http_status"] == 202 and result["job_status"] == "done" and result["s3_key"] == "ci360/w/a.csv"
+    assert result["size"] == len("identity_id,score\nid-1,10\nid-2,20\n") and result["header"] == "identity_id,score"
+    code, refused, _ = run_cli(
+        "bulk-upload", "--data-file", str(data), "--s3-filename", "a.csv", "--api-key", "wrong", "--json"
+    )
+    assert code == 1 and refused == {"http_status": 403, "response": {"message": "Forbidden"}}
+    code, bad, _ = run_cli("bulk-upload", "--data-file", str(data), "--s3-filename", "../x.csv", "--json")
+    assert code == 1 and bad is not None and bad["http_status"] == 400
+
+
+def test_a_large_file_is_copied_with_flat_memory(tmp_path: Path) -> None:
+    data = tmp_path / "big.csv"
+    row = b"".join(b"id-%09d,%d,segment-%d\n" % (i, i % 997, i % 7) for i in range(100_000))
+    with data.open("wb") as out:
+        for _ in range(int(210e6 // len(row)) + 1):
+            out.write(row)
+    with BulkUploadSandbox() as box:
+        url = box.stage(data)
+        Path("/proc/self/clear_refs").write_text("5")  # measure the copy only
+        before = _peak_mb()
+        status, answer = box.post({"presignedUrls": {"dataFile": url}, "sendParameters": {"s3_filename": "big.csv"}})
+        box.run_copies()
+        grew = _peak_mb() - before
+        job = box.job(answer["job_id"])
+    assert status == 202 and job["status"] == "done" and job["size"] == data.stat().st_size >= 200e6
+    assert grew < 80, f"the copy grew peak memory by {grew:.0f} MB"
+
+
+def _peak_mb() -> float:
+    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024  # type: ignore[union-attr]
