@@ -201,7 +201,28 @@ def _demo(count: int, out: TextIO) -> int:
         out.write(f"  reject: element {reject['index']} at byte {reject['offset']:,}: {reject['reason']}\n")
     ok = report["status"] == "completed" and report["failed"] == 0 and stored == report["accepted"]
     out.write("  every accepted object stored exactly once\n" if ok else "  MISMATCH between report and emulator\n")
-    return 0 if ok and _demo_currents(out) else 1
+    return 0 if ok and _demo_currents(out) and _demo_bulk_upload(out) else 1
+
+
+def _demo_bulk_upload(out: TextIO) -> bool:
+    from .bulk_upload import upload
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "audience.csv"
+        with data.open("w") as f:
+            for i in range(200_000):
+                f.write(f"cust-{i:08d},{i % 100},segment-{i % 7}\n")
+        meta = Path(tmp) / "metadata.json"
+        meta.write_text(
+            '[{"columnName": "identity_id", "dataType": "STRING"}, {"columnName": "score", "dataType": "NUMBER"},'
+            ' {"columnName": "segment", "dataType": "STRING"}]'
+        )
+        out.write(f"\nBulk upload: a CI360 task's {data.stat().st_size:,}-byte headerless CSV and its metadata,\n")
+        out.write("             staged, posted as a webhook with pre-signed URLs, copied into S3.\n")
+        result = upload(data, meta, "weekly/audience.csv")
+    for key in ("http_status", "job_status", "s3_key", "size", "header"):
+        out.write(f"  {key}: {result.get(key)}\n")
+    return result.get("job_status") == "done"
 
 
 def _demo_currents(out: TextIO) -> bool:

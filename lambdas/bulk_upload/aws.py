@@ -134,16 +134,16 @@ class _S3Upload:
         self._s3, self._bucket, self._key, self._id = s3, bucket, key, upload_id
         self._parts: list[dict[str, Any]] = []
 
-    def part(self, data: bytes) -> None:
-        number = len(self._parts) + 1
+    def part(self, data: bytes, number: int) -> None:
         result = self._s3.upload_part(
             Bucket=self._bucket, Key=self._key, UploadId=self._id, PartNumber=number, Body=data
         )
-        self._parts.append({"PartNumber": number, "ETag": result["ETag"]})
+        self._parts.append({"PartNumber": number, "ETag": result["ETag"]})  # list.append is thread-safe
 
     def complete(self) -> str | None:
+        parts = sorted(self._parts, key=lambda p: p["PartNumber"])
         result = self._s3.complete_multipart_upload(
-            Bucket=self._bucket, Key=self._key, UploadId=self._id, MultipartUpload={"Parts": self._parts}
+            Bucket=self._bucket, Key=self._key, UploadId=self._id, MultipartUpload={"Parts": parts}
         )
         return result.get("VersionId")
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,7 +28,10 @@ class Download(Protocol):
 
 
 class MultipartUpload(Protocol):
-    def part(self, data: bytes) -> None: ...
+    def part(self, data: bytes, number: int) -> None:
+        """Upload part ``number`` (from 1); parts may arrive out of order."""
+        ...
+
     def complete(self) -> str | None:
         """Finish the upload; returns the object's version id."""
         ...
@@ -81,7 +86,11 @@ def part_size(length: int | None) -> int:
     return max(MIN_PART, math.ceil(needed / (1 << 20)) * (1 << 20))
 
 
-def copy(key: str, data_url: str, metadata_url: str | None, download: Download, target: Target) -> Copied:
+def copy(
+    key: str, data_url: str, metadata_url: str | None, download: Download, target: Target, *, in_flight: int = 2
+) -> Copied:
+    """Stream ``data_url`` (after the header from ``metadata_url``) into ``key``: while a part
+    uploads, the next one downloads; at most ``in_flight`` parts wait in memory."""
     columns = header_columns(download.small(metadata_url, 1 << 20)) if metadata_url else None
     head = header_line(columns) if columns else b""
     length, chunks = download.stream(data_url)
@@ -89,21 +98,33 @@ def copy(key: str, data_url: str, metadata_url: str | None, download: Download, 
     upload = target.start(key)
     written = 0
     parts = 0
+    pending: deque[Future[None]] = deque()
     try:
-        buffer = bytearray(head)
-        for chunk in chunks:
-            buffer += chunk
-            while len(buffer) >= size:
-                upload.part(bytes(buffer[:size]))
-                del buffer[:size]
-                written += size
+        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="upload-part") as pool:
+
+            def send(data: bytes) -> None:
+                nonlocal written, parts
+                while len(pending) >= in_flight:
+                    pending.popleft().result()
                 parts += 1
-        if buffer or parts == 0:
-            upload.part(bytes(buffer))
-            written += len(buffer)
-            parts += 1
+                written += len(data)
+                pending.append(pool.submit(upload.part, data, parts))
+
+            buffer = bytearray(head)
+            for chunk in chunks:
+                buffer += chunk
+                while len(buffer) >= size:
+                    send(bytes(memoryview(buffer)[:size]))  # one copy of the part, not two
+                    del buffer[:size]
+            if buffer or parts == 0:
+                send(bytes(buffer))
+            del buffer
+            while pending:
+                pending.popleft().result()
         version = upload.complete()
     except BaseException:
+        for future in pending:
+            future.cancel()
         upload.abort()
         raise
     return Copied(size=written, version_id=version, header=columns, parts=parts)

@@ -103,14 +103,18 @@ def test_part_size_fits_s3_limits_for_any_size() -> None:
 
 class Upload:
     def __init__(self, fail_after: int | None = None) -> None:
-        self.parts: list[bytes] = []
+        self.numbered: dict[int, bytes] = {}
         self.fail_after = fail_after
         self.state = "open"
 
-    def part(self, data: bytes) -> None:
-        if self.fail_after is not None and len(self.parts) >= self.fail_after:
+    def part(self, data: bytes, number: int) -> None:
+        if self.fail_after is not None and number > self.fail_after:
             raise ConnectionError("S3 went away")
-        self.parts.append(data)
+        self.numbered[number] = data
+
+    @property
+    def parts(self) -> list[bytes]:
+        return [self.numbered[n] for n in sorted(self.numbered)]
 
     def complete(self) -> str:
         self.state = "complete"
@@ -118,7 +122,7 @@ class Upload:
 
     def abort(self) -> None:
         self.state = "aborted"
-        self.parts.clear()
+        self.numbered.clear()
 
 
 class Target:
