@@ -134,7 +134,7 @@ class _S3Upload:
         self._s3, self._bucket, self._key, self._id = s3, bucket, key, upload_id
         self._parts: list[dict[str, Any]] = []
 
-    def part(self, data: bytes, number: int) -> None:
+    def part(self, data: bytes | bytearray, number: int) -> None:
         result = self._s3.upload_part(
             Bucket=self._bucket, Key=self._key, UploadId=self._id, PartNumber=number, Body=data
         )

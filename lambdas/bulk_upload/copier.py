@@ -28,8 +28,9 @@ class Download(Protocol):
 
 
 class MultipartUpload(Protocol):
-    def part(self, data: bytes, number: int) -> None:
-        """Upload part ``number`` (from 1); parts may arrive out of order."""
+    def part(self, data: bytes | bytearray, number: int) -> None:
+        """Upload part ``number`` (from 1); parts may arrive out of order. ``data`` is only valid
+        until the call returns (its buffer is reused)."""
         ...
 
     def complete(self) -> str | None:
@@ -89,41 +90,56 @@ def part_size(length: int | None) -> int:
 def copy(
     key: str, data_url: str, metadata_url: str | None, download: Download, target: Target, *, in_flight: int = 2
 ) -> Copied:
-    """Stream ``data_url`` (after the header from ``metadata_url``) into ``key``: while a part
-    uploads, the next one downloads; at most ``in_flight`` parts wait in memory."""
+    """Stream ``data_url`` (after the header from ``metadata_url``) into ``key``: while parts upload,
+    the next one downloads. Parts are filled in a few buffers allocated once and reused, so memory
+    stays the same whatever the file's size."""
     columns = header_columns(download.small(metadata_url, 1 << 20)) if metadata_url else None
     head = header_line(columns) if columns else b""
     length, chunks = download.stream(data_url)
     size = part_size(None if length is None else length + len(head))
     upload = target.start(key)
+    free: list[bytearray] = []
+    pending: deque[tuple[Future[None], bytearray]] = deque()
     written = 0
     parts = 0
-    pending: deque[Future[None]] = deque()
     try:
         with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="upload-part") as pool:
 
-            def send(data: bytes) -> None:
+            def send(buffer: bytearray, filled: int) -> None:
                 nonlocal written, parts
-                while len(pending) >= in_flight:
-                    pending.popleft().result()
                 parts += 1
-                written += len(data)
-                pending.append(pool.submit(upload.part, data, parts))
+                written += filled
+                body = buffer if filled == len(buffer) else bytes(memoryview(buffer)[:filled])
+                pending.append((pool.submit(upload.part, body, parts), buffer))
 
-            buffer = bytearray(head)
+            def next_buffer() -> bytearray:
+                while len(pending) >= in_flight:
+                    future, done_with = pending.popleft()
+                    future.result()
+                    free.append(done_with)
+                return free.pop() if free else bytearray(size)
+
+            buffer, filled = next_buffer(), 0
+            if head:
+                buffer[: len(head)] = head
+                filled = len(head)
             for chunk in chunks:
-                buffer += chunk
-                while len(buffer) >= size:
-                    send(bytes(memoryview(buffer)[:size]))  # one copy of the part, not two
-                    del buffer[:size]
-            if buffer or parts == 0:
-                send(bytes(buffer))
-            del buffer
+                view = memoryview(chunk)
+                while view:
+                    take = min(len(view), size - filled)
+                    buffer[filled : filled + take] = view[:take]
+                    filled += take
+                    view = view[take:]
+                    if filled == size:
+                        send(buffer, filled)
+                        buffer, filled = next_buffer(), 0
+            if filled or parts == 0:
+                send(buffer, filled)
             while pending:
-                pending.popleft().result()
+                pending.popleft()[0].result()
         version = upload.complete()
     except BaseException:
-        for future in pending:
+        for future, _ in pending:
             future.cancel()
         upload.abort()
         raise

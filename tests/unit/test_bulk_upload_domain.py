@@ -107,10 +107,10 @@ class Upload:
         self.fail_after = fail_after
         self.state = "open"
 
-    def part(self, data: bytes, number: int) -> None:
+    def part(self, data: bytes | bytearray, number: int) -> None:
         if self.fail_after is not None and number > self.fail_after:
             raise ConnectionError("S3 went away")
-        self.numbered[number] = data
+        self.numbered[number] = bytes(data)  # the buffer is reused after the call
 
     @property
     def parts(self) -> list[bytes]:
