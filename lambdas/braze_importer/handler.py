@@ -10,6 +10,7 @@ Events it accepts:
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache
 from typing import Any
@@ -20,7 +21,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .aws import DynamoRunStore, LambdaContinuer, S3Outputs, S3Source, read_api_key
-from .braze_http import braze_client
+from .braze_http import BrazeHttp, braze_client
 from .ports import ObjectRef, SystemClock
 from .service import Deps, InvocationResult, handle_continue, handle_resume, handle_start
 from .settings import get_settings
@@ -29,30 +30,31 @@ logger = Logger(service="braze-importer")
 metrics = Metrics(namespace="BrazeImport", service="braze-importer")
 
 
+@asynccontextmanager
+async def _braze() -> AsyncIterator[BrazeHttp]:
+    # The key is read for every invocation, not cached per container: after a run stopped on 401/403
+    # and the secret was fixed, the resume must use the new key even in a warm container.
+    settings = get_settings()
+    api_key = read_api_key(boto3.client("secretsmanager"), settings.braze_api_key_secret)
+    async with braze_client(
+        settings.braze_rest_endpoint,
+        api_key,
+        max_in_flight=settings.max_in_flight,
+        timeout_seconds=settings.request_timeout_seconds,
+    ) as client:
+        yield client
+
+
 @cache
 def _deps() -> Deps:
     settings = get_settings()
     s3 = boto3.client("s3")
-    api_key_cache: dict[str, str] = {}
-
-    @asynccontextmanager
-    async def braze():  # type: ignore[no-untyped-def]
-        if "key" not in api_key_cache:
-            api_key_cache["key"] = read_api_key(boto3.client("secretsmanager"), settings.braze_api_key_secret)
-        async with braze_client(
-            settings.braze_rest_endpoint,
-            api_key_cache["key"],
-            max_in_flight=settings.max_in_flight,
-            timeout_seconds=settings.request_timeout_seconds,
-        ) as client:
-            yield client
-
     return Deps(
         store=DynamoRunStore(boto3.client("dynamodb"), settings.runs_table),
         source=S3Source(s3),
         outputs=S3Outputs(s3, settings.bucket),
         continuer=LambdaContinuer(boto3.client("lambda"), settings.function_name),
-        braze_factory=braze,
+        braze_factory=_braze,
         clock=SystemClock(),
         policy=settings.policy(),
         layout=settings.layout(),
