@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.throughput import BRAZE_CAP_OBJECTS_PER_SECOND as CAP
+
 
 def run(module: str, *args: str) -> dict[str, Any]:
     print(f"running {module} {' '.join(args)} ...", file=sys.stderr, flush=True)
@@ -55,7 +57,7 @@ def main() -> None:
         ("(a) loopback, no rate limit", f"{t['a_importer']:,.0f} obj/s",
          f"bare ijson + batch + send: {t['a_bare']:,.0f} obj/s", t["a_importer"] / t["a_bare"], "≥ 0.8"),
         ("(b) 30 ms per answer, Braze's default limit", f"{t['b_importer']:,.0f} obj/s",
-         "Braze's cap: 75,000 obj/s", t["b_importer"] / 75_000, "≥ 0.9"),
+         f"Braze's cap: {CAP:,} obj/s", t["b_importer"] / CAP, "≥ 0.9"),
         ("(c) limit that binds: 300 requests / 3 s, 30 ms", f"{t['c_importer']:,.0f} obj/s, {t['c_throttled']} x 429",
          f"the limit: {t['c_limit']:,.0f} obj/s", t["c_importer"] / t["c_limit"], "≥ 0.9, few 429s"),
         ("(d) naive sequential sender, 30 ms", f"{t['d_naive']:,.0f} obj/s",

@@ -21,7 +21,7 @@ import orjson
 
 from .api_front import refused
 from .importer import FakeContext, _environment
-from .services import LocalStack, moto_server
+from .services import PLACEHOLDER_CREDENTIALS, LocalStack, moto_server
 
 STAGING = "sandbox-ci360-staging"
 BUCKET = "sandbox-uploads"
@@ -40,9 +40,7 @@ class BulkUploadSandbox(LocalStack):
         endpoint = self._stack.enter_context(moto_server())
         env = {
             "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "sandbox",
-            "AWS_SECRET_ACCESS_KEY": "sandbox",
-            "AWS_SESSION_TOKEN": "sandbox",
+            **PLACEHOLDER_CREDENTIALS,
             "AWS_DEFAULT_REGION": "us-east-1",
             "UPLOAD_BUCKET": BUCKET,
             "JOBS_TABLE": TABLE,

@@ -25,7 +25,7 @@ import orjson
 
 from .api_front import refused
 from .importer import REGION, FakeContext, _environment
-from .services import LocalStack, moto_server
+from .services import PLACEHOLDER_CREDENTIALS, LocalStack, moto_server
 
 BUCKET = "sandbox-currents"
 PREFIX = "currents/"
@@ -61,7 +61,7 @@ class CurrentsSandbox(LocalStack):
                 "BEDROCK_MODEL_ID", os.environ.get("BEDROCK_MODEL_ID", "anthropic.claude-3-5-haiku-20241022-v1:0")
             )
         else:  # nothing leaves the machine: moto accepts any credentials
-            env |= {"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox", "AWS_SESSION_TOKEN": "sandbox"}
+            env |= PLACEHOLDER_CREDENTIALS
         self._stack.enter_context(_environment({**env, **self.function_env}))
         self._stack.callback(clear_caches)
         clear_caches()

@@ -22,7 +22,7 @@ from typing import Any
 import boto3
 import orjson
 
-from .services import BrazeEmulator, LambdaFront, LocalStack, braze_emulator, moto_server
+from .services import PLACEHOLDER_CREDENTIALS, BrazeEmulator, LambdaFront, LocalStack, braze_emulator, moto_server
 
 REGION = "us-east-1"
 BUCKET = "sandbox-import"
@@ -77,9 +77,7 @@ class ImportSandbox(LocalStack):
         env = {
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_ENDPOINT_URL_LAMBDA": self.front.url,
-            "AWS_ACCESS_KEY_ID": "sandbox",
-            "AWS_SECRET_ACCESS_KEY": "sandbox",
-            "AWS_SESSION_TOKEN": "sandbox",
+            **PLACEHOLDER_CREDENTIALS,
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "AWS_LAMBDA_FUNCTION_NAME": FUNCTION,

@@ -24,6 +24,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 HOST = "127.0.0.1"
+# moto accepts any credentials; these keep the sandbox from ever using real ones by accident.
+PLACEHOLDER_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "sandbox",
+    "AWS_SECRET_ACCESS_KEY": "sandbox",
+    "AWS_SESSION_TOKEN": "sandbox",
+}
 
 
 def free_port() -> int:

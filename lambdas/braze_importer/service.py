@@ -73,11 +73,8 @@ def format_for(key: str) -> Format | None:
     return None
 
 
-def start(ref: ObjectRef, owner: str, deps: Deps) -> RunRecord | None:
+def start(ref: ObjectRef, fmt: Format, owner: str, deps: Deps) -> RunRecord | None:
     """Claim a new run for an object version; None if this notification is a duplicate."""
-    fmt = format_for(ref.key)
-    if fmt is None:
-        return None
     run = RunRecord(
         run_id=run_id_for(ref.bucket, ref.key, ref.version_id, ref.etag),
         bucket=ref.bucket,
@@ -245,9 +242,10 @@ class _OutputWriter:
 
 def handle_start(ref: ObjectRef, owner: str, deps: Deps, keep_going: Callable[[], bool]) -> InvocationResult:
     run_id = run_id_for(ref.bucket, ref.key, ref.version_id, ref.etag)
-    if format_for(ref.key) is None:
+    fmt = format_for(ref.key)
+    if fmt is None:
         return InvocationResult(run_id, "ignored")  # e.g. a .csv.gz let through by the .gz filter
-    run = start(ref, owner, deps)
+    run = start(ref, fmt, owner, deps)
     if run is None:
         return InvocationResult(run_id, "duplicate")
     return process(run, deps, keep_going)
