@@ -22,8 +22,13 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
         config=config,
         description="Braze import: JSON files in S3 streamed to Braze /users/track",
     )
-    account = ApiGatewayAccountStack(
-        app, f"{config.project}-ApiGatewayAccount", description="API Gateway's account-level CloudWatch Logs role"
+    # The API stacks' stages log, which API Gateway refuses until the region has a CloudWatch role.
+    account = (
+        ApiGatewayAccountStack(
+            app, f"{config.project}-ApiGatewayAccount", description="API Gateway's account-level CloudWatch Logs role"
+        )
+        if config.manage_api_gateway_account_role
+        else None
     )
     currents = CurrentsStack(
         app,
@@ -31,14 +36,15 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
         config=config,
         description="Braze Currents personalization: Avro events to generated content for Connected Content",
     )
-    currents.add_stack_dependency(account)
     bulk = BulkUploadStack(
         app,
         f"{config.project}-BulkUpload",
         config=config,
         description="SAS CI360 bulk upload: a keyed webhook copies staged files into S3",
     )
-    bulk.add_stack_dependency(account)
+    if account is not None:
+        currents.add_stack_dependency(account)
+        bulk.add_stack_dependency(account)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
 

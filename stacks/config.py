@@ -6,6 +6,7 @@ overrides one) and is documented in the README.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args, get_type_hints
 
@@ -106,16 +107,26 @@ class BulkUploadConfig:
 class AppConfig:
     project: str = "BrazePipelines"
     alarm_email: str | None = None
+    # False: leave the region's existing API Gateway CloudWatch Logs role setting alone (no stack).
+    manage_api_gateway_account_role: bool = True
     importer: ImportConfig = field(default_factory=ImportConfig)
     currents: CurrentsConfig = field(default_factory=CurrentsConfig)
     bulk_upload: BulkUploadConfig = field(default_factory=BulkUploadConfig)
+
+    def __post_init__(self) -> None:
+        # SNS accepts any string at deploy time and the subscription then never confirms.
+        if self.alarm_email is not None and not re.fullmatch(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+", self.alarm_email):
+            raise ConfigError(f"alarms:email must be one email address, not {self.alarm_email!r}")
 
     @classmethod
     def from_context(cls, get: Any) -> AppConfig:
         """Build from a ``node.try_get_context``-like getter; keys are ``section:camelCase``."""
         return cls(
             project=str(get("project") or cls.project),
-            alarm_email=get("alarmEmail") or None,
+            alarm_email=get("alarms:email") or get("alarmEmail") or None,  # alarmEmail: the older key
+            manage_api_gateway_account_role=_coerce(
+                "apiGateway:manageAccountRole", _default(get("apiGateway:manageAccountRole"), True), bool
+            ),
             importer=_section(ImportConfig, "import", get),
             currents=_section(CurrentsConfig, "currents", get),
             bulk_upload=_section(BulkUploadConfig, "bulkUpload", get),
@@ -132,6 +143,10 @@ def _section(kind: Any, prefix: str, get: Any) -> Any:
             continue
         values[f.name] = _coerce(key, raw, hints[f.name])
     return kind(**values)
+
+
+def _default(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def _coerce(key: str, raw: Any, hint: Any) -> Any:

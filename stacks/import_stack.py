@@ -51,7 +51,6 @@ class ImportStack(Stack):
         CfnOutput(self, "ImporterFunctionName", value=self.importer.function.function_name)
         CfnOutput(self, "RunsTableName", value=self.importer.runs_table.table_name)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.importer.dead_letter_queue.queue_url)
-        CfnOutput(self, "AlarmTopicArn", value=alarms.topic.topic_arn)
 
 
 def acknowledge_notification_handler(stack: Stack) -> None:
