@@ -1,8 +1,13 @@
 """A Python 3.14 arm64 Lambda function bundled without Docker, with its own log group and role.
 
-Bundling installs the package's requirements with pip for the Lambda platform (manylinux2014
-aarch64, CPython 3.14, wheels only, so pip never picks wheels for the Python running it) and
-copies the package next to them; handlers are ``<package>.<module>.<function>``.
+Bundling installs the package's requirements with pip for the Lambda platform and copies the
+package next to them; handlers are ``<package>.<module>.<function>``. pip sees wheels for both
+``manylinux_2_28_aarch64`` and ``manylinux2014_aarch64`` (Lambda's Amazon Linux 2023 has glibc
+2.34), CPython 3.14 only, wheels only, so it never picks wheels for the Python running it. Every
+distribution, transitive ones included, is pinned by the package's ``requirements.lock``
+(``make lock`` writes it for this platform); the asset hash covers the package's files, the lock
+and the pip arguments, so a bundle that would change gets a new hash and is uploaded again. The
+bundle is refused if any wheel in it could not run on Lambda.
 
 The role carries only what the function is granted plus writing to its own log group, instead of
 the AWSLambdaBasicExecutionRole managed policy.
@@ -10,9 +15,13 @@ the AWSLambdaBasicExecutionRole managed policy.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,26 +34,113 @@ from constructs import Construct
 
 LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
-PIP_PLATFORM = ("--platform", "manylinux2014_aarch64", "--implementation", "cp", "--python-version", "3.14")
+LAMBDA_GLIBC = (2, 34)  # Amazon Linux 2023, the OS of the python3.14 runtime
+PIP_PLATFORM = (
+    "--platform", "manylinux_2_28_aarch64", "--platform", "manylinux2014_aarch64",
+    "--implementation", "cp", "--python-version", "3.14", "--only-binary=:all:",
+)  # fmt: skip
+LOCK = "requirements.lock"
+_NOT_BUNDLED = ("__pycache__", "*.pyc", "requirements.txt", LOCK)
 
 
 def bundle(package: str, output_dir: Path) -> None:
-    """Install the package's runtime requirements for Lambda and copy the package beside them."""
+    """Install the package's pinned runtime requirements for Lambda and copy the package beside them."""
     source = LAMBDAS_DIR / package
+    lock = source / LOCK
     subprocess.run(
         [
             sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-            *PIP_PLATFORM, "--only-binary=:all:", "--target", str(output_dir),
+            *PIP_PLATFORM, "--target", str(output_dir),
             "--requirement", str(source / "requirements.txt"),
+            *(("--constraint", str(lock)) if lock.is_file() else ()),
         ],
         check=True,
     )  # fmt: skip
-    shutil.copytree(
-        source,
-        output_dir / package,
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt"),
-        dirs_exist_ok=True,
+    problems = lambda_incompatible(output_dir)
+    if problems:
+        raise RuntimeError(f"the {package} bundle holds wheels Lambda cannot run: {'; '.join(problems)}")
+    shutil.copytree(source, output_dir / package, ignore=shutil.ignore_patterns(*_NOT_BUNDLED), dirs_exist_ok=True)
+
+
+def lock(package: str) -> Path:
+    """Resolve the package's requirements for the Lambda platform and pin every distribution."""
+    source = LAMBDAS_DIR / package
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        subprocess.run(
+            [
+                sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--dry-run",
+                "--ignore-installed", *PIP_PLATFORM, "--target", str(Path(tmp) / "target"),
+                "--report", str(report), "--requirement", str(source / "requirements.txt"),
+            ],
+            check=True,
+        )  # fmt: skip
+        installs = json.loads(report.read_text())["install"]
+    pinned = sorted(f"{normalise(i['metadata']['name'])}=={i['metadata']['version']}" for i in installs)
+    path = source / LOCK
+    path.write_text(
+        f"# Every runtime distribution of lambdas/{package}, pinned for Lambda (CPython 3.14, arm64).\n"
+        "# Written by `make lock` from requirements.txt; do not edit by hand.\n" + "".join(f"{p}\n" for p in pinned)
     )
+    return path
+
+
+def pins(path: Path) -> dict[str, str]:
+    """``name==version`` lines of a requirements or lock file, names normalised."""
+    found = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            found[normalise(name.split("[", 1)[0])] = version.strip()
+    return found
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lambda_incompatible(bundle_dir: Path) -> list[str]:
+    """What in an installed bundle could not run on Lambda: a wheel none of whose tags fits."""
+    problems = []
+    for wheel in sorted(bundle_dir.glob("*.dist-info/WHEEL")):
+        tags = [line.split(":", 1)[1].strip() for line in wheel.read_text().splitlines() if line.startswith("Tag:")]
+        if not any(tag_runs_on_lambda(tag) for tag in tags):
+            problems.append(f"{wheel.parent.name}: {', '.join(tags) or 'no tags'}")
+    return problems
+
+
+def tag_runs_on_lambda(tag: str) -> bool:
+    """Whether a wheel tag (``interpreter-abi-platform``) runs on CPython 3.14, arm64, glibc 2.34."""
+    try:
+        interpreter, abi, platform = tag.split("-")
+    except ValueError:
+        return False
+    if platform != "any":
+        manylinux = re.fullmatch(r"manylinux_(\d+)_(\d+)_aarch64", platform)
+        legacy = {"manylinux2014_aarch64": (2, 17)}.get(platform)
+        glibc = (int(manylinux[1]), int(manylinux[2])) if manylinux else legacy
+        if glibc is None or glibc > LAMBDA_GLIBC:
+            return False
+    version = re.fullmatch(r"(py|cp)3(\d*)", interpreter)
+    if version is None:
+        return False
+    minor = int(version[2]) if version[2] else 0
+    if abi == "none":
+        return minor <= 14 and (version[1] == "py" or platform == "any" or minor == 14)
+    if abi == "abi3":
+        return version[1] == "cp" and minor <= 14
+    return abi == "cp314" and interpreter == "cp314"
+
+
+def asset_hash(package: str) -> str:
+    """A hash of everything the bundle is built from: the package's files, its pins, pip's target."""
+    digest = hashlib.sha256(json.dumps(PIP_PLATFORM).encode())
+    source = LAMBDAS_DIR / package
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            digest.update(path.relative_to(source).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 @jsii.implements(ILocalBundling)
@@ -88,7 +184,8 @@ class PythonFunction(Construct):
         )
         code = lambda_.Code.from_asset(
             str(LAMBDAS_DIR / package),
-            asset_hash_type=AssetHashType.SOURCE,
+            asset_hash_type=AssetHashType.CUSTOM,
+            asset_hash=asset_hash(package),
             bundling=BundlingOptions(image=RUNTIME.bundling_image, local=_PipBundler(package)),
         )
         self.function = lambda_.Function(
@@ -107,3 +204,10 @@ class PythonFunction(Construct):
             reserved_concurrent_executions=reserved_concurrency,
             **function_props,
         )
+
+
+if __name__ == "__main__":  # make lock: python -m stacks.constructs.python_function lock [PACKAGE...]
+    if sys.argv[1:2] != ["lock"]:
+        sys.exit("usage: python -m stacks.constructs.python_function lock [PACKAGE...]")
+    for name in sys.argv[2:] or sorted(p.parent.name for p in LAMBDAS_DIR.glob("*/requirements.txt")):
+        print(lock(name))
