@@ -6,8 +6,12 @@ PY := $(VENV)/bin/python
 CDK := node_modules/.bin/cdk
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := true
+# Settings for synth, deploy and check-deploy, as cdk takes them: make deploy CONTEXT="-c alarms:email=you@example.com"
+CONTEXT ?=
+# Extra cdk deploy flags; from CI (no terminal): make deploy DEPLOY_FLAGS="--require-approval never"
+DEPLOY_FLAGS ?=
 
-.PHONY: install demo test lint types unit synth deploy bench clean
+.PHONY: install demo test lint types unit synth deploy check-deploy lock bench clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -37,10 +41,18 @@ types: install
 	$(VENV)/bin/mypy
 
 synth: install
-	$(CDK) synth --quiet
+	$(CDK) synth --quiet $(CONTEXT)
 
 deploy: synth
-	$(CDK) deploy --all
+	$(CDK) deploy --all $(CONTEXT) $(DEPLOY_FLAGS)
+
+## make check-deploy: prove the deployed pipelines answer (CHECK_FLAGS="--sandbox": the local sandbox)
+check-deploy: install
+	$(PY) -m deploycheck $(CONTEXT) $(CHECK_FLAGS)
+
+## make lock: re-pin every Lambda package's distributions for the Lambda platform
+lock: install
+	$(PY) -m stacks.constructs.python_function lock
 
 bench: install
 	$(PY) -m bench

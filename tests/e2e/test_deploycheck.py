@@ -1,0 +1,66 @@
+"""`make check-deploy` against the sandbox: green when everything answers, non-zero and specific
+when something a person must fix is wrong."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+
+import pytest
+
+from deploycheck.__main__ import check_sandbox
+from deploycheck.bedrock import FakeBedrock
+from sandbox.deployment import SandboxDeployment
+from tests.e2e.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_make_check_deploy_runs_this_module() -> None:
+    recipe = re.search(r"^check-deploy:.*\n\t(.+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert recipe and "-m deploycheck" in recipe.group(1)
+
+
+def test_check_deploy_passes_against_the_sandbox() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "deploycheck", "--sandbox"], cwd=ROOT, capture_output=True, text=True, timeout=180
+    )
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    checks = [line for line in lines if line.startswith(("PASS", "FAIL", "SKIP"))]
+    assert all(line.startswith("PASS") for line in checks), checks
+    for expected in (
+        "import bucket accepts a write",
+        "content API answers an unknown user with default content: HTTP 200",
+        "content API refuses a wrong API key",
+        "content API refuses a wrong token",
+        "bulk-upload API refuses a wrong API key",
+        "bulk-upload API refuses an invalid body",
+        "Bedrock model answers",
+    ):
+        assert any(expected in line for line in checks), expected
+    assert sum("reach a person" in line for line in checks) == 3
+    assert lines[-1] == f"{len(checks)} passed, 0 failed, 0 skipped"
+
+
+def test_check_deploy_fails_and_says_what_to_fix() -> None:
+    refusing = FakeBedrock(
+        error=(
+            "AccessDeniedException",
+            "Model use case details have not been submitted for this account. Fill out the Anthropic use case "
+            "details form before using the model.",
+        )
+    )
+    out = io.StringIO()
+    broken = SandboxDeployment(alarm_email=None, check_api_keys=False, bedrock=refusing)
+    assert check_sandbox(broken, out) == 1
+    failed = [line for line in out.getvalue().splitlines() if line.startswith("FAIL")]
+    assert sum("reach a person: nobody is subscribed: deploy with -c alarms:email=" in f for f in failed) == 3
+    assert any(f.startswith("FAIL  content API refuses a wrong API key: HTTP 200") for f in failed)
+    assert any(f.startswith("FAIL  bulk-upload API refuses a wrong API key: HTTP 400") for f in failed)
+    assert any("Bedrock model answers" in f and "use-case form" in f for f in failed)
+    assert refusing.requests and refusing.requests[0]["inferenceConfig"]["maxTokens"] <= 10
+    passed = [line for line in out.getvalue().splitlines() if line.startswith("PASS")]
+    assert any("content API refuses a wrong token" in p for p in passed), "the token check still holds"
