@@ -294,3 +294,23 @@ def test_every_key_policy_keeps_the_account_in_control(templates: dict[str, dict
         assert any(s["Effect"] == "Allow" and s["Action"] == "kms:*" and "AWS" in s["Principal"] for s in statements), (
             f"{stack}/{key_id}"
         )
+
+
+# -- the settings behind them ----------------------------------------------------------------------
+
+
+def test_alarm_email_and_account_role_settings() -> None:
+    from stacks.config import AppConfig, ConfigError
+
+    def config(**context: Any) -> AppConfig:
+        return AppConfig.from_context(context.get)
+
+    assert config().alarm_email is None and config().manage_api_gateway_account_role is True
+    assert config(**{"alarms:email": "ops@example.com"}).alarm_email == "ops@example.com"
+    assert config(alarmEmail="ops@example.com").alarm_email == "ops@example.com", "the older key still works"
+    assert config(**{"alarms:email": "", "alarmEmail": "a@example.com"}).alarm_email == "a@example.com"
+    for value, expected in (("false", False), (False, False), ("true", True), (True, True)):
+        assert config(**{"apiGateway:manageAccountRole": value}).manage_api_gateway_account_role is expected
+    for bad in ("ops", "ops@example", "a@example.com,b@example.com", "a b@example.com"):
+        with pytest.raises(ConfigError, match="alarms:email"):
+            config(**{"alarms:email": bad})
