@@ -296,6 +296,49 @@ def test_every_key_policy_keeps_the_account_in_control(templates: dict[str, dict
         )
 
 
+def test_every_stack_demands_the_modern_bootstrap_with_a_clear_message(templates: dict[str, dict[str, Any]]) -> None:
+    """A fresh account or region needs `cdk bootstrap` (version 6+, default qualifier) first."""
+    for stack, template in templates.items():
+        parameter = template["Parameters"]["BootstrapVersion"]
+        assert parameter["Default"] == "/cdk-bootstrap/hnb659fds/version", stack
+        rule = template["Rules"]["CheckBootstrapVersion"]["Assertions"][0]
+        assert "cdk bootstrap" in rule["AssertDescription"], stack
+        assert rule["Assert"]["Fn::Not"][0]["Fn::Contains"][0] == ["1", "2", "3", "4", "5"], stack
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    def rules(c: dict[str, Any]) -> tuple[str, str]:
+        found = {r["Name"].lower(): r["Value"] for r in c.get("Filter", {}).get("Key", {}).get("FilterRules", [])}
+        return found.get("prefix", ""), found.get("suffix", "")
+
+    (pa, sa), (pb, sb) = rules(a), rules(b)
+    same_events = bool(set(a["Events"]) & set(b["Events"]))
+    return same_events and (pa.startswith(pb) or pb.startswith(pa)) and (sa.endswith(sb) or sb.endswith(sa))
+
+
+def test_the_overlap_rule_is_the_one_s3_applies() -> None:
+    def config(prefix: str, suffix: str, events: tuple[str, ...] = ("s3:ObjectCreated:*",)) -> dict[str, Any]:
+        rules = [{"Name": "prefix", "Value": prefix}, {"Name": "suffix", "Value": suffix}]
+        return {"Events": list(events), "Filter": {"Key": {"FilterRules": rules}}}
+
+    assert _overlap(config("incoming/", ".gz"), config("incoming/events/", ".json.gz"))
+    assert not _overlap(config("incoming/", ".json"), config("incoming/", ".jsonl"))
+    assert not _overlap(config("incoming/", ".gz"), config("currents/", ".gz"))
+    assert not _overlap(config("incoming/", ".gz"), config("incoming/", ".gz", ("s3:ObjectRemoved:*",)))
+
+
+def test_no_two_bucket_notifications_overlap(templates: dict[str, dict[str, Any]]) -> None:
+    """S3 refuses overlapping notification filters for the same events when the stack deploys."""
+    found = list(resources(templates, "Custom::S3BucketNotifications"))
+    assert found
+    for stack, logical_id, notifications in found:
+        config = notifications["Properties"]["NotificationConfiguration"]
+        every = [c for kind in ("LambdaFunctionConfigurations", "QueueConfigurations", "TopicConfigurations")
+                 for c in config.get(kind, [])]  # fmt: skip
+        clashes = [(i, j) for i in range(len(every)) for j in range(i + 1, len(every)) if _overlap(every[i], every[j])]
+        assert clashes == [], f"{stack}/{logical_id}"
+
+
 # -- the settings behind them ----------------------------------------------------------------------
 
 
