@@ -56,14 +56,18 @@ def _pipeline(
     if pipeline == "Import":
         yield from _attempt("import bucket", lambda: [checks.import_bucket(session.client("s3"), stack)])
     elif pipeline == "Currents":
-        key_and_token = lambda api: checks.credentials(  # noqa: E731
-            session.client("apigateway"), session.client("secretsmanager"), stack, api
+        yield from _attempt(
+            "content API", lambda: list(checks.content_api(http, *_credentials(session, stack, "ContentApi"), stack))
         )
-        yield from _attempt("content API", lambda: list(checks.content_api(http, *key_and_token("ContentApi"), stack)))
         yield from _attempt(bedrock_check.NAME, lambda: [_bedrock(cloudformation, stack, session, bedrock)])
     elif pipeline == "BulkUpload":
-        api = lambda: checks.credentials(session.client("apigateway"), session.client("secretsmanager"), stack, "Api")  # noqa: E731
-        yield from _attempt("bulk-upload API", lambda: list(checks.bulk_upload_api(http, *api(), stack)))
+        yield from _attempt(
+            "bulk-upload API", lambda: list(checks.bulk_upload_api(http, *_credentials(session, stack, "Api"), stack))
+        )
+
+
+def _credentials(session: boto3.Session, stack: Stack, api: str) -> tuple[str, str]:
+    return checks.credentials(session.client("apigateway"), session.client("secretsmanager"), stack, api)
 
 
 def _alarms(stack: Stack, session: boto3.Session) -> list[Result]:
