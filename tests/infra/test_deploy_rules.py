@@ -229,6 +229,27 @@ def test_dead_letter_queues_keep_messages_longer_than_their_source_queues(templa
             assert dlq.get("MessageRetentionPeriod", 345_600) > source_days, f"{stack}/{queue_id}"
 
 
+NAME_PROPERTIES = ("BucketName", "TableName", "QueueName", "LogGroupName", "RoleName", "PolicyName", "TopicName")
+
+
+def test_nothing_kept_on_destroy_has_a_fixed_name(templates: dict[str, dict[str, Any]]) -> None:
+    """A kept resource with a fixed name makes the next deploy after `cdk destroy` fail ("already exists")."""
+    kept = [
+        (stack, logical_id, resource)
+        for stack, template in templates.items()
+        for logical_id, resource in template["Resources"].items()
+        if resource.get("DeletionPolicy") == "Retain"
+    ]
+    assert len(kept) >= 20
+    named = [
+        f"{stack}/{logical_id}.{p}"
+        for stack, logical_id, resource in kept
+        for p in NAME_PROPERTIES
+        if p in resource.get("Properties", {}) and not (p == "PolicyName" and resource["Type"] == "AWS::IAM::Policy")
+    ]
+    assert named == []
+
+
 # -- quotas and deploy-time checks ------------------------------------------------------------------
 
 
