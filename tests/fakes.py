@@ -110,6 +110,11 @@ class FakeS3:
         self.ranges.append(Range)
         if Range:
             start, _, end = Range.removeprefix("bytes=").partition("-")
+            if int(start) >= len(data):
+                from botocore.exceptions import ClientError
+
+                error = {"Error": {"Code": "InvalidRange", "Message": "The requested range is not satisfiable"}}
+                raise ClientError(error, "GetObject")  # S3 answers 416, also for any range of an empty object
             data = data[int(start) : int(end) + 1 if end else None]
         return {"Body": FakeBody(data, self.chunk)}
 

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from botocore.exceptions import ClientError
 
+from .ports import UnreadableInput
 from .runs import CONTINUING, RUNNING, STOPPED, RunRecord
 
 READ_CHUNK = 1 << 20
@@ -26,7 +27,14 @@ class S3Source:
         self._s3 = s3
 
     def is_gzip(self, ref: Any) -> bool:
-        head = self._s3.get_object(**self._target(ref), Range="bytes=0-1")["Body"].read()
+        if ref.size == 0:
+            return False
+        try:
+            head = self._s3.get_object(**self._target(ref), Range="bytes=0-1")["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return False  # S3 answers 416 for any range of an empty object
+            raise
         return bool(head == b"\x1f\x8b")
 
     def chunks(self, ref: Any, offset: int, gzip: bool) -> Iterator[bytes]:
@@ -59,28 +67,45 @@ class S3Source:
 
 
 def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Inflate a (possibly multi-member) gzip stream in bounded pieces."""
-    inflater = zlib.decompressobj(wbits=31)
-    for chunk in chunks:
-        data = chunk
-        while data:
-            out = inflater.decompress(data, READ_CHUNK)
-            if out:
-                yield out
-            data = inflater.unconsumed_tail
-            while not data and not inflater.eof:
-                out = inflater.decompress(b"", READ_CHUNK)
-                if not out:
+    """Inflate a (possibly multi-member) gzip stream in bounded pieces.
+
+    Like gzip(1): zero bytes after a member are padding and end the stream; anything else that is
+    not a complete member (a truncated file, trailing garbage, a corrupt block) raises
+    :class:`UnreadableInput`, so a damaged file is never reported as completely imported.
+    """
+    inflater: Any = zlib.decompressobj(wbits=31)
+    produced = 0  # decompressed bytes so far, for the error's position
+    member_started = False  # the current member has consumed input
+    padding = False  # only zero bytes may follow
+    try:
+        for chunk in chunks:
+            data = chunk
+            while data:
+                if padding or (not member_started and data[0] == 0):
+                    if data.strip(b"\x00"):
+                        raise UnreadableInput(produced, "data after the gzip padding is not a gzip member")
+                    padding = True
                     break
-                yield out
-            if inflater.eof:
-                data = inflater.unused_data + data
-                inflater = zlib.decompressobj(wbits=31)
-                if not data:
-                    break
-    tail = inflater.flush()
-    if tail:
-        yield tail
+                member_started = True
+                out = inflater.decompress(data, READ_CHUNK)
+                if out:
+                    produced += len(out)
+                    yield out
+                data = inflater.unconsumed_tail
+                while not data and not inflater.eof:
+                    out = inflater.decompress(b"", READ_CHUNK)
+                    if not out:
+                        break
+                    produced += len(out)
+                    yield out
+                if inflater.eof:
+                    data = inflater.unused_data + data
+                    inflater = zlib.decompressobj(wbits=31)
+                    member_started = False
+    except zlib.error as exc:
+        raise UnreadableInput(produced, f"corrupt gzip data ({exc})") from None
+    if member_started:
+        raise UnreadableInput(produced, "the gzip stream ends before its last member does (truncated file?)")
 
 
 def _skip(chunks: Iterator[bytes], offset: int) -> Iterator[bytes]:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from .objects import Invalid, Kind, classify
-from .ports import BrazeAnswer, BrazeTrack, Clock, Delivery
+from .ports import BrazeAnswer, BrazeTrack, Clock, Delivery, UnreadableInput
 from .reader import Element, JsonSyntaxError, Position
 
 _SLICE_SECONDS = 1.0  # longest wait between two looks at the time limit
@@ -111,6 +111,7 @@ class Outcome(Enum):
     PAUSED = "paused"  # stopped dispatching before the time limit; continue from the checkpoint
     STOPPED = "stopped"  # Braze refused the credentials; resume once fixed
     INVALID_JSON = "invalid_json"  # the file stops being valid JSON
+    UNREADABLE = "unreadable"  # the file cannot be read on: a truncated or corrupt gzip stream
 
 
 @dataclass(slots=True)
@@ -369,8 +370,8 @@ class Pump:
             else:
                 if (batch := batcher.flush()) is not None:
                     await self._dispatch(batch)
-        except JsonSyntaxError as exc:
-            outcome = Outcome.INVALID_JSON
+        except UnreadableInput as exc:
+            outcome = Outcome.INVALID_JSON if isinstance(exc, JsonSyntaxError) else Outcome.UNREADABLE
             error = {"offset": exc.offset, "message": exc.message}
             if (batch := batcher.flush()) is not None:
                 await self._dispatch(batch)

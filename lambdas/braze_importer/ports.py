@@ -11,6 +11,17 @@ from enum import Enum
 from typing import Any, Protocol
 
 
+class UnreadableInput(Exception):
+    """The file cannot be read on from ``offset`` (decompressed bytes): truncated or corrupt."""
+
+    reason = "corrupt_file"
+
+    def __init__(self, offset: int, message: str) -> None:
+        super().__init__(f"unreadable at byte {offset}: {message}")
+        self.offset = offset
+        self.message = message
+
+
 class Delivery(Enum):
     ANSWERED = "answered"  # Braze answered: the status says what happened
     NOT_SENT = "not_sent"  # the request never reached Braze (connection refused, connect timeout)

@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from .ports import UnreadableInput
+
 CHUNK_SIZE = 1 << 20
 # An element longer than this cannot be sent to Braze (a request is at most 4 MB), so it is
 # skipped as a reject without being buffered whole.
@@ -47,13 +49,14 @@ class Format(Enum):
     LINES = "lines"
 
 
-class JsonSyntaxError(Exception):
+class JsonSyntaxError(UnreadableInput):
     """The file stops being valid JSON at ``offset`` (decompressed bytes)."""
 
+    reason = "invalid_json"
+
     def __init__(self, offset: int, message: str) -> None:
-        super().__init__(f"invalid JSON at byte {offset}: {message}")
-        self.offset = offset
-        self.message = message
+        super().__init__(offset, message)
+        self.args = (f"invalid JSON at byte {offset}: {message}",)
 
 
 @dataclass(frozen=True, slots=True)

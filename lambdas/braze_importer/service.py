@@ -152,6 +152,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         run.stop_reason = {
             Outcome.STOPPED: result.stop_reason,
             Outcome.INVALID_JSON: "invalid_json",
+            Outcome.UNREADABLE: "unreadable_file",
             Outcome.PAUSED: "hop_limit",
         }.get(result.outcome, "unknown")
     report = build_report(run, deps.layout)
@@ -195,7 +196,7 @@ def build_report(run: RunRecord, layout: Layout) -> dict[str, Any]:
     }
     if run.status == STOPPED:
         report["stop_reason"] = run.stop_reason
-        if run.stop_reason != "invalid_json":
+        if run.stop_reason not in ("invalid_json", "unreadable_file"):
             report["resume"] = {"action": "resume", "run_id": run.run_id}
     if run.error:
         report["error"] = run.error

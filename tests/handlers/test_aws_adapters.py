@@ -90,3 +90,13 @@ def test_api_key_secret_as_plain_string_or_json() -> None:
     assert read_api_key(secrets, "json") == "key-2"
     with pytest.raises(ValueError, match="empty"):
         read_api_key(secrets, "empty")
+
+
+def test_a_zero_byte_object_is_not_gzip_and_reads_as_nothing() -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="bucket")
+    put = s3.put_object(Bucket="bucket", Key="empty.json", Body=b"")
+    ref = ObjectRef("bucket", "empty.json", put.get("VersionId"), put["ETag"])
+    source = S3Source(s3)
+    assert not source.is_gzip(ref)  # S3 refuses any range of an empty object
+    assert b"".join(source.chunks(ref, 0, gzip=False)) == b""

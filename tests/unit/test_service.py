@@ -223,3 +223,57 @@ def test_an_invocation_that_dies_is_resumed_resending_only_what_was_in_flight() 
     ids = [o["external_id"] for o in braze.stored]
     assert set(ids) == {o["external_id"] for o in objs}
     assert len(ids) - len(set(ids)) <= 4 * 75  # at most the batches that were in flight
+
+
+# -- damaged and empty files ---------------------------------------------------------------------
+
+
+def _lines(n: int) -> bytes:
+    return b"".join(orjson.dumps({"external_id": f"u{i}", "name": "e", "time": "2026-01-01T00:00:00Z"}) + b"\n" for i in range(n))
+
+
+def test_a_truncated_gzip_file_stops_the_run_and_says_so() -> None:
+    data = gz(_lines(2000))
+    s3 = FakeS3(chunk=4096)
+    s3.objects[(BUCKET, "incoming/cut.jsonl.gz")] = data[: len(data) // 2]
+    braze = FakeBraze()
+    deps = make_deps(braze, s3)
+    result = handle_start(ObjectRef(BUCKET, "incoming/cut.jsonl.gz", "v1", None), "a", deps, lambda: True)
+    assert result.status == "stopped"
+    assert result.report is not None and result.report["stop_reason"] == "unreadable_file"
+    assert "truncated" in result.report["error"]["message"]
+    # Everything before the cut was imported; nothing after it was invented.
+    assert 0 < len(braze.stored) < 2000
+    assert all(o["external_id"] == f"u{i}" for i, o in enumerate(braze.stored))
+
+
+def test_zero_padding_after_a_gzip_member_is_ignored_like_gzip_tools_do() -> None:
+    s3 = FakeS3(chunk=1000)
+    s3.objects[(BUCKET, "incoming/pad.jsonl.gz")] = gz(_lines(300)) + gz(_lines(2)) + b"\x00" * 5000
+    braze = FakeBraze()
+    deps = make_deps(braze, s3)
+    result = handle_start(ObjectRef(BUCKET, "incoming/pad.jsonl.gz", "v1", None), "a", deps, lambda: True)
+    assert result.status == "completed"
+    assert len(braze.stored) == 302
+
+
+def test_garbage_after_a_gzip_member_stops_the_run() -> None:
+    s3 = FakeS3()
+    s3.objects[(BUCKET, "incoming/junk.jsonl.gz")] = gz(_lines(10)) + b"\x00\x00garbage"
+    deps = make_deps(FakeBraze(), s3)
+    result = handle_start(ObjectRef(BUCKET, "incoming/junk.jsonl.gz", "v1", None), "a", deps, lambda: True)
+    assert result.status == "stopped" and result.report is not None
+    assert result.report["stop_reason"] == "unreadable_file"
+
+
+@pytest.mark.parametrize("key", ["incoming/empty.jsonl", "incoming/empty.json"])
+def test_a_zero_byte_object_gets_a_report_not_a_crash(key: str) -> None:
+    s3 = FakeS3()
+    s3.objects[(BUCKET, key)] = b""
+    deps = make_deps(FakeBraze(), s3)
+    result = handle_start(ObjectRef(BUCKET, key, "v1", None, size=None), "a", deps, lambda: True)
+    assert result.report is not None
+    if key.endswith(".jsonl"):
+        assert result.status == "completed" and result.report["objects_read"] == 0
+    else:
+        assert result.status == "stopped" and result.report["stop_reason"] == "invalid_json"
