@@ -329,6 +329,7 @@ class Pump:
         self._errors: list[BaseException] = []
         self._answered = 0
         self._keep_going: Callable[[], bool] = lambda: True
+        self._inherited = RangeSet()  # what earlier invocations settled, beyond where this one reads
         # A checkpoint every few seconds bounds what a crashed invocation makes the next one resend.
         self._on_progress = on_progress
         self._progress_seconds = progress_seconds
@@ -344,6 +345,7 @@ class Pump:
         asked at every wait; when it turns False the pump stops dispatching, lets requests in
         flight finish and returns a checkpoint naming exactly what is still unsettled."""
         self._keep_going = keep_going
+        self._inherited = start.skip
         batcher = Batcher(self._policy)
         next_read = start.position
         read_end = start.index
@@ -572,7 +574,22 @@ class Pump:
             run_start = index + 1
         if read_end > run_start:
             settled.append((run_start, read_end))
-        return Checkpoint(resume.offset, resume.index, RangeSet(settled), max(counted, read_end))
+        # Elements not read yet keep the fate earlier invocations gave them: dropping those ranges
+        # would make a resume after a crash send them again.
+        for a, b in self._inherited.ranges:
+            if b > read_end:
+                settled.append((max(a, read_end), b))
+        return Checkpoint(resume.offset, resume.index, RangeSet(_merged(settled)), max(counted, read_end))
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _braze_message(answer: BrazeAnswer, default: str) -> str:

@@ -250,3 +250,32 @@ def test_concurrency_delivers_every_object_once(in_flight: int) -> None:
     braze = FakeBraze()
     Run(braze, SendPolicy(max_in_flight=in_flight)).go(objs)
     assert sorted(o["external_id"] for o in braze.stored) == sorted(o["external_id"] for o in objs)
+
+
+def test_a_checkpoint_keeps_the_settled_ranges_it_inherited_beyond_the_read_position() -> None:
+    # Given a run whose first 75 objects are unsettled and the other 19,925 settled by an earlier invocation
+    objs = events(20000)
+    inherited = Checkpoint(0, 0, RangeSet([(75, 20000)]))
+    saved: list[Checkpoint] = []
+    braze = FakeBraze()
+    clock = FakeClock()
+    pump = Pump(
+        braze,
+        SendPolicy(max_in_flight=1),
+        clock,
+        on_reject=list.append,
+        on_failed=list.append,
+        on_progress=lambda point: saved.append(point) or True,
+        progress_seconds=0.0,
+    )
+    elements = iter_elements([orjson.dumps(objs)], Format.ARRAY)
+    # When it writes progress checkpoints while the first batch is still in flight
+    asyncio.run(pump.run(elements, inherited, keep_going=lambda: True))
+    assert braze.stored == objs[:75]
+    crashed_at = saved[0]  # and dies right after the first one
+    # Then the checkpoint still skips everything settled before, and a resume resends only what was in flight
+    assert crashed_at.index == 0
+    assert all(i in crashed_at.skip for i in range(75, 20000))
+    resumed = FakeBraze()
+    Run(resumed).go(objs, crashed_at)
+    assert resumed.stored == objs[:75]

@@ -229,7 +229,9 @@ def test_an_invocation_that_dies_is_resumed_resending_only_what_was_in_flight() 
 
 
 def _lines(n: int) -> bytes:
-    return b"".join(orjson.dumps({"external_id": f"u{i}", "name": "e", "time": "2026-01-01T00:00:00Z"}) + b"\n" for i in range(n))
+    return b"".join(
+        orjson.dumps({"external_id": f"u{i}", "name": "e", "time": "2026-01-01T00:00:00Z"}) + b"\n" for i in range(n)
+    )
 
 
 def test_a_truncated_gzip_file_stops_the_run_and_says_so() -> None:
