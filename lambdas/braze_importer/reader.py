@@ -12,6 +12,7 @@ Positions are offsets into the *decompressed* bytes.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -42,6 +43,32 @@ def _container(depth: int) -> bytes:
 _ELEMENT = re.compile(rb"[ \t\r\n]*+(" + _container(5) + rb"|" + _STR + rb"|[^\s,\[\]{}\"]++)[ \t\r\n]*+(,|\])")
 _WS = re.compile(rb"[ \t\r\n]*+")
 _WS_BYTES = b" \t\r\n"
+
+
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGITS = b"0" * 19  # 19 digits or more may not fit in 64 bits, where orjson falls back to a float
+_INT_RANGE = (-(1 << 63), 1 << 64)
+
+
+def decode(raw: bytes) -> Any:
+    """Decode one JSON text exactly. Raises orjson.JSONDecodeError.
+
+    orjson turns an integer beyond 64 bits into a float, and the value Braze got would then not be
+    the one in the file; such texts (rare, found with a cheap scan) are decoded again with their
+    big integers kept as their own digits, which orjson writes back verbatim.
+    """
+    value = orjson.loads(raw)
+    if raw.translate(_DIGITS_TO_ZERO).find(_LONG_DIGITS) < 0:
+        return value
+    try:
+        return json.loads(raw, parse_int=_exact_int)  # orjson has checked the text: this cannot fail on it
+    except RecursionError:
+        raise orjson.JSONDecodeError("too deeply nested to keep its integers exact", "", 0) from None
+
+
+def _exact_int(text: str) -> Any:
+    value = int(text)
+    return value if _INT_RANGE[0] <= value < _INT_RANGE[1] else orjson.Fragment(text)
 
 
 class Format(Enum):
@@ -168,11 +195,15 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
                 return
             if len(buf.data) - pos > MAX_ELEMENT_BYTES:
                 offset = buf.base + pos
-                pos = _skip_long_line(buf, pos)
+                text, pos = _read_long_line(buf, pos)
                 end = buf.base + pos if pos >= 0 else buf.base + len(buf.data)
-                error = f"line longer than {MAX_ELEMENT_BYTES} bytes"
-                yield Element(index, Position(offset, index), Position(end, index + 1), error=error)
-                index += 1
+                if text is None:
+                    error = f"line longer than {MAX_ELEMENT_BYTES} bytes"
+                    yield Element(index, Position(offset, index), Position(end, index + 1), error=error)
+                    index += 1
+                elif (element := _line_element(text, index, offset, end)) is not None:
+                    yield element  # long only because of whitespace around a small object
+                    index += 1
                 if pos < 0:
                     return
                 continue
@@ -187,16 +218,22 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
         pos = nl + 1
 
 
-def _skip_long_line(buf: _Buffer, pos: int) -> int:
-    """Discard bytes up to the end of the current line; relative position after it, or -1 at EOF."""
+def _read_long_line(buf: _Buffer, pos: int) -> tuple[bytes | None, int]:
+    """Read a line that fills the window: its text without surrounding whitespace (None if that
+    is still too large to send), and the relative position after it, or -1 at EOF."""
+    kept: _Kept | None = _Kept(collapse=False)
     while True:
         nl = buf.data.find(b"\n", pos)
+        end = nl if nl >= 0 else len(buf.data)
+        if kept is not None and not kept.add(buf.data[pos:end]):
+            kept = None
         if nl >= 0:
-            return nl + 1
+            break
         buf.drop_before(len(buf.data))
         pos = 0
         if not buf.fill():
-            return -1
+            return (kept.text() if kept is not None else None), -1
+    return (kept.text() if kept is not None else None), nl + 1
 
 
 def _line_element(line: bytes, index: int, offset: int, end: int) -> Element | None:
@@ -205,7 +242,7 @@ def _line_element(line: bytes, index: int, offset: int, end: int) -> Element | N
         return None  # blank lines are not elements
     here, after = Position(offset, index), Position(end, index + 1)
     try:
-        return Element(index, here, after, len(stripped), orjson.loads(stripped))
+        return Element(index, here, after, len(stripped), decode(stripped))
     except orjson.JSONDecodeError as exc:
         return Element(index, here, after, len(stripped), error=f"line is not valid JSON ({_short(exc)})")
 
@@ -245,12 +282,14 @@ def _iter_array(chunks: Iterable[bytes], start: Position, *, blocks: bool = True
         if m is not None:  # the match includes the separator, so the element is complete
             offset = buf.base + m.start(1)
             raw = m.group(1)
-            try:
-                value = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise JsonSyntaxError(offset, f"element {index} is not valid JSON ({_short(exc)})") from None
             next_offset = buf.base + m.end() - (1 if m.group(2) == b"]" else 0)
-            yield Element(index, Position(offset, index), Position(next_offset, index + 1), len(raw), value)
+            here, after = Position(offset, index), Position(next_offset, index + 1)
+            # Framing succeeded, so the array goes on: an element that does not decode (a number
+            # out of range, invalid UTF-8, a lone surrogate, too deep) is one reject, not the end.
+            try:
+                yield Element(index, here, after, len(raw), decode(raw))
+            except orjson.JSONDecodeError as exc:
+                yield Element(index, here, after, len(raw), error=f"element is not valid JSON ({_short(exc)})")
             index += 1
             pos = _advance(buf, m.end(), m.group(2) == b"]")
             if pos < 0:
@@ -312,7 +351,7 @@ def _parse_block(buf: _Buffer, pos: int) -> tuple[list[Any], int, bool] | bool |
             if not (sep < len(data) and data[sep] == 0x2C and after < len(data) and data[after] == 0x7B):
                 continue
         try:
-            values = orjson.loads(b"[" + data[pos : brace + 1] + b"]")
+            values = decode(b"[" + data[pos : brace + 1] + b"]")
         except orjson.JSONDecodeError:
             failed_parses += 1
             continue
@@ -344,6 +383,7 @@ def _expect_open_bracket(buf: _Buffer) -> int:
         pos = ws.end() if ws else 0
         if pos < len(buf.data):
             break
+        buf.drop_before(pos)  # leading whitespace is forgotten as it is read, never rescanned
         if not buf.fill():
             raise JsonSyntaxError(buf.base + len(buf.data), "the file is empty")
     if buf.data[pos] != 0x5B:
@@ -370,13 +410,13 @@ def _expect_end(buf: _Buffer, pos: int) -> None:
 def _scan_element(buf: _Buffer, pos: int, index: int) -> tuple[Element, int, bool]:
     """Scan one element byte by byte from ``pos``; returns it, the position after its separator,
     and whether the separator was the closing bracket. Elements over MAX_ELEMENT_BYTES are not
-    kept (they could never be sent) but still delimited exactly."""
+    kept (they could never be sent) but still delimited exactly; whitespace after the element's
+    text does not count towards that size."""
     start_abs = buf.base + pos
     depth = 0
     in_string = False
     escape = False
-    kept: list[bytes] | None = []
-    kept_size = 0
+    kept: _Kept | None = _Kept(collapse=True)
     i = pos
     while True:
         data = buf.data
@@ -404,26 +444,69 @@ def _scan_element(buf: _Buffer, pos: int, index: int) -> tuple[Element, int, boo
                 return _finish(buf, pos, i, kept, start_abs, index, closed=False)
             i += 1
         # Window exhausted: keep or drop what was scanned, then read more.
-        if kept is not None:
-            kept.append(data[pos:i])
-            kept_size += i - pos
-            if kept_size > MAX_ELEMENT_BYTES:
-                kept = None
+        if kept is not None and not kept.add(data[pos:i], outside=depth == 0 and not in_string):
+            kept = None
         buf.drop_before(i)
         pos = i = 0
         if not buf.fill():
             raise JsonSyntaxError(buf.base, "unexpected end of file inside the array")
 
 
+class _Kept:
+    """The text of an element read across windows, without the whitespace around it.
+
+    Whitespace before the text is dropped. Whitespace at the end of a window that may be
+    insignificant is only remembered: if more text follows it is put back (``collapse``: as one
+    space, where the scanner knows it lies outside any string), and if the element ends there it
+    is dropped. So a small object followed by megabytes of spaces stays small.
+    """
+
+    __slots__ = ("collapse", "parts", "pending", "pending_size", "size")
+
+    def __init__(self, *, collapse: bool) -> None:
+        self.collapse = collapse
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+
+    def add(self, piece: bytes, *, outside: bool = True) -> bool:
+        """Append a piece; False once the element is too large to send."""
+        if not self.parts:
+            piece = piece.lstrip(_WS_BYTES)
+        content = piece.rstrip(_WS_BYTES) if outside else piece
+        if content:
+            if self.pending_size:
+                gap = [b" "] if self.collapse else self.pending
+                self.parts.extend(gap)
+                self.size += sum(map(len, gap))
+                self.pending, self.pending_size = [], 0
+            self.parts.append(content)
+            self.size += len(content)
+        if len(content) < len(piece):
+            tail = piece[len(content) :]
+            if self.pending_size <= MAX_ELEMENT_BYTES:  # beyond that, any text after it is too large anyway
+                self.pending.append(tail)
+            self.pending_size += len(tail)
+        return self.size <= MAX_ELEMENT_BYTES
+
+    def text(self) -> bytes:
+        return b"".join(self.parts)
+
+
 def _finish(
-    buf: _Buffer, pos: int, sep: int, kept: list[bytes] | None, start_abs: int, index: int, *, closed: bool
+    buf: _Buffer, pos: int, sep: int, kept: _Kept | None, start_abs: int, index: int, *, closed: bool
 ) -> tuple[Element, int, bool]:
-    if kept is None or sum(map(len, kept)) + (sep - pos) > MAX_ELEMENT_BYTES:
+    here = Position(start_abs, index)
+    if kept is None or not kept.add(buf.data[pos:sep], outside=True):
         too_large = f"object larger than {MAX_ELEMENT_BYTES} bytes"
-        return Element(index, Position(start_abs, index), START, error=too_large), sep + 1, closed
-    raw = b"".join(kept) + buf.data[pos:sep]
+        return Element(index, here, START, error=too_large), sep + 1, closed
+    raw = kept.text()
     try:
-        value = orjson.loads(raw)
+        return Element(index, here, START, len(raw), decode(raw)), sep + 1, closed
     except orjson.JSONDecodeError as exc:
-        raise JsonSyntaxError(start_abs, f"element {index} is not valid JSON ({_short(exc)})") from None
-    return Element(index, Position(start_abs, index), START, len(raw), value), sep + 1, closed
+        return (
+            Element(index, here, START, len(raw), error=f"element is not valid JSON ({_short(exc)})"),
+            sep + 1,
+            closed,
+        )
