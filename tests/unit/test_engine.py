@@ -75,7 +75,7 @@ def test_invalid_objects_are_rejects_with_position_and_reason_but_no_value() -> 
         *events(2),
         {"name": "no-id", "time": "2026-01-01"},
         "text",
-        {"external_id": "secret@example.com", "name": 1},
+        {"external_id": "secret@example.com", "name": 1, "time": "2026-01-01"},
     ]
     run = Run(FakeBraze())
     result = run.go(objs)
