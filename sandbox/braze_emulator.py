@@ -9,7 +9,8 @@ listens. It behaves like Braze where the importer can tell the difference:
 - object rules: invalid objects are listed in ``errors`` as ``{"type", "input_array", "index"}``
   with 201, the valid ones are stored;
 - ``X-RateLimit-Limit/-Remaining/-Reset`` on every answer, 429 past the window
-  (default 3,000 requests per 3 s, a fixed window; Reset is the window's end in UNIX seconds).
+  (default 3,000 requests per 3 s, a fixed window; Reset is the window's end in UNIX seconds),
+  and optionally ``Retry-After`` or ``X-Ratelimit-Retry-After`` on a 429 (``retry_after_header``).
 
 Faults for tests: a latency per answer, and a ``script`` of outcomes for the next requests
 (``ok``, ``500``, ``502``, ``503``, ``429``, ``401``, ``drop_before``, ``drop_after``) or seeded
@@ -47,6 +48,9 @@ class Config:
     max_body_bytes: int = 4 * 1024 * 1024
     rate_limit: int = 3000
     rate_window_seconds: float = 3.0
+    # Also answer a 429 with this header (seconds until the window ends): "Retry-After", or
+    # "X-Ratelimit-Retry-After" as on Braze's monthly-active-user contracts. Empty: neither.
+    retry_after_header: str = ""
     latency_ms: float = 0.0
     script: list[str] = field(default_factory=list)
     rates: dict[str, float] = field(default_factory=dict)
@@ -89,7 +93,11 @@ class Emulator:
         if outcome == "drop_before":
             return self._drop(request)
         if limited or outcome == "429":
-            return self._answer(429, {"message": "Too Many Requests"}, limit_headers)
+            headers = dict(limit_headers)
+            if self.config.retry_after_header:
+                left = max(0.0, float(limit_headers["X-RateLimit-Reset"]) - time.time())
+                headers[self.config.retry_after_header] = str(math.ceil(left))
+            return self._answer(429, {"message": "Too Many Requests"}, headers)
         if outcome in ("500", "502", "503"):
             return self._answer(int(outcome), {"message": "Internal Server Error"}, limit_headers)
         auth = request.headers.get("Authorization", "")

@@ -36,6 +36,7 @@ class BrazeAnswer:
     limit: int | None = None  # X-RateLimit-Limit
     remaining: int | None = None  # X-RateLimit-Remaining
     reset_at: float | None = None  # X-RateLimit-Reset, UNIX seconds
+    retry_after: float | None = None  # Retry-After or X-Ratelimit-Retry-After, seconds from now
     detail: str = ""  # transport error class, for reports
 
 
