@@ -160,6 +160,25 @@ class MemoryRunStore:
         return True
 
 
+class MemorySlots:
+    """RunSlots over a dict: slot -> (holder, lease_until)."""
+
+    def __init__(self, slots: int) -> None:
+        self.held: dict[int, tuple[str, float]] = {}
+        self.slots = slots
+
+    def acquire(self, run_id: str, now: float, lease_seconds: float) -> bool:
+        mine = [i for i, (holder, _) in self.held.items() if holder == run_id]
+        free = [i for i in range(self.slots) if i not in self.held or self.held[i][1] < now]
+        for i in mine or free[:1]:
+            self.held[i] = (run_id, now + lease_seconds)
+            return True
+        return False
+
+    def release(self, run_id: str) -> None:
+        self.held = {i: h for i, h in self.held.items() if h[0] != run_id}
+
+
 class QueueContinuer:
     def __init__(self) -> None:
         self.payloads: list[dict[str, Any]] = []

@@ -258,6 +258,53 @@ def _conditional(exc: ClientError) -> bool:
     return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
 
 
+class DynamoRunSlots:
+    """Run slots as items ``slot#0`` … ``slot#N-1`` of the runs table (see :class:`RunSlots`)."""
+
+    def __init__(self, dynamodb: Any, table: str, slots: int) -> None:
+        self._db = dynamodb
+        self._table = table
+        self._keys = [f"slot#{i}" for i in range(slots)]
+
+    def acquire(self, run_id: str, now: float, lease_seconds: float) -> bool:
+        holders = {key: self._holder(key) for key in self._keys}
+        mine = [key for key, held in holders.items() if held and held[0] == run_id]
+        candidates = mine or [key for key, held in holders.items() if not held or held[1] < now]
+        return any(self._take(key, run_id, now, lease_seconds) for key in candidates)
+
+    def release(self, run_id: str) -> None:
+        for key in self._keys:
+            held = self._holder(key)
+            if held and held[0] == run_id:
+                self._take(key, run_id, 0.0, 0.0)  # a lease that has already run out
+
+    def _holder(self, key: str) -> tuple[str, float] | None:
+        item = self._db.get_item(TableName=self._table, Key={"run_id": {"S": key}}, ConsistentRead=True).get("Item")
+        if not item or "holder" not in item:
+            return None
+        return item["holder"]["S"], float(item["lease_until"]["N"])
+
+    def _take(self, key: str, run_id: str, now: float, lease_seconds: float) -> bool:
+        until = now + lease_seconds
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    "run_id": {"S": key},
+                    "holder": {"S": run_id},
+                    "lease_until": {"N": f"{until:.3f}"},
+                    "expires_at": {"N": str(int(max(until, time.time())) + RUN_TTL_SECONDS)},
+                },
+                ConditionExpression="attribute_not_exists(holder) OR holder = :me OR lease_until < :now",
+                ExpressionAttributeValues={":me": {"S": run_id}, ":now": {"N": f"{now:.3f}"}},
+            )
+        except ClientError as exc:
+            if _conditional(exc):
+                return False
+            raise
+        return True
+
+
 class LambdaContinuer:
     """Hands the run to a fresh invocation of this function."""
 

@@ -20,7 +20,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from .aws import DynamoRunStore, LambdaContinuer, S3Outputs, S3Source, read_api_key
+from .aws import DynamoRunSlots, DynamoRunStore, LambdaContinuer, S3Outputs, S3Source, read_api_key
 from .braze_http import BrazeHttp, braze_client
 from .ports import ObjectRef, SystemClock
 from .service import Deps, InvocationResult, handle_continue, handle_resume, handle_start
@@ -49,8 +49,11 @@ async def _braze() -> AsyncIterator[BrazeHttp]:
 def _deps() -> Deps:
     settings = get_settings()
     s3 = boto3.client("s3")
+    dynamodb = boto3.client("dynamodb")
+    slots = settings.max_concurrent_runs
     return Deps(
-        store=DynamoRunStore(boto3.client("dynamodb"), settings.runs_table),
+        store=DynamoRunStore(dynamodb, settings.runs_table),
+        slots=DynamoRunSlots(dynamodb, settings.runs_table, slots) if slots else None,
         source=S3Source(s3),
         outputs=S3Outputs(s3, settings.bucket),
         continuer=LambdaContinuer(boto3.client("lambda"), settings.function_name),

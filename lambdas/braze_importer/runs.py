@@ -45,6 +45,8 @@ class RunRecord:
     stop_reason: str | None = None
     error: dict[str, Any] | None = None
     outputs: dict[str, int] = field(default_factory=dict)  # files written per kind
+    hop_base: int = 0  # invocations before the last resume: the hop limit counts from there
+    queued_hops: int = 0  # invocations that found every run slot taken and handed on
 
     @property
     def tag(self) -> str:
@@ -84,3 +86,18 @@ class RunStore(Protocol):
     def save(self, run: RunRecord, expected_seq: int) -> bool:
         """Write the run if it is still running at ``expected_seq``; False if not."""
         ...
+
+
+class RunSlots(Protocol):
+    """At most N runs active at once: N slot records, each leased to one run.
+
+    A run holds its slot from its first invocation to its end, across continuations; the lease
+    is renewed while it works, so a run whose invocation died frees its slot when the lease runs
+    out. This replaces Lambda reserved concurrency, which a new account cannot grant.
+    """
+
+    def acquire(self, run_id: str, now: float, lease_seconds: float) -> bool:
+        """Take a free or expired slot, or renew the one ``run_id`` holds; False if all are taken."""
+        ...
+
+    def release(self, run_id: str) -> None: ...

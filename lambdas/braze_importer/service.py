@@ -13,7 +13,7 @@ import orjson
 from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy
 from .ports import Clock, Continuer, ObjectRef, ObjectSource, OutputStore
 from .reader import Format, iter_elements
-from .runs import COMPLETED, CONTINUING, STOPPED, RunRecord, RunStore, run_id_for
+from .runs import COMPLETED, CONTINUING, STOPPED, RunRecord, RunSlots, RunStore, run_id_for
 
 OUTPUT_PART_BYTES = 8 << 20
 
@@ -53,12 +53,15 @@ class Deps:
     layout: Layout
     max_hops: int = 1000
     progress_seconds: float = 5.0
+    slots: RunSlots | None = None  # None: no bound on concurrent runs
+    slot_lease_seconds: float = 300.0  # a crashed run's slot is free again after this
+    slot_poll_seconds: float = 10.0
 
 
 @dataclass(slots=True)
 class InvocationResult:
     run_id: str
-    status: str  # completed | continuing | stopped | duplicate | ignored | not_resumable | superseded
+    status: str  # completed | continuing | queued | stopped | duplicate | ignored | not_resumable | superseded
     delta: Counters = field(default_factory=Counters)
     report: dict[str, Any] | None = None
 
@@ -90,8 +93,11 @@ def start(ref: ObjectRef, fmt: Format, owner: str, deps: Deps) -> RunRecord | No
 
 def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> InvocationResult:
     """Pump the run from its checkpoint until done, stopped or out of time, then record it."""
+    if not _hold_slot(run, deps, keep_going):
+        return _queue(run, deps)
     began = time.monotonic()
     seq = run.seq
+    renewed = deps.clock.time()
     checkpoint = Checkpoint.from_dict(run.checkpoint)
     ref = ObjectRef(run.bucket, run.key, run.version_id, run.etag)
     writer = _OutputWriter(run, deps)
@@ -113,9 +119,13 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         run.updated_at = time.time()
 
     def progress(point: Checkpoint) -> bool:
+        nonlocal renewed
         # Outputs first: the checkpoint must not call settled what no file holds yet.
         writer.flush()
         record(point)
+        if deps.slots is not None and deps.clock.time() - renewed > deps.slot_lease_seconds / 3:
+            renewed = deps.clock.time()
+            deps.slots.acquire(run.run_id, renewed, deps.slot_lease_seconds)  # the heartbeat
         return deps.store.save(run, expected_seq=seq)
 
     async def pump_it() -> Any:
@@ -143,7 +153,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         return InvocationResult(run.run_id, "superseded", pump.counters, None)
     if result.outcome is Outcome.COMPLETED:
         run.status = COMPLETED
-    elif result.outcome is Outcome.PAUSED and run.invocations < deps.max_hops:
+    elif result.outcome is Outcome.PAUSED and run.invocations - run.hop_base < deps.max_hops:
         run.status = CONTINUING
         run.seq = seq + 1
         continue_after = True
@@ -161,9 +171,41 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         # Someone took the run over (a forced resume); what this invocation settled is recorded
         # in its output files, and the new owner resumes from the checkpoint it read.
         return InvocationResult(run.run_id, "superseded", pump.counters, report)
+    if deps.slots is not None:
+        if continue_after:  # keep the slot for the continuation
+            deps.slots.acquire(run.run_id, deps.clock.time(), deps.slot_lease_seconds)
+        else:
+            deps.slots.release(run.run_id)
     if continue_after:
         deps.continuer.invoke_async({"action": "continue", "run_id": run.run_id, "seq": run.seq})
     return InvocationResult(run.run_id, run.status, pump.counters, report)
+
+
+def _hold_slot(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> bool:
+    """Take (or keep) one of the run slots, waiting while this invocation has time."""
+    if deps.slots is None:
+        return True
+    while True:
+        if deps.slots.acquire(run.run_id, deps.clock.time(), deps.slot_lease_seconds):
+            return True
+        if not keep_going():
+            return False
+        asyncio.run(deps.clock.sleep(deps.slot_poll_seconds))
+
+
+def _queue(run: RunRecord, deps: Deps) -> InvocationResult:
+    """Every slot is taken: hand the run to a fresh invocation, which waits again. Waiting does
+    not use up the hop limit (each queued hop has waited a whole invocation, so there are few),
+    and the run record keeps its checkpoint: nothing of the file is lost."""
+    seq = run.seq
+    run.status = CONTINUING
+    run.seq = seq + 1
+    run.queued_hops += 1
+    run.updated_at = time.time()
+    if not deps.store.save(run, expected_seq=seq):
+        return InvocationResult(run.run_id, "superseded")
+    deps.continuer.invoke_async({"action": "continue", "run_id": run.run_id, "seq": run.seq})
+    return InvocationResult(run.run_id, "queued")
 
 
 def build_report(run: RunRecord, layout: Layout) -> dict[str, Any]:
@@ -181,6 +223,7 @@ def build_report(run: RunRecord, layout: Layout) -> dict[str, Any]:
         },
         **asdict(counters),
         "invocations": run.invocations,
+        "queued_invocations": run.queued_hops,
         "seconds": round(run.active_seconds, 3),
         "started_at": run.started_at,
         "updated_at": run.updated_at,
@@ -266,4 +309,5 @@ def handle_resume(
     if run is None:
         return InvocationResult(run_id, "not_resumable")
     run.stop_reason = None
+    run.hop_base = run.invocations  # a resumed run gets the whole hop limit again
     return process(run, deps, keep_going)

@@ -100,3 +100,16 @@ def test_a_zero_byte_object_is_not_gzip_and_reads_as_nothing() -> None:
     source = S3Source(s3)
     assert not source.is_gzip(ref)  # S3 refuses any range of an empty object
     assert b"".join(source.chunks(ref, 0, gzip=False)) == b""
+
+
+def test_run_slots_in_the_runs_table_lease_renew_expire_and_release(store: DynamoRunStore) -> None:
+    from braze_importer.aws import DynamoRunSlots
+
+    slots = DynamoRunSlots(boto3.client("dynamodb"), "runs", 1)
+    assert slots.acquire("run-a", now=1000.0, lease_seconds=60.0)
+    assert slots.acquire("run-a", now=1030.0, lease_seconds=60.0)  # its own slot: renewed
+    assert not slots.acquire("run-b", now=1080.0, lease_seconds=60.0)  # held until 1090
+    assert slots.acquire("run-b", now=1091.0, lease_seconds=60.0)  # run-a's lease ran out
+    assert not slots.acquire("run-a", now=1092.0, lease_seconds=60.0)
+    slots.release("run-b")
+    assert slots.acquire("run-a", now=1093.0, lease_seconds=60.0)

@@ -279,3 +279,69 @@ def test_a_zero_byte_object_gets_a_report_not_a_crash(key: str) -> None:
         assert result.status == "completed" and result.report["objects_read"] == 0
     else:
         assert result.status == "stopped" and result.report["stop_reason"] == "invalid_json"
+
+
+# -- concurrent runs bounded by slots in the runs table -------------------------------------------
+
+
+def _two_files(s3: FakeS3) -> tuple[ObjectRef, ObjectRef]:
+    s3.objects[(BUCKET, "incoming/a.jsonl")] = _lines(600)
+    s3.objects[(BUCKET, "incoming/b.jsonl")] = _lines(50)
+    return ObjectRef(BUCKET, "incoming/a.jsonl", "v1", None), ObjectRef(BUCKET, "incoming/b.jsonl", "v1", None)
+
+
+def test_with_one_slot_a_second_run_waits_and_proceeds_once_the_first_ends() -> None:
+    from tests.fakes import MemorySlots
+
+    s3 = FakeS3()
+    first, second = _two_files(s3)
+    braze = FakeBraze()
+    deps = make_deps(braze, s3, slots=MemorySlots(1))
+    # The first run pauses after a while and keeps its slot for its continuation.
+    ticks = count()
+    assert handle_start(first, "a", deps, lambda: next(ticks) < 1).status == "continuing"
+    first_payload = deps.continuer.payloads.pop(0)
+    # The second finds no slot: it waits while it has time, then hands itself on, losing nothing.
+    polls = count()
+    sent = len(braze.requests)
+    queued = handle_start(second, "b", deps, lambda: next(polls) < 3)
+    assert queued.status == "queued" and len(braze.requests) == sent
+    run_b = deps.store.get(queued.run_id)
+    assert run_b is not None and run_b.invocations == 0 and run_b.queued_hops == 1
+    second_payload = deps.continuer.payloads.pop(0)
+    assert handle_continue(second_payload["run_id"], second_payload["seq"], "c", deps, lambda: False).status == "queued"
+    # The first run finishes and frees its slot; the second then runs to the end.
+    assert handle_continue(first_payload["run_id"], first_payload["seq"], "d", deps, lambda: True).status == "completed"
+    again = deps.continuer.payloads.pop(0)
+    assert handle_continue(again["run_id"], again["seq"], "e", deps, lambda: True).status == "completed"
+    assert len(braze.stored) == 650
+    assert deps.slots.held == {}
+
+
+def test_a_crashed_run_frees_its_slot_when_its_lease_runs_out() -> None:
+    from tests.fakes import MemorySlots
+
+    s3 = FakeS3()
+    first, second = _two_files(s3)
+    deps = make_deps(FakeBraze(), s3, slots=MemorySlots(1), slot_lease_seconds=120.0, slot_poll_seconds=10.0)
+    # The first run took the slot and its invocation died (nothing released it).
+    assert deps.slots.acquire("incoming/a.jsonl-crashed", deps.clock.time(), 120.0)
+    # The second waits (virtual time passes) and gets the slot once the lease has expired.
+    result = handle_start(second, "b", deps, lambda: deps.clock.now < 600)
+    assert result.status == "completed"
+    assert 120.0 <= deps.clock.now < 150.0
+
+
+def test_a_resume_after_the_hop_limit_gets_the_whole_hop_limit_again() -> None:
+    s3 = FakeS3()
+    s3.objects[(BUCKET, "incoming/long.jsonl")] = _lines(2000)
+    deps = make_deps(FakeBraze(), s3, max_hops=3)
+    ref = ObjectRef(BUCKET, "incoming/long.jsonl", "v1", None)
+    statuses = run_chain(deps, ref, 1)
+    assert statuses == ["continuing", "continuing", "stopped"]
+    run_id = deps.store.get(next(iter(deps.store.items))).run_id  # type: ignore[union-attr]
+    ticks = count()
+    resumed = handle_resume(run_id, "op", deps, lambda: next(ticks) < 1, force=False)
+    assert resumed.status == "continuing"  # not stopped again after one invocation
+    payload = deps.continuer.payloads.pop(0)
+    assert handle_continue(payload["run_id"], payload["seq"], "x", deps, lambda: next(ticks) < 2).status == "continuing"
