@@ -325,7 +325,9 @@ def test_a_crashed_run_frees_its_slot_when_its_lease_runs_out() -> None:
     first, second = _two_files(s3)
     deps = make_deps(FakeBraze(), s3, slots=MemorySlots(1), slot_lease_seconds=120.0, slot_poll_seconds=10.0)
     # The first run took the slot and its invocation died (nothing released it).
-    assert deps.slots.acquire("incoming/a.jsonl-crashed", deps.clock.time(), 120.0)
+    from braze_importer.runs import run_id_for
+
+    assert deps.slots.acquire(run_id_for(BUCKET, first.key, "v1", None), deps.clock.time(), 120.0)
     # The second waits (virtual time passes) and gets the slot once the lease has expired.
     result = handle_start(second, "b", deps, lambda: deps.clock.now < 600)
     assert result.status == "completed"
