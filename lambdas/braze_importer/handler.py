@@ -1,7 +1,9 @@
 """Importer Lambda: S3 notifications start runs, asynchronous self-invocations continue them.
 
 Events it accepts:
-- an S3 ObjectCreated notification (one or more records);
+- an S3 ObjectCreated notification (one or more records), or the same through EventBridge
+  (``detail-type: Object Created``); S3's ``s3:TestEvent`` and keys outside the incoming prefix
+  are answered ``ignored``, never raised (a raise would send the event to the dead-letter queue);
 - ``{"action": "continue", "run_id": …, "seq": …}``, sent by the function to itself;
 - ``{"action": "resume", "run_id": …, "force": false}``, the operator's command to resume a
   stopped run (``force`` also takes over a run whose invocation died).
@@ -81,16 +83,23 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         results.append(handle_continue(str(event["run_id"]), int(event["seq"]), owner, deps, keep_going))
     elif action == "resume":
         results.append(handle_resume(str(event["run_id"]), owner, deps, keep_going, force=bool(event.get("force"))))
-    elif "Records" in event:
-        for record in event["Records"]:
-            ref = _object_ref(record)
+    elif "Records" in event or event.get("source") == "aws.s3" or event.get("Event") == "s3:TestEvent":
+        refs = [_object_ref(record) for record in event.get("Records", [])] if "Records" in event else []
+        if event.get("source") == "aws.s3":
+            refs = [_eventbridge_ref(event)]
+        for ref in refs:
             if ref is None:
+                continue
+            if not ref.key.startswith(deps.layout.incoming_prefix):
+                results.append(InvocationResult(ref.key, "ignored"))  # not ours: never an output file
                 continue
             results.append(handle_start(ref, owner, deps, keep_going))
     else:
         raise ValueError("unrecognised event: expected an S3 notification or an action")
     for result in results:
         _record(result)
+    if not results:
+        metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=1)  # e.g. s3:TestEvent
     return {"runs": [{"run_id": r.run_id, "status": r.status, "report": r.report} for r in results]}
 
 
@@ -104,6 +113,23 @@ def _object_ref(record: dict[str, Any]) -> ObjectRef | None:
         key=urllib.parse.unquote_plus(obj["key"]),
         version_id=obj.get("versionId"),
         etag=obj.get("eTag"),
+        size=obj.get("size"),
+    )
+
+
+def _eventbridge_ref(event: dict[str, Any]) -> ObjectRef | None:
+    """S3 → EventBridge "Object Created": the key is not URL-encoded there."""
+    if event.get("detail-type") != "Object Created":
+        return None
+    detail = event.get("detail") or {}
+    obj = detail.get("object") or {}
+    if "key" not in obj or "name" not in (detail.get("bucket") or {}):
+        return None
+    return ObjectRef(
+        bucket=detail["bucket"]["name"],
+        key=obj["key"],
+        version_id=obj.get("version-id"),
+        etag=obj.get("etag"),
         size=obj.get("size"),
     )
 
