@@ -179,6 +179,22 @@ class MemorySlots:
         self.held = {i: h for i, h in self.held.items() if h[0] != run_id}
 
 
+class MemorySeekPoints:
+    def __init__(self) -> None:
+        self.points: dict[str, bytes] = {}
+        self.saves = 0
+
+    def load(self, run_id: str) -> Any:
+        from braze_importer.ports import SeekPoint
+
+        data = self.points.get(run_id)
+        return SeekPoint.from_bytes(data) if data else None
+
+    def save(self, run_id: str, point: Any) -> None:
+        self.points[run_id] = point.to_bytes()
+        self.saves += 1
+
+
 class QueueContinuer:
     def __init__(self) -> None:
         self.payloads: list[dict[str, Any]] = []
@@ -210,7 +226,7 @@ def make_deps(braze: FakeBraze, s3: FakeS3, policy: SendPolicy | None = None, **
 
     return Deps(
         store=kw.pop("store", MemoryRunStore()),
-        source=S3Source(s3),
+        source=kw.pop("source", None) or S3Source(s3),
         outputs=kw.pop("outputs", MemoryOutputs()),
         continuer=kw.pop("continuer", QueueContinuer()),
         braze_factory=braze.factory(),

@@ -6,13 +6,14 @@ import queue
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
 from botocore.exceptions import ClientError
 
-from .ports import UnreadableInput
+from . import gzip_index
+from .ports import SeekPoint, UnreadableInput
 from .runs import CONTINUING, RUNNING, STOPPED, RunRecord
 
 READ_CHUNK = 1 << 20
@@ -23,8 +24,9 @@ RUN_TTL_SECONDS = 90 * 24 * 3600
 class S3Source:
     """Streams an object version, from a byte offset, decompressing gzip on the fly."""
 
-    def __init__(self, s3: Any) -> None:
+    def __init__(self, s3: Any, *, seek_spacing: int = gzip_index.DEFAULT_SPACING) -> None:
         self._s3 = s3
+        self._spacing = seek_spacing
 
     def is_gzip(self, ref: Any) -> bool:
         if ref.size == 0:
@@ -37,12 +39,25 @@ class S3Source:
             raise
         return bool(head == b"\x1f\x8b")
 
-    def chunks(self, ref: Any, offset: int, gzip: bool) -> Iterator[bytes]:
-        if gzip:
-            # A gzip stream cannot be entered in the middle: inflate and discard up to the offset.
-            raw = self._stream(ref, 0)
-            return _skip(_gunzip(raw), offset)
-        return self._stream(ref, offset)
+    def chunks(
+        self,
+        ref: Any,
+        offset: int,
+        gzip: bool,
+        *,
+        resume_from: SeekPoint | None = None,
+        on_point: Callable[[SeekPoint], None] | None = None,
+    ) -> Iterator[bytes]:
+        if not gzip:
+            return self._stream(ref, offset)
+        if not gzip_index.available():
+            # Without libz's block-level API a gzip stream cannot be entered in the middle:
+            # inflate and discard up to the offset.
+            return _skip(_gunzip(self._stream(ref, 0)), offset)
+        start = resume_from if resume_from is not None and resume_from.out_offset <= offset else None
+        begin = 0 if start is None else start.in_offset - (1 if start.bits else 0)
+        out = gzip_index.inflate(self._stream(ref, begin), start=start, on_point=on_point, spacing=self._spacing)
+        return _skip(out, offset - (start.out_offset if start is not None else 0))
 
     def _stream(self, ref: Any, offset: int) -> Iterator[bytes]:
         kwargs = self._target(ref)
@@ -303,6 +318,29 @@ class DynamoRunSlots:
                 return False
             raise
         return True
+
+
+class DynamoSeekPoints:
+    """A gzip run's latest seek point, as an item ``seek#<run id>`` of the runs table."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._db = dynamodb
+        self._table = table
+
+    def load(self, run_id: str) -> SeekPoint | None:
+        key = {"run_id": {"S": f"seek#{run_id}"}}
+        item = self._db.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+        return SeekPoint.from_bytes(item["point"]["B"]) if item else None
+
+    def save(self, run_id: str, point: SeekPoint) -> None:
+        self._db.put_item(
+            TableName=self._table,
+            Item={
+                "run_id": {"S": f"seek#{run_id}"},
+                "point": {"B": point.to_bytes()},
+                "expires_at": {"N": str(int(time.time()) + RUN_TTL_SECONDS)},
+            },
+        )
 
 
 class LambdaContinuer:

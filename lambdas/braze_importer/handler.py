@@ -22,7 +22,15 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from .aws import DynamoRunSlots, DynamoRunStore, LambdaContinuer, S3Outputs, S3Source, read_api_key
+from .aws import (
+    DynamoRunSlots,
+    DynamoRunStore,
+    DynamoSeekPoints,
+    LambdaContinuer,
+    S3Outputs,
+    S3Source,
+    read_api_key,
+)
 from .braze_http import BrazeHttp, braze_client
 from .ports import ObjectRef, SystemClock
 from .service import Deps, InvocationResult, handle_continue, handle_resume, handle_start
@@ -56,6 +64,7 @@ def _deps() -> Deps:
     return Deps(
         store=DynamoRunStore(dynamodb, settings.runs_table),
         slots=DynamoRunSlots(dynamodb, settings.runs_table, slots) if slots else None,
+        seek_points=DynamoSeekPoints(dynamodb, settings.runs_table),
         source=S3Source(s3),
         outputs=S3Outputs(s3, settings.bucket),
         continuer=LambdaContinuer(boto3.client("lambda"), settings.function_name),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import orjson
 
 from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy
-from .ports import Clock, Continuer, ObjectRef, ObjectSource, OutputStore
+from .ports import Clock, Continuer, ObjectRef, ObjectSource, OutputStore, SeekPoint, SeekPointStore
 from .reader import Format, iter_elements
 from .runs import COMPLETED, CONTINUING, STOPPED, RunRecord, RunSlots, RunStore, run_id_for
 
@@ -54,6 +55,7 @@ class Deps:
     max_hops: int = 1000
     progress_seconds: float = 5.0
     slots: RunSlots | None = None  # None: no bound on concurrent runs
+    seek_points: SeekPointStore | None = None  # None: a gzip resume inflates from byte 0
     slot_lease_seconds: float = 300.0  # a crashed run's slot is free again after this
     slot_poll_seconds: float = 10.0
 
@@ -101,7 +103,10 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     checkpoint = Checkpoint.from_dict(run.checkpoint)
     ref = ObjectRef(run.bucket, run.key, run.version_id, run.etag)
     writer = _OutputWriter(run, deps)
-    chunks = deps.source.chunks(ref, checkpoint.offset, run.gzip)
+    seeks = _SeekPoints(run, deps.seek_points, checkpoint.offset)
+    chunks = deps.source.chunks(
+        ref, checkpoint.offset, run.gzip, resume_from=seeks.start, on_point=seeks.seen if seeks.store else None
+    )
     elements = iter_elements(chunks, Format(run.format), checkpoint.position)
     base_counters = Counters.from_dict(run.counters)
     base_reasons = dict(run.failure_reasons)
@@ -126,6 +131,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         if deps.slots is not None and deps.clock.time() - renewed > deps.slot_lease_seconds / 3:
             renewed = deps.clock.time()
             deps.slots.acquire(run.run_id, renewed, deps.slot_lease_seconds)  # the heartbeat
+        seeks.keep(point.offset)
         return deps.store.save(run, expected_seq=seq)
 
     async def pump_it() -> Any:
@@ -167,6 +173,8 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         }.get(result.outcome, "unknown")
     report = build_report(run, deps.layout)
     deps.outputs.put(deps.layout.report_key(run), orjson.dumps(report, option=orjson.OPT_INDENT_2), "application/json")
+    if run.status != COMPLETED:
+        seeks.keep(result.checkpoint.offset)
     if not deps.store.save(run, expected_seq=seq):
         # Someone took the run over (a forced resume); what this invocation settled is recorded
         # in its output files, and the new owner resumes from the checkpoint it read.
@@ -179,6 +187,38 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     if continue_after:
         deps.continuer.invoke_async({"action": "continue", "run_id": run.run_id, "seq": run.seq})
     return InvocationResult(run.run_id, run.status, pump.counters, report)
+
+
+class _SeekPoints:
+    """Seek points of a gzip run: the one to resume from, the recent ones seen while reading, and
+    the one kept beside the checkpoint (the latest at or before it: the checkpoint trails the read
+    position by what is in flight, so a few recent points are remembered)."""
+
+    RECENT = 16
+
+    def __init__(self, run: RunRecord, store: SeekPointStore | None, offset: int) -> None:
+        self.store = store if run.gzip else None
+        self._run_id = run.run_id
+        loaded = self.store.load(run.run_id) if self.store is not None else None
+        # A point past the checkpoint belongs to a checkpoint that was never saved: not usable.
+        self.start = loaded if loaded is not None and loaded.out_offset <= offset else None
+        self._kept = self.start
+        self._recent: deque[SeekPoint] = deque(maxlen=self.RECENT)
+
+    def seen(self, point: SeekPoint) -> None:
+        self._recent.append(point)
+
+    def keep(self, offset: int) -> None:
+        """Save the latest point at or before ``offset``; call before saving that checkpoint."""
+        if self.store is None:
+            return
+        best = self._kept
+        for point in self._recent:
+            if point.out_offset <= offset and (best is None or point.out_offset > best.out_offset):
+                best = point
+        if best is not None and best is not self._kept:
+            self.store.save(self._run_id, best)
+            self._kept = best
 
 
 def _hold_slot(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> bool:

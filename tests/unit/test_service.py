@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from itertools import count
+from itertools import count, pairwise
 from typing import Any
 
 import orjson
@@ -347,3 +347,57 @@ def test_a_resume_after_the_hop_limit_gets_the_whole_hop_limit_again() -> None:
     assert resumed.status == "continuing"  # not stopped again after one invocation
     payload = deps.continuer.payloads.pop(0)
     assert handle_continue(payload["run_id"], payload["seq"], "x", deps, lambda: next(ticks) < 2).status == "continuing"
+
+
+# -- gzip resumes from a seek point --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_a_gzip_run_resumes_from_its_latest_seek_point_not_from_byte_0(members: int) -> None:
+    from braze_importer.aws import S3Source
+
+    from tests.fakes import MemorySeekPoints
+
+    objs = sample(30000)
+    text = b"\n".join(orjson.dumps(o) for o in objs) + b"\n"
+    cut = [len(text) * i // members for i in range(members + 1)]
+    data = b"".join(gz(text[a:b]) for a, b in pairwise(cut))
+    s3 = FakeS3(chunk=50_000)
+    s3.objects[(BUCKET, "incoming/big.jsonl.gz")] = data
+    braze = FakeBraze()
+    seeks = MemorySeekPoints()
+    source = S3Source(s3, seek_spacing=100_000)
+    deps = make_deps(braze, s3, SendPolicy(max_in_flight=1), source=source, seek_points=seeks)
+    statuses = run_chain(deps, ObjectRef(BUCKET, "incoming/big.jsonl.gz", "v1", None), 40)
+    assert statuses[-1] == "completed" and len(statuses) > 3
+    assert braze.stored == expected(objs)  # each object once, in order
+    assert seeks.saves >= 5
+    # Once a seek point was kept, every continuation asked S3 for the file from one, not from byte 0,
+    # and those starts move forward with the run.
+    starts = [int(r[6:-1]) if r else 0 for r in s3.ranges if r != "bytes=0-1"]
+    assert starts[0] == 0 and starts[-1] > len(data) // 2
+    later = starts[starts.index(next(s for s in starts if s > 0)) :]
+    assert all(s > 0 for s in later) and later == sorted(later)
+
+
+def test_a_seek_point_past_the_checkpoint_is_not_used() -> None:
+    from braze_importer.aws import S3Source
+    from braze_importer.ports import SeekPoint
+
+    from tests.fakes import MemorySeekPoints
+
+    objs = sample(3000)
+    s3 = FakeS3()
+    s3.objects[(BUCKET, "incoming/x.jsonl.gz")] = gz(b"\n".join(orjson.dumps(o) for o in objs))
+    seeks = MemorySeekPoints()
+    braze = FakeBraze()
+    deps = make_deps(braze, s3, source=S3Source(s3, seek_spacing=10_000), seek_points=seeks)
+    ref = ObjectRef(BUCKET, "incoming/x.jsonl.gz", "v1", None)
+    ticks = count()
+    assert handle_start(ref, "a", deps, lambda: next(ticks) < 2).status == "continuing"
+    run_id = next(iter(deps.store.items))
+    # A crash after the seek point was written but before its checkpoint: a point beyond it.
+    seeks.points[run_id] = SeekPoint(10**9, 10**8, 0, b"").to_bytes()
+    payload = deps.continuer.payloads.pop(0)
+    assert handle_continue(payload["run_id"], payload["seq"], "b", deps, lambda: True).status == "completed"
+    assert braze.stored == expected(objs)
