@@ -126,7 +126,7 @@ class Element:
     size: int = 0  # bytes of the element's text (a block's average for block-parsed elements)
     value: Any = None
     error: str | None = None  # set when the element could not be kept or decoded
-    block: _Block | None = None
+    block: _Block | _LineBlock | None = None
     block_index: int = 0
 
     @property
@@ -174,16 +174,36 @@ def iter_elements(chunks: Iterable[bytes], fmt: Format, start: Position = START)
     line is yielded as an element with ``error`` set and reading goes on.
     """
     if fmt is Format.LINES:
-        yield from _iter_lines(chunks, start)
-    else:
-        yield from _iter_array(chunks, start)
+        return _iter_lines(chunks, start)
+    return _iter_array(chunks, start)
 
 
 def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
     buf = _Buffer(chunks, start.offset)
     index = start.index
     pos = 0
+    plain_until = -1  # absolute offset up to which lines are decoded one by one
+    failures = 0
     while True:
+        if failures < _BLOCK_TRIES and buf.base + pos > plain_until and (len(buf.data) - pos >= _BLOCK_MIN or buf.eof):
+            end = buf.data.rfind(b"\n", pos)
+            if end > pos:
+                values = _parse_line_block(buf.data, pos, end)
+                if values is None:
+                    failures += 1  # a bad or blank line in this window: decode it line by line
+                    plain_until = buf.base + end
+                else:
+                    failures = 0
+                    block = _LineBlock(buf.base + pos, buf.data[pos:end])
+                    anchor = Position(buf.base + pos, index)
+                    after = Position(buf.base + end + 1, index + len(values))
+                    size = max(1, (end - pos) // len(values))
+                    last = len(values) - 1
+                    for i, value in enumerate(values):
+                        yield Element(index + i, anchor, after if i == last else anchor, size, value, None, block, i)
+                    index += len(values)
+                    pos = end + 1
+                    continue
         nl = buf.data.find(b"\n", pos)
         if nl < 0:
             if buf.eof:
@@ -216,6 +236,40 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
             yield element
             index += 1
         pos = nl + 1
+
+
+def _parse_line_block(data: bytes, pos: int, end: int) -> list[Any] | None:
+    """Decode the lines in ``data[pos:end]`` with one decoder call, or None if any line is blank,
+    invalid or holds more than one value (those are then read line by line, as rejects). A raw
+    newline cannot occur inside a JSON string, so joining the lines with commas is exact."""
+    text = data[pos:end]
+    try:
+        values = decode(b"[" + text.replace(b"\n", b",") + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    return values if len(values) == text.count(b"\n") + 1 else None
+
+
+class _LineBlock:
+    """Lines decoded together: their exact offsets are found only if someone asks."""
+
+    __slots__ = ("_offsets", "base", "data")
+
+    def __init__(self, base: int, data: bytes) -> None:
+        self.base = base
+        self.data = data
+        self._offsets: list[int] | None = None
+
+    def offset_of(self, i: int) -> int:
+        if self._offsets is None:
+            offsets = [self.base]
+            find = self.data.find
+            nl = find(b"\n")
+            while nl >= 0:
+                offsets.append(self.base + nl + 1)
+                nl = find(b"\n", nl + 1)
+            self._offsets = offsets
+        return self._offsets[i]
 
 
 def _read_long_line(buf: _Buffer, pos: int) -> tuple[bytes | None, int]:

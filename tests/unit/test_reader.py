@@ -233,3 +233,19 @@ def test_a_whitespace_only_line_is_blank_however_long() -> None:
     data = b'{"external_id": "a"}\n' + b" " * (6 << 20) + b'\n{"external_id": "b"}\n'
     elements = list(iter_elements(chunked(data, 1 << 20), Format.LINES))
     assert [e.value for e in elements] == [{"external_id": "a"}, {"external_id": "b"}]
+
+
+@pytest.mark.parametrize("size", [4096, 70_000, 1 << 20])
+def test_json_lines_decoded_in_blocks_keep_exact_offsets_rejects_and_blank_lines(size: int) -> None:
+    lines = [orjson.dumps({"external_id": f"u{i}", "n": i}) for i in range(20_000)]
+    lines[5000] = b'{"broken": '
+    lines[12000] = b""
+    lines[15000] = b"   \r"
+    lines[17000] = b'{"a": 1} {"b": 2}'
+    data = b"\n".join(lines) + b"\n"
+    elements = list(iter_elements(chunked(data, size), Format.LINES))
+    kept = [line for line in lines if line.strip()]
+    assert len(elements) == len(kept)
+    for element, line in zip(elements, kept, strict=True):
+        assert data[element.offset : element.offset + len(line)] == line
+        assert (element.error is not None) == (line in (b'{"broken": ', b'{"a": 1} {"b": 2}'))

@@ -371,7 +371,7 @@ def test_a_gzip_run_resumes_from_its_latest_seek_point_not_from_byte_0(members: 
     statuses = run_chain(deps, ObjectRef(BUCKET, "incoming/big.jsonl.gz", "v1", None), 40)
     assert statuses[-1] == "completed" and len(statuses) > 3
     assert braze.stored == expected(objs)  # each object once, in order
-    assert seeks.saves >= 5
+    assert seeks.saves >= 2
     # Once a seek point was kept, every continuation asked S3 for the file from one, not from byte 0,
     # and those starts move forward with the run.
     starts = [int(r[6:-1]) if r else 0 for r in s3.ranges if r != "bytes=0-1"]
