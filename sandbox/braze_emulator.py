@@ -4,7 +4,8 @@ Run it as ``python -m sandbox.braze_emulator --port 0``: it prints ``READY <port
 listens. It behaves like Braze where the importer can tell the difference:
 
 - ``Authorization: Bearer <key>``, else 401;
-- at most 75 objects combined (or 75 per array with ``batch_rule: per_array``), else 400
+- at most 75 objects combined (50 with ``batch_rule: combined_50``, 75 per array with
+  ``batch_rule: per_array``), else 400
   ``Max Input Length Exceeded``; a body over ``max_body_bytes`` gets 413;
 - object rules: invalid objects are listed in ``errors`` as ``{"type", "input_array", "index"}``
   with 201, the valid ones are stored;
@@ -138,7 +139,8 @@ class Emulator:
     def _too_many(self, arrays: dict[str, list[Any]]) -> bool:
         if self.config.batch_rule == "per_array":
             return any(len(v) > self.config.max_objects for v in arrays.values())
-        return sum(len(v) for v in arrays.values()) > self.config.max_objects
+        limit = min(50, self.config.max_objects) if self.config.batch_rule == "combined_50" else self.config.max_objects
+        return sum(len(v) for v in arrays.values()) > limit
 
     def _rate_limit(self) -> tuple[dict[str, str], bool]:
         now = time.time()
