@@ -539,7 +539,9 @@ class _Kept:
             self.size += len(content)
         if len(content) < len(piece):
             tail = piece[len(content) :]
-            if self.pending_size <= MAX_ELEMENT_BYTES:  # beyond that, any text after it is too large anyway
+            if (
+                not self.collapse and self.pending_size <= MAX_ELEMENT_BYTES
+            ):  # beyond that, any text after it is too large anyway
                 self.pending.append(tail)
             self.pending_size += len(tail)
         return self.size <= MAX_ELEMENT_BYTES

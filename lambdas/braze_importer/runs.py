@@ -4,7 +4,10 @@ A run is one import of one object version. Its record moves through these states
 
     running ──pause──▶ continuing ──claim──▶ running ──finish──▶ completed
        │                                       │
-       └──────────stop (auth, invalid JSON, hop limit)──▶ stopped ──resume──▶ running
+       └───stop (auth, invalid JSON, unreadable file, hop limit)──▶ stopped ──resume──▶ running
+
+A run that finds every run slot taken goes running ──queue──▶ continuing without pumping: the
+next invocation claims it like any continuation and looks for a slot again.
 
 Every transition is a conditional write on (status, seq): a duplicated S3 notification or a
 duplicated asynchronous invocation loses the race and sends nothing.

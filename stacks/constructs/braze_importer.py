@@ -140,7 +140,11 @@ class BrazeImporter(Construct):
             ("DeadLetters", dlq_depth, "An importer event failed and waits in the dead-letter queue."),
             ("Errors", self.function.metric_errors(period=Duration.minutes(5)), "An importer invocation raised."),
             ("FailedObjects", metric("ObjectsFailed"), "Objects went to the failed file; replay them."),
-            ("StoppedRuns", metric("RunsStopped"), "A run stopped (credentials, invalid JSON, hop limit)."),
+            (
+                "StoppedRuns",
+                metric("RunsStopped"),
+                "A run stopped (credentials, invalid JSON, an unreadable gzip file, hop limit).",
+            ),
         ]
         return alarms_at_one(self, specs)
 
