@@ -401,3 +401,21 @@ def test_a_seek_point_past_the_checkpoint_is_not_used() -> None:
     payload = deps.continuer.payloads.pop(0)
     assert handle_continue(payload["run_id"], payload["seq"], "b", deps, lambda: True).status == "completed"
     assert braze.stored == expected(objs)
+
+
+def test_without_libz_gzip_still_imports_and_resumes_by_inflating_from_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from braze_importer import gzip_index
+
+    monkeypatch.setattr(gzip_index, "available", lambda: False)
+    objs = sample(600)
+    key, data = encode(objs, "gzip")
+    s3 = FakeS3(chunk=4096)
+    s3.objects[(BUCKET, key)] = data
+    braze = FakeBraze()
+    deps = make_deps(braze, s3)
+    statuses = run_chain(deps, ObjectRef(BUCKET, key, "v1", None), 2)
+    assert statuses[-1] == "completed" and len(statuses) > 2
+    assert braze.stored == expected(objs)
+    assert all(r is None for r in s3.ranges if r != "bytes=0-1")  # every hop read from byte 0
