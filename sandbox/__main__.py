@@ -36,7 +36,11 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     imp.add_argument("--ambiguous", choices=("resend", "fail"), help="what to do with requests left unanswered")
     imp.add_argument("--max-in-flight", type=int, help="requests in flight at once")
     imp.add_argument("--requests-per-second", type=float, help="this run's share of the Braze rate limit")
-    imp.add_argument("--batch-rule", choices=("combined", "per_array"), help="75 objects combined or per array")
+    imp.add_argument(
+        "--batch-rule",
+        choices=("combined", "combined_50", "per_array"),
+        help="75 or 50 objects combined, or 75 per array",
+    )
     imp.add_argument("--emulator", default="{}", help="emulator settings as JSON (faults, latency, limits)")
 
     sample = commands.add_parser("currents-sample", help="write realistic Braze Currents Avro files")

@@ -4,12 +4,14 @@ Run it as ``python -m sandbox.braze_emulator --port 0``: it prints ``READY <port
 listens. It behaves like Braze where the importer can tell the difference:
 
 - ``Authorization: Bearer <key>``, else 401;
-- at most 75 objects combined (or 75 per array with ``batch_rule: per_array``), else 400
+- at most 75 objects combined (50 with ``batch_rule: combined_50``, 75 per array with
+  ``batch_rule: per_array``), else 400
   ``Max Input Length Exceeded``; a body over ``max_body_bytes`` gets 413;
 - object rules: invalid objects are listed in ``errors`` as ``{"type", "input_array", "index"}``
   with 201, the valid ones are stored;
 - ``X-RateLimit-Limit/-Remaining/-Reset`` on every answer, 429 past the window
-  (default 3,000 requests per 3 s, a fixed window; Reset is the window's end in UNIX seconds).
+  (default 3,000 requests per 3 s, a fixed window; Reset is the window's end in UNIX seconds),
+  and optionally ``Retry-After`` or ``X-Ratelimit-Retry-After`` on a 429 (``retry_after_header``).
 
 Faults for tests: a latency per answer, and a ``script`` of outcomes for the next requests
 (``ok``, ``500``, ``502``, ``503``, ``429``, ``401``, ``drop_before``, ``drop_after``) or seeded
@@ -47,6 +49,9 @@ class Config:
     max_body_bytes: int = 4 * 1024 * 1024
     rate_limit: int = 3000
     rate_window_seconds: float = 3.0
+    # Also answer a 429 with this header (seconds until the window ends): "Retry-After", or
+    # "X-Ratelimit-Retry-After" as on Braze's monthly-active-user contracts. Empty: neither.
+    retry_after_header: str = ""
     latency_ms: float = 0.0
     script: list[str] = field(default_factory=list)
     rates: dict[str, float] = field(default_factory=dict)
@@ -89,7 +94,11 @@ class Emulator:
         if outcome == "drop_before":
             return self._drop(request)
         if limited or outcome == "429":
-            return self._answer(429, {"message": "Too Many Requests"}, limit_headers)
+            headers = dict(limit_headers)
+            if self.config.retry_after_header:
+                left = max(0.0, float(limit_headers["X-RateLimit-Reset"]) - time.time())
+                headers[self.config.retry_after_header] = str(math.ceil(left))
+            return self._answer(429, {"message": "Too Many Requests"}, headers)
         if outcome in ("500", "502", "503"):
             return self._answer(int(outcome), {"message": "Internal Server Error"}, limit_headers)
         auth = request.headers.get("Authorization", "")
@@ -130,7 +139,8 @@ class Emulator:
     def _too_many(self, arrays: dict[str, list[Any]]) -> bool:
         if self.config.batch_rule == "per_array":
             return any(len(v) > self.config.max_objects for v in arrays.values())
-        return sum(len(v) for v in arrays.values()) > self.config.max_objects
+        limit = min(50, self.config.max_objects) if self.config.batch_rule == "combined_50" else self.config.max_objects
+        return sum(len(v) for v in arrays.values()) > limit
 
     def _rate_limit(self) -> tuple[dict[str, str], bool]:
         now = time.time()

@@ -22,11 +22,12 @@ class ImportConfig:
     reports_prefix: str = "reports/"
     rejects_prefix: str = "rejects/"
     failed_prefix: str = "failed/"
-    max_concurrent_runs: int = 2
+    max_concurrent_runs: int = 2  # bounded by slot records in the runs table, not by Lambda
+    reserved_concurrency: int = 0  # 0: none (a new account cannot reserve any)
     workspace_requests_per_second: float = 1000.0  # Braze's /users/track limit: 3,000 per 3 s by default
     requests_per_second: float = 500.0
     max_in_flight: int = 80
-    batch_rule: Literal["combined", "per_array"] = "combined"
+    batch_rule: Literal["combined", "combined_50", "per_array"] = "combined"
     ambiguous_policy: Literal["resend", "fail"] = "resend"
     max_attempts: int = 6
     max_hops: int = 1000
@@ -44,6 +45,8 @@ class ImportConfig:
             raise ConfigError("braze rest endpoint must be an https:// URL")
         if not 1 <= self.max_concurrent_runs <= 100:
             raise ConfigError("import max concurrent runs must be between 1 and 100")
+        if self.reserved_concurrency and self.reserved_concurrency < self.max_concurrent_runs:
+            raise ConfigError("import reservedConcurrency must be 0 (none) or at least maxConcurrentRuns")
         if not 0 < self.requests_per_second * self.max_concurrent_runs <= self.workspace_requests_per_second:
             raise ConfigError(
                 "import requestsPerSecond x maxConcurrentRuns must stay within workspaceRequestsPerSecond, "

@@ -110,6 +110,11 @@ class FakeS3:
         self.ranges.append(Range)
         if Range:
             start, _, end = Range.removeprefix("bytes=").partition("-")
+            if int(start) >= len(data):
+                from botocore.exceptions import ClientError
+
+                error = {"Error": {"Code": "InvalidRange", "Message": "The requested range is not satisfiable"}}
+                raise ClientError(error, "GetObject")  # S3 answers 416, also for any range of an empty object
             data = data[int(start) : int(end) + 1 if end else None]
         return {"Body": FakeBody(data, self.chunk)}
 
@@ -155,6 +160,41 @@ class MemoryRunStore:
         return True
 
 
+class MemorySlots:
+    """RunSlots over a dict: slot -> (holder, lease_until)."""
+
+    def __init__(self, slots: int) -> None:
+        self.held: dict[int, tuple[str, float]] = {}
+        self.slots = slots
+
+    def acquire(self, run_id: str, now: float, lease_seconds: float) -> bool:
+        mine = [i for i, (holder, _) in self.held.items() if holder == run_id]
+        free = [i for i in range(self.slots) if i not in self.held or self.held[i][1] < now]
+        for i in mine or free[:1]:
+            self.held[i] = (run_id, now + lease_seconds)
+            return True
+        return False
+
+    def release(self, run_id: str) -> None:
+        self.held = {i: h for i, h in self.held.items() if h[0] != run_id}
+
+
+class MemorySeekPoints:
+    def __init__(self) -> None:
+        self.points: dict[str, bytes] = {}
+        self.saves = 0
+
+    def load(self, run_id: str) -> Any:
+        from braze_importer.ports import SeekPoint
+
+        data = self.points.get(run_id)
+        return SeekPoint.from_bytes(data) if data else None
+
+    def save(self, run_id: str, point: Any) -> None:
+        self.points[run_id] = point.to_bytes()
+        self.saves += 1
+
+
 class QueueContinuer:
     def __init__(self) -> None:
         self.payloads: list[dict[str, Any]] = []
@@ -186,7 +226,7 @@ def make_deps(braze: FakeBraze, s3: FakeS3, policy: SendPolicy | None = None, **
 
     return Deps(
         store=kw.pop("store", MemoryRunStore()),
-        source=S3Source(s3),
+        source=kw.pop("source", None) or S3Source(s3),
         outputs=kw.pop("outputs", MemoryOutputs()),
         continuer=kw.pop("continuer", QueueContinuer()),
         braze_factory=braze.factory(),

@@ -6,12 +6,14 @@ import queue
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
 from botocore.exceptions import ClientError
 
+from . import gzip_index
+from .ports import SeekPoint, UnreadableInput
 from .runs import CONTINUING, RUNNING, STOPPED, RunRecord
 
 READ_CHUNK = 1 << 20
@@ -22,19 +24,40 @@ RUN_TTL_SECONDS = 90 * 24 * 3600
 class S3Source:
     """Streams an object version, from a byte offset, decompressing gzip on the fly."""
 
-    def __init__(self, s3: Any) -> None:
+    def __init__(self, s3: Any, *, seek_spacing: int = gzip_index.DEFAULT_SPACING) -> None:
         self._s3 = s3
+        self._spacing = seek_spacing
 
     def is_gzip(self, ref: Any) -> bool:
-        head = self._s3.get_object(**self._target(ref), Range="bytes=0-1")["Body"].read()
+        if ref.size == 0:
+            return False
+        try:
+            head = self._s3.get_object(**self._target(ref), Range="bytes=0-1")["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return False  # S3 answers 416 for any range of an empty object
+            raise
         return bool(head == b"\x1f\x8b")
 
-    def chunks(self, ref: Any, offset: int, gzip: bool) -> Iterator[bytes]:
-        if gzip:
-            # A gzip stream cannot be entered in the middle: inflate and discard up to the offset.
-            raw = self._stream(ref, 0)
-            return _skip(_gunzip(raw), offset)
-        return self._stream(ref, offset)
+    def chunks(
+        self,
+        ref: Any,
+        offset: int,
+        gzip: bool,
+        *,
+        resume_from: SeekPoint | None = None,
+        on_point: Callable[[SeekPoint], None] | None = None,
+    ) -> Iterator[bytes]:
+        if not gzip:
+            return self._stream(ref, offset)
+        if not gzip_index.available():
+            # Without libz's block-level API a gzip stream cannot be entered in the middle:
+            # inflate and discard up to the offset.
+            return _skip(_gunzip(self._stream(ref, 0)), offset)
+        start = resume_from if resume_from is not None and resume_from.out_offset <= offset else None
+        begin = 0 if start is None else start.in_offset - (1 if start.bits else 0)
+        out = gzip_index.inflate(self._stream(ref, begin), start=start, on_point=on_point, spacing=self._spacing)
+        return _skip(out, offset - (start.out_offset if start is not None else 0))
 
     def _stream(self, ref: Any, offset: int) -> Iterator[bytes]:
         kwargs = self._target(ref)
@@ -59,28 +82,45 @@ class S3Source:
 
 
 def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Inflate a (possibly multi-member) gzip stream in bounded pieces."""
-    inflater = zlib.decompressobj(wbits=31)
-    for chunk in chunks:
-        data = chunk
-        while data:
-            out = inflater.decompress(data, READ_CHUNK)
-            if out:
-                yield out
-            data = inflater.unconsumed_tail
-            while not data and not inflater.eof:
-                out = inflater.decompress(b"", READ_CHUNK)
-                if not out:
+    """Inflate a (possibly multi-member) gzip stream in bounded pieces.
+
+    Like gzip(1): zero bytes after a member are padding and end the stream; anything else that is
+    not a complete member (a truncated file, trailing garbage, a corrupt block) raises
+    :class:`UnreadableInput`, so a damaged file is never reported as completely imported.
+    """
+    inflater: Any = zlib.decompressobj(wbits=31)
+    produced = 0  # decompressed bytes so far, for the error's position
+    member_started = False  # the current member has consumed input
+    padding = False  # only zero bytes may follow
+    try:
+        for chunk in chunks:
+            data = chunk
+            while data:
+                if padding or (not member_started and data[0] == 0):
+                    if data.strip(b"\x00"):
+                        raise UnreadableInput(produced, "data after the gzip padding is not a gzip member")
+                    padding = True
                     break
-                yield out
-            if inflater.eof:
-                data = inflater.unused_data + data
-                inflater = zlib.decompressobj(wbits=31)
-                if not data:
-                    break
-    tail = inflater.flush()
-    if tail:
-        yield tail
+                member_started = True
+                out = inflater.decompress(data, READ_CHUNK)
+                if out:
+                    produced += len(out)
+                    yield out
+                data = inflater.unconsumed_tail
+                while not data and not inflater.eof:
+                    out = inflater.decompress(b"", READ_CHUNK)
+                    if not out:
+                        break
+                    produced += len(out)
+                    yield out
+                if inflater.eof:
+                    data = inflater.unused_data + data
+                    inflater = zlib.decompressobj(wbits=31)
+                    member_started = False
+    except zlib.error as exc:
+        raise UnreadableInput(produced, f"corrupt gzip data ({exc})") from None
+    if member_started:
+        raise UnreadableInput(produced, "the gzip stream ends before its last member does (truncated file?)")
 
 
 def _skip(chunks: Iterator[bytes], offset: int) -> Iterator[bytes]:
@@ -231,6 +271,76 @@ class DynamoRunStore:
 
 def _conditional(exc: ClientError) -> bool:
     return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+
+
+class DynamoRunSlots:
+    """Run slots as items ``slot#0`` … ``slot#N-1`` of the runs table (see :class:`RunSlots`)."""
+
+    def __init__(self, dynamodb: Any, table: str, slots: int) -> None:
+        self._db = dynamodb
+        self._table = table
+        self._keys = [f"slot#{i}" for i in range(slots)]
+
+    def acquire(self, run_id: str, now: float, lease_seconds: float) -> bool:
+        holders = {key: self._holder(key) for key in self._keys}
+        mine = [key for key, held in holders.items() if held and held[0] == run_id]
+        candidates = mine or [key for key, held in holders.items() if not held or held[1] < now]
+        return any(self._take(key, run_id, now, lease_seconds) for key in candidates)
+
+    def release(self, run_id: str) -> None:
+        for key in self._keys:
+            held = self._holder(key)
+            if held and held[0] == run_id:
+                self._take(key, run_id, 0.0, 0.0)  # a lease that has already run out
+
+    def _holder(self, key: str) -> tuple[str, float] | None:
+        item = self._db.get_item(TableName=self._table, Key={"run_id": {"S": key}}, ConsistentRead=True).get("Item")
+        if not item or "holder" not in item:
+            return None
+        return item["holder"]["S"], float(item["lease_until"]["N"])
+
+    def _take(self, key: str, run_id: str, now: float, lease_seconds: float) -> bool:
+        until = now + lease_seconds
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    "run_id": {"S": key},
+                    "holder": {"S": run_id},
+                    "lease_until": {"N": f"{until:.3f}"},
+                    "expires_at": {"N": str(int(max(until, time.time())) + RUN_TTL_SECONDS)},
+                },
+                ConditionExpression="attribute_not_exists(holder) OR holder = :me OR lease_until < :now",
+                ExpressionAttributeValues={":me": {"S": run_id}, ":now": {"N": f"{now:.3f}"}},
+            )
+        except ClientError as exc:
+            if _conditional(exc):
+                return False
+            raise
+        return True
+
+
+class DynamoSeekPoints:
+    """A gzip run's latest seek point, as an item ``seek#<run id>`` of the runs table."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._db = dynamodb
+        self._table = table
+
+    def load(self, run_id: str) -> SeekPoint | None:
+        key = {"run_id": {"S": f"seek#{run_id}"}}
+        item = self._db.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+        return SeekPoint.from_bytes(item["point"]["B"]) if item else None
+
+    def save(self, run_id: str, point: SeekPoint) -> None:
+        self._db.put_item(
+            TableName=self._table,
+            Item={
+                "run_id": {"S": f"seek#{run_id}"},
+                "point": {"B": point.to_bytes()},
+                "expires_at": {"N": str(int(time.time()) + RUN_TTL_SECONDS)},
+            },
+        )
 
 
 class LambdaContinuer:

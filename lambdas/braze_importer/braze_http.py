@@ -7,8 +7,11 @@ apart a request that never left (safe to resend) from one that got no answer (am
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -41,6 +44,7 @@ class BrazeHttp:
             limit=_int_header(response.headers.get("x-ratelimit-limit")),
             remaining=_int_header(response.headers.get("x-ratelimit-remaining")),
             reset_at=_float_header(response.headers.get("x-ratelimit-reset")),
+            retry_after=retry_after_seconds(response.headers, time.time()),
         )
 
 
@@ -78,6 +82,24 @@ def _int_header(value: str | None) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def retry_after_seconds(headers: Any, now: float) -> float | None:
+    """Seconds to wait from ``X-Ratelimit-Retry-After`` (what Braze's monthly-active-user contracts
+    answer a 429 with) or ``Retry-After`` (seconds or an HTTP date); None if neither makes sense."""
+    for name in ("x-ratelimit-retry-after", "retry-after"):
+        value = headers.get(name)
+        if value is None:
+            continue
+        seconds = _float_header(value)
+        if seconds is None:
+            try:
+                seconds = parsedate_to_datetime(value).timestamp() - now
+            except (TypeError, ValueError, IndexError, OverflowError):
+                continue
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+    return None
 
 
 def _float_header(value: str | None) -> float | None:

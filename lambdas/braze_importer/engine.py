@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -18,7 +19,7 @@ from typing import Any
 import orjson
 
 from .objects import Invalid, Kind, classify
-from .ports import BrazeAnswer, BrazeTrack, Clock, Delivery
+from .ports import BrazeAnswer, BrazeTrack, Clock, Delivery, UnreadableInput
 from .reader import Element, JsonSyntaxError, Position
 
 _SLICE_SECONDS = 1.0  # longest wait between two looks at the time limit
@@ -45,6 +46,10 @@ class SendPolicy:
     backoff_base_seconds: float = 0.5
     backoff_cap_seconds: float = 20.0
     ambiguous: AmbiguousPolicy = AmbiguousPolicy.RESEND
+    # Any one wait a rate-limit answer asks for is cut to this (a few of Braze's windows); a reset
+    # further ahead than max_reset_ahead_seconds, or not a finite number, is not believed at all.
+    max_wait_seconds: float = 60.0
+    max_reset_ahead_seconds: float = 3600.0
 
 
 @dataclass(slots=True)
@@ -59,6 +64,7 @@ class Counters:
     retries: int = 0
     throttled: int = 0
     splits: int = 0
+    waits_capped: int = 0  # rate-limit waits cut to max_wait_seconds, or implausible values ignored
 
     def add(self, other: Counters) -> Counters:
         return Counters(**{k: v + getattr(other, k) for k, v in asdict(self).items()})
@@ -111,6 +117,7 @@ class Outcome(Enum):
     PAUSED = "paused"  # stopped dispatching before the time limit; continue from the checkpoint
     STOPPED = "stopped"  # Braze refused the credentials; resume once fixed
     INVALID_JSON = "invalid_json"  # the file stops being valid JSON
+    UNREADABLE = "unreadable"  # the file cannot be read on: a truncated or corrupt gzip stream
 
 
 @dataclass(slots=True)
@@ -235,7 +242,10 @@ class Governor:
         self._budget = 1.0  # requests we may still start in the current window
         self._window_end: float | None = None  # monotonic
         self._limit: int | None = None
+        self._max_wait = policy.max_wait_seconds
+        self._max_reset_ahead = policy.max_reset_ahead_seconds
         self.in_flight = 0
+        self.waits_capped = 0
 
     async def acquire(self, should_stop: Callable[[], bool]) -> bool:
         """Wait for permission to send one request; False if the run is stopping."""
@@ -264,12 +274,13 @@ class Governor:
         return False
 
     def observe(self, answer: BrazeAnswer) -> None:
-        if answer.remaining is None or answer.reset_at is None:
+        reset_in = self._reset_in(answer.reset_at)
+        if answer.remaining is None or reset_in is None:
             if self._limit is None:
-                self._budget = float("inf")  # no headers: the token bucket alone paces
+                self._budget = float("inf")  # no (usable) headers: the token bucket alone paces
             return
         now = self._clock.monotonic()
-        end = now + max(0.0, answer.reset_at - self._clock.time())
+        end = now + reset_in
         if end <= now:
             return  # an answer from a window that is already over
         if answer.limit is not None:
@@ -282,12 +293,30 @@ class Governor:
             self._budget = min(self._budget, budget)
 
     def throttled(self, answer: BrazeAnswer, fallback_seconds: float) -> None:
+        """A 429: slow down, and wait what Braze asked for (Retry-After first, then the reset),
+        never longer than ``max_wait_seconds`` at once."""
         self._rate = max(self._max_rate * 0.05, self._rate * 0.7)
         self._budget = min(self._budget, 0.0)
-        if answer.reset_at is not None:
-            self._pause_for(max(0.0, answer.reset_at - self._clock.time()) + 0.25 * self._clock.jitter())
-        else:
+        asked = answer.retry_after if answer.retry_after is not None else self._reset_in(answer.reset_at)
+        if asked is None:
+            if answer.retry_after is not None or answer.reset_at is not None:
+                self.waits_capped += 1  # a value that cannot be right: backing off instead
             self._pause_for(fallback_seconds * (1 + self._clock.jitter()))
+            return
+        if asked > self._max_wait:
+            self.waits_capped += 1
+            asked = self._max_wait
+        self._pause_for(asked + 0.25 * self._clock.jitter())
+
+    def _reset_in(self, reset_at: float | None) -> float | None:
+        """Seconds until X-RateLimit-Reset, or None if the header is missing or not believable
+        (infinite, NaN, in milliseconds, or more than an hour ahead)."""
+        if reset_at is None or not math.isfinite(reset_at):
+            return None
+        left = reset_at - self._clock.time()
+        if left > self._max_reset_ahead:
+            return None
+        return max(0.0, left)
 
     def succeeded(self) -> None:
         if self._rate < self._max_rate:
@@ -328,6 +357,7 @@ class Pump:
         self._errors: list[BaseException] = []
         self._answered = 0
         self._keep_going: Callable[[], bool] = lambda: True
+        self._inherited = RangeSet()  # what earlier invocations settled, beyond where this one reads
         # A checkpoint every few seconds bounds what a crashed invocation makes the next one resend.
         self._on_progress = on_progress
         self._progress_seconds = progress_seconds
@@ -343,6 +373,7 @@ class Pump:
         asked at every wait; when it turns False the pump stops dispatching, lets requests in
         flight finish and returns a checkpoint naming exactly what is still unsettled."""
         self._keep_going = keep_going
+        self._inherited = start.skip
         batcher = Batcher(self._policy)
         next_read = start.position
         read_end = start.index
@@ -369,8 +400,8 @@ class Pump:
             else:
                 if (batch := batcher.flush()) is not None:
                     await self._dispatch(batch)
-        except JsonSyntaxError as exc:
-            outcome = Outcome.INVALID_JSON
+        except UnreadableInput as exc:
+            outcome = Outcome.INVALID_JSON if isinstance(exc, JsonSyntaxError) else Outcome.UNREADABLE
             error = {"offset": exc.offset, "message": exc.message}
             if (batch := batcher.flush()) is not None:
                 await self._dispatch(batch)
@@ -464,11 +495,21 @@ class Pump:
                     return
                 if status == 429:
                     self.counters.throttled += 1
+                    before = self._governor.waits_capped
                     self._governor.throttled(answer, self._backoff(1))
+                    self.counters.waits_capped += self._governor.waits_capped - before
                     continue  # not stored: resend, it does not use up an attempt
                 if status in (401, 403):
                     self._stop_reason = f"braze_auth_{status}"
                     self._stopping.set()
+                    return
+                if status == 400 and len(batch.items) > 1 and (named := self._refused(batch, answer)):
+                    # Nothing was stored, and Braze named the objects it refuses: reject those and
+                    # send the rest as one request, instead of splitting down to single objects.
+                    rest = [item for item in batch.items if item.index not in named]
+                    self._reject_items([i for i in batch.items if i.index in named], "braze", named)
+                    if rest:
+                        await self._send(Batch(rest))
                     return
                 if status in (400, 413) and len(batch.items) > 1:
                     await self._split(batch)  # nothing was stored: isolate the offending objects
@@ -520,14 +561,26 @@ class Pump:
 
     # -- settling ----------------------------------------------------------------------------
 
-    def _accept(self, batch: Batch, answer: BrazeAnswer) -> None:
+    @staticmethod
+    def _refused(batch: Batch, answer: BrazeAnswer) -> dict[int, str]:
+        """The objects Braze's ``errors[]`` names, by element index, with its reason."""
         refused: dict[int, str] = {}
-        for error in answer.body.get("errors") or []:
+        errors = answer.body.get("errors")
+        for error in errors if isinstance(errors, list) else []:
             if not isinstance(error, dict):
                 continue
             item = batch.locate(str(error.get("input_array", "")), _int(error.get("index")))
             if item is not None:
                 refused[item.index] = str(error.get("type") or "rejected by Braze")
+        return refused
+
+    def _reject_items(self, items: list[Item], source: str, reasons: dict[int, str]) -> None:
+        for item in items:
+            del self._unsettled[item.index]
+            self._reject(item.index, item.element.offset, source, f"Braze: {reasons[item.index]}")
+
+    def _accept(self, batch: Batch, answer: BrazeAnswer) -> None:
+        refused = self._refused(batch, answer)
         for item in batch.items:
             del self._unsettled[item.index]
             reason = refused.get(item.index)
@@ -571,7 +624,22 @@ class Pump:
             run_start = index + 1
         if read_end > run_start:
             settled.append((run_start, read_end))
-        return Checkpoint(resume.offset, resume.index, RangeSet(settled), max(counted, read_end))
+        # Elements not read yet keep the fate earlier invocations gave them: dropping those ranges
+        # would make a resume after a crash send them again.
+        for a, b in self._inherited.ranges:
+            if b > read_end:
+                settled.append((max(a, read_end), b))
+        return Checkpoint(resume.offset, resume.index, RangeSet(_merged(settled)), max(counted, read_end))
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _braze_message(answer: BrazeAnswer, default: str) -> str:

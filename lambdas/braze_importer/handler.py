@@ -1,7 +1,9 @@
 """Importer Lambda: S3 notifications start runs, asynchronous self-invocations continue them.
 
 Events it accepts:
-- an S3 ObjectCreated notification (one or more records);
+- an S3 ObjectCreated notification (one or more records), or the same through EventBridge
+  (``detail-type: Object Created``); S3's ``s3:TestEvent`` and keys outside the incoming prefix
+  are answered ``ignored``, never raised (a raise would send the event to the dead-letter queue);
 - ``{"action": "continue", "run_id": …, "seq": …}``, sent by the function to itself;
 - ``{"action": "resume", "run_id": …, "force": false}``, the operator's command to resume a
   stopped run (``force`` also takes over a run whose invocation died).
@@ -20,7 +22,15 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from .aws import DynamoRunStore, LambdaContinuer, S3Outputs, S3Source, read_api_key
+from .aws import (
+    DynamoRunSlots,
+    DynamoRunStore,
+    DynamoSeekPoints,
+    LambdaContinuer,
+    S3Outputs,
+    S3Source,
+    read_api_key,
+)
 from .braze_http import BrazeHttp, braze_client
 from .ports import ObjectRef, SystemClock
 from .service import Deps, InvocationResult, handle_continue, handle_resume, handle_start
@@ -49,8 +59,12 @@ async def _braze() -> AsyncIterator[BrazeHttp]:
 def _deps() -> Deps:
     settings = get_settings()
     s3 = boto3.client("s3")
+    dynamodb = boto3.client("dynamodb")
+    slots = settings.max_concurrent_runs
     return Deps(
-        store=DynamoRunStore(boto3.client("dynamodb"), settings.runs_table),
+        store=DynamoRunStore(dynamodb, settings.runs_table),
+        slots=DynamoRunSlots(dynamodb, settings.runs_table, slots) if slots else None,
+        seek_points=DynamoSeekPoints(dynamodb, settings.runs_table),
         source=S3Source(s3),
         outputs=S3Outputs(s3, settings.bucket),
         continuer=LambdaContinuer(boto3.client("lambda"), settings.function_name),
@@ -78,16 +92,23 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         results.append(handle_continue(str(event["run_id"]), int(event["seq"]), owner, deps, keep_going))
     elif action == "resume":
         results.append(handle_resume(str(event["run_id"]), owner, deps, keep_going, force=bool(event.get("force"))))
-    elif "Records" in event:
-        for record in event["Records"]:
-            ref = _object_ref(record)
+    elif "Records" in event or event.get("source") == "aws.s3" or event.get("Event") == "s3:TestEvent":
+        refs = [_object_ref(record) for record in event.get("Records", [])] if "Records" in event else []
+        if event.get("source") == "aws.s3":
+            refs = [_eventbridge_ref(event)]
+        for ref in refs:
             if ref is None:
+                continue
+            if not ref.key.startswith(deps.layout.incoming_prefix):
+                results.append(InvocationResult(ref.key, "ignored"))  # not ours: never an output file
                 continue
             results.append(handle_start(ref, owner, deps, keep_going))
     else:
         raise ValueError("unrecognised event: expected an S3 notification or an action")
     for result in results:
         _record(result)
+    if not results:
+        metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=1)  # e.g. s3:TestEvent
     return {"runs": [{"run_id": r.run_id, "status": r.status, "report": r.report} for r in results]}
 
 
@@ -101,6 +122,23 @@ def _object_ref(record: dict[str, Any]) -> ObjectRef | None:
         key=urllib.parse.unquote_plus(obj["key"]),
         version_id=obj.get("versionId"),
         etag=obj.get("eTag"),
+        size=obj.get("size"),
+    )
+
+
+def _eventbridge_ref(event: dict[str, Any]) -> ObjectRef | None:
+    """S3 → EventBridge "Object Created": the key is not URL-encoded there."""
+    if event.get("detail-type") != "Object Created":
+        return None
+    detail = event.get("detail") or {}
+    obj = detail.get("object") or {}
+    if "key" not in obj or "name" not in (detail.get("bucket") or {}):
+        return None
+    return ObjectRef(
+        bucket=detail["bucket"]["name"],
+        key=obj["key"],
+        version_id=obj.get("version-id"),
+        etag=obj.get("etag"),
         size=obj.get("size"),
     )
 

@@ -23,8 +23,16 @@ class Kind:
 PRIMARY_IDENTIFIERS = ("external_id", "braze_id", "user_alias")
 SECONDARY_IDENTIFIERS = ("email", "phone")  # identify the user only when no primary one is given
 
-# Braze also accepts yyyy-MM-dd'T'HH:mm:ss:SSSZ, which ISO parsing does not.
-_BRAZE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}:\d{3}(Z|[+-]\d{2}:?\d{2})$")
+# Braze documents "ISO 8601 or yyyy-MM-dd'T'HH:mm:ss:SSSZ", and every example it gives is the
+# extended calendar form. Python's fromisoformat also takes week dates (2026-W01-1) and the basic
+# form (20260101); those are not what Braze documents, so the shape is checked first and
+# fromisoformat only checks that the numbers make a real date.
+_ISO_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}"  # calendar date, extended form
+    r"(?:T\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"  # optional time: minutes at least, seconds, fraction
+    r"(?:Z|[+-]\d{2}(?::?\d{2})?)?)?"  # optional UTC offset
+)
+_BRAZE_TIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}):\d{3}(?:Z|[+-]\d{2}:?\d{2})")
 
 
 class Invalid(Exception):
@@ -35,18 +43,29 @@ class Invalid(Exception):
         self.reason = reason
 
 
+PURCHASE_FIELDS = ("currency", "price")
+
+
 def classify(obj: Any) -> str:
-    """Return the object's kind, or raise :class:`Invalid`."""
+    """Return the object's kind, or raise :class:`Invalid`.
+
+    An object is a purchase when it has ``product_id`` and a purchase field (``currency`` or
+    ``price``), an event when it has ``name`` and ``time``, and otherwise an attributes object.
+    ``name`` and ``product_id`` alone are ordinary custom attributes (Braze's own Cloud Data
+    Ingestion samples set a ``name``), so they must not turn an attributes object into a broken
+    event or purchase. Once an object is a purchase or an event, every rule of that kind applies:
+    ``{"product_id", "price"}`` without a currency is a reject, not an attributes update.
+    """
     if type(obj) is not dict:
         raise Invalid(f"element is a JSON {_json_type(obj)}, not an object")
     external_id = obj.get("external_id")
     # Fast path for the common case: a plain external_id and nothing else identifying.
     if type(external_id) is not str or not external_id or "braze_id" in obj or "user_alias" in obj:
         _check_identifier(obj)
-    if "product_id" in obj:
+    if "product_id" in obj and ("currency" in obj or "price" in obj):
         _check_purchase(obj)
         return Kind.PURCHASE
-    if "name" in obj:
+    if "name" in obj and "time" in obj:
         _check_event(obj)
         return Kind.EVENT
     return Kind.ATTRIBUTES
@@ -93,8 +112,8 @@ def _check_purchase(obj: dict[str, Any]) -> None:
     if type(product_id) is not str or not product_id:
         raise Invalid("product_id: must be a non-empty string")
     currency = obj.get("currency")
-    if type(currency) is not str or len(currency) != 3 or not currency.isascii() or not currency.isalpha():
-        raise Invalid("currency: must be a three-letter ISO 4217 code")
+    if type(currency) is not str or len(currency) != 3 or not currency.isascii() or not currency.isupper():
+        raise Invalid("currency: must be a three-letter ISO 4217 code in capitals (USD, EUR)")
     if type(obj.get("price")) not in (int, float):  # bool is not a number here
         raise Invalid("price: must be a number")
     quantity = obj.get("quantity")
@@ -110,11 +129,16 @@ def _check_time(obj: dict[str, Any]) -> None:
         raise Invalid("time: is required")
     if type(value) is not str:
         raise Invalid("time: must be an ISO 8601 string")
+    if _ISO_TIME.fullmatch(value):
+        text = value.replace(",", ".")
+    elif braze := _BRAZE_TIME.fullmatch(value):
+        text = braze.group(1)
+    else:
+        raise Invalid("time: is not an ISO 8601 datetime (yyyy-MM-ddTHH:mm:ss with an optional offset)")
     try:
-        datetime.fromisoformat(value)
+        datetime.fromisoformat(text)
     except ValueError:
-        if not _BRAZE_TIME.match(value):
-            raise Invalid("time: is not an ISO 8601 datetime") from None
+        raise Invalid("time: is not a real date and time") from None
 
 
 def _check_properties(obj: dict[str, Any]) -> None:

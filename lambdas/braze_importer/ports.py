@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import random
+import struct
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
+
+
+class UnreadableInput(Exception):
+    """The file cannot be read on from ``offset`` (decompressed bytes): truncated or corrupt."""
+
+    reason = "corrupt_file"
+
+    def __init__(self, offset: int, message: str) -> None:
+        super().__init__(f"unreadable at byte {offset}: {message}")
+        self.offset = offset
+        self.message = message
 
 
 class Delivery(Enum):
@@ -25,6 +38,7 @@ class BrazeAnswer:
     limit: int | None = None  # X-RateLimit-Limit
     remaining: int | None = None  # X-RateLimit-Remaining
     reset_at: float | None = None  # X-RateLimit-Reset, UNIX seconds
+    retry_after: float | None = None  # Retry-After or X-Ratelimit-Retry-After, seconds from now
     detail: str = ""  # transport error class, for reports
 
 
@@ -67,12 +81,50 @@ class ObjectRef:
     size: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SeekPoint:
+    """Where inflating a gzip file can restart: ``out_offset`` bytes of output were produced when
+    the compressed stream stood at byte ``in_offset`` (with ``bits`` of the byte before it still
+    unread); ``window`` is the last 32 KB of output before that point."""
+
+    out_offset: int
+    in_offset: int
+    bits: int
+    window: bytes
+
+    def to_bytes(self) -> bytes:
+        return struct.pack("<QQB", self.out_offset, self.in_offset, self.bits) + zlib.compress(self.window, 1)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SeekPoint:
+        out_offset, in_offset, bits = struct.unpack_from("<QQB", data)
+        return cls(out_offset, in_offset, bits, zlib.decompress(data[17:]))
+
+
 class ObjectSource(Protocol):
-    def chunks(self, ref: ObjectRef, offset: int, gzip: bool) -> Iterator[bytes]:
-        """Decompressed bytes of the object from ``offset`` on (offset in decompressed bytes)."""
+    def chunks(
+        self,
+        ref: ObjectRef,
+        offset: int,
+        gzip: bool,
+        *,
+        resume_from: SeekPoint | None = None,
+        on_point: Callable[[SeekPoint], None] | None = None,
+    ) -> Iterator[bytes]:
+        """Decompressed bytes of the object from ``offset`` on (offset in decompressed bytes).
+
+        For gzip, ``resume_from`` (a seek point at or before ``offset``) saves inflating from
+        byte 0, and ``on_point`` is given seek points as the stream is read."""
         ...
 
     def is_gzip(self, ref: ObjectRef) -> bool: ...
+
+
+class SeekPointStore(Protocol):
+    """The latest seek point of a gzip run, kept beside its checkpoint."""
+
+    def load(self, run_id: str) -> SeekPoint | None: ...
+    def save(self, run_id: str, point: SeekPoint) -> None: ...
 
 
 class OutputStore(Protocol):

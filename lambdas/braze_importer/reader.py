@@ -12,6 +12,7 @@ Positions are offsets into the *decompressed* bytes.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from enum import Enum
 from typing import Any
 
 import orjson
+
+from .ports import UnreadableInput
 
 CHUNK_SIZE = 1 << 20
 # An element longer than this cannot be sent to Braze (a request is at most 4 MB), so it is
@@ -42,18 +45,45 @@ _WS = re.compile(rb"[ \t\r\n]*+")
 _WS_BYTES = b" \t\r\n"
 
 
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGITS = b"0" * 19  # 19 digits or more may not fit in 64 bits, where orjson falls back to a float
+_INT_RANGE = (-(1 << 63), 1 << 64)
+
+
+def decode(raw: bytes) -> Any:
+    """Decode one JSON text exactly. Raises orjson.JSONDecodeError.
+
+    orjson turns an integer beyond 64 bits into a float, and the value Braze got would then not be
+    the one in the file; such texts (rare, found with a cheap scan) are decoded again with their
+    big integers kept as their own digits, which orjson writes back verbatim.
+    """
+    value = orjson.loads(raw)
+    if raw.translate(_DIGITS_TO_ZERO).find(_LONG_DIGITS) < 0:
+        return value
+    try:
+        return json.loads(raw, parse_int=_exact_int)  # orjson has checked the text: this cannot fail on it
+    except RecursionError:
+        raise orjson.JSONDecodeError("too deeply nested to keep its integers exact", "", 0) from None
+
+
+def _exact_int(text: str) -> Any:
+    value = int(text)
+    return value if _INT_RANGE[0] <= value < _INT_RANGE[1] else orjson.Fragment(text)
+
+
 class Format(Enum):
     ARRAY = "array"
     LINES = "lines"
 
 
-class JsonSyntaxError(Exception):
+class JsonSyntaxError(UnreadableInput):
     """The file stops being valid JSON at ``offset`` (decompressed bytes)."""
 
+    reason = "invalid_json"
+
     def __init__(self, offset: int, message: str) -> None:
-        super().__init__(f"invalid JSON at byte {offset}: {message}")
-        self.offset = offset
-        self.message = message
+        super().__init__(offset, message)
+        self.args = (f"invalid JSON at byte {offset}: {message}",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +126,7 @@ class Element:
     size: int = 0  # bytes of the element's text (a block's average for block-parsed elements)
     value: Any = None
     error: str | None = None  # set when the element could not be kept or decoded
-    block: _Block | None = None
+    block: _Block | _LineBlock | None = None
     block_index: int = 0
 
     @property
@@ -144,16 +174,36 @@ def iter_elements(chunks: Iterable[bytes], fmt: Format, start: Position = START)
     line is yielded as an element with ``error`` set and reading goes on.
     """
     if fmt is Format.LINES:
-        yield from _iter_lines(chunks, start)
-    else:
-        yield from _iter_array(chunks, start)
+        return _iter_lines(chunks, start)
+    return _iter_array(chunks, start)
 
 
 def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
     buf = _Buffer(chunks, start.offset)
     index = start.index
     pos = 0
+    plain_until = -1  # absolute offset up to which lines are decoded one by one
+    failures = 0
     while True:
+        if failures < _BLOCK_TRIES and buf.base + pos > plain_until and (len(buf.data) - pos >= _BLOCK_MIN or buf.eof):
+            end = buf.data.rfind(b"\n", pos)
+            if end > pos:
+                values = _parse_line_block(buf.data, pos, end)
+                if values is None:
+                    failures += 1  # a bad or blank line in this window: decode it line by line
+                    plain_until = buf.base + end
+                else:
+                    failures = 0
+                    block = _LineBlock(buf.base + pos, buf.data[pos:end])
+                    anchor = Position(buf.base + pos, index)
+                    after = Position(buf.base + end + 1, index + len(values))
+                    size = max(1, (end - pos) // len(values))
+                    last = len(values) - 1
+                    for i, value in enumerate(values):
+                        yield Element(index + i, anchor, after if i == last else anchor, size, value, None, block, i)
+                    index += len(values)
+                    pos = end + 1
+                    continue
         nl = buf.data.find(b"\n", pos)
         if nl < 0:
             if buf.eof:
@@ -165,11 +215,15 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
                 return
             if len(buf.data) - pos > MAX_ELEMENT_BYTES:
                 offset = buf.base + pos
-                pos = _skip_long_line(buf, pos)
+                text, pos = _read_long_line(buf, pos)
                 end = buf.base + pos if pos >= 0 else buf.base + len(buf.data)
-                error = f"line longer than {MAX_ELEMENT_BYTES} bytes"
-                yield Element(index, Position(offset, index), Position(end, index + 1), error=error)
-                index += 1
+                if text is None:
+                    error = f"line longer than {MAX_ELEMENT_BYTES} bytes"
+                    yield Element(index, Position(offset, index), Position(end, index + 1), error=error)
+                    index += 1
+                elif (element := _line_element(text, index, offset, end)) is not None:
+                    yield element  # long only because of whitespace around a small object
+                    index += 1
                 if pos < 0:
                     return
                 continue
@@ -184,16 +238,56 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
         pos = nl + 1
 
 
-def _skip_long_line(buf: _Buffer, pos: int) -> int:
-    """Discard bytes up to the end of the current line; relative position after it, or -1 at EOF."""
+def _parse_line_block(data: bytes, pos: int, end: int) -> list[Any] | None:
+    """Decode the lines in ``data[pos:end]`` with one decoder call, or None if any line is blank,
+    invalid or holds more than one value (those are then read line by line, as rejects). A raw
+    newline cannot occur inside a JSON string, so joining the lines with commas is exact."""
+    text = data[pos:end]
+    try:
+        values = decode(b"[" + text.replace(b"\n", b",") + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    return values if len(values) == text.count(b"\n") + 1 else None
+
+
+class _LineBlock:
+    """Lines decoded together: their exact offsets are found only if someone asks."""
+
+    __slots__ = ("_offsets", "base", "data")
+
+    def __init__(self, base: int, data: bytes) -> None:
+        self.base = base
+        self.data = data
+        self._offsets: list[int] | None = None
+
+    def offset_of(self, i: int) -> int:
+        if self._offsets is None:
+            offsets = [self.base]
+            find = self.data.find
+            nl = find(b"\n")
+            while nl >= 0:
+                offsets.append(self.base + nl + 1)
+                nl = find(b"\n", nl + 1)
+            self._offsets = offsets
+        return self._offsets[i]
+
+
+def _read_long_line(buf: _Buffer, pos: int) -> tuple[bytes | None, int]:
+    """Read a line that fills the window: its text without surrounding whitespace (None if that
+    is still too large to send), and the relative position after it, or -1 at EOF."""
+    kept: _Kept | None = _Kept(collapse=False)
     while True:
         nl = buf.data.find(b"\n", pos)
+        end = nl if nl >= 0 else len(buf.data)
+        if kept is not None and not kept.add(buf.data[pos:end]):
+            kept = None
         if nl >= 0:
-            return nl + 1
+            break
         buf.drop_before(len(buf.data))
         pos = 0
         if not buf.fill():
-            return -1
+            return (kept.text() if kept is not None else None), -1
+    return (kept.text() if kept is not None else None), nl + 1
 
 
 def _line_element(line: bytes, index: int, offset: int, end: int) -> Element | None:
@@ -202,7 +296,7 @@ def _line_element(line: bytes, index: int, offset: int, end: int) -> Element | N
         return None  # blank lines are not elements
     here, after = Position(offset, index), Position(end, index + 1)
     try:
-        return Element(index, here, after, len(stripped), orjson.loads(stripped))
+        return Element(index, here, after, len(stripped), decode(stripped))
     except orjson.JSONDecodeError as exc:
         return Element(index, here, after, len(stripped), error=f"line is not valid JSON ({_short(exc)})")
 
@@ -242,12 +336,14 @@ def _iter_array(chunks: Iterable[bytes], start: Position, *, blocks: bool = True
         if m is not None:  # the match includes the separator, so the element is complete
             offset = buf.base + m.start(1)
             raw = m.group(1)
-            try:
-                value = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise JsonSyntaxError(offset, f"element {index} is not valid JSON ({_short(exc)})") from None
             next_offset = buf.base + m.end() - (1 if m.group(2) == b"]" else 0)
-            yield Element(index, Position(offset, index), Position(next_offset, index + 1), len(raw), value)
+            here, after = Position(offset, index), Position(next_offset, index + 1)
+            # Framing succeeded, so the array goes on: an element that does not decode (a number
+            # out of range, invalid UTF-8, a lone surrogate, too deep) is one reject, not the end.
+            try:
+                yield Element(index, here, after, len(raw), decode(raw))
+            except orjson.JSONDecodeError as exc:
+                yield Element(index, here, after, len(raw), error=f"element is not valid JSON ({_short(exc)})")
             index += 1
             pos = _advance(buf, m.end(), m.group(2) == b"]")
             if pos < 0:
@@ -309,7 +405,7 @@ def _parse_block(buf: _Buffer, pos: int) -> tuple[list[Any], int, bool] | bool |
             if not (sep < len(data) and data[sep] == 0x2C and after < len(data) and data[after] == 0x7B):
                 continue
         try:
-            values = orjson.loads(b"[" + data[pos : brace + 1] + b"]")
+            values = decode(b"[" + data[pos : brace + 1] + b"]")
         except orjson.JSONDecodeError:
             failed_parses += 1
             continue
@@ -341,6 +437,7 @@ def _expect_open_bracket(buf: _Buffer) -> int:
         pos = ws.end() if ws else 0
         if pos < len(buf.data):
             break
+        buf.drop_before(pos)  # leading whitespace is forgotten as it is read, never rescanned
         if not buf.fill():
             raise JsonSyntaxError(buf.base + len(buf.data), "the file is empty")
     if buf.data[pos] != 0x5B:
@@ -367,13 +464,13 @@ def _expect_end(buf: _Buffer, pos: int) -> None:
 def _scan_element(buf: _Buffer, pos: int, index: int) -> tuple[Element, int, bool]:
     """Scan one element byte by byte from ``pos``; returns it, the position after its separator,
     and whether the separator was the closing bracket. Elements over MAX_ELEMENT_BYTES are not
-    kept (they could never be sent) but still delimited exactly."""
+    kept (they could never be sent) but still delimited exactly; whitespace after the element's
+    text does not count towards that size."""
     start_abs = buf.base + pos
     depth = 0
     in_string = False
     escape = False
-    kept: list[bytes] | None = []
-    kept_size = 0
+    kept: _Kept | None = _Kept(collapse=True)
     i = pos
     while True:
         data = buf.data
@@ -401,26 +498,71 @@ def _scan_element(buf: _Buffer, pos: int, index: int) -> tuple[Element, int, boo
                 return _finish(buf, pos, i, kept, start_abs, index, closed=False)
             i += 1
         # Window exhausted: keep or drop what was scanned, then read more.
-        if kept is not None:
-            kept.append(data[pos:i])
-            kept_size += i - pos
-            if kept_size > MAX_ELEMENT_BYTES:
-                kept = None
+        if kept is not None and not kept.add(data[pos:i], outside=depth == 0 and not in_string):
+            kept = None
         buf.drop_before(i)
         pos = i = 0
         if not buf.fill():
             raise JsonSyntaxError(buf.base, "unexpected end of file inside the array")
 
 
+class _Kept:
+    """The text of an element read across windows, without the whitespace around it.
+
+    Whitespace before the text is dropped. Whitespace at the end of a window that may be
+    insignificant is only remembered: if more text follows it is put back (``collapse``: as one
+    space, where the scanner knows it lies outside any string), and if the element ends there it
+    is dropped. So a small object followed by megabytes of spaces stays small.
+    """
+
+    __slots__ = ("collapse", "parts", "pending", "pending_size", "size")
+
+    def __init__(self, *, collapse: bool) -> None:
+        self.collapse = collapse
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+
+    def add(self, piece: bytes, *, outside: bool = True) -> bool:
+        """Append a piece; False once the element is too large to send."""
+        if not self.parts:
+            piece = piece.lstrip(_WS_BYTES)
+        content = piece.rstrip(_WS_BYTES) if outside else piece
+        if content:
+            if self.pending_size:
+                gap = [b" "] if self.collapse else self.pending
+                self.parts.extend(gap)
+                self.size += sum(map(len, gap))
+                self.pending, self.pending_size = [], 0
+            self.parts.append(content)
+            self.size += len(content)
+        if len(content) < len(piece):
+            tail = piece[len(content) :]
+            if (
+                not self.collapse and self.pending_size <= MAX_ELEMENT_BYTES
+            ):  # beyond that, any text after it is too large anyway
+                self.pending.append(tail)
+            self.pending_size += len(tail)
+        return self.size <= MAX_ELEMENT_BYTES
+
+    def text(self) -> bytes:
+        return b"".join(self.parts)
+
+
 def _finish(
-    buf: _Buffer, pos: int, sep: int, kept: list[bytes] | None, start_abs: int, index: int, *, closed: bool
+    buf: _Buffer, pos: int, sep: int, kept: _Kept | None, start_abs: int, index: int, *, closed: bool
 ) -> tuple[Element, int, bool]:
-    if kept is None or sum(map(len, kept)) + (sep - pos) > MAX_ELEMENT_BYTES:
+    here = Position(start_abs, index)
+    if kept is None or not kept.add(buf.data[pos:sep], outside=True):
         too_large = f"object larger than {MAX_ELEMENT_BYTES} bytes"
-        return Element(index, Position(start_abs, index), START, error=too_large), sep + 1, closed
-    raw = b"".join(kept) + buf.data[pos:sep]
+        return Element(index, here, START, error=too_large), sep + 1, closed
+    raw = kept.text()
     try:
-        value = orjson.loads(raw)
+        return Element(index, here, START, len(raw), decode(raw)), sep + 1, closed
     except orjson.JSONDecodeError as exc:
-        raise JsonSyntaxError(start_abs, f"element {index} is not valid JSON ({_short(exc)})") from None
-    return Element(index, Position(start_abs, index), START, len(raw), value), sep + 1, closed
+        return (
+            Element(index, here, START, len(raw), error=f"element is not valid JSON ({_short(exc)})"),
+            sep + 1,
+            closed,
+        )

@@ -4,7 +4,10 @@ A run is one import of one object version. Its record moves through these states
 
     running ──pause──▶ continuing ──claim──▶ running ──finish──▶ completed
        │                                       │
-       └──────────stop (auth, invalid JSON, hop limit)──▶ stopped ──resume──▶ running
+       └───stop (auth, invalid JSON, unreadable file, hop limit)──▶ stopped ──resume──▶ running
+
+A run that finds every run slot taken goes running ──queue──▶ continuing without pumping: the
+next invocation claims it like any continuation and looks for a slot again.
 
 Every transition is a conditional write on (status, seq): a duplicated S3 notification or a
 duplicated asynchronous invocation loses the race and sends nothing.
@@ -45,6 +48,8 @@ class RunRecord:
     stop_reason: str | None = None
     error: dict[str, Any] | None = None
     outputs: dict[str, int] = field(default_factory=dict)  # files written per kind
+    hop_base: int = 0  # invocations before the last resume: the hop limit counts from there
+    queued_hops: int = 0  # invocations that found every run slot taken and handed on
 
     @property
     def tag(self) -> str:
@@ -84,3 +89,18 @@ class RunStore(Protocol):
     def save(self, run: RunRecord, expected_seq: int) -> bool:
         """Write the run if it is still running at ``expected_seq``; False if not."""
         ...
+
+
+class RunSlots(Protocol):
+    """At most N runs active at once: N slot records, each leased to one run.
+
+    A run holds its slot from its first invocation to its end, across continuations; the lease
+    is renewed while it works, so a run whose invocation died frees its slot when the lease runs
+    out. This replaces Lambda reserved concurrency, which a new account cannot grant.
+    """
+
+    def acquire(self, run_id: str, now: float, lease_seconds: float) -> bool:
+        """Take a free or expired slot, or renew the one ``run_id`` holds; False if all are taken."""
+        ...
+
+    def release(self, run_id: str) -> None: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -11,9 +12,9 @@ from typing import Any
 import orjson
 
 from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy
-from .ports import Clock, Continuer, ObjectRef, ObjectSource, OutputStore
+from .ports import Clock, Continuer, ObjectRef, ObjectSource, OutputStore, SeekPoint, SeekPointStore
 from .reader import Format, iter_elements
-from .runs import COMPLETED, CONTINUING, STOPPED, RunRecord, RunStore, run_id_for
+from .runs import COMPLETED, CONTINUING, STOPPED, RunRecord, RunSlots, RunStore, run_id_for
 
 OUTPUT_PART_BYTES = 8 << 20
 
@@ -53,12 +54,16 @@ class Deps:
     layout: Layout
     max_hops: int = 1000
     progress_seconds: float = 5.0
+    slots: RunSlots | None = None  # None: no bound on concurrent runs
+    seek_points: SeekPointStore | None = None  # None: a gzip resume inflates from byte 0
+    slot_lease_seconds: float = 300.0  # a crashed run's slot is free again after this
+    slot_poll_seconds: float = 10.0
 
 
 @dataclass(slots=True)
 class InvocationResult:
     run_id: str
-    status: str  # completed | continuing | stopped | duplicate | ignored | not_resumable | superseded
+    status: str  # completed | continuing | queued | stopped | duplicate | ignored | not_resumable | superseded
     delta: Counters = field(default_factory=Counters)
     report: dict[str, Any] | None = None
 
@@ -90,12 +95,18 @@ def start(ref: ObjectRef, fmt: Format, owner: str, deps: Deps) -> RunRecord | No
 
 def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> InvocationResult:
     """Pump the run from its checkpoint until done, stopped or out of time, then record it."""
+    if not _hold_slot(run, deps, keep_going):
+        return _queue(run, deps)
     began = time.monotonic()
     seq = run.seq
+    renewed = deps.clock.time()
     checkpoint = Checkpoint.from_dict(run.checkpoint)
     ref = ObjectRef(run.bucket, run.key, run.version_id, run.etag)
     writer = _OutputWriter(run, deps)
-    chunks = deps.source.chunks(ref, checkpoint.offset, run.gzip)
+    seeks = _SeekPoints(run, deps.seek_points, checkpoint.offset)
+    chunks = deps.source.chunks(
+        ref, checkpoint.offset, run.gzip, resume_from=seeks.start, on_point=seeks.seen if seeks.store else None
+    )
     elements = iter_elements(chunks, Format(run.format), checkpoint.position)
     base_counters = Counters.from_dict(run.counters)
     base_reasons = dict(run.failure_reasons)
@@ -113,9 +124,14 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         run.updated_at = time.time()
 
     def progress(point: Checkpoint) -> bool:
+        nonlocal renewed
         # Outputs first: the checkpoint must not call settled what no file holds yet.
         writer.flush()
         record(point)
+        if deps.slots is not None and deps.clock.time() - renewed > deps.slot_lease_seconds / 3:
+            renewed = deps.clock.time()
+            deps.slots.acquire(run.run_id, renewed, deps.slot_lease_seconds)  # the heartbeat
+        seeks.keep(point.offset)
         return deps.store.save(run, expected_seq=seq)
 
     async def pump_it() -> Any:
@@ -143,7 +159,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         return InvocationResult(run.run_id, "superseded", pump.counters, None)
     if result.outcome is Outcome.COMPLETED:
         run.status = COMPLETED
-    elif result.outcome is Outcome.PAUSED and run.invocations < deps.max_hops:
+    elif result.outcome is Outcome.PAUSED and run.invocations - run.hop_base < deps.max_hops:
         run.status = CONTINUING
         run.seq = seq + 1
         continue_after = True
@@ -152,17 +168,84 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         run.stop_reason = {
             Outcome.STOPPED: result.stop_reason,
             Outcome.INVALID_JSON: "invalid_json",
+            Outcome.UNREADABLE: "unreadable_file",
             Outcome.PAUSED: "hop_limit",
         }.get(result.outcome, "unknown")
     report = build_report(run, deps.layout)
     deps.outputs.put(deps.layout.report_key(run), orjson.dumps(report, option=orjson.OPT_INDENT_2), "application/json")
+    if run.status != COMPLETED:
+        seeks.keep(result.checkpoint.offset)
     if not deps.store.save(run, expected_seq=seq):
         # Someone took the run over (a forced resume); what this invocation settled is recorded
         # in its output files, and the new owner resumes from the checkpoint it read.
         return InvocationResult(run.run_id, "superseded", pump.counters, report)
+    if deps.slots is not None:
+        if continue_after:  # keep the slot for the continuation
+            deps.slots.acquire(run.run_id, deps.clock.time(), deps.slot_lease_seconds)
+        else:
+            deps.slots.release(run.run_id)
     if continue_after:
         deps.continuer.invoke_async({"action": "continue", "run_id": run.run_id, "seq": run.seq})
     return InvocationResult(run.run_id, run.status, pump.counters, report)
+
+
+class _SeekPoints:
+    """Seek points of a gzip run: the one to resume from, the recent ones seen while reading, and
+    the one kept beside the checkpoint (the latest at or before it: the checkpoint trails the read
+    position by what is in flight, so a few recent points are remembered)."""
+
+    RECENT = 16
+
+    def __init__(self, run: RunRecord, store: SeekPointStore | None, offset: int) -> None:
+        self.store = store if run.gzip else None
+        self._run_id = run.run_id
+        loaded = self.store.load(run.run_id) if self.store is not None else None
+        # A point past the checkpoint belongs to a checkpoint that was never saved: not usable.
+        self.start = loaded if loaded is not None and loaded.out_offset <= offset else None
+        self._kept = self.start
+        self._recent: deque[SeekPoint] = deque(maxlen=self.RECENT)
+
+    def seen(self, point: SeekPoint) -> None:
+        self._recent.append(point)
+
+    def keep(self, offset: int) -> None:
+        """Save the latest point at or before ``offset``; call before saving that checkpoint."""
+        if self.store is None:
+            return
+        best = self._kept
+        for point in self._recent:
+            if point.out_offset <= offset and (best is None or point.out_offset > best.out_offset):
+                best = point
+        if best is not None and best is not self._kept:
+            self.store.save(self._run_id, best)
+            self._kept = best
+
+
+def _hold_slot(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> bool:
+    """Take (or keep) one of the run slots, waiting while this invocation has time."""
+    if deps.slots is None:
+        return True
+    while True:
+        if deps.slots.acquire(run.run_id, deps.clock.time(), deps.slot_lease_seconds):
+            return True
+        if not keep_going():
+            return False
+        asyncio.run(deps.clock.sleep(deps.slot_poll_seconds))
+
+
+def _queue(run: RunRecord, deps: Deps) -> InvocationResult:
+    """Every slot is taken: hand the run to a fresh invocation, which waits again. Waiting does
+    not use up the hop limit (each queued hop has waited a whole invocation, so there are few),
+    and the run record keeps its checkpoint: nothing of the file is lost."""
+    seq = run.seq
+    run.status = CONTINUING
+    run.seq = seq + 1
+    run.queued_hops += 1
+    run.updated_at = time.time()
+    if not deps.store.save(run, expected_seq=seq):
+        return InvocationResult(run.run_id, "superseded")
+    deps.continuer.invoke_async({"action": "continue", "run_id": run.run_id, "seq": run.seq})
+    return InvocationResult(run.run_id, "queued")
 
 
 def build_report(run: RunRecord, layout: Layout) -> dict[str, Any]:
@@ -180,6 +263,7 @@ def build_report(run: RunRecord, layout: Layout) -> dict[str, Any]:
         },
         **asdict(counters),
         "invocations": run.invocations,
+        "queued_invocations": run.queued_hops,
         "seconds": round(run.active_seconds, 3),
         "started_at": run.started_at,
         "updated_at": run.updated_at,
@@ -195,7 +279,7 @@ def build_report(run: RunRecord, layout: Layout) -> dict[str, Any]:
     }
     if run.status == STOPPED:
         report["stop_reason"] = run.stop_reason
-        if run.stop_reason != "invalid_json":
+        if run.stop_reason not in ("invalid_json", "unreadable_file"):
             report["resume"] = {"action": "resume", "run_id": run.run_id}
     if run.error:
         report["error"] = run.error
@@ -265,4 +349,5 @@ def handle_resume(
     if run is None:
         return InvocationResult(run_id, "not_resumable")
     run.stop_reason = None
+    run.hop_base = run.invocations  # a resumed run gets the whole hop limit again
     return process(run, deps, keep_going)

@@ -25,12 +25,14 @@ class Settings(BaseModel):
     failed_prefix: str = Field("failed/", alias="FAILED_PREFIX")
     max_in_flight: int = Field(80, ge=1, le=256, alias="MAX_IN_FLIGHT")
     requests_per_second: float = Field(500.0, gt=0, le=100_000, alias="REQUESTS_PER_SECOND")
-    batch_rule: Literal["combined", "per_array"] = Field("combined", alias="BATCH_RULE")
+    batch_rule: Literal["combined", "combined_50", "per_array"] = Field("combined", alias="BATCH_RULE")
     max_attempts: int = Field(6, ge=1, le=20, alias="MAX_ATTEMPTS")
     ambiguous: Literal["resend", "fail"] = Field("resend", alias="AMBIGUOUS_POLICY")
     request_timeout_seconds: float = Field(30.0, gt=0, le=120, alias="REQUEST_TIMEOUT_SECONDS")
     safety_margin_seconds: float = Field(60.0, ge=0, le=600, alias="SAFETY_MARGIN_SECONDS")
     max_hops: int = Field(1000, ge=1, alias="MAX_HOPS")
+    # Runs active at once, bounded by slot records in the runs table; 0 = no bound.
+    max_concurrent_runs: int = Field(0, ge=0, le=100, alias="MAX_CONCURRENT_RUNS")
     function_name: str = Field(alias="AWS_LAMBDA_FUNCTION_NAME")
 
     @field_validator("braze_rest_endpoint")
@@ -49,7 +51,8 @@ class Settings(BaseModel):
         return SendPolicy(
             max_in_flight=self.max_in_flight,
             requests_per_second=self.requests_per_second,
-            batch_rule=BatchRule(self.batch_rule),
+            batch_rule=BatchRule.PER_ARRAY if self.batch_rule == "per_array" else BatchRule.COMBINED,
+            max_batch_objects=50 if self.batch_rule == "combined_50" else 75,
             max_attempts=self.max_attempts,
             ambiguous=AmbiguousPolicy(self.ambiguous),
         )

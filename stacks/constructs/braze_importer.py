@@ -47,7 +47,9 @@ class BrazeImporter(Construct):
             timeout=Duration.minutes(15),
             memory_mb=config.memory_mb,
             log_retention=retention_days(config.log_retention_days),
-            reserved_concurrency=config.max_concurrent_runs,
+            # Off by default: Lambda refuses a reservation that leaves fewer than 100 unreserved,
+            # and a new account's quota is 10. Concurrent runs are bounded in the runs table.
+            reserved_concurrency=config.reserved_concurrency or None,
             environment={
                 "BRAZE_REST_ENDPOINT": config.braze_rest_endpoint,
                 "BRAZE_API_KEY_SECRET": api_key_secret.secret_arn,
@@ -63,6 +65,7 @@ class BrazeImporter(Construct):
                 "AMBIGUOUS_POLICY": config.ambiguous_policy,
                 "MAX_ATTEMPTS": str(config.max_attempts),
                 "MAX_HOPS": str(config.max_hops),
+                "MAX_CONCURRENT_RUNS": str(config.max_concurrent_runs),
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
             # Long imports continue in fresh invocations of this function; the run records and
@@ -137,7 +140,11 @@ class BrazeImporter(Construct):
             ("DeadLetters", dlq_depth, "An importer event failed and waits in the dead-letter queue."),
             ("Errors", self.function.metric_errors(period=Duration.minutes(5)), "An importer invocation raised."),
             ("FailedObjects", metric("ObjectsFailed"), "Objects went to the failed file; replay them."),
-            ("StoppedRuns", metric("RunsStopped"), "A run stopped (credentials, invalid JSON, hop limit)."),
+            (
+                "StoppedRuns",
+                metric("RunsStopped"),
+                "A run stopped (credentials, invalid JSON, an unreadable gzip file, hop limit).",
+            ),
         ]
         return alarms_at_one(self, specs)
 

@@ -121,3 +121,39 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
 def test_stdout_is_only_the_report(sample_file: Path) -> None:
     code, report, _ = run_cli("import", str(sample_file), "--json", "--invocation-seconds", "2")
     assert code == 0 and report is not None  # json.loads of all of stdout succeeded: logs went elsewhere
+
+
+def test_a_truncated_gzip_file_is_not_reported_complete(tmp_path: Path) -> None:
+    whole = sample_data.write(tmp_path / "whole.jsonl.gz", 2000).read_bytes()
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    code, report, _ = run_cli("import", str(path), "--json")
+    assert code == 1 and report is not None
+    assert report["status"] == "stopped" and report["stop_reason"] == "unreadable_file"
+    assert 0 < report["accepted"] < 2000 and "resume" not in report
+
+
+@pytest.mark.parametrize("header", ["Retry-After", "X-Ratelimit-Retry-After"])
+def test_429_answered_with_a_retry_after_header_is_honoured(
+    sample_file: Path, braze: BrazeEmulator, header: str
+) -> None:
+    braze.configure(rate_limit=10, rate_window_seconds=1.0, retry_after_header=header)
+    code, report, _ = run_cli("import", str(sample_file), "--braze-url", braze.url, "--braze-api-key", KEY, "--json")
+    assert code == 0 and report is not None
+    assert report["failed"] == 0 and report["accepted"] + report["rejected"] == report["objects_read"]
+    assert report["waits_capped"] == 0
+
+
+def test_the_50_object_rule_keeps_every_request_within_50(tmp_path: Path) -> None:
+    path = sample_data.write(tmp_path / "fifty.jsonl", 500)
+    code, report, _ = run_cli(
+        "import",
+        str(path),
+        "--json",
+        "--batch-rule",
+        "combined_50",
+        "--emulator",
+        json.dumps({"batch_rule": "combined_50"}),
+    )
+    assert code == 0 and report is not None
+    assert report["accepted"] == 500 and report["requests"] == 10 and report["splits"] == 0

@@ -90,3 +90,46 @@ def test_api_key_secret_as_plain_string_or_json() -> None:
     assert read_api_key(secrets, "json") == "key-2"
     with pytest.raises(ValueError, match="empty"):
         read_api_key(secrets, "empty")
+
+
+def test_a_zero_byte_object_is_not_gzip_and_reads_as_nothing() -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="bucket")
+    put = s3.put_object(Bucket="bucket", Key="empty.json", Body=b"")
+    ref = ObjectRef("bucket", "empty.json", put.get("VersionId"), put["ETag"])
+    source = S3Source(s3)
+    assert not source.is_gzip(ref)  # S3 refuses any range of an empty object
+    assert b"".join(source.chunks(ref, 0, gzip=False)) == b""
+
+
+def test_run_slots_in_the_runs_table_lease_renew_expire_and_release(store: DynamoRunStore) -> None:
+    from braze_importer.aws import DynamoRunSlots
+
+    slots = DynamoRunSlots(boto3.client("dynamodb"), "runs", 1)
+    assert slots.acquire("run-a", now=1000.0, lease_seconds=60.0)
+    assert slots.acquire("run-a", now=1030.0, lease_seconds=60.0)  # its own slot: renewed
+    assert not slots.acquire("run-b", now=1080.0, lease_seconds=60.0)  # held until 1090
+    assert slots.acquire("run-b", now=1091.0, lease_seconds=60.0)  # run-a's lease ran out
+    assert not slots.acquire("run-a", now=1092.0, lease_seconds=60.0)
+    slots.release("run-b")
+    assert slots.acquire("run-a", now=1093.0, lease_seconds=60.0)
+
+
+def test_seek_points_are_kept_beside_the_run_and_gzip_resumes_from_them(store: DynamoRunStore) -> None:
+    from braze_importer.aws import DynamoSeekPoints
+    from braze_importer.ports import SeekPoint
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="bucket")
+    data = b"".join(b'{"n": %d, "pad": "%s"}\n' % (i, str(i * 7919).encode() * 3) for i in range(100_000))
+    put = s3.put_object(Bucket="bucket", Key="z.jsonl.gz", Body=gzip.compress(data))
+    ref = ObjectRef("bucket", "z.jsonl.gz", put.get("VersionId"), put["ETag"])
+    source = S3Source(s3, seek_spacing=256 << 10)
+    points: list[SeekPoint] = []
+    assert b"".join(source.chunks(ref, 0, gzip=True, on_point=points.append)) == data
+    seeks = DynamoSeekPoints(boto3.client("dynamodb"), "runs")
+    seeks.save("b/k#v", points[-2])
+    point = seeks.load("b/k#v")
+    assert point == points[-2] and seeks.load("other") is None
+    offset = point.out_offset + 12345
+    assert b"".join(source.chunks(ref, offset, gzip=True, resume_from=point)) == data[offset:]

@@ -97,3 +97,28 @@ async def _transport_checks(braze: BrazeEmulator) -> None:
     assert fine.delivery is Delivery.ANSWERED and fine.status == 201
     assert fine.remaining is not None and fine.reset_at is not None
     assert classify_failure(TimeoutError()) is Delivery.AMBIGUOUS
+
+
+def test_eventbridge_test_events_and_foreign_keys_never_raise(deployed: Any, braze: BrazeEmulator) -> None:
+    objs = [{"external_id": f"u{i}", "name": "e", "time": "2026-01-01T00:00:00Z"} for i in range(5)]
+    put = deployed.put_object(Bucket="imports", Key="incoming/eb file.jsonl", Body=b"\n".join(map(orjson.dumps, objs)))
+    eventbridge = {
+        "version": "0",
+        "source": "aws.s3",
+        "detail-type": "Object Created",
+        "detail": {
+            "bucket": {"name": "imports"},
+            "object": {
+                "key": "incoming/eb file.jsonl",
+                "size": 10,
+                "etag": put["ETag"].strip('"'),
+                "version-id": put["VersionId"],
+            },
+        },
+    }
+    result = importer.handler(eventbridge, FakeContext(900))
+    assert result["runs"][0]["status"] == "completed" and braze.state()["stored"] == 5
+    test_event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "imports", "RequestId": "r"}
+    assert importer.handler(test_event, FakeContext(900)) == {"runs": []}
+    outside = s3_event("imports", "reports/x.json", 0, "etag", "v1")
+    assert importer.handler(outside, FakeContext(900))["runs"][0]["status"] == "ignored"

@@ -57,7 +57,7 @@ def test_cdk_nag_runs_clean_and_every_template_passes_cfn_lint(synth: Synth) -> 
 def test_importer_function_runtime_limits_and_failure_handling(template: dict[str, Any]) -> None:
     fn = importer(template)["Properties"]
     assert fn["Runtime"] == "python3.14" and fn["Architectures"] == ["arm64"]
-    assert fn["Timeout"] == 900 and fn["ReservedConcurrentExecutions"] == 2
+    assert fn["Timeout"] == 900
     assert fn["RecursiveLoop"] == "Allow"
     env = fn["Environment"]["Variables"]
     assert "BRAZE_API_KEY_SECRET" in env and not any("KEY" in k and k != "BRAZE_API_KEY_SECRET" for k in env)
@@ -131,3 +131,20 @@ def test_secret_is_referenced_not_inlined(template: dict[str, Any]) -> None:
     secret_id = next(iter(resources(template, "AWS::SecretsManager::Secret")))
     env = importer(template)["Properties"]["Environment"]["Variables"]
     assert env["BRAZE_API_KEY_SECRET"] == {"Ref": secret_id}
+
+
+def test_importer_reserves_no_concurrency_by_default_and_bounds_runs_in_its_table(template: dict[str, Any]) -> None:
+    # A new account (concurrency quota 10) cannot reserve any: the deploy would roll back.
+    fn = importer(template)["Properties"]
+    assert "ReservedConcurrentExecutions" not in fn
+    assert fn["Environment"]["Variables"]["MAX_CONCURRENT_RUNS"] == "2"
+
+
+def test_reserved_concurrency_is_an_opt_in_setting() -> None:
+    from stacks.config import AppConfig, ConfigError
+
+    context = {"import:reservedConcurrency": "5", "import:maxConcurrentRuns": "2"}
+    assert AppConfig.from_context(context.get).importer.reserved_concurrency == 5
+    assert AppConfig.from_context({}.get).importer.reserved_concurrency == 0
+    with pytest.raises(ConfigError, match="reservedConcurrency"):
+        AppConfig.from_context({"import:reservedConcurrency": "1", "import:maxConcurrentRuns": "2"}.get)

@@ -75,7 +75,7 @@ def test_invalid_objects_are_rejects_with_position_and_reason_but_no_value() -> 
         *events(2),
         {"name": "no-id", "time": "2026-01-01"},
         "text",
-        {"external_id": "secret@example.com", "name": 1},
+        {"external_id": "secret@example.com", "name": 1, "time": "2026-01-01"},
     ]
     run = Run(FakeBraze())
     result = run.go(objs)
@@ -250,3 +250,131 @@ def test_concurrency_delivers_every_object_once(in_flight: int) -> None:
     braze = FakeBraze()
     Run(braze, SendPolicy(max_in_flight=in_flight)).go(objs)
     assert sorted(o["external_id"] for o in braze.stored) == sorted(o["external_id"] for o in objs)
+
+
+def test_a_checkpoint_keeps_the_settled_ranges_it_inherited_beyond_the_read_position() -> None:
+    # Given a run whose first 75 objects are unsettled and the other 19,925 settled by an earlier invocation
+    objs = events(20000)
+    inherited = Checkpoint(0, 0, RangeSet([(75, 20000)]))
+    saved: list[Checkpoint] = []
+    braze = FakeBraze()
+    clock = FakeClock()
+    pump = Pump(
+        braze,
+        SendPolicy(max_in_flight=1),
+        clock,
+        on_reject=list.append,
+        on_failed=list.append,
+        on_progress=lambda point: saved.append(point) or True,
+        progress_seconds=0.0,
+    )
+    elements = iter_elements([orjson.dumps(objs)], Format.ARRAY)
+    # When it writes progress checkpoints while the first batch is still in flight
+    asyncio.run(pump.run(elements, inherited, keep_going=lambda: True))
+    assert braze.stored == objs[:75]
+    crashed_at = saved[0]  # and dies right after the first one
+    # Then the checkpoint still skips everything settled before, and a resume resends only what was in flight
+    assert crashed_at.index == 0
+    assert all(i in crashed_at.skip for i in range(75, 20000))
+    resumed = FakeBraze()
+    Run(resumed).go(objs, crashed_at)
+    assert resumed.stored == objs[:75]
+
+
+def test_a_400_that_names_every_bad_object_rejects_them_and_resends_the_rest_once() -> None:
+    # Given 750 objects of which every other one is invalid for Braze, and Braze names them in errors[]
+    objs = events(1500)
+
+    def refuse_odd(payload: dict[str, Any]) -> Any:
+        bad = [
+            {"type": "invalid", "input_array": "events", "index": i}
+            for i, o in enumerate(payload["events"])
+            if int(o["external_id"][1:]) % 2
+        ]
+        return answer(400, {"message": "bad", "errors": bad}) if bad else answer()
+
+    braze = FakeBraze(default=refuse_odd)
+    run = Run(braze)
+    run.go(objs)
+    # Then each batch costs two requests, not one per object
+    assert len(braze.requests) == 40
+    assert braze.stored == objs[0::2]
+    assert sorted(r["index"] for r in run.rejects) == list(range(1, 1500, 2))
+    assert run.rejects[0]["reason"] == "Braze: invalid"
+
+
+def test_a_400_whose_errors_name_nothing_it_can_find_still_isolates_by_splitting() -> None:
+    def refuse_u7(payload: dict[str, Any]) -> Any:
+        if any(o["external_id"] == "u7" for o in payload["events"]):
+            return answer(400, {"message": "bad", "errors": [{"type": "x", "input_array": "events", "index": 99}]})
+        return answer()
+
+    braze = FakeBraze(default=refuse_u7)
+    run = Run(braze)
+    run.go(events(20))
+    assert [r["index"] for r in run.rejects] == [7] and len(braze.stored) == 19
+
+
+@pytest.mark.parametrize(
+    ("headers", "waited"),
+    [
+        ({"retry_after": 4.0}, 4.0),  # Retry-After / X-Ratelimit-Retry-After
+        ({"retry_after": 4.0, "reset_at_in": 30.0}, 4.0),  # retry-after wins over the reset
+        ({"reset_at_in": 2.0}, 2.0),
+    ],
+)
+def test_429_waits_what_braze_asks_for(headers: dict[str, float], waited: float) -> None:
+    clock = FakeClock()
+    kw: dict[str, Any] = {}
+    if "retry_after" in headers:
+        kw["retry_after"] = headers["retry_after"]
+    if "reset_at_in" in headers:
+        kw["reset_at"] = clock.time() + headers["reset_at_in"]
+    braze = FakeBraze(script=[answer(429, **kw)])
+    run = Run(braze, clock=clock)
+    run.go(events(10))
+    assert braze.stored == events(10)
+    assert waited <= clock.now < waited + 1.0
+    assert run.pump.counters.waits_capped == 0
+
+
+@pytest.mark.parametrize(
+    "reset",
+    [float("inf"), float("nan"), 1_700_000_000_000.0, "in_a_day"],  # infinite, NaN, milliseconds, a day ahead
+)
+def test_an_implausible_reset_never_stalls_the_run(reset: Any) -> None:
+    clock = FakeClock()
+    reset_at = clock.time() + 86400 if reset == "in_a_day" else reset
+    # Every answer carries the odd reset, the first one a 429 with nothing left in the window.
+    braze = FakeBraze(
+        script=[answer(429, remaining=0, reset_at=reset_at)],
+        default=lambda p: answer(remaining=0, limit=3000, reset_at=reset_at),
+    )
+    run = Run(braze, clock=clock)
+    result = run.go(events(300), keep_going=lambda: clock.now < 600)
+    assert result.outcome is Outcome.COMPLETED
+    assert braze.stored == events(300)
+    assert clock.now < 30  # backed off briefly, did not wait for the "reset"
+    assert run.pump.counters.waits_capped == 1
+
+
+def test_a_very_long_retry_after_is_capped_and_counted() -> None:
+    clock = FakeClock()
+    braze = FakeBraze(script=[answer(429, retry_after=3000.0)])
+    run = Run(braze, SendPolicy(max_in_flight=1, max_wait_seconds=60.0), clock)
+    run.go(events(10))
+    assert braze.stored == events(10)
+    assert 60.0 <= clock.now < 62.0
+    assert run.pump.counters.waits_capped == 1
+
+
+def test_retry_after_headers_are_read_in_seconds_or_as_a_date() -> None:
+    from braze_importer.braze_http import retry_after_seconds
+
+    now = 1_800_000_000.0
+    assert retry_after_seconds({"x-ratelimit-retry-after": "7"}, now) == 7.0
+    assert retry_after_seconds({"retry-after": "2.5"}, now) == 2.5
+    assert retry_after_seconds({"retry-after": "Fri, 15 Jan 2027 08:00:10 GMT"}, 1_800_000_000.0) == 10.0
+    assert retry_after_seconds({"retry-after": "inf"}, now) is None
+    assert retry_after_seconds({"retry-after": "soon"}, now) is None
+    assert retry_after_seconds({}, now) is None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -125,7 +126,6 @@ def test_blank_lines_are_not_elements_and_bad_lines_are_rejects_not_the_end() ->
         (b"", 0, "empty"),
         (b"[1,,2]", 3, "expected a value"),
         (b'[{"a":1}] trailing', 10, "after the closing bracket"),
-        (b'[{"a": tru}]', 1, "not valid JSON"),
     ],
 )
 def test_invalid_files_stop_with_the_position(data: bytes, offset: int, message: str) -> None:
@@ -154,3 +154,98 @@ def test_deeper_than_the_fast_path_still_frames_correctly() -> None:
     for _ in range(40):
         deep = {"n": [deep]}
     assert values(orjson.dumps([deep, 1]), Format.ARRAY, 7) == [deep, 1]
+
+
+# -- elements that frame but do not decode, big integers, whitespace ------------------------------
+
+UNDECODABLE = [b"1e400", b'{"s": "\xff\xfe"}', b'{"s": "\\ud800"}', b"[" * 1100 + b"]" * 1100, b'{"a": tru}']
+
+
+@pytest.mark.parametrize("bad", UNDECODABLE)
+@pytest.mark.parametrize("size", [3, 4096, 1 << 20])
+def test_an_element_that_frames_but_does_not_decode_is_one_reject_and_the_array_goes_on(bad: bytes, size: int) -> None:
+    good = [orjson.dumps({"external_id": f"u{i}"}) for i in range(1000)]
+    data = b"[" + b",".join([*good[:10], bad, *good[10:]]) + b"]"
+    elements = list(iter_elements(chunked(data, size), Format.ARRAY))
+    assert len(elements) == 1001
+    assert elements[10].error is not None and "not valid JSON" in elements[10].error
+    assert elements[10].offset == data.index(bad)
+    assert [e.value for e in elements if e.error is None] == [orjson.loads(g) for g in good]
+
+
+@pytest.mark.parametrize("bad", UNDECODABLE)
+def test_the_same_elements_in_json_lines_are_one_reject_each(bad: bytes) -> None:
+    data = b'{"external_id": "a"}\n' + bad + b'\n{"external_id": "b"}\n'
+    elements = list(iter_elements([data], Format.LINES))
+    assert [e.error is not None for e in elements] == [False, True, False]
+
+
+@pytest.mark.parametrize("fmt", [Format.ARRAY, Format.LINES])
+@pytest.mark.parametrize("size", [5, 1 << 20])
+def test_integers_beyond_64_bits_keep_every_digit(fmt: Format, size: int) -> None:
+    text = b'{"external_id": "u", "big": 123456789012345678901234567890, "neg": -98765432109876543210987,'
+    text += b' "u64": 18446744073709551615, "f": 1.5, "s": "12345678901234567890123"}'
+    data = b"[" + text + b"]" if fmt is Format.ARRAY else text + b"\n"
+    (element,) = iter_elements(chunked(data, size), fmt)
+    sent = orjson.dumps(element.value)
+    assert b'"big":123456789012345678901234567890' in sent
+    assert b'"neg":-98765432109876543210987' in sent
+    assert b'"u64":18446744073709551615' in sent
+    assert json.loads(sent) == json.loads(text)
+
+
+def test_whitespace_before_the_array_is_read_in_constant_memory() -> None:
+    import tracemalloc
+
+    def stream() -> Iterator[bytes]:
+        for _ in range(48):
+            yield b" " * (1 << 20)
+        yield b'[{"external_id": "a"}]'
+
+    tracemalloc.start()
+    try:
+        elements = list(iter_elements(stream(), Format.ARRAY))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [e.value for e in elements] == [{"external_id": "a"}]
+    assert elements[0].offset == (48 << 20) + 1
+    assert peak < 8 << 20
+
+
+@pytest.mark.parametrize("fmt", [Format.ARRAY, Format.LINES])
+def test_whitespace_after_a_small_object_does_not_count_towards_its_size(fmt: Format) -> None:
+    obj = b'{"external_id": "a", "n": 12}'
+    pad = b" \t" * (3 << 20)  # 6 MB
+    data = b"[" + obj + pad + b", " + obj + b"]" if fmt is Format.ARRAY else pad + obj + pad + b"\n" + obj + b"\n"
+    elements = list(iter_elements(chunked(data, 1 << 20), fmt))
+    assert [e.error for e in elements] == [None, None]
+    assert [e.value for e in elements] == [orjson.loads(obj)] * 2
+
+
+def test_whitespace_between_scalars_still_separates_them() -> None:
+    data = b"[12" + b" " * (5 << 20) + b"34]"
+    elements = list(iter_elements(chunked(data, 1 << 20), Format.ARRAY))
+    assert elements[0].error is not None  # "12 34" is not one number
+
+
+def test_a_whitespace_only_line_is_blank_however_long() -> None:
+    data = b'{"external_id": "a"}\n' + b" " * (6 << 20) + b'\n{"external_id": "b"}\n'
+    elements = list(iter_elements(chunked(data, 1 << 20), Format.LINES))
+    assert [e.value for e in elements] == [{"external_id": "a"}, {"external_id": "b"}]
+
+
+@pytest.mark.parametrize("size", [4096, 70_000, 1 << 20])
+def test_json_lines_decoded_in_blocks_keep_exact_offsets_rejects_and_blank_lines(size: int) -> None:
+    lines = [orjson.dumps({"external_id": f"u{i}", "n": i}) for i in range(20_000)]
+    lines[5000] = b'{"broken": '
+    lines[12000] = b""
+    lines[15000] = b"   \r"
+    lines[17000] = b'{"a": 1} {"b": 2}'
+    data = b"\n".join(lines) + b"\n"
+    elements = list(iter_elements(chunked(data, size), Format.LINES))
+    kept = [line for line in lines if line.strip()]
+    assert len(elements) == len(kept)
+    for element, line in zip(elements, kept, strict=True):
+        assert data[element.offset : element.offset + len(line)] == line
+        assert (element.error is not None) == (line in (b'{"broken": ', b'{"a": 1} {"b": 2}'))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from itertools import count
+from itertools import count, pairwise
 from typing import Any
 
 import orjson
@@ -223,3 +223,199 @@ def test_an_invocation_that_dies_is_resumed_resending_only_what_was_in_flight() 
     ids = [o["external_id"] for o in braze.stored]
     assert set(ids) == {o["external_id"] for o in objs}
     assert len(ids) - len(set(ids)) <= 4 * 75  # at most the batches that were in flight
+
+
+# -- damaged and empty files ---------------------------------------------------------------------
+
+
+def _lines(n: int) -> bytes:
+    return b"".join(
+        orjson.dumps({"external_id": f"u{i}", "name": "e", "time": "2026-01-01T00:00:00Z"}) + b"\n" for i in range(n)
+    )
+
+
+def test_a_truncated_gzip_file_stops_the_run_and_says_so() -> None:
+    data = gz(_lines(2000))
+    s3 = FakeS3(chunk=4096)
+    s3.objects[(BUCKET, "incoming/cut.jsonl.gz")] = data[: len(data) // 2]
+    braze = FakeBraze()
+    deps = make_deps(braze, s3)
+    result = handle_start(ObjectRef(BUCKET, "incoming/cut.jsonl.gz", "v1", None), "a", deps, lambda: True)
+    assert result.status == "stopped"
+    assert result.report is not None and result.report["stop_reason"] == "unreadable_file"
+    assert "truncated" in result.report["error"]["message"]
+    # Everything before the cut was imported; nothing after it was invented.
+    assert 0 < len(braze.stored) < 2000
+    assert all(o["external_id"] == f"u{i}" for i, o in enumerate(braze.stored))
+
+
+def test_zero_padding_after_a_gzip_member_is_ignored_like_gzip_tools_do() -> None:
+    s3 = FakeS3(chunk=1000)
+    s3.objects[(BUCKET, "incoming/pad.jsonl.gz")] = gz(_lines(300)) + gz(_lines(2)) + b"\x00" * 5000
+    braze = FakeBraze()
+    deps = make_deps(braze, s3)
+    result = handle_start(ObjectRef(BUCKET, "incoming/pad.jsonl.gz", "v1", None), "a", deps, lambda: True)
+    assert result.status == "completed"
+    assert len(braze.stored) == 302
+
+
+def test_garbage_after_a_gzip_member_stops_the_run() -> None:
+    s3 = FakeS3()
+    s3.objects[(BUCKET, "incoming/junk.jsonl.gz")] = gz(_lines(10)) + b"\x00\x00garbage"
+    deps = make_deps(FakeBraze(), s3)
+    result = handle_start(ObjectRef(BUCKET, "incoming/junk.jsonl.gz", "v1", None), "a", deps, lambda: True)
+    assert result.status == "stopped" and result.report is not None
+    assert result.report["stop_reason"] == "unreadable_file"
+
+
+@pytest.mark.parametrize("key", ["incoming/empty.jsonl", "incoming/empty.json"])
+def test_a_zero_byte_object_gets_a_report_not_a_crash(key: str) -> None:
+    s3 = FakeS3()
+    s3.objects[(BUCKET, key)] = b""
+    deps = make_deps(FakeBraze(), s3)
+    result = handle_start(ObjectRef(BUCKET, key, "v1", None, size=None), "a", deps, lambda: True)
+    assert result.report is not None
+    if key.endswith(".jsonl"):
+        assert result.status == "completed" and result.report["objects_read"] == 0
+    else:
+        assert result.status == "stopped" and result.report["stop_reason"] == "invalid_json"
+
+
+# -- concurrent runs bounded by slots in the runs table -------------------------------------------
+
+
+def _two_files(s3: FakeS3) -> tuple[ObjectRef, ObjectRef]:
+    s3.objects[(BUCKET, "incoming/a.jsonl")] = _lines(600)
+    s3.objects[(BUCKET, "incoming/b.jsonl")] = _lines(50)
+    return ObjectRef(BUCKET, "incoming/a.jsonl", "v1", None), ObjectRef(BUCKET, "incoming/b.jsonl", "v1", None)
+
+
+def test_with_one_slot_a_second_run_waits_and_proceeds_once_the_first_ends() -> None:
+    from tests.fakes import MemorySlots
+
+    s3 = FakeS3()
+    first, second = _two_files(s3)
+    braze = FakeBraze()
+    deps = make_deps(braze, s3, slots=MemorySlots(1))
+    # The first run pauses after a while and keeps its slot for its continuation.
+    ticks = count()
+    assert handle_start(first, "a", deps, lambda: next(ticks) < 1).status == "continuing"
+    first_payload = deps.continuer.payloads.pop(0)
+    # The second finds no slot: it waits while it has time, then hands itself on, losing nothing.
+    polls = count()
+    sent = len(braze.requests)
+    queued = handle_start(second, "b", deps, lambda: next(polls) < 3)
+    assert queued.status == "queued" and len(braze.requests) == sent
+    run_b = deps.store.get(queued.run_id)
+    assert run_b is not None and run_b.invocations == 0 and run_b.queued_hops == 1
+    second_payload = deps.continuer.payloads.pop(0)
+    assert handle_continue(second_payload["run_id"], second_payload["seq"], "c", deps, lambda: False).status == "queued"
+    # The first run finishes and frees its slot; the second then runs to the end.
+    assert handle_continue(first_payload["run_id"], first_payload["seq"], "d", deps, lambda: True).status == "completed"
+    again = deps.continuer.payloads.pop(0)
+    assert handle_continue(again["run_id"], again["seq"], "e", deps, lambda: True).status == "completed"
+    assert len(braze.stored) == 650
+    assert deps.slots.held == {}
+
+
+def test_a_crashed_run_frees_its_slot_when_its_lease_runs_out() -> None:
+    from tests.fakes import MemorySlots
+
+    s3 = FakeS3()
+    first, second = _two_files(s3)
+    deps = make_deps(FakeBraze(), s3, slots=MemorySlots(1), slot_lease_seconds=120.0, slot_poll_seconds=10.0)
+    # The first run took the slot and its invocation died (nothing released it).
+    from braze_importer.runs import run_id_for
+
+    assert deps.slots.acquire(run_id_for(BUCKET, first.key, "v1", None), deps.clock.time(), 120.0)
+    # The second waits (virtual time passes) and gets the slot once the lease has expired.
+    result = handle_start(second, "b", deps, lambda: deps.clock.now < 600)
+    assert result.status == "completed"
+    assert 120.0 <= deps.clock.now < 150.0
+
+
+def test_a_resume_after_the_hop_limit_gets_the_whole_hop_limit_again() -> None:
+    s3 = FakeS3()
+    s3.objects[(BUCKET, "incoming/long.jsonl")] = _lines(2000)
+    deps = make_deps(FakeBraze(), s3, max_hops=3)
+    ref = ObjectRef(BUCKET, "incoming/long.jsonl", "v1", None)
+    statuses = run_chain(deps, ref, 1)
+    assert statuses == ["continuing", "continuing", "stopped"]
+    run_id = deps.store.get(next(iter(deps.store.items))).run_id  # type: ignore[union-attr]
+    ticks = count()
+    resumed = handle_resume(run_id, "op", deps, lambda: next(ticks) < 1, force=False)
+    assert resumed.status == "continuing"  # not stopped again after one invocation
+    payload = deps.continuer.payloads.pop(0)
+    assert handle_continue(payload["run_id"], payload["seq"], "x", deps, lambda: next(ticks) < 2).status == "continuing"
+
+
+# -- gzip resumes from a seek point --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_a_gzip_run_resumes_from_its_latest_seek_point_not_from_byte_0(members: int) -> None:
+    from braze_importer.aws import S3Source
+
+    from tests.fakes import MemorySeekPoints
+
+    objs = sample(30000)
+    text = b"\n".join(orjson.dumps(o) for o in objs) + b"\n"
+    cut = [len(text) * i // members for i in range(members + 1)]
+    data = b"".join(gz(text[a:b]) for a, b in pairwise(cut))
+    s3 = FakeS3(chunk=50_000)
+    s3.objects[(BUCKET, "incoming/big.jsonl.gz")] = data
+    braze = FakeBraze()
+    seeks = MemorySeekPoints()
+    source = S3Source(s3, seek_spacing=100_000)
+    deps = make_deps(braze, s3, SendPolicy(max_in_flight=1), source=source, seek_points=seeks)
+    statuses = run_chain(deps, ObjectRef(BUCKET, "incoming/big.jsonl.gz", "v1", None), 40)
+    assert statuses[-1] == "completed" and len(statuses) > 3
+    assert braze.stored == expected(objs)  # each object once, in order
+    assert seeks.saves >= 2
+    # Once a seek point was kept, every continuation asked S3 for the file from one, not from byte 0,
+    # and those starts move forward with the run.
+    starts = [int(r[6:-1]) if r else 0 for r in s3.ranges if r != "bytes=0-1"]
+    assert starts[0] == 0 and starts[-1] > len(data) // 2
+    later = starts[starts.index(next(s for s in starts if s > 0)) :]
+    assert all(s > 0 for s in later) and later == sorted(later)
+
+
+def test_a_seek_point_past_the_checkpoint_is_not_used() -> None:
+    from braze_importer.aws import S3Source
+    from braze_importer.ports import SeekPoint
+
+    from tests.fakes import MemorySeekPoints
+
+    objs = sample(3000)
+    s3 = FakeS3()
+    s3.objects[(BUCKET, "incoming/x.jsonl.gz")] = gz(b"\n".join(orjson.dumps(o) for o in objs))
+    seeks = MemorySeekPoints()
+    braze = FakeBraze()
+    deps = make_deps(braze, s3, source=S3Source(s3, seek_spacing=10_000), seek_points=seeks)
+    ref = ObjectRef(BUCKET, "incoming/x.jsonl.gz", "v1", None)
+    ticks = count()
+    assert handle_start(ref, "a", deps, lambda: next(ticks) < 2).status == "continuing"
+    run_id = next(iter(deps.store.items))
+    # A crash after the seek point was written but before its checkpoint: a point beyond it.
+    seeks.points[run_id] = SeekPoint(10**9, 10**8, 0, b"").to_bytes()
+    payload = deps.continuer.payloads.pop(0)
+    assert handle_continue(payload["run_id"], payload["seq"], "b", deps, lambda: True).status == "completed"
+    assert braze.stored == expected(objs)
+
+
+def test_without_libz_gzip_still_imports_and_resumes_by_inflating_from_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from braze_importer import gzip_index
+
+    monkeypatch.setattr(gzip_index, "available", lambda: False)
+    objs = sample(600)
+    key, data = encode(objs, "gzip")
+    s3 = FakeS3(chunk=4096)
+    s3.objects[(BUCKET, key)] = data
+    braze = FakeBraze()
+    deps = make_deps(braze, s3)
+    statuses = run_chain(deps, ObjectRef(BUCKET, key, "v1", None), 2)
+    assert statuses[-1] == "completed" and len(statuses) > 2
+    assert braze.stored == expected(objs)
+    assert all(r is None for r in s3.ranges if r != "bytes=0-1")  # every hop read from byte 0
