@@ -44,8 +44,10 @@ def test_other_send_parameters_are_kept() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["../etc/passwd", "/abs.csv", "a/../../b.csv", "C:\\x.csv", "a//b.csv", ".hidden", "na me.csv", "x" * 600,
-             "a/b/c/d/e/f/g.csv", "tab\t.csv", "ü.csv"]
+    "name", ["../etc/passwd", "/abs.csv", "a/../../b.csv", "C:\\x.csv", "a//b.csv", ".hidden", "x" * 600,
+             "a/b/c/d/e/f/g.csv", "tab\t.csv", "a\n/b.csv", "b.csv\n",
+             "a/b.csv\r", "x\u202eg.csv", "a\u2028b.csv", "nul\x00.csv", "a\\b.csv", " /b.csv", "a /b.csv",
+             "x" * 129, "a:b.csv", "\u0301a.csv"]
 )  # fmt: skip
 def test_names_that_could_escape_or_surprise_are_refused(name: str) -> None:
     with pytest.raises(BadRequest) as raised:
@@ -55,6 +57,67 @@ def test_names_that_could_escape_or_surprise_are_refused(name: str) -> None:
 
 def test_plain_names_land_under_the_fixed_prefix() -> None:
     assert object_key("ci360/", " weekly/audience_2026-11.csv ") == "ci360/weekly/audience_2026-11.csv"
+
+
+@pytest.mark.parametrize(
+    "name", ["na me.csv", "ü.csv", "Zürich (Q3)/Kundenliste 2026.csv", "客户/名单.csv", "e\u0301te.csv"]
+)
+def test_ci360_names_with_spaces_and_letters_of_any_script_are_kept(name: str) -> None:
+    assert object_key("ci360/", name) == "ci360/" + name
+
+
+def test_an_empty_metadata_url_means_no_metadata() -> None:
+    assert parse(body(presignedUrls={"dataFile": S3_URL, "metadataFile": ""})).presignedUrls.metadataFile is None
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "s3.amazonaws.com", "b.s3.amazonaws.com", "s3.eu-west-1.amazonaws.com", "b.s3.eu-west-1.amazonaws.com",
+        "s3-eu-west-1.amazonaws.com", "b.s3-external-1.amazonaws.com", "b.s3.dualstack.us-east-1.amazonaws.com",
+        "s3-fips.us-gov-west-1.amazonaws.com", "b.s3-fips.dualstack.us-east-1.amazonaws.com",
+        "b.s3.cn-north-1.amazonaws.com.cn",
+    ],
+)  # fmt: skip
+def test_the_default_hosts_accept_s3_endpoint_forms(host: str) -> None:
+    assert UrlPolicy().check("f", f"https://{host}/k?X-Amz-Signature=x") == host
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "s3-x-123.us-east-1.elb.amazonaws.com", "db.abc.us-east-1.rds.amazonaws.com", "x.s3-y.z.amazonaws.com",
+        "a.b.s3.amazonaws.com", "ec2.us-east-1.amazonaws.com", "s3.amazonaws.com.evil.com", "s3.amazonaws.co",
+    ],
+)  # fmt: skip
+def test_star_never_crosses_a_dot(host: str) -> None:
+    with pytest.raises(BadRequest, match="not allowed"):
+        UrlPolicy().check("f", f"https://{host}/k")
+
+
+def test_the_schemes_default_port_is_accepted_and_others_need_an_entry() -> None:
+    assert UrlPolicy().check("f", "https://b.s3.amazonaws.com:443/k") == "b.s3.amazonaws.com"
+    with pytest.raises(BadRequest, match="not allowed"):
+        UrlPolicy().check("f", "https://b.s3.amazonaws.com:8443/k")
+    allowed = UrlPolicy(hosts=("*.s3.amazonaws.com:8443",))
+    assert allowed.check("f", "https://b.s3.amazonaws.com:8443/k") == "b.s3.amazonaws.com:8443"
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["100.64.0.1", "[2002:a9fe:a9fe::]", "[::ffff:169.254.169.254]", "[64:ff9b::a9fe:a9fe]", "[::10.0.0.1]",
+     "192.0.0.8", "198.18.0.1", "[fd00::1]", "[fe80::1]", "240.0.0.1", "0.0.0.0", "[2001::a9fe:a9fe]"],
+)  # fmt: skip
+def test_every_address_that_is_not_globally_routable_is_internal(address: str) -> None:
+    wide = UrlPolicy(hosts=("*",))
+    with pytest.raises(BadRequest, match="internal"):
+        wide.check("f", f"https://{address}/x")
+
+
+def test_public_addresses_pass_the_address_test() -> None:
+    wide = UrlPolicy(hosts=("*",))
+    for address in ("8.8.8.8", "[2600:1f18::1]", "[::ffff:8.8.8.8]"):
+        assert wide.check("f", f"https://{address}/x") == address
 
 
 @pytest.mark.parametrize(
