@@ -138,7 +138,8 @@ def clear_caches() -> None:
     for module, names in (
         ("bulk_upload.settings", ("get_settings",)),
         ("bulk_upload.api_handler", ("_jobs",)),
-        ("bulk_upload.copier_handler", ("_jobs", "_http")),
+        ("bulk_upload.copier_handler", ("_jobs", "_download")),
+        ("bulk_upload.dead_letter_handler", ("_jobs",)),
     ):
         if module in sys.modules:
             for name in names:

@@ -17,7 +17,9 @@ from .settings import get_settings
 from .webhook import BadRequest, object_key, parse
 
 logger = Logger(service="bulk-upload-api")
-PUBLIC_JOB_FIELDS = ("job_id", "status", "s3_key", "version_id", "size", "header", "error", "created_at", "updated_at")
+PUBLIC_JOB_FIELDS = (
+    "job_id", "status", "s3_key", "version_id", "size", "copied", "header", "error", "created_at", "updated_at",
+)  # fmt: skip
 
 
 @cache
@@ -67,7 +69,7 @@ def _status(job_id: str) -> dict[str, Any]:
         uuid.UUID(job_id)
     except ValueError:
         return _json(400, {"message": "job_id: must be a job id", "field": "job_id"})
-    job = _jobs().get(job_id)
+    job = _jobs().status(job_id)
     if job is None:
         return _json(404, {"message": "no such job"})
     return _json(200, {k: job[k] for k in PUBLIC_JOB_FIELDS if k in job})

@@ -80,9 +80,7 @@ def object_key(prefix: str, s3_filename: str) -> str:
         if part in ("", ".", ".."):
             raise BadRequest(field, "must not contain empty, '.' or '..' path parts")
         if not all(_name_character(c) for c in part):
-            raise BadRequest(
-                field, "may use letters, digits, spaces, '.', '_', '-', '(', ')' and '/' between folders"
-            )
+            raise BadRequest(field, "may use letters, digits, spaces, '.', '_', '-', '(', ')' and '/' between folders")
         if part[0] in ". " or part[-1] == " " or unicodedata.category(part[0]) in ("Mn", "Mc"):
             raise BadRequest(field, "parts must not start with '.' or a space, nor end with a space")
         if len(part) > MAX_COMPONENT:

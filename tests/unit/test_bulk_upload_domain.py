@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from bulk_upload.copier import MIN_PART, PermanentFailure, copy, header_columns, part_size
+from bulk_upload.copier import (
+    MIN_PART,
+    Checkpoint,
+    Copied,
+    HandedOver,
+    PermanentFailure,
+    Staged,
+    copy,
+    header_columns,
+    part_size,
+)
 from bulk_upload.webhook import BadRequest, UrlPolicy, object_key, parse
 
 S3_URL = "https://staging-bucket.s3.us-east-1.amazonaws.com/export/data.csv?X-Amz-Signature=abc"
@@ -165,25 +176,32 @@ def test_part_size_fits_s3_limits_for_any_size() -> None:
 
 
 class Upload:
-    def __init__(self, fail_after: int | None = None) -> None:
+    def __init__(self, fail_after: int | None = None, abort_fails: bool = False) -> None:
+        self.upload_id = "u-1"
         self.numbered: dict[int, bytes] = {}
         self.fail_after = fail_after
+        self.abort_fails = abort_fails
         self.state = "open"
+        self.started: dict[str, Any] = {}
 
-    def part(self, data: bytes | bytearray, number: int) -> None:
+    def part(self, data: bytes | bytearray | memoryview, number: int) -> str:
         if self.fail_after is not None and number > self.fail_after:
             raise ConnectionError("S3 went away")
         self.numbered[number] = bytes(data)  # the buffer is reused after the call
+        return f'"etag-{number}"'
 
     @property
     def parts(self) -> list[bytes]:
         return [self.numbered[n] for n in sorted(self.numbered)]
 
-    def complete(self) -> str:
+    def complete(self, parts: list[tuple[int, str]]) -> str:
+        assert parts == [(n, f'"etag-{n}"') for n in sorted(self.numbered)]
         self.state = "complete"
         return "v1"
 
     def abort(self) -> None:
+        if self.abort_fails:
+            raise TimeoutError("abort timed out")
         self.state = "aborted"
         self.numbered.clear()
 
@@ -192,20 +210,30 @@ class Target:
     def __init__(self, upload: Upload) -> None:
         self.upload = upload
 
-    def start(self, key: str) -> Upload:
+    def start(self, key: str, *, content_type: str, content_encoding: str | None) -> Upload:
+        self.upload.started = {"content_type": content_type, "content_encoding": content_encoding}
+        return self.upload
+
+    def resume(self, key: str, upload_id: str) -> Upload:
+        assert upload_id == self.upload.upload_id
         return self.upload
 
 
 class Download:
-    def __init__(self, data: bytes, metadata: bytes = b"identity_id,score\n") -> None:
+    def __init__(self, data: bytes, metadata: bytes = b"identity_id,score\n", encoding: str | None = None) -> None:
         self.data = data
         self.metadata = metadata
+        self.encoding = encoding
+        self.opened: list[tuple[int, str | None]] = []
 
     def small(self, url: str, limit: int) -> bytes:
         return self.metadata
 
-    def stream(self, url: str) -> tuple[int | None, Iterator[bytes]]:
-        return len(self.data), iter([self.data[i : i + 999_983] for i in range(0, len(self.data), 999_983)])
+    def stream(self, url: str, *, offset: int = 0, etag: str | None = None) -> Staged:
+        self.opened.append((offset, etag))
+        rest = self.data[offset:]
+        chunks = iter([rest[i : i + 999_983] for i in range(0, len(rest), 999_983)])
+        return Staged(len(self.data), '"e1"', "text/csv", self.encoding, chunks)
 
 
 def test_copy_writes_the_header_then_the_data_in_parts() -> None:
@@ -226,3 +254,69 @@ def test_no_metadata_means_no_header_and_a_failed_copy_aborts() -> None:
     with pytest.raises(ConnectionError):
         copy("k", "d", None, Download(b"y" * (MIN_PART * 3)), Target(failing))
     assert failing.state == "aborted" and not failing.parts
+
+
+def test_metadata_that_is_not_utf8_is_a_permanent_failure_with_its_reason() -> None:
+    with pytest.raises(PermanentFailure, match="not UTF-8"):
+        header_columns(b"identity_id,caf\xe9\n")
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u0085", "\x1c", "\x1d", "\x1e", "\u2029", "\x0b", "\x0c"])
+def test_a_csv_header_splits_rows_only_at_cr_or_lf(separator: str) -> None:
+    metadata = f"identity_id,a{separator}b,c\r\nnext line".encode()
+    assert header_columns(metadata) == ["identity_id", f"a{separator}b", "c"]
+    assert header_columns(b'identity_id,"x\ny",z\n') == ["identity_id", "x\ny", "z"]
+
+
+def test_a_failed_abort_does_not_replace_the_original_failure() -> None:
+    class Refusing(Download):
+        def stream(self, url: str, *, offset: int = 0, etag: str | None = None) -> Staged:
+            staged = super().stream(url, offset=offset, etag=etag)
+
+            def chunks() -> Iterator[bytes]:
+                yield from staged.chunks
+                raise PermanentFailure("the download answered 403")
+
+            return Staged(staged.size, staged.etag, staged.content_type, None, chunks())
+
+    with pytest.raises(PermanentFailure, match="403"):
+        copy("k", "d", None, Refusing(b"x" * 100), Target(Upload(abort_fails=True)))
+
+
+def test_a_gzip_stored_file_is_copied_as_stored_with_the_header_as_its_own_member() -> None:
+    data = gzip.compress(b"id-1,10\nid-2,20\n")
+    upload = Upload()
+    copy("k", "d", "m", Download(data, encoding="gzip"), Target(upload))
+    stored = b"".join(upload.parts)
+    assert stored.endswith(data) and gzip.decompress(stored) == b"identity_id,score\nid-1,10\nid-2,20\n"
+    assert upload.started == {"content_type": "text/csv", "content_encoding": "gzip"}
+    with pytest.raises(PermanentFailure, match="Content-Encoding br"):
+        copy("k", "d", "m", Download(b"\x1b\x00", encoding="br"), Target(Upload()))
+
+
+def test_a_copy_hands_over_at_a_part_boundary_and_continues_from_the_checkpoint() -> None:
+    data = bytes(range(256)) * (MIN_PART * 3 // 256 + 7)  # three parts and a bit
+    upload, download = Upload(), Download(data)
+    asked = iter([False, True])
+    first = copy("k", "d", "m", download, Target(upload), hand_over=lambda: next(asked, False))
+    assert isinstance(first, HandedOver) and upload.state == "open"
+    checkpoint = Checkpoint.loads(first.checkpoint.dumps())  # as stored in the job record
+    head = len(b"identity_id,score\n")
+    assert checkpoint.parts == [(1, '"etag-1"'), (2, '"etag-2"')] and checkpoint.written == 2 * MIN_PART
+    assert checkpoint.offset == 2 * MIN_PART - head and checkpoint.hops == 1
+    resumed_at = checkpoint.offset
+    done = copy("k", "d", "m", download, Target(upload), checkpoint=checkpoint)
+    assert isinstance(done, Copied) and upload.state == "complete" and done.header == ["identity_id", "score"]
+    assert b"".join(upload.parts) == b"identity_id,score\n" + data and done.size == head + len(data)
+    assert download.opened == [(0, None), (resumed_at, '"e1"')]  # resumed pinned to the first ETag
+
+
+def test_a_transient_failure_after_a_hand_over_keeps_the_upload_for_the_retry() -> None:
+    data = b"y" * (MIN_PART * 3)
+    upload = Upload()
+    first = copy("k", "d", None, Download(data), Target(upload), hand_over=lambda: True)
+    assert isinstance(first, HandedOver)
+    upload.fail_after = 1
+    with pytest.raises(ConnectionError):
+        copy("k", "d", None, Download(data), Target(upload), checkpoint=first.checkpoint)
+    assert upload.state == "open" and upload.numbered[1] == data[:MIN_PART]
