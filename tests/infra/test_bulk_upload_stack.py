@@ -81,7 +81,7 @@ def test_a_long_copy_may_continue_itself_through_its_queue(template: dict[str, A
     assert {"COPY_HANDOVER_SECONDS", "COPY_PARTS_IN_FLIGHT"} <= set(copier["Environment"]["Variables"])
     actions, _ = actions_of(template, "bulk_upload.copier_handler.handler")
     assert "sqs:SendMessage" in actions
-    consumer, granted = actions_of(template, "bulk_upload.dead_letter_handler.handler")
+    consumer, _ = actions_of(template, "bulk_upload.dead_letter_handler.handler")
     assert {"dynamodb:UpdateItem", "s3:AbortMultipartUpload"} <= set(consumer) and "s3:PutObject" not in consumer
 
 
