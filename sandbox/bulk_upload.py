@@ -34,6 +34,7 @@ API_KEY = "sandbox-bulk-upload-key"
 @dataclass
 class BulkUploadSandbox(LocalStack):
     function_env: dict[str, str] = field(default_factory=dict)
+    invocation_seconds: float = 900.0  # the copier's time limit, as Lambda's context counts it down
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     def _start(self) -> None:
@@ -85,20 +86,28 @@ class BulkUploadSandbox(LocalStack):
         response = handler({"httpMethod": "POST", "body": orjson.dumps(body).decode()}, FakeContext(29))  # type: ignore[arg-type]
         return int(response["statusCode"]), orjson.loads(response["body"])
 
-    def run_copies(self) -> None:
+    def run_copies(self) -> int:
+        """Deliver queued copy messages to the copier, as SQS would (a hand-over queues the next
+        one); returns how many invocations ran."""
         from bulk_upload.copier_handler import handler
 
-        for _ in range(100):
-            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=1).get("Messages", [])
+        invocations = 0
+        for _ in range(1000):
+            messages = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=1, AttributeNames=["ApproximateReceiveCount"]
+            ).get("Messages", [])
             if not messages:
-                return
+                return invocations
             m = messages[0]
             record = {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                      "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs"}  # fmt: skip
-            result = handler({"Records": [record]}, FakeContext(900))
+                      "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": "",
+                      "eventSource": "aws:sqs"}  # fmt: skip
+            result = handler({"Records": [record]}, FakeContext(self.invocation_seconds))
+            invocations += 1
             if result["batchItemFailures"]:
-                return  # left for a later delivery, as SQS would
+                return invocations  # left for a later delivery, as SQS would
             self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+        return invocations
 
     def job(self, job_id: str) -> dict[str, Any]:
         from bulk_upload.api_handler import handler
