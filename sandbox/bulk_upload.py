@@ -146,8 +146,8 @@ def upload(data: Path, metadata: Path | None, name: str, *, api_key: str = API_K
 def clear_caches() -> None:
     for module, names in (
         ("bulk_upload.settings", ("get_settings",)),
-        ("bulk_upload.api_handler", ("_jobs",)),
-        ("bulk_upload.copier_handler", ("_jobs", "_download")),
+        ("bulk_upload.api_handler", ("_jobs", "_sqs")),
+        ("bulk_upload.copier_handler", ("_jobs", "_download", "_s3", "_sqs")),
         ("bulk_upload.dead_letter_handler", ("_jobs",)),
     ):
         if module in sys.modules:

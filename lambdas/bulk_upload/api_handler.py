@@ -27,6 +27,11 @@ def _jobs() -> JobTable:
     return JobTable(boto3.client("dynamodb"), get_settings().jobs_table)
 
 
+@cache
+def _sqs() -> Any:
+    return boto3.client("sqs")
+
+
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("httpMethod") == "GET":
@@ -59,7 +64,7 @@ def _receive(event: dict[str, Any]) -> dict[str, Any]:
         "data_url": webhook.presignedUrls.dataFile,
         "metadata_url": webhook.presignedUrls.metadataFile,
     }
-    boto3.client("sqs").send_message(QueueUrl=settings.queue_url, MessageBody=orjson.dumps(message).decode())
+    _sqs().send_message(QueueUrl=settings.queue_url, MessageBody=orjson.dumps(message).decode())
     logger.info("copy queued", extra={"job_id": job_id, "s3_key": key})
     return _json(202, {"job_id": job_id, "s3_key": key})
 

@@ -18,6 +18,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 
 from .aws import DONE, FAILED, HANDOVER, RETRY, HttpDownload, JobTable, S3Target
 from .copier import Checkpoint, HandedOver, PermanentFailure, copy, header_line
@@ -32,6 +33,18 @@ _CONTEXT: dict[str, LambdaContext] = {}
 @cache
 def _jobs() -> JobTable:
     return JobTable(boto3.client("dynamodb"), get_settings().jobs_table)
+
+
+@cache
+def _s3() -> Any:
+    # One connection per part in flight, plus the job's own calls.
+    pool = max(10, get_settings().parts_in_flight + 2)
+    return boto3.client("s3", config=Config(max_pool_connections=pool))
+
+
+@cache
+def _sqs() -> Any:
+    return boto3.client("sqs")
 
 
 @cache
@@ -51,7 +64,7 @@ def _record(record: SQSRecord) -> str:
     checkpoint = Checkpoint.loads(job["checkpoint"]) if job.get("checkpoint") else None
     if checkpoint and checkpoint.hops >= settings.max_hops:
         exc = PermanentFailure(f"the copy did not finish within {settings.max_hops} invocations")
-        S3Target(boto3.client("s3"), settings.bucket, job_id=job_id).resume(job["s3_key"], checkpoint.upload_id).abort()
+        S3Target(_s3(), settings.bucket, job_id=job_id).resume(job["s3_key"], checkpoint.upload_id).abort()
         return _failed(job_id, owner, exc)
     context = _CONTEXT.get("context")
     margin_ms = settings.handover_seconds * 1000
@@ -59,7 +72,7 @@ def _record(record: SQSRecord) -> str:
     def hand_over() -> bool:
         return context is not None and context.get_remaining_time_in_millis() < margin_ms
 
-    target = S3Target(boto3.client("s3"), settings.bucket, job_id=job_id)
+    target = S3Target(_s3(), settings.bucket, job_id=job_id)
     try:
         result = copy(
             message["s3_key"], message["data_url"], message.get("metadata_url"), _download(), target,
@@ -76,7 +89,7 @@ def _record(record: SQSRecord) -> str:
         state = result.checkpoint
         if not _jobs().finish(job_id, HANDOVER, owner=owner, checkpoint=state.dumps(), copied=state.written):
             raise RuntimeError("lost the job's lease before handing over")
-        boto3.client("sqs").send_message(QueueUrl=settings.queue_url, MessageBody=record.body)
+        _sqs().send_message(QueueUrl=settings.queue_url, MessageBody=record.body)
         metrics.add_metric(name="CopyHandovers", unit=MetricUnit.Count, value=1)
         logger.info("copy handed over", extra={"job_id": job_id, "copied": state.written, "hops": state.hops})
         return "handed over"
