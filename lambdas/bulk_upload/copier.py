@@ -9,11 +9,13 @@ orphaned parts are left behind.
 
 from __future__ import annotations
 
+import base64
 import csv
 import gzip
 import io
 import logging
 import math
+import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -86,19 +88,31 @@ class Checkpoint:
     hops: int = 0
 
     def dumps(self) -> str:
+        """Compact enough for a DynamoDB item at S3's 10,000 parts: parts are always 1..n in order,
+        so only their ETags are kept, packed 16 bytes each when they are MD5 hex (as S3's are)."""
+        etags = [e for _, e in self.parts]
+        assert [n for n, _ in self.parts] == list(range(1, len(etags) + 1))
+        packed = all(_MD5_ETAG.fullmatch(e) for e in etags)
         return orjson.dumps(
             {
                 "upload_id": self.upload_id, "part_size": self.part_size, "offset": self.offset,
-                "written": self.written, "parts": self.parts, "source_etag": self.source_etag,
-                "header": self.header, "hops": self.hops,
+                "written": self.written, "source_etag": self.source_etag, "header": self.header, "hops": self.hops,
+                "etags": base64.b64encode(b"".join(bytes.fromhex(e[1:-1]) for e in etags)).decode() if packed
+                else etags,
             }
         ).decode()  # fmt: skip
 
     @classmethod
     def loads(cls, text: str) -> Checkpoint:
         raw: dict[str, Any] = orjson.loads(text)
-        raw["parts"] = [(int(n), str(e)) for n, e in raw["parts"]]
-        return cls(**raw)
+        etags = raw.pop("etags")
+        if isinstance(etags, str):
+            packed = base64.b64decode(etags)
+            etags = [f'"{packed[i : i + 16].hex()}"' for i in range(0, len(packed), 16)]
+        return cls(**raw, parts=[(n, str(e)) for n, e in enumerate(etags, start=1)])
+
+
+_MD5_ETAG = re.compile(r'"[0-9a-f]{32}"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +210,16 @@ def copy(
         except PermanentFailure as exc:
             _abort(upload, exc)
             raise
+
+    def stop_here() -> bool:
+        if not hand_over():
+            return False
+        if state.source_etag is None:
+            raise PermanentFailure("the staged file is too large for one invocation and has no ETag to continue by")
+        return True
+
     try:
-        stopped = _pump(staged.chunks, head, upload, state, hand_over, in_flight)
+        stopped = _pump(staged.chunks, head, upload, state, stop_here, in_flight)
         if stopped:
             state.hops += 1
             return HandedOver(state)

@@ -320,3 +320,12 @@ def test_a_transient_failure_after_a_hand_over_keeps_the_upload_for_the_retry() 
     with pytest.raises(ConnectionError):
         copy("k", "d", None, Download(data), Target(upload), checkpoint=first.checkpoint)
     assert upload.state == "open" and upload.numbered[1] == data[:MIN_PART]
+
+
+def test_a_checkpoint_of_ten_thousand_parts_fits_a_dynamodb_item() -> None:
+    etags = [f'"{i:032x}"' for i in range(10_000)]
+    checkpoint = Checkpoint("u", MIN_PART, 1 << 40, 1 << 40, list(enumerate(etags, start=1)), '"src"', ["a"], 3)
+    stored = checkpoint.dumps()
+    assert len(stored) < 300_000 and Checkpoint.loads(stored) == checkpoint
+    odd = Checkpoint("u", MIN_PART, 5, 5, [(1, '"abc-1"')])
+    assert Checkpoint.loads(odd.dumps()) == odd
