@@ -188,11 +188,13 @@ def copy(
     checkpoint: Checkpoint | None = None,
     hand_over: Callable[[], bool] = lambda: False,
     in_flight: int = 3,
+    buffer_budget: int | None = None,
 ) -> Copied | HandedOver:
     """Stream ``data_url`` (after the header from ``metadata_url``) into ``key``: while parts
     upload, the next one downloads. Parts are filled in buffers allocated once and reused, so
-    memory stays the same whatever the file's size. ``hand_over`` is asked at each part boundary;
-    when it says so, the copy stops there and returns a checkpoint to continue from."""
+    memory stays the same whatever the file's size (``buffer_budget`` bounds it: fewer parts fly
+    when parts are large). ``hand_over`` is asked at each part boundary; when it says so, the copy
+    stops there and returns a checkpoint to continue from."""
     if checkpoint is None:
         columns = header_columns(download.small(metadata_url, METADATA_LIMIT)) if metadata_url else None
         staged = download.stream(data_url)
@@ -202,6 +204,13 @@ def copy(
             key, content_type=staged.content_type or "text/csv", content_encoding=staged.content_encoding
         )
         state = Checkpoint(upload.upload_id, size, 0, 0, [], staged.etag, columns)
+        if buffer_budget is not None and 2 * size > buffer_budget:
+            _abort(upload, MemoryError())
+            _close(staged.chunks)
+            raise PermanentFailure(
+                f"the file needs {size >> 20} MiB parts (S3 allows 10,000): give the copier at least "
+                f"{(2 * size) * 5 // 3 >> 20} MB of memory"
+            )
     else:
         state, head = checkpoint, b""
         upload = target.resume(key, checkpoint.upload_id)
@@ -218,6 +227,8 @@ def copy(
             raise PermanentFailure("the staged file is too large for one invocation and has no ETag to continue by")
         return True
 
+    if buffer_budget is not None:
+        in_flight = max(1, min(in_flight, buffer_budget // state.part_size - 1))
     try:
         stopped = _pump(staged.chunks, head, upload, state, stop_here, in_flight)
         if stopped:

@@ -77,6 +77,7 @@ def _record(record: SQSRecord) -> str:
         result = copy(
             message["s3_key"], message["data_url"], message.get("metadata_url"), _download(), target,
             checkpoint=checkpoint, hand_over=hand_over, in_flight=settings.parts_in_flight,
+            buffer_budget=_buffer_budget(context),
         )  # fmt: skip
     except PermanentFailure as exc:
         return _failed(job_id, owner, exc)
@@ -102,6 +103,12 @@ def _record(record: SQSRecord) -> str:
     metrics.add_metric(name="BytesCopied", unit=MetricUnit.Bytes, value=result.size)
     logger.info("copy done", extra={"job_id": job_id, "size": result.size, "parts": result.parts})
     return "done"
+
+
+def _buffer_budget(context: LambdaContext | None) -> int | None:
+    """What part buffers may use: 60% of the function's memory (the rest: Python, boto3, httpx)."""
+    memory = getattr(context, "memory_limit_in_mb", None)
+    return int(memory) * (1 << 20) * 3 // 5 if memory else None
 
 
 def _failed(job_id: str, owner: str, exc: PermanentFailure) -> str:

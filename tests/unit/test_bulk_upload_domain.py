@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -329,3 +330,27 @@ def test_a_checkpoint_of_ten_thousand_parts_fits_a_dynamodb_item() -> None:
     assert len(stored) < 300_000 and Checkpoint.loads(stored) == checkpoint
     odd = Checkpoint("u", MIN_PART, 5, 5, [(1, '"abc-1"')])
     assert Checkpoint.loads(odd.dumps()) == odd
+
+
+def test_large_parts_fly_fewer_at_once_and_a_file_too_large_for_the_memory_is_refused_clearly() -> None:
+    class Counting(Upload):
+        def __init__(self) -> None:
+            super().__init__()
+            self.flying = self.most = 0
+
+        def part(self, data: bytes | bytearray | memoryview, number: int) -> str:
+            self.flying += 1
+            self.most = max(self.most, self.flying)
+            time.sleep(0.01)
+            self.flying -= 1
+            return super().part(data, number)
+
+    upload = Counting()
+    copy("k", "d", None, Download(b"z" * MIN_PART * 6), Target(upload), in_flight=3, buffer_budget=3 * MIN_PART)
+    assert upload.most == 2 and b"".join(upload.parts) == b"z" * MIN_PART * 6
+    huge = Download(b"")
+    huge.stream = lambda url, **kw: Staged(4 << 40, '"e"', None, None, iter([]))  # type: ignore[method-assign]
+    refused = Upload()
+    with pytest.raises(PermanentFailure, match="MiB parts"):
+        copy("k", "d", None, huge, Target(refused), buffer_budget=600 << 20)
+    assert refused.state == "aborted"
