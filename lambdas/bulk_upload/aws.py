@@ -42,8 +42,12 @@ class CheckedConnections(httpcore.NetworkBackend):
             return [host]  # an exact host the configuration opted into (a local test server)
         try:
             infos = self._resolve(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            if exc.errno == socket.EAI_NONAME:
+                raise PermanentFailure("download host does not exist") from None
+            raise httpcore.ConnectError(f"name resolution failed ({exc.errno})") from None  # retried
         except OSError as exc:
-            raise PermanentFailure(f"download host does not resolve ({type(exc).__name__})") from None
+            raise httpcore.ConnectError(f"name resolution failed ({type(exc).__name__})") from None
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not addresses or any(is_internal(address) for address in addresses):
             raise PermanentFailure("download refused: the host resolves to an internal address")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -387,3 +388,20 @@ def redeliver(queue: str) -> None:
     for m in RECEIVED:
         sqs.change_message_visibility(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
     run_copier(queue)
+
+
+def test_a_name_that_does_not_exist_fails_for_good_and_a_resolver_hiccup_is_retried() -> None:
+    def nxdomain(host: str, port: int, **kwargs: Any) -> list[Any]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    calls: list[str] = []
+
+    def hiccup(host: str, port: int, **kwargs: Any) -> list[Any]:
+        calls.append(host)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    with pytest.raises(PermanentFailure, match="does not exist"):
+        HttpDownload(UrlPolicy(), resolve=nxdomain).stream("https://b.s3.amazonaws.com/x")
+    with pytest.raises(httpx.ConnectError):
+        HttpDownload(UrlPolicy(), resolve=hiccup, sleep=lambda s: None).stream("https://b.s3.amazonaws.com/x")
+    assert len(calls) == 5
