@@ -120,14 +120,19 @@ class BulkUploadSandbox(LocalStack):
         return bytes(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
-def upload(data: Path, metadata: Path | None, name: str, *, api_key: str = API_KEY) -> dict[str, Any]:
-    """The whole flow, as ``python -m sandbox bulk-upload`` prints it."""
-    with BulkUploadSandbox() as box:
+def upload(
+    data: Path, metadata: Path | None, name: str, *, api_key: str = API_KEY, invocation_seconds: float = 900.0
+) -> dict[str, Any]:
+    """The whole flow, as ``python -m sandbox bulk-upload`` prints it. A short ``invocation_seconds``
+    makes the copier hand over at every part (its margin is the whole budget)."""
+    short = invocation_seconds < 900.0
+    env = {"COPY_HANDOVER_SECONDS": str(invocation_seconds)} if short else {}
+    with BulkUploadSandbox(invocation_seconds=invocation_seconds, function_env=env) as box:
         urls = {"dataFile": box.stage(data)} | ({"metadataFile": box.stage(metadata)} if metadata else {})
         status, response = box.post({"presignedUrls": urls, "sendParameters": {"s3_filename": name}}, api_key=api_key)
         if status != 202:
             return {"http_status": status, "response": response}
-        box.run_copies()
+        invocations = box.run_copies()
         job = box.job(response["job_id"])
         landed = job.get("status") == "done"
         size = box.s3.head_object(Bucket=BUCKET, Key=response["s3_key"])["ContentLength"] if landed else None
@@ -140,6 +145,7 @@ def upload(data: Path, metadata: Path | None, name: str, *, api_key: str = API_K
         "s3_key": response["s3_key"],
         "size": size,
         "header": None if header in (None, "none") else header,
+        "copier_invocations": invocations,
     }
 
 
