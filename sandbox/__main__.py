@@ -61,6 +61,10 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     bulk.add_argument("--s3-filename", required=True, help="the task's s3_filename send parameter")
     bulk.add_argument("--api-key", help="API key to send (default: the sandbox's own)")
     bulk.add_argument("--json", action="store_true", help="print only the outcome, as one JSON object")
+    bulk.add_argument(
+        "--invocation-seconds", type=float, default=900.0,
+        help="the copier's time limit (try 1 to watch a copy hand over from invocation to invocation)",
+    )  # fmt: skip
 
     demo = commands.add_parser("demo", help="import a generated file through the emulator and summarise it")
     demo.add_argument("--objects", type=int, default=50_000)
@@ -88,7 +92,10 @@ def _bulk_upload(args: argparse.Namespace, out: TextIO) -> int:
         if path is not None and not path.is_file():
             print(f"error: {path} is not a file", file=sys.stderr)
             return 2
-    result = upload(args.data_file, args.metadata_file, args.s3_filename, api_key=args.api_key or API_KEY)
+    result = upload(
+        args.data_file, args.metadata_file, args.s3_filename, api_key=args.api_key or API_KEY,
+        invocation_seconds=args.invocation_seconds,
+    )  # fmt: skip
     if args.json:
         out.write(json.dumps(result) + "\n")
     else:

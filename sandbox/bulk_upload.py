@@ -34,6 +34,7 @@ API_KEY = "sandbox-bulk-upload-key"
 @dataclass
 class BulkUploadSandbox(LocalStack):
     function_env: dict[str, str] = field(default_factory=dict)
+    invocation_seconds: float = 900.0  # the copier's time limit, as Lambda's context counts it down
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     def _start(self) -> None:
@@ -85,20 +86,28 @@ class BulkUploadSandbox(LocalStack):
         response = handler({"httpMethod": "POST", "body": orjson.dumps(body).decode()}, FakeContext(29))  # type: ignore[arg-type]
         return int(response["statusCode"]), orjson.loads(response["body"])
 
-    def run_copies(self) -> None:
+    def run_copies(self) -> int:
+        """Deliver queued copy messages to the copier, as SQS would (a hand-over queues the next
+        one); returns how many invocations ran."""
         from bulk_upload.copier_handler import handler
 
-        for _ in range(100):
-            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=1).get("Messages", [])
+        invocations = 0
+        for _ in range(1000):
+            messages = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=1, AttributeNames=["ApproximateReceiveCount"]
+            ).get("Messages", [])
             if not messages:
-                return
+                return invocations
             m = messages[0]
             record = {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                      "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs"}  # fmt: skip
-            result = handler({"Records": [record]}, FakeContext(900))
+                      "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": "",
+                      "eventSource": "aws:sqs"}  # fmt: skip
+            result = handler({"Records": [record]}, FakeContext(self.invocation_seconds))
+            invocations += 1
             if result["batchItemFailures"]:
-                return  # left for a later delivery, as SQS would
+                return invocations  # left for a later delivery, as SQS would
             self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+        return invocations
 
     def job(self, job_id: str) -> dict[str, Any]:
         from bulk_upload.api_handler import handler
@@ -111,14 +120,19 @@ class BulkUploadSandbox(LocalStack):
         return bytes(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
-def upload(data: Path, metadata: Path | None, name: str, *, api_key: str = API_KEY) -> dict[str, Any]:
-    """The whole flow, as ``python -m sandbox bulk-upload`` prints it."""
-    with BulkUploadSandbox() as box:
+def upload(
+    data: Path, metadata: Path | None, name: str, *, api_key: str = API_KEY, invocation_seconds: float = 900.0
+) -> dict[str, Any]:
+    """The whole flow, as ``python -m sandbox bulk-upload`` prints it. A short ``invocation_seconds``
+    makes the copier hand over at every part (its margin is the whole budget)."""
+    short = invocation_seconds < 900.0
+    env = {"COPY_HANDOVER_SECONDS": str(invocation_seconds)} if short else {}
+    with BulkUploadSandbox(invocation_seconds=invocation_seconds, function_env=env) as box:
         urls = {"dataFile": box.stage(data)} | ({"metadataFile": box.stage(metadata)} if metadata else {})
         status, response = box.post({"presignedUrls": urls, "sendParameters": {"s3_filename": name}}, api_key=api_key)
         if status != 202:
             return {"http_status": status, "response": response}
-        box.run_copies()
+        invocations = box.run_copies()
         job = box.job(response["job_id"])
         landed = job.get("status") == "done"
         size = box.s3.head_object(Bucket=BUCKET, Key=response["s3_key"])["ContentLength"] if landed else None
@@ -131,14 +145,16 @@ def upload(data: Path, metadata: Path | None, name: str, *, api_key: str = API_K
         "s3_key": response["s3_key"],
         "size": size,
         "header": None if header in (None, "none") else header,
+        "copier_invocations": invocations,
     }
 
 
 def clear_caches() -> None:
     for module, names in (
         ("bulk_upload.settings", ("get_settings",)),
-        ("bulk_upload.api_handler", ("_jobs",)),
-        ("bulk_upload.copier_handler", ("_jobs", "_http")),
+        ("bulk_upload.api_handler", ("_jobs", "_sqs")),
+        ("bulk_upload.copier_handler", ("_jobs", "_download", "_s3", "_sqs")),
+        ("bulk_upload.dead_letter_handler", ("_jobs",)),
     ):
         if module in sys.modules:
             for name in names:

@@ -7,6 +7,7 @@ from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -38,7 +39,9 @@ class BulkUploadStack(Stack):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             visibility_timeout=Duration.minutes(16),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=4),
+            # AWS advises at least 5 receives for a Lambda event source; with a maximum concurrency
+            # throttling no longer spends them either.
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=6),
         )
         environment = {
             "UPLOAD_BUCKET": self.bucket.bucket_name,
@@ -49,6 +52,11 @@ class BulkUploadStack(Stack):
             "ALLOWED_URL_HOSTS": bulk.allowed_url_hosts,
             "POWERTOOLS_METRICS_NAMESPACE": "BrazeBulkUpload",
         }
+        copier_environment = {
+            **environment,
+            "COPY_HANDOVER_SECONDS": str(bulk.handover_seconds),
+            "COPY_PARTS_IN_FLIGHT": str(bulk.parts_in_flight),
+        }
         self.receiver = PythonFunction(
             self, "Receiver", package=PACKAGE, handler="api_handler.handler",
             description="Takes CI360 bulk-connector webhooks and queues the copy",
@@ -57,11 +65,24 @@ class BulkUploadStack(Stack):
         self.copier = PythonFunction(
             self, "Copier", package=PACKAGE, handler="copier_handler.handler",
             description="Streams CI360's staged file into S3 with its header row",
-            environment=environment, timeout=Duration.minutes(15), memory_mb=bulk.copier_memory_mb,
+            environment=copier_environment, timeout=Duration.minutes(15), memory_mb=bulk.copier_memory_mb,
             log_retention=retention,
+            # A long copy continues itself through its queue (Lambda -> SQS -> Lambda); the function
+            # keeps its own hop limit (COPY_MAX_HOPS) instead of Lambda's loop detection.
+            recursive_loop=lambda_.RecursiveLoop.ALLOW,
         )  # fmt: skip
         self.copier.function.add_event_source(
-            sources.SqsEventSource(self.queue, batch_size=1, report_batch_item_failures=True)
+            sources.SqsEventSource(
+                self.queue, batch_size=1, report_batch_item_failures=True, max_concurrency=bulk.copier_max_concurrency
+            )
+        )
+        self.dead_letter_consumer = PythonFunction(
+            self, "DeadLetterConsumer", package=PACKAGE, handler="dead_letter_handler.handler",
+            description="Marks a copy job failed, with its last reason, when its message gives up",
+            environment=environment, timeout=Duration.seconds(30), memory_mb=256, log_retention=retention,
+        )  # fmt: skip
+        self.dead_letter_consumer.function.add_event_source(
+            sources.SqsEventSource(self.dead_letters, batch_size=10, report_batch_item_failures=True)
         )
         self._grant(bulk.prefix)
         self.api = KeyedApi(
@@ -98,6 +119,12 @@ class BulkUploadStack(Stack):
                         "A copy failed past its retries and waits in the dead-letter queue.",
                     ),
                     (
+                        "DeadLetterConsumerErrors",
+                        self.dead_letter_consumer.function.metric_errors(period=Duration.minutes(5)),
+                        "A job whose copy gave up could not be marked failed; its message waits in the dead-letter "
+                        "queue.",
+                    ),
+                    (
                         "CopierErrors",
                         self.copier.function.metric_errors(period=Duration.minutes(5)),
                         "A copy attempt failed and will be retried.",
@@ -115,17 +142,25 @@ class BulkUploadStack(Stack):
         self.copier.role.add_to_policy(
             iam.PolicyStatement(actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=[objects])
         )
-        self.copier.role.add_to_policy(
-            iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[self.jobs.table_arn])
+        self.dead_letter_consumer.role.add_to_policy(
+            iam.PolicyStatement(actions=["s3:AbortMultipartUpload"], resources=[objects])
         )
+        for role in (self.copier.role, self.dead_letter_consumer.role):
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[self.jobs.table_arn]
+                )
+            )
+        self.queue.grant_send_messages(self.copier.role)  # hand-over: the next part of a long copy
         self.receiver.role.add_to_policy(
             iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:PutItem"], resources=[self.jobs.table_arn])
         )
         self.queue.grant_send_messages(self.receiver.role)
         bucket_arn = f"<{self.get_logical_id(self.bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
-        Validations.of(self.copier.role).acknowledge(
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::{bucket_arn}/{prefix}*]",
-                reason="Writes the files CI360 names, under the fixed upload prefix only.",
+        for role, does in ((self.copier.role, "Writes"), (self.dead_letter_consumer.role, "Aborts uploads of")):
+            Validations.of(role).acknowledge(
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::{bucket_arn}/{prefix}*]",
+                    reason=f"{does} the files CI360 names, under the fixed upload prefix only.",
+                )
             )
-        )

@@ -95,6 +95,9 @@ class BulkUploadConfig:
     allowed_url_schemes: str = "https"
     allowed_url_hosts: str = ""  # empty: Amazon S3's hosts
     copier_memory_mb: int = 1024
+    copier_max_concurrency: int = 10
+    handover_seconds: int = 90
+    parts_in_flight: int = 3
     api_rate_limit: int = 10
     api_burst_limit: int = 20
     log_retention_days: int = 90
@@ -104,6 +107,12 @@ class BulkUploadConfig:
             raise ConfigError("bulkUpload prefix must be relative and end with '/'")
         if any(s.strip() not in ("https", "http") for s in self.allowed_url_schemes.split(",")):
             raise ConfigError("bulkUpload allowedUrlSchemes may list https and http only")
+        if not 2 <= self.copier_max_concurrency <= 1000:
+            raise ConfigError("bulkUpload copierMaxConcurrency must be 2-1000 (SQS maximum concurrency)")
+        if not 10 <= self.handover_seconds <= 600:
+            raise ConfigError("bulkUpload handoverSeconds must be 10-600 (time left in an invocation to hand over)")
+        if not 1 <= self.parts_in_flight <= 16:
+            raise ConfigError("bulkUpload partsInFlight must be 1-16")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,12 +17,19 @@ from .settings import get_settings
 from .webhook import BadRequest, object_key, parse
 
 logger = Logger(service="bulk-upload-api")
-PUBLIC_JOB_FIELDS = ("job_id", "status", "s3_key", "version_id", "size", "header", "error", "created_at", "updated_at")
+PUBLIC_JOB_FIELDS = (
+    "job_id", "status", "s3_key", "version_id", "size", "copied", "header", "error", "created_at", "updated_at",
+)  # fmt: skip
 
 
 @cache
 def _jobs() -> JobTable:
     return JobTable(boto3.client("dynamodb"), get_settings().jobs_table)
+
+
+@cache
+def _sqs() -> Any:
+    return boto3.client("sqs")
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -57,7 +64,7 @@ def _receive(event: dict[str, Any]) -> dict[str, Any]:
         "data_url": webhook.presignedUrls.dataFile,
         "metadata_url": webhook.presignedUrls.metadataFile,
     }
-    boto3.client("sqs").send_message(QueueUrl=settings.queue_url, MessageBody=orjson.dumps(message).decode())
+    _sqs().send_message(QueueUrl=settings.queue_url, MessageBody=orjson.dumps(message).decode())
     logger.info("copy queued", extra={"job_id": job_id, "s3_key": key})
     return _json(202, {"job_id": job_id, "s3_key": key})
 
@@ -67,7 +74,7 @@ def _status(job_id: str) -> dict[str, Any]:
         uuid.UUID(job_id)
     except ValueError:
         return _json(400, {"message": "job_id: must be a job id", "field": "job_id"})
-    job = _jobs().get(job_id)
+    job = _jobs().status(job_id)
     if job is None:
         return _json(404, {"message": "no such job"})
     return _json(200, {k: job[k] for k in PUBLIC_JOB_FIELDS if k in job})

@@ -2,94 +2,166 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from typing import Any
-from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 import orjson
 from botocore.exceptions import ClientError
 
-from .copier import PermanentFailure
+from .copier import PermanentFailure, Staged
 from .webhook import BadRequest, UrlPolicy, is_internal
 
-READ_CHUNK = 1 << 20
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
-class HttpDownload:
-    """GETs a pre-signed URL; a stream that breaks is resumed with a Range request from the
-    byte it stopped at. Every connection is checked against the URL policy, resolved addresses
-    included, so a name that points inside the network is refused. URLs are never logged."""
+class CheckedConnections(httpcore.NetworkBackend):
+    """Opens every connection (the first, each reconnect, each resume) to an address it has just
+    resolved and checked: never a second lookup an attacker's DNS could answer differently. The
+    request keeps the host name, so TLS still verifies it (SNI) and ``Host`` still names it."""
 
     def __init__(
         self,
-        client: httpx.Client,
         policy: UrlPolicy,
         *,
+        resolve: Callable[..., Any] = socket.getaddrinfo,
+        inner: httpcore.NetworkBackend | None = None,
+    ) -> None:
+        self._policy = policy
+        self._resolve = resolve
+        self._inner = inner or httpcore.SyncBackend()
+
+    def addresses(self, host: str, port: int) -> list[str]:
+        bracketed = f"[{host}]" if ":" in host else host
+        if self._policy.exact(f"{bracketed}:{port}") or (port in (80, 443) and self._policy.exact(bracketed)):
+            return [host]  # an exact host the configuration opted into (a local test server)
+        try:
+            infos = self._resolve(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            if exc.errno == socket.EAI_NONAME:
+                raise PermanentFailure("download host does not exist") from None
+            raise httpcore.ConnectError(f"name resolution failed ({exc.errno})") from None  # retried
+        except OSError as exc:
+            raise httpcore.ConnectError(f"name resolution failed ({type(exc).__name__})") from None
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not addresses or any(is_internal(address) for address in addresses):
+            raise PermanentFailure("download refused: the host resolves to an internal address")
+        return addresses
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        failure: Exception | None = None
+        for address in self.addresses(host, port):
+            try:
+                return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                failure = exc
+        raise failure or httpcore.ConnectError("no address to connect to")
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
+        raise PermanentFailure("download refused: not a network address")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def checked_client(
+    policy: UrlPolicy, *, resolve: Callable[..., Any] = socket.getaddrinfo, inner: httpcore.NetworkBackend | None = None
+) -> httpx.Client:
+    """An httpx client whose connections all go through CheckedConnections; no proxies from the
+    environment (a proxy would connect on our behalf, unchecked), no redirects."""
+    transport = httpx.HTTPTransport(retries=0)
+    # httpx builds its connection pool without a network-backend parameter; httpcore's pool
+    # takes one, so it is set on the pool the transport made.
+    transport._pool._network_backend = CheckedConnections(policy, resolve=resolve, inner=inner)
+    return httpx.Client(
+        transport=transport, trust_env=False, follow_redirects=False, timeout=httpx.Timeout(60.0, connect=10.0)
+    )
+
+
+class HttpDownload:
+    """GETs a pre-signed URL; a stream that breaks is resumed with a Range request from the byte it
+    stopped at, pinned to the first answer's ETag (If-Match), so a file replaced mid-copy fails the
+    job instead of splicing two versions. Bytes come as stored (``Accept-Encoding: identity``, raw,
+    never decoded), so offsets are the stored file's. URLs are never logged."""
+
+    def __init__(
+        self,
+        policy: UrlPolicy,
+        *,
+        client: httpx.Client | None = None,
         max_attempts: int = 5,
         sleep: Callable[[float], None] = time.sleep,
         resolve: Callable[..., Any] = socket.getaddrinfo,
     ) -> None:
-        self._client = client
         self._policy = policy
-        self._max_attempts = max_attempts
-        self._sleep = sleep
-        self._resolve = resolve
+        self._client = client or checked_client(policy, resolve=resolve)
+        self.max_attempts = max_attempts
+        self.sleep = sleep
         self.retries = 0
 
     def small(self, url: str, limit: int) -> bytes:
-        length, chunks = self.stream(url)
-        if length is not None and length > limit:
-            raise PermanentFailure(f"the metadata file is larger than {limit} bytes")
-        data = b"".join(chunks)
-        if len(data) > limit:
-            raise PermanentFailure(f"the metadata file is larger than {limit} bytes")
-        return data
+        staged = self.stream(url)
+        with closing(staged.chunks):  # type: ignore[type-var]
+            if staged.size is not None and staged.size > limit:
+                raise PermanentFailure(f"the metadata file is larger than {limit} bytes")
+            data = bytearray()
+            for chunk in staged.chunks:
+                data += chunk
+                if len(data) > limit:
+                    raise PermanentFailure(f"the metadata file is larger than {limit} bytes")
+            return bytes(data)
 
-    def stream(self, url: str) -> tuple[int | None, Iterator[bytes]]:
+    def stream(self, url: str, *, offset: int = 0, etag: str | None = None) -> Staged:
+        response = self.open(url, offset, etag)
+        try:
+            etag = etag or response.headers.get("etag")
+            return Staged(
+                size=_total_size(response, offset),
+                etag=etag,
+                content_type=response.headers.get("content-type"),
+                content_encoding=response.headers.get("content-encoding"),
+                chunks=_Chunks(self, url, response, offset, etag),
+            )
+        except BaseException:
+            response.close()
+            raise
+
+    def open(self, url: str, offset: int, etag: str | None) -> httpx.Response:
         self._check(url)
-        response = self._open(url, 0)
-        header = response.headers.get("content-length")
-        return (int(header) if header and header.isdigit() else None), self._chunks(url, response)
-
-    def _chunks(self, url: str, response: httpx.Response) -> Iterator[bytes]:
-        received = 0
-        attempt = 1
-        while True:
-            try:
-                for chunk in response.iter_bytes(READ_CHUNK):
-                    received += len(chunk)
-                    yield chunk
-                response.close()
-                return
-            except (httpx.TransportError, httpx.StreamError):
-                response.close()
-                attempt += 1
-                if attempt > self._max_attempts:
-                    raise
-                self.retries += 1
-                self._sleep(min(10.0, 0.5 * 2 ** (attempt - 2)))
-                response = self._open(url, received)
-
-    def _open(self, url: str, offset: int) -> httpx.Response:
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        for attempt in range(1, self._max_attempts + 1):
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        if etag:
+            headers["If-Match"] = etag
+        for attempt in range(1, self.max_attempts + 1):
             try:
                 response = self._client.send(self._client.build_request("GET", url, headers=headers), stream=True)
             except httpx.TransportError:
-                if attempt == self._max_attempts:
+                if attempt == self.max_attempts:
                     raise
                 self.retries += 1
-                self._sleep(min(10.0, 0.5 * 2 ** (attempt - 1)))
+                self.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)))
                 continue
-            if response.status_code in TRANSIENT_STATUS and attempt < self._max_attempts:
+            if response.status_code in TRANSIENT_STATUS and attempt < self.max_attempts:
                 response.close()
                 self.retries += 1
-                self._sleep(min(10.0, 0.5 * 2 ** (attempt - 1)))
+                self.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)))
                 continue
+            if response.status_code == 412:
+                response.close()
+                raise PermanentFailure("the staged file changed during the copy (its ETag no longer matches)")
             expected = 206 if offset else 200
             if response.status_code != expected:
                 response.close()
@@ -102,18 +174,54 @@ class HttpDownload:
 
     def _check(self, url: str) -> None:
         try:
-            where = self._policy.check("url", url)
+            self._policy.check("url", url)
         except BadRequest as exc:
             raise PermanentFailure(f"download refused: {exc.problem}") from None
-        if where in self._policy.hosts:
-            return  # an exact host the configuration opted into
-        parts = urlsplit(url)
-        try:
-            addresses = {info[4][0] for info in self._resolve(parts.hostname, parts.port or 443)}
-        except OSError as exc:
-            raise PermanentFailure(f"download host does not resolve ({type(exc).__name__})") from None
-        if any(is_internal(address) for address in addresses):
-            raise PermanentFailure("download refused: the host resolves to an internal address")
+
+
+def _total_size(response: httpx.Response, offset: int) -> int | None:
+    if offset:
+        total = response.headers.get("content-range", "").rpartition("/")[2]
+        return int(total) if total.isdigit() else None
+    header = response.headers.get("content-length")
+    return int(header) if header and header.isdigit() else None
+
+
+class _Chunks(Iterator[bytes]):
+    """The staged file's bytes as stored; a broken stream is resumed where it stopped. ``close``
+    releases the connection whether or not iteration ever started."""
+
+    def __init__(
+        self, download: HttpDownload, url: str, response: httpx.Response, offset: int, etag: str | None
+    ) -> None:
+        self._download, self._url, self._etag = download, url, etag
+        self._response = response
+        self._received = offset
+        self._attempt = 1
+        self._raw: Iterator[bytes] = response.iter_raw()
+
+    def __next__(self) -> bytes:
+        while True:
+            try:
+                chunk = next(self._raw)
+            except StopIteration:
+                self.close()
+                raise
+            except (httpx.TransportError, httpx.StreamError):
+                self._response.close()
+                self._attempt += 1
+                if self._attempt > self._download.max_attempts or self._etag is None:
+                    raise  # without an ETag a resumed range could splice two files: retry from the start
+                self._download.retries += 1
+                self._download.sleep(min(10.0, 0.5 * 2 ** (self._attempt - 2)))
+                self._response = self._download.open(self._url, self._received, self._etag)
+                self._raw = self._response.iter_raw()
+                continue
+            self._received += len(chunk)
+            return chunk
+
+    def close(self) -> None:
+        self._response.close()
 
 
 class S3Target:
@@ -122,40 +230,89 @@ class S3Target:
         self._bucket = bucket
         self._job_id = job_id
 
-    def start(self, key: str) -> _S3Upload:
+    def start(self, key: str, *, content_type: str, content_encoding: str | None) -> _S3Upload:
+        extra = {"ContentEncoding": content_encoding} if content_encoding else {}
         upload = self._s3.create_multipart_upload(
-            Bucket=self._bucket, Key=key, ContentType="text/csv", Metadata={"job-id": self._job_id}
+            Bucket=self._bucket, Key=key, ContentType=content_type, Metadata={"job-id": self._job_id}, **extra
         )
         return _S3Upload(self._s3, self._bucket, key, upload["UploadId"])
+
+    def resume(self, key: str, upload_id: str) -> _S3Upload:
+        return _S3Upload(self._s3, self._bucket, key, upload_id)
 
 
 class _S3Upload:
     def __init__(self, s3: Any, bucket: str, key: str, upload_id: str) -> None:
-        self._s3, self._bucket, self._key, self._id = s3, bucket, key, upload_id
-        self._parts: list[dict[str, Any]] = []
+        self._s3, self._bucket, self._key = s3, bucket, key
+        self.upload_id = upload_id
 
-    def part(self, data: bytes | bytearray, number: int) -> None:
+    def part(self, data: bytes | bytearray | memoryview, number: int) -> str:
         result = self._s3.upload_part(
-            Bucket=self._bucket, Key=self._key, UploadId=self._id, PartNumber=number, Body=data
+            Bucket=self._bucket, Key=self._key, UploadId=self.upload_id, PartNumber=number, Body=_Body(data)
         )
-        self._parts.append({"PartNumber": number, "ETag": result["ETag"]})  # list.append is thread-safe
+        return str(result["ETag"])
 
-    def complete(self) -> str | None:
-        parts = sorted(self._parts, key=lambda p: p["PartNumber"])
+    def complete(self, parts: list[tuple[int, str]]) -> str | None:
         result = self._s3.complete_multipart_upload(
-            Bucket=self._bucket, Key=self._key, UploadId=self._id, MultipartUpload={"Parts": parts}
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self.upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]},
         )
         return result.get("VersionId")
 
     def abort(self) -> None:
-        self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._id)
+        self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self.upload_id)
 
 
-QUEUED, COPYING, RETRY, DONE, FAILED = "queued", "copying", "retry", "done", "failed"
+class _Body(io.RawIOBase):
+    """A part's buffer as a seekable file, so botocore reads it in place instead of copying it
+    (measured: a bytes body ran at 97 MB/s, this at 140 MB/s, on one connection to moto server)."""
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self._view = memoryview(data).cast("B")
+        self._at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, into: Any) -> int:
+        n = min(len(into), len(self._view) - self._at)
+        into[:n] = self._view[self._at : self._at + n]
+        self._at += n
+        return n
+
+    def read(self, size: int | None = -1) -> memoryview:
+        # A view, not a copy: what botocore reads (checksum, socket) only needs the buffer
+        # protocol, and the buffer is not reused until the part's upload has returned.
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._at + size)
+        data = self._view[self._at : end]
+        self._at = end
+        return data
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: len(self._view)}[whence]
+        self._at = max(0, base + offset)
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+
+QUEUED, COPYING, HANDOVER, RETRY, DONE, FAILED = "queued", "copying", "handover", "retry", "done", "failed"
+STALLED = "the last copy attempt stopped without reporting (time limit or crash); it will be retried"
 
 
 class JobTable:
-    """Job records: the copier claims a job with a lease, so a redelivered message copies nothing twice."""
+    """Job records: the copier claims a job with a lease, so a redelivered message copies nothing
+    twice; a copy that hands over keeps its checkpoint here. Only the lease holder may record an
+    outcome, and a finished job (done or failed) never changes again."""
 
     def __init__(self, dynamodb: Any, table: str, *, clock: Callable[[], float] = time.time) -> None:
         self._db = dynamodb
@@ -180,44 +337,81 @@ class JobTable:
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         item = self._db.get_item(TableName=self._table, Key={"job_id": {"S": job_id}}, ConsistentRead=True).get("Item")
-        if not item:
-            return None
-        return {k: (v.get("S") if "S" in v else int(v["N"]) if "N" in v else v.get("BOOL")) for k, v in item.items()}
+        return _plain(item) if item else None
 
-    def claim(self, job_id: str, owner: str, lease_seconds: int) -> bool:
+    def status(self, job_id: str) -> dict[str, Any] | None:
+        """The job as a caller should see it: a lease that ran out means the attempt died."""
+        job = self.get(job_id)
+        if job and job.get("status") == COPYING and int(job.get("lease_until") or 0) < self._clock():
+            job["status"] = RETRY
+            job["error"] = STALLED
+        return job
+
+    def claim(self, job_id: str, owner: str, lease_seconds: int) -> dict[str, Any] | None:
+        """The job record, now leased to ``owner``; None when it is finished or someone holds it."""
         now = int(self._clock())
+        try:
+            answer = self._db.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET #s = :copying, lease_owner = :o, lease_until = :until, updated_at = :now",
+                ConditionExpression="#s IN (:queued, :retry, :handover) OR (#s = :copying AND lease_until < :now)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":copying": {"S": COPYING}, ":queued": {"S": QUEUED}, ":retry": {"S": RETRY},
+                    ":handover": {"S": HANDOVER}, ":o": {"S": owner}, ":until": {"N": str(now + lease_seconds)},
+                    ":now": {"N": str(now)},
+                },
+                ReturnValues="ALL_NEW",
+            )  # fmt: skip
+        except ClientError as exc:
+            if _conditional(exc):
+                return None
+            raise
+        return _plain(answer["Attributes"])
+
+    def finish(self, job_id: str, status: str, *, owner: str | None = None, **fields: Any) -> bool:
+        """Record an outcome. ``None`` removes a field (an old error on a job that then succeeded).
+        With ``owner``, only while that lease holds; without, only if the job is not finished."""
+        names = {"#s": "status"}
+        values: dict[str, Any] = {":s": {"S": status}, ":now": {"N": str(int(self._clock()))}}
+        sets = ["#s = :s", "updated_at = :now"]
+        removes = []
+        for i, (name, value) in enumerate(fields.items()):
+            names[f"#f{i}"] = name
+            if value is None:
+                removes.append(f"#f{i}")
+                continue
+            values[f":f{i}"] = {"N": str(value)} if isinstance(value, int) else {"S": str(value)}
+            sets.append(f"#f{i} = :f{i}")
+        if owner is not None:
+            condition = "lease_owner = :owner AND #s = :copying"
+            values[":owner"] = {"S": owner}
+            values[":copying"] = {"S": COPYING}
+        else:
+            condition = "attribute_exists(job_id) AND NOT #s IN (:done, :failed)"
+            values[":done"] = {"S": DONE}
+            values[":failed"] = {"S": FAILED}
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"job_id": {"S": job_id}},
-                UpdateExpression="SET #s = :copying, lease_owner = :o, lease_until = :until, updated_at = :now",
-                ConditionExpression="#s IN (:queued, :retry) OR (#s = :copying AND lease_until < :now)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":copying": {"S": COPYING}, ":queued": {"S": QUEUED}, ":retry": {"S": RETRY},
-                    ":o": {"S": owner}, ":until": {"N": str(now + lease_seconds)}, ":now": {"N": str(now)},
-                },
-            )  # fmt: skip
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if _conditional(exc):
                 return False
             raise
         return True
 
-    def finish(self, job_id: str, status: str, **fields: Any) -> None:
-        names = {"#s": "status"}
-        values: dict[str, Any] = {":s": {"S": status}, ":now": {"N": str(int(self._clock()))}}
-        sets = ["#s = :s", "updated_at = :now"]
-        for i, (name, value) in enumerate(fields.items()):
-            if value is None:
-                continue
-            names[f"#f{i}"] = name
-            values[f":f{i}"] = {"N": str(value)} if isinstance(value, int) else {"S": str(value)}
-            sets.append(f"#f{i} = :f{i}")
-        self._db.update_item(
-            TableName=self._table,
-            Key={"job_id": {"S": job_id}},
-            UpdateExpression="SET " + ", ".join(sets),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
+
+def _conditional(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.get("S") if "S" in v else int(v["N"]) if "N" in v else v.get("BOOL")) for k, v in item.items()}

@@ -1,7 +1,9 @@
 """Copier Lambda (SQS): one job per message, streamed from CI360's staging into S3.
 
-A transient failure is a partial batch failure (SQS retries, then the dead-letter queue); a
-permanent one (expired URL, refused host, bad metadata) marks the job failed and is not retried.
+A transient failure is a partial batch failure (SQS retries, then the dead-letter queue, whose
+consumer marks the job failed); a permanent one (expired URL, refused host, bad metadata) marks
+the job failed and is not retried. A copy that will not finish before the time limit hands over:
+its checkpoint goes into the job record and a new message continues it.
 """
 
 from __future__ import annotations
@@ -10,21 +12,22 @@ from functools import cache
 from typing import Any
 
 import boto3
-import httpx
 import orjson
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 
-from .aws import DONE, FAILED, RETRY, HttpDownload, JobTable, S3Target
-from .copier import PermanentFailure, copy
+from .aws import DONE, FAILED, HANDOVER, RETRY, HttpDownload, JobTable, S3Target
+from .copier import Checkpoint, HandedOver, PermanentFailure, copy, header_line
 from .settings import get_settings
 
 logger = Logger(service="bulk-upload-copier")
 metrics = Metrics(namespace="BrazeBulkUpload", service="bulk-upload-copier")
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+_CONTEXT: dict[str, LambdaContext] = {}
 
 
 @cache
@@ -33,40 +36,90 @@ def _jobs() -> JobTable:
 
 
 @cache
-def _http() -> httpx.Client:
-    return httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=False)
+def _s3() -> Any:
+    # One connection per part in flight, plus the job's own calls.
+    pool = max(10, get_settings().parts_in_flight + 2)
+    return boto3.client("s3", config=Config(max_pool_connections=pool))
+
+
+@cache
+def _sqs() -> Any:
+    return boto3.client("sqs")
+
+
+@cache
+def _download() -> HttpDownload:
+    return HttpDownload(get_settings().policy())
 
 
 def _record(record: SQSRecord) -> str:
     settings = get_settings()
-    job = orjson.loads(record.body)
-    job_id = job["job_id"]
-    if not _jobs().claim(job_id, record.message_id, settings.lease_seconds):
+    message = orjson.loads(record.body)
+    job_id = message["job_id"]
+    owner = record.message_id
+    job = _jobs().claim(job_id, owner, settings.lease_seconds)
+    if job is None:
         logger.info("job already copied or being copied", extra={"job_id": job_id})
         return "skipped"
-    target = S3Target(boto3.client("s3"), settings.bucket, job_id=job_id)
+    checkpoint = Checkpoint.loads(job["checkpoint"]) if job.get("checkpoint") else None
+    if checkpoint and checkpoint.hops >= settings.max_hops:
+        exc = PermanentFailure(f"the copy did not finish within {settings.max_hops} invocations")
+        S3Target(_s3(), settings.bucket, job_id=job_id).resume(job["s3_key"], checkpoint.upload_id).abort()
+        return _failed(job_id, owner, exc)
+    context = _CONTEXT.get("context")
+    margin_ms = settings.handover_seconds * 1000
+
+    def hand_over() -> bool:
+        return context is not None and context.get_remaining_time_in_millis() < margin_ms
+
+    target = S3Target(_s3(), settings.bucket, job_id=job_id)
     try:
-        copied = copy(
-            job["s3_key"], job["data_url"], job.get("metadata_url"), HttpDownload(_http(), settings.policy()), target
-        )
+        result = copy(
+            message["s3_key"], message["data_url"], message.get("metadata_url"), _download(), target,
+            checkpoint=checkpoint, hand_over=hand_over, in_flight=settings.parts_in_flight,
+            buffer_budget=_buffer_budget(context),
+        )  # fmt: skip
     except PermanentFailure as exc:
-        _jobs().finish(job_id, FAILED, error=str(exc))
-        metrics.add_metric(name="CopiesFailed", unit=MetricUnit.Count, value=1)
-        logger.warning("copy failed for good", extra={"job_id": job_id, "error": str(exc)})
-        return "failed"
+        return _failed(job_id, owner, exc)
     except Exception as exc:
-        _jobs().finish(job_id, RETRY, error=type(exc).__name__)
+        attempt = (record.raw_event.get("attributes") or {}).get("ApproximateReceiveCount", "?")
+        _jobs().finish(job_id, RETRY, owner=owner, error=f"attempt {attempt}: {type(exc).__name__}")
         metrics.add_metric(name="CopyRetries", unit=MetricUnit.Count, value=1)
         raise
-    header = ",".join(copied.header) if copied.header else "none"
-    _jobs().finish(job_id, DONE, size=copied.size, version_id=copied.version_id, header=header, error=None)
+    if isinstance(result, HandedOver):
+        state = result.checkpoint
+        if not _jobs().finish(job_id, HANDOVER, owner=owner, checkpoint=state.dumps(), copied=state.written):
+            raise RuntimeError("lost the job's lease before handing over")
+        _sqs().send_message(QueueUrl=settings.queue_url, MessageBody=record.body)
+        metrics.add_metric(name="CopyHandovers", unit=MetricUnit.Count, value=1)
+        logger.info("copy handed over", extra={"job_id": job_id, "copied": state.written, "hops": state.hops})
+        return "handed over"
+    header = header_line(result.header).decode().rstrip("\n") if result.header else "none"
+    _jobs().finish(
+        job_id, DONE, owner=owner, size=result.size, version_id=result.version_id, header=header, error=None,
+        checkpoint=None, copied=None,
+    )  # fmt: skip
     metrics.add_metric(name="CopiesDone", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="BytesCopied", unit=MetricUnit.Bytes, value=copied.size)
-    logger.info("copy done", extra={"job_id": job_id, "size": copied.size, "parts": copied.parts})
+    metrics.add_metric(name="BytesCopied", unit=MetricUnit.Bytes, value=result.size)
+    logger.info("copy done", extra={"job_id": job_id, "size": result.size, "parts": result.parts})
     return "done"
+
+
+def _buffer_budget(context: LambdaContext | None) -> int | None:
+    """What part buffers may use: 60% of the function's memory (the rest: Python, boto3, httpx)."""
+    memory = getattr(context, "memory_limit_in_mb", None)
+    return int(memory) * (1 << 20) * 3 // 5 if memory else None
+
+
+def _failed(job_id: str, owner: str, exc: PermanentFailure) -> str:
+    _jobs().finish(job_id, FAILED, owner=owner, error=str(exc), checkpoint=None)
+    metrics.add_metric(name="CopiesFailed", unit=MetricUnit.Count, value=1)
+    logger.warning("copy failed for good", extra={"job_id": job_id, "error": str(exc)})
+    return "failed"
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    _CONTEXT["context"] = context
     return dict(process_partial_response(event=event, record_handler=_record, processor=processor, context=context))

@@ -20,6 +20,10 @@ class Settings(BaseModel):
     allowed_schemes: str = Field("https", alias="ALLOWED_URL_SCHEMES")
     allowed_hosts: str = Field("", alias="ALLOWED_URL_HOSTS")  # empty: S3's hosts
     lease_seconds: int = Field(900, ge=60, alias="COPY_LEASE_SECONDS")
+    # Hand over when less than this is left of the invocation: time to finish the parts in flight.
+    handover_seconds: float = Field(90, ge=0, alias="COPY_HANDOVER_SECONDS")
+    max_hops: int = Field(500, ge=1, alias="COPY_MAX_HOPS")
+    parts_in_flight: int = Field(3, ge=1, le=16, alias="COPY_PARTS_IN_FLIGHT")
 
     def policy(self) -> UrlPolicy:
         schemes = tuple(s.strip() for s in self.allowed_schemes.split(",") if s.strip())

@@ -7,23 +7,33 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
-from fnmatch import fnmatch
+from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MAX_COMPONENT = 128
 MAX_NAME = 512
 MAX_DEPTH = 6
+DEFAULT_PORTS = {"https": 443, "http": 80}
+# Besides letters (with their combining marks) and decimal digits, the only characters a name may hold.
+_NAME_PUNCTUATION = frozenset(" ._-()")
+_NAME_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Nd"})
 
 
 class PresignedUrls(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     dataFile: str = Field(min_length=1, max_length=8192)
-    metadataFile: str | None = Field(None, min_length=1, max_length=8192)
+    metadataFile: str | None = Field(None, max_length=8192)
+
+    @field_validator("metadataFile")
+    @classmethod
+    def _empty_is_absent(cls, value: str | None) -> str | None:
+        return value if value and value.strip() else None  # CI360 sends "" when a task has no metadata
 
 
 class SendParameters(BaseModel):
@@ -57,31 +67,49 @@ def parse(body: Any) -> Webhook:
 
 
 def object_key(prefix: str, s3_filename: str) -> str:
-    """``s3_filename`` under the fixed prefix: relative, no traversal, plain characters only."""
-    name = s3_filename.strip()
-    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-        raise BadRequest("sendParameters.s3_filename", "must be a relative name")
+    """``s3_filename`` under the fixed prefix: relative, no traversal, printable letters, digits,
+    space and ``._-()`` only (no control, format/bidi or path characters anywhere)."""
+    field = "sendParameters.s3_filename"
+    name = s3_filename.strip(" ")
+    if name.startswith(("/", "\\")) or re.fullmatch(r"[A-Za-z]:.*", name, flags=re.DOTALL):
+        raise BadRequest(field, "must be a relative name")
     parts = name.split("/")
     if len(parts) > MAX_DEPTH:
-        raise BadRequest("sendParameters.s3_filename", f"may have at most {MAX_DEPTH} folder levels")
+        raise BadRequest(field, f"may have at most {MAX_DEPTH} folder levels")
     for part in parts:
         if part in ("", ".", ".."):
-            raise BadRequest("sendParameters.s3_filename", "must not contain empty, '.' or '..' path parts")
-        if not _COMPONENT.match(part):
-            raise BadRequest(
-                "sendParameters.s3_filename",
-                "may use letters, digits, '.', '_', '-' and '/' between folders, and not start with '.'",
-            )
+            raise BadRequest(field, "must not contain empty, '.' or '..' path parts")
+        if not all(_name_character(c) for c in part):
+            raise BadRequest(field, "may use letters, digits, spaces, '.', '_', '-', '(', ')' and '/' between folders")
+        if part[0] in ". " or part[-1] == " " or unicodedata.category(part[0]) in ("Mn", "Mc"):
+            raise BadRequest(field, "parts must not start with '.' or a space, nor end with a space")
+        if len(part) > MAX_COMPONENT:
+            raise BadRequest(field, f"parts may be at most {MAX_COMPONENT} characters long")
     return prefix + name
+
+
+def _name_character(c: str) -> bool:
+    return c in _NAME_PUNCTUATION or unicodedata.category(c) in _NAME_CATEGORIES
+
+
+def host_matches(host: str, pattern: str) -> bool:
+    """Label by label: ``*`` stands for part of one label and never crosses a dot."""
+    if pattern == "*":
+        return ":" not in host.rsplit("]", 1)[-1]  # any host on the scheme's port
+    labels, wanted = host.split("."), pattern.split(".")
+    return len(labels) == len(wanted) and all(fnmatchcase(h, w) for h, w in zip(labels, wanted, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
 class UrlPolicy:
-    """Which download URLs the copier may fetch: schemes, and host patterns (``*.s3.amazonaws.com``;
-    ``host:port`` for a port other than the scheme's). An address in a private, loopback or
-    link-local range is refused unless a pattern names that exact host."""
+    """Which download URLs the copier may fetch: schemes, and host patterns matched label by label
+    (``*.s3.amazonaws.com``; ``host:port`` for a port other than the scheme's; ``*`` alone for any
+    host, for tests). An address that is
+    not globally routable is refused unless an exact entry (no ``*``) names that host."""
 
     schemes: tuple[str, ...] = ("https",)
+    # Amazon S3's own endpoint forms: global, regional (dot and legacy dash), dual-stack, FIPS,
+    # each path-style and virtual-hosted (a bucket name is one label: dotted names break TLS).
     hosts: tuple[str, ...] = (
         "s3.amazonaws.com",
         "*.s3.amazonaws.com",
@@ -89,7 +117,14 @@ class UrlPolicy:
         "*.s3.*.amazonaws.com",
         "s3-*.amazonaws.com",
         "*.s3-*.amazonaws.com",
+        "s3.dualstack.*.amazonaws.com",
         "*.s3.dualstack.*.amazonaws.com",
+        "s3-fips.*.amazonaws.com",
+        "*.s3-fips.*.amazonaws.com",
+        "s3-fips.dualstack.*.amazonaws.com",
+        "*.s3-fips.dualstack.*.amazonaws.com",
+        "s3.*.amazonaws.com.cn",
+        "*.s3.*.amazonaws.com.cn",
     )
 
     def check(self, field: str, url: str) -> str:
@@ -101,24 +136,66 @@ class UrlPolicy:
             raise BadRequest(field, "is not a URL") from None
         if parts.scheme not in self.schemes:
             raise BadRequest(field, f"must use {' or '.join(self.schemes)}")
+        if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Zs") for c in url):
+            raise BadRequest(field, "is not a URL (it holds spaces or control characters)")
         host = (parts.hostname or "").lower().rstrip(".")
-        if not host or parts.username or parts.password:
+        host = f"[{host}]" if ":" in host else host
+        if not host or parts.username or parts.password or "@" in parts.netloc:
             raise BadRequest(field, "must name a host and carry no credentials")
-        where = f"{host}:{port}" if port else host
-        explicit = where in self.hosts
-        if not explicit and not any(fnmatch(where, pattern) for pattern in self.hosts):
+        where = host if port is None or port == DEFAULT_PORTS.get(parts.scheme) else f"{host}:{port}"
+        if not self.allows_host(where):
             raise BadRequest(field, "host is not allowed (S3 pre-signed URLs only)")
-        if not explicit and is_internal(host):
+        if not self.exact(where) and is_internal(host):
             raise BadRequest(field, "must not point at an internal address")
         return where
 
+    def allows_host(self, where: str) -> bool:
+        return any(host_matches(where, pattern) for pattern in self.hosts)
+
+    def exact(self, where: str) -> bool:
+        """Named exactly by the configuration (then its addresses are trusted, e.g. a local test server)."""
+        return where in self.hosts and "*" not in where
+
 
 def is_internal(host: str) -> bool:
+    """A name that only resolves inside, or an address that is not globally routable (private,
+    shared 100.64/10, loopback, link-local, reserved, multicast), in any IPv6 form that carries
+    an IPv4 address (mapped, 6to4, Teredo, NAT64)."""
     try:
-        address = ipaddress.ip_address(host.strip("[]"))
+        address = ipaddress.ip_address(host.strip("[]").split("%")[0])
     except ValueError:
         return host in ("localhost",) or host.endswith((".localhost", ".internal", ".local"))
-    return bool(
-        address.is_private or address.is_loopback or address.is_link_local or address.is_multicast
-        or address.is_reserved or address.is_unspecified
-    )  # fmt: skip
+    return not is_public_address(address)
+
+
+# Special-purpose ranges (IANA registries), listed here too so the answer does not depend on
+# which Python's ``is_global`` tables the runtime has.
+_NOT_GLOBAL = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15", "198.51.100.0/24",
+        "203.0.113.0/24", "240.0.0.0/4", "2001::/23", "2001:db8::/32", "3fff::/20", "5f00::/16", "fc00::/7",
+        "fe80::/10", "100::/64",
+    )
+)  # fmt: skip
+
+
+def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if not address.is_global or address.is_multicast:
+        return False
+    if any(address.version == n.version and address in n for n in _NOT_GLOBAL):
+        return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return True
+    embedded: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped:
+        embedded.append(address.ipv4_mapped)
+    if address.sixtofour:
+        embedded.append(address.sixtofour)
+    if address.teredo:
+        embedded.extend(address.teredo)
+    if address in ipaddress.ip_network("64:ff9b::/96") or address in ipaddress.ip_network("64:ff9b:1::/48"):
+        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    if address in ipaddress.ip_network("::/96"):  # IPv4-compatible (deprecated)
+        return False
+    return all(is_public_address(inner) for inner in embedded)

@@ -65,15 +65,16 @@ class KeyedApi(Construct):
         Validations.of(self.token_secret).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-SMG4",
-                reason="The token is configured in Braze or CI360 by hand; rotating it would break sends until "
-                "it is updated there. Rotate it deliberately with put-secret-value.",
+                reason="The token is configured in Braze or CI360 by hand, so automatic rotation would break "
+                "sends; it is rotated deliberately (README: new token as AWSCURRENT, callers move while "
+                "AWSPREVIOUS is still accepted, then the old one is retired).",
             )
         )
         authorizer_fn = PythonFunction(
             self,
             "Authorizer",
             package="token_authorizer",
-            description="Compares the caller's bearer token with the one in Secrets Manager",
+            description="Compares the caller's bearer token with the current and previous ones in Secrets Manager",
             environment={"API_TOKEN_SECRET": self.token_secret.secret_arn},
             timeout=Duration.seconds(5),
             memory_mb=256,
@@ -85,7 +86,9 @@ class KeyedApi(Construct):
             "TokenCheck",
             handler=authorizer_fn.function,
             identity_sources=[apigw.IdentitySource.header("Authorization")],
-            results_cache_ttl=Duration.minutes(5),
+            # Decisions (Deny too) are cached per token: short, so a token put in during a rotation
+            # works within a minute everywhere, and a retired one stops as soon.
+            results_cache_ttl=Duration.minutes(1),
         )
         self.validator = apigw.RequestValidator(
             self, "Validator", rest_api=self.api, validate_request_parameters=True, validate_request_body=True

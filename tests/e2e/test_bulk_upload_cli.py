@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from bulk_upload.copier import MIN_PART
 
 from sandbox.bulk_upload import BulkUploadSandbox
 from tests.e2e.conftest import run_cli
@@ -52,3 +53,24 @@ def test_a_large_file_is_copied_with_flat_memory(tmp_path: Path) -> None:
 
 def _peak_mb() -> float:
     return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def test_a_copy_longer_than_one_invocation_hands_over_and_lands_whole(tmp_path: Path) -> None:
+    # Given a time budget so tiny that every invocation hands over after its first part
+    data = tmp_path / "big.csv"
+    data.write_bytes(b"".join(b"id-%08d,%d\n" % (i, i % 97) for i in range(2_400_000)))  # ~36 MB
+    meta = tmp_path / "meta.csv"
+    meta.write_text("identity_id,score\n")
+    with BulkUploadSandbox(invocation_seconds=1.0, function_env={"COPY_HANDOVER_SECONDS": "1"}) as box:
+        urls = {"dataFile": box.stage(data), "metadataFile": box.stage(meta)}
+        status, answer = box.post({"presignedUrls": urls, "sendParameters": {"s3_filename": "big.csv"}})
+        # When the copier runs, each invocation copies one part and queues the next
+        invocations = box.run_copies()
+        job = box.job(answer["job_id"])
+        stored = box.stored(answer["s3_key"])
+        uploads = box.s3.list_multipart_uploads(Bucket="sandbox-uploads").get("Uploads", [])
+    # Then the object is whole and exact, in one multipart upload continued across invocations
+    parts = -(-(len(b"identity_id,score\n") + data.stat().st_size) // MIN_PART)
+    assert status == 202 and invocations == parts == 5 and job["status"] == "done" and "error" not in job
+    assert stored == b"identity_id,score\n" + data.read_bytes() and job["size"] == len(stored)
+    assert not uploads

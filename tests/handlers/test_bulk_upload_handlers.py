@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
+import httpcore
 import httpx
 import orjson
 import pytest
-from bulk_upload.aws import HttpDownload
+from bulk_upload.aws import HttpDownload, JobTable, checked_client
 from bulk_upload.copier import PermanentFailure
 from bulk_upload.webhook import UrlPolicy
 from moto import mock_aws
@@ -22,20 +26,31 @@ pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 class Source:
-    """A loopback file server with Range support that can cut one response mid-body."""
+    """A loopback file server with Range, ETag and If-Match support, like S3's GET: it can cut one
+    response mid-body, replace a file while it is being read, or serve a stored Content-Encoding."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
+        self.encodings: dict[str, str] = {}
         self.break_once: set[str] = set()
+        self.replace_after_break: dict[str, bytes] = {}
         self.requests: list[str] = []
+        self.headers: list[dict[str, str]] = []
         source = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 source.requests.append(self.headers.get("Range") or "")
+                source.headers.append(dict(self.headers.items()))
                 data = source.files.get(self.path)
                 if data is None:
                     self.send_response(403)
+                    self.end_headers()
+                    return
+                etag = f'"{hashlib.md5(data).hexdigest()}"'
+                if self.headers.get("If-Match") not in (None, etag):
+                    self.send_response(412)
+                    self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
@@ -43,10 +58,16 @@ class Source:
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.send_header("Content-Length", str(len(data) - start))
+                self.send_header("ETag", etag)
+                self.send_header("Content-Type", "text/csv")
+                if self.path in source.encodings:
+                    self.send_header("Content-Encoding", source.encodings[self.path])
                 self.end_headers()
                 body = data[start:]
                 if self.path in source.break_once:
                     source.break_once.discard(self.path)
+                    if self.path in source.replace_after_break:
+                        source.files[self.path] = source.replace_after_break.pop(self.path)
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
                     self.connection.shutdown(2)
@@ -57,7 +78,8 @@ class Source:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.port = self.server.server_address[1]
+        self.host = f"127.0.0.1:{self.port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def url(self, path: str) -> str:
@@ -73,7 +95,7 @@ def source() -> Iterator[Source]:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch, source: Source) -> Iterator[dict[str, Any]]:
-    from bulk_upload import api_handler, copier_handler, settings
+    from bulk_upload import api_handler, copier_handler, dead_letter_handler, settings
 
     with mock_aws():
         s3 = boto3.client("s3")
@@ -91,10 +113,12 @@ def aws(monkeypatch: pytest.MonkeyPatch, source: Source) -> Iterator[dict[str, A
             "ALLOWED_URL_SCHEMES": "https,http", "ALLOWED_URL_HOSTS": source.host,
         }.items():  # fmt: skip
             monkeypatch.setenv(name, value)
-        for cached in (settings.get_settings, api_handler._jobs, copier_handler._jobs):
+        caches = (settings.get_settings, api_handler._jobs, copier_handler._jobs, copier_handler._download,
+                  copier_handler._s3, copier_handler._sqs, dead_letter_handler._jobs, api_handler._sqs)  # fmt: skip
+        for cached in caches:
             cached.cache_clear()
         yield {"s3": s3, "queue": queue}
-        for cached in (settings.get_settings, api_handler._jobs, copier_handler._jobs):
+        for cached in caches:
             cached.cache_clear()
 
 
@@ -113,11 +137,15 @@ def status(job_id: str) -> tuple[int, dict[str, Any]]:
     return response["statusCode"], orjson.loads(response["body"])
 
 
+RECEIVED: list[dict[str, Any]] = []
+
+
 def run_copier(queue: str, times: int = 1) -> list[dict[str, Any]]:
     from bulk_upload.copier_handler import handler
 
     sqs = boto3.client("sqs")
     messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    RECEIVED[:] = messages
     envelope = {"attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs"}
     records = [
         {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"], **envelope}
@@ -186,15 +214,194 @@ def test_a_download_that_breaks_is_resumed_and_byte_identical(source: Source) ->
     data = bytes(range(256)) * 40_000  # 10 MB
     source.files["/big.csv"] = data
     source.break_once.add("/big.csv")
-    download = HttpDownload(httpx.Client(), UrlPolicy(schemes=("http",), hosts=(source.host,)), sleep=lambda s: None)
-    length, chunks = download.stream(source.url("/big.csv"))
-    assert length == len(data) and b"".join(chunks) == data
+    download = HttpDownload(UrlPolicy(schemes=("http",), hosts=(source.host,)), sleep=lambda s: None)
+    staged = download.stream(source.url("/big.csv"))
+    assert staged.size == len(data) and b"".join(staged.chunks) == data
     assert download.retries == 1 and source.requests[-1].startswith("bytes=")
 
 
 def test_names_resolving_inside_the_network_are_refused() -> None:
     policy = UrlPolicy()
-    fake_dns = lambda host, port: [(2, 1, 6, "", ("10.0.0.7", port))]  # noqa: E731
-    download = HttpDownload(httpx.Client(), policy, resolve=fake_dns)
+    fake_dns = lambda host, port, **kw: [(2, 1, 6, "", ("10.0.0.7", port))]  # noqa: E731
+    download = HttpDownload(policy, resolve=fake_dns)
     with pytest.raises(PermanentFailure, match="internal"):
         download.stream("https://bucket.s3.amazonaws.com/x")
+
+
+class Rebinding:
+    """DNS that answers a public address first and an internal one next (a rebinding attack);
+    the "public" address is served by the loopback test server so the first connection works."""
+
+    def __init__(self, source: Source) -> None:
+        self.answers = iter(["93.184.216.34", "10.0.0.7"])
+        self.source = source
+        self.connected: list[str] = []
+        self.lookups = 0
+        inner = httpcore.SyncBackend()
+        rebinding = self
+
+        class Loopback(httpcore.NetworkBackend):
+            def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+                rebinding.connected.append(host)
+                return inner.connect_tcp("127.0.0.1", rebinding.source.port, *args, **kwargs)
+
+        self.backend = Loopback()
+
+    def resolve(self, host: str, port: int, **kwargs: Any) -> list[Any]:
+        self.lookups += 1
+        return [(2, 1, 6, "", (next(self.answers), port))]
+
+
+def test_the_copier_connects_to_the_address_it_checked_and_rechecks_on_resume(source: Source) -> None:
+    source.files["/rebind.csv"] = b"z" * 2_000_000
+    source.break_once.add("/rebind.csv")
+    dns = Rebinding(source)
+    policy = UrlPolicy(schemes=("http",))
+    client = checked_client(policy, resolve=dns.resolve, inner=dns.backend)
+    download = HttpDownload(policy, client=client, sleep=lambda s: None)
+    staged = download.stream("http://bucket.s3.amazonaws.com/rebind.csv")
+    with pytest.raises(PermanentFailure, match="internal"):
+        b"".join(staged.chunks)  # the resume's connection resolves to 10.0.0.7: refused, never opened
+    assert dns.connected == ["93.184.216.34"] and dns.lookups == 2
+    assert source.headers[-1]["Host"] == "bucket.s3.amazonaws.com"  # the name is kept for Host (and SNI)
+
+
+def test_a_staged_file_replaced_mid_copy_fails_the_job(aws: dict[str, Any], source: Source) -> None:
+    source.files["/replaced.csv"] = b"old," * 1_000_000
+    source.break_once.add("/replaced.csv")
+    source.replace_after_break["/replaced.csv"] = b"new," * 1_000_000
+    answer = post(webhook(source, "/replaced.csv", None, "replaced.csv"))[1]
+    assert run_copier(aws["queue"]) == [{"batchItemFailures": []}]
+    job = status(answer["job_id"])[1]
+    assert job["status"] == "failed" and "changed" in job["error"]
+    old = f'"{hashlib.md5(b"old," * 1_000_000).hexdigest()}"'
+    assert source.headers[-2].get("If-Match") is None and source.headers[-1]["If-Match"] == old
+    assert "Uploads" not in aws["s3"].list_multipart_uploads(Bucket="uploads")
+
+
+def test_a_content_encoded_file_is_copied_as_stored_and_keeps_its_encoding(aws: dict[str, Any], source: Source) -> None:
+    data = gzip.compress(b"".join(b"id-%06d,%d\n" % (i, i) for i in range(200_000)))
+    source.files["/z.csv.gz"], source.encodings["/z.csv.gz"] = data, "gzip"
+    source.break_once.add("/z.csv.gz")  # resumed at a stored-bytes offset
+    source.files["/m.csv"] = b"identity_id,n\n"
+    answer = post(webhook(source, "/z.csv.gz", "/m.csv", "z.csv"))[1]
+    assert run_copier(aws["queue"]) == [{"batchItemFailures": []}]
+    stored = aws["s3"].get_object(Bucket="uploads", Key="ci360/z.csv")
+    body = stored["Body"].read()
+    assert stored["ContentEncoding"] == "gzip" and stored["ContentType"] == "text/csv" and body.endswith(data)
+    assert gzip.decompress(body).startswith(b"identity_id,n\nid-000000,0\n")
+    assert all(h.get("Accept-Encoding") == "identity" for h in source.headers[-2:])
+    assert status(answer["job_id"])[1]["status"] == "done"
+
+
+def test_a_metadata_file_over_its_limit_is_closed_unread() -> None:
+    closed: list[bool] = []
+
+    class Body(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"x" * 100
+
+        def close(self) -> None:
+            closed.append(True)
+
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(200, headers={"Content-Length": str(5 << 20)}, stream=Body())
+    )
+    download = HttpDownload(UrlPolicy(), client=httpx.Client(transport=transport))
+    with pytest.raises(PermanentFailure, match="larger"):
+        download.small("https://b.s3.amazonaws.com/m.csv", 1 << 20)
+    assert closed == [True]
+
+
+def test_unreadable_metadata_fails_the_job_at_once_with_its_reason(aws: dict[str, Any], source: Source) -> None:
+    source.files["/d.csv"] = b"id-1,1\n"
+    source.files["/latin1.csv"] = b"identity_id,caf\xe9\n"
+    answer = post(webhook(source, "/d.csv", "/latin1.csv", "l.csv"))[1]
+    assert run_copier(aws["queue"]) == [{"batchItemFailures": []}]  # not retried
+    job = status(answer["job_id"])[1]
+    assert job["status"] == "failed" and "not UTF-8" in job["error"]
+
+
+def test_the_header_field_is_csv_quoted(aws: dict[str, Any], source: Source) -> None:
+    source.files["/q.csv"] = b"id-1,a,b\n"
+    source.files["/q.json"] = b'[{"columnName": "identity_id"}, {"columnName": "a,b"}, {"columnName": "say \\"hi\\""}]'
+    answer = post(webhook(source, "/q.csv", "/q.json", "q.csv"))[1]
+    run_copier(aws["queue"])
+    assert status(answer["job_id"])[1]["header"] == 'identity_id,"a,b","say ""hi"""'
+
+
+def test_a_job_that_succeeds_after_a_failure_reads_done_without_the_old_error(
+    aws: dict[str, Any], source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bulk_upload import copier_handler
+
+    flaky = HttpDownload(UrlPolicy(schemes=("http",), hosts=(source.host,)), max_attempts=1, sleep=lambda s: None)
+    monkeypatch.setattr(copier_handler, "_download", lambda: flaky)
+    source.files["/flaky.csv"] = b"f," * 1_000_000
+    source.break_once.add("/flaky.csv")
+    answer = post(webhook(source, "/flaky.csv", None, "flaky.csv"))[1]
+    first = run_copier(aws["queue"])
+    assert first[0]["batchItemFailures"]  # transient: SQS retries it
+    job = status(answer["job_id"])[1]
+    assert job["status"] == "retry" and "RemoteProtocolError" in job["error"]
+    redeliver(aws["queue"])
+    job = status(answer["job_id"])[1]
+    assert job["status"] == "done" and "error" not in job
+
+
+def test_a_job_whose_message_went_to_the_dead_letter_queue_ends_failed_with_its_reason(
+    aws: dict[str, Any], source: Source
+) -> None:
+    from bulk_upload.dead_letter_handler import handler as dead_letters
+
+    answer = post(webhook(source, "/never.csv", None, "never.csv"))[1]
+    job_id = answer["job_id"]
+    jobs = JobTable(boto3.client("dynamodb"), "jobs")
+    assert jobs.claim(job_id, "m-1", 60) is not None
+    jobs.finish(job_id, "retry", owner="m-1", error="attempt 5: ConnectTimeout")
+    message = boto3.client("sqs").receive_message(QueueUrl=aws["queue"])["Messages"][0]
+    record = {"messageId": "dl-1", "receiptHandle": "r", "body": message["Body"], "attributes": {},
+              "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs"}  # fmt: skip
+    assert dead_letters({"Records": [record]}, FakeContext(30)) == {"batchItemFailures": []}
+    job = status(job_id)[1]
+    assert job["status"] == "failed" and "ConnectTimeout" in job["error"] and "gave up" in job["error"]
+    assert jobs.claim(job_id, "m-2", 60) is None  # a late redelivery cannot reopen it
+
+
+def test_a_copier_that_died_mid_copy_is_not_reported_as_copying_forever(aws: dict[str, Any], source: Source) -> None:
+    from bulk_upload import api_handler
+
+    answer = post(webhook(source, "/x.csv", None, "x.csv"))[1]
+    now = [1_000_000.0]
+    jobs = JobTable(boto3.client("dynamodb"), "jobs", clock=lambda: now[0])
+    jobs.claim(answer["job_id"], "m-1", 900)
+    assert jobs.status(answer["job_id"])["status"] == "copying"  # type: ignore[index]
+    now[0] += 901  # the invocation timed out without a word
+    job = jobs.status(answer["job_id"])
+    assert job is not None and job["status"] == "retry" and "stopped without reporting" in job["error"]
+    assert api_handler.JobTable.status is JobTable.status  # the API reads through the same rule
+
+
+def redeliver(queue: str) -> None:
+    """SQS making a failed message visible again at once."""
+    sqs = boto3.client("sqs")
+    for m in RECEIVED:
+        sqs.change_message_visibility(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+    run_copier(queue)
+
+
+def test_a_name_that_does_not_exist_fails_for_good_and_a_resolver_hiccup_is_retried() -> None:
+    def nxdomain(host: str, port: int, **kwargs: Any) -> list[Any]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    calls: list[str] = []
+
+    def hiccup(host: str, port: int, **kwargs: Any) -> list[Any]:
+        calls.append(host)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    with pytest.raises(PermanentFailure, match="does not exist"):
+        HttpDownload(UrlPolicy(), resolve=nxdomain).stream("https://b.s3.amazonaws.com/x")
+    with pytest.raises(httpx.ConnectError):
+        HttpDownload(UrlPolicy(), resolve=hiccup, sleep=lambda s: None).stream("https://b.s3.amazonaws.com/x")
+    assert len(calls) == 5

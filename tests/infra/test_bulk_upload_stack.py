@@ -52,7 +52,39 @@ def test_versioned_bucket_queue_with_dead_letters_and_alarms(template: dict[str,
     assert buckets[0]["VersioningConfiguration"]["Status"] == "Enabled"
     queues = [q["Properties"] for q in resources(template, "AWS::SQS::Queue").values()]
     assert any("RedrivePolicy" in q for q in queues)
-    mapping = one(template, "AWS::Lambda::EventSourceMapping")["Properties"]
-    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    mappings = [m["Properties"] for m in resources(template, "AWS::Lambda::EventSourceMapping").values()]
+    assert len(mappings) == 2  # the copier, and the dead-letter consumer that ends jobs as failed
+    assert all(m["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings)
     metrics = {a["Properties"].get("MetricName") for a in resources(template, "AWS::CloudWatch::Alarm").values()}
     assert {"ApproximateNumberOfMessagesVisible", "Errors", "CopiesFailed"} <= metrics
+
+
+def test_copies_are_retried_as_aws_advises_and_throttling_spends_no_receives(template: dict[str, Any]) -> None:
+    queues = [q["Properties"] for q in resources(template, "AWS::SQS::Queue").values()]
+    redrive = next(q["RedrivePolicy"] for q in queues if "RedrivePolicy" in q)
+    assert redrive["maxReceiveCount"] >= 5
+    scaled = [
+        m["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+        for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
+        if "ScalingConfig" in m["Properties"]
+    ]
+    assert scaled == [10]
+
+
+def test_a_long_copy_may_continue_itself_through_its_queue(template: dict[str, Any]) -> None:
+    copier = next(
+        f["Properties"]
+        for f in resources(template, "AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "bulk_upload.copier_handler.handler"
+    )
+    assert copier["RecursiveLoop"] == "Allow"
+    assert {"COPY_HANDOVER_SECONDS", "COPY_PARTS_IN_FLIGHT"} <= set(copier["Environment"]["Variables"])
+    actions, _ = actions_of(template, "bulk_upload.copier_handler.handler")
+    assert "sqs:SendMessage" in actions
+    consumer, _ = actions_of(template, "bulk_upload.dead_letter_handler.handler")
+    assert {"dynamodb:UpdateItem", "s3:AbortMultipartUpload"} <= set(consumer) and "s3:PutObject" not in consumer
+
+
+def test_a_rotated_token_is_not_refused_for_long(template: dict[str, Any]) -> None:
+    authorizer = one(template, "AWS::ApiGateway::Authorizer")["Properties"]
+    assert authorizer["AuthorizerResultTtlInSeconds"] <= 60

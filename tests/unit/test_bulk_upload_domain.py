@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import gzip
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from bulk_upload.copier import MIN_PART, PermanentFailure, copy, header_columns, part_size
+from bulk_upload.copier import (
+    MIN_PART,
+    Checkpoint,
+    Copied,
+    HandedOver,
+    PermanentFailure,
+    Staged,
+    copy,
+    header_columns,
+    part_size,
+)
 from bulk_upload.webhook import BadRequest, UrlPolicy, object_key, parse
 
 S3_URL = "https://staging-bucket.s3.us-east-1.amazonaws.com/export/data.csv?X-Amz-Signature=abc"
@@ -44,8 +56,10 @@ def test_other_send_parameters_are_kept() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["../etc/passwd", "/abs.csv", "a/../../b.csv", "C:\\x.csv", "a//b.csv", ".hidden", "na me.csv", "x" * 600,
-             "a/b/c/d/e/f/g.csv", "tab\t.csv", "ü.csv"]
+    "name", ["../etc/passwd", "/abs.csv", "a/../../b.csv", "C:\\x.csv", "a//b.csv", ".hidden", "x" * 600,
+             "a/b/c/d/e/f/g.csv", "tab\t.csv", "a\n/b.csv", "b.csv\n",
+             "a/b.csv\r", "x\u202eg.csv", "a\u2028b.csv", "nul\x00.csv", "a\\b.csv", " /b.csv", "a /b.csv",
+             "x" * 129, "a:b.csv", "\u0301a.csv"]
 )  # fmt: skip
 def test_names_that_could_escape_or_surprise_are_refused(name: str) -> None:
     with pytest.raises(BadRequest) as raised:
@@ -55,6 +69,67 @@ def test_names_that_could_escape_or_surprise_are_refused(name: str) -> None:
 
 def test_plain_names_land_under_the_fixed_prefix() -> None:
     assert object_key("ci360/", " weekly/audience_2026-11.csv ") == "ci360/weekly/audience_2026-11.csv"
+
+
+@pytest.mark.parametrize(
+    "name", ["na me.csv", "ü.csv", "Zürich (Q3)/Kundenliste 2026.csv", "客户/名单.csv", "e\u0301te.csv"]
+)
+def test_ci360_names_with_spaces_and_letters_of_any_script_are_kept(name: str) -> None:
+    assert object_key("ci360/", name) == "ci360/" + name
+
+
+def test_an_empty_metadata_url_means_no_metadata() -> None:
+    assert parse(body(presignedUrls={"dataFile": S3_URL, "metadataFile": ""})).presignedUrls.metadataFile is None
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "s3.amazonaws.com", "b.s3.amazonaws.com", "s3.eu-west-1.amazonaws.com", "b.s3.eu-west-1.amazonaws.com",
+        "s3-eu-west-1.amazonaws.com", "b.s3-external-1.amazonaws.com", "b.s3.dualstack.us-east-1.amazonaws.com",
+        "s3-fips.us-gov-west-1.amazonaws.com", "b.s3-fips.dualstack.us-east-1.amazonaws.com",
+        "b.s3.cn-north-1.amazonaws.com.cn",
+    ],
+)  # fmt: skip
+def test_the_default_hosts_accept_s3_endpoint_forms(host: str) -> None:
+    assert UrlPolicy().check("f", f"https://{host}/k?X-Amz-Signature=x") == host
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "s3-x-123.us-east-1.elb.amazonaws.com", "db.abc.us-east-1.rds.amazonaws.com", "x.s3-y.z.amazonaws.com",
+        "a.b.s3.amazonaws.com", "ec2.us-east-1.amazonaws.com", "s3.amazonaws.com.evil.com", "s3.amazonaws.co",
+    ],
+)  # fmt: skip
+def test_star_never_crosses_a_dot(host: str) -> None:
+    with pytest.raises(BadRequest, match="not allowed"):
+        UrlPolicy().check("f", f"https://{host}/k")
+
+
+def test_the_schemes_default_port_is_accepted_and_others_need_an_entry() -> None:
+    assert UrlPolicy().check("f", "https://b.s3.amazonaws.com:443/k") == "b.s3.amazonaws.com"
+    with pytest.raises(BadRequest, match="not allowed"):
+        UrlPolicy().check("f", "https://b.s3.amazonaws.com:8443/k")
+    allowed = UrlPolicy(hosts=("*.s3.amazonaws.com:8443",))
+    assert allowed.check("f", "https://b.s3.amazonaws.com:8443/k") == "b.s3.amazonaws.com:8443"
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["100.64.0.1", "[2002:a9fe:a9fe::]", "[::ffff:169.254.169.254]", "[64:ff9b::a9fe:a9fe]", "[::10.0.0.1]",
+     "192.0.0.8", "198.18.0.1", "[fd00::1]", "[fe80::1]", "240.0.0.1", "0.0.0.0", "[2001::a9fe:a9fe]"],
+)  # fmt: skip
+def test_every_address_that_is_not_globally_routable_is_internal(address: str) -> None:
+    wide = UrlPolicy(hosts=("*",))
+    with pytest.raises(BadRequest, match="internal"):
+        wide.check("f", f"https://{address}/x")
+
+
+def test_public_addresses_pass_the_address_test() -> None:
+    wide = UrlPolicy(hosts=("*",))
+    for address in ("8.8.8.8", "[2600:1f18::1]", "[::ffff:8.8.8.8]"):
+        assert wide.check("f", f"https://{address}/x") == address
 
 
 @pytest.mark.parametrize(
@@ -102,25 +177,32 @@ def test_part_size_fits_s3_limits_for_any_size() -> None:
 
 
 class Upload:
-    def __init__(self, fail_after: int | None = None) -> None:
+    def __init__(self, fail_after: int | None = None, abort_fails: bool = False) -> None:
+        self.upload_id = "u-1"
         self.numbered: dict[int, bytes] = {}
         self.fail_after = fail_after
+        self.abort_fails = abort_fails
         self.state = "open"
+        self.started: dict[str, Any] = {}
 
-    def part(self, data: bytes | bytearray, number: int) -> None:
+    def part(self, data: bytes | bytearray | memoryview, number: int) -> str:
         if self.fail_after is not None and number > self.fail_after:
             raise ConnectionError("S3 went away")
         self.numbered[number] = bytes(data)  # the buffer is reused after the call
+        return f'"etag-{number}"'
 
     @property
     def parts(self) -> list[bytes]:
         return [self.numbered[n] for n in sorted(self.numbered)]
 
-    def complete(self) -> str:
+    def complete(self, parts: list[tuple[int, str]]) -> str:
+        assert parts == [(n, f'"etag-{n}"') for n in sorted(self.numbered)]
         self.state = "complete"
         return "v1"
 
     def abort(self) -> None:
+        if self.abort_fails:
+            raise TimeoutError("abort timed out")
         self.state = "aborted"
         self.numbered.clear()
 
@@ -129,20 +211,30 @@ class Target:
     def __init__(self, upload: Upload) -> None:
         self.upload = upload
 
-    def start(self, key: str) -> Upload:
+    def start(self, key: str, *, content_type: str, content_encoding: str | None) -> Upload:
+        self.upload.started = {"content_type": content_type, "content_encoding": content_encoding}
+        return self.upload
+
+    def resume(self, key: str, upload_id: str) -> Upload:
+        assert upload_id == self.upload.upload_id
         return self.upload
 
 
 class Download:
-    def __init__(self, data: bytes, metadata: bytes = b"identity_id,score\n") -> None:
+    def __init__(self, data: bytes, metadata: bytes = b"identity_id,score\n", encoding: str | None = None) -> None:
         self.data = data
         self.metadata = metadata
+        self.encoding = encoding
+        self.opened: list[tuple[int, str | None]] = []
 
     def small(self, url: str, limit: int) -> bytes:
         return self.metadata
 
-    def stream(self, url: str) -> tuple[int | None, Iterator[bytes]]:
-        return len(self.data), iter([self.data[i : i + 999_983] for i in range(0, len(self.data), 999_983)])
+    def stream(self, url: str, *, offset: int = 0, etag: str | None = None) -> Staged:
+        self.opened.append((offset, etag))
+        rest = self.data[offset:]
+        chunks = iter([rest[i : i + 999_983] for i in range(0, len(rest), 999_983)])
+        return Staged(len(self.data), '"e1"', "text/csv", self.encoding, chunks)
 
 
 def test_copy_writes_the_header_then_the_data_in_parts() -> None:
@@ -163,3 +255,102 @@ def test_no_metadata_means_no_header_and_a_failed_copy_aborts() -> None:
     with pytest.raises(ConnectionError):
         copy("k", "d", None, Download(b"y" * (MIN_PART * 3)), Target(failing))
     assert failing.state == "aborted" and not failing.parts
+
+
+def test_metadata_that_is_not_utf8_is_a_permanent_failure_with_its_reason() -> None:
+    with pytest.raises(PermanentFailure, match="not UTF-8"):
+        header_columns(b"identity_id,caf\xe9\n")
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u0085", "\x1c", "\x1d", "\x1e", "\u2029", "\x0b", "\x0c"])
+def test_a_csv_header_splits_rows_only_at_cr_or_lf(separator: str) -> None:
+    metadata = f"identity_id,a{separator}b,c\r\nnext line".encode()
+    assert header_columns(metadata) == ["identity_id", f"a{separator}b", "c"]
+    assert header_columns(b'identity_id,"x\ny",z\n') == ["identity_id", "x\ny", "z"]
+
+
+def test_a_failed_abort_does_not_replace_the_original_failure() -> None:
+    class Refusing(Download):
+        def stream(self, url: str, *, offset: int = 0, etag: str | None = None) -> Staged:
+            staged = super().stream(url, offset=offset, etag=etag)
+
+            def chunks() -> Iterator[bytes]:
+                yield from staged.chunks
+                raise PermanentFailure("the download answered 403")
+
+            return Staged(staged.size, staged.etag, staged.content_type, None, chunks())
+
+    with pytest.raises(PermanentFailure, match="403"):
+        copy("k", "d", None, Refusing(b"x" * 100), Target(Upload(abort_fails=True)))
+
+
+def test_a_gzip_stored_file_is_copied_as_stored_with_the_header_as_its_own_member() -> None:
+    data = gzip.compress(b"id-1,10\nid-2,20\n")
+    upload = Upload()
+    copy("k", "d", "m", Download(data, encoding="gzip"), Target(upload))
+    stored = b"".join(upload.parts)
+    assert stored.endswith(data) and gzip.decompress(stored) == b"identity_id,score\nid-1,10\nid-2,20\n"
+    assert upload.started == {"content_type": "text/csv", "content_encoding": "gzip"}
+    with pytest.raises(PermanentFailure, match="Content-Encoding br"):
+        copy("k", "d", "m", Download(b"\x1b\x00", encoding="br"), Target(Upload()))
+
+
+def test_a_copy_hands_over_at_a_part_boundary_and_continues_from_the_checkpoint() -> None:
+    data = bytes(range(256)) * (MIN_PART * 3 // 256 + 7)  # three parts and a bit
+    upload, download = Upload(), Download(data)
+    asked = iter([False, True])
+    first = copy("k", "d", "m", download, Target(upload), hand_over=lambda: next(asked, False))
+    assert isinstance(first, HandedOver) and upload.state == "open"
+    checkpoint = Checkpoint.loads(first.checkpoint.dumps())  # as stored in the job record
+    head = len(b"identity_id,score\n")
+    assert checkpoint.parts == [(1, '"etag-1"'), (2, '"etag-2"')] and checkpoint.written == 2 * MIN_PART
+    assert checkpoint.offset == 2 * MIN_PART - head and checkpoint.hops == 1
+    resumed_at = checkpoint.offset
+    done = copy("k", "d", "m", download, Target(upload), checkpoint=checkpoint)
+    assert isinstance(done, Copied) and upload.state == "complete" and done.header == ["identity_id", "score"]
+    assert b"".join(upload.parts) == b"identity_id,score\n" + data and done.size == head + len(data)
+    assert download.opened == [(0, None), (resumed_at, '"e1"')]  # resumed pinned to the first ETag
+
+
+def test_a_transient_failure_after_a_hand_over_keeps_the_upload_for_the_retry() -> None:
+    data = b"y" * (MIN_PART * 3)
+    upload = Upload()
+    first = copy("k", "d", None, Download(data), Target(upload), hand_over=lambda: True)
+    assert isinstance(first, HandedOver)
+    upload.fail_after = 1
+    with pytest.raises(ConnectionError):
+        copy("k", "d", None, Download(data), Target(upload), checkpoint=first.checkpoint)
+    assert upload.state == "open" and upload.numbered[1] == data[:MIN_PART]
+
+
+def test_a_checkpoint_of_ten_thousand_parts_fits_a_dynamodb_item() -> None:
+    etags = [f'"{i:032x}"' for i in range(10_000)]
+    checkpoint = Checkpoint("u", MIN_PART, 1 << 40, 1 << 40, list(enumerate(etags, start=1)), '"src"', ["a"], 3)
+    stored = checkpoint.dumps()
+    assert len(stored) < 300_000 and Checkpoint.loads(stored) == checkpoint
+    odd = Checkpoint("u", MIN_PART, 5, 5, [(1, '"abc-1"')])
+    assert Checkpoint.loads(odd.dumps()) == odd
+
+
+def test_large_parts_fly_fewer_at_once_and_a_file_too_large_for_the_memory_is_refused_clearly() -> None:
+    class Counting(Upload):
+        def __init__(self) -> None:
+            super().__init__()
+            self.flying = self.most = 0
+
+        def part(self, data: bytes | bytearray | memoryview, number: int) -> str:
+            self.flying += 1
+            self.most = max(self.most, self.flying)
+            time.sleep(0.01)
+            self.flying -= 1
+            return super().part(data, number)
+
+    upload = Counting()
+    copy("k", "d", None, Download(b"z" * MIN_PART * 6), Target(upload), in_flight=3, buffer_budget=3 * MIN_PART)
+    assert upload.most == 2 and b"".join(upload.parts) == b"z" * MIN_PART * 6
+    huge = Download(b"")
+    huge.stream = lambda url, **kw: Staged(4 << 40, '"e"', None, None, iter([]))  # type: ignore[method-assign]
+    refused = Upload()
+    with pytest.raises(PermanentFailure, match="MiB parts"):
+        copy("k", "d", None, huge, Target(refused), buffer_budget=600 << 20)
+    assert refused.state == "aborted"
