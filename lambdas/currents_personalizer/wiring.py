@@ -6,7 +6,7 @@ from functools import cache
 
 import boto3
 
-from .bedrock import BedrockGenerator
+from .bedrock import BedrockGenerator, client_config
 from .generators import ContentGenerator, OfflineGenerator
 from .settings import get_settings
 from .store import ContentTable
@@ -24,7 +24,7 @@ def content_generator() -> ContentGenerator:
         return OfflineGenerator()
     guardrail = (settings.guardrail_id, settings.guardrail_version) if settings.guardrail_id else None
     return BedrockGenerator(
-        boto3.client("bedrock-runtime"),
+        boto3.client("bedrock-runtime", config=client_config()),
         settings.model_id,
         fallback=OfflineGenerator(),
         policy=settings.policy(),
