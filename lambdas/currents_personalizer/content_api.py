@@ -2,8 +2,9 @@
 
 Braze renders nothing when Connected Content gets a 404 (and aborts the message with
 ``:retry``), so a miss answers the default content with 200 and ``"default": true`` unless
-defaults are switched off; so does an empty ``?external_id=`` (an anonymous user). ``?format=dynamodb`` returns the DynamoDB-typed ``{"Item": …}`` shape
-that snippets written for the original sample read (``{{result.Item.data.M.heading.S}}``).
+defaults are switched off; so does an empty ``?external_id=`` (an anonymous user).
+``?format=dynamodb`` returns the DynamoDB-typed ``{"Item": …}`` shape that snippets written for
+the original sample read (``{{result.Item.data.M.heading.S}}``).
 """
 
 from __future__ import annotations
