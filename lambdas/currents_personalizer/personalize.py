@@ -107,6 +107,14 @@ class Report:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
 
+@dataclass(slots=True)
+class _MergeCounts:
+    updated: int = 0
+    unchanged: int = 0
+    conflicts: int = 0
+    scheduled: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     name: str  # a Report field
@@ -144,12 +152,15 @@ class Personalizer:
             return report
         stored = self.table.get_profiles(users)
         with ThreadPoolExecutor(max_workers=self.settings.write_workers) as pool:
-            for outcome in pool.map(lambda a: self._merge_user(a, stored.get(a.user_id), now), users.values()):
-                report.add(outcome)
+            for counts in pool.map(lambda a: self._merge_user(a, stored.get(a.user_id), now), users.values()):
+                report.updated += counts.updated
+                report.unchanged += counts.unchanged
+                report.conflicts += counts.conflicts
+                report.scheduled += counts.scheduled
         return report
 
-    def _merge_user(self, activity: UserActivity, profile: Profile | None, now: int) -> Report:
-        report = Report()
+    def _merge_user(self, activity: UserActivity, profile: Profile | None, now: int) -> _MergeCounts:
+        report = _MergeCounts()
         for _ in range(CONFLICT_TRIES):
             profile = profile or Profile(activity.user_id)
             result = merge(
