@@ -81,7 +81,8 @@ def main() -> None:
          f"users with new activity: {period['users']:,}", period["generations_per_user"], "exactly 1.0"),
         (f"Currents period, {period['users']:,} users: model calls", f"{period['model_calls']:,}",
          f"users: {period['users']:,}", period["model_calls_per_user"], "≤ 1.0"),
-        (f"Currents file merge on moto, {moto['users']:,} users", f"{moto['custom_event_file_users_per_s']:,.0f} users/s",
+        (f"Currents file merge on moto, {moto['users']:,} users",
+         f"{moto['custom_event_file_users_per_s']:,.0f} users/s",
          f"bare BatchGetItem loop: {moto['bare_batch_get_users_per_s']:,.0f} users/s",
          moto["custom_event_file_users_per_s"] / moto["bare_batch_get_users_per_s"], "for scale (reads + writes)"),
         (f"Currents period on moto, {moto['users']:,} users", f"{moto['generations_per_user']:.2f} generations, "
