@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from .bedrock import ATTEMPT_SECONDS
 from .handler import _personalizer
 from .personalize import decode_message
 
@@ -37,12 +38,20 @@ class GenerationFailed(Exception):
     pass
 
 
+class NoTimeLeft(Exception):
+    """Too little of the function's time is left to start a model call: SQS delivers it again."""
+
+
 def _record(record: SQSRecord) -> str:
     user_id = decode_message(orjson.loads(record.body))
     context = _context.get("lambda")
     deadline = None
     if context is not None:
         deadline = time.time() + context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS
+        if deadline - time.time() < ATTEMPT_SECONDS:
+            _outcomes["no_time_left"] += 1
+            metrics.add_metric(name="NoTimeLeft", unit=MetricUnit.Count, value=1)
+            raise NoTimeLeft("too little time left in this invocation; the message will be delivered again")
     outcome = _personalizer().generate(user_id, record.message_id, deadline=deadline)
     _outcomes[outcome.name] += 1
     metrics.add_metric(name=outcome.name.title().replace("_", ""), unit=MetricUnit.Count, value=1)

@@ -164,3 +164,16 @@ def test_authorizer_compares_the_secret_token(aws: dict[str, Any], headers: Any,
     policy = authorizer.handler({"headers": headers, "methodArn": arn}, None)["policyDocument"]
     assert policy["Statement"][0]["Effect"] == effect
     assert policy["Statement"][0]["Resource"] == "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/*"
+
+
+def test_a_message_is_not_started_without_time_for_a_model_call(aws: dict[str, Any]) -> None:
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+    from currents_personalizer import generator_handler
+    from currents_personalizer.handler import handler
+
+    handler(s3_event(upload(aws["s3"], users=1, events=2)), FakeContext(60))
+    records = sqs_records(aws["queue"])
+    with pytest.raises(BatchProcessingError):  # 20 s left: less than one attempt and the margin
+        generator_handler.handler({"Records": records}, FakeContext(20))
+    assert generator_handler._outcomes == {"no_time_left": 1}
+    assert generator_handler.handler({"Records": records}, FakeContext(60))["outcomes"] == {"generated": 1}

@@ -302,3 +302,14 @@ def test_a_lost_message_is_scheduled_again_by_the_next_file(db: Any) -> None:
     box.clock.now += 3600
     assert box.file(CUSTOM_EVENT, [event(CUSTOM_EVENT, 2)]).scheduled == 1
     assert box.deliver().generated == 1
+
+
+def test_a_session_start_file_an_hour_later_does_not_overwrite_the_content(db: Any) -> None:
+    box = Box(db)
+    box.file(PURCHASE, [event(PURCHASE, 1)])
+    box.deliver()
+    before = box.table.get(USER)
+    box.clock.now += 3600 + 1
+    report = box.file(SESSION_START, [event(SESSION_START, 9, time=int(box.clock.now) - 5)])
+    assert report.updated == 1 and report.scheduled == 0 and box.deliver() == Report()
+    assert box.table.get(USER) == before
