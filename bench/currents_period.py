@@ -108,6 +108,7 @@ def run(users: int) -> dict[str, Any]:
         "files": len(keys) + 1,
         "session_start_file_users_per_s": users / merge_seconds[0],
         "custom_event_file_users_per_s": users / merge_seconds[2],
+        "redelivered_file_users_per_s": users / merge_seconds[3],
         "file_seconds": [round(s, 1) for s in merge_seconds],
         "bare_batch_get_users_per_s": bare,
         "generations": generated,

@@ -22,7 +22,7 @@ from .events import event_type_from_key, read_records
 from .generators import OfflineGenerator
 from .personalize import Personalizer, Report
 from .settings import get_settings
-from .wiring import content_generator, content_table
+from .wiring import content_generator, content_table, sqs_client
 
 logger = Logger(service="currents-personalizer")
 metrics = Metrics(namespace="BrazeCurrents", service="currents-personalizer")
@@ -39,7 +39,7 @@ def _personalizer() -> Personalizer:
         policy=settings.policy(),
         settings=settings.personalize(),
         budget=HourlyBudget(boto3.client("dynamodb"), settings.content_table, settings.hourly_cap),
-        queue=SqsQueue(boto3.client("sqs"), settings.queue_url) if settings.queue_url else None,
+        queue=SqsQueue(sqs_client(), settings.queue_url) if settings.queue_url else None,
     )
 
 

@@ -69,7 +69,7 @@ class Settings:
     settle_seconds: int = 300
     claim_seconds: int = 120
     ttl_seconds: int = 30 * 24 * 3600
-    write_workers: int = 16
+    write_workers: int = 32  # conditional writes in flight (latency-bound, not CPU-bound)
 
     @property
     def overdue_seconds(self) -> int:
