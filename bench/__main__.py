@@ -53,6 +53,8 @@ def main() -> None:
     small = run("bench.rss", "10")
     large = run("bench.rss", str(large_mb))
     c = run("bench.currents")
+    cp = run("bench.currents_period", os.environ.get("BENCH_CURRENTS_MOTO_USERS", "5000"), "100000")
+    period, moto = cp["period"], cp["moto"]
     b = run("bench.bulk_upload", "10", str(large_mb))
     b_small, b_large = b["10"], b[str(large_mb)]
     rows = [
@@ -88,6 +90,22 @@ def main() -> None:
          f"{c['generations']['regenerated_on_redelivery']} on redelivery",
          f"distinct users needing content: {c['generations']['distinct_users']}",
          c["generations"]["generated"] / c["generations"]["distinct_users"], "exactly 1.0"),
+        (f"Currents period, {period['users']:,} users, {period['files']} files: generations",
+         f"{period['generations']:,} ({period['generations_per_user']:.2f} per user)",
+         f"users with new activity: {period['users']:,}", period["generations_per_user"], "exactly 1.0"),
+        (f"Currents period, {period['users']:,} users: model calls", f"{period['model_calls']:,}",
+         f"users: {period['users']:,}", period["model_calls_per_user"], "≤ 1.0"),
+        (f"Currents file merge on moto, {moto['users']:,} users",
+         f"{moto['custom_event_file_users_per_s']:,.0f} users/s",
+         f"bare BatchGetItem loop: {moto['bare_batch_get_users_per_s']:,.0f} users/s",
+         moto["custom_event_file_users_per_s"] / moto["bare_batch_get_users_per_s"], "for scale (reads + writes)"),
+        (f"Currents redelivered file on moto, {moto['users']:,} users (reads only)",
+         f"{moto['redelivered_file_users_per_s']:,.0f} users/s",
+         f"bare BatchGetItem loop: {moto['bare_batch_get_users_per_s']:,.0f} users/s",
+         moto["redelivered_file_users_per_s"] / moto["bare_batch_get_users_per_s"], "≥ 0.8"),
+        (f"Currents period on moto, {moto['users']:,} users", f"{moto['generations_per_user']:.2f} generations, "
+         f"{moto['model_calls_per_user']:.2f} model calls per user", "one per user",
+         moto["generations_per_user"], "exactly 1.0"),
         ("Content API handler p50 / p99", f"{c['api']['api_p50_ms']:.2f} / {c['api']['api_p99_ms']:.2f} ms",
          f"bare get_item: {c['api']['bare_p50_ms']:.2f} / {c['api']['bare_p99_ms']:.2f} ms",
          c["api"]["api_p99_ms"] - c["api"]["bare_p99_ms"], "p99 overhead ≤ 2 ms"),
@@ -124,7 +142,15 @@ def main() -> None:
     Path(".bench").mkdir(exist_ok=True)
     Path(".bench/results.json").write_text(
         json.dumps(
-            {"throughput": t, "gzip": g, "rss_small": small, "rss_large": large, "currents": c, "bulk_upload": b},
+            {
+                "throughput": t,
+                "gzip": g,
+                "rss_small": small,
+                "rss_large": large,
+                "currents": c,
+                "currents_period": cp,
+                "bulk_upload": b,
+            },
             indent=2,
         )
     )

@@ -47,7 +47,14 @@ def generations(users: int, events: int) -> dict[str, int]:
     with CurrentsSandbox() as box:
         report = box.process(box.upload([out]))
         again = box.process(box.upload([out]))  # the same files delivered again: nothing to do
-    distinct = len({r["user_id"] for p in paths for r in fastavro.reader(p.open("rb")) if isinstance(r, dict)})
+    distinct = len(  # users with an event that carries intent (machine opens start no generation)
+        {
+            r["user_id"]
+            for p in paths
+            for r in fastavro.reader(p.open("rb"))
+            if isinstance(r, dict) and r.get("machine_open") != "true"
+        }
+    )
     return {
         "generated": report["generated"],
         "distinct_users": distinct,

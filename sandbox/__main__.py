@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -241,11 +242,24 @@ def _demo_currents(out: TextIO) -> bool:
     from .currents import CurrentsSandbox
 
     with tempfile.TemporaryDirectory() as tmp:
-        currents_sample.write_sample(Path(tmp), users=40, events=400)
-        out.write("\nCurrents: 40 users' events in 6 Avro files (3 event types, 3 codecs, duplicates across files);\n")
-        out.write("          the offline generator; then Braze's Connected Content call, in both shapes.\n")
+        currents_sample.write_sample(Path(tmp) / "sample", users=40, events=400)
+        story = currents_sample.period(Path(tmp) / "period", "braze-demo", start=int(time.time()) - 900)
+        out.write("\nCurrents: one user's period as Currents writes it: a SessionStart file, then a Purchase file\n")
+        out.write(
+            "          and a CustomEvent file, merged into one profile: one generation after the settle window.\n"
+        )
         with CurrentsSandbox() as box:
-            report = box.process(box.upload([Path(tmp)]))
+            first = box.process(box.upload(story[:1]))
+            out.write(f"  SessionStart file alone: scheduled {first['scheduled']}, generated {first['generated']}\n")
+            rest = box.process(box.upload(story[1:]))
+            out.write(f"  Purchase + CustomEvent files: scheduled {rest['scheduled']}, generated {rest['generated']}\n")
+            status, body = box.get_content("braze-demo")
+            out.write(f"  GET /content/braze-demo -> {status}: {body['content']['heading']!r}\n")
+            out.write(f"    {body['content']['details']['intro']}\n")
+            one_period = (first["generated"], rest["generated"]) == (0, 1) and "Ocean Lab season pass" in str(body)
+            out.write("\n  40 users' events in 6 Avro files (3 event types, 3 codecs, duplicates, machine opens);\n")
+            out.write("  the offline generator; then Braze's Connected Content call, in both shapes.\n")
+            report = box.process(box.upload([Path(tmp) / "sample"]))
             out.write("  " + ", ".join(f"{k} {v:,}" for k, v in report.items()) + "\n")
             status, plain = box.get_content("braze-00000")
             out.write(f"  GET /content/braze-00000 -> {status}\n")
@@ -254,9 +268,12 @@ def _demo_currents(out: TextIO) -> bool:
             heading = typed["Item"]["data"]["M"]["heading"]["S"]
             out.write(f"  GET /content?user_id=braze-00000&format=dynamodb -> {status}\n")
             out.write(f"  {{{{result.Item.data.M.heading.S}}}} renders: {heading}\n")
+            anonymous = box.get_content(None, {"external_id": ""})
+            out.write(f"  GET /content?external_id= (anonymous) -> {anonymous[0]}, default {anonymous[1]['default']}\n")
             refused = box.get_content("braze-00000", token="not-the-token")[0]  # noqa: S106 - a wrong token on purpose
-            out.write(f"  without the right token: {refused}\n")
-    return report["failed"] == 0 and report["generated"] == 40
+            missing = box.get_content("braze-00000", authorization=False)[0]
+            out.write(f"  with a wrong token: {refused}; without the Authorization header: {missing}\n")
+    return one_period and report["failed"] == 0 and report["generated"] == 40
 
 
 if __name__ == "__main__":

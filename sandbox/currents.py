@@ -8,6 +8,10 @@ through a front that checks the API key and runs the token authorizer first.
 
 Only the emulated services point at moto (one endpoint variable per service): with ``bedrock``
 the generator calls the real Bedrock with the caller's own credentials.
+
+The settle window is 0 here: ``process`` delivers every file's notification first and the queue
+after, which is what the window achieves in AWS (the files of one period are merged before the
+generation runs).
 """
 
 from __future__ import annotations
@@ -33,7 +37,10 @@ TABLE = "sandbox-content"
 QUEUE = "sandbox-generation"
 TOKEN_SECRET = "sandbox/content-api-token"  # noqa: S105 - the secret's name, not its value
 API_KEY = "sandbox-content-api-key"
-REPORT_KEYS = ("files", "records", "kept", "duplicates", "users", "generated", "skipped_fresh", "failed")
+REPORT_KEYS = (
+    "files", "records", "kept", "duplicates", "no_intent", "users", "scheduled", "generated", "skipped_fresh",
+    "failed",
+)  # fmt: skip
 
 
 @dataclass
@@ -52,13 +59,14 @@ class CurrentsSandbox(LocalStack):
             "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", REGION),
             "CONTENT_TABLE": TABLE,
             "CONTENT_GENERATOR": "bedrock" if self.bedrock else "offline",
+            "SETTLE_SECONDS": "0",
             "API_TOKEN_SECRET": TOKEN_SECRET,
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("SANDBOX_LOG_LEVEL", "WARNING"),
         }
         if self.bedrock:
             env.setdefault(
-                "BEDROCK_MODEL_ID", os.environ.get("BEDROCK_MODEL_ID", "anthropic.claude-3-5-haiku-20241022-v1:0")
+                "BEDROCK_MODEL_ID", os.environ.get("BEDROCK_MODEL_ID", "us.anthropic.claude-haiku-4-5-20251001-v1:0")
             )
         else:  # nothing leaves the machine: moto accepts any credentials
             env |= PLACEHOLDER_CREDENTIALS
@@ -110,12 +118,13 @@ class CurrentsSandbox(LocalStack):
         return report
 
     def drain_queue(self) -> dict[str, int]:
-        """Deliver the generation queue to the generator in SQS batches until it is empty;
-        returns how many messages ended in each outcome."""
+        """Deliver the generation queue to the generator in SQS batches until it is empty (a message
+        deferred to the end of a cooldown is delayed and stays behind); returns how many messages
+        ended in each outcome."""
         from currents_personalizer.generator_handler import handler as generate
 
         totals: dict[str, int] = {"failed": 0}
-        for _ in range(10_000):
+        while True:
             messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=5).get("Messages", [])
             if not messages:
                 return totals
@@ -134,16 +143,19 @@ class CurrentsSandbox(LocalStack):
                     self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
             if retry:
                 return totals  # left on the queue, as SQS would keep them for a later try
-        return totals
 
     # -- the API, behind a front that checks credentials like API Gateway -------------------------
 
     def get_content(
         self, braze_id: str | None = None, query: dict[str, str] | None = None, *, api_key: str = API_KEY,
-        token: str | None = None,
+        token: str | None = None, authorization: bool = True,
     ) -> tuple[int, dict[str, Any]]:  # fmt: skip
+        """``authorization=False`` sends no Authorization header: API Gateway answers 401 without
+        running the authorizer (the header is its identity source); a wrong token or key gets 403."""
         from currents_personalizer.api_handler import handler as api
 
+        if not authorization:
+            return 401, {"message": "Unauthorized"}
         headers = {"x-api-key": api_key, "Authorization": f"Bearer {token if token is not None else self.token}"}
         path = f"/content/{urllib.parse.quote(braze_id, safe='')}" if braze_id else "/content"
         denied = refused(
@@ -197,7 +209,6 @@ def clear_caches() -> None:
         ("currents_personalizer.settings", ("get_settings",)),
         ("currents_personalizer.wiring", ("content_table", "content_generator")),
         ("currents_personalizer.handler", ("_personalizer",)),
-        ("currents_personalizer.generator_handler", ("_generator",)),
     ):
         if module in sys.modules:
             for name in names:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,12 @@ SCHEMAS: dict[str, list[dict[str, Any]]] = {
     "users.messages.email.Open": [
         {"name": "campaign_name", "type": ["null", "string"], "default": None},
         {"name": "email_address", "type": ["null", "string"], "default": None},
+        {"name": "machine_open", "type": ["null", "string"], "default": None},
     ],
+}
+SESSION_START = "users.behaviors.app.SessionStart"
+EXTRA_SCHEMAS: dict[str, list[dict[str, Any]]] = {
+    SESSION_START: [{"name": "session_id", "type": ["null", "string"], "default": None}],
 }
 SHOWS = ("Redemption Point", "The Sad Egg", "Night Shift", "Ocean Lab")
 
@@ -41,7 +47,7 @@ def schema(event_type: str, extra_fields: list[dict[str, Any]] | None = None) ->
             "type": "record",
             "name": event_type.rsplit(".", 1)[-1],
             "namespace": "com.braze.currents",
-            "fields": [*BASE_FIELDS, *SCHEMAS[event_type], *(extra_fields or [])],
+            "fields": [*BASE_FIELDS, *{**SCHEMAS, **EXTRA_SCHEMAS}[event_type], *(extra_fields or [])],
         }
     )
 
@@ -76,10 +82,37 @@ def records(
             record |= {"name": "watched_episode", "properties": orjson.dumps({"show": show, "episode": i % 9}).decode()}
         elif event_type == "users.behaviors.Purchase":
             record |= {"product_id": f"{show} season pass", "price": 9.99, "currency": "USD", "properties": "{}"}
+        elif event_type == SESSION_START:
+            record |= {"session_id": f"s-{i}"}
         else:
-            record |= {"campaign_name": f"{show} weekly", "email_address": f"user{u}@example.com"}
+            record |= {
+                "campaign_name": f"{show} weekly",
+                "email_address": f"user{u}@example.com",
+                "machine_open": "true" if i % 5 == 4 else None,  # Apple Mail Privacy Protection
+            }
         out.append(record)
     return out
+
+
+def period(out: Path, user: str, *, start: int) -> list[Path]:
+    """One user's period as Currents writes it: a SessionStart file, then, minutes later, a
+    Purchase file and a CustomEvent file (one file per event type)."""
+    base = {"user_id": user, "external_user_id": f"customer-{user}", "app_id": "app-1"}
+    files: list[tuple[str, list[dict[str, Any]]]] = [
+        (SESSION_START, [{**base, "id": f"{user}-s1", "time": start, "session_id": "s-1"}]),
+        (
+            "users.behaviors.Purchase",
+            [{**base, "id": f"{user}-p1", "time": start + 240, "product_id": "Ocean Lab season pass",
+              "price": 9.99, "currency": "USD", "properties": None}],
+        ),
+        (
+            "users.behaviors.CustomEvent",
+            [{**base, "id": f"{user}-c{n}", "time": start + 60 * n, "name": "watched_episode",
+              "properties": orjson.dumps({"show": "Ocean Lab", "episode": n}).decode()} for n in (5, 6)],
+        ),
+    ]  # fmt: skip
+    hour = time.strftime("%Y-%m-%d-%H", time.gmtime(start))
+    return [write(out / key(t, hour, f"{user}-{n}"), t, records) for n, (t, records) in enumerate(files)]
 
 
 def write_sample(out: Path, users: int, events: int, *, files_per_type: int = 2) -> list[Path]:

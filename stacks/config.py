@@ -54,21 +54,57 @@ class ImportConfig:
             )
 
 
+# The Currents event types kept by default: the same list as the personalizer's own default
+# (lambdas/currents_personalizer/events.py) and the README's Braze set-up; a test holds them equal.
+CURRENTS_EVENT_TYPES = (
+    "users.behaviors.CustomEvent",
+    "users.behaviors.Purchase",
+    "users.messages.email.Open",
+    "users.messages.email.Click",
+    "users.messages.pushnotification.Open",
+    "users.behaviors.app.SessionStart",
+)
+# Bedrock models past their end of life on Bedrock's model lifecycle page, each with the
+# replacement this app suggests (a cross-Region inference profile of an active model).
+RETIRED_BEDROCK_MODELS = {
+    "anthropic.claude-3-5-haiku-20241022-v1:0": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+    "anthropic.claude-3-5-sonnet-20240620-v1:0": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+    "anthropic.claude-3-5-sonnet-20241022-v2:0": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+    "anthropic.claude-3-sonnet-20240229-v1:0": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+    "anthropic.claude-v2:1": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+    "anthropic.claude-v2": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+    "anthropic.claude-instant-v1": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+}
+# AWS Marketplace product ids of models served through Marketplace (from their Bedrock model cards):
+# the first invocation in an account subscribes with the caller's permissions.
+BEDROCK_MARKETPLACE_PRODUCTS = {"anthropic.claude-haiku-4-5-20251001-v1:0": "prod-xdkflymybwmvi"}
+
+
+def bedrock_base_model(model: str) -> str:
+    """The foundation model behind a model id, an inference profile id or either's ARN
+    (``us.anthropic.claude-…`` and ``arn:…:inference-profile/jp.anthropic.claude-…`` →
+    ``anthropic.claude-…``). An application inference profile's ARN names no model: returned as is."""
+    resource = model.split(":", 5)[5] if model.startswith("arn:") else model
+    resource = resource.split("/", 1)[1] if "/" in resource else resource
+    parts = resource.split(".")
+    # ``provider.model`` is a foundation model; ``geo.provider.model`` an inference profile.
+    return ".".join(parts[1:]) if len(parts) >= 3 else resource
+
+
 @dataclass(frozen=True, kw_only=True)
 class CurrentsConfig:
     prefix: str = "currents/"
-    event_types: str = (
-        "users.behaviors.CustomEvent,users.behaviors.Purchase,users.messages.email.Open,"
-        "users.messages.email.Click,users.messages.pushnotification.Open,users.behaviors.app.SessionStart"
-    )
+    event_types: str = ",".join(CURRENTS_EVENT_TYPES)
+    passive_event_types: str = "users.behaviors.app.SessionStart"  # enrich profiles, start no generation
     generator: Literal["offline", "bedrock"] = "bedrock"
-    bedrock_model_id: str = "anthropic.claude-3-5-haiku-20241022-v1:0"
+    bedrock_model_id: str = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+    bedrock_marketplace_product_id: str = ""  # empty: known for the default model; "none": grant nothing
     bedrock_max_tokens: int = 700
     guardrail_id: str = ""
     guardrail_version: str = "DRAFT"
     cooldown_seconds: int = 3600
+    settle_seconds: int = 300
     content_ttl_days: int = 30
-    max_inline_users: int = 200
     generation_concurrency: int = 4
     hourly_generation_cap: int = 10_000
     defaults_enabled: bool = True
@@ -83,10 +119,26 @@ class CurrentsConfig:
             raise ConfigError("currents prefix must end with '/'")
         if self.generator == "bedrock" and not self.bedrock_model_id:
             raise ConfigError("currents bedrockModelId is required when the generator is bedrock")
+        retired = RETIRED_BEDROCK_MODELS.get(bedrock_base_model(self.bedrock_model_id))
+        if self.generator == "bedrock" and retired:
+            raise ConfigError(
+                f"currents bedrockModelId {self.bedrock_model_id} is past its end of life on Amazon Bedrock "
+                f"and can no longer be invoked; use {retired} (set currents:bedrockModelId)"
+            )
         if bool(self.braze_writer_principal) != bool(self.braze_external_id):
             raise ConfigError("currents brazeWriterPrincipal and brazeExternalId go together")
         if self.generation_concurrency < 2:
             raise ConfigError("currents generationConcurrency must be at least 2 (SQS maximum concurrency)")
+        if not 0 <= self.settle_seconds <= 900:
+            raise ConfigError("currents settleSeconds must be between 0 and 900 (SQS delays up to 15 minutes)")
+
+    @property
+    def marketplace_product_id(self) -> str | None:
+        if self.bedrock_marketplace_product_id == "none":
+            return None
+        return self.bedrock_marketplace_product_id or BEDROCK_MARKETPLACE_PRODUCTS.get(
+            bedrock_base_model(self.bedrock_model_id)
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

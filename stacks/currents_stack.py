@@ -3,7 +3,7 @@ served to Braze Connected Content by a keyed, authorized API."""
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
@@ -52,7 +52,15 @@ class CurrentsStack(Stack):
                 external_ids=[currents.braze_external_id],
                 description="Assumed by Braze Currents to write event files",
             )
-            self.bucket.grant_put(writer, f"{currents.prefix}*")
+            for actions, resources in braze_writer_grants(self.bucket.bucket_arn, currents.prefix):
+                writer.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources))
+            bucket_arn = f"<{self.get_logical_id(self.bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
+            Validations.of(writer).acknowledge(
+                Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::{bucket_arn}/{currents.prefix}*]",
+                    reason="Braze Currents writes files under its prefix with names it chooses.",
+                )
+            )
             CfnOutput(self, "BrazeWriterRoleArn", value=writer.role_arn)
         alarms = AlarmTopic(self, "Alarms", email=config.alarm_email)
         alarms.watch(self.personalization.alarms)
@@ -60,3 +68,13 @@ class CurrentsStack(Stack):
         CfnOutput(self, "CurrentsBucketName", value=self.bucket.bucket_name)
         CfnOutput(self, "CurrentsPrefix", value=currents.prefix)
         CfnOutput(self, "ContentTableName", value=self.personalization.table.table_name)
+
+
+def braze_writer_grants(bucket_arn: str, prefix: str) -> list[tuple[list[str], list[str]]]:
+    """What Braze's Amazon S3 (role ARN) set-up asks for, and no more: listing the bucket and its
+    location (Braze's connection test), writing and reading back objects under the Currents prefix.
+    The bucket is SSE-S3 encrypted, so no KMS grant is needed."""
+    return [
+        (["s3:ListBucket", "s3:GetBucketLocation"], [bucket_arn]),
+        (["s3:PutObject", "s3:GetObject"], [f"{bucket_arn}/{prefix}*"]),
+    ]

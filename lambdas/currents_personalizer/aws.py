@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -13,31 +14,47 @@ MAX_SQS_BYTES = 250_000
 
 
 class SqsQueue:
-    def __init__(self, sqs: Any, url: str) -> None:
+    """Sends generation messages in batches of ten, several batches in flight (a file of 100k
+    users is 10k batches). Each message is ``{"user_id": …}``: far under SQS's size limit."""
+
+    def __init__(self, sqs: Any, url: str, *, workers: int = 16) -> None:
         self._sqs = sqs
         self._url = url
+        self._workers = workers
 
-    def send(self, messages: list[dict[str, Any]]) -> None:
-        batch: list[dict[str, str]] = []
+    def send(self, messages: list[dict[str, Any]], *, delay_seconds: int = 0) -> None:
+        batches: list[list[dict[str, Any]]] = []
+        batch: list[dict[str, Any]] = []
         size = 0
         for i, message in enumerate(messages):
             body = orjson.dumps(message).decode()
+            if len(body) > MAX_SQS_BYTES:
+                raise ValueError("a generation message is larger than SQS allows")
             if batch and (len(batch) == MAX_SQS_BATCH or size + len(body) > MAX_SQS_BYTES):
-                self._flush(batch)
+                batches.append(batch)
                 batch, size = [], 0
-            batch.append({"Id": str(i), "MessageBody": body})
+            entry: dict[str, Any] = {"Id": str(i), "MessageBody": body}
+            if delay_seconds:
+                entry["DelaySeconds"] = delay_seconds
+            batch.append(entry)
             size += len(body)
         if batch:
-            self._flush(batch)
+            batches.append(batch)
+        if len(batches) == 1:
+            self._flush(batches[0])
+            return
+        with ThreadPoolExecutor(max_workers=self._workers) as pool:
+            list(pool.map(self._flush, batches))
 
-    def _flush(self, batch: list[dict[str, str]]) -> None:
-        result = self._sqs.send_message_batch(QueueUrl=self._url, Entries=batch)
-        if result.get("Failed"):
-            failed = {f["Id"] for f in result["Failed"]}
-            retry = [e for e in batch if e["Id"] in failed]
-            again = self._sqs.send_message_batch(QueueUrl=self._url, Entries=retry)
-            if again.get("Failed"):
-                raise RuntimeError(f"{len(again['Failed'])} generation messages could not be queued")
+    def _flush(self, batch: list[dict[str, Any]]) -> None:
+        for attempt in range(5):
+            result = self._sqs.send_message_batch(QueueUrl=self._url, Entries=batch)
+            failed = {f["Id"] for f in result.get("Failed", [])}
+            if not failed:
+                return
+            batch = [e for e in batch if e["Id"] in failed]
+            time.sleep(0.1 * 2**attempt)
+        raise RuntimeError(f"{len(batch)} generation messages could not be queued")
 
 
 class HourlyBudget:

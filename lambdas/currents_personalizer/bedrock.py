@@ -15,10 +15,32 @@ from pydantic import ValidationError
 from .content import Content, OutputPolicy
 from .events import UserActivity
 from .generators import ContentGenerator
+from .profile import describe
+
+
+def client_config() -> Any:
+    """The Bedrock runtime client's configuration: one attempt per call, bounded timeouts."""
+    from botocore.config import Config
+
+    return Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=ATTEMPT_SECONDS,
+    )
+
 
 RETRYABLE = frozenset(
-    {"ThrottlingException", "ServiceUnavailableException", "ModelTimeoutException", "InternalServerException"}
+    {
+        "ThrottlingException",
+        "ServiceUnavailableException",
+        "ModelTimeoutException",
+        "InternalServerException",
+        "ModelNotReadyException",  # the model is being loaded: retry after a pause
+    }
 )
+# The client is built with botocore's own retries off (see ``client_config``): this loop is the only
+# retry layer, so a throttling storm cannot nest retries beyond the generation's deadline.
+ATTEMPT_SECONDS = 30  # the read timeout of one call: an attempt is only started with this much time left
 SYSTEM = (
     "You write short, friendly marketing copy for one customer. Answer with one JSON object and nothing "
     'else, with exactly these keys: {"email_title": str, "heading": str, "details": {"intro": str, '
@@ -45,6 +67,7 @@ class BedrockGenerator:
         guardrail: tuple[str, str] | None = None,
         max_attempts: int = 6,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.model_id = model_id
         self._client = client
@@ -55,13 +78,15 @@ class BedrockGenerator:
         self._guardrail = guardrail
         self._max_attempts = max_attempts
         self._sleep = sleep
+        self._clock = clock
         self.fallbacks = 0
         self.retries = 0
+        self.calls = 0
 
-    def generate(self, activity: UserActivity) -> Content:
+    def generate(self, activity: UserActivity, *, deadline: float | None = None) -> Content:
         request = self._request(activity)
         for malformed_tries in range(2):  # malformed or refused output gets one more try
-            text = self._converse(request)
+            text = self._converse(request, deadline)
             content = _parse(text)
             if content is not None and not self._policy.violations(content):
                 return content
@@ -71,11 +96,7 @@ class BedrockGenerator:
         return self._fallback.generate(activity)
 
     def _request(self, activity: UserActivity) -> dict[str, Any]:
-        events = [
-            {"type": e.event_type.rsplit(".", 1)[-1], "about": e.name, "properties": e.properties(), "time": e.time}
-            for e in activity.recent()
-        ]
-        prompt = self._prompt.replace("{events}", orjson.dumps(events).decode())
+        prompt = self._prompt.replace("{events}", orjson.dumps(describe(activity.recent())).decode())
         request: dict[str, Any] = {
             "modelId": self.model_id,
             "system": [{"text": SYSTEM}],
@@ -89,16 +110,20 @@ class BedrockGenerator:
             }
         return request
 
-    def _converse(self, request: dict[str, Any]) -> str:
+    def _converse(self, request: dict[str, Any], deadline: float | None) -> str:
         for attempt in range(1, self._max_attempts + 1):
             try:
+                self.calls += 1
                 response = self._client.converse(**request)
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 if code not in RETRYABLE or attempt == self._max_attempts:
                     raise
+                pause = min(20.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+                if deadline is not None and self._clock() + pause + ATTEMPT_SECONDS > deadline:
+                    raise  # no time for another attempt inside the claim: the message is retried later
                 self.retries += 1
-                self._sleep(min(20.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
+                self._sleep(pause)
                 continue
             if response.get("stopReason") == "guardrail_intervened":
                 return ""

@@ -2,8 +2,9 @@
 
 Braze renders nothing when Connected Content gets a 404 (and aborts the message with
 ``:retry``), so a miss answers the default content with 200 and ``"default": true`` unless
-defaults are switched off. ``?format=dynamodb`` returns the DynamoDB-typed ``{"Item": …}`` shape
-that snippets written for the original sample read (``{{result.Item.data.M.heading.S}}``).
+defaults are switched off; so does an empty ``?external_id=`` (an anonymous user).
+``?format=dynamodb`` returns the DynamoDB-typed ``{"Item": …}`` shape that snippets written for
+the original sample read (``{{result.Item.data.M.heading.S}}``).
 """
 
 from __future__ import annotations
@@ -54,14 +55,20 @@ def respond(
     if len(given) != 1:
         return Answer(400, {"message": "give exactly one of /content/{braze_id}, ?user_id= or ?external_id="})
     field, value = given[0]
-    problem = _id_problem(value)
+    anonymous = field == "external_id" and not value.strip()
+    problem = None if anonymous else _id_problem(value)
     if problem:
         return Answer(400, {"message": f"{field}: {problem}"})
-    stored = lookup.get_by_external_id(value) if field == "external_id" else lookup.get(value)
+    if anonymous:
+        # Anonymous users have no external id, so Braze renders ``?external_id=`` empty: answer
+        # like any miss, so the message renders its default rather than failing.
+        stored, value = None, ""
+    else:
+        stored = lookup.get_by_external_id(value) if field == "external_id" else lookup.get(value)
     if stored is None and not defaults:
         return Answer(404, {"message": "no content for this user"})
     user_id = stored.user_id if stored else (None if field == "external_id" else value)
-    external_id = stored.external_id if stored else (value if field == "external_id" else None)
+    external_id = stored.external_id if stored else (value if field == "external_id" and value else None)
     content = stored.content if stored else DEFAULT_CONTENT.model_dump()
     generated_at = _iso(stored.generated_at) if stored else None
     if shape == "dynamodb":

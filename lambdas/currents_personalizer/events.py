@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 import fastavro
@@ -18,17 +18,19 @@ import orjson
 
 _EVENT_TYPE = re.compile(r"(?:^|/)event_type=([^/]+)/")
 
-# A useful engagement set: what users did in apps and sites, bought, and opened or clicked.
-DEFAULT_EVENT_TYPES = frozenset(
-    {
-        "users.behaviors.CustomEvent",
-        "users.behaviors.Purchase",
-        "users.messages.email.Open",
-        "users.messages.email.Click",
-        "users.messages.pushnotification.Open",
-        "users.behaviors.app.SessionStart",
-    }
-)
+CUSTOM_EVENT = "users.behaviors.CustomEvent"
+PURCHASE = "users.behaviors.Purchase"
+EMAIL_OPEN = "users.messages.email.Open"
+EMAIL_CLICK = "users.messages.email.Click"
+PUSH_OPEN = "users.messages.pushnotification.Open"
+SESSION_START = "users.behaviors.app.SessionStart"
+
+# The one list of event types kept by default (the stack's setting and the README name the same):
+# what users did in apps and sites, bought, and opened or clicked.
+DEFAULT_EVENT_TYPES = frozenset({CUSTOM_EVENT, PURCHASE, EMAIL_OPEN, EMAIL_CLICK, PUSH_OPEN, SESSION_START})
+# Event types that enrich a profile but do not, alone, start a generation (a session start says
+# nothing about what the user wants).
+DEFAULT_PASSIVE_TYPES = frozenset({SESSION_START})
 
 
 def event_type_from_key(key: str) -> str | None:
@@ -49,8 +51,9 @@ class CurrentsEvent:
     user_id: str  # Braze's user id (``${braze_id}`` in Liquid)
     external_user_id: str | None  # the external id (``${user_id}`` in Liquid)
     time: int  # UNIX seconds
-    name: str | None  # custom event name, product id, campaign or canvas name: what it was about
+    name: str | None  # what it was about in the customer's terms: custom event name or product id
     properties_json: str | None = None  # decoded only for the events a generation reads
+    intent: bool = True  # False for machine opens (Apple Mail Privacy Protection) and suspected bot clicks
 
     def properties(self) -> dict[str, Any]:
         return _properties(self.properties_json)
@@ -64,7 +67,8 @@ def parse_event(record: dict[str, Any], event_type: str) -> CurrentsEvent | None
     if type(event_id) is not str or not event_id or type(user_id) is not str or not user_id:
         return None
     external = get("external_user_id")
-    name = get("name") or get("product_id") or get("campaign_name") or get("canvas_name")
+    # Campaign and canvas names are the sender's internal labels, never what the user enjoyed.
+    name = get("name") or get("product_id")
     time = get("time")
     properties = get("properties")
     return CurrentsEvent(
@@ -75,7 +79,17 @@ def parse_event(record: dict[str, Any], event_type: str) -> CurrentsEvent | None
         time if type(time) is int else _seconds(time),
         name if type(name) is str else None,
         properties if type(properties) is str else (orjson.dumps(properties).decode() if properties else None),
+        not (_flag(get("machine_open")) or _flag(get("is_suspected_bot_click"))),
     )
+
+
+def _flag(value: Any) -> bool:
+    """Braze sends these flags as booleans or as strings (``"true"``)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return False
 
 
 def _seconds(value: Any) -> int:
@@ -135,6 +149,8 @@ class FileSummary:
     duplicates: int = 0
     unattributed: int = 0
     other_types: int = 0
+    no_intent: int = 0  # machine opens and suspected bot clicks
+    future_clamped: int = 0
 
 
 def group_by_user(
@@ -143,12 +159,16 @@ def group_by_user(
     *,
     keep_types: frozenset[str] = DEFAULT_EVENT_TYPES,
     keep_last: int = 20,
+    now: float | None = None,
 ) -> tuple[dict[str, UserActivity], FileSummary]:
-    """Group one file's records per Braze user id, dropping other types and repeated event ids.
+    """Group one file's records per Braze user id, dropping other types, repeated event ids and
+    signals that carry no intent (machine opens, suspected bot clicks).
 
-    Cost grows with users, not events: each user keeps only its ``keep_last`` newest events
-    (every event id is still remembered, for deduplication and the stored item).
+    Event times after ``now`` (the receive time) are clamped to it: one event dated years ahead
+    must not make every later event look old. Cost grows with users, not events: each user keeps
+    only its ``keep_last`` newest events (every event id is still remembered, for deduplication).
     """
+    limit = int(now) if now is not None else None
     summary = FileSummary()
     users: dict[str, UserActivity] = {}
     seen: set[str] = set()
@@ -166,6 +186,12 @@ def group_by_user(
             summary.duplicates += 1
             continue
         seen.add(event.id)
+        if not event.intent:
+            summary.no_intent += 1
+            continue
+        if limit is not None and event.time > limit:
+            summary.future_clamped += 1
+            event = replace(event, time=limit)
         summary.kept += 1
         activity = users.get(event.user_id)
         if activity is None:

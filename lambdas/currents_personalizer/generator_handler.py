@@ -1,13 +1,18 @@
-"""Generator Lambda: users fanned out through SQS, generated at the pace of the model's quota.
+"""Generator Lambda: one generation per scheduled user, from their merged activity profile.
 
-A message whose generation fails (the model down past its retries) is reported as a partial batch
-failure: SQS delivers it again later, and after its receive limit it waits in the dead-letter queue.
+The queue's event source bounds how many run at once (``currents:generationConcurrency``) and each
+invocation handles its batch one message at a time, so that setting bounds every model call. A
+generation that fails (the model down past its retries, within the claim and the function's time)
+is logged with the service's error code, counted in ``Failed`` (alarmed) and reported as a partial
+batch failure: SQS delivers it again later, and after its receive limit it waits in the dead-letter
+queue (alarmed too).
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections import Counter
-from functools import cache
 from typing import Any
 
 import orjson
@@ -17,38 +22,57 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from .bedrock import ATTEMPT_SECONDS
 from .handler import _personalizer
-from .personalize import Personalizer, decode_activity
+from .personalize import decode_message
 
 logger = Logger(service="currents-generator")
 metrics = Metrics(namespace="BrazeCurrents", service="currents-generator")
 processor = BatchProcessor(event_type=EventType.SQS)
 _outcomes: Counter[str] = Counter()
+_context: dict[str, Any] = {}
+SAFETY_SECONDS = 10  # left to record the outcome and answer before the function's timeout
 
 
 class GenerationFailed(Exception):
     pass
 
 
-@cache
-def _generator() -> Personalizer:
-    return _personalizer()
+class NoTimeLeft(Exception):
+    """Too little of the function's time is left to start a model call: SQS delivers it again."""
 
 
 def _record(record: SQSRecord) -> str:
-    activity = decode_activity(orjson.loads(record.body))
-    outcome = _generator().generate_one(activity, record.message_id)
-    _outcomes[outcome] += 1
-    metrics.add_metric(name=outcome.title().replace("_", ""), unit=MetricUnit.Count, value=1)
-    if outcome == "failed":
-        raise GenerationFailed("generation failed; the message will be retried")
-    return outcome
+    user_id = decode_message(orjson.loads(record.body))
+    context = _context.get("lambda")
+    deadline = None
+    if context is not None:
+        deadline = time.time() + context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS
+        if deadline - time.time() < ATTEMPT_SECONDS:
+            _outcomes["no_time_left"] += 1
+            metrics.add_metric(name="NoTimeLeft", unit=MetricUnit.Count, value=1)
+            raise NoTimeLeft("too little time left in this invocation; the message will be delivered again")
+    outcome = _personalizer().generate(user_id, record.message_id, deadline=deadline)
+    _outcomes[outcome.name] += 1
+    metrics.add_metric(name=outcome.name.title().replace("_", ""), unit=MetricUnit.Count, value=1)
+    if outcome.name == "failed":
+        # No user data: the error code and a short hash to correlate retries of one message.
+        logger.error(
+            "generation failed",
+            extra={
+                "error_code": outcome.error_code,
+                "id_hash": hashlib.sha256(user_id.encode()).hexdigest()[:12],
+            },
+        )
+        raise GenerationFailed(f"generation failed ({outcome.error_code}); the message will be retried")
+    return outcome.name
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     _outcomes.clear()
+    _context["lambda"] = context
     response: dict[str, Any] = dict(
         process_partial_response(event=event, record_handler=_record, processor=processor, context=context)
     )

@@ -1,4 +1,9 @@
-"""Personalizer Lambda: a Currents Avro file lands in S3; one generation per user who needs one."""
+"""Personalizer Lambda: a Currents Avro file lands in S3; its events are merged into each user's
+activity profile, and users with new activity get one generation scheduled after the settle window.
+
+It never calls the model: every generation runs in the generator function, whose concurrency the
+queue's event source bounds (``currents:generationConcurrency``).
+"""
 
 from __future__ import annotations
 
@@ -17,10 +22,11 @@ from .events import event_type_from_key, read_records
 from .generators import OfflineGenerator
 from .personalize import Personalizer, Report
 from .settings import get_settings
-from .wiring import content_generator, content_table
+from .wiring import content_generator, content_table, sqs_client
 
 logger = Logger(service="currents-personalizer")
 metrics = Metrics(namespace="BrazeCurrents", service="currents-personalizer")
+FILE_METRICS = ("records", "kept", "duplicates", "no_intent", "future_clamped", "users", "updated", "scheduled")
 
 
 @cache
@@ -33,7 +39,7 @@ def _personalizer() -> Personalizer:
         policy=settings.policy(),
         settings=settings.personalize(),
         budget=HourlyBudget(boto3.client("dynamodb"), settings.content_table, settings.hourly_cap),
-        queue=SqsQueue(boto3.client("sqs"), settings.queue_url) if settings.queue_url else None,
+        queue=SqsQueue(sqs_client(), settings.queue_url) if settings.queue_url else None,
     )
 
 
@@ -53,8 +59,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             target["VersionId"] = record["s3"]["object"]["versionId"]
         body = s3.get_object(**target)["Body"]
         report = _personalizer().process_file(read_records(body), event_type, context.aws_request_id)
-        logger.info("file personalized", extra={"key": key, "event_type": event_type, **asdict(report)})
+        logger.info("file merged", extra={"key": key, "event_type": event_type, **asdict(report)})
         total.add(report)
-    for name in ("records", "kept", "duplicates", "users", "generated", "skipped_fresh", "queued", "capped", "failed"):
+    for name in FILE_METRICS:
         metrics.add_metric(name=name.title().replace("_", ""), unit=MetricUnit.Count, value=getattr(total, name))
     return {"report": asdict(total)}

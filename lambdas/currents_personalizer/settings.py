@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .content import OutputPolicy
-from .events import DEFAULT_EVENT_TYPES
+from .events import DEFAULT_EVENT_TYPES, DEFAULT_PASSIVE_TYPES
 from .personalize import Settings as PersonalizeSettings
 
 
@@ -25,10 +25,10 @@ class Settings(BaseModel):
     guardrail_version: str = Field("DRAFT", alias="BEDROCK_GUARDRAIL_VERSION")
     prompt_template: str | None = Field(None, alias="BEDROCK_PROMPT_TEMPLATE")  # overrides prompt.txt; {events}
     event_types: str = Field(",".join(sorted(DEFAULT_EVENT_TYPES)), alias="EVENT_TYPES")
+    passive_event_types: str = Field(",".join(sorted(DEFAULT_PASSIVE_TYPES)), alias="PASSIVE_EVENT_TYPES")
     cooldown_seconds: int = Field(3600, ge=0, alias="COOLDOWN_SECONDS")
+    settle_seconds: int = Field(300, ge=0, le=900, alias="SETTLE_SECONDS")  # SQS delays at most 15 minutes
     ttl_days: int = Field(30, ge=1, le=3650, alias="CONTENT_TTL_DAYS")
-    max_inline_users: int = Field(200, ge=1, alias="MAX_INLINE_USERS")
-    concurrency: int = Field(8, ge=1, le=64, alias="GENERATION_CONCURRENCY")
     hourly_cap: int = Field(10_000, ge=0, alias="HOURLY_GENERATION_CAP")
     allow_urls: bool = Field(False, alias="CONTENT_ALLOW_URLS")
     allow_html: bool = Field(False, alias="CONTENT_ALLOW_HTML")
@@ -37,15 +37,19 @@ class Settings(BaseModel):
 
     def personalize(self) -> PersonalizeSettings:
         return PersonalizeSettings(
-            event_types=frozenset(t.strip() for t in self.event_types.split(",") if t.strip()),
+            event_types=_types(self.event_types),
+            passive_types=_types(self.passive_event_types),
             cooldown_seconds=self.cooldown_seconds,
+            settle_seconds=self.settle_seconds,
             ttl_seconds=self.ttl_days * 24 * 3600,
-            max_inline_users=self.max_inline_users,
-            concurrency=self.concurrency,
         )
 
     def policy(self) -> OutputPolicy:
         return OutputPolicy(allow_urls=self.allow_urls, allow_html=self.allow_html, allow_liquid=self.allow_liquid)
+
+
+def _types(listed: str) -> frozenset[str]:
+    return frozenset(t.strip() for t in listed.split(",") if t.strip())
 
 
 class SettingsError(RuntimeError):

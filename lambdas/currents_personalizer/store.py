@@ -3,20 +3,30 @@
 Item: ``user_id`` (partition key, Braze's id), ``external_id`` (indexed), ``content``,
 ``generated_at``, ``source_time`` (the newest source event's time), ``model_id``,
 ``source_event_ids``, ``expires_at`` (TTL). A short claim on the same item stops two files
-processed at once from both generating for one user. DynamoDB deletes expired items late, so reads
-treat an item past ``expires_at`` as a miss.
+processed at once from both generating for one user; a claim on a user with no content yet
+carries ``expires_at`` too, so no item is ever left without a TTL. DynamoDB deletes expired items
+late, so reads treat an item past ``expires_at`` as a miss.
+
+Each user's merged activity profile lives under ``#profile#<braze id>`` in the same table (no
+``content``, no ``external_id``: the API never serves it), written only with a version condition.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from botocore.exceptions import ClientError
 
+from .profile import Profile
+
 EXTERNAL_ID_INDEX = "by-external-id"
+PROFILE_PREFIX = "#profile#"
+BATCH_GET = 100  # BatchGetItem's limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,18 +61,20 @@ class ContentTable:
         return max(found, key=lambda c: c.generated_at) if found else None
 
     def claim(self, user_id: str, owner: str, seconds: int) -> bool:
-        """Take the user for ``seconds``; False if another generation holds it."""
+        """Take the user for ``seconds``; False if another generation holds it. A claim on a user
+        without content expires (TTL) a day after the claim, so a failed generation leaves nothing."""
         now = int(self._clock())
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"user_id": {"S": user_id}},
-                UpdateExpression="SET claim_owner = :o, claim_until = :u",
+                UpdateExpression="SET claim_owner = :o, claim_until = :u, expires_at = if_not_exists(expires_at, :e)",
                 ConditionExpression="attribute_not_exists(claim_until) OR claim_until < :now OR claim_owner = :o",
                 ExpressionAttributeValues={
                     ":o": {"S": owner},
                     ":u": {"N": str(now + seconds)},
                     ":now": {"N": str(now)},
+                    ":e": {"N": str(now + 86_400)},
                 },
             )
         except ClientError as exc:
@@ -81,27 +93,130 @@ class ContentTable:
         model_id: str,
         event_ids: list[str],
         ttl_seconds: int,
+        source_version: int = 0,
     ) -> bool:
-        """Store content unless what is stored was built from events at least as new; the write
-        replaces the item, releasing the claim. False when the stored content is newer."""
+        """Store content unless what is stored was built from a profile at least as new (its
+        version, or with no version its newest event time); the write replaces the item, releasing
+        the claim. False when the stored content is newer: nothing was written."""
         now = int(self._clock())
         item: dict[str, Any] = {
             "user_id": {"S": user_id},
             "content": {"S": _json(content)},
             "generated_at": {"N": str(now)},
             "source_time": {"N": str(source_time)},
+            "source_version": {"N": str(source_version)},
             "model_id": {"S": model_id},
             "source_event_ids": {"L": [{"S": e} for e in event_ids[-100:]]},
             "expires_at": {"N": str(now + ttl_seconds)},
         }
         if external_id:
             item["external_id"] = {"S": external_id}
+        if source_version:
+            condition = "attribute_not_exists(source_version) OR source_version < :v"
+            values = {":v": {"N": str(source_version)}}
+        else:
+            condition = "attribute_not_exists(source_time) OR source_time < :t"
+            values = {":t": {"N": str(source_time)}}
         try:
             self._db.put_item(
+                TableName=self._table, Item=item, ConditionExpression=condition, ExpressionAttributeValues=values
+            )
+        except ClientError as exc:
+            if _conditional(exc):
+                return False
+            raise
+        return True
+
+    # -- profiles ---------------------------------------------------------------------------------
+
+    def get_profile(self, user_id: str) -> Profile | None:
+        item = self._db.get_item(
+            TableName=self._table, Key={"user_id": {"S": PROFILE_PREFIX + user_id}}, ConsistentRead=True
+        ).get("Item")
+        return _profile(item) if item else None
+
+    def get_profiles(self, user_ids: Iterable[str], *, workers: int = 8) -> dict[str, Profile]:
+        """Many profiles at once: BatchGetItem pages of 100, a few in flight, unprocessed keys retried."""
+        ids = list(dict.fromkeys(user_ids))
+        pages = [ids[i : i + BATCH_GET] for i in range(0, len(ids), BATCH_GET)]
+        found: dict[str, Profile] = {}
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(pages)))) as pool:
+            for items in pool.map(self._batch_get, pages):
+                for item in items:
+                    profile = _profile(item)
+                    found[profile.user_id] = profile
+        return found
+
+    def _batch_get(self, user_ids: list[str]) -> list[dict[str, Any]]:
+        keys: list[dict[str, Any]] = [{"user_id": {"S": PROFILE_PREFIX + u}} for u in user_ids]
+        items: list[dict[str, Any]] = []
+        for attempt in range(10):
+            if not keys:
+                return items
+            result = self._db.batch_get_item(RequestItems={self._table: {"Keys": keys, "ConsistentRead": True}})
+            items += result.get("Responses", {}).get(self._table, [])
+            keys = result.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
+            if keys:
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+        raise RuntimeError(f"{len(keys)} profiles could not be read (throttled)")
+
+    def save_profile(self, profile: Profile, ttl_seconds: int) -> bool:
+        """Write the profile if nobody wrote it since it was read (same version); bumps the version.
+        False when another writer was first: re-read and merge again."""
+        now = int(self._clock())
+        item: dict[str, Any] = {
+            "user_id": {"S": PROFILE_PREFIX + profile.user_id},
+            "profile": {"S": profile.to_json()},
+            "version": {"N": str(profile.version + 1)},
+            "expires_at": {"N": str(now + ttl_seconds)},
+        }
+        if profile.pending_since is not None:
+            item["pending_since"] = {"N": str(profile.pending_since)}
+        if profile.scheduled_at is not None:
+            item["scheduled_at"] = {"N": str(profile.scheduled_at)}
+        try:
+            if profile.version == 0:
+                self._db.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(user_id)")
+            else:
+                self._db.put_item(
+                    TableName=self._table,
+                    Item=item,
+                    ConditionExpression="version = :v",
+                    ExpressionAttributeValues={":v": {"N": str(profile.version)}},
+                )
+        except ClientError as exc:
+            if _conditional(exc):
+                return False
+            raise
+        profile.version += 1
+        return True
+
+    def settle(self, user_id: str, version: int) -> bool:
+        """A generation read the profile at ``version``: it is no longer pending. False when new
+        events were merged since (the profile stays pending for the next generation)."""
+        try:
+            self._db.update_item(
                 TableName=self._table,
-                Item=item,
-                ConditionExpression="attribute_not_exists(source_time) OR source_time < :t",
-                ExpressionAttributeValues={":t": {"N": str(source_time)}},
+                Key={"user_id": {"S": PROFILE_PREFIX + user_id}},
+                UpdateExpression="REMOVE pending_since, scheduled_at",
+                ConditionExpression="version = :v",
+                ExpressionAttributeValues={":v": {"N": str(version)}},
+            )
+        except ClientError as exc:
+            if _conditional(exc):
+                return False
+            raise
+        return True
+
+    def reschedule(self, user_id: str, version: int, at: int) -> bool:
+        """Record that the pending profile's generation was scheduled again (same version)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"user_id": {"S": PROFILE_PREFIX + user_id}},
+                UpdateExpression="SET scheduled_at = :a",
+                ConditionExpression="version = :v",
+                ExpressionAttributeValues={":v": {"N": str(version)}, ":a": {"N": str(at)}},
             )
         except ClientError as exc:
             if _conditional(exc):
@@ -124,6 +239,16 @@ class ContentTable:
             model_id=item["model_id"]["S"],
             expires_at=expires,
         )
+
+
+def _profile(item: dict[str, Any]) -> Profile:
+    return Profile.from_json(
+        item["user_id"]["S"].removeprefix(PROFILE_PREFIX),
+        item["profile"]["S"],
+        version=int(item["version"]["N"]),
+        pending_since=int(item["pending_since"]["N"]) if "pending_since" in item else None,
+        scheduled_at=int(item["scheduled_at"]["N"]) if "scheduled_at" in item else None,
+    )
 
 
 def _json(value: Any) -> str:

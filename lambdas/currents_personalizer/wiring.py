@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import boto3
+from botocore.config import Config
 
-from .bedrock import BedrockGenerator
+from .bedrock import BedrockGenerator, client_config
 from .generators import ContentGenerator, OfflineGenerator
 from .settings import get_settings
 from .store import ContentTable
 
+POOL = 40  # HTTP connections per client: the merge runs 32 writes and 8 batch reads at once
+
 
 @cache
 def content_table() -> ContentTable:
-    return ContentTable(boto3.client("dynamodb"), get_settings().content_table)
+    return ContentTable(
+        boto3.client("dynamodb", config=Config(max_pool_connections=POOL)), get_settings().content_table
+    )
 
 
 @cache
@@ -24,7 +30,7 @@ def content_generator() -> ContentGenerator:
         return OfflineGenerator()
     guardrail = (settings.guardrail_id, settings.guardrail_version) if settings.guardrail_id else None
     return BedrockGenerator(
-        boto3.client("bedrock-runtime"),
+        boto3.client("bedrock-runtime", config=client_config()),
         settings.model_id,
         fallback=OfflineGenerator(),
         policy=settings.policy(),
@@ -32,3 +38,8 @@ def content_generator() -> ContentGenerator:
         prompt=settings.prompt_template,
         guardrail=guardrail,
     )
+
+
+def sqs_client() -> Any:
+    """Generation messages go out 16 batches at a time: a pool that holds them."""
+    return boto3.client("sqs", config=Config(max_pool_connections=POOL))

@@ -3,17 +3,20 @@ content table, the personalizer (S3), the generator (SQS fan-out) and the conten
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Acknowledgment, Duration, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from ..config import CurrentsConfig
+from ..config import CurrentsConfig, bedrock_base_model
 from .alarm_topic import alarms_at_one
 from .braze_importer import retention_days
 from .dead_letter_queue import dead_letter_queue
@@ -25,8 +28,12 @@ METRICS_NAMESPACE = "BrazeCurrents"
 
 
 class CurrentsPersonalizer(Construct):
-    """Exposes ``table``, ``queue``, ``dead_letter_queue``, ``personalizer``, ``generator``,
-    ``api_function`` and ``alarms``."""
+    """Exposes ``table``, ``queue``, ``dead_letter_queue``, ``failed_files``, ``personalizer``,
+    ``generator``, ``api_function`` and ``alarms``.
+
+    The personalizer (S3) merges each file into per-user profiles and schedules generations on the
+    queue with the settle window as delay; only the generator (SQS) calls the model, so the event
+    source's maximum concurrency (``generationConcurrency``) bounds every Bedrock call."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: CurrentsConfig, bucket: s3.IBucket) -> None:
         super().__init__(scope, construct_id)
@@ -54,10 +61,10 @@ class CurrentsPersonalizer(Construct):
             "BEDROCK_MODEL_ID": config.bedrock_model_id,
             "BEDROCK_MAX_TOKENS": str(config.bedrock_max_tokens),
             "EVENT_TYPES": config.event_types,
+            "PASSIVE_EVENT_TYPES": config.passive_event_types,
             "COOLDOWN_SECONDS": str(config.cooldown_seconds),
+            "SETTLE_SECONDS": str(config.settle_seconds),
             "CONTENT_TTL_DAYS": str(config.content_ttl_days),
-            "MAX_INLINE_USERS": str(config.max_inline_users),
-            "GENERATION_CONCURRENCY": "4",
             "HOURLY_GENERATION_CAP": str(config.hourly_generation_cap),
             "CONTENT_DEFAULTS": str(config.defaults_enabled).lower(),
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
@@ -67,23 +74,31 @@ class CurrentsPersonalizer(Construct):
                 "BEDROCK_GUARDRAIL_ID": config.guardrail_id,
                 "BEDROCK_GUARDRAIL_VERSION": config.guardrail_version,
             }
+        queued = {**environment, "GENERATION_QUEUE_URL": self.queue.queue_url}
         self.personalizer = PythonFunction(
             self,
             "Personalizer",
             package=PACKAGE,
-            description="Personalizes content from Braze Currents files",
-            environment={**environment, "GENERATION_QUEUE_URL": self.queue.queue_url},
+            description="Merges Braze Currents files into user profiles and schedules generations",
+            environment=queued,
             timeout=Duration.minutes(5),
             memory_mb=1024,
             log_retention=retention,
+        )
+        # S3 invokes it asynchronously: after Lambda's two retries the event for that file goes here.
+        self.failed_files = dead_letter_queue(
+            self, "FailedFiles", holds="S3 notifications of Currents files the personalizer failed on"
+        )
+        self.personalizer.function.configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.failed_files), retry_attempts=2
         )
         self.generator = PythonFunction(
             self,
             "Generator",
             package=PACKAGE,
             handler="generator_handler.handler",
-            description="Generates content for users fanned out through SQS",
-            environment=environment,
+            description="Generates content for users scheduled through SQS",
+            environment=queued,
             timeout=Duration.minutes(5),
             memory_mb=512,
             log_retention=retention,
@@ -117,26 +132,44 @@ class CurrentsPersonalizer(Construct):
 
     def _grant(self, config: CurrentsConfig, bucket: s3.IBucket) -> None:
         stack = Stack.of(self)
-        read_write = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
-        for fn in (self.personalizer, self.generator):
-            fn.role.add_to_policy(iam.PolicyStatement(actions=read_write, resources=[self.table.table_arn]))
-            if config.generator == "bedrock":
-                fn.role.add_to_policy(
-                    iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=_model_arns(stack, config))
+        profiles = f"{self.table.table_arn}"
+        self.personalizer.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem"], resources=[profiles]
+            )
+        )
+        self.generator.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[profiles]
+            )
+        )
+        if config.generator == "bedrock":
+            for statement in bedrock_statements(stack, config):
+                self.generator.role.add_to_policy(statement)
+            # cdk-nag names resources with tokens in angle brackets: the same grants, named that way.
+            named = bedrock_grants("<AWS::Partition>", "<AWS::Region>", "<AWS::AccountId>", config.bedrock_model_id)
+            for resource in (r for resources, _ in named for r in resources if "*" in r):
+                Validations.of(self.generator.role).acknowledge(
+                    Acknowledgment(
+                        id=f"AwsSolutions-IAM5[Resource::{resource}]",
+                        reason="The inference profile routes to the same foundation model in several Regions; the "
+                        "grant only applies through that profile (bedrock:InferenceProfileArn condition).",
+                    )
                 )
-                if config.guardrail_id:
-                    guardrail = stack.format_arn(
-                        service="bedrock", resource="guardrail", resource_name=config.guardrail_id
-                    )
-                    fn.role.add_to_policy(
-                        iam.PolicyStatement(actions=["bedrock:ApplyGuardrail"], resources=[guardrail])
-                    )
+            if config.guardrail_id:
+                guardrail = stack.format_arn(service="bedrock", resource="guardrail", resource_name=config.guardrail_id)
+                self.generator.role.add_to_policy(
+                    iam.PolicyStatement(actions=["bedrock:ApplyGuardrail"], resources=[guardrail])
+                )
+            if config.marketplace_product_id:
+                self._marketplace(config.marketplace_product_id)
         self.personalizer.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[bucket.arn_for_objects(f"{config.prefix}*")]
             )
         )
         self.queue.grant_send_messages(self.personalizer.role)
+        self.queue.grant_send_messages(self.generator.role)  # generations deferred to the end of a cooldown
         # The API only reads: one item, or the external-id index.
         self.api_function.role.add_to_policy(
             iam.PolicyStatement(
@@ -152,33 +185,85 @@ class CurrentsPersonalizer(Construct):
             )
         )
 
+    def _marketplace(self, product_id: str) -> None:
+        """Bedrock subscribes the account to a Marketplace-served model (Anthropic's are) on its first
+        invocation, with the caller's permissions: the generator may view and accept that one
+        product's subscription, nothing else (no Unsubscribe)."""
+        self.generator.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["aws-marketplace:ViewSubscriptions", "aws-marketplace:Subscribe"],
+                resources=["*"],
+                conditions={"ForAnyValue:StringEquals": {"aws-marketplace:ProductId": [product_id]}},
+            )
+        )
+        Validations.of(self.generator.role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="AWS Marketplace subscription actions have no resource types; the grant is limited by a "
+                "condition to the configured model's product id, for Bedrock's first-invocation subscription.",
+            )
+        )
+
     def _alarms(self) -> list[cloudwatch.Alarm]:
-        capped = cloudwatch.Metric(
-            namespace=METRICS_NAMESPACE,
-            metric_name="Capped",
-            dimensions_map={"service": "currents-personalizer"},
-            statistic="Sum",
+        def outcome(name: str, service: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=name,
+                dimensions_map={"service": service},
+                statistic="Sum",
+                period=Duration.minutes(5),
+            )
+
+        # One alarm over both services' Capped (only the generator generates today; a generation
+        # added to the personalizer would count too).
+        capped = cloudwatch.MathExpression(
+            expression="FILL(generator, 0) + FILL(personalizer, 0)",
+            using_metrics={
+                "generator": outcome("Capped", "currents-generator"),
+                "personalizer": outcome("Capped", "currents-personalizer"),
+            },
+            label="Capped",
             period=Duration.minutes(5),
         )
-        specs = [
+        specs: list[tuple[str, cloudwatch.IMetric, str]] = [
             ("GenerationDeadLetters", self.dead_letter_queue.metric_approximate_number_of_messages_visible(),
              "Generations failed past their retries and wait in the dead-letter queue."),
+            ("GenerationFailures", outcome("Failed", "currents-generator"),
+             "Generations failed (logged with the Bedrock error code); SQS retries them."),
             ("PersonalizerErrors", self.personalizer.function.metric_errors(period=Duration.minutes(5)),
              "A Currents file could not be processed."),
+            ("FailedFiles", self.failed_files.metric_approximate_number_of_messages_visible(),
+             "A Currents file failed past Lambda's retries; its S3 event waits in the FailedFiles queue."),
             ("GenerationCap", capped, "The hourly generation cap was reached; users got offline content."),
         ]  # fmt: skip
         return alarms_at_one(self, specs)
 
 
-def _model_arns(stack: Stack, config: CurrentsConfig) -> list[str]:
-    """Exactly the configured model: a foundation model, or an inference profile and the models it routes to."""
-    model = config.bedrock_model_id
+def bedrock_statements(stack: Stack, config: CurrentsConfig) -> list[iam.PolicyStatement]:
+    """``bedrock:InvokeModel`` (Converse) on exactly the configured model, whatever form it takes."""
+    grants = bedrock_grants(stack.partition, stack.region, stack.account, config.bedrock_model_id)
+    return [
+        iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=resources, conditions=conditions)
+        for resources, conditions in grants
+    ]
+
+
+def bedrock_grants(
+    partition: str, region: str, account: str, model: str
+) -> list[tuple[list[str], dict[str, Any] | None]]:
+    """(resources, conditions) to invoke ``model``: a foundation model in this Region; or an
+    inference profile (any geography prefix — ``us.``, ``eu.``, ``jp.``, ``au.``, ``global.`` … —
+    given as an id or an ARN) and the foundation model in whichever Regions it routes to, only
+    through that profile."""
+    if model.startswith("arn:") and ":foundation-model/" in model:
+        return [([model], None)]
     if model.startswith("arn:"):
-        return [model]
-    if model.split(".", 1)[0] in ("us", "eu", "apac", "global"):  # a cross-Region inference profile
-        base = model.split(".", 1)[1]
-        return [
-            stack.format_arn(service="bedrock", resource="inference-profile", resource_name=model),
-            f"arn:{stack.partition}:bedrock:*::foundation-model/{base}",
-        ]
-    return [f"arn:{stack.partition}:bedrock:{stack.region}::foundation-model/{model}"]
+        profile = model
+    elif len(model.split(".")) >= 3:
+        profile = f"arn:{partition}:bedrock:{region}:{account}:inference-profile/{model}"
+    else:
+        return [([f"arn:{partition}:bedrock:{region}::foundation-model/{model}"], None)]
+    base = bedrock_base_model(model)
+    named = ":inference-profile/" in profile and base != profile.split("/", 1)[1]
+    routed = f"arn:{partition}:bedrock:*::foundation-model/{base if named else '*'}"
+    return [([profile], None), ([routed], {"StringEquals": {"bedrock:InferenceProfileArn": profile}})]

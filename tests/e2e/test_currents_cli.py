@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
 
+from sandbox import currents_sample
 from sandbox.currents import CurrentsSandbox
 from tests.e2e.conftest import run_cli
 
@@ -26,8 +29,12 @@ def test_cli_personalizes_once_per_user_and_serves_both_shapes(sample: Path) -> 
     )
     assert code == 0 and result is not None
     report = result["report"]
-    assert set(report) == {"files", "records", "kept", "duplicates", "users", "generated", "skipped_fresh", "failed"}
-    assert report["files"] == 6 and report["generated"] == 30 and report["failed"] == 0
+    assert set(report) == {
+        "files", "records", "kept", "duplicates", "no_intent", "users", "scheduled", "generated", "skipped_fresh",
+        "failed",
+    }  # fmt: skip
+    assert report["files"] == 6 and report["generated"] == report["scheduled"] == 30 and report["failed"] == 0
+    assert report["no_intent"] > 0  # machine opens merged nowhere
     hit = result["content"]["braze-00000"]
     assert hit["status"] == 200 and hit["body"]["Item"]["data"]["M"]["heading"]["S"]
     assert hit["body"]["Item"]["external_id"] == {"S": "ユーザー-ü-0"}
@@ -35,8 +42,17 @@ def test_cli_personalizes_once_per_user_and_serves_both_shapes(sample: Path) -> 
     assert miss["status"] == 200 and miss["body"]["Item"]["default"] == {"BOOL": True}
 
 
-def test_fan_out_credentials_and_lookups(sample: Path) -> None:
-    with CurrentsSandbox(function_env={"MAX_INLINE_USERS": "5"}) as box:
+def test_one_period_of_files_is_one_generation_about_the_purchase(tmp_path: Path) -> None:
+    with CurrentsSandbox() as box:
+        files = currents_sample.period(tmp_path, "braze-demo", start=int(time.time()) - 900)
+        report = box.process(box.upload(files))  # SessionStart, then Purchase, then CustomEvent
+        assert (report["files"], report["scheduled"], report["generated"]) == (3, 1, 1)
+        status, body = box.get_content("braze-demo")
+        assert status == 200 and "Ocean Lab season pass" in json.dumps(body["content"])
+
+
+def test_credentials_and_lookups(sample: Path) -> None:
+    with CurrentsSandbox() as box:
         report = box.process(box.upload([sample]))
         assert report["generated"] == 30 and report["failed"] == 0  # through the queue and the generator
         status, body = box.get_content(None, {"external_id": "ユーザー-ü-0"})
@@ -44,6 +60,7 @@ def test_fan_out_credentials_and_lookups(sample: Path) -> None:
         assert box.get_content("braze-00000", api_key="wrong")[0] == 403
         assert box.get_content("braze-00000", token="wrong")[0] == 403
         assert box.get_content("braze-00000", token="")[0] == 403
+        assert box.get_content("braze-00000", authorization=False)[0] == 401  # no header: API Gateway's 401
         assert box.get_content(None, None)[0] == 400
         again = box.process(box.upload([sample]))  # the same files delivered again
         assert again["generated"] == 0

@@ -110,3 +110,35 @@ def test_bad_requests_get_400_without_echoing_values(table: ContentTable, path_i
     answer = respond(path_id, query, table)
     assert answer.status == 400 and "message" in answer.body
     assert "bad\x00id" not in answer.body["message"]
+
+
+@pytest.mark.parametrize("empty", ["", "   "])
+def test_an_anonymous_users_empty_external_id_gets_the_default_content(table: ContentTable, empty: str) -> None:
+    answer = respond(None, {"external_id": empty}, table)
+    assert answer.status == 200 and answer.body["default"] is True and answer.body["external_id"] is None
+    typed = respond(None, {"external_id": empty, "format": "dynamodb"}, table)
+    assert typed.status == 200 and typed.body["Item"]["default"] == {"BOOL": True}
+    assert respond(None, {"external_id": empty}, table, defaults=False).status == 404
+
+
+def test_a_claim_alone_expires(table: ContentTable, clock: Clock) -> None:
+    assert table.claim("braze-9", "gen-1", 120)
+    item = boto3.client("dynamodb").get_item(TableName="content", Key={"user_id": {"S": "braze-9"}})["Item"]
+    assert int(item["expires_at"]["N"]) > clock.now and "content" not in item
+    assert put(table, 5, user_id="braze-9")  # content keeps its own TTL
+    item = boto3.client("dynamodb").get_item(TableName="content", Key={"user_id": {"S": "braze-9"}})["Item"]
+    assert int(item["expires_at"]["N"]) == int(clock.now) + 3600
+
+
+def test_profiles_are_read_in_batches_and_written_with_a_version_condition(table: ContentTable) -> None:
+    from currents_personalizer.profile import Profile
+
+    for n in range(250):
+        assert table.save_profile(Profile(f"braze-{n}", events={"t": [{"id": f"e{n}", "time": n}]}), 3600)
+    found = table.get_profiles([f"braze-{n}" for n in range(300)])
+    assert len(found) == 250 and found["braze-7"].events == {"t": [{"id": "e7", "time": 7}]}
+    stale = Profile("braze-7")  # read before another writer: version 0
+    assert not table.save_profile(stale, 3600)
+    current = found["braze-7"]
+    assert table.save_profile(current, 3600) and current.version == 2
+    assert table.get("braze-7") is None and respond("#profile#braze-7", None, table).body["default"] is True

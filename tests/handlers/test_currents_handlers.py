@@ -40,6 +40,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         secret = boto3.client("secretsmanager").create_secret(Name="token", SecretString="s3cret-token")
         monkeypatch.setenv("CONTENT_TABLE", "content")
         monkeypatch.setenv("API_TOKEN_SECRET", secret["ARN"])
+        monkeypatch.setenv("GENERATION_QUEUE_URL", queue)
+        monkeypatch.setenv("SETTLE_SECONDS", "0")
+        monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "BrazeCurrents")
         clear_caches()
         yield {"s3": s3, "queue": queue}
         clear_caches()
@@ -59,44 +62,75 @@ def upload(s3: Any, users: int, events: int) -> str:
     return key
 
 
-def test_personalizer_generates_once_per_user_and_is_idempotent(aws: dict[str, Any]) -> None:
+def sqs_records(queue: str) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs")
+    envelope = {"attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs"}
+    records: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+        for m in batch:
+            records.append(
+                {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"], **envelope}
+            )
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+    return records
+
+
+def test_personalizer_schedules_once_per_user_and_is_idempotent(aws: dict[str, Any]) -> None:
+    from currents_personalizer import generator_handler
     from currents_personalizer.handler import handler
 
     key = upload(aws["s3"], users=6, events=90)
     report = handler(s3_event(key), FakeContext(60))["report"]
-    assert (report["records"], report["users"], report["generated"]) == (90, 6, 6)
+    assert (report["records"], report["users"], report["scheduled"], report["generated"]) == (90, 6, 6, 0)
     again = handler(s3_event(key), FakeContext(60))["report"]  # S3 delivered the notification twice
-    assert again["generated"] == 0 and again["skipped_fresh"] == 6
+    assert again["scheduled"] == 0 and again["unchanged"] == 6
+    records = sqs_records(aws["queue"])
+    assert len(records) == 6 and all(set(orjson.loads(r["body"])) == {"user_id"} for r in records)
+    result = generator_handler.handler({"Records": records}, FakeContext(60))
+    assert result["outcomes"] == {"generated": 6} and result["batchItemFailures"] == []
+    redelivered = generator_handler.handler({"Records": records}, FakeContext(60))
+    assert redelivered["outcomes"] == {"skipped_fresh": 6}
 
 
-def test_large_files_fan_out_and_the_generator_reports_partial_failures(
-    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+def test_a_failed_generation_is_logged_with_its_error_code_counted_and_retried(
+    aws: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+    from botocore.exceptions import ClientError
     from currents_personalizer import generator_handler
     from currents_personalizer.handler import handler
 
-    monkeypatch.setenv("GENERATION_QUEUE_URL", aws["queue"])
-    monkeypatch.setenv("MAX_INLINE_USERS", "3")
+    class Down:
+        model_id = "down"
+
+        def generate(self, activity: Any, *, deadline: float | None = None) -> Any:
+            raise ClientError({"Error": {"Code": "ServiceUnavailableException", "Message": "x"}}, "Converse")
+
     clear_caches()
-    key = upload(aws["s3"], users=12, events=60)
-    assert handler(s3_event(key), FakeContext(60))["report"]["queued"] == 12
-    sqs = boto3.client("sqs")
-    messages = sqs.receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10)["Messages"]
-    envelope = {"attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs"}
-    records = [
-        {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"], **envelope}
-        for m in messages
-    ]
-    records[0]["body"] = orjson.dumps({**orjson.loads(records[0]["body"]), "newest_time": "not a time"}).decode()
-    result = generator_handler.handler({"Records": records}, FakeContext(60))
-    assert result["batchItemFailures"] == [{"itemIdentifier": records[0]["messageId"]}]
+    monkeypatch.setattr("currents_personalizer.handler.content_generator", lambda: Down())
+    handler(s3_event(upload(aws["s3"], users=2, events=4)), FakeContext(60))
+    records = sqs_records(aws["queue"])
+    records.append({**records[0], "messageId": "garbage", "body": '{"no": "user"}'})
+    with pytest.raises(BatchProcessingError):  # every message failed: SQS delivers the whole batch again
+        generator_handler.handler({"Records": records}, FakeContext(60))
+    failures = [r for r in caplog.records if r.getMessage() == "generation failed"]
+    assert [getattr(r, "error_code", None) for r in failures] == ["ServiceUnavailableException"] * 2
+    assert all("braze-" not in str(r.__dict__) for r in failures)  # no user id in the log
+    out = capsys.readouterr().out
+    metrics = [orjson.loads(line) for line in out.splitlines() if '"_aws"' in line]
+    assert any(m.get("Failed") == [1.0, 1.0] or m.get("Failed") == 2.0 for m in metrics), metrics
 
 
 def test_content_api_proxy_answers(aws: dict[str, Any]) -> None:
+    from currents_personalizer import generator_handler
     from currents_personalizer.api_handler import handler as api
     from currents_personalizer.handler import handler
 
     handler(s3_event(upload(aws["s3"], users=1, events=5)), FakeContext(60))
+    generator_handler.handler({"Records": sqs_records(aws["queue"])}, FakeContext(60))
     hit = api({"pathParameters": {"braze_id": "braze-00000"}, "queryStringParameters": None}, FakeContext(5))
     body = orjson.loads(hit["body"])
     assert hit["statusCode"] == 200 and body["default"] is False and body["external_id"] == "ユーザー-ü-0"
@@ -105,6 +139,8 @@ def test_content_api_proxy_answers(aws: dict[str, Any]) -> None:
         FakeContext(5),
     )
     assert orjson.loads(typed["body"])["Item"]["data"]["M"]["heading"]["S"]
+    anonymous = api({"pathParameters": None, "queryStringParameters": {"external_id": ""}}, FakeContext(5))
+    assert anonymous["statusCode"] == 200 and orjson.loads(anonymous["body"])["default"] is True
     bad = api({"pathParameters": None, "queryStringParameters": None}, FakeContext(5))
     assert bad["statusCode"] == 400 and hit["headers"]["Content-Type"] == "application/json"
 
@@ -128,3 +164,16 @@ def test_authorizer_compares_the_secret_token(aws: dict[str, Any], headers: Any,
     policy = authorizer.handler({"headers": headers, "methodArn": arn}, None)["policyDocument"]
     assert policy["Statement"][0]["Effect"] == effect
     assert policy["Statement"][0]["Resource"] == "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/*"
+
+
+def test_a_message_is_not_started_without_time_for_a_model_call(aws: dict[str, Any]) -> None:
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+    from currents_personalizer import generator_handler
+    from currents_personalizer.handler import handler
+
+    handler(s3_event(upload(aws["s3"], users=1, events=2)), FakeContext(60))
+    records = sqs_records(aws["queue"])
+    with pytest.raises(BatchProcessingError):  # 20 s left: less than one attempt and the margin
+        generator_handler.handler({"Records": records}, FakeContext(20))
+    assert generator_handler._outcomes == {"no_time_left": 1}
+    assert generator_handler.handler({"Records": records}, FakeContext(60))["outcomes"] == {"generated": 1}

@@ -65,13 +65,33 @@ def test_the_api_function_may_only_read_the_table(template: dict[str, Any]) -> N
     assert not any(a.startswith(("s3:", "sqs:", "bedrock:")) for a in actions)
 
 
-def test_bedrock_is_limited_to_the_configured_model(template: dict[str, Any]) -> None:
-    for handler in ("currents_personalizer.handler.handler", "currents_personalizer.generator_handler.handler"):
-        _, granted = actions_of(template, handler)
-        bedrock = [s for s in granted if s["Action"] == "bedrock:InvokeModel"]
-        assert len(bedrock) == 1
-        assert "foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0" in json.dumps(bedrock[0]["Resource"])
-        assert "*" not in json.dumps(bedrock[0]["Resource"]).replace("bedrock:*::", "")
+def test_only_the_generator_calls_bedrock_and_only_the_configured_model(template: dict[str, Any]) -> None:
+    actions, _ = actions_of(template, "currents_personalizer.handler.handler")
+    assert not any(a.startswith(("bedrock:", "aws-marketplace:")) for a in actions)
+    _, granted = actions_of(template, "currents_personalizer.generator_handler.handler")
+    bedrock = [s for s in granted if s["Action"] == "bedrock:InvokeModel"]
+    text = json.dumps(bedrock)
+    assert len(bedrock) == 2 and "inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0" in text
+    routed = next(s for s in bedrock if "Condition" in s)
+    assert ":bedrock:*::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0" in json.dumps(routed["Resource"])
+    assert "bedrock:InferenceProfileArn" in json.dumps(routed["Condition"])
+
+
+def test_first_invocation_marketplace_subscription_is_granted_for_the_model_only(template: dict[str, Any]) -> None:
+    _, granted = actions_of(template, "currents_personalizer.generator_handler.handler")
+    market = [s for s in granted if "aws-marketplace" in json.dumps(s["Action"])]
+    assert len(market) == 1
+    assert sorted(market[0]["Action"]) == ["aws-marketplace:Subscribe", "aws-marketplace:ViewSubscriptions"]
+    assert market[0]["Condition"] == {"ForAnyValue:StringEquals": {"aws-marketplace:ProductId": ["prod-xdkflymybwmvi"]}}
+
+
+def test_generation_concurrency_bounds_every_bedrock_call(template: dict[str, Any]) -> None:
+    mapping = one(template, "AWS::Lambda::EventSourceMapping")["Properties"]
+    assert mapping["ScalingConfig"]["MaximumConcurrency"] == 4  # currents:generationConcurrency
+    env = [f["Properties"]["Environment"]["Variables"] for f in resources(template, "AWS::Lambda::Function").values()
+           if "CONTENT_TABLE" in f["Properties"].get("Environment", {}).get("Variables", {})]  # fmt: skip
+    assert env and not any("GENERATION_CONCURRENCY" in e or "MAX_INLINE_USERS" in e for e in env)
+    assert all(e["SETTLE_SECONDS"] == "300" for e in env)
 
 
 def test_currents_notification_fan_out_and_dead_letters(template: dict[str, Any]) -> None:
@@ -82,14 +102,40 @@ def test_currents_notification_fan_out_and_dead_letters(template: dict[str, Any]
     ]
     assert rules == [{"prefix": "currents/", "suffix": ".avro"}]
     mapping = one(template, "AWS::Lambda::EventSourceMapping")["Properties"]
-    assert (
-        mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-        and mapping["ScalingConfig"]["MaximumConcurrency"] == 4
-    )
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     queues = resources(template, "AWS::SQS::Queue").values()
     assert any("RedrivePolicy" in q["Properties"] for q in queues)
-    metrics = {a["Properties"].get("MetricName") for a in resources(template, "AWS::CloudWatch::Alarm").values()}
-    assert {"ApproximateNumberOfMessagesVisible", "Errors", "Capped"} <= metrics
+
+
+def test_the_personalizer_has_an_on_failure_destination_with_an_alarm(template: dict[str, Any]) -> None:
+    name, _ = function(template, "currents_personalizer.handler.handler")
+    config = one(template, "AWS::Lambda::EventInvokeConfig")["Properties"]
+    assert config["FunctionName"] == {"Ref": name} and config["MaximumRetryAttempts"] == 2
+    target = config["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    assert template["Resources"][target]["Type"] == "AWS::SQS::Queue"
+    watched = [
+        a["Properties"]["Dimensions"][0]["Value"]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+    ]
+    assert {"Fn::GetAtt": [target, "QueueName"]} in watched
+
+
+def test_failures_alarm_and_one_cap_alarm_sees_both_services(template: dict[str, Any]) -> None:
+    alarms = list(resources(template, "AWS::CloudWatch::Alarm").values())
+    failed = [a for a in alarms if a["Properties"].get("MetricName") == "Failed"]
+    assert len(failed) == 1 and failed[0]["Properties"]["Dimensions"] == [
+        {"Name": "service", "Value": "currents-generator"}
+    ]
+    capped = [a for a in alarms if "Capped" in json.dumps(a["Properties"].get("Metrics", []))]
+    assert len(capped) == 1
+    services = {
+        d["Value"]
+        for m in capped[0]["Properties"]["Metrics"]
+        if "MetricStat" in m
+        for d in m["MetricStat"]["Metric"]["Dimensions"]
+    }
+    assert services == {"currents-generator", "currents-personalizer"}
 
 
 def test_content_table_indexes_the_external_id_and_expires_items(template: dict[str, Any]) -> None:

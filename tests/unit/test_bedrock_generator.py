@@ -8,15 +8,16 @@ from typing import Any
 import boto3
 import orjson
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
-from currents_personalizer.bedrock import BedrockGenerator
+from currents_personalizer.bedrock import ATTEMPT_SECONDS, BedrockGenerator, client_config
 from currents_personalizer.content import OutputPolicy
 from currents_personalizer.events import group_by_user
 from currents_personalizer.generators import OfflineGenerator
 
 from sandbox import currents_sample
 
-MODEL = "anthropic.claude-3-5-haiku-20241022-v1:0"
+MODEL = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 GOOD = {
     "email_title": "Your next watch",
     "heading": "More mysteries await",
@@ -78,6 +79,51 @@ def test_throttling_is_retried_with_backoff(client: Any, activity: Any) -> None:
     gen = generator(client)
     assert gen.generate(activity).email_title == "Your next watch"
     assert gen.retries == 2 and gen.fallbacks == 0
+
+
+def test_model_not_ready_is_retried(client: Any, activity: Any) -> None:
+    client.stub.add_client_error("converse", "ModelNotReadyException", http_status_code=429)
+    client.stub.add_response("converse", reply(orjson.dumps(GOOD).decode()), expected())
+    gen = generator(client)
+    assert gen.generate(activity).heading == "More mysteries await" and gen.retries == 1
+
+
+def test_retries_stop_at_the_deadline(client: Any, activity: Any) -> None:
+    """One retry layer, bounded by the generation's deadline (the claim, the function's time)."""
+    for _ in range(2):
+        client.stub.add_client_error("converse", "ThrottlingException", http_status_code=429)
+    now = [1000.0]
+    gen = BedrockGenerator(
+        client, MODEL, fallback=OfflineGenerator(), policy=OutputPolicy(),
+        sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0],
+    )  # fmt: skip
+    with pytest.raises(ClientError, match="Throttling"):
+        gen.generate(activity, deadline=1000.0 + ATTEMPT_SECONDS + 0.6)
+    assert gen.calls == 2 and now[0] < 1000.0 + ATTEMPT_SECONDS
+
+
+def test_botocore_retries_are_off_so_ours_is_the_only_layer() -> None:
+    config = client_config()
+    assert config.retries["total_max_attempts"] == 1
+    real = boto3.client("bedrock-runtime", region_name="us-east-1", config=config)
+    assert real.meta.config.retries["total_max_attempts"] == 1
+
+
+def test_the_model_reads_customer_terms_not_campaign_names(client: Any) -> None:
+    records = [
+        {"id": "o", "user_id": "u", "time": 1_700_000_000, "campaign_name": "Q4 winback canvas"},
+        {"id": "p", "user_id": "u", "time": 1_700_000_100, "product_id": "Ocean Lab season pass"},
+    ]
+    users, _ = group_by_user(records[:1], "users.messages.email.Open")
+    more, _ = group_by_user(records[1:], "users.behaviors.Purchase")
+    activity = users["u"]
+    activity.add(next(iter(more["u"].events)), 20)
+    sent: list[Any] = []
+    client.converse = lambda **request: sent.append(request) or reply(orjson.dumps(GOOD).decode())
+    generator(client).generate(activity)
+    prompt = sent[0]["messages"][0]["content"][0]["text"]
+    assert "winback" not in prompt and "opened an email from us" in prompt and "Ocean Lab season pass" in prompt
+    assert '"bought"' in prompt
 
 
 def test_malformed_output_gets_one_retry_then_the_fallback(client: Any, activity: Any) -> None:

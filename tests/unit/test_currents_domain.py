@@ -8,8 +8,17 @@ from typing import Any
 import fastavro
 import pytest
 from currents_personalizer.content import DEFAULT_CONTENT, Content, Details, OutputPolicy
-from currents_personalizer.events import event_type_from_key, group_by_user, parse_event, read_records
+from currents_personalizer.events import (
+    EMAIL_OPEN,
+    PURCHASE,
+    PUSH_OPEN,
+    event_type_from_key,
+    group_by_user,
+    parse_event,
+    read_records,
+)
 from currents_personalizer.generators import OfflineGenerator
+from currents_personalizer.profile import describe
 from pydantic import ValidationError
 
 from sandbox import currents_sample
@@ -132,3 +141,55 @@ def test_sample_files_follow_braze_layout_with_duplicates_across_files(tmp_path:
         with path.open("rb") as f:
             ids += [r["id"] for r in read_records(f)]
     assert len(ids) > len(set(ids))  # at-least-once delivery, as Currents does
+
+
+def test_campaign_and_canvas_names_are_never_what_the_user_enjoyed() -> None:
+    opens = [
+        {"id": f"o{i}", "user_id": "u", "time": 100 + i, "campaign_name": "campaign name", "canvas_name": "Winback v3"}
+        for i in range(3)
+    ]
+    users, _ = group_by_user(opens, EMAIL_OPEN)
+    content = OfflineGenerator().generate(users["u"])
+    text = content.model_dump_json()
+    assert "campaign name" not in text and "Winback" not in text and "enjoyed" not in text
+    described = describe(users["u"].recent())
+    assert all(set(d) == {"what", "when"} for d in described)
+
+
+def test_email_and_push_opens_are_told_apart() -> None:
+    email = parse_event({"id": "a", "user_id": "u", "time": 1}, EMAIL_OPEN)
+    push = parse_event({"id": "b", "user_id": "u", "time": 2}, PUSH_OPEN)
+    assert email is not None and push is not None
+    what = [d["what"] for d in describe([email, push])]
+    assert what == ["opened a push notification from us", "opened an email from us"]
+
+
+def test_a_purchase_is_described_as_bought_with_its_item() -> None:
+    purchase = parse_event({"id": "p", "user_id": "u", "time": 1, "product_id": "Ocean_Lab pass"}, PURCHASE)
+    watched = parse_event({"id": "c", "user_id": "u", "time": 0, "name": "watched_episode"}, CUSTOM)
+    assert purchase is not None and watched is not None
+    assert describe([purchase, watched])[0] | {"when": ""} == {"what": "bought", "item": "Ocean Lab pass", "when": ""}
+    assert describe([watched])[0]["activity"] == "watched episode"
+
+
+@pytest.mark.parametrize(
+    ("fields", "intent"),
+    [
+        ({"machine_open": "true"}, False),
+        ({"machine_open": True}, False),
+        ({"machine_open": None}, True),
+        ({"machine_open": "false"}, True),
+        ({"is_suspected_bot_click": True}, False),
+        ({"is_suspected_bot_click": "True"}, False),
+        ({}, True),
+    ],
+)
+def test_machine_opens_and_bot_clicks_carry_no_intent(fields: dict[str, Any], intent: bool) -> None:
+    parsed = parse_event({"id": "e", "user_id": "u", "time": 1, **fields}, EMAIL_OPEN)
+    assert parsed is not None and parsed.intent is intent
+
+
+def test_future_times_are_clamped_and_counted() -> None:
+    records = [{"id": "f", "user_id": "u", "time": 2_020_000_000, "name": "n"}]
+    users, summary = group_by_user(records, CUSTOM, now=1_800_000_000)
+    assert summary.future_clamped == 1 and users["u"].newest_time == 1_800_000_000

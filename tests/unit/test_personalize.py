@@ -1,69 +1,43 @@
-"""One generation per user who needs one: freshness, cooldown, claims, caps, fan-out, failures."""
+"""One generation per user per period, from everything the user did: profiles merged across files,
+a settle window, intent-free signals ignored, future times clamped, cooldown, claims, caps, failures.
+
+The content table is the real adapter on moto (in process); the queue records what would be sent.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from typing import Any
 
+import boto3
+import orjson
+import pytest
+from botocore.exceptions import ClientError
 from currents_personalizer.content import Content, Details, OutputPolicy
-from currents_personalizer.events import UserActivity
+from currents_personalizer.events import (
+    CUSTOM_EVENT,
+    EMAIL_CLICK,
+    EMAIL_OPEN,
+    PURCHASE,
+    SESSION_START,
+    UserActivity,
+)
 from currents_personalizer.generators import OfflineGenerator
-from currents_personalizer.personalize import Personalizer, Settings, decode_activity, encode_activity
-from currents_personalizer.store import StoredContent
+from currents_personalizer.personalize import Personalizer, Report, Settings
+from currents_personalizer.store import PROFILE_PREFIX, ContentTable
+from moto import mock_aws
 
 from sandbox import currents_sample
+from sandbox.currents import create_content_table
 
-CUSTOM = "users.behaviors.CustomEvent"
-
-
-class MemoryTable:
-    def __init__(self, clock: Any) -> None:
-        self.items: dict[str, StoredContent] = {}
-        self.claims: dict[str, tuple[str, float]] = {}
-        self.clock = clock
-
-    def get(self, user_id: str) -> StoredContent | None:
-        return self.items.get(user_id)
-
-    def claim(self, user_id: str, owner: str, seconds: int) -> bool:
-        holder = self.claims.get(user_id)
-        if holder and holder[0] != owner and holder[1] > self.clock():
-            return False
-        self.claims[user_id] = (owner, self.clock() + seconds)
-        return True
-
-    def put(self, **item: Any) -> bool:  # the real table's keyword arguments
-        current = self.items.get(item["user_id"])
-        if current and current.source_time >= item["source_time"]:
-            return False
-        self.claims.pop(item["user_id"], None)
-        self.items[item["user_id"]] = StoredContent(
-            item["user_id"], item["external_id"], item["content"], int(self.clock()), item["source_time"],
-            item["model_id"], int(self.clock()) + item["ttl_seconds"],
-        )  # fmt: skip
-        return True
-
-
-class CountingGenerator(OfflineGenerator):
-    model_id = "counting"
-
-    def __init__(self, fail: bool = False, text: str | None = None) -> None:
-        self.calls = 0
-        self.fail = fail
-        self.text = text
-
-    def generate(self, activity: UserActivity) -> Content:
-        self.calls += 1
-        if self.fail:
-            raise RuntimeError("model unavailable")
-        content = super().generate(activity)
-        if self.text:
-            return content.model_copy(update={"details": Details(intro=self.text, episode_details="e", cta="c")})
-        return content
+NOW = 1_800_000_000.0
+USER = "braze-00001"
 
 
 class Clock:
     def __init__(self) -> None:
-        self.now = 1_800_000_000.0
+        self.now = NOW
 
     def __call__(self) -> float:
         return self.now
@@ -71,10 +45,32 @@ class Clock:
 
 class Queue:
     def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
+        self.sent: list[tuple[dict[str, Any], int]] = []
 
-    def send(self, messages: list[dict[str, Any]]) -> None:
-        self.messages.extend(messages)
+    def send(self, messages: list[dict[str, Any]], *, delay_seconds: int = 0) -> None:
+        self.sent += [(m, delay_seconds) for m in messages]
+
+    def take(self) -> list[tuple[dict[str, Any], int]]:
+        sent, self.sent = self.sent, []
+        return sent
+
+
+class CountingGenerator(OfflineGenerator):
+    model_id = "counting"
+
+    def __init__(self, fail: Exception | None = None, text: str | None = None) -> None:
+        self.calls: list[UserActivity] = []
+        self.fail = fail
+        self.text = text
+
+    def generate(self, activity: UserActivity, *, deadline: float | None = None) -> Content:
+        self.calls.append(activity)
+        if self.fail:
+            raise self.fail
+        content = super().generate(activity)
+        if self.text:
+            return content.model_copy(update={"details": Details(intro=self.text, episode_details="e", cta="c")})
+        return content
 
 
 class Budget:
@@ -86,90 +82,234 @@ class Budget:
         return self.left >= 0
 
 
-def make(generator: Any = None, **kw: Any) -> tuple[Personalizer, MemoryTable, Clock]:
-    clock = Clock()
-    table = MemoryTable(clock)
-    personalizer = Personalizer(
-        table=table,
-        generator=generator or CountingGenerator(),
-        fallback=OfflineGenerator(),
-        policy=OutputPolicy(),
-        settings=kw.pop("settings", Settings(cooldown_seconds=600)),
-        clock=clock,
-        **kw,
-    )
-    return personalizer, table, clock
+class Box:
+    def __init__(self, db: Any, generator: CountingGenerator | None = None, **kw: Any) -> None:
+        self.db = db
+        self.clock = Clock()
+        self.queue = Queue()
+        self.table = ContentTable(db, "content", clock=self.clock)
+        self.generator = generator or CountingGenerator()
+        self.personalizer = Personalizer(
+            table=self.table,
+            generator=self.generator,
+            fallback=OfflineGenerator(),
+            policy=OutputPolicy(),
+            settings=kw.pop("settings", Settings(cooldown_seconds=3600, settle_seconds=300)),
+            queue=self.queue,
+            clock=self.clock,
+            **kw,
+        )
+
+    def file(self, event_type: str, records: list[dict[str, Any]]) -> Report:
+        return self.personalizer.process_file(records, event_type, "file")
+
+    def deliver(self) -> Report:
+        """Deliver every queued message once its delay has passed (the clock moves to it)."""
+        report = Report()
+        for message, delay in self.queue.take():
+            self.clock.now = max(self.clock.now, self.clock.now + delay)
+            report.count(self.personalizer.generate(message["user_id"], "msg").name)
+        return report
+
+    def item(self, key: str) -> dict[str, Any]:
+        return dict(self.db.get_item(TableName="content", Key={"user_id": {"S": key}}).get("Item", {}))
 
 
-def test_one_generation_per_user_not_per_event() -> None:
-    records = currents_sample.records(CUSTOM, users=7, events=200)
-    personalizer, table, _ = make()
-    report = personalizer.process_file(records, CUSTOM, "file-1")
-    assert report.users == 7 and report.generated == 7
-    assert personalizer.generator.calls == 7  # type: ignore[attr-defined]
-    assert {s.source_time for s in table.items.values()} <= {r["time"] for r in records}
+@pytest.fixture
+def db() -> Iterator[Any]:
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        with mock_aws():
+            client = boto3.client("dynamodb")
+            create_content_table(client, "content")
+            yield client
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
-def test_the_same_events_again_generate_nothing() -> None:
-    records = currents_sample.records(CUSTOM, users=5, events=50)
-    personalizer, _, clock = make()
-    personalizer.process_file(records, CUSTOM, "file-1")
-    clock.now += 10_000
-    again = personalizer.process_file(records[-10:], CUSTOM, "file-2")  # redelivered duplicates
-    assert again.generated == 0 and again.skipped_fresh == again.users
+def event(event_type: str, n: int, *, user: str = USER, time: int = int(NOW) - 600, **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"id": f"{event_type[-6:]}-{user}-{n}", "user_id": user, "time": time}
+    if event_type == CUSTOM_EVENT:
+        base |= {"name": "watched_episode", "properties": orjson.dumps({"show": "Night Shift"}).decode()}
+    if event_type == PURCHASE:
+        base |= {"product_id": "Ocean Lab season pass", "price": 9.99, "currency": "USD"}
+    if event_type in (EMAIL_OPEN, EMAIL_CLICK):
+        base |= {"campaign_name": "Q4 winback canvas v3", "email_address": "person@example.com"}
+    return base | fields
 
 
-def test_newer_events_generate_again_only_after_the_cooldown() -> None:
-    records = currents_sample.records(CUSTOM, users=1, events=5)
-    personalizer, _, clock = make()
-    personalizer.process_file(records, CUSTOM, "file-1")
-    newer = [{**r, "id": r["id"] + "-n", "time": r["time"] + 1000} for r in records]
-    assert personalizer.process_file(newer, CUSTOM, "file-2").skipped_fresh == 1  # within the cooldown
-    clock.now += 601
-    assert personalizer.process_file(newer, CUSTOM, "file-3").generated == 1
+def test_files_of_one_period_become_one_generation_that_mentions_the_purchase(db: Any) -> None:
+    box = Box(db)
+    assert box.file(SESSION_START, [event(SESSION_START, 1)]).scheduled == 0  # a session start alone
+    purchase = box.file(PURCHASE, [event(PURCHASE, 1)])
+    custom = box.file(CUSTOM_EVENT, [event(CUSTOM_EVENT, 1), event(CUSTOM_EVENT, 2)])
+    assert (purchase.scheduled, custom.scheduled, custom.updated) == (1, 0, 1)
+    assert [delay for _, delay in box.queue.sent] == [300]  # after the settle window
+    outcome = box.deliver()
+    assert outcome.generated == 1 and len(box.generator.calls) == 1
+    seen = {e.event_type for e in box.generator.calls[0].events}
+    assert seen == {SESSION_START, PURCHASE, CUSTOM_EVENT}  # everything the user did, from three files
+    stored = box.table.get(USER)
+    assert stored is not None and "Ocean Lab season pass" in orjson.dumps(stored.content).decode()
 
 
-def test_a_user_claimed_by_another_file_is_left_to_it() -> None:
-    records = currents_sample.records(CUSTOM, users=1, events=3)
-    personalizer, table, _ = make()
-    table.claim(records[0]["user_id"], "other-file", 60)
-    assert personalizer.process_file(records, CUSTOM, "file-1").skipped_claimed == 1
+def test_redelivered_files_and_messages_generate_nothing(db: Any) -> None:
+    box = Box(db)
+    records = currents_sample.records(CUSTOM_EVENT, users=5, events=40, start=int(NOW) - 5000)
+    first = box.file(CUSTOM_EVENT, records)
+    assert first.users == first.scheduled == first.updated == 5
+    messages = list(box.queue.sent)
+    assert box.deliver().generated == 5
+    box.clock.now += 7200  # past the cooldown: still nothing new
+    again = box.file(CUSTOM_EVENT, records[-20:])
+    assert again.unchanged == again.users and again.scheduled == 0 and not box.queue.sent
+    box.queue.sent = messages  # SQS delivered the messages twice
+    assert box.deliver().skipped_fresh == 5 and len(box.generator.calls) == 5
 
 
-def test_files_with_many_users_fan_out_through_the_queue() -> None:
-    records = currents_sample.records(CUSTOM, users=50, events=300)
-    queue = Queue()
-    personalizer, table, _ = make(queue=queue, settings=Settings(max_inline_users=10))
-    report = personalizer.process_file(records, CUSTOM, "file-1")
-    assert report.queued == 50 and report.generated == 0 and not table.items
-    generator_side, generated_table, _ = make()
-    outcomes = [generator_side.generate_one(decode_activity(m), "msg") for m in queue.messages]
-    assert outcomes.count("generated") == 50 and len(generated_table.items) == 50
+def test_new_activity_within_the_cooldown_waits_for_it_then_generates_once(db: Any) -> None:
+    box = Box(db)
+    box.file(PURCHASE, [event(PURCHASE, 1)])
+    assert box.deliver().generated == 1
+    box.clock.now += 600
+    box.file(CUSTOM_EVENT, [event(CUSTOM_EVENT, 1, time=int(box.clock.now) - 10)])
+    box.file(CUSTOM_EVENT, [event(CUSTOM_EVENT, 2, time=int(box.clock.now) - 5)])
+    outcomes = Report()
+    for _ in range(10):
+        if not box.queue.sent:
+            break
+        outcomes.add(box.deliver())
+    assert outcomes.generated == 1 and outcomes.deferred >= 1 and len(box.generator.calls) == 2
+    stored = box.table.get(USER)
+    assert stored is not None and stored.generated_at - NOW >= 3600  # one generation per cooldown
 
 
-def test_messages_round_trip_the_activity() -> None:
-    from currents_personalizer.events import group_by_user
-
-    records = currents_sample.records(CUSTOM, users=1, events=4)
-    activity = next(iter(group_by_user(records, CUSTOM)[0].values()))
-    decoded = decode_activity(encode_activity(activity))
-    assert decoded.recent() == activity.recent() and decoded.newest_time == activity.newest_time
-
-
-def test_hourly_cap_switches_to_offline_content() -> None:
-    records = currents_sample.records(CUSTOM, users=6, events=60)
-    generator = CountingGenerator()
-    personalizer, table, _ = make(generator, budget=Budget(2))
-    report = personalizer.process_file(records, CUSTOM, "file-1")
-    assert (report.generated, report.capped) == (2, 4) and generator.calls == 2
-    assert sum(1 for s in table.items.values() if s.model_id == "offline-template-v1") == 4
+def test_signals_without_intent_start_no_generation(db: Any) -> None:
+    box = Box(db)
+    machine = box.file(EMAIL_OPEN, [event(EMAIL_OPEN, 1, machine_open="true")])
+    bot = box.file(EMAIL_CLICK, [event(EMAIL_CLICK, 1, is_suspected_bot_click=True)])
+    session = box.file(SESSION_START, [event(SESSION_START, 1)])
+    assert (machine.no_intent, bot.no_intent) == (1, 1) and not box.queue.sent
+    assert session.updated == 1 and session.scheduled == 0  # enriches the profile only
+    human = box.file(EMAIL_OPEN, [event(EMAIL_OPEN, 2, machine_open=None)])
+    assert human.scheduled == 1
 
 
-def test_policy_violations_are_replaced_and_model_failures_store_nothing() -> None:
-    records = currents_sample.records(CUSTOM, users=3, events=9)
-    personalizer, table, _ = make(CountingGenerator(text="visit https://x.example.com"))
-    assert personalizer.process_file(records, CUSTOM, "f").policy_fallbacks == 3
-    assert all("https" not in str(s.content) for s in table.items.values())
-    failing, table2, _ = make(CountingGenerator(fail=True))
-    report = failing.process_file(records, CUSTOM, "f")
-    assert report.failed == 3 and not table2.items and failing.errors
+def test_session_starts_may_trigger_when_configured(db: Any) -> None:
+    box = Box(db, settings=Settings(passive_types=frozenset(), settle_seconds=60))
+    assert box.file(SESSION_START, [event(SESSION_START, 1)]).scheduled == 1
+    assert box.queue.sent[0][1] == 60
+
+
+def test_future_event_times_are_clamped_to_the_receive_time(db: Any) -> None:
+    box = Box(db)
+    year_2034 = 2_020_000_000
+    report = box.file(CUSTOM_EVENT, [event(CUSTOM_EVENT, 1, time=year_2034)])
+    assert report.future_clamped == 1
+    box.deliver()
+    first = box.table.get(USER)
+    assert first is not None and first.source_time == int(NOW)
+    box.clock.now += 7200
+    box.file(PURCHASE, [event(PURCHASE, 1, time=int(box.clock.now) - 60)])
+    assert box.deliver().generated == 1  # not frozen by the 2034 event
+    second = box.table.get(USER)
+    assert second is not None and "Ocean Lab" in orjson.dumps(second.content).decode()
+
+
+def test_a_file_merged_concurrently_loses_no_events(db: Any) -> None:
+    box = Box(db)
+    other = Box(db)
+    save = box.table.save_profile
+    raced = []
+
+    def racing_save(profile: Any, ttl: int) -> bool:
+        if not raced:  # another file's write lands between this file's read and write
+            raced.append(other.file(PURCHASE, [event(PURCHASE, 1)]))
+        return save(profile, ttl)
+
+    box.table.save_profile = racing_save  # type: ignore[method-assign]
+    report = box.file(CUSTOM_EVENT, [event(CUSTOM_EVENT, 1)])
+    assert report.conflicts == 1 and report.updated == 1
+    profile = box.table.get_profile(USER)
+    assert profile is not None and set(profile.events) == {PURCHASE, CUSTOM_EVENT}
+
+
+def test_the_profile_stays_small_whatever_the_events_carry(db: Any) -> None:
+    box = Box(db)
+    huge = orjson.dumps({f"k{i}": "x" * 5000 for i in range(100)}).decode()
+    records = [event(CUSTOM_EVENT, i, properties=huge, time=int(NOW) - i) for i in range(500)]
+    box.file(CUSTOM_EVENT, records)
+    item = box.item(PROFILE_PREFIX + USER)
+    assert len(item["profile"]["S"]) < 40_000
+    assert all(len(orjson.dumps(m)) < 100 for m, _ in box.queue.sent)  # the message carries the id only
+
+
+def test_only_written_content_counts_as_generated(db: Any) -> None:
+    box = Box(db)
+    box.file(PURCHASE, [event(PURCHASE, 1)])
+    profile = box.table.get_profile(USER)
+    assert profile is not None
+    box.table.put(  # a newer generation was stored first
+        user_id=USER, external_id=None, content={"x": 1}, source_time=0, model_id="m", event_ids=[],
+        ttl_seconds=60, source_version=profile.version + 5,
+    )  # fmt: skip
+    box.clock.now += 7200
+    assert box.deliver().superseded == 1
+
+
+def test_a_failed_generation_names_the_error_and_leaves_no_item_without_ttl(db: Any) -> None:
+    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "Converse")
+    box = Box(db, CountingGenerator(fail=throttled))
+    box.file(PURCHASE, [event(PURCHASE, 1)])
+    message = box.queue.sent[0]
+    outcome = box.personalizer.generate(message[0]["user_id"], "msg")
+    assert (outcome.name, outcome.error_code) == ("failed", "ThrottlingException")
+    claim = box.item(USER)
+    assert "content" not in claim and int(claim["expires_at"]["N"]) > NOW
+    profile = box.table.get_profile(USER)
+    assert profile is not None and profile.pending_since is not None  # the retry will generate
+
+
+def test_hourly_cap_switches_to_offline_content(db: Any) -> None:
+    box = Box(db, budget=Budget(2))
+    records = currents_sample.records(CUSTOM_EVENT, users=6, events=60, start=int(NOW) - 5000)
+    box.file(CUSTOM_EVENT, records)
+    report = box.deliver()
+    assert (report.generated, report.capped) == (2, 4) and len(box.generator.calls) == 2
+
+
+def test_policy_violations_are_replaced(db: Any) -> None:
+    box = Box(db, CountingGenerator(text="visit https://x.example.com"))
+    box.file(CUSTOM_EVENT, currents_sample.records(CUSTOM_EVENT, users=3, events=9, start=int(NOW) - 500))
+    assert box.deliver().policy_fallbacks == 3
+    for n in range(3):
+        stored = box.table.get(f"braze-{n:05d}")
+        assert stored is not None and "https" not in str(stored.content)
+
+
+def test_a_lost_message_is_scheduled_again_by_the_next_file(db: Any) -> None:
+    box = Box(db)
+    box.file(PURCHASE, [event(PURCHASE, 1)])
+    box.queue.take()  # lost
+    box.clock.now += 60
+    assert box.file(CUSTOM_EVENT, [event(CUSTOM_EVENT, 1)]).scheduled == 0  # still on its way
+    box.clock.now += 3600
+    assert box.file(CUSTOM_EVENT, [event(CUSTOM_EVENT, 2)]).scheduled == 1
+    assert box.deliver().generated == 1
+
+
+def test_a_session_start_file_an_hour_later_does_not_overwrite_the_content(db: Any) -> None:
+    box = Box(db)
+    box.file(PURCHASE, [event(PURCHASE, 1)])
+    box.deliver()
+    before = box.table.get(USER)
+    box.clock.now += 3600 + 1
+    report = box.file(SESSION_START, [event(SESSION_START, 9, time=int(box.clock.now) - 5)])
+    assert report.updated == 1 and report.scheduled == 0 and box.deliver() == Report()
+    assert box.table.get(USER) == before
