@@ -253,11 +253,6 @@ def test_nothing_kept_on_destroy_has_a_fixed_name(templates: dict[str, dict[str,
 # -- quotas and deploy-time checks ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 1: the importer's reserved concurrency is removed in braze_importer.py by the import "
-    "pipeline's change; remove this marker when that lands",
-)
 def test_no_function_reserves_concurrency_a_new_account_does_not_have(templates: dict[str, dict[str, Any]]) -> None:
     """New accounts may run 10 concurrent executions and Lambda keeps 100 unreserved: any reservation fails."""
     reserved = [
