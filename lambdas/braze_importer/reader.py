@@ -94,8 +94,8 @@ class Position:
     index: int
 
 
-class _Block:
-    """Elements parsed together: their exact offsets are found only if someone asks."""
+class _LazyOffsets:
+    """A run of elements decoded together; each subclass finds their exact offsets only if someone asks."""
 
     __slots__ = ("_offsets", "base", "data")
 
@@ -103,6 +103,12 @@ class _Block:
         self.base = base
         self.data = data
         self._offsets: list[int] | None = None
+
+
+class _Block(_LazyOffsets):
+    """Array elements parsed together."""
+
+    __slots__ = ()
 
     def offset_of(self, i: int) -> int:
         if self._offsets is None:
@@ -250,15 +256,10 @@ def _parse_line_block(data: bytes, pos: int, end: int) -> list[Any] | None:
     return values if len(values) == text.count(b"\n") + 1 else None
 
 
-class _LineBlock:
-    """Lines decoded together: their exact offsets are found only if someone asks."""
+class _LineBlock(_LazyOffsets):
+    """Lines decoded together."""
 
-    __slots__ = ("_offsets", "base", "data")
-
-    def __init__(self, base: int, data: bytes) -> None:
-        self.base = base
-        self.data = data
-        self._offsets: list[int] | None = None
+    __slots__ = ()
 
     def offset_of(self, i: int) -> int:
         if self._offsets is None:
