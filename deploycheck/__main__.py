@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -138,9 +139,12 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         from sandbox.deployment import SandboxDeployment
 
         return check_sandbox(SandboxDeployment(project=project), out)
-    session = boto3.Session(region_name=args.region) if args.region else boto3.Session()
+    # cdk reads AWS_REGION before the profile's region; botocore reads only AWS_DEFAULT_REGION and the
+    # config file, so without this the check could look at another region than the one deployed to.
+    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    session = boto3.Session(region_name=region) if region else boto3.Session()
     if not session.region_name:
-        parser.error("no AWS region: pass --region or set AWS_REGION")
+        parser.error("no AWS region: pass --region, or set AWS_REGION or a region in your AWS profile")
     with httpx.Client(timeout=30, follow_redirects=False) as http:
         return report(run(session, project, http=http), out)
 

@@ -220,7 +220,14 @@ def _coerce(key: str, raw: Any, hint: Any) -> Any:
         if hint is float:
             return float(raw)
         if hint is bool:
-            return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+            if isinstance(raw, bool):
+                return raw
+            word = str(raw).strip().lower()
+            if word in ("1", "true", "yes"):
+                return True
+            if word in ("0", "false", "no"):
+                return False
+            raise ValueError(f"must be true or false, not {raw!r}")
         choices = get_args(hint)
         if choices and all(isinstance(c, str) for c in choices):
             if raw not in choices:

@@ -4,11 +4,13 @@ turning Bedrock's refusals into the step a person must take, and the exit code."
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+import deploycheck.__main__ as deploycheck_main
 from deploycheck import checks
 from deploycheck.__main__ import report, run
 from deploycheck.bedrock import FakeBedrock, missing_step, model_answers
@@ -122,3 +124,21 @@ def test_a_stack_that_rolled_back_fails_and_a_missing_one_is_skipped() -> None:
     results = list(run(session, "P", http=None))  # type: ignore[arg-type]
     assert results[0] == Result("P-Import", False, "stack status ROLLBACK_COMPLETE")
     assert [r.ok for r in results[1:]] == [None, None]
+
+
+def test_the_check_uses_the_region_cdk_deployed_to(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """cdk reads AWS_REGION first; botocore alone would take the profile's region (or none)."""
+    config = tmp_path / "config"
+    config.write_text("[default]\nregion = eu-west-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    seen: list[str | None] = []
+
+    def fake_run(session: Any, project: str, **kw: Any) -> list[Any]:
+        seen.append(session.region_name)
+        return []
+
+    monkeypatch.setattr(deploycheck_main, "run", fake_run)
+    deploycheck_main.main([], out=io.StringIO())
+    assert seen == ["us-east-1"]
