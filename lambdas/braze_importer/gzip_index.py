@@ -127,6 +127,21 @@ def inflate(
     first = start is not None and start.bits > 0
     if start is not None:
         history = start.window
+
+    def take() -> bytes:
+        """Hand over what sits inflated in the output buffer, so nothing good is held back by an error."""
+        nonlocal produced, history
+        s = inf.stream
+        filled = OUT_CHUNK - s.avail_out if s.next_out else 0
+        if not filled:
+            return b""
+        chunk = ctypes.string_at(out_addr, filled)
+        history = chunk[-WINDOW:] if filled >= WINDOW else (history + chunk)[-WINDOW:]
+        produced += filled
+        s.next_out = out_addr
+        s.avail_out = OUT_CHUNK
+        return chunk
+
     try:
         if start is not None and not start.bits:
             inf.set_dictionary(start.window)
@@ -150,6 +165,8 @@ def inflate(
                     continue
                 if padding or (not member_started and data[pos] == 0):
                     if data[pos:].strip(b"\x00"):
+                        if tail := take():
+                            yield tail
                         raise UnreadableInput(produced, "data after the gzip padding is not a gzip member")
                     padding = True
                     break
@@ -174,6 +191,8 @@ def inflate(
                     ret = inf.inflate(_Z_BLOCK if want_points else _Z_NO_FLUSH)
                     if ret == _Z_NEED_DICT or (ret < 0 and ret != _Z_BUF_ERROR):
                         message = s.msg.decode(errors="replace") if s.msg else f"zlib error {ret}"
+                        if tail := take():  # what inflated before the damage is good data: hand it on first
+                            yield tail
                         raise UnreadableInput(produced, f"corrupt gzip data ({message})")
                     now_out = produced + OUT_CHUNK - s.avail_out
                     if ret == _Z_STREAM_END:
@@ -196,11 +215,8 @@ def inflate(
                         inf.reset(31)
                         member_started = False
             consumed += len(data)
-        s = inf.stream
-        filled = OUT_CHUNK - s.avail_out if s.next_out else 0
-        if filled:
-            produced += filled
-            yield ctypes.string_at(out_addr, filled)
+        if tail := take():
+            yield tail
         if member_started or trailer_left:
             raise UnreadableInput(produced, "the gzip stream ends before its last member does (truncated file?)")
     finally:

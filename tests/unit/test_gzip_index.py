@@ -76,3 +76,14 @@ def test_zero_padding_is_ignored_and_garbage_or_corruption_is_an_error(sample: t
     broken[5000:5010] = b"\xff" * 10
     with pytest.raises(UnreadableInput):
         b"".join(inflate(chunks(bytes(broken), 65536)))
+
+
+@pytest.mark.parametrize("damage", [b"GARBAGE-NOT-GZIP", b"\x00\x00\x00garbage", b"\x1f\x8b\x08\x00broken"])
+def test_everything_inflated_before_damage_comes_out_and_the_error_names_where(damage: bytes) -> None:
+    lines = text(5_000)
+    out = bytearray()
+    with pytest.raises(UnreadableInput) as raised:
+        for piece in inflate(chunks(gzip.compress(lines) + damage, 1 << 20)):
+            out += piece
+    assert bytes(out) == lines
+    assert raised.value.offset == len(lines)
