@@ -184,6 +184,10 @@ def iter_elements(chunks: Iterable[bytes], fmt: Format, start: Position = START)
     return _iter_array(chunks, start)
 
 
+_BLANK_BYTES = frozenset(b" \t\r\n")
+_BLANK_RUN = re.compile(rb"[ \t\r\n]+")
+
+
 def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
     buf = _Buffer(chunks, start.offset)
     index = start.index
@@ -210,6 +214,13 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
                     index += len(values)
                     pos = end + 1
                     continue
+        if pos < len(buf.data) and buf.data[pos] in _BLANK_BYTES:
+            # Blank lines are no elements: cross a run of them in one step (a file can hold gigabytes).
+            run = _BLANK_RUN.match(buf.data, pos)
+            last = buf.data.rfind(b"\n", pos, run.end()) if run else -1
+            if last >= 0:
+                pos = last + 1
+                continue
         nl = buf.data.find(b"\n", pos)
         if nl < 0:
             if buf.eof:

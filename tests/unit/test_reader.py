@@ -249,3 +249,16 @@ def test_json_lines_decoded_in_blocks_keep_exact_offsets_rejects_and_blank_lines
     for element, line in zip(elements, kept, strict=True):
         assert data[element.offset : element.offset + len(line)] == line
         assert (element.error is not None) == (line in (b'{"broken": ', b'{"a": 1} {"b": 2}'))
+
+
+def test_runs_of_blank_lines_are_crossed_with_exact_offsets_of_what_follows() -> None:
+    blank = b"\n" * 300_000 + b"  \r\n\t\n" * 1000
+    data = b'{"external_id":"a"}\n' + blank + b'   {"external_id":"b"}\n' + blank + b"\n"
+    pieces = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+    elements = list(iter_elements(iter(pieces), Format.LINES))
+    assert [e.value for e in elements] == [{"external_id": "a"}, {"external_id": "b"}]
+    second = elements[1]
+    line_start = 20 + len(blank)
+    assert (second.index, second.offset) == (1, line_start)
+    resumed = list(iter_elements(iter([data[line_start:]]), Format.LINES, Position(line_start, 1)))
+    assert [(e.index, e.value) for e in resumed] == [(1, {"external_id": "b"})]
