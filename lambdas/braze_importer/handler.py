@@ -35,7 +35,7 @@ from .aws import (
 )
 from .braze_http import BrazeHttp, braze_client
 from .ports import ObjectRef, SystemClock
-from .service import Deps, InvocationResult, handle_continue, handle_resume, handle_start, handle_sweep
+from .service import Deps, InvocationResult, handle_continue, handle_resume, handle_start, start_queued
 from .settings import get_settings
 
 logger = Logger(service="braze-importer")
@@ -93,9 +93,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if action == "continue":
         results.append(handle_continue(str(event["run_id"]), int(event["seq"]), owner, deps, keep_going))
     elif action == "sweep":
-        sweep = handle_sweep(deps)
-        logger.info("sweep finished", extra={"status": sweep.status})
-        return {"runs": [], "sweep": sweep.status}
+        started = start_queued(deps)
+        logger.info("queue swept", extra={"started": len(started)})
+        metrics.add_metric(name="QueuedRunsStarted", unit=MetricUnit.Count, value=len(started))
+        return {"runs": [], "sweep": f"started {len(started)}"}
     elif action == "resume":
         results.append(handle_resume(str(event["run_id"]), owner, deps, keep_going, force=bool(event.get("force"))))
     elif "Records" in event or event.get("source") == "aws.s3" or event.get("Event") == "s3:TestEvent":
@@ -165,3 +166,5 @@ def _record(result: InvocationResult) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     if result.status == "stopped":
         metrics.add_metric(name="RunsStopped", unit=MetricUnit.Count, value=1)
+    if result.status == "queued":
+        metrics.add_metric(name="RunsQueued", unit=MetricUnit.Count, value=1)
