@@ -253,13 +253,20 @@ def start_queued(deps: Deps) -> list[str]:
 
     For each, a slot is taken in the run's name, then the run goes queued → continuing with a
     conditional write (of two starters racing, one wins; the loser's slot take was the same
-    slot, renewed) and is invoked asynchronously. Called when a run gives its slot back and by
+    slot, renewed) and is invoked asynchronously; its note goes only once the invocation is
+    sent, so a starter that dies in between leaves the sweep to send it. Called when a run gives its slot back and by
     the periodic sweep, which also covers a holder that died and whose lease ran out."""
     if deps.slots is None:
         return []
     started: list[str] = []
     for run_id, seq in deps.slots.waiting():
         run = deps.store.get(run_id)
+        if run is not None and run.status == CONTINUING and run.seq == seq + 1:
+            # Started, but the starter may have died before the invocation went out: send it
+            # (again). A duplicate is harmless: only one invocation claims continuing(seq+1).
+            deps.continuer.invoke_async({"action": "continue", "run_id": run_id, "seq": seq + 1})
+            deps.slots.forget(run_id, seq)
+            continue
         if run is None or run.seq > seq or (run.seq == seq and run.status != QUEUED):
             deps.slots.forget(run_id, seq)  # started by someone else, resumed, or gone
             continue

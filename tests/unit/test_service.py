@@ -457,3 +457,35 @@ def test_without_libz_gzip_still_imports_and_resumes_by_inflating_from_the_start
     assert statuses[-1] == "completed" and len(statuses) > 2
     assert braze.stored == expected(objs)
     assert all(r is None for r in s3.ranges if r != "bytes=0-1")  # every hop read from byte 0
+
+
+def test_a_starter_that_died_before_invoking_leaves_the_sweep_to_invoke_the_run() -> None:
+    from braze_importer.runs import run_id_for
+
+    from tests.fakes import MemorySlots
+
+    class FailingOnce:
+        def __init__(self) -> None:
+            self.payloads: list[dict[str, object]] = []
+            self.fail = True
+
+        def invoke_async(self, payload: dict[str, object]) -> None:
+            if self.fail:
+                self.fail = False
+                raise ConnectionError("Lambda unreachable")
+            self.payloads.append(payload)
+
+    s3 = FakeS3()
+    first, second = _two_files(s3)
+    continuer = FailingOnce()
+    deps = make_deps(FakeBraze(), s3, slots=MemorySlots(1), slot_lease_seconds=120.0, continuer=continuer)
+    assert deps.slots.acquire(run_id_for(BUCKET, first.key, "v1", None), deps.clock.time(), 120.0)
+    queued = handle_start(second, "b", deps, lambda: True)
+    deps.clock.now += 121
+    with pytest.raises(ConnectionError):
+        handle_sweep(deps)  # the run went queued -> continuing, its invocation was lost
+    handle_sweep(deps)
+    (payload,) = continuer.payloads
+    assert payload["run_id"] == queued.run_id
+    assert handle_continue(queued.run_id, int(payload["seq"]), "c", deps, lambda: True).status == "completed"
+    assert deps.slots.waiting() == []
