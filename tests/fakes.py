@@ -146,7 +146,7 @@ class MemoryRunStore:
 
     def reopen(self, run_id: str, owner: str, *, force: bool) -> RunRecord | None:
         run = self.items.get(run_id)
-        allowed = (STOPPED, RUNNING, CONTINUING) if force else (STOPPED,)
+        allowed = (STOPPED, RUNNING, CONTINUING, "queued") if force else (STOPPED,)
         if run is None or run.status not in allowed:
             return None
         run.status, run.owner, run.seq = RUNNING, owner, run.seq + 1
@@ -159,6 +159,13 @@ class MemoryRunStore:
         self.items[run.run_id] = copy.deepcopy(run)
         return True
 
+    def start_queued(self, run_id: str, seq: int) -> bool:
+        run = self.items.get(run_id)
+        if run is None or run.status != "queued" or run.seq != seq:
+            return False
+        run.status, run.seq = CONTINUING, seq + 1
+        return True
+
 
 class MemorySlots:
     """RunSlots over a dict: slot -> (holder, lease_until)."""
@@ -166,6 +173,7 @@ class MemorySlots:
     def __init__(self, slots: int) -> None:
         self.held: dict[int, tuple[str, float]] = {}
         self.slots = slots
+        self.queue: dict[str, tuple[int, float]] = {}  # run_id -> (queued seq, queued_at)
 
     def acquire(self, run_id: str, now: float, lease_seconds: float) -> bool:
         mine = [i for i, (holder, _) in self.held.items() if holder == run_id]
@@ -177,6 +185,16 @@ class MemorySlots:
 
     def release(self, run_id: str) -> None:
         self.held = {i: h for i, h in self.held.items() if h[0] != run_id}
+
+    def enqueue(self, run_id: str, seq: int, queued_at: float) -> None:
+        self.queue = self.queue | {run_id: (seq, queued_at)}
+
+    def waiting(self) -> list[tuple[str, int]]:
+        entries = self.queue
+        return [(k, v[0]) for k, v in sorted(entries.items(), key=lambda e: (e[1][1], e[0]))]
+
+    def forget(self, run_id: str, seq: int) -> None:
+        self.queue = {k: v for k, v in self.queue.items() if not (k == run_id and v[0] == seq)}
 
 
 class MemorySeekPoints:

@@ -14,11 +14,13 @@ from botocore.exceptions import ClientError
 
 from . import gzip_index
 from .ports import SeekPoint, UnreadableInput
-from .runs import CONTINUING, RUNNING, STOPPED, RunRecord
+from .runs import CONTINUING, QUEUED, RUNNING, STOPPED, RunRecord
 
 READ_CHUNK = 1 << 20
 PREFETCH_CHUNKS = 8
 RUN_TTL_SECONDS = 90 * 24 * 3600
+QUEUE_KEY = "queue#runs"  # the runs table item listing queued runs
+QUEUE_WRITE_ATTEMPTS = 50
 
 
 class S3Source:
@@ -210,10 +212,10 @@ class DynamoRunStore:
         )
 
     def reopen(self, run_id: str, owner: str, *, force: bool) -> RunRecord | None:
-        condition = "#s IN (:stopped, :running, :continuing)" if force else "#s = :stopped"
+        condition = "#s IN (:stopped, :running, :continuing, :queued)" if force else "#s = :stopped"
         values = {":stopped": {"S": STOPPED}}
         if force:
-            values |= {":running": {"S": RUNNING}, ":continuing": {"S": CONTINUING}}
+            values |= {":running": {"S": RUNNING}, ":continuing": {"S": CONTINUING}, ":queued": {"S": QUEUED}}
         return self._transition(run_id, owner, condition=condition, values=values, bump=True)
 
     def save(self, run: RunRecord, expected_seq: int) -> bool:
@@ -224,6 +226,27 @@ class DynamoRunStore:
                 ConditionExpression="#s = :running AND seq = :seq",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":running": {"S": RUNNING}, ":seq": {"N": str(expected_seq)}},
+            )
+        except ClientError as exc:
+            if _conditional(exc):
+                return False
+            raise
+        return True
+
+    def start_queued(self, run_id: str, seq: int) -> bool:
+        current = self.get(run_id)
+        if current is None or current.status != QUEUED or current.seq != seq:
+            return False
+        current.status = CONTINUING
+        current.seq = seq + 1
+        current.updated_at = time.time()
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=self._item(current),
+                ConditionExpression="#s = :queued AND seq = :seq",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":queued": {"S": QUEUED}, ":seq": {"N": str(seq)}},
             )
         except ClientError as exc:
             if _conditional(exc):
@@ -292,6 +315,52 @@ class DynamoRunSlots:
             held = self._holder(key)
             if held and held[0] == run_id:
                 self._take(key, run_id, 0.0, 0.0)  # a lease that has already run out
+
+    def enqueue(self, run_id: str, seq: int, queued_at: float) -> None:
+        self._edit_queue(lambda entries: entries | {run_id: (seq, queued_at)})
+
+    def waiting(self) -> list[tuple[str, int]]:
+        entries, _ = self._read_queue()
+        return [(run_id, seq) for run_id, (seq, _) in sorted(entries.items(), key=lambda e: (e[1][1], e[0]))]
+
+    def forget(self, run_id: str, seq: int) -> None:
+        self._edit_queue(lambda entries: {k: v for k, v in entries.items() if not (k == run_id and v[0] == seq)})
+
+    def _read_queue(self) -> tuple[dict[str, tuple[int, float]], int]:
+        item = self._db.get_item(TableName=self._table, Key={"run_id": {"S": QUEUE_KEY}}, ConsistentRead=True).get(
+            "Item"
+        )
+        if not item:
+            return {}, 0
+        raw = orjson.loads(item["entries"]["S"])
+        return {k: (int(v[0]), float(v[1])) for k, v in raw.items()}, int(item["version"]["N"])
+
+    def _edit_queue(self, edit: Callable[[dict[str, tuple[int, float]]], dict[str, tuple[int, float]]]) -> None:
+        """Read, change and write the queue item, conditional on its version (retried on a race)."""
+        for attempt in range(QUEUE_WRITE_ATTEMPTS):
+            entries, version = self._read_queue()
+            changed = edit(entries)
+            if changed == entries:
+                return
+            condition = "version = :v" if version else "attribute_not_exists(run_id)"
+            values = {":v": {"N": str(version)}} if version else None
+            try:
+                self._db.put_item(
+                    TableName=self._table,
+                    Item={
+                        "run_id": {"S": QUEUE_KEY},
+                        "entries": {"S": orjson.dumps(changed).decode()},
+                        "version": {"N": str(version + 1)},
+                    },
+                    ConditionExpression=condition,
+                    **({"ExpressionAttributeValues": values} if values else {}),
+                )
+                return
+            except ClientError as exc:
+                if not _conditional(exc):
+                    raise
+            time.sleep(0.01 * (attempt + 1))
+        raise RuntimeError("the run queue is too busy to update; try again")
 
     def _holder(self, key: str) -> tuple[str, float] | None:
         item = self._db.get_item(TableName=self._table, Key={"run_id": {"S": key}}, ConsistentRead=True).get("Item")

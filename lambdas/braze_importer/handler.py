@@ -6,7 +6,9 @@ Events it accepts:
   are answered ``ignored``, never raised (a raise would send the event to the dead-letter queue);
 - ``{"action": "continue", "run_id": …, "seq": …}``, sent by the function to itself;
 - ``{"action": "resume", "run_id": …, "force": false}``, the operator's command to resume a
-  stopped run (``force`` also takes over a run whose invocation died).
+  stopped run (``force`` also takes over a run whose invocation died);
+- ``{"action": "sweep"}``, sent every few minutes by a schedule: starts queued runs while run
+  slots are free (a run queued behind a holder that died starts once its lease runs out).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from .aws import (
 )
 from .braze_http import BrazeHttp, braze_client
 from .ports import ObjectRef, SystemClock
-from .service import Deps, InvocationResult, handle_continue, handle_resume, handle_start
+from .service import Deps, InvocationResult, handle_continue, handle_resume, handle_start, start_queued
 from .settings import get_settings
 
 logger = Logger(service="braze-importer")
@@ -90,6 +92,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     action = event.get("action")
     if action == "continue":
         results.append(handle_continue(str(event["run_id"]), int(event["seq"]), owner, deps, keep_going))
+    elif action == "sweep":
+        started = start_queued(deps)
+        logger.info("queue swept", extra={"started": len(started)})
+        metrics.add_metric(name="QueuedRunsStarted", unit=MetricUnit.Count, value=len(started))
+        return {"runs": [], "sweep": f"started {len(started)}"}
     elif action == "resume":
         results.append(handle_resume(str(event["run_id"]), owner, deps, keep_going, force=bool(event.get("force"))))
     elif "Records" in event or event.get("source") == "aws.s3" or event.get("Event") == "s3:TestEvent":
@@ -159,3 +166,5 @@ def _record(result: InvocationResult) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     if result.status == "stopped":
         metrics.add_metric(name="RunsStopped", unit=MetricUnit.Count, value=1)
+    if result.status == "queued":
+        metrics.add_metric(name="RunsQueued", unit=MetricUnit.Count, value=1)

@@ -6,8 +6,10 @@ A run is one import of one object version. Its record moves through these states
        │                                       │
        └───stop (auth, invalid JSON, unreadable file, hop limit)──▶ stopped ──resume──▶ running
 
-A run that finds every run slot taken goes running ──queue──▶ continuing without pumping: the
-next invocation claims it like any continuation and looks for a slot again.
+A run that finds every run slot taken goes running ──queue──▶ queued and its invocation ends at
+once: a queued run uses no compute. When a run gives its slot back, and from a periodic sweep,
+the oldest queued runs go queued ──start──▶ continuing (a conditional write: one starter wins)
+and are invoked like any continuation.
 
 Every transition is a conditional write on (status, seq): a duplicated S3 notification or a
 duplicated asynchronous invocation loses the race and sends nothing.
@@ -24,6 +26,7 @@ RUNNING = "running"
 CONTINUING = "continuing"
 COMPLETED = "completed"
 STOPPED = "stopped"
+QUEUED = "queued"
 
 
 @dataclass(slots=True)
@@ -49,7 +52,8 @@ class RunRecord:
     error: dict[str, Any] | None = None
     outputs: dict[str, int] = field(default_factory=dict)  # files written per kind
     hop_base: int = 0  # invocations before the last resume: the hop limit counts from there
-    queued_hops: int = 0  # invocations that found every run slot taken and handed on
+    queued_hops: int = 0  # times the run found every run slot taken and was queued
+    queued_at: float | None = None  # when it was last queued; the oldest queued run starts first
 
     @property
     def tag(self) -> str:
@@ -90,13 +94,19 @@ class RunStore(Protocol):
         """Write the run if it is still running at ``expected_seq``; False if not."""
         ...
 
+    def start_queued(self, run_id: str, seq: int) -> bool:
+        """queued(seq) → continuing(seq+1); False if the run is not queued at ``seq`` (someone
+        else started it, or it moved on)."""
+        ...
+
 
 class RunSlots(Protocol):
     """At most N runs active at once: N slot records, each leased to one run.
 
     A run holds its slot from its first invocation to its end, across continuations; the lease
     is renewed while it works, so a run whose invocation died frees its slot when the lease runs
-    out. This replaces Lambda reserved concurrency, which a new account cannot grant.
+    out. A run that finds no slot is queued, not kept waiting in an invocation; the slots keep
+    the list of queued runs, which the releaser and the sweep start oldest first.
     """
 
     def acquire(self, run_id: str, now: float, lease_seconds: float) -> bool:
@@ -104,3 +114,15 @@ class RunSlots(Protocol):
         ...
 
     def release(self, run_id: str) -> None: ...
+
+    def enqueue(self, run_id: str, seq: int, queued_at: float) -> None:
+        """Note that ``run_id`` waits, queued at ``seq``."""
+        ...
+
+    def waiting(self) -> list[tuple[str, int]]:
+        """The noted runs (run id, queued seq), oldest first."""
+        ...
+
+    def forget(self, run_id: str, seq: int) -> None:
+        """Drop the note of ``run_id`` queued at ``seq`` (a newer note stays)."""
+        ...

@@ -14,7 +14,7 @@ import orjson
 from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy
 from .ports import Clock, Continuer, ObjectRef, ObjectSource, OutputStore, SeekPoint, SeekPointStore
 from .reader import Format, iter_elements
-from .runs import COMPLETED, CONTINUING, STOPPED, RunRecord, RunSlots, RunStore, run_id_for
+from .runs import COMPLETED, CONTINUING, QUEUED, STOPPED, RunRecord, RunSlots, RunStore, run_id_for
 
 OUTPUT_PART_BYTES = 8 << 20
 
@@ -57,7 +57,6 @@ class Deps:
     slots: RunSlots | None = None  # None: no bound on concurrent runs
     seek_points: SeekPointStore | None = None  # None: a gzip resume inflates from byte 0
     slot_lease_seconds: float = 300.0  # a crashed run's slot is free again after this
-    slot_poll_seconds: float = 10.0
 
 
 @dataclass(slots=True)
@@ -95,7 +94,7 @@ def start(ref: ObjectRef, fmt: Format, owner: str, deps: Deps) -> RunRecord | No
 
 def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> InvocationResult:
     """Pump the run from its checkpoint until done, stopped or out of time, then record it."""
-    if not _hold_slot(run, deps, keep_going):
+    if not _hold_slot(run, deps):
         return _queue(run, deps)
     began = time.monotonic()
     seq = run.seq
@@ -184,6 +183,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
             deps.slots.acquire(run.run_id, deps.clock.time(), deps.slot_lease_seconds)
         else:
             deps.slots.release(run.run_id)
+            start_queued(deps)  # the freed slot goes to the oldest queued run
     if continue_after:
         deps.continuer.invoke_async({"action": "continue", "run_id": run.run_id, "seq": run.seq})
     return InvocationResult(run.run_id, run.status, pump.counters, report)
@@ -221,31 +221,69 @@ class _SeekPoints:
             self._kept = best
 
 
-def _hold_slot(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> bool:
-    """Take (or keep) one of the run slots, waiting while this invocation has time."""
+def _hold_slot(run: RunRecord, deps: Deps) -> bool:
+    """Take (or keep) one of the run slots; never waits."""
     if deps.slots is None:
         return True
-    while True:
-        if deps.slots.acquire(run.run_id, deps.clock.time(), deps.slot_lease_seconds):
-            return True
-        if not keep_going():
-            return False
-        asyncio.run(deps.clock.sleep(deps.slot_poll_seconds))
+    return deps.slots.acquire(run.run_id, deps.clock.time(), deps.slot_lease_seconds)
 
 
 def _queue(run: RunRecord, deps: Deps) -> InvocationResult:
-    """Every slot is taken: hand the run to a fresh invocation, which waits again. Waiting does
-    not use up the hop limit (each queued hop has waited a whole invocation, so there are few),
-    and the run record keeps its checkpoint: nothing of the file is lost."""
+    """Every slot is taken: record the run as queued and end the invocation, so a waiting run
+    uses no compute. The run record keeps its checkpoint (nothing of the file is lost) and queued
+    time does not count against the hop limit. The note goes in before the record: a sweep that
+    sees a note whose run is not queued yet leaves it alone."""
+    assert deps.slots is not None
     seq = run.seq
-    run.status = CONTINUING
+    run.status = QUEUED
     run.seq = seq + 1
     run.queued_hops += 1
-    run.updated_at = time.time()
+    run.queued_at = run.updated_at = deps.clock.time()
+    deps.slots.enqueue(run.run_id, run.seq, run.queued_at)
     if not deps.store.save(run, expected_seq=seq):
+        deps.slots.forget(run.run_id, run.seq)
         return InvocationResult(run.run_id, "superseded")
-    deps.continuer.invoke_async({"action": "continue", "run_id": run.run_id, "seq": run.seq})
+    # A slot may have come free between the look and the note (its releaser saw no queued run).
+    start_queued(deps)
     return InvocationResult(run.run_id, "queued")
+
+
+def start_queued(deps: Deps) -> list[str]:
+    """Start queued runs, oldest first, while slots are free; the ids started.
+
+    For each, a slot is taken in the run's name, then the run goes queued → continuing with a
+    conditional write (of two starters racing, one wins; the loser's slot take was the same
+    slot, renewed) and is invoked asynchronously; its note goes only once the invocation is
+    sent, so a starter that dies in between leaves the sweep to send it. Called when a run gives its slot back and by
+    the periodic sweep, which also covers a holder that died and whose lease ran out."""
+    if deps.slots is None:
+        return []
+    started: list[str] = []
+    for run_id, seq in deps.slots.waiting():
+        run = deps.store.get(run_id)
+        if run is not None and run.status == CONTINUING and run.seq == seq + 1:
+            # Started, but the starter may have died before the invocation went out: send it
+            # (again). A duplicate is harmless: only one invocation claims continuing(seq+1).
+            deps.continuer.invoke_async({"action": "continue", "run_id": run_id, "seq": seq + 1})
+            deps.slots.forget(run_id, seq)
+            continue
+        if run is None or run.seq > seq or (run.seq == seq and run.status != QUEUED):
+            deps.slots.forget(run_id, seq)  # started by someone else, resumed, or gone
+            continue
+        if run.seq < seq:
+            continue  # noted, not yet recorded as queued (or its queuer died: a resume clears it)
+        if not deps.slots.acquire(run_id, deps.clock.time(), deps.slot_lease_seconds):
+            break  # no slot free: the rest stay queued, in order
+        if deps.store.start_queued(run_id, seq):
+            deps.continuer.invoke_async({"action": "continue", "run_id": run_id, "seq": seq + 1})
+            started.append(run_id)
+        deps.slots.forget(run_id, seq)
+    return started
+
+
+def handle_sweep(deps: Deps) -> InvocationResult:
+    started = start_queued(deps)
+    return InvocationResult("sweep", f"started {len(started)}")
 
 
 def build_report(run: RunRecord, layout: Layout) -> dict[str, Any]:

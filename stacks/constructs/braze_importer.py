@@ -1,10 +1,12 @@
 """The importer capability: the function built from ``lambdas/braze_importer``, its runs table,
-its dead-letter queue, its S3 trigger and its alarms."""
+its dead-letter queue, its S3 trigger, the schedule that starts queued runs, and its alarms."""
 
 from __future__ import annotations
 
 from aws_cdk import Acknowledgment, Duration, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -22,6 +24,7 @@ from .table import keyed_table
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".gz")
 METRICS_NAMESPACE = "BrazeImport"
+SWEEP_EVERY = Duration.minutes(1)
 
 
 class BrazeImporter(Construct):
@@ -83,7 +86,30 @@ class BrazeImporter(Construct):
                 s3n.LambdaDestination(self.function),
                 s3.NotificationKeyFilter(prefix=config.incoming_prefix, suffix=suffix),
             )
+        self.sweep_rule = self._sweep()
         self.alarms = self._alarms()
+
+    def _sweep(self) -> events.Rule:
+        """Queued runs wait in the runs table, not in invocations. A run that gives its slot back
+        starts the oldest queued run; this schedule starts queued runs too, so a queue behind a
+        holder that died (its lease ran out, nobody released) does not stay stuck."""
+        rule = events.Rule(
+            self,
+            "SweepSchedule",
+            description="Starts queued import runs while run slots are free",
+            schedule=events.Schedule.rate(SWEEP_EVERY),
+        )
+        rule.add_target(
+            targets.LambdaFunction(
+                self.function,
+                event=events.RuleTargetInput.from_object({"action": "sweep"}),
+                # The next sweep comes in a minute: a stale one is not worth delivering late.
+                retry_attempts=2,
+                max_event_age=Duration.minutes(5),
+                dead_letter_queue=self.dead_letter_queue,
+            )
+        )
+        return rule
 
     def _grant(self, config: ImportConfig, bucket: s3.IBucket, secret: secretsmanager.ISecret) -> None:
         role = self.lambda_.role

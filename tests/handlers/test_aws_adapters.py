@@ -115,6 +115,27 @@ def test_run_slots_in_the_runs_table_lease_renew_expire_and_release(store: Dynam
     assert slots.acquire("run-a", now=1093.0, lease_seconds=60.0)
 
 
+def test_queued_runs_are_listed_oldest_first_and_start_once(store: DynamoRunStore) -> None:
+    from braze_importer.aws import DynamoRunSlots
+
+    slots = DynamoRunSlots(boto3.client("dynamodb"), "runs", 1)
+    slots.enqueue("run-late", 3, queued_at=2000.0)
+    slots.enqueue("run-early", 2, queued_at=1000.0)
+    assert slots.waiting() == [("run-early", 2), ("run-late", 3)]
+    slots.forget("run-late", 2)  # an older note: the newer one stays
+    slots.forget("run-early", 2)
+    assert slots.waiting() == [("run-late", 3)]
+    run = record()
+    assert store.create(run)
+    run.status, run.seq = "queued", 2
+    assert store.save(run, expected_seq=1)
+    assert store.start_queued(run.run_id, 2)
+    assert not store.start_queued(run.run_id, 2)  # a second starter loses
+    started = store.get(run.run_id)
+    assert started is not None and (started.status, started.seq) == ("continuing", 3)
+    assert store.claim(run.run_id, 3, "worker") is not None
+
+
 def test_seek_points_are_kept_beside_the_run_and_gzip_resumes_from_them(store: DynamoRunStore) -> None:
     from braze_importer.aws import DynamoSeekPoints
     from braze_importer.ports import SeekPoint

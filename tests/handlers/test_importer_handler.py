@@ -122,3 +122,28 @@ def test_eventbridge_test_events_and_foreign_keys_never_raise(deployed: Any, bra
     assert importer.handler(test_event, FakeContext(900)) == {"runs": []}
     outside = s3_event("imports", "reports/x.json", 0, "etag", "v1")
     assert importer.handler(outside, FakeContext(900))["runs"][0]["status"] == "ignored"
+
+
+def test_a_file_without_a_slot_is_queued_and_the_sweep_action_starts_it(
+    deployed: Any, braze: BrazeEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from braze_importer.aws import DynamoRunSlots
+
+    monkeypatch.setenv("MAX_CONCURRENT_RUNS", "1")
+    get_settings.cache_clear()
+    importer._deps.cache_clear()
+    invoked: list[dict[str, Any]] = []
+    monkeypatch.setattr(importer._deps().continuer, "invoke_async", invoked.append)
+    slots = DynamoRunSlots(boto3.client("dynamodb"), "runs", 1)
+    assert slots.acquire("other-run", now=0.0, lease_seconds=1e12)  # a run holds the only slot
+    put = deployed.put_object(Bucket="imports", Key="incoming/q.jsonl", Body=b'{"external_id": "u1", "name": "e"}')
+    event = s3_event("imports", "incoming/q.jsonl", 0, put["ETag"].strip('"'), put["VersionId"])
+    queued = importer.handler(event, FakeContext(900))["runs"][0]
+    assert queued["status"] == "queued" and invoked == []
+    assert importer.handler({"action": "sweep"}, FakeContext(900))["sweep"] == "started 0"
+    slots.release("other-run")
+    assert importer.handler({"action": "sweep"}, FakeContext(900))["sweep"] == "started 1"
+    (payload,) = invoked
+    assert payload["run_id"] == queued["run_id"]
+    assert importer.handler(payload, FakeContext(900))["runs"][0]["status"] == "completed"
+    assert braze.state()["stored"] == 1

@@ -148,3 +148,21 @@ def test_reserved_concurrency_is_an_opt_in_setting() -> None:
     assert AppConfig.from_context({}.get).importer.reserved_concurrency == 0
     with pytest.raises(ConfigError, match="reservedConcurrency"):
         AppConfig.from_context({"import:reservedConcurrency": "1", "import:maxConcurrentRuns": "2"}.get)
+
+
+def test_a_schedule_sweeps_the_run_queue_with_its_own_failure_handling(template: dict[str, Any]) -> None:
+    # Queued runs wait in the runs table; this rule starts them when a dead holder's lease ran out.
+    fn_id = next(k for k, v in resources(template, "AWS::Lambda::Function").items() if v is importer(template))
+    rule = one(template, "AWS::Events::Rule", lambda r: "ScheduleExpression" in r["Properties"])["Properties"]
+    assert rule["ScheduleExpression"] == "rate(1 minute)" and rule["State"] == "ENABLED"
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [fn_id, "Arn"]}
+    assert json.loads(target["Input"]) == {"action": "sweep"}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+    dlq = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+    assert template["Resources"][dlq]["Type"] == "AWS::SQS::Queue"
+    # Only this rule may invoke the function through EventBridge.
+    permission = one(
+        template, "AWS::Lambda::Permission", lambda r: r["Properties"]["Principal"] == "events.amazonaws.com"
+    )["Properties"]
+    assert permission["Action"] == "lambda:InvokeFunction" and "SourceArn" in permission

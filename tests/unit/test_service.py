@@ -9,7 +9,7 @@ import orjson
 import pytest
 from braze_importer.engine import SendPolicy
 from braze_importer.ports import ObjectRef
-from braze_importer.service import handle_continue, handle_resume, handle_start
+from braze_importer.service import handle_continue, handle_resume, handle_start, handle_sweep, start_queued
 
 from tests.fakes import FakeBraze, FakeS3, answer, gz, make_deps
 
@@ -290,48 +290,86 @@ def _two_files(s3: FakeS3) -> tuple[ObjectRef, ObjectRef]:
     return ObjectRef(BUCKET, "incoming/a.jsonl", "v1", None), ObjectRef(BUCKET, "incoming/b.jsonl", "v1", None)
 
 
-def test_with_one_slot_a_second_run_waits_and_proceeds_once_the_first_ends() -> None:
+def test_a_run_without_a_slot_is_queued_at_once_and_never_waits_in_its_invocation() -> None:
     from tests.fakes import MemorySlots
 
     s3 = FakeS3()
     first, second = _two_files(s3)
     braze = FakeBraze()
-    deps = make_deps(braze, s3, slots=MemorySlots(1))
-    # The first run pauses after a while and keeps its slot for its continuation.
+    deps = make_deps(braze, s3, slots=MemorySlots(1), slot_lease_seconds=3600.0)
     ticks = count()
     assert handle_start(first, "a", deps, lambda: next(ticks) < 1).status == "continuing"
-    first_payload = deps.continuer.payloads.pop(0)
-    # The second finds no slot: it waits while it has time, then hands itself on, losing nothing.
-    polls = count()
-    sent = len(braze.requests)
-    queued = handle_start(second, "b", deps, lambda: next(polls) < 3)
-    assert queued.status == "queued" and len(braze.requests) == sent
+    deps.continuer.payloads.clear()
+    sent, began, asked = len(braze.requests), deps.clock.time(), count()
+
+    def keep_going() -> bool:
+        next(asked)
+        return True  # a whole invocation's time left: it must still not wait
+
+    queued = handle_start(second, "b", deps, keep_going)
+    assert queued.status == "queued"
+    assert deps.clock.time() == began and next(asked) == 0  # no sleep, no polling
+    assert len(braze.requests) == sent and deps.continuer.payloads == []  # no self-invocation either
     run_b = deps.store.get(queued.run_id)
-    assert run_b is not None and run_b.invocations == 0 and run_b.queued_hops == 1
-    second_payload = deps.continuer.payloads.pop(0)
-    assert handle_continue(second_payload["run_id"], second_payload["seq"], "c", deps, lambda: False).status == "queued"
-    # The first run finishes and frees its slot; the second then runs to the end.
-    assert handle_continue(first_payload["run_id"], first_payload["seq"], "d", deps, lambda: True).status == "completed"
-    again = deps.continuer.payloads.pop(0)
-    assert handle_continue(again["run_id"], again["seq"], "e", deps, lambda: True).status == "completed"
-    assert len(braze.stored) == 650
-    assert deps.slots.held == {}
+    assert run_b is not None and run_b.status == "queued" and run_b.queued_at == began
+    assert run_b.invocations == 0 and run_b.queued_hops == 1
+    assert deps.slots.waiting() == [(queued.run_id, run_b.seq)]
 
 
-def test_a_crashed_run_frees_its_slot_when_its_lease_runs_out() -> None:
+def test_a_released_slot_starts_the_oldest_queued_run_exactly_once() -> None:
     from tests.fakes import MemorySlots
 
     s3 = FakeS3()
     first, second = _two_files(s3)
-    deps = make_deps(FakeBraze(), s3, slots=MemorySlots(1), slot_lease_seconds=120.0, slot_poll_seconds=10.0)
-    # The first run took the slot and its invocation died (nothing released it).
+    s3.objects[(BUCKET, "incoming/c.jsonl")] = _lines(30)
+    third = ObjectRef(BUCKET, "incoming/c.jsonl", "v1", None)
+    braze = FakeBraze()
+    deps = make_deps(braze, s3, slots=MemorySlots(1))
+    ticks = count()
+    assert handle_start(first, "a", deps, lambda: next(ticks) < 1).status == "continuing"
+    first_payload = deps.continuer.payloads.pop(0)
+    b = handle_start(second, "b", deps, lambda: True)
+    deps.clock.now += 1
+    c = handle_start(third, "c", deps, lambda: True)
+    assert (b.status, c.status) == ("queued", "queued") and deps.continuer.payloads == []
+    # The first run ends and gives its slot back: the releaser starts b (queued first), only b.
+    assert handle_continue(first_payload["run_id"], first_payload["seq"], "d", deps, lambda: True).status == "completed"
+    assert [p["run_id"] for p in deps.continuer.payloads] == [b.run_id]
+    start_b = deps.continuer.payloads.pop(0)
+    # A sweep racing the releaser starts nothing more: b is started, c has no slot.
+    assert start_queued(deps) == []
+    assert deps.continuer.payloads == []
+    # A duplicated start of b loses its claim.
+    assert handle_continue(start_b["run_id"], start_b["seq"], "e", deps, lambda: True).status == "completed"
+    assert handle_continue(start_b["run_id"], start_b["seq"], "e2", deps, lambda: True).status == "duplicate"
+    # b's end starts c, which runs to the end; nothing is left queued or held.
+    start_c = deps.continuer.payloads.pop(0)
+    assert start_c["run_id"] == c.run_id and deps.continuer.payloads == []
+    assert handle_continue(start_c["run_id"], start_c["seq"], "f", deps, lambda: True).status == "completed"
+    assert len(braze.stored) == 680
+    assert deps.slots.held == {} and deps.slots.waiting() == []
+
+
+def test_the_sweep_starts_queued_runs_once_a_dead_holders_lease_runs_out() -> None:
     from braze_importer.runs import run_id_for
 
+    from tests.fakes import MemorySlots
+
+    s3 = FakeS3()
+    first, second = _two_files(s3)
+    deps = make_deps(FakeBraze(), s3, slots=MemorySlots(1), slot_lease_seconds=120.0)
+    # The first run took the slot and its invocation died (nothing released it).
     assert deps.slots.acquire(run_id_for(BUCKET, first.key, "v1", None), deps.clock.time(), 120.0)
-    # The second waits (virtual time passes) and gets the slot once the lease has expired.
-    result = handle_start(second, "b", deps, lambda: deps.clock.now < 600)
-    assert result.status == "completed"
-    assert 120.0 <= deps.clock.now < 150.0
+    queued = handle_start(second, "b", deps, lambda: True)
+    assert queued.status == "queued"
+    assert handle_sweep(deps).status == "started 0"  # the lease still runs
+    deps.clock.now += 121
+    assert handle_sweep(deps).status == "started 1"
+    payload = deps.continuer.payloads.pop(0)
+    assert payload["run_id"] == queued.run_id
+    assert handle_sweep(deps).status == "started 0"  # started once
+    assert handle_continue(payload["run_id"], payload["seq"], "c", deps, lambda: True).status == "completed"
+    assert deps.slots.waiting() == [] and deps.slots.held == {}
 
 
 def test_a_resume_after_the_hop_limit_gets_the_whole_hop_limit_again() -> None:
@@ -419,3 +457,35 @@ def test_without_libz_gzip_still_imports_and_resumes_by_inflating_from_the_start
     assert statuses[-1] == "completed" and len(statuses) > 2
     assert braze.stored == expected(objs)
     assert all(r is None for r in s3.ranges if r != "bytes=0-1")  # every hop read from byte 0
+
+
+def test_a_starter_that_died_before_invoking_leaves_the_sweep_to_invoke_the_run() -> None:
+    from braze_importer.runs import run_id_for
+
+    from tests.fakes import MemorySlots
+
+    class FailingOnce:
+        def __init__(self) -> None:
+            self.payloads: list[dict[str, object]] = []
+            self.fail = True
+
+        def invoke_async(self, payload: dict[str, object]) -> None:
+            if self.fail:
+                self.fail = False
+                raise ConnectionError("Lambda unreachable")
+            self.payloads.append(payload)
+
+    s3 = FakeS3()
+    first, second = _two_files(s3)
+    continuer = FailingOnce()
+    deps = make_deps(FakeBraze(), s3, slots=MemorySlots(1), slot_lease_seconds=120.0, continuer=continuer)
+    assert deps.slots.acquire(run_id_for(BUCKET, first.key, "v1", None), deps.clock.time(), 120.0)
+    queued = handle_start(second, "b", deps, lambda: True)
+    deps.clock.now += 121
+    with pytest.raises(ConnectionError):
+        handle_sweep(deps)  # the run went queued -> continuing, its invocation was lost
+    handle_sweep(deps)
+    (payload,) = continuer.payloads
+    assert payload["run_id"] == queued.run_id
+    assert handle_continue(queued.run_id, int(payload["seq"]), "c", deps, lambda: True).status == "completed"
+    assert deps.slots.waiting() == []
