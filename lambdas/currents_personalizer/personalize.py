@@ -47,7 +47,7 @@ class Table(Protocol):
     def get_profile(self, user_id: str) -> Profile | None: ...
     def get_profiles(self, user_ids: Iterable[str]) -> dict[str, Profile]: ...
     def save_profile(self, profile: Profile, ttl_seconds: int) -> bool: ...
-    def settle(self, user_id: str, version: int) -> bool: ...
+    def settle(self, user_id: str, intent: int) -> bool: ...
     def reschedule(self, user_id: str, version: int, at: int) -> bool: ...
 
 
@@ -232,8 +232,8 @@ class Personalizer:
             ttl_seconds=self.settings.ttl_seconds,
             source_version=profile.version,
         )
-        if not self.table.settle(user_id, profile.version):
-            # Events arrived while generating: they get their own generation after the cooldown.
+        if not self.table.settle(user_id, profile.intent):
+            # Events of intent arrived while generating: they get their own generation after the cooldown.
             self._schedule([user_id], self.settings.cooldown_seconds)
         return Outcome(outcome if written else "superseded")
 

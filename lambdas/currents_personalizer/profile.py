@@ -55,6 +55,7 @@ class Profile:
     seen: list[str] = field(default_factory=list)  # oldest first, bounded
     newest_time: int = 0
     version: int = 0  # bumped on every write: the conditional-write token
+    intent: int = 0  # bumped only by merges with a new event of intent: what a generation settles
     pending_since: int | None = None  # receive time of the first new intent since the last generation
     scheduled_at: int | None = None
 
@@ -68,7 +69,7 @@ class Profile:
 
     @classmethod
     def from_json(cls, user_id: str, text: str, *, version: int, pending_since: int | None,
-                  scheduled_at: int | None) -> Profile:  # fmt: skip
+                  scheduled_at: int | None, intent: int = 0) -> Profile:  # fmt: skip
         data = orjson.loads(text)
         return cls(
             user_id=user_id,
@@ -77,6 +78,7 @@ class Profile:
             seen=list(data.get("s", [])),
             newest_time=int(data.get("n", 0)),
             version=version,
+            intent=intent,
             pending_since=pending_since,
             scheduled_at=scheduled_at,
         )
@@ -117,6 +119,8 @@ def merge(
         events.sort(key=lambda e: (e["time"], e["id"]), reverse=True)
         del events[PER_TYPE:]
     del profile.seen[:-SEEN_IDS]
+    if triggering:
+        profile.intent += 1
     schedule = False
     if triggering and profile.pending_since is None:
         profile.pending_since = now

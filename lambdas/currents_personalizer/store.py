@@ -168,6 +168,7 @@ class ContentTable:
             "user_id": {"S": PROFILE_PREFIX + profile.user_id},
             "profile": {"S": profile.to_json()},
             "version": {"N": str(profile.version + 1)},
+            "intent": {"N": str(profile.intent)},
             "expires_at": {"N": str(now + ttl_seconds)},
         }
         if profile.pending_since is not None:
@@ -191,16 +192,19 @@ class ContentTable:
         profile.version += 1
         return True
 
-    def settle(self, user_id: str, version: int) -> bool:
-        """A generation read the profile at ``version``: it is no longer pending. False when new
-        events were merged since (the profile stays pending for the next generation)."""
+    def settle(self, user_id: str, intent: int) -> bool:
+        """A generation read the profile at intent count ``intent``: it is no longer pending. False
+        when new events of intent were merged since (the profile stays pending for the next
+        generation); passive events merged meanwhile are already in the profile and need none.
+        Bumps the version, so a writer that read the profile as pending re-reads it."""
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"user_id": {"S": PROFILE_PREFIX + user_id}},
-                UpdateExpression="REMOVE pending_since, scheduled_at",
-                ConditionExpression="version = :v",
-                ExpressionAttributeValues={":v": {"N": str(version)}},
+                UpdateExpression="REMOVE pending_since, scheduled_at SET version = version + :one",
+                ConditionExpression="attribute_exists(version) AND "
+                + ("(attribute_not_exists(intent) OR intent = :i)" if intent == 0 else "intent = :i"),
+                ExpressionAttributeValues={":i": {"N": str(intent)}, ":one": {"N": "1"}},
             )
         except ClientError as exc:
             if _conditional(exc):
@@ -246,6 +250,7 @@ def _profile(item: dict[str, Any]) -> Profile:
         item["user_id"]["S"].removeprefix(PROFILE_PREFIX),
         item["profile"]["S"],
         version=int(item["version"]["N"]),
+        intent=int(item["intent"]["N"]) if "intent" in item else 0,
         pending_since=int(item["pending_since"]["N"]) if "pending_since" in item else None,
         scheduled_at=int(item["scheduled_at"]["N"]) if "scheduled_at" in item else None,
     )

@@ -313,3 +313,35 @@ def test_a_session_start_file_an_hour_later_does_not_overwrite_the_content(db: A
     report = box.file(SESSION_START, [event(SESSION_START, 9, time=int(box.clock.now) - 5)])
     assert report.updated == 1 and report.scheduled == 0 and box.deliver() == Report()
     assert box.table.get(USER) == before
+
+
+def test_a_passive_event_during_a_generation_schedules_no_second_generation(db: Any) -> None:
+    box = Box(db)
+    box.file(PURCHASE, [event(PURCHASE, 1)])
+    generate = box.generator.generate
+
+    def while_generating(activity: UserActivity, *, deadline: float | None = None) -> Content:
+        box.file(SESSION_START, [event(SESSION_START, 1)])  # a passive write lands mid-generation
+        return generate(activity, deadline=deadline)
+
+    box.generator.generate = while_generating  # type: ignore[method-assign]
+    assert box.deliver().generated == 1
+    assert box.queue.sent == []  # nothing of intent arrived: no second generation
+    profile = box.table.get_profile(USER)
+    assert profile is not None and profile.pending_since is None and SESSION_START in profile.events
+
+
+def test_an_intent_event_during_a_generation_gets_its_own_generation(db: Any) -> None:
+    box = Box(db)
+    box.file(PURCHASE, [event(PURCHASE, 1)])
+    generate = box.generator.generate
+
+    def while_generating(activity: UserActivity, *, deadline: float | None = None) -> Content:
+        box.file(CUSTOM_EVENT, [event(CUSTOM_EVENT, 1)])
+        return generate(activity, deadline=deadline)
+
+    box.generator.generate = while_generating  # type: ignore[method-assign]
+    assert box.deliver().generated == 1
+    assert [d for _, d in box.queue.sent] == [900]  # after the cooldown, in SQS's longest delays
+    profile = box.table.get_profile(USER)
+    assert profile is not None and profile.pending_since is not None
