@@ -10,6 +10,7 @@ only content that was written.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -24,6 +25,8 @@ from .events import DEFAULT_EVENT_TYPES, DEFAULT_PASSIVE_TYPES, UserActivity, gr
 from .generators import ContentGenerator
 from .profile import PER_TYPE, Profile, activity_of, merge
 from .store import StoredContent
+
+logger = logging.getLogger(__name__)
 
 MAX_DELAY = 900  # SQS's longest message delay
 CONFLICT_TRIES = 8
@@ -89,6 +92,7 @@ class Report:
     updated: int = 0  # profiles written
     unchanged: int = 0  # nothing new for the user (redelivered events)
     conflicts: int = 0  # conditional writes lost to another file, merged again
+    rejected: int = 0  # profiles the table refused (ValidationException): that user's events are lost
     scheduled: int = 0  # generations scheduled after the settle window
     generated: int = 0  # content written by the model
     capped: int = 0  # content written by the offline template: hourly cap reached
@@ -112,6 +116,7 @@ class _MergeCounts:
     updated: int = 0
     unchanged: int = 0
     conflicts: int = 0
+    rejected: int = 0
     scheduled: int = 0
 
 
@@ -156,6 +161,7 @@ class Personalizer:
                 report.updated += counts.updated
                 report.unchanged += counts.unchanged
                 report.conflicts += counts.conflicts
+                report.rejected += counts.rejected
                 report.scheduled += counts.scheduled
         return report
 
@@ -178,7 +184,17 @@ class Personalizer:
                 # the file's retry schedules again; the other order could strand a pending profile.
                 self._schedule([activity.user_id], self.settings.settle_seconds)
                 report.scheduled += 1
-            if self.table.save_profile(profile, self.settings.ttl_seconds):
+            try:
+                saved = self.table.save_profile(profile, self.settings.ttl_seconds)
+            except ClientError as exc:
+                if error_code(exc) != "ValidationException":
+                    raise
+                # This user's profile cannot be stored (the table refused the item): the other
+                # users of the file are not held back by it, and a retry would fail the same way.
+                logger.error("a profile was rejected by the table", extra={"error_code": "ValidationException"})
+                report.rejected += 1
+                return report
+            if saved:
                 report.updated += 1
                 return report
             report.conflicts += 1

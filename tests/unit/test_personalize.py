@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from currents_personalizer.content import Content, Details, OutputPolicy
 from currents_personalizer.events import (
     CUSTOM_EVENT,
+    DEFAULT_EVENT_TYPES,
     EMAIL_CLICK,
     EMAIL_OPEN,
     PURCHASE,
@@ -345,3 +346,44 @@ def test_an_intent_event_during_a_generation_gets_its_own_generation(db: Any) ->
     assert [d for _, d in box.queue.sent] == [900]  # after the cooldown, in SQS's longest delays
     profile = box.table.get_profile(USER)
     assert profile is not None and profile.pending_since is not None
+
+
+def test_the_profile_item_stays_under_a_byte_budget_with_many_types_and_multibyte_text(db: Any) -> None:
+    types = frozenset(DEFAULT_EVENT_TYPES | {f"users.behaviors.x{i}" for i in range(14)})
+    box = Box(db, settings=Settings(event_types=types))
+    properties = orjson.dumps({str(i) + "\U0001f642" * 40: "\U0001f642" * 100 for i in range(8)}).decode()
+    for event_type in sorted(types):
+        records = [
+            {"id": f"{event_type}-{i}-" + "\U0001f642" * 300, "user_id": USER, "time": int(NOW) - i,
+             "name": "\U0001f642" * 200, "properties": properties}
+            for i in range(5)
+        ]  # fmt: skip
+        report = box.file(event_type, records)
+        assert report.updated == 1
+        item = box.item(PROFILE_PREFIX + USER)
+        assert len(item["profile"]["S"].encode()) <= 100_000
+    redelivered = box.file(sorted(types)[-1], records)
+    assert redelivered.unchanged == 1  # long event ids are still recognised
+
+
+def test_a_profile_the_table_rejects_fails_that_user_only(db: Any) -> None:
+    box = Box(db)
+    save = box.table.save_profile
+
+    def rejecting(profile: Any, ttl: int) -> bool:
+        if profile.user_id == "bad":
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "too large"}}, "PutItem")
+        return save(profile, ttl)
+
+    box.table.save_profile = rejecting  # type: ignore[method-assign]
+    report = box.file(PURCHASE, [event(PURCHASE, 1), event(PURCHASE, 2, user="bad")])
+    assert report.updated == 1 and report.rejected == 1
+    assert box.table.get_profile(USER) is not None
+
+
+def test_long_property_keys_do_not_collide() -> None:
+    from currents_personalizer.profile import _bounded
+
+    keys = ["a" * 40 + "_first", "a" * 40 + "_second"]
+    kept = _bounded({keys[0]: 1, keys[1]: 2})
+    assert len(kept) == 2 and sorted(kept.values()) == [1, 2] and all(len(k) <= 40 for k in kept)
