@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .content import DEFAULT_CONTENT, Content, OutputPolicy
-from .events import DEFAULT_EVENT_TYPES, DEFAULT_PASSIVE_TYPES, UserActivity, group_by_user
+from .events import DEFAULT_EVENT_TYPES, DEFAULT_PASSIVE_TYPES, RESERVED_USER_PREFIX, UserActivity, group_by_user
 from .generators import ContentGenerator
 from .profile import PER_TYPE, Profile, activity_of, merge
 from .store import StoredContent
@@ -88,6 +88,7 @@ class Report:
     duplicates: int = 0
     no_intent: int = 0
     future_clamped: int = 0
+    unattributed: int = 0  # records without an event id or a usable Braze user id
     users: int = 0
     updated: int = 0  # profiles written
     unchanged: int = 0  # nothing new for the user (redelivered events)
@@ -151,6 +152,7 @@ class Personalizer:
             duplicates=summary.duplicates,
             no_intent=summary.no_intent,
             future_clamped=summary.future_clamped,
+            unattributed=summary.unattributed,
             users=len(users),
         )
         if not users:
@@ -271,6 +273,6 @@ def _safe_default(fallback: ContentGenerator, activity: UserActivity, policy: Ou
 def decode_message(body: dict[str, Any]) -> str:
     """A generation message carries the user's Braze id and nothing else."""
     user_id = body.get("user_id")
-    if not isinstance(user_id, str) or not user_id:
+    if not isinstance(user_id, str) or not user_id or user_id.startswith(RESERVED_USER_PREFIX):
         raise ValueError("a generation message needs a user_id")
     return user_id

@@ -13,6 +13,7 @@ Each user's merged activity profile lives under ``#profile#<braze id>`` in the s
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,10 +23,13 @@ from typing import Any
 import orjson
 from botocore.exceptions import ClientError
 
+from .events import RESERVED_USER_PREFIX
 from .profile import Profile
 
+logger = logging.getLogger(__name__)
+
 EXTERNAL_ID_INDEX = "by-external-id"
-PROFILE_PREFIX = "#profile#"
+PROFILE_PREFIX = RESERVED_USER_PREFIX  # user ids with this prefix are refused when parsing
 BATCH_GET = 100  # BatchGetItem's limit
 
 
@@ -177,7 +181,8 @@ class ContentTable:
             item["scheduled_at"] = {"N": str(profile.scheduled_at)}
         try:
             if profile.version == 0:
-                self._db.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(user_id)")
+                # no profile yet (or an unreadable item without a version, replaced)
+                self._db.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(version)")
             else:
                 self._db.put_item(
                     TableName=self._table,
@@ -246,14 +251,25 @@ class ContentTable:
 
 
 def _profile(item: dict[str, Any]) -> Profile:
-    return Profile.from_json(
-        item["user_id"]["S"].removeprefix(PROFILE_PREFIX),
-        item["profile"]["S"],
-        version=int(item["version"]["N"]),
-        intent=int(item["intent"]["N"]) if "intent" in item else 0,
-        pending_since=int(item["pending_since"]["N"]) if "pending_since" in item else None,
-        scheduled_at=int(item["scheduled_at"]["N"]) if "scheduled_at" in item else None,
-    )
+    """The stored profile; an unreadable item reads as an empty profile at its version, so the next
+    merge replaces it instead of failing the file for every user in it."""
+    user_id = item["user_id"]["S"].removeprefix(PROFILE_PREFIX)
+    try:
+        return Profile.from_json(
+            user_id,
+            item["profile"]["S"],
+            version=int(item["version"]["N"]),
+            intent=int(item["intent"]["N"]) if "intent" in item else 0,
+            pending_since=int(item["pending_since"]["N"]) if "pending_since" in item else None,
+            scheduled_at=int(item["scheduled_at"]["N"]) if "scheduled_at" in item else None,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, orjson.JSONDecodeError):
+        logger.error("an unreadable profile item is replaced", extra={"error_code": "MalformedProfile"})
+        try:
+            version = int(item["version"]["N"])
+        except (KeyError, TypeError, ValueError):
+            version = 0
+        return Profile(user_id, version=version)
 
 
 def _json(value: Any) -> str:

@@ -25,7 +25,7 @@ from currents_personalizer.events import (
     UserActivity,
 )
 from currents_personalizer.generators import OfflineGenerator
-from currents_personalizer.personalize import Personalizer, Report, Settings
+from currents_personalizer.personalize import Personalizer, Report, Settings, decode_message
 from currents_personalizer.store import PROFILE_PREFIX, ContentTable
 from moto import mock_aws
 
@@ -387,3 +387,30 @@ def test_long_property_keys_do_not_collide() -> None:
     keys = ["a" * 40 + "_first", "a" * 40 + "_second"]
     kept = _bounded({keys[0]: 1, keys[1]: 2})
     assert len(kept) == 2 and sorted(kept.values()) == [1, 2] and all(len(k) <= 40 for k in kept)
+
+
+def test_a_user_id_shaped_like_a_profile_key_is_not_attributed(db: Any) -> None:
+    box = Box(db)
+    box.file(PURCHASE, [event(PURCHASE, 1)])
+    box.deliver()
+    before = box.item(PROFILE_PREFIX + USER)
+    report = box.file(CUSTOM_EVENT, [event(CUSTOM_EVENT, 1, user=PROFILE_PREFIX + USER), event(CUSTOM_EVENT, 2)])
+    assert report.unattributed == 1 and report.users == 1
+    assert box.item(PROFILE_PREFIX + PROFILE_PREFIX + USER) == {}  # nothing written under the odd id
+    assert box.table.get_profile(USER) is not None and before["profile"] != box.item(PROFILE_PREFIX + USER)["profile"]
+    with pytest.raises(ValueError):
+        decode_message({"user_id": PROFILE_PREFIX + USER})
+
+
+def test_a_malformed_profile_item_is_replaced_not_fatal(db: Any) -> None:
+    box = Box(db)
+    db.put_item(
+        TableName="content",
+        Item={"user_id": {"S": PROFILE_PREFIX + USER}, "profile": {"S": "not json"}, "version": {"N": "3"}},
+    )
+    db.put_item(TableName="content", Item={"user_id": {"S": PROFILE_PREFIX + "other"}, "content": {"S": "{}"}})
+    report = box.file(PURCHASE, [event(PURCHASE, 1), event(PURCHASE, 2, user="other")])
+    assert report.updated == 2 and report.scheduled == 2
+    profile = box.table.get_profile(USER)
+    assert profile is not None and set(profile.events) == {PURCHASE}
+    assert box.deliver().generated == 2
