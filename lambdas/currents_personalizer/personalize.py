@@ -34,7 +34,7 @@ CONFLICT_TRIES = 8
 
 class Table(Protocol):
     def get(self, user_id: str) -> StoredContent | None: ...
-    def claim(self, user_id: str, owner: str, seconds: int) -> bool: ...
+    def claim(self, user_id: str, owner: str, seconds: int, *, generated_before: int | None = None) -> bool: ...
     def put(
         self,
         *,
@@ -222,7 +222,10 @@ class Personalizer:
             self._schedule([user_id], wait)
             self.table.reschedule(user_id, profile.version, int(now) + min(wait, MAX_DELAY))
             return Outcome("deferred")
-        if not self.table.claim(user_id, owner, self.settings.claim_seconds):
+        # The claim holds only if no content was generated since the cooldown read (a duplicate
+        # message generating meanwhile): the model is not called twice for one period.
+        cutoff = int(now) - self.settings.cooldown_seconds
+        if not self.table.claim(user_id, owner, self.settings.claim_seconds, generated_before=cutoff):
             return Outcome("skipped_claimed")
         # One retry layer, bounded by the claim (another generation may take the user after it)
         # and by the caller's deadline (the function's remaining time).

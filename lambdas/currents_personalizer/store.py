@@ -64,22 +64,29 @@ class ContentTable:
         found = [c for c in (self._fresh(i) for i in result.get("Items", [])) if c is not None]
         return max(found, key=lambda c: c.generated_at) if found else None
 
-    def claim(self, user_id: str, owner: str, seconds: int) -> bool:
-        """Take the user for ``seconds``; False if another generation holds it. A claim on a user
-        without content expires (TTL) a day after the claim, so a failed generation leaves nothing."""
+    def claim(self, user_id: str, owner: str, seconds: int, *, generated_before: int | None = None) -> bool:
+        """Take the user for ``seconds``; False if another generation holds it, or (with
+        ``generated_before``) stored content newer than that (a duplicate generated meanwhile). A
+        claim on a user without content expires (TTL) a day after the claim, so a failed generation
+        leaves nothing."""
         now = int(self._clock())
+        condition = "(attribute_not_exists(claim_until) OR claim_until < :now OR claim_owner = :o)"
+        values: dict[str, Any] = {
+            ":o": {"S": owner},
+            ":u": {"N": str(now + seconds)},
+            ":now": {"N": str(now)},
+            ":e": {"N": str(now + 86_400)},
+        }
+        if generated_before is not None:
+            condition += " AND (attribute_not_exists(generated_at) OR generated_at <= :g)"
+            values[":g"] = {"N": str(generated_before)}
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"user_id": {"S": user_id}},
                 UpdateExpression="SET claim_owner = :o, claim_until = :u, expires_at = if_not_exists(expires_at, :e)",
-                ConditionExpression="attribute_not_exists(claim_until) OR claim_until < :now OR claim_owner = :o",
-                ExpressionAttributeValues={
-                    ":o": {"S": owner},
-                    ":u": {"N": str(now + seconds)},
-                    ":now": {"N": str(now)},
-                    ":e": {"N": str(now + 86_400)},
-                },
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if _conditional(exc):

@@ -25,7 +25,7 @@ from currents_personalizer.events import (
     UserActivity,
 )
 from currents_personalizer.generators import OfflineGenerator
-from currents_personalizer.personalize import Personalizer, Report, Settings, decode_message
+from currents_personalizer.personalize import Outcome, Personalizer, Report, Settings, decode_message
 from currents_personalizer.store import PROFILE_PREFIX, ContentTable
 from moto import mock_aws
 
@@ -414,3 +414,21 @@ def test_a_malformed_profile_item_is_replaced_not_fatal(db: Any) -> None:
     profile = box.table.get_profile(USER)
     assert profile is not None and set(profile.events) == {PURCHASE}
     assert box.deliver().generated == 2
+
+
+def test_a_duplicate_message_racing_past_the_cooldown_check_does_not_call_the_model_again(db: Any) -> None:
+    box = Box(db)
+    other = Box(db, generator=box.generator)
+    box.file(PURCHASE, [event(PURCHASE, 1)])
+    claim = box.table.claim
+
+    def racing_claim(user_id: str, owner: str, seconds: int, **kw: Any) -> bool:
+        # SQS delivered the message twice: the other copy generates between this one's cooldown
+        # read and its claim.
+        other.clock.now = box.clock.now
+        assert other.personalizer.generate(user_id, "other") == Outcome("generated")
+        return claim(user_id, owner, seconds, **kw)
+
+    box.table.claim = racing_claim  # type: ignore[method-assign]
+    assert box.deliver().skipped_claimed == 1
+    assert len(box.generator.calls) == 1
