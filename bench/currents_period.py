@@ -166,6 +166,7 @@ class MemoryTable:
     def __init__(self, clock: Any) -> None:
         self.content: dict[str, Any] = {}
         self.profiles: dict[str, tuple[str, int, int | None, int | None]] = {}
+        self.intents: dict[str, int] = {}
         self.claims: dict[str, tuple[str, float]] = {}
         self.clock = clock
         self.lock = threading.Lock()
@@ -173,10 +174,13 @@ class MemoryTable:
     def get(self, user_id: str) -> Any:
         return self.content.get(user_id)
 
-    def claim(self, user_id: str, owner: str, seconds: int) -> bool:
+    def claim(self, user_id: str, owner: str, seconds: int, *, generated_before: int | None = None) -> bool:
         with self.lock:
             holder = self.claims.get(user_id)
             if holder and holder[0] != owner and holder[1] >= self.clock():
+                return False
+            stored = self.content.get(user_id)
+            if generated_before is not None and stored is not None and stored.generated_at > generated_before:
                 return False
             self.claims[user_id] = (owner, self.clock() + seconds)
             return True
@@ -207,7 +211,10 @@ class MemoryTable:
         if found is None:
             return None
         text, version, pending, scheduled = found
-        return Profile.from_json(user_id, text, version=version, pending_since=pending, scheduled_at=scheduled)
+        return Profile.from_json(
+            user_id, text, version=version, pending_since=pending, scheduled_at=scheduled,
+            intent=self.intents.get(user_id, 0),
+        )  # fmt: skip
 
     def get_profiles(self, user_ids: Any) -> dict[str, Any]:
         return {u: p for u in user_ids if (p := self.get_profile(u)) is not None}
@@ -218,6 +225,7 @@ class MemoryTable:
             if (current[1] if current else 0) != profile.version:
                 return False
             profile.version += 1
+            self.intents[profile.user_id] = profile.intent
             self.profiles[profile.user_id] = (
                 profile.to_json(),
                 profile.version,
@@ -226,12 +234,12 @@ class MemoryTable:
             )
             return True
 
-    def settle(self, user_id: str, version: int) -> bool:
+    def settle(self, user_id: str, intent: int) -> bool:
         with self.lock:
             text, current, _, _ = self.profiles[user_id]
-            if current != version:
+            if self.intents.get(user_id, 0) != intent:
                 return False
-            self.profiles[user_id] = (text, current, None, None)
+            self.profiles[user_id] = (text, current + 1, None, None)
             return True
 
     def reschedule(self, user_id: str, version: int, at: int) -> bool:

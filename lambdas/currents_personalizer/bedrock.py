@@ -86,6 +86,8 @@ class BedrockGenerator:
     def generate(self, activity: UserActivity, *, deadline: float | None = None) -> Content:
         request = self._request(activity)
         for malformed_tries in range(2):  # malformed or refused output gets one more try
+            if malformed_tries and not self._time_left(deadline):
+                break  # no time for another attempt: the offline content instead
             text = self._converse(request, deadline)
             content = _parse(text)
             if content is not None and not self._policy.violations(content):
@@ -112,6 +114,8 @@ class BedrockGenerator:
 
     def _converse(self, request: dict[str, Any], deadline: float | None) -> str:
         for attempt in range(1, self._max_attempts + 1):
+            if not self._time_left(deadline):  # checked before every attempt, the first one too
+                raise TimeoutError("no time left for a model call before the deadline")
             try:
                 self.calls += 1
                 response = self._client.converse(**request)
@@ -130,6 +134,10 @@ class BedrockGenerator:
             parts = response.get("output", {}).get("message", {}).get("content", [])
             return "".join(p.get("text", "") for p in parts if isinstance(p, dict))
         raise AssertionError("unreachable")
+
+    def _time_left(self, deadline: float | None) -> bool:
+        """Whether one whole attempt (its read timeout) fits before the deadline."""
+        return deadline is None or self._clock() + ATTEMPT_SECONDS <= deadline
 
 
 def _parse(text: str) -> Content | None:

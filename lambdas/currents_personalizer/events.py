@@ -59,6 +59,9 @@ class CurrentsEvent:
         return _properties(self.properties_json)
 
 
+RESERVED_USER_PREFIX = "#profile#"  # the content table's profile keys: never a user id
+
+
 def parse_event(record: dict[str, Any], event_type: str) -> CurrentsEvent | None:
     """A record as an event, or None when it cannot be attributed to an event id and a user."""
     get = record.get
@@ -66,6 +69,8 @@ def parse_event(record: dict[str, Any], event_type: str) -> CurrentsEvent | None
     user_id = get("user_id")
     if type(event_id) is not str or not event_id or type(user_id) is not str or not user_id:
         return None
+    if user_id.startswith(RESERVED_USER_PREFIX):
+        return None  # would address another user's profile item
     external = get("external_user_id")
     # Campaign and canvas names are the sender's internal labels, never what the user enjoyed.
     name = get("name") or get("product_id")

@@ -10,6 +10,7 @@ only content that was written.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -20,10 +21,12 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .content import DEFAULT_CONTENT, Content, OutputPolicy
-from .events import DEFAULT_EVENT_TYPES, DEFAULT_PASSIVE_TYPES, UserActivity, group_by_user
+from .events import DEFAULT_EVENT_TYPES, DEFAULT_PASSIVE_TYPES, RESERVED_USER_PREFIX, UserActivity, group_by_user
 from .generators import ContentGenerator
 from .profile import PER_TYPE, Profile, activity_of, merge
 from .store import StoredContent
+
+logger = logging.getLogger(__name__)
 
 MAX_DELAY = 900  # SQS's longest message delay
 CONFLICT_TRIES = 8
@@ -31,7 +34,7 @@ CONFLICT_TRIES = 8
 
 class Table(Protocol):
     def get(self, user_id: str) -> StoredContent | None: ...
-    def claim(self, user_id: str, owner: str, seconds: int) -> bool: ...
+    def claim(self, user_id: str, owner: str, seconds: int, *, generated_before: int | None = None) -> bool: ...
     def put(
         self,
         *,
@@ -47,7 +50,7 @@ class Table(Protocol):
     def get_profile(self, user_id: str) -> Profile | None: ...
     def get_profiles(self, user_ids: Iterable[str]) -> dict[str, Profile]: ...
     def save_profile(self, profile: Profile, ttl_seconds: int) -> bool: ...
-    def settle(self, user_id: str, version: int) -> bool: ...
+    def settle(self, user_id: str, intent: int) -> bool: ...
     def reschedule(self, user_id: str, version: int, at: int) -> bool: ...
 
 
@@ -85,10 +88,12 @@ class Report:
     duplicates: int = 0
     no_intent: int = 0
     future_clamped: int = 0
+    unattributed: int = 0  # records without an event id or a usable Braze user id
     users: int = 0
     updated: int = 0  # profiles written
     unchanged: int = 0  # nothing new for the user (redelivered events)
     conflicts: int = 0  # conditional writes lost to another file, merged again
+    rejected: int = 0  # profiles the table refused (ValidationException): that user's events are lost
     scheduled: int = 0  # generations scheduled after the settle window
     generated: int = 0  # content written by the model
     capped: int = 0  # content written by the offline template: hourly cap reached
@@ -112,6 +117,7 @@ class _MergeCounts:
     updated: int = 0
     unchanged: int = 0
     conflicts: int = 0
+    rejected: int = 0
     scheduled: int = 0
 
 
@@ -146,6 +152,7 @@ class Personalizer:
             duplicates=summary.duplicates,
             no_intent=summary.no_intent,
             future_clamped=summary.future_clamped,
+            unattributed=summary.unattributed,
             users=len(users),
         )
         if not users:
@@ -156,6 +163,7 @@ class Personalizer:
                 report.updated += counts.updated
                 report.unchanged += counts.unchanged
                 report.conflicts += counts.conflicts
+                report.rejected += counts.rejected
                 report.scheduled += counts.scheduled
         return report
 
@@ -178,7 +186,17 @@ class Personalizer:
                 # the file's retry schedules again; the other order could strand a pending profile.
                 self._schedule([activity.user_id], self.settings.settle_seconds)
                 report.scheduled += 1
-            if self.table.save_profile(profile, self.settings.ttl_seconds):
+            try:
+                saved = self.table.save_profile(profile, self.settings.ttl_seconds)
+            except ClientError as exc:
+                if error_code(exc) != "ValidationException":
+                    raise
+                # This user's profile cannot be stored (the table refused the item): the other
+                # users of the file are not held back by it, and a retry would fail the same way.
+                logger.error("a profile was rejected by the table", extra={"error_code": "ValidationException"})
+                report.rejected += 1
+                return report
+            if saved:
                 report.updated += 1
                 return report
             report.conflicts += 1
@@ -204,7 +222,10 @@ class Personalizer:
             self._schedule([user_id], wait)
             self.table.reschedule(user_id, profile.version, int(now) + min(wait, MAX_DELAY))
             return Outcome("deferred")
-        if not self.table.claim(user_id, owner, self.settings.claim_seconds):
+        # The claim holds only if no content was generated since the cooldown read (a duplicate
+        # message generating meanwhile): the model is not called twice for one period.
+        cutoff = int(now) - self.settings.cooldown_seconds
+        if not self.table.claim(user_id, owner, self.settings.claim_seconds, generated_before=cutoff):
             return Outcome("skipped_claimed")
         # One retry layer, bounded by the claim (another generation may take the user after it)
         # and by the caller's deadline (the function's remaining time).
@@ -232,8 +253,8 @@ class Personalizer:
             ttl_seconds=self.settings.ttl_seconds,
             source_version=profile.version,
         )
-        if not self.table.settle(user_id, profile.version):
-            # Events arrived while generating: they get their own generation after the cooldown.
+        if not self.table.settle(user_id, profile.intent):
+            # Events of intent arrived while generating: they get their own generation after the cooldown.
             self._schedule([user_id], self.settings.cooldown_seconds)
         return Outcome(outcome if written else "superseded")
 
@@ -255,6 +276,6 @@ def _safe_default(fallback: ContentGenerator, activity: UserActivity, policy: Ou
 def decode_message(body: dict[str, Any]) -> str:
     """A generation message carries the user's Braze id and nothing else."""
     user_id = body.get("user_id")
-    if not isinstance(user_id, str) or not user_id:
+    if not isinstance(user_id, str) or not user_id or user_id.startswith(RESERVED_USER_PREFIX):
         raise ValueError("a generation message needs a user_id")
     return user_id

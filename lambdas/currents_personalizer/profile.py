@@ -13,6 +13,7 @@ nothing.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +36,10 @@ PER_TYPE = 5  # newest events kept per event type
 SEEN_IDS = 1000  # event ids remembered for redeliveries
 MAX_PROPERTIES = 8
 MAX_TEXT = 100
+MAX_KEY = 40  # characters of a property name
+MAX_ID = 64  # characters of an event id; a longer id is kept as a digest
+PROFILE_BYTES = 100_000  # the encoded profile's budget, far below DynamoDB's 400 KB item limit
+EVENTS_BYTES = 60_000  # of which the kept events (the rest: the ids seen)
 
 # What each event type means for the customer, as the model and the offline template read it.
 _ACTION = {
@@ -55,6 +60,7 @@ class Profile:
     seen: list[str] = field(default_factory=list)  # oldest first, bounded
     newest_time: int = 0
     version: int = 0  # bumped on every write: the conditional-write token
+    intent: int = 0  # bumped only by merges with a new event of intent: what a generation settles
     pending_since: int | None = None  # receive time of the first new intent since the last generation
     scheduled_at: int | None = None
 
@@ -68,7 +74,7 @@ class Profile:
 
     @classmethod
     def from_json(cls, user_id: str, text: str, *, version: int, pending_since: int | None,
-                  scheduled_at: int | None) -> Profile:  # fmt: skip
+                  scheduled_at: int | None, intent: int = 0) -> Profile:  # fmt: skip
         data = orjson.loads(text)
         return cls(
             user_id=user_id,
@@ -77,6 +83,7 @@ class Profile:
             seen=list(data.get("s", [])),
             newest_time=int(data.get("n", 0)),
             version=version,
+            intent=intent,
             pending_since=pending_since,
             scheduled_at=scheduled_at,
         )
@@ -104,11 +111,12 @@ def merge(
     if activity.external_id:
         profile.external_id = activity.external_id
     for event in activity.events:
-        if event.id in seen:
+        key = event_key(event.id)
+        if key in seen:
             continue
-        seen.add(event.id)
-        profile.seen.append(event.id)
-        profile.events.setdefault(event.event_type, []).append(_compact(event))
+        seen.add(key)
+        profile.seen.append(key)
+        profile.events.setdefault(event.event_type, []).append(_compact(event, key))
         profile.newest_time = max(profile.newest_time, event.time)
         new += 1
         if event.event_type not in passive_types:
@@ -117,6 +125,9 @@ def merge(
         events.sort(key=lambda e: (e["time"], e["id"]), reverse=True)
         del events[PER_TYPE:]
     del profile.seen[:-SEEN_IDS]
+    _fit(profile)
+    if triggering:
+        profile.intent += 1
     schedule = False
     if triggering and profile.pending_since is None:
         profile.pending_since = now
@@ -128,8 +139,40 @@ def merge(
     return Merge(new, triggering, schedule)
 
 
-def _compact(event: CurrentsEvent) -> dict[str, Any]:
-    item: dict[str, Any] = {"id": event.id, "time": event.time}
+def event_key(event_id: str) -> str:
+    """The id a profile remembers: short ids as they are, a long one as a stable digest."""
+    if len(event_id) <= MAX_ID:
+        return event_id
+    return "#" + hashlib.sha256(event_id.encode()).hexdigest()[:40]
+
+
+def _size(value: Any) -> int:
+    return len(orjson.dumps(value))  # UTF-8 bytes
+
+
+def _fit(profile: Profile) -> None:
+    """Drop the oldest events, then the oldest seen ids, until the profile fits its byte budget."""
+    sizes = {(t, e["id"]): _size(e) for t, events in profile.events.items() for e in events}
+    total = sum(sizes.values())
+    if total > EVENTS_BYTES:
+        for event in sorted(profile.recent(), key=lambda e: (e["time"], e["id"])):
+            if total <= EVENTS_BYTES:
+                break
+            kept = profile.events[event["type"]]
+            kept[:] = [e for e in kept if e["id"] != event["id"]]
+            total -= sizes[(event["type"], event["id"])]
+        for event_type in [t for t, events in profile.events.items() if not events]:
+            del profile.events[event_type]
+    excess = len(profile.to_json().encode()) - PROFILE_BYTES
+    drop = 0
+    while excess > 0 and drop < len(profile.seen):
+        excess -= _size(profile.seen[drop]) + 1
+        drop += 1
+    del profile.seen[:drop]
+
+
+def _compact(event: CurrentsEvent, key: str) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": key, "time": event.time}
     if event.name and event.event_type in (CUSTOM_EVENT, PURCHASE):
         item["about"] = event.name[:MAX_TEXT]
     properties = _bounded(event.properties())
@@ -145,10 +188,18 @@ def _bounded(properties: dict[str, Any]) -> dict[str, Any]:
         if len(kept) == MAX_PROPERTIES:
             break
         if isinstance(value, bool | int | float):
-            kept[str(key)[:40]] = value
+            kept[_key(str(key))] = value
         elif isinstance(value, str) and value:
-            kept[str(key)[:40]] = value[:MAX_TEXT]
+            kept[_key(str(key))] = value[:MAX_TEXT]
     return kept
+
+
+def _key(key: str) -> str:
+    """A property name of at most ``MAX_KEY`` characters; long names keep a digest, so two long
+    names with the same beginning stay two properties."""
+    if len(key) <= MAX_KEY:
+        return key
+    return key[: MAX_KEY - 9] + "~" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 def describe(events: Iterable[CurrentsEvent]) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ Each user's merged activity profile lives under ``#profile#<braze id>`` in the s
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,10 +23,13 @@ from typing import Any
 import orjson
 from botocore.exceptions import ClientError
 
+from .events import RESERVED_USER_PREFIX
 from .profile import Profile
 
+logger = logging.getLogger(__name__)
+
 EXTERNAL_ID_INDEX = "by-external-id"
-PROFILE_PREFIX = "#profile#"
+PROFILE_PREFIX = RESERVED_USER_PREFIX  # user ids with this prefix are refused when parsing
 BATCH_GET = 100  # BatchGetItem's limit
 
 
@@ -60,22 +64,29 @@ class ContentTable:
         found = [c for c in (self._fresh(i) for i in result.get("Items", [])) if c is not None]
         return max(found, key=lambda c: c.generated_at) if found else None
 
-    def claim(self, user_id: str, owner: str, seconds: int) -> bool:
-        """Take the user for ``seconds``; False if another generation holds it. A claim on a user
-        without content expires (TTL) a day after the claim, so a failed generation leaves nothing."""
+    def claim(self, user_id: str, owner: str, seconds: int, *, generated_before: int | None = None) -> bool:
+        """Take the user for ``seconds``; False if another generation holds it, or (with
+        ``generated_before``) stored content newer than that (a duplicate generated meanwhile). A
+        claim on a user without content expires (TTL) a day after the claim, so a failed generation
+        leaves nothing."""
         now = int(self._clock())
+        condition = "(attribute_not_exists(claim_until) OR claim_until < :now OR claim_owner = :o)"
+        values: dict[str, Any] = {
+            ":o": {"S": owner},
+            ":u": {"N": str(now + seconds)},
+            ":now": {"N": str(now)},
+            ":e": {"N": str(now + 86_400)},
+        }
+        if generated_before is not None:
+            condition += " AND (attribute_not_exists(generated_at) OR generated_at <= :g)"
+            values[":g"] = {"N": str(generated_before)}
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"user_id": {"S": user_id}},
                 UpdateExpression="SET claim_owner = :o, claim_until = :u, expires_at = if_not_exists(expires_at, :e)",
-                ConditionExpression="attribute_not_exists(claim_until) OR claim_until < :now OR claim_owner = :o",
-                ExpressionAttributeValues={
-                    ":o": {"S": owner},
-                    ":u": {"N": str(now + seconds)},
-                    ":now": {"N": str(now)},
-                    ":e": {"N": str(now + 86_400)},
-                },
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if _conditional(exc):
@@ -168,6 +179,7 @@ class ContentTable:
             "user_id": {"S": PROFILE_PREFIX + profile.user_id},
             "profile": {"S": profile.to_json()},
             "version": {"N": str(profile.version + 1)},
+            "intent": {"N": str(profile.intent)},
             "expires_at": {"N": str(now + ttl_seconds)},
         }
         if profile.pending_since is not None:
@@ -176,7 +188,8 @@ class ContentTable:
             item["scheduled_at"] = {"N": str(profile.scheduled_at)}
         try:
             if profile.version == 0:
-                self._db.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(user_id)")
+                # no profile yet (or an unreadable item without a version, replaced)
+                self._db.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(version)")
             else:
                 self._db.put_item(
                     TableName=self._table,
@@ -191,16 +204,19 @@ class ContentTable:
         profile.version += 1
         return True
 
-    def settle(self, user_id: str, version: int) -> bool:
-        """A generation read the profile at ``version``: it is no longer pending. False when new
-        events were merged since (the profile stays pending for the next generation)."""
+    def settle(self, user_id: str, intent: int) -> bool:
+        """A generation read the profile at intent count ``intent``: it is no longer pending. False
+        when new events of intent were merged since (the profile stays pending for the next
+        generation); passive events merged meanwhile are already in the profile and need none.
+        Bumps the version, so a writer that read the profile as pending re-reads it."""
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key={"user_id": {"S": PROFILE_PREFIX + user_id}},
-                UpdateExpression="REMOVE pending_since, scheduled_at",
-                ConditionExpression="version = :v",
-                ExpressionAttributeValues={":v": {"N": str(version)}},
+                UpdateExpression="REMOVE pending_since, scheduled_at SET version = version + :one",
+                ConditionExpression="attribute_exists(version) AND "
+                + ("(attribute_not_exists(intent) OR intent = :i)" if intent == 0 else "intent = :i"),
+                ExpressionAttributeValues={":i": {"N": str(intent)}, ":one": {"N": "1"}},
             )
         except ClientError as exc:
             if _conditional(exc):
@@ -242,13 +258,25 @@ class ContentTable:
 
 
 def _profile(item: dict[str, Any]) -> Profile:
-    return Profile.from_json(
-        item["user_id"]["S"].removeprefix(PROFILE_PREFIX),
-        item["profile"]["S"],
-        version=int(item["version"]["N"]),
-        pending_since=int(item["pending_since"]["N"]) if "pending_since" in item else None,
-        scheduled_at=int(item["scheduled_at"]["N"]) if "scheduled_at" in item else None,
-    )
+    """The stored profile; an unreadable item reads as an empty profile at its version, so the next
+    merge replaces it instead of failing the file for every user in it."""
+    user_id = item["user_id"]["S"].removeprefix(PROFILE_PREFIX)
+    try:
+        return Profile.from_json(
+            user_id,
+            item["profile"]["S"],
+            version=int(item["version"]["N"]),
+            intent=int(item["intent"]["N"]) if "intent" in item else 0,
+            pending_since=int(item["pending_since"]["N"]) if "pending_since" in item else None,
+            scheduled_at=int(item["scheduled_at"]["N"]) if "scheduled_at" in item else None,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, orjson.JSONDecodeError):
+        logger.error("an unreadable profile item is replaced", extra={"error_code": "MalformedProfile"})
+        try:
+            version = int(item["version"]["N"])
+        except (KeyError, TypeError, ValueError):
+            version = 0
+        return Profile(user_id, version=version)
 
 
 def _json(value: Any) -> str:

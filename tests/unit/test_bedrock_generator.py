@@ -153,3 +153,27 @@ def test_other_errors_are_not_swallowed(client: Any, activity: Any) -> None:
     client.stub.add_client_error("converse", "AccessDeniedException", http_status_code=403)
     with pytest.raises(Exception, match="AccessDenied"):
         generator(client).generate(activity)
+
+
+def test_the_retry_after_malformed_output_respects_the_deadline(client: Any, activity: Any) -> None:
+    now = [1000.0]
+
+    def slow_reply(**request: Any) -> dict[str, Any]:
+        now[0] += 20.0  # the first answer took most of the time left
+        return reply("I cannot do JSON today")
+
+    client.converse = slow_reply
+    gen = BedrockGenerator(
+        client, MODEL, fallback=OfflineGenerator(), policy=OutputPolicy(), sleep=lambda s: None, clock=lambda: now[0]
+    )
+    content = gen.generate(activity, deadline=1000.0 + ATTEMPT_SECONDS + 10)
+    assert gen.calls == 1 and content == OfflineGenerator().generate(activity) and gen.fallbacks == 1
+
+
+def test_no_call_starts_without_an_attempts_time_left(client: Any, activity: Any) -> None:
+    gen = BedrockGenerator(
+        client, MODEL, fallback=OfflineGenerator(), policy=OutputPolicy(), sleep=lambda s: None, clock=lambda: 1000.0
+    )
+    with pytest.raises(TimeoutError):
+        gen.generate(activity, deadline=1000.0 + ATTEMPT_SECONDS - 1)
+    assert gen.calls == 0

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from currents_personalizer.content import Content, Details, OutputPolicy
 from currents_personalizer.events import (
     CUSTOM_EVENT,
+    DEFAULT_EVENT_TYPES,
     EMAIL_CLICK,
     EMAIL_OPEN,
     PURCHASE,
@@ -24,7 +25,7 @@ from currents_personalizer.events import (
     UserActivity,
 )
 from currents_personalizer.generators import OfflineGenerator
-from currents_personalizer.personalize import Personalizer, Report, Settings
+from currents_personalizer.personalize import Outcome, Personalizer, Report, Settings, decode_message
 from currents_personalizer.store import PROFILE_PREFIX, ContentTable
 from moto import mock_aws
 
@@ -313,3 +314,121 @@ def test_a_session_start_file_an_hour_later_does_not_overwrite_the_content(db: A
     report = box.file(SESSION_START, [event(SESSION_START, 9, time=int(box.clock.now) - 5)])
     assert report.updated == 1 and report.scheduled == 0 and box.deliver() == Report()
     assert box.table.get(USER) == before
+
+
+def test_a_passive_event_during_a_generation_schedules_no_second_generation(db: Any) -> None:
+    box = Box(db)
+    box.file(PURCHASE, [event(PURCHASE, 1)])
+    generate = box.generator.generate
+
+    def while_generating(activity: UserActivity, *, deadline: float | None = None) -> Content:
+        box.file(SESSION_START, [event(SESSION_START, 1)])  # a passive write lands mid-generation
+        return generate(activity, deadline=deadline)
+
+    box.generator.generate = while_generating  # type: ignore[method-assign]
+    assert box.deliver().generated == 1
+    assert box.queue.sent == []  # nothing of intent arrived: no second generation
+    profile = box.table.get_profile(USER)
+    assert profile is not None and profile.pending_since is None and SESSION_START in profile.events
+
+
+def test_an_intent_event_during_a_generation_gets_its_own_generation(db: Any) -> None:
+    box = Box(db)
+    box.file(PURCHASE, [event(PURCHASE, 1)])
+    generate = box.generator.generate
+
+    def while_generating(activity: UserActivity, *, deadline: float | None = None) -> Content:
+        box.file(CUSTOM_EVENT, [event(CUSTOM_EVENT, 1)])
+        return generate(activity, deadline=deadline)
+
+    box.generator.generate = while_generating  # type: ignore[method-assign]
+    assert box.deliver().generated == 1
+    assert [d for _, d in box.queue.sent] == [900]  # after the cooldown, in SQS's longest delays
+    profile = box.table.get_profile(USER)
+    assert profile is not None and profile.pending_since is not None
+
+
+def test_the_profile_item_stays_under_a_byte_budget_with_many_types_and_multibyte_text(db: Any) -> None:
+    types = frozenset(DEFAULT_EVENT_TYPES | {f"users.behaviors.x{i}" for i in range(14)})
+    box = Box(db, settings=Settings(event_types=types))
+    properties = orjson.dumps({str(i) + "\U0001f642" * 40: "\U0001f642" * 100 for i in range(8)}).decode()
+    for event_type in sorted(types):
+        records = [
+            {"id": f"{event_type}-{i}-" + "\U0001f642" * 300, "user_id": USER, "time": int(NOW) - i,
+             "name": "\U0001f642" * 200, "properties": properties}
+            for i in range(5)
+        ]  # fmt: skip
+        report = box.file(event_type, records)
+        assert report.updated == 1
+        item = box.item(PROFILE_PREFIX + USER)
+        assert len(item["profile"]["S"].encode()) <= 100_000
+    redelivered = box.file(sorted(types)[-1], records)
+    assert redelivered.unchanged == 1  # long event ids are still recognised
+
+
+def test_a_profile_the_table_rejects_fails_that_user_only(db: Any) -> None:
+    box = Box(db)
+    save = box.table.save_profile
+
+    def rejecting(profile: Any, ttl: int) -> bool:
+        if profile.user_id == "bad":
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "too large"}}, "PutItem")
+        return save(profile, ttl)
+
+    box.table.save_profile = rejecting  # type: ignore[method-assign]
+    report = box.file(PURCHASE, [event(PURCHASE, 1), event(PURCHASE, 2, user="bad")])
+    assert report.updated == 1 and report.rejected == 1
+    assert box.table.get_profile(USER) is not None
+
+
+def test_long_property_keys_do_not_collide() -> None:
+    from currents_personalizer.profile import _bounded
+
+    keys = ["a" * 40 + "_first", "a" * 40 + "_second"]
+    kept = _bounded({keys[0]: 1, keys[1]: 2})
+    assert len(kept) == 2 and sorted(kept.values()) == [1, 2] and all(len(k) <= 40 for k in kept)
+
+
+def test_a_user_id_shaped_like_a_profile_key_is_not_attributed(db: Any) -> None:
+    box = Box(db)
+    box.file(PURCHASE, [event(PURCHASE, 1)])
+    box.deliver()
+    before = box.item(PROFILE_PREFIX + USER)
+    report = box.file(CUSTOM_EVENT, [event(CUSTOM_EVENT, 1, user=PROFILE_PREFIX + USER), event(CUSTOM_EVENT, 2)])
+    assert report.unattributed == 1 and report.users == 1
+    assert box.item(PROFILE_PREFIX + PROFILE_PREFIX + USER) == {}  # nothing written under the odd id
+    assert box.table.get_profile(USER) is not None and before["profile"] != box.item(PROFILE_PREFIX + USER)["profile"]
+    with pytest.raises(ValueError):
+        decode_message({"user_id": PROFILE_PREFIX + USER})
+
+
+def test_a_malformed_profile_item_is_replaced_not_fatal(db: Any) -> None:
+    box = Box(db)
+    db.put_item(
+        TableName="content",
+        Item={"user_id": {"S": PROFILE_PREFIX + USER}, "profile": {"S": "not json"}, "version": {"N": "3"}},
+    )
+    db.put_item(TableName="content", Item={"user_id": {"S": PROFILE_PREFIX + "other"}, "content": {"S": "{}"}})
+    report = box.file(PURCHASE, [event(PURCHASE, 1), event(PURCHASE, 2, user="other")])
+    assert report.updated == 2 and report.scheduled == 2
+    profile = box.table.get_profile(USER)
+    assert profile is not None and set(profile.events) == {PURCHASE}
+    assert box.deliver().generated == 2
+
+
+def test_a_duplicate_message_racing_past_the_cooldown_check_does_not_call_the_model_again(db: Any) -> None:
+    box = Box(db)
+    other = Box(db, generator=box.generator)
+    box.file(PURCHASE, [event(PURCHASE, 1)])
+    claim = box.table.claim
+
+    def racing_claim(user_id: str, owner: str, seconds: int, **kw: Any) -> bool:
+        # SQS delivered the message twice: the other copy generates between this one's cooldown
+        # read and its claim.
+        other.clock.now = box.clock.now
+        assert other.personalizer.generate(user_id, "other") == Outcome("generated")
+        return claim(user_id, owner, seconds, **kw)
+
+    box.table.claim = racing_claim  # type: ignore[method-assign]
+    assert box.deliver().skipped_claimed == 1
+    assert len(box.generator.calls) == 1
