@@ -159,6 +159,10 @@ class HttpDownload:
                 self.retries += 1
                 self.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)))
                 continue
+            if response.status_code == 416 and offset and _unsatisfiable_total(response) == offset:
+                # Resumed exactly at the end (the last part was a full one): nothing is left to read.
+                response.close()  # S3's 416 carries an XML error body: never part of the file
+                return httpx.Response(416, headers={"content-range": f"bytes */{offset}"}, stream=httpx.ByteStream(b""))
             if response.status_code == 412:
                 response.close()
                 raise PermanentFailure("the staged file changed during the copy (its ETag no longer matches)")
@@ -177,6 +181,12 @@ class HttpDownload:
             self._policy.check("url", url)
         except BadRequest as exc:
             raise PermanentFailure(f"download refused: {exc.problem}") from None
+
+
+def _unsatisfiable_total(response: httpx.Response) -> int | None:
+    """The size a 416 reports (``Content-Range: bytes */N``), if it does."""
+    unit, _, total = response.headers.get("content-range", "").partition(" */")
+    return int(total) if unit.strip().lower() == "bytes" and total.isdigit() else None
 
 
 def _total_size(response: httpx.Response, offset: int) -> int | None:
