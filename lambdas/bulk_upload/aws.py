@@ -234,6 +234,26 @@ class _Chunks(Iterator[bytes]):
         self._response.close()
 
 
+# 4xx answers that a retry can change: the rest (KeyTooLongError, InvalidArgument, AccessDenied,
+# NoSuchBucket...) fail the same way every time, so they fail the job at once.
+_RETRYABLE_S3_CODES = frozenset(
+    {"RequestTimeout", "RequestTimeTooSkewed", "SlowDown", "Throttling", "ThrottlingException", "TooManyRequests",
+     "RequestLimitExceeded", "ExpiredToken", "ExpiredTokenException", "OperationAborted"}
+)  # fmt: skip
+
+
+def _s3_call(call: Callable[..., Any], **kwargs: Any) -> Any:
+    try:
+        return call(**kwargs)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        code = str(error.get("Code") or "")
+        if 400 <= status < 500 and status not in TRANSIENT_STATUS and code not in _RETRYABLE_S3_CODES:
+            raise PermanentFailure(f"S3 refused {exc.operation_name}: {code} (HTTP {status})") from exc
+        raise
+
+
 class S3Target:
     def __init__(self, s3: Any, bucket: str, *, job_id: str) -> None:
         self._s3 = s3
@@ -242,8 +262,13 @@ class S3Target:
 
     def start(self, key: str, *, content_type: str, content_encoding: str | None) -> _S3Upload:
         extra = {"ContentEncoding": content_encoding} if content_encoding else {}
-        upload = self._s3.create_multipart_upload(
-            Bucket=self._bucket, Key=key, ContentType=content_type, Metadata={"job-id": self._job_id}, **extra
+        upload = _s3_call(
+            self._s3.create_multipart_upload,
+            Bucket=self._bucket,
+            Key=key,
+            ContentType=content_type,
+            Metadata={"job-id": self._job_id},
+            **extra,
         )
         return _S3Upload(self._s3, self._bucket, key, upload["UploadId"])
 
@@ -257,13 +282,19 @@ class _S3Upload:
         self.upload_id = upload_id
 
     def part(self, data: bytes | bytearray | memoryview, number: int) -> str:
-        result = self._s3.upload_part(
-            Bucket=self._bucket, Key=self._key, UploadId=self.upload_id, PartNumber=number, Body=_Body(data)
+        result = _s3_call(
+            self._s3.upload_part,
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=_Body(data),
         )
         return str(result["ETag"])
 
     def complete(self, parts: list[tuple[int, str]]) -> str | None:
-        result = self._s3.complete_multipart_upload(
+        result = _s3_call(
+            self._s3.complete_multipart_upload,
             Bucket=self._bucket,
             Key=self._key,
             UploadId=self.upload_id,
@@ -379,6 +410,16 @@ class JobTable:
                 return None
             raise
         return _plain(answer["Attributes"])
+
+    def held_by(self, job_id: str, owner: str) -> bool:
+        """Whether ``owner`` holds a live lease on the job."""
+        job = self.get(job_id)
+        return bool(
+            job
+            and job.get("status") == COPYING
+            and job.get("lease_owner") == owner
+            and int(job.get("lease_until") or 0) >= self._clock()
+        )
 
     def finish(self, job_id: str, status: str, *, owner: str | None = None, **fields: Any) -> bool:
         """Record an outcome. ``None`` removes a field (an old error on a job that then succeeded).

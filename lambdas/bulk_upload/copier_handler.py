@@ -59,6 +59,12 @@ def _record(record: SQSRecord) -> str:
     owner = record.message_id
     job = _jobs().claim(job_id, owner, settings.lease_seconds)
     if job is None:
+        if _jobs().held_by(job_id, owner):
+            # A duplicate delivery of the message whose first delivery is still copying: if it were
+            # acknowledged, SQS would delete the message and a transient failure of that copy would
+            # leave nothing to retry it. Left in the queue, it comes back after the visibility timeout.
+            logger.info("job being copied under this message's lease", extra={"job_id": job_id})
+            raise DuplicateDelivery(f"job {job_id} is being copied by this message's first delivery")
         logger.info("job already copied or being copied", extra={"job_id": job_id})
         return "skipped"
     checkpoint = Checkpoint.loads(job["checkpoint"]) if job.get("checkpoint") else None
@@ -103,6 +109,10 @@ def _record(record: SQSRecord) -> str:
     metrics.add_metric(name="BytesCopied", unit=MetricUnit.Bytes, value=result.size)
     logger.info("copy done", extra={"job_id": job_id, "size": result.size, "parts": result.parts})
     return "done"
+
+
+class DuplicateDelivery(Exception):
+    """Reported as a batch item failure: the message stays in the queue."""
 
 
 def _buffer_budget(context: LambdaContext | None) -> int | None:
