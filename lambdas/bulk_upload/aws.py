@@ -275,6 +275,19 @@ class S3Target:
     def resume(self, key: str, upload_id: str) -> _S3Upload:
         return _S3Upload(self._s3, self._bucket, key, upload_id)
 
+    def written(self, key: str) -> tuple[int, str | None] | None:
+        """``(size, version id)`` of the object at ``key`` if this job wrote its current version
+        (an upload completed whose outcome never reached the job record), else None."""
+        try:
+            head = self._s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        if (head.get("Metadata") or {}).get("job-id") != self._job_id:
+            return None
+        return int(head["ContentLength"]), head.get("VersionId")
+
 
 class _S3Upload:
     def __init__(self, s3: Any, bucket: str, key: str, upload_id: str) -> None:

@@ -72,6 +72,14 @@ def _record(record: SQSRecord) -> str:
         exc = PermanentFailure(f"the copy did not finish within {settings.max_hops} invocations")
         S3Target(_s3(), settings.bucket, job_id=job_id).resume(job["s3_key"], checkpoint.upload_id).abort()
         return _failed(job_id, owner, exc)
+    if checkpoint is not None:
+        # An earlier delivery may have completed the upload and then failed to record it: its
+        # multipart upload is gone, so the object (tagged with the job id) is the outcome.
+        written = S3Target(_s3(), settings.bucket, job_id=job_id).written(job["s3_key"])
+        if written is not None:
+            size, version_id = written
+            header = header_line(checkpoint.header).decode().rstrip("\n") if checkpoint.header else "none"
+            return _done(job_id, owner, size=size, version_id=version_id, header=header, parts=len(checkpoint.parts))
     context = _CONTEXT.get("context")
     margin_ms = settings.handover_seconds * 1000
 
@@ -101,13 +109,17 @@ def _record(record: SQSRecord) -> str:
         logger.info("copy handed over", extra={"job_id": job_id, "copied": state.written, "hops": state.hops})
         return "handed over"
     header = header_line(result.header).decode().rstrip("\n") if result.header else "none"
+    return _done(job_id, owner, size=result.size, version_id=result.version_id, header=header, parts=result.parts)
+
+
+def _done(job_id: str, owner: str, *, size: int, version_id: str | None, header: str, parts: int) -> str:
     _jobs().finish(
-        job_id, DONE, owner=owner, size=result.size, version_id=result.version_id, header=header, error=None,
+        job_id, DONE, owner=owner, size=size, version_id=version_id, header=header, error=None,
         checkpoint=None, copied=None,
     )  # fmt: skip
     metrics.add_metric(name="CopiesDone", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="BytesCopied", unit=MetricUnit.Bytes, value=result.size)
-    logger.info("copy done", extra={"job_id": job_id, "size": result.size, "parts": result.parts})
+    metrics.add_metric(name="BytesCopied", unit=MetricUnit.Bytes, value=size)
+    logger.info("copy done", extra={"job_id": job_id, "size": size, "parts": parts})
     return "done"
 
 

@@ -481,3 +481,38 @@ def test_s3_client_errors_are_permanent_and_throttling_is_not(code: str) -> None
         S3Target(Refusing("RequestTimeout", 400), "b", job_id="j").start(
             "k", content_type="text/csv", content_encoding=None
         )
+
+
+def test_a_copy_completed_before_its_outcome_was_recorded_ends_done_on_redelivery(
+    aws: dict[str, Any], source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bulk_upload.aws import S3Target
+    from bulk_upload.copier import MIN_PART, Checkpoint
+
+    source.files["/nine.csv"] = data = b"n,9\n" * 10
+    job_id = post(webhook(source, "/nine.csv", None, "nine.csv"))[1]["job_id"]
+    jobs = JobTable(boto3.client("dynamodb"), "jobs")
+    assert jobs.claim(job_id, "earlier", 900)  # an earlier hop handed over with its upload open
+    upload = S3Target(aws["s3"], "uploads", job_id=job_id).start("ci360/nine.csv", content_type="text/csv",
+                                                                 content_encoding=None)  # fmt: skip
+    checkpoint = Checkpoint(upload.upload_id, MIN_PART, 0, 0, [], f'"{hashlib.md5(data).hexdigest()}"')
+    assert jobs.finish(job_id, "handover", owner="earlier", checkpoint=checkpoint.dumps())
+    real_finish = JobTable.finish
+
+    def lost_done(self: JobTable, job: str, state: str, **fields: Any) -> bool:
+        if state == "done":
+            raise ConnectionError("DynamoDB went away")
+        return real_finish(self, job, state, **fields)
+
+    monkeypatch.setattr(JobTable, "finish", lost_done)
+    assert run_copier(aws["queue"])[0]["batchItemFailures"]  # completed, but the outcome was not recorded
+    monkeypatch.setattr(JobTable, "finish", real_finish)
+    assert jobs.finish(job_id, "retry", owner=RECEIVED[0]["MessageId"])  # as if its lease had run out
+    from bulk_upload.copier_handler import handler
+
+    record = {"messageId": "redelivered", "receiptHandle": "r", "body": RECEIVED[0]["Body"], "attributes": {},
+              "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs"}  # fmt: skip
+    assert handler({"Records": [record]}, FakeContext(900)) == {"batchItemFailures": []}
+    job = status(job_id)[1]
+    assert job["status"] == "done" and job["size"] == len(data) and "error" not in job
+    assert aws["s3"].get_object(Bucket="uploads", Key="ci360/nine.csv")["Body"].read() == data
