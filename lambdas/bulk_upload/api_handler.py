@@ -12,7 +12,7 @@ import orjson
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from .aws import JobTable
+from .aws import FAILED, JobTable
 from .settings import get_settings
 from .webhook import BadRequest, object_key, parse
 
@@ -64,7 +64,14 @@ def _receive(event: dict[str, Any]) -> dict[str, Any]:
         "data_url": webhook.presignedUrls.dataFile,
         "metadata_url": webhook.presignedUrls.metadataFile,
     }
-    _sqs().send_message(QueueUrl=settings.queue_url, MessageBody=orjson.dumps(message).decode())
+    try:
+        _sqs().send_message(QueueUrl=settings.queue_url, MessageBody=orjson.dumps(message).decode())
+    except Exception as exc:
+        # Without its message nobody would ever copy the job: it must not read "queued" forever.
+        reason = f"the copy could not be queued ({type(exc).__name__}); send the webhook again"
+        _jobs().finish(job_id, FAILED, error=reason)
+        logger.exception("copy not queued", extra={"job_id": job_id})
+        return _json(503, {"message": reason, "job_id": job_id})
     logger.info("copy queued", extra={"job_id": job_id, "s3_key": key})
     return _json(202, {"job_id": job_id, "s3_key": key})
 

@@ -159,6 +159,10 @@ class HttpDownload:
                 self.retries += 1
                 self.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)))
                 continue
+            if response.status_code == 416 and offset and _unsatisfiable_total(response) == offset:
+                # Resumed exactly at the end (the last part was a full one): nothing is left to read.
+                response.close()  # S3's 416 carries an XML error body: never part of the file
+                return httpx.Response(416, headers={"content-range": f"bytes */{offset}"}, stream=httpx.ByteStream(b""))
             if response.status_code == 412:
                 response.close()
                 raise PermanentFailure("the staged file changed during the copy (its ETag no longer matches)")
@@ -177,6 +181,12 @@ class HttpDownload:
             self._policy.check("url", url)
         except BadRequest as exc:
             raise PermanentFailure(f"download refused: {exc.problem}") from None
+
+
+def _unsatisfiable_total(response: httpx.Response) -> int | None:
+    """The size a 416 reports (``Content-Range: bytes */N``), if it does."""
+    unit, _, total = response.headers.get("content-range", "").partition(" */")
+    return int(total) if unit.strip().lower() == "bytes" and total.isdigit() else None
 
 
 def _total_size(response: httpx.Response, offset: int) -> int | None:
@@ -224,6 +234,26 @@ class _Chunks(Iterator[bytes]):
         self._response.close()
 
 
+# 4xx answers that a retry can change: the rest (KeyTooLongError, InvalidArgument, AccessDenied,
+# NoSuchBucket...) fail the same way every time, so they fail the job at once.
+_RETRYABLE_S3_CODES = frozenset(
+    {"RequestTimeout", "RequestTimeTooSkewed", "SlowDown", "Throttling", "ThrottlingException", "TooManyRequests",
+     "RequestLimitExceeded", "ExpiredToken", "ExpiredTokenException", "OperationAborted"}
+)  # fmt: skip
+
+
+def _s3_call(call: Callable[..., Any], **kwargs: Any) -> Any:
+    try:
+        return call(**kwargs)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        code = str(error.get("Code") or "")
+        if 400 <= status < 500 and status not in TRANSIENT_STATUS and code not in _RETRYABLE_S3_CODES:
+            raise PermanentFailure(f"S3 refused {exc.operation_name}: {code} (HTTP {status})") from exc
+        raise
+
+
 class S3Target:
     def __init__(self, s3: Any, bucket: str, *, job_id: str) -> None:
         self._s3 = s3
@@ -232,13 +262,31 @@ class S3Target:
 
     def start(self, key: str, *, content_type: str, content_encoding: str | None) -> _S3Upload:
         extra = {"ContentEncoding": content_encoding} if content_encoding else {}
-        upload = self._s3.create_multipart_upload(
-            Bucket=self._bucket, Key=key, ContentType=content_type, Metadata={"job-id": self._job_id}, **extra
+        upload = _s3_call(
+            self._s3.create_multipart_upload,
+            Bucket=self._bucket,
+            Key=key,
+            ContentType=content_type,
+            Metadata={"job-id": self._job_id},
+            **extra,
         )
         return _S3Upload(self._s3, self._bucket, key, upload["UploadId"])
 
     def resume(self, key: str, upload_id: str) -> _S3Upload:
         return _S3Upload(self._s3, self._bucket, key, upload_id)
+
+    def written(self, key: str) -> tuple[int, str | None] | None:
+        """``(size, version id)`` of the object at ``key`` if this job wrote its current version
+        (an upload completed whose outcome never reached the job record), else None."""
+        try:
+            head = self._s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        if (head.get("Metadata") or {}).get("job-id") != self._job_id:
+            return None
+        return int(head["ContentLength"]), head.get("VersionId")
 
 
 class _S3Upload:
@@ -247,13 +295,19 @@ class _S3Upload:
         self.upload_id = upload_id
 
     def part(self, data: bytes | bytearray | memoryview, number: int) -> str:
-        result = self._s3.upload_part(
-            Bucket=self._bucket, Key=self._key, UploadId=self.upload_id, PartNumber=number, Body=_Body(data)
+        result = _s3_call(
+            self._s3.upload_part,
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=_Body(data),
         )
         return str(result["ETag"])
 
     def complete(self, parts: list[tuple[int, str]]) -> str | None:
-        result = self._s3.complete_multipart_upload(
+        result = _s3_call(
+            self._s3.complete_multipart_upload,
             Bucket=self._bucket,
             Key=self._key,
             UploadId=self.upload_id,
@@ -369,6 +423,16 @@ class JobTable:
                 return None
             raise
         return _plain(answer["Attributes"])
+
+    def held_by(self, job_id: str, owner: str) -> bool:
+        """Whether ``owner`` holds a live lease on the job."""
+        job = self.get(job_id)
+        return bool(
+            job
+            and job.get("status") == COPYING
+            and job.get("lease_owner") == owner
+            and int(job.get("lease_until") or 0) >= self._clock()
+        )
 
     def finish(self, job_id: str, status: str, *, owner: str | None = None, **fields: Any) -> bool:
         """Record an outcome. ``None`` removes a field (an old error on a job that then succeeded).

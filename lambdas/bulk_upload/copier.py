@@ -136,11 +136,13 @@ def header_columns(metadata: bytes) -> list[str] | None:
         raise PermanentFailure(f"the metadata file is not UTF-8 text (byte {exc.start})") from None
     if not text:
         return None
+    columns: Any = None
     if text.startswith("["):
         try:
             columns = orjson.loads(text)
         except orjson.JSONDecodeError:
-            raise PermanentFailure("the metadata file is not valid JSON") from None
+            columns = None  # a CSV header whose first name is bracketed, such as "[id],[name]"
+    if columns is not None:
         if not isinstance(columns, list) or not all(isinstance(c, dict) and c.get("columnName") for c in columns):
             raise PermanentFailure('the metadata JSON must be an array of {"columnName", "dataType"}')
         return [str(c["columnName"]) for c in columns]
@@ -230,7 +232,7 @@ def copy(
     if buffer_budget is not None:
         in_flight = max(1, min(in_flight, buffer_budget // state.part_size - 1))
     try:
-        stopped = _pump(staged.chunks, head, upload, state, stop_here, in_flight)
+        stopped = _pump(staged.chunks, head, upload, state, stop_here, in_flight, staged.size)
         if stopped:
             state.hops += 1
             return HandedOver(state)
@@ -263,8 +265,10 @@ def _pump(
     state: Checkpoint,
     hand_over: Callable[[], bool],
     in_flight: int,
+    total: int | None = None,
 ) -> bool:
-    """Copy ``chunks`` into parts; True when it stopped early to hand over."""
+    """Copy ``chunks`` into parts; True when it stopped early to hand over. A part that ends the
+    staged file (``total`` bytes) is never a hand-over point: the copy completes there instead."""
     size = state.part_size
     free: list[bytearray] = []
     pending: deque[tuple[Future[str], bytearray, int, int, int]] = deque()
@@ -313,7 +317,7 @@ def _pump(
                     if filled == size:
                         send(buffer, filled)
                         buffer, filled = next_buffer(), 0
-                        if hand_over():
+                        if (total is None or offset < total) and hand_over():
                             settle(block=True)
                             _close(chunks)
                             return True

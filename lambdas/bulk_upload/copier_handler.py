@@ -59,6 +59,12 @@ def _record(record: SQSRecord) -> str:
     owner = record.message_id
     job = _jobs().claim(job_id, owner, settings.lease_seconds)
     if job is None:
+        if _jobs().held_by(job_id, owner):
+            # A duplicate delivery of the message whose first delivery is still copying: if it were
+            # acknowledged, SQS would delete the message and a transient failure of that copy would
+            # leave nothing to retry it. Left in the queue, it comes back after the visibility timeout.
+            logger.info("job being copied under this message's lease", extra={"job_id": job_id})
+            raise DuplicateDelivery(f"job {job_id} is being copied by this message's first delivery")
         logger.info("job already copied or being copied", extra={"job_id": job_id})
         return "skipped"
     checkpoint = Checkpoint.loads(job["checkpoint"]) if job.get("checkpoint") else None
@@ -66,6 +72,14 @@ def _record(record: SQSRecord) -> str:
         exc = PermanentFailure(f"the copy did not finish within {settings.max_hops} invocations")
         S3Target(_s3(), settings.bucket, job_id=job_id).resume(job["s3_key"], checkpoint.upload_id).abort()
         return _failed(job_id, owner, exc)
+    if checkpoint is not None:
+        # An earlier delivery may have completed the upload and then failed to record it: its
+        # multipart upload is gone, so the object (tagged with the job id) is the outcome.
+        written = S3Target(_s3(), settings.bucket, job_id=job_id).written(job["s3_key"])
+        if written is not None:
+            size, version_id = written
+            header = header_line(checkpoint.header).decode().rstrip("\n") if checkpoint.header else "none"
+            return _done(job_id, owner, size=size, version_id=version_id, header=header, parts=len(checkpoint.parts))
     context = _CONTEXT.get("context")
     margin_ms = settings.handover_seconds * 1000
 
@@ -95,14 +109,22 @@ def _record(record: SQSRecord) -> str:
         logger.info("copy handed over", extra={"job_id": job_id, "copied": state.written, "hops": state.hops})
         return "handed over"
     header = header_line(result.header).decode().rstrip("\n") if result.header else "none"
+    return _done(job_id, owner, size=result.size, version_id=result.version_id, header=header, parts=result.parts)
+
+
+def _done(job_id: str, owner: str, *, size: int, version_id: str | None, header: str, parts: int) -> str:
     _jobs().finish(
-        job_id, DONE, owner=owner, size=result.size, version_id=result.version_id, header=header, error=None,
+        job_id, DONE, owner=owner, size=size, version_id=version_id, header=header, error=None,
         checkpoint=None, copied=None,
     )  # fmt: skip
     metrics.add_metric(name="CopiesDone", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="BytesCopied", unit=MetricUnit.Bytes, value=result.size)
-    logger.info("copy done", extra={"job_id": job_id, "size": result.size, "parts": result.parts})
+    metrics.add_metric(name="BytesCopied", unit=MetricUnit.Bytes, value=size)
+    logger.info("copy done", extra={"job_id": job_id, "size": size, "parts": parts})
     return "done"
+
+
+class DuplicateDelivery(Exception):
+    """Reported as a batch item failure: the message stays in the queue."""
 
 
 def _buffer_budget(context: LambdaContext | None) -> int | None:

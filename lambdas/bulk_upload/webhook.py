@@ -10,6 +10,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from itertools import pairwise
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +23,19 @@ DEFAULT_PORTS = {"https": 443, "http": 80}
 # Besides letters (with their combining marks) and decimal digits, the only characters a name may hold.
 _NAME_PUNCTUATION = frozenset(" ._-()")
 _NAME_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Nd"})
+MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
+# Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt) among the categories above:
+# fillers and selectors that render as nothing (Hangul fillers, the combining grapheme joiner,
+# variation selectors, Mongolian free variation selectors, Khmer inherent vowels...).
+_INVISIBLE = tuple(
+    (int(a, 16), int(b, 16))
+    for a, b in (
+        ("00AD", "00AD"), ("034F", "034F"), ("061C", "061C"), ("115F", "1160"), ("17B4", "17B5"),
+        ("180B", "180F"), ("200B", "200F"), ("202A", "202E"), ("2060", "206F"), ("3164", "3164"),
+        ("FE00", "FE0F"), ("FEFF", "FEFF"), ("FFA0", "FFA0"), ("FFF0", "FFF8"), ("1BCA0", "1BCA3"),
+        ("1D173", "1D17A"), ("E0000", "E0FFF"),
+    )
+)  # fmt: skip
 
 
 class PresignedUrls(BaseModel):
@@ -67,10 +81,12 @@ def parse(body: Any) -> Webhook:
 
 
 def object_key(prefix: str, s3_filename: str) -> str:
-    """``s3_filename`` under the fixed prefix: relative, no traversal, printable letters, digits,
-    space and ``._-()`` only (no control, format/bidi or path characters anywhere)."""
+    """``s3_filename`` under the fixed prefix, in Unicode NFC (so composed and decomposed spellings
+    give one key): relative, no traversal, printable letters, digits, space and ``._-()`` only (no
+    control, format/bidi, invisible filler or path characters anywhere; a combining mark only on a
+    visible character), and at most S3's 1,024 UTF-8 bytes with the prefix."""
     field = "sendParameters.s3_filename"
-    name = s3_filename.strip(" ")
+    name = unicodedata.normalize("NFC", s3_filename.strip(" "))
     if name.startswith(("/", "\\")) or re.fullmatch(r"[A-Za-z]:.*", name, flags=re.DOTALL):
         raise BadRequest(field, "must be a relative name")
     parts = name.split("/")
@@ -81,11 +97,23 @@ def object_key(prefix: str, s3_filename: str) -> str:
             raise BadRequest(field, "must not contain empty, '.' or '..' path parts")
         if not all(_name_character(c) for c in part):
             raise BadRequest(field, "may use letters, digits, spaces, '.', '_', '-', '(', ')' and '/' between folders")
+        if any(_invisible(c) for c in part):
+            raise BadRequest(field, "must not contain invisible characters (fillers, joiners, variation selectors)")
         if part[0] in ". " or part[-1] == " " or unicodedata.category(part[0]) in ("Mn", "Mc"):
             raise BadRequest(field, "parts must not start with '.' or a space, nor end with a space")
+        if any(unicodedata.category(c) in ("Mn", "Mc") and before == " " for before, c in pairwise(part)):
+            raise BadRequest(field, "combining marks need a visible character to sit on")
         if len(part) > MAX_COMPONENT:
             raise BadRequest(field, f"parts may be at most {MAX_COMPONENT} characters long")
-    return prefix + name
+    key = prefix + name
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise BadRequest(field, f"is too long: the object key may be at most {MAX_KEY_BYTES} bytes in UTF-8")
+    return key
+
+
+def _invisible(c: str) -> bool:
+    point = ord(c)
+    return any(low <= point <= high for low, high in _INVISIBLE)
 
 
 def _name_character(c: str) -> bool:
@@ -175,9 +203,12 @@ _NOT_GLOBAL = tuple(
     for n in (
         "0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15", "198.51.100.0/24",
         "203.0.113.0/24", "240.0.0.0/4", "2001::/23", "2001:db8::/32", "3fff::/20", "5f00::/16", "fc00::/7",
-        "fe80::/10", "100::/64",
+        "fe80::/10", "fec0::/10", "100::/64",
     )
 )  # fmt: skip
+
+
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
 
 
 def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -190,6 +221,8 @@ def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
     embedded: list[ipaddress.IPv4Address] = []
     if address.ipv4_mapped:
         embedded.append(address.ipv4_mapped)
+    if address in _IPV4_TRANSLATED:  # ::ffff:0:a.b.c.d (SIIT, RFC 2765)
+        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
     if address.sixtofour:
         embedded.append(address.sixtofour)
     if address.teredo:

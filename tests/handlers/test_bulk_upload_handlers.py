@@ -54,6 +54,12 @@ class Source:
                     self.end_headers()
                     return
                 start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
+                if start and start >= len(data):  # as S3 answers bytes=N- with N at or past the end
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 self.send_response(206 if start else 200)
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -405,3 +411,108 @@ def test_a_name_that_does_not_exist_fails_for_good_and_a_resolver_hiccup_is_retr
     with pytest.raises(httpx.ConnectError):
         HttpDownload(UrlPolicy(), resolve=hiccup, sleep=lambda s: None).stream("https://b.s3.amazonaws.com/x")
     assert len(calls) == 5
+
+
+def test_resuming_at_the_end_of_the_staged_file_reads_nothing_more(source: Source) -> None:
+    source.files["/whole.csv"] = data = b"q" * 1000
+    etag = f'"{hashlib.md5(data).hexdigest()}"'
+    download = HttpDownload(UrlPolicy(schemes=("http",), hosts=(source.host,)))
+    staged = download.stream(source.url("/whole.csv"), offset=len(data), etag=etag)
+    assert list(staged.chunks) == [] and staged.size == len(data)
+    with pytest.raises(PermanentFailure, match="416"):
+        download.stream(source.url("/whole.csv"), offset=len(data) + 5, etag=etag)
+
+
+def test_a_job_whose_message_could_not_be_queued_ends_failed(
+    aws: dict[str, Any], source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bulk_upload import api_handler, settings
+
+    monkeypatch.setenv("COPY_QUEUE_URL", aws["queue"] + "-missing")
+    settings.get_settings.cache_clear()
+    api_handler._sqs.cache_clear()
+    code, answer = post(webhook(source, "/a.csv", None, "a.csv"))
+    assert code == 503 and "queue" in answer["message"] and "http" not in answer["message"]
+    items = boto3.client("dynamodb").scan(TableName="jobs")["Items"]
+    assert [(i["status"]["S"], "could not be queued" in i["error"]["S"]) for i in items] == [("failed", True)]
+
+
+def test_a_duplicate_of_the_lease_holders_message_is_not_acknowledged(aws: dict[str, Any], source: Source) -> None:
+    from bulk_upload.copier_handler import handler
+
+    source.files["/dup.csv"] = b"a,1\n"
+    job_id = post(webhook(source, "/dup.csv", None, "dup.csv"))[1]["job_id"]
+    m = boto3.client("sqs").receive_message(QueueUrl=aws["queue"])["Messages"][0]
+    jobs = JobTable(boto3.client("dynamodb"), "jobs")
+    assert jobs.claim(job_id, m["MessageId"], 900)  # the first delivery holds the job
+    record = {"messageId": m["MessageId"], "receiptHandle": "r2", "body": m["Body"], "attributes": {},
+              "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs"}  # fmt: skip
+    out = handler({"Records": [record]}, FakeContext(900))  # SQS delivered it again meanwhile
+    assert out == {"batchItemFailures": [{"itemIdentifier": m["MessageId"]}]}
+    assert status(job_id)[1]["status"] == "copying"
+
+
+def test_a_name_over_s3s_key_limit_gets_400(aws: dict[str, Any], source: Source) -> None:
+    code, answer = post(webhook(source, "/a.csv", None, "/".join(["\U00020000" * 128] * 3 + ["\U00020000" * 120])))
+    assert code == 400 and answer["field"] == "sendParameters.s3_filename"
+    code, answer = post(webhook(source, "/a.csv", None, "reports/\u3164/\u3164.csv"))
+    assert code == 400 and answer["field"] == "sendParameters.s3_filename"
+
+
+@pytest.mark.parametrize("code", ["KeyTooLongError", "InvalidArgument", "AccessDenied", "NoSuchBucket"])
+def test_s3_client_errors_are_permanent_and_throttling_is_not(code: str) -> None:
+    from botocore.exceptions import ClientError
+    from bulk_upload.aws import S3Target
+
+    class Refusing:
+        def __init__(self, code: str, status: int) -> None:
+            self.error = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+
+        def create_multipart_upload(self, **_: Any) -> dict[str, Any]:
+            raise ClientError(self.error, "CreateMultipartUpload")  # type: ignore[arg-type]
+
+    with pytest.raises(PermanentFailure, match=code):
+        S3Target(Refusing(code, 403 if code == "AccessDenied" else 400), "b", job_id="j").start(
+            "k", content_type="text/csv", content_encoding=None
+        )
+    with pytest.raises(ClientError):
+        S3Target(Refusing("SlowDown", 503), "b", job_id="j").start("k", content_type="text/csv", content_encoding=None)
+    with pytest.raises(ClientError):
+        S3Target(Refusing("RequestTimeout", 400), "b", job_id="j").start(
+            "k", content_type="text/csv", content_encoding=None
+        )
+
+
+def test_a_copy_completed_before_its_outcome_was_recorded_ends_done_on_redelivery(
+    aws: dict[str, Any], source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bulk_upload.aws import S3Target
+    from bulk_upload.copier import MIN_PART, Checkpoint
+
+    source.files["/nine.csv"] = data = b"n,9\n" * 10
+    job_id = post(webhook(source, "/nine.csv", None, "nine.csv"))[1]["job_id"]
+    jobs = JobTable(boto3.client("dynamodb"), "jobs")
+    assert jobs.claim(job_id, "earlier", 900)  # an earlier hop handed over with its upload open
+    upload = S3Target(aws["s3"], "uploads", job_id=job_id).start("ci360/nine.csv", content_type="text/csv",
+                                                                 content_encoding=None)  # fmt: skip
+    checkpoint = Checkpoint(upload.upload_id, MIN_PART, 0, 0, [], f'"{hashlib.md5(data).hexdigest()}"')
+    assert jobs.finish(job_id, "handover", owner="earlier", checkpoint=checkpoint.dumps())
+    real_finish = JobTable.finish
+
+    def lost_done(self: JobTable, job: str, state: str, **fields: Any) -> bool:
+        if state == "done":
+            raise ConnectionError("DynamoDB went away")
+        return real_finish(self, job, state, **fields)
+
+    monkeypatch.setattr(JobTable, "finish", lost_done)
+    assert run_copier(aws["queue"])[0]["batchItemFailures"]  # completed, but the outcome was not recorded
+    monkeypatch.setattr(JobTable, "finish", real_finish)
+    assert jobs.finish(job_id, "retry", owner=RECEIVED[0]["MessageId"])  # as if its lease had run out
+    from bulk_upload.copier_handler import handler
+
+    record = {"messageId": "redelivered", "receiptHandle": "r", "body": RECEIVED[0]["Body"], "attributes": {},
+              "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs"}  # fmt: skip
+    assert handler({"Records": [record]}, FakeContext(900)) == {"batchItemFailures": []}
+    job = status(job_id)[1]
+    assert job["status"] == "done" and job["size"] == len(data) and "error" not in job
+    assert aws["s3"].get_object(Bucket="uploads", Key="ci360/nine.csv")["Body"].read() == data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import time
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,7 +60,10 @@ def test_other_send_parameters_are_kept() -> None:
     "name", ["../etc/passwd", "/abs.csv", "a/../../b.csv", "C:\\x.csv", "a//b.csv", ".hidden", "x" * 600,
              "a/b/c/d/e/f/g.csv", "tab\t.csv", "a\n/b.csv", "b.csv\n",
              "a/b.csv\r", "x\u202eg.csv", "a\u2028b.csv", "nul\x00.csv", "a\\b.csv", " /b.csv", "a /b.csv",
-             "x" * 129, "a:b.csv", "\u0301a.csv"]
+             "x" * 129, "a:b.csv", "\u0301a.csv",
+             "/".join(["\U00020000" * 128] * 3 + ["\U00020000" * 120]),  # 2,025 UTF-8 bytes: over S3's 1,024
+             "a\u3164b.csv", "\u3164.csv", "\u115f\u1160.csv", "\uffa0.csv", "x/\u3164/y.csv", "a\u034f.csv",
+             "a\ufe0f\ufe0f.csv", "a\U000e0100.csv", "a\u180b.csv", "a \u0301b.csv"]
 )  # fmt: skip
 def test_names_that_could_escape_or_surprise_are_refused(name: str) -> None:
     with pytest.raises(BadRequest) as raised:
@@ -67,15 +71,26 @@ def test_names_that_could_escape_or_surprise_are_refused(name: str) -> None:
     assert raised.value.field == "sendParameters.s3_filename"
 
 
+def test_a_key_over_s3s_limit_is_refused_by_its_utf8_length() -> None:
+    fits = "\U00020000" * 100 + "/" + "\U00020000" * 100
+    assert len(object_key("ci360/", fits).encode()) <= 1024
+    with pytest.raises(BadRequest, match="1024 bytes"):
+        object_key("ci360/", "/".join(["\U00020000" * 128] * 3 + ["\U00020000" * 120]))
+
+
+def test_composed_and_decomposed_names_give_one_key() -> None:
+    assert object_key("ci360/", "cafe\u0301.csv") == object_key("ci360/", "caf\u00e9.csv") == "ci360/caf\u00e9.csv"
+
+
 def test_plain_names_land_under_the_fixed_prefix() -> None:
     assert object_key("ci360/", " weekly/audience_2026-11.csv ") == "ci360/weekly/audience_2026-11.csv"
 
 
 @pytest.mark.parametrize(
-    "name", ["na me.csv", "ü.csv", "Zürich (Q3)/Kundenliste 2026.csv", "客户/名单.csv", "e\u0301te.csv"]
+    "name", ["na me.csv", "ü.csv", "Zürich (Q3)/Kundenliste 2026.csv", "客户/名单.csv", "e\u0301te.csv", "a\u0e47b.csv"]
 )
 def test_ci360_names_with_spaces_and_letters_of_any_script_are_kept(name: str) -> None:
-    assert object_key("ci360/", name) == "ci360/" + name
+    assert object_key("ci360/", name) == "ci360/" + unicodedata.normalize("NFC", name)
 
 
 def test_an_empty_metadata_url_means_no_metadata() -> None:
@@ -118,7 +133,8 @@ def test_the_schemes_default_port_is_accepted_and_others_need_an_entry() -> None
 @pytest.mark.parametrize(
     "address",
     ["100.64.0.1", "[2002:a9fe:a9fe::]", "[::ffff:169.254.169.254]", "[64:ff9b::a9fe:a9fe]", "[::10.0.0.1]",
-     "192.0.0.8", "198.18.0.1", "[fd00::1]", "[fe80::1]", "240.0.0.1", "0.0.0.0", "[2001::a9fe:a9fe]"],
+     "192.0.0.8", "198.18.0.1", "[fd00::1]", "[fe80::1]", "240.0.0.1", "0.0.0.0", "[2001::a9fe:a9fe]",
+     "[::ffff:0:a9fe:a9fe]", "[::ffff:0:a00:1]", "[fec0::1]"],
 )  # fmt: skip
 def test_every_address_that_is_not_globally_routable_is_internal(address: str) -> None:
     wide = UrlPolicy(hosts=("*",))
@@ -167,6 +183,10 @@ def test_both_metadata_forms_give_the_header() -> None:
     assert header_columns(b"  ") is None
     with pytest.raises(PermanentFailure):
         header_columns(b'[{"nope": 1}]')
+
+
+def test_a_csv_header_whose_first_name_is_bracketed_is_not_taken_for_json() -> None:
+    assert header_columns(b"[id],[name]\n") == ["[id]", "[name]"]
 
 
 def test_part_size_fits_s3_limits_for_any_size() -> None:
@@ -310,6 +330,16 @@ def test_a_copy_hands_over_at_a_part_boundary_and_continues_from_the_checkpoint(
     assert isinstance(done, Copied) and upload.state == "complete" and done.header == ["identity_id", "score"]
     assert b"".join(upload.parts) == b"identity_id,score\n" + data and done.size == head + len(data)
     assert download.opened == [(0, None), (resumed_at, '"e1"')]  # resumed pinned to the first ETag
+
+
+def test_a_copy_that_ends_on_a_part_boundary_completes_instead_of_handing_over() -> None:
+    head = len(b"identity_id,score\n")
+    data = b"z" * (2 * MIN_PART - head)  # header and data fill exactly two parts
+    upload = Upload()
+    asked = iter([False, True])
+    done = copy("k", "d", "m", Download(data), Target(upload), hand_over=lambda: next(asked, True))
+    assert isinstance(done, Copied) and upload.state == "complete" and done.parts == 2
+    assert b"".join(upload.parts) == b"identity_id,score\n" + data
 
 
 def test_a_transient_failure_after_a_hand_over_keeps_the_upload_for_the_retry() -> None:
