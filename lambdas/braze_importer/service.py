@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -147,7 +149,8 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
             )
             return await pump.run(elements, checkpoint, keep_going)
 
-    result = asyncio.run(pump_it())
+    with _SlotHeartbeat(run.run_id, deps):
+        result = asyncio.run(pump_it())
     assert pump is not None
     writer.flush()
     record(result.checkpoint)
@@ -219,6 +222,39 @@ class _SeekPoints:
         if best is not None and best is not self._kept:
             self.store.save(self._run_id, best)
             self._kept = best
+
+
+class _SlotHeartbeat:
+    """Renews the run's slot lease on wall-clock time from its own thread while the pump runs.
+
+    The pump renews on progress too, but a run can spend minutes without any (long 429 or backoff
+    waits, the final drain); a lease that ran out meanwhile would let a second run take the slot."""
+
+    def __init__(self, run_id: str, deps: Deps) -> None:
+        self._run_id = run_id
+        self._deps = deps
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _SlotHeartbeat:
+        if self._deps.slots is not None:
+            self._thread = threading.Thread(target=self._beat, name="slot-heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self) -> None:
+        slots, lease = self._deps.slots, self._deps.slot_lease_seconds
+        assert slots is not None
+        while not self._stop.wait(lease / 3):
+            try:
+                slots.acquire(self._run_id, self._deps.clock.time(), lease)
+            except Exception as exc:  # retried at the next beat: the lease outlasts two more
+                logging.getLogger(__name__).warning("run slot renewal failed: %s", type(exc).__name__)
 
 
 def _hold_slot(run: RunRecord, deps: Deps) -> bool:

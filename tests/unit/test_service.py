@@ -489,3 +489,31 @@ def test_a_starter_that_died_before_invoking_leaves_the_sweep_to_invoke_the_run(
     assert payload["run_id"] == queued.run_id
     assert handle_continue(queued.run_id, int(payload["seq"]), "c", deps, lambda: True).status == "completed"
     assert deps.slots.waiting() == []
+
+
+def test_a_run_waiting_on_braze_keeps_its_slot_without_making_progress() -> None:
+    """Long 429 or backoff waits make no progress; the lease must still be renewed meanwhile."""
+    import time as real_time
+
+    from tests.fakes import MemorySlots
+
+    s3 = FakeS3()
+    first, _ = _two_files(s3)
+    renewals: list[float] = []
+    slots = MemorySlots(1)
+    acquire = slots.acquire
+
+    def counting_acquire(run_id: str, now: float, lease_seconds: float) -> bool:
+        renewals.append(now)
+        return acquire(run_id, now, lease_seconds)
+
+    slots.acquire = counting_acquire  # type: ignore[method-assign]
+
+    def slow(payload: dict[str, Any]) -> Any:
+        real_time.sleep(0.5)  # Braze keeps the run waiting in real time, with no progress made
+        return answer()
+
+    deps = make_deps(FakeBraze(script=[slow]), s3, slots=slots)
+    deps.slot_lease_seconds = 0.15
+    assert handle_start(first, "a", deps, lambda: True).status == "completed"
+    assert len(renewals) >= 3  # the first take, then heartbeats every lease / 3 while Braze waited
