@@ -67,26 +67,26 @@ def _record(record: SQSRecord) -> str:
             raise DuplicateDelivery(f"job {job_id} is being copied by this message's first delivery")
         logger.info("job already copied or being copied", extra={"job_id": job_id})
         return "skipped"
+    target = S3Target(_s3(), settings.bucket, job_id=job_id)
     checkpoint = Checkpoint.loads(job["checkpoint"]) if job.get("checkpoint") else None
     if checkpoint and checkpoint.hops >= settings.max_hops:
         exc = PermanentFailure(f"the copy did not finish within {settings.max_hops} invocations")
-        S3Target(_s3(), settings.bucket, job_id=job_id).resume(job["s3_key"], checkpoint.upload_id).abort()
+        target.resume(job["s3_key"], checkpoint.upload_id).abort()
         return _failed(job_id, owner, exc)
     if checkpoint is not None:
         # An earlier delivery may have completed the upload and then failed to record it: its
         # multipart upload is gone, so the object (tagged with the job id) is the outcome.
-        written = S3Target(_s3(), settings.bucket, job_id=job_id).written(job["s3_key"])
+        written = target.written(job["s3_key"])
         if written is not None:
             size, version_id = written
-            header = header_line(checkpoint.header).decode().rstrip("\n") if checkpoint.header else "none"
-            return _done(job_id, owner, size=size, version_id=version_id, header=header, parts=len(checkpoint.parts))
+            columns, parts = checkpoint.header, len(checkpoint.parts)
+            return _done(job_id, owner, size=size, version_id=version_id, columns=columns, parts=parts)
     context = _CONTEXT.get("context")
     margin_ms = settings.handover_seconds * 1000
 
     def hand_over() -> bool:
         return context is not None and context.get_remaining_time_in_millis() < margin_ms
 
-    target = S3Target(_s3(), settings.bucket, job_id=job_id)
     try:
         result = copy(
             message["s3_key"], message["data_url"], message.get("metadata_url"), _download(), target,
@@ -108,11 +108,13 @@ def _record(record: SQSRecord) -> str:
         metrics.add_metric(name="CopyHandovers", unit=MetricUnit.Count, value=1)
         logger.info("copy handed over", extra={"job_id": job_id, "copied": state.written, "hops": state.hops})
         return "handed over"
-    header = header_line(result.header).decode().rstrip("\n") if result.header else "none"
-    return _done(job_id, owner, size=result.size, version_id=result.version_id, header=header, parts=result.parts)
+    return _done(
+        job_id, owner, size=result.size, version_id=result.version_id, columns=result.header, parts=result.parts
+    )
 
 
-def _done(job_id: str, owner: str, *, size: int, version_id: str | None, header: str, parts: int) -> str:
+def _done(job_id: str, owner: str, *, size: int, version_id: str | None, columns: list[str] | None, parts: int) -> str:
+    header = header_line(columns).decode().rstrip("\n") if columns else "none"
     _jobs().finish(
         job_id, DONE, owner=owner, size=size, version_id=version_id, header=header, error=None,
         checkpoint=None, copied=None,
