@@ -60,12 +60,6 @@ def matches(token: str, accepted: tuple[str, ...]) -> bool:
     return any([hmac.compare_digest(token.encode(), t.encode()) for t in accepted])
 
 
-def allowed(headers: dict[str, str] | None, token: str | tuple[str, ...]) -> bool:
-    given = presented(headers)
-    accepted = (token,) if isinstance(token, str) else token
-    return given is not None and matches(given, accepted)
-
-
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     given = presented(event.get("headers"))
     ok = given is not None and (matches(given, _tokens()) or matches(given, _tokens(fresh=True)))
