@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from .aws import COPYING, FAILED, JobTable, S3Target
+from .aws import COPYING, DONE, FAILED, JobTable, S3Target
 from .copier import Checkpoint
 from .settings import get_settings
 
@@ -36,7 +36,7 @@ def _record(record: SQSRecord) -> str:
         logger.error("dead letter that is not a copy job", extra={"message_id": record.message_id})
         return "ignored"
     job = _jobs().get(job_id)
-    if job is None or job.get("status") in ("done", FAILED):
+    if job is None or job.get("status") in (DONE, FAILED):
         return "finished already"
     last = job.get("error") or ("the copy never reported back (time limit or crash)" if job.get("status") == COPYING
                                 else "no reason recorded")  # fmt: skip
