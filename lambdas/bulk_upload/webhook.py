@@ -208,7 +208,9 @@ _NOT_GLOBAL = tuple(
 )  # fmt: skip
 
 
-_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # ::ffff:0:a.b.c.d (SIIT, RFC 2765)
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated
 
 
 def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -221,14 +223,14 @@ def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
     embedded: list[ipaddress.IPv4Address] = []
     if address.ipv4_mapped:
         embedded.append(address.ipv4_mapped)
-    if address in _IPV4_TRANSLATED:  # ::ffff:0:a.b.c.d (SIIT, RFC 2765)
+    if address in _IPV4_TRANSLATED:
         embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
     if address.sixtofour:
         embedded.append(address.sixtofour)
     if address.teredo:
         embedded.extend(address.teredo)
-    if address in ipaddress.ip_network("64:ff9b::/96") or address in ipaddress.ip_network("64:ff9b:1::/48"):
+    if any(address in network for network in _NAT64):
         embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
-    if address in ipaddress.ip_network("::/96"):  # IPv4-compatible (deprecated)
+    if address in _IPV4_COMPATIBLE:
         return False
     return all(is_public_address(inner) for inner in embedded)
