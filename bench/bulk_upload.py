@@ -27,12 +27,9 @@ import httpx
 from sandbox.bulk_upload import BUCKET, STAGING, BulkUploadSandbox
 
 
-def peak_mb() -> float:
-    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024  # type: ignore[union-attr]
-
-
-def rss_mb() -> float:
-    return int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024  # type: ignore[union-attr]
+def status_mb(field: str) -> float:
+    """A memory figure of this process (``VmHWM``: peak resident size, ``VmRSS``: resident size now)."""
+    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024  # type: ignore[union-attr]
 
 
 def write(path: Path, megabytes: int) -> Path:
@@ -86,7 +83,7 @@ def one(megabytes: int) -> dict[str, Any]:
     with BulkUploadSandbox() as box:
         url = stage(box, path)
         for i in range(repeats):
-            before = rss_mb()
+            before = status_mb("VmRSS")
             Path("/proc/self/clear_refs").write_text("5")
             start = time.perf_counter()
             status, answer = box.post(
@@ -95,7 +92,8 @@ def one(megabytes: int) -> dict[str, Any]:
             box.run_copies()
             copier.append(time.perf_counter() - start)
             if i == 0:
-                peak, growth = peak_mb(), peak_mb() - before
+                peak = status_mb("VmHWM")
+                growth = peak - before
             assert status == 202 and box.job(answer["job_id"])["status"] == "done"
             with path.open("rb") as f:
                 start = time.perf_counter()
