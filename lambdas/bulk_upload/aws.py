@@ -138,6 +138,11 @@ class HttpDownload:
             response.close()
             raise
 
+    def back_off(self, retry: int) -> None:
+        """Count a retry and wait before it: half a second, doubling with each ``retry`` (from 1), at most 10 s."""
+        self.retries += 1
+        self.sleep(min(10.0, 0.5 * 2 ** (retry - 1)))
+
     def open(self, url: str, offset: int, etag: str | None) -> httpx.Response:
         self._check(url)
         headers = {"Accept-Encoding": "identity"}
@@ -151,13 +156,11 @@ class HttpDownload:
             except httpx.TransportError:
                 if attempt == self.max_attempts:
                     raise
-                self.retries += 1
-                self.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)))
+                self.back_off(attempt)
                 continue
             if response.status_code in TRANSIENT_STATUS and attempt < self.max_attempts:
                 response.close()
-                self.retries += 1
-                self.sleep(min(10.0, 0.5 * 2 ** (attempt - 1)))
+                self.back_off(attempt)
                 continue
             if response.status_code == 416 and offset and _unsatisfiable_total(response) == offset:
                 # Resumed exactly at the end (the last part was a full one): nothing is left to read.
@@ -222,8 +225,7 @@ class _Chunks(Iterator[bytes]):
                 self._attempt += 1
                 if self._attempt > self._download.max_attempts or self._etag is None:
                     raise  # without an ETag a resumed range could splice two files: retry from the start
-                self._download.retries += 1
-                self._download.sleep(min(10.0, 0.5 * 2 ** (self._attempt - 2)))
+                self._download.back_off(self._attempt - 1)
                 self._response = self._download.open(self._url, self._received, self._etag)
                 self._raw = self._response.iter_raw()
                 continue
