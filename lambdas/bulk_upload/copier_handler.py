@@ -27,7 +27,6 @@ from .settings import get_settings
 logger = Logger(service="bulk-upload-copier")
 metrics = Metrics(namespace="BrazeBulkUpload", service="bulk-upload-copier")
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-_CONTEXT: dict[str, LambdaContext] = {}
 
 
 @cache
@@ -52,7 +51,8 @@ def _download() -> HttpDownload:
     return HttpDownload(get_settings().policy())
 
 
-def _record(record: SQSRecord) -> str:
+def _record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
+    """One copy job; Powertools passes the invocation's context (its time left decides a hand-over)."""
     settings = get_settings()
     message = orjson.loads(record.body)
     job_id = message["job_id"]
@@ -81,17 +81,16 @@ def _record(record: SQSRecord) -> str:
             size, version_id = written
             columns, parts = checkpoint.header, len(checkpoint.parts)
             return _done(job_id, owner, size=size, version_id=version_id, columns=columns, parts=parts)
-    context = _CONTEXT.get("context")
     margin_ms = settings.handover_seconds * 1000
 
     def hand_over() -> bool:
-        return context is not None and context.get_remaining_time_in_millis() < margin_ms
+        return lambda_context is not None and lambda_context.get_remaining_time_in_millis() < margin_ms
 
     try:
         result = copy(
             message["s3_key"], message["data_url"], message.get("metadata_url"), _download(), target,
             checkpoint=checkpoint, hand_over=hand_over, in_flight=settings.parts_in_flight,
-            buffer_budget=_buffer_budget(context),
+            buffer_budget=_buffer_budget(lambda_context),
         )  # fmt: skip
     except PermanentFailure as exc:
         return _failed(job_id, owner, exc)
@@ -145,5 +144,4 @@ def _failed(job_id: str, owner: str, exc: PermanentFailure) -> str:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    _CONTEXT["context"] = context
     return dict(process_partial_response(event=event, record_handler=_record, processor=processor, context=context))
