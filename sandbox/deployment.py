@@ -16,7 +16,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import boto3
@@ -25,7 +25,7 @@ from . import bulk_upload as bulk_sandbox
 from . import currents as currents_sandbox
 from .api_front import refused
 from .importer import REGION, FakeContext, _environment
-from .services import HOST, PLACEHOLDER_CREDENTIALS, LocalStack, moto_server
+from .services import PLACEHOLDER_CREDENTIALS, HttpFront, LocalStack, moto_server
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".gz")
 MODEL_ID = "anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -198,7 +198,7 @@ class _Route:
     handler: Callable[..., Any]
 
 
-class _Front:
+class _Front(HttpFront):
     """``/<api>/v1/<path>`` → the route's handler, as API Gateway's proxy integration would call it."""
 
     def __init__(self) -> None:
@@ -216,17 +216,7 @@ class _Front:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.url = f"http://{HOST}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="api-front", daemon=True)
-
-    def __enter__(self) -> _Front:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler, "api-front")
 
     def route(self, api: str, resource: str, env: dict[str, str], api_key: str | None,
               clear_caches: Callable[[], None], handler: Callable[..., Any]) -> None:  # fmt: skip

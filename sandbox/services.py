@@ -154,7 +154,24 @@ def braze_emulator(**settings: Any) -> Iterator[BrazeEmulator]:
         _stop(proc)
 
 
-class LambdaFront:
+class HttpFront:
+    """A local HTTP server on a free port of 127.0.0.1, served from a thread while the context is open."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], name: str) -> None:
+        self._server = ThreadingHTTPServer((HOST, 0), handler)
+        self.url = f"http://{HOST}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class LambdaFront(HttpFront):
     """Accepts ``Invoke`` with ``InvocationType=Event`` and queues the payloads in order."""
 
     def __init__(self) -> None:
@@ -179,14 +196,4 @@ class LambdaFront:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.url = f"http://{HOST}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="lambda-front", daemon=True)
-
-    def __enter__(self) -> LambdaFront:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler, "lambda-front")
