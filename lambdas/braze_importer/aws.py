@@ -57,7 +57,7 @@ class S3Source:
             # inflate and discard up to the offset.
             return _skip(_gunzip(self._stream(ref, 0)), offset)
         start = resume_from if resume_from is not None and resume_from.out_offset <= offset else None
-        begin = 0 if start is None else start.in_offset - (1 if start.bits else 0)
+        begin = 0 if start is None else start.read_from
         out = gzip_index.inflate(self._stream(ref, begin), start=start, on_point=on_point, spacing=self._spacing)
         return _skip(out, offset - (start.out_offset if start is not None else 0))
 

@@ -104,8 +104,8 @@ def inflate(
 ) -> Iterator[bytes]:
     """Decompressed bytes of a (multi-member) gzip stream.
 
-    ``chunks`` is the compressed stream from byte 0, or from ``start.in_offset - (1 if
-    start.bits else 0)`` when resuming at ``start``; output then begins at ``start.out_offset``.
+    ``chunks`` is the compressed stream from byte 0, or from ``start.read_from`` when resuming
+    at ``start``; output then begins at ``start.out_offset``.
     Zero padding after the last member is ignored, as gzip(1) does; a truncated or corrupt stream
     raises :class:`UnreadableInput`. ``on_point`` receives a seek point about every ``spacing``
     bytes of output.
@@ -117,7 +117,7 @@ def inflate(
     out_addr = ctypes.addressof(out_buf)
     history = b""  # the last WINDOW bytes of output before out_buf's content
     produced = 0 if start is None else start.out_offset  # output before out_buf's content
-    consumed = 0 if start is None else start.in_offset - (1 if start.bits else 0)  # input bytes before `data`
+    consumed = 0 if start is None else start.read_from  # input bytes before `data`
     last_point = produced
     raw = start is not None  # a resumed stream is raw deflate until its member ends
     inf = _Inflater(lib, -15 if raw else 31)
