@@ -226,7 +226,7 @@ def resume_at(path: Path, fraction: float) -> dict[str, float]:
 
 def _from(path: Path, point: SeekPoint) -> Iterator[bytes]:
     with path.open("rb") as f:
-        f.seek(point.in_offset - (1 if point.bits else 0))
+        f.seek(point.read_from)
         while chunk := f.read(READ):
             yield chunk
 

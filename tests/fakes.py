@@ -11,9 +11,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
+from botocore.exceptions import ClientError
 from braze_importer.engine import SendPolicy
-from braze_importer.ports import BrazeAnswer, Delivery
-from braze_importer.runs import CONTINUING, RUNNING, STOPPED, RunRecord
+from braze_importer.ports import BrazeAnswer, Delivery, SeekPoint
+from braze_importer.runs import CONTINUING, QUEUED, RUNNING, STOPPED, RunRecord
 from braze_importer.service import Deps, Layout
 
 
@@ -111,8 +112,6 @@ class FakeS3:
         if Range:
             start, _, end = Range.removeprefix("bytes=").partition("-")
             if int(start) >= len(data):
-                from botocore.exceptions import ClientError
-
                 error = {"Error": {"Code": "InvalidRange", "Message": "The requested range is not satisfiable"}}
                 raise ClientError(error, "GetObject")  # S3 answers 416, also for any range of an empty object
             data = data[int(start) : int(end) + 1 if end else None]
@@ -146,7 +145,7 @@ class MemoryRunStore:
 
     def reopen(self, run_id: str, owner: str, *, force: bool) -> RunRecord | None:
         run = self.items.get(run_id)
-        allowed = (STOPPED, RUNNING, CONTINUING, "queued") if force else (STOPPED,)
+        allowed = (STOPPED, RUNNING, CONTINUING, QUEUED) if force else (STOPPED,)
         if run is None or run.status not in allowed:
             return None
         run.status, run.owner, run.seq = RUNNING, owner, run.seq + 1
@@ -161,7 +160,7 @@ class MemoryRunStore:
 
     def start_queued(self, run_id: str, seq: int) -> bool:
         run = self.items.get(run_id)
-        if run is None or run.status != "queued" or run.seq != seq:
+        if run is None or run.status != QUEUED or run.seq != seq:
             return False
         run.status, run.seq = CONTINUING, seq + 1
         return True
@@ -190,8 +189,7 @@ class MemorySlots:
         self.queue = self.queue | {run_id: (seq, queued_at)}
 
     def waiting(self) -> list[tuple[str, int]]:
-        entries = self.queue
-        return [(k, v[0]) for k, v in sorted(entries.items(), key=lambda e: (e[1][1], e[0]))]
+        return [(k, v[0]) for k, v in sorted(self.queue.items(), key=lambda e: (e[1][1], e[0]))]
 
     def forget(self, run_id: str, seq: int) -> None:
         self.queue = {k: v for k, v in self.queue.items() if not (k == run_id and v[0] == seq)}
@@ -202,13 +200,11 @@ class MemorySeekPoints:
         self.points: dict[str, bytes] = {}
         self.saves = 0
 
-    def load(self, run_id: str) -> Any:
-        from braze_importer.ports import SeekPoint
-
+    def load(self, run_id: str) -> SeekPoint | None:
         data = self.points.get(run_id)
         return SeekPoint.from_bytes(data) if data else None
 
-    def save(self, run_id: str, point: Any) -> None:
+    def save(self, run_id: str, point: SeekPoint) -> None:
         self.points[run_id] = point.to_bytes()
         self.saves += 1
 

@@ -57,7 +57,7 @@ class S3Source:
             # inflate and discard up to the offset.
             return _skip(_gunzip(self._stream(ref, 0)), offset)
         start = resume_from if resume_from is not None and resume_from.out_offset <= offset else None
-        begin = 0 if start is None else start.in_offset - (1 if start.bits else 0)
+        begin = 0 if start is None else start.read_from
         out = gzip_index.inflate(self._stream(ref, begin), start=start, on_point=on_point, spacing=self._spacing)
         return _skip(out, offset - (start.out_offset if start is not None else 0))
 
@@ -186,17 +186,9 @@ class DynamoRunStore:
         self._table = table
 
     def create(self, run: RunRecord) -> bool:
-        try:
-            self._db.put_item(
-                TableName=self._table,
-                Item=self._item(run),
-                ConditionExpression="attribute_not_exists(run_id)",
-            )
-        except ClientError as exc:
-            if _conditional(exc):
-                return False
-            raise
-        return True
+        return _put_if(
+            self._db, TableName=self._table, Item=self._item(run), ConditionExpression="attribute_not_exists(run_id)"
+        )
 
     def get(self, run_id: str) -> RunRecord | None:
         item = self._db.get_item(TableName=self._table, Key={"run_id": {"S": run_id}}, ConsistentRead=True).get("Item")
@@ -219,19 +211,8 @@ class DynamoRunStore:
         return self._transition(run_id, owner, condition=condition, values=values, bump=True)
 
     def save(self, run: RunRecord, expected_seq: int) -> bool:
-        try:
-            self._db.put_item(
-                TableName=self._table,
-                Item=self._item(run),
-                ConditionExpression="#s = :running AND seq = :seq",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":running": {"S": RUNNING}, ":seq": {"N": str(expected_seq)}},
-            )
-        except ClientError as exc:
-            if _conditional(exc):
-                return False
-            raise
-        return True
+        values = {":running": {"S": RUNNING}, ":seq": {"N": str(expected_seq)}}
+        return self._put_run(run, "#s = :running AND seq = :seq", values)
 
     def start_queued(self, run_id: str, seq: int) -> bool:
         current = self.get(run_id)
@@ -240,19 +221,9 @@ class DynamoRunStore:
         current.status = CONTINUING
         current.seq = seq + 1
         current.updated_at = time.time()
-        try:
-            self._db.put_item(
-                TableName=self._table,
-                Item=self._item(current),
-                ConditionExpression="#s = :queued AND seq = :seq",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":queued": {"S": QUEUED}, ":seq": {"N": str(seq)}},
-            )
-        except ClientError as exc:
-            if _conditional(exc):
-                return False
-            raise
-        return True
+        return self._put_run(
+            current, "#s = :queued AND seq = :seq", {":queued": {"S": QUEUED}, ":seq": {"N": str(seq)}}
+        )
 
     def _transition(
         self, run_id: str, owner: str, *, condition: str, values: dict[str, Any], bump: bool
@@ -266,19 +237,20 @@ class DynamoRunStore:
         current.updated_at = time.time()
         if bump:
             current.seq += 1
-        try:
-            self._db.put_item(
-                TableName=self._table,
-                Item=self._item(current),
-                ConditionExpression=f"{condition} AND seq = :old",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={**values, ":old": {"N": str(old_seq)}},
-            )
-        except ClientError as exc:
-            if _conditional(exc):
-                return None
-            raise
+        if not self._put_run(current, f"{condition} AND seq = :old", {**values, ":old": {"N": str(old_seq)}}):
+            return None
         return current
+
+    def _put_run(self, run: RunRecord, condition: str, values: dict[str, Any]) -> bool:
+        """Write the run if ``condition`` (on ``#s``, its status) holds; False if it does not."""
+        return _put_if(
+            self._db,
+            TableName=self._table,
+            Item=self._item(run),
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=values,
+        )
 
     @staticmethod
     def _item(run: RunRecord) -> dict[str, Any]:
@@ -294,6 +266,17 @@ class DynamoRunStore:
 
 def _conditional(exc: ClientError) -> bool:
     return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+
+
+def _put_if(db: Any, **put: Any) -> bool:
+    """A conditional ``put_item``: True if written, False if its condition did not hold."""
+    try:
+        db.put_item(**put)
+    except ClientError as exc:
+        if _conditional(exc):
+            return False
+        raise
+    return True
 
 
 class DynamoRunSlots:
@@ -344,21 +327,18 @@ class DynamoRunSlots:
                 return
             condition = "version = :v" if version else "attribute_not_exists(run_id)"
             values = {":v": {"N": str(version)}} if version else None
-            try:
-                self._db.put_item(
-                    TableName=self._table,
-                    Item={
-                        "run_id": {"S": QUEUE_KEY},
-                        "entries": {"S": orjson.dumps(changed).decode()},
-                        "version": {"N": str(version + 1)},
-                    },
-                    ConditionExpression=condition,
-                    **({"ExpressionAttributeValues": values} if values else {}),
-                )
+            if _put_if(
+                self._db,
+                TableName=self._table,
+                Item={
+                    "run_id": {"S": QUEUE_KEY},
+                    "entries": {"S": orjson.dumps(changed).decode()},
+                    "version": {"N": str(version + 1)},
+                },
+                ConditionExpression=condition,
+                **({"ExpressionAttributeValues": values} if values else {}),
+            ):
                 return
-            except ClientError as exc:
-                if not _conditional(exc):
-                    raise
             time.sleep(0.01 * (attempt + 1))
         raise RuntimeError("the run queue is too busy to update; try again")
 
@@ -370,23 +350,18 @@ class DynamoRunSlots:
 
     def _take(self, key: str, run_id: str, now: float, lease_seconds: float) -> bool:
         until = now + lease_seconds
-        try:
-            self._db.put_item(
-                TableName=self._table,
-                Item={
-                    "run_id": {"S": key},
-                    "holder": {"S": run_id},
-                    "lease_until": {"N": f"{until:.3f}"},
-                    "expires_at": {"N": str(int(max(until, time.time())) + RUN_TTL_SECONDS)},
-                },
-                ConditionExpression="attribute_not_exists(holder) OR holder = :me OR lease_until < :now",
-                ExpressionAttributeValues={":me": {"S": run_id}, ":now": {"N": f"{now:.3f}"}},
-            )
-        except ClientError as exc:
-            if _conditional(exc):
-                return False
-            raise
-        return True
+        return _put_if(
+            self._db,
+            TableName=self._table,
+            Item={
+                "run_id": {"S": key},
+                "holder": {"S": run_id},
+                "lease_until": {"N": f"{until:.3f}"},
+                "expires_at": {"N": str(int(max(until, time.time())) + RUN_TTL_SECONDS)},
+            },
+            ConditionExpression="attribute_not_exists(holder) OR holder = :me OR lease_until < :now",
+            ExpressionAttributeValues={":me": {"S": run_id}, ":now": {"N": f"{now:.3f}"}},
+        )
 
 
 class DynamoSeekPoints:

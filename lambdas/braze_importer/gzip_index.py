@@ -104,8 +104,8 @@ def inflate(
 ) -> Iterator[bytes]:
     """Decompressed bytes of a (multi-member) gzip stream.
 
-    ``chunks`` is the compressed stream from byte 0, or from ``start.in_offset - (1 if
-    start.bits else 0)`` when resuming at ``start``; output then begins at ``start.out_offset``.
+    ``chunks`` is the compressed stream from byte 0, or from ``start.read_from`` when resuming
+    at ``start``; output then begins at ``start.out_offset``.
     Zero padding after the last member is ignored, as gzip(1) does; a truncated or corrupt stream
     raises :class:`UnreadableInput`. ``on_point`` receives a seek point about every ``spacing``
     bytes of output.
@@ -117,7 +117,7 @@ def inflate(
     out_addr = ctypes.addressof(out_buf)
     history = b""  # the last WINDOW bytes of output before out_buf's content
     produced = 0 if start is None else start.out_offset  # output before out_buf's content
-    consumed = 0 if start is None else start.in_offset - (1 if start.bits else 0)  # input bytes before `data`
+    consumed = 0 if start is None else start.read_from  # input bytes before `data`
     last_point = produced
     raw = start is not None  # a resumed stream is raw deflate until its member ends
     inf = _Inflater(lib, -15 if raw else 31)
@@ -127,6 +127,7 @@ def inflate(
     first = start is not None and start.bits > 0
     if start is not None:
         history = start.window
+    want_points = on_point is not None
 
     def take() -> bytes:
         """Hand over what sits inflated in the output buffer, so nothing good is held back by an error."""
@@ -177,17 +178,11 @@ def inflate(
                 s.next_in = ctypes.cast(holder, ctypes.c_void_p)
                 s.avail_in = len(view)
                 while True:
-                    filled = OUT_CHUNK - s.avail_out if s.next_out else 0
                     if not s.next_out or s.avail_out == 0:
-                        if s.next_out and filled:
-                            chunk = ctypes.string_at(out_addr, filled)
-                            history = chunk[-WINDOW:] if filled >= WINDOW else (history + chunk)[-WINDOW:]
-                            produced += filled
+                        if chunk := take():
                             yield chunk
                         s.next_out = out_addr
                         s.avail_out = OUT_CHUNK
-                        filled = 0
-                    want_points = on_point is not None
                     ret = inf.inflate(_Z_BLOCK if want_points else _Z_NO_FLUSH)
                     if ret == _Z_NEED_DICT or (ret < 0 and ret != _Z_BUF_ERROR):
                         message = s.msg.decode(errors="replace") if s.msg else f"zlib error {ret}"

@@ -43,9 +43,6 @@ class Invalid(Exception):
         self.reason = reason
 
 
-PURCHASE_FIELDS = ("currency", "price")
-
-
 def classify(obj: Any) -> str:
     """Return the object's kind, or raise :class:`Invalid`.
 

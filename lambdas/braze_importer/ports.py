@@ -92,6 +92,11 @@ class SeekPoint:
     bits: int
     window: bytes
 
+    @property
+    def read_from(self) -> int:
+        """The compressed byte a resume reads from: the one holding the unread bits, if any."""
+        return self.in_offset - (1 if self.bits else 0)
+
     def to_bytes(self) -> bytes:
         return struct.pack("<QQB", self.out_offset, self.in_offset, self.bits) + zlib.compress(self.window, 1)
 

@@ -100,7 +100,6 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         return _queue(run, deps)
     began = time.monotonic()
     seq = run.seq
-    renewed = deps.clock.time()
     checkpoint = Checkpoint.from_dict(run.checkpoint)
     ref = ObjectRef(run.bucket, run.key, run.version_id, run.etag)
     writer = _OutputWriter(run, deps)
@@ -125,13 +124,9 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         run.updated_at = time.time()
 
     def progress(point: Checkpoint) -> bool:
-        nonlocal renewed
         # Outputs first: the checkpoint must not call settled what no file holds yet.
         writer.flush()
         record(point)
-        if deps.slots is not None and deps.clock.time() - renewed > deps.slot_lease_seconds / 3:
-            renewed = deps.clock.time()
-            deps.slots.acquire(run.run_id, renewed, deps.slot_lease_seconds)  # the heartbeat
         seeks.keep(point.offset)
         return deps.store.save(run, expected_seq=seq)
 
@@ -227,8 +222,9 @@ class _SeekPoints:
 class _SlotHeartbeat:
     """Renews the run's slot lease on wall-clock time from its own thread while the pump runs.
 
-    The pump renews on progress too, but a run can spend minutes without any (long 429 or backoff
-    waits, the final drain); a lease that ran out meanwhile would let a second run take the slot."""
+    Renewing on progress alone would not do: a run can spend minutes without any (long 429 or
+    backoff waits, the final drain); a lease that ran out meanwhile would let a second run take
+    the slot."""
 
     def __init__(self, run_id: str, deps: Deps) -> None:
         self._run_id = run_id
