@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from .content import DEFAULT_CONTENT, Content, OutputPolicy
 from .events import DEFAULT_EVENT_TYPES, DEFAULT_PASSIVE_TYPES, RESERVED_USER_PREFIX, UserActivity, group_by_user
@@ -246,13 +246,11 @@ class Personalizer:
         return Outcome(outcome if written else "superseded")
 
 
-def error_code(exc: BaseException) -> str:
+def error_code(exc: Exception) -> str:
     """What failed, without user data: AWS's error code, or the exception's type."""
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code") or "ClientError")
-    if isinstance(exc, BotoCoreError | Exception):
-        return type(exc).__name__
-    return "Unknown"
+    return type(exc).__name__
 
 
 def _safe_default(fallback: ContentGenerator, activity: UserActivity, policy: OutputPolicy) -> Content:
