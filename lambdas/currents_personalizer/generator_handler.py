@@ -47,8 +47,9 @@ def _record(record: SQSRecord) -> str:
     context = _context.get("lambda")
     deadline = None
     if context is not None:
-        deadline = time.time() + context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS
-        if deadline - time.time() < ATTEMPT_SECONDS:
+        usable = context.get_remaining_time_in_millis() / 1000 - SAFETY_SECONDS
+        deadline = time.time() + usable
+        if usable < ATTEMPT_SECONDS:
             _outcomes["no_time_left"] += 1
             metrics.add_metric(name="NoTimeLeft", unit=MetricUnit.Count, value=1)
             raise NoTimeLeft("too little time left in this invocation; the message will be delivered again")

@@ -15,10 +15,10 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from .content import DEFAULT_CONTENT, Content, OutputPolicy
 from .events import DEFAULT_EVENT_TYPES, DEFAULT_PASSIVE_TYPES, RESERVED_USER_PREFIX, UserActivity, group_by_user
@@ -105,20 +105,11 @@ class Report:
     failed: int = 0
 
     def add(self, other: Report) -> None:
-        for name, value in asdict(other).items():
-            setattr(self, name, getattr(self, name) + value)
+        for f in fields(other):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
     def count(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
-
-
-@dataclass(slots=True)
-class _MergeCounts:
-    updated: int = 0
-    unchanged: int = 0
-    conflicts: int = 0
-    rejected: int = 0
-    scheduled: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,15 +151,11 @@ class Personalizer:
         stored = self.table.get_profiles(users)
         with ThreadPoolExecutor(max_workers=self.settings.write_workers) as pool:
             for counts in pool.map(lambda a: self._merge_user(a, stored.get(a.user_id), now), users.values()):
-                report.updated += counts.updated
-                report.unchanged += counts.unchanged
-                report.conflicts += counts.conflicts
-                report.rejected += counts.rejected
-                report.scheduled += counts.scheduled
+                report.add(counts)
         return report
 
-    def _merge_user(self, activity: UserActivity, profile: Profile | None, now: int) -> _MergeCounts:
-        report = _MergeCounts()
+    def _merge_user(self, activity: UserActivity, profile: Profile | None, now: int) -> Report:
+        report = Report()
         for _ in range(CONFLICT_TRIES):
             profile = profile or Profile(activity.user_id)
             result = merge(
@@ -259,13 +246,11 @@ class Personalizer:
         return Outcome(outcome if written else "superseded")
 
 
-def error_code(exc: BaseException) -> str:
+def error_code(exc: Exception) -> str:
     """What failed, without user data: AWS's error code, or the exception's type."""
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code") or "ClientError")
-    if isinstance(exc, BotoCoreError | Exception):
-        return type(exc).__name__
-    return "Unknown"
+    return type(exc).__name__
 
 
 def _safe_default(fallback: ContentGenerator, activity: UserActivity, policy: OutputPolicy) -> Content:

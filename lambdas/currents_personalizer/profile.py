@@ -92,7 +92,6 @@ class Profile:
 @dataclass(frozen=True, slots=True)
 class Merge:
     new_events: int
-    triggering: bool  # a new event that carries intent and may start a generation
     schedule: bool  # a generation message should be sent now
 
 
@@ -136,7 +135,7 @@ def merge(
         schedule = True  # the message for a pending profile was lost: schedule it again
     if schedule:
         profile.scheduled_at = now
-    return Merge(new, triggering, schedule)
+    return Merge(new, schedule)
 
 
 def event_key(event_id: str) -> str:

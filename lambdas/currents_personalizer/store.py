@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -80,19 +80,14 @@ class ContentTable:
         if generated_before is not None:
             condition += " AND (attribute_not_exists(generated_at) OR generated_at <= :g)"
             values[":g"] = {"N": str(generated_before)}
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"user_id": {"S": user_id}},
-                UpdateExpression="SET claim_owner = :o, claim_until = :u, expires_at = if_not_exists(expires_at, :e)",
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if _conditional(exc):
-                return False
-            raise
-        return True
+        return _unless_condition_failed(
+            self._db.update_item,
+            TableName=self._table,
+            Key={"user_id": {"S": user_id}},
+            UpdateExpression="SET claim_owner = :o, claim_until = :u, expires_at = if_not_exists(expires_at, :e)",
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+        )
 
     def put(
         self,
@@ -128,15 +123,13 @@ class ContentTable:
         else:
             condition = "attribute_not_exists(source_time) OR source_time < :t"
             values = {":t": {"N": str(source_time)}}
-        try:
-            self._db.put_item(
-                TableName=self._table, Item=item, ConditionExpression=condition, ExpressionAttributeValues=values
-            )
-        except ClientError as exc:
-            if _conditional(exc):
-                return False
-            raise
-        return True
+        return _unless_condition_failed(
+            self._db.put_item,
+            TableName=self._table,
+            Item=item,
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+        )
 
     # -- profiles ---------------------------------------------------------------------------------
 
@@ -186,21 +179,17 @@ class ContentTable:
             item["pending_since"] = {"N": str(profile.pending_since)}
         if profile.scheduled_at is not None:
             item["scheduled_at"] = {"N": str(profile.scheduled_at)}
-        try:
-            if profile.version == 0:
-                # no profile yet (or an unreadable item without a version, replaced)
-                self._db.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(version)")
-            else:
-                self._db.put_item(
-                    TableName=self._table,
-                    Item=item,
-                    ConditionExpression="version = :v",
-                    ExpressionAttributeValues={":v": {"N": str(profile.version)}},
-                )
-        except ClientError as exc:
-            if _conditional(exc):
-                return False
-            raise
+        condition: dict[str, Any] = (
+            # no profile yet (or an unreadable item without a version, replaced)
+            {"ConditionExpression": "attribute_not_exists(version)"}
+            if profile.version == 0
+            else {
+                "ConditionExpression": "version = :v",
+                "ExpressionAttributeValues": {":v": {"N": str(profile.version)}},
+            }
+        )
+        if not _unless_condition_failed(self._db.put_item, TableName=self._table, Item=item, **condition):
+            return False
         profile.version += 1
         return True
 
@@ -209,36 +198,26 @@ class ContentTable:
         when new events of intent were merged since (the profile stays pending for the next
         generation); passive events merged meanwhile are already in the profile and need none.
         Bumps the version, so a writer that read the profile as pending re-reads it."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"user_id": {"S": PROFILE_PREFIX + user_id}},
-                UpdateExpression="REMOVE pending_since, scheduled_at SET version = version + :one",
-                ConditionExpression="attribute_exists(version) AND "
-                + ("(attribute_not_exists(intent) OR intent = :i)" if intent == 0 else "intent = :i"),
-                ExpressionAttributeValues={":i": {"N": str(intent)}, ":one": {"N": "1"}},
-            )
-        except ClientError as exc:
-            if _conditional(exc):
-                return False
-            raise
-        return True
+        return _unless_condition_failed(
+            self._db.update_item,
+            TableName=self._table,
+            Key={"user_id": {"S": PROFILE_PREFIX + user_id}},
+            UpdateExpression="REMOVE pending_since, scheduled_at SET version = version + :one",
+            ConditionExpression="attribute_exists(version) AND "
+            + ("(attribute_not_exists(intent) OR intent = :i)" if intent == 0 else "intent = :i"),
+            ExpressionAttributeValues={":i": {"N": str(intent)}, ":one": {"N": "1"}},
+        )
 
     def reschedule(self, user_id: str, version: int, at: int) -> bool:
         """Record that the pending profile's generation was scheduled again (same version)."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"user_id": {"S": PROFILE_PREFIX + user_id}},
-                UpdateExpression="SET scheduled_at = :a",
-                ConditionExpression="version = :v",
-                ExpressionAttributeValues={":v": {"N": str(version)}, ":a": {"N": str(at)}},
-            )
-        except ClientError as exc:
-            if _conditional(exc):
-                return False
-            raise
-        return True
+        return _unless_condition_failed(
+            self._db.update_item,
+            TableName=self._table,
+            Key={"user_id": {"S": PROFILE_PREFIX + user_id}},
+            UpdateExpression="SET scheduled_at = :a",
+            ConditionExpression="version = :v",
+            ExpressionAttributeValues={":v": {"N": str(version)}, ":a": {"N": str(at)}},
+        )
 
     def _fresh(self, item: dict[str, Any] | None) -> StoredContent | None:
         if not item or "content" not in item:
@@ -283,5 +262,12 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _conditional(exc: ClientError) -> bool:
-    return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+def _unless_condition_failed(write: Callable[..., Any], **request: Any) -> bool:
+    """Send a conditional write; False (nothing written) when its condition did not hold."""
+    try:
+        write(**request)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True

@@ -132,15 +132,16 @@ class CurrentsPersonalizer(Construct):
 
     def _grant(self, config: CurrentsConfig, bucket: s3.IBucket) -> None:
         stack = Stack.of(self)
-        profiles = f"{self.table.table_arn}"
         self.personalizer.role.add_to_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem"], resources=[profiles]
+                actions=["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem"],
+                resources=[self.table.table_arn],
             )
         )
         self.generator.role.add_to_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[profiles]
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                resources=[self.table.table_arn],
             )
         )
         if config.generator == "bedrock":
