@@ -64,17 +64,20 @@ CURRENTS_EVENT_TYPES = (
     "users.messages.pushnotification.Open",
     "users.behaviors.app.SessionStart",
 )
-# Bedrock models past their end of life on Bedrock's model lifecycle page, each with the
-# replacement this app suggests (a cross-Region inference profile of an active model).
-RETIRED_BEDROCK_MODELS = {
-    "anthropic.claude-3-5-haiku-20241022-v1:0": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
-    "anthropic.claude-3-5-sonnet-20240620-v1:0": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
-    "anthropic.claude-3-5-sonnet-20241022-v2:0": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
-    "anthropic.claude-3-sonnet-20240229-v1:0": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
-    "anthropic.claude-v2:1": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
-    "anthropic.claude-v2": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
-    "anthropic.claude-instant-v1": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
-}
+# The default model: a cross-Region inference profile of an active model on Bedrock's lifecycle page.
+DEFAULT_BEDROCK_MODEL = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+# Bedrock models past their end of life on that page; synth refuses them and names the default instead.
+RETIRED_BEDROCK_MODELS = frozenset(
+    {
+        "anthropic.claude-3-5-haiku-20241022-v1:0",
+        "anthropic.claude-3-5-sonnet-20240620-v1:0",
+        "anthropic.claude-3-5-sonnet-20241022-v2:0",
+        "anthropic.claude-3-sonnet-20240229-v1:0",
+        "anthropic.claude-v2:1",
+        "anthropic.claude-v2",
+        "anthropic.claude-instant-v1",
+    }
+)
 # AWS Marketplace product ids of models served through Marketplace (from their Bedrock model cards):
 # the first invocation in an account subscribes with the caller's permissions.
 BEDROCK_MARKETPLACE_PRODUCTS = {"anthropic.claude-haiku-4-5-20251001-v1:0": "prod-xdkflymybwmvi"}
@@ -97,7 +100,7 @@ class CurrentsConfig:
     event_types: str = ",".join(CURRENTS_EVENT_TYPES)
     passive_event_types: str = "users.behaviors.app.SessionStart"  # enrich profiles, start no generation
     generator: Literal["offline", "bedrock"] = "bedrock"
-    bedrock_model_id: str = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+    bedrock_model_id: str = DEFAULT_BEDROCK_MODEL
     bedrock_marketplace_product_id: str = ""  # empty: known for the default model; "none": grant nothing
     bedrock_max_tokens: int = 700
     guardrail_id: str = ""
@@ -119,11 +122,10 @@ class CurrentsConfig:
             raise ConfigError("currents prefix must end with '/'")
         if self.generator == "bedrock" and not self.bedrock_model_id:
             raise ConfigError("currents bedrockModelId is required when the generator is bedrock")
-        retired = RETIRED_BEDROCK_MODELS.get(bedrock_base_model(self.bedrock_model_id))
-        if self.generator == "bedrock" and retired:
+        if self.generator == "bedrock" and bedrock_base_model(self.bedrock_model_id) in RETIRED_BEDROCK_MODELS:
             raise ConfigError(
                 f"currents bedrockModelId {self.bedrock_model_id} is past its end of life on Amazon Bedrock "
-                f"and can no longer be invoked; use {retired} (set currents:bedrockModelId)"
+                f"and can no longer be invoked; use {DEFAULT_BEDROCK_MODEL} (set currents:bedrockModelId)"
             )
         if bool(self.braze_writer_principal) != bool(self.braze_external_id):
             raise ConfigError("currents brazeWriterPrincipal and brazeExternalId go together")
@@ -189,8 +191,10 @@ class AppConfig:
             project=str(get("project") or cls.project),
             alarm_email=get("alarms:email") or get("alarmEmail") or None,  # alarmEmail: the older key
             manage_api_gateway_account_role=_coerce(
-                "apiGateway:manageAccountRole", _default(get("apiGateway:manageAccountRole"), True), bool
-            ),
+                "apiGateway:manageAccountRole", get("apiGateway:manageAccountRole"), bool
+            )
+            if get("apiGateway:manageAccountRole") is not None
+            else cls.manage_api_gateway_account_role,
             importer=_section(ImportConfig, "import", get),
             currents=_section(CurrentsConfig, "currents", get),
             bulk_upload=_section(BulkUploadConfig, "bulkUpload", get),
@@ -207,10 +211,6 @@ def _section(kind: Any, prefix: str, get: Any) -> Any:
             continue
         values[f.name] = _coerce(key, raw, hints[f.name])
     return kind(**values)
-
-
-def _default(value: Any, default: Any) -> Any:
-    return default if value is None else value
 
 
 def _coerce(key: str, raw: Any, hint: Any) -> Any:
