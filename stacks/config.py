@@ -187,14 +187,15 @@ class AppConfig:
     @classmethod
     def from_context(cls, get: Any) -> AppConfig:
         """Build from a ``node.try_get_context``-like getter; keys are ``section:camelCase``."""
+        role = get("apiGateway:manageAccountRole")
         return cls(
             project=str(get("project") or cls.project),
             alarm_email=get("alarms:email") or get("alarmEmail") or None,  # alarmEmail: the older key
-            manage_api_gateway_account_role=_coerce(
-                "apiGateway:manageAccountRole", get("apiGateway:manageAccountRole"), bool
-            )
-            if get("apiGateway:manageAccountRole") is not None
-            else cls.manage_api_gateway_account_role,
+            manage_api_gateway_account_role=(
+                cls.manage_api_gateway_account_role
+                if role is None
+                else _coerce("apiGateway:manageAccountRole", role, bool)
+            ),
             importer=_section(ImportConfig, "import", get),
             currents=_section(CurrentsConfig, "currents", get),
             bulk_upload=_section(BulkUploadConfig, "bulkUpload", get),
