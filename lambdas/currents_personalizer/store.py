@@ -180,8 +180,11 @@ class ContentTable:
         if profile.scheduled_at is not None:
             item["scheduled_at"] = {"N": str(profile.scheduled_at)}
         condition: dict[str, Any] = (
-            # no profile yet (or an unreadable item without a version, replaced)
-            {"ConditionExpression": "attribute_not_exists(version)"}
+            # no profile yet, or an unreadable item whose version is missing or not a number: replaced
+            {
+                "ConditionExpression": "attribute_not_exists(version) OR NOT attribute_type(version, :n)",
+                "ExpressionAttributeValues": {":n": {"S": "N"}},
+            }
             if profile.version == 0
             else {
                 "ConditionExpression": "version = :v",

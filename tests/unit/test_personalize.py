@@ -416,6 +416,15 @@ def test_a_malformed_profile_item_is_replaced_not_fatal(db: Any) -> None:
     assert box.deliver().generated == 2
 
 
+def test_a_profile_item_whose_version_is_not_a_number_is_replaced(db: Any) -> None:
+    box = Box(db)
+    item = {"user_id": {"S": PROFILE_PREFIX + USER}, "profile": {"S": "{broken"}, "version": {"S": "3"}}
+    db.put_item(TableName="content", Item=item)
+    assert box.file(PURCHASE, [event(PURCHASE, 1)]).updated == 1
+    profile = box.table.get_profile(USER)
+    assert profile is not None and set(profile.events) == {PURCHASE}
+
+
 def test_a_duplicate_message_racing_past_the_cooldown_check_does_not_call_the_model_again(db: Any) -> None:
     box = Box(db)
     other = Box(db, generator=box.generator)
