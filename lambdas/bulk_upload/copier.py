@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import orjson
 
+CRC32 = "CRC32"  # S3 checks every part against it, and the object keeps a checksum of the parts
 MIN_PART = 8 << 20  # S3 needs at least 5 MiB for every part but the last
 MAX_PARTS = 10_000
 UNKNOWN_SIZE_PART = 64 << 20
@@ -50,16 +51,20 @@ class Download(Protocol):
     def stream(self, url: str, *, offset: int = 0, etag: str | None = None) -> Staged: ...
 
 
+Part = tuple[int, str, str | None]  # (number, ETag, the checksum S3 verified the part against)
+
+
 class MultipartUpload(Protocol):
     upload_id: str
+    checksum: str | None  # the algorithm every part is checked with (None: an upload without checksums)
 
-    def part(self, data: bytes | bytearray | memoryview, number: int) -> str:
-        """Upload part ``number`` (from 1) and return its ETag; parts may arrive out of order.
-        ``data`` is only valid until the call returns (its buffer is reused)."""
+    def part(self, data: bytes | bytearray | memoryview, number: int) -> tuple[str, str | None]:
+        """Upload part ``number`` (from 1) and return its ETag and checksum; parts may arrive out
+        of order. ``data`` is only valid until the call returns (its buffer is reused)."""
         ...
 
-    def complete(self, parts: list[tuple[int, str]]) -> str | None:
-        """Finish the upload from ``(number, etag)`` pairs; returns the object's version id."""
+    def complete(self, parts: list[Part]) -> str | None:
+        """Finish the upload from its parts in order; returns the object's version id."""
         ...
 
     def abort(self) -> None: ...
@@ -67,7 +72,7 @@ class MultipartUpload(Protocol):
 
 class Target(Protocol):
     def start(self, key: str, *, content_type: str, content_encoding: str | None) -> MultipartUpload: ...
-    def resume(self, key: str, upload_id: str) -> MultipartUpload: ...
+    def resume(self, key: str, upload_id: str, *, checksum: str | None) -> MultipartUpload: ...
 
 
 class PermanentFailure(Exception):
@@ -82,23 +87,29 @@ class Checkpoint:
     part_size: int
     offset: int  # the next byte of the staged file to copy
     written: int  # bytes already in the parts (the header row included)
-    parts: list[tuple[int, str]] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
     source_etag: str | None = None
     header: list[str] | None = None
     hops: int = 0
+    checksum: str | None = None  # the upload's checksum algorithm (None: a checkpoint from before checksums)
 
     def dumps(self) -> str:
         """Compact enough for a DynamoDB item at S3's 10,000 parts: parts are always 1..n in order,
-        so only their ETags are kept, packed 16 bytes each when they are MD5 hex (as S3's are)."""
-        etags = [e for _, e in self.parts]
-        assert [n for n, _ in self.parts] == list(range(1, len(etags) + 1))
+        so only their ETags and checksums are kept, packed 16 bytes each when they are MD5 hex (as
+        S3's are) and 4 bytes each for CRC32 checksums."""
+        etags = [e for _, e, _ in self.parts]
+        assert [n for n, _, _ in self.parts] == list(range(1, len(etags) + 1))
         packed = all(_MD5_ETAG.fullmatch(e) for e in etags)
+        sums = [c for _, _, c in self.parts]
         return orjson.dumps(
             {
                 "upload_id": self.upload_id, "part_size": self.part_size, "offset": self.offset,
                 "written": self.written, "source_etag": self.source_etag, "header": self.header, "hops": self.hops,
                 "etags": base64.b64encode(b"".join(bytes.fromhex(e[1:-1]) for e in etags)).decode() if packed
                 else etags,
+                "checksum": self.checksum,
+                "checksums": base64.b64encode(b"".join(base64.b64decode(c) for c in sums)).decode()  # type: ignore[arg-type]
+                if self.checksum == CRC32 and all(sums) else sums,
             }
         ).decode()  # fmt: skip
 
@@ -109,7 +120,12 @@ class Checkpoint:
         if isinstance(etags, str):
             packed = base64.b64decode(etags)
             etags = [f'"{packed[i : i + 16].hex()}"' for i in range(0, len(packed), 16)]
-        return cls(**raw, parts=[(n, str(e)) for n, e in enumerate(etags, start=1)])
+        sums = raw.pop("checksums", None)
+        if isinstance(sums, str):
+            packed = base64.b64decode(sums)
+            sums = [base64.b64encode(packed[i : i + 4]).decode() for i in range(0, len(packed), 4)]
+        sums = sums or [None] * len(etags)
+        return cls(**raw, parts=[(n, str(e), c) for n, (e, c) in enumerate(zip(etags, sums, strict=True), start=1)])
 
 
 _MD5_ETAG = re.compile(r'"[0-9a-f]{32}"')
@@ -205,7 +221,7 @@ def copy(
         upload = target.start(
             key, content_type=staged.content_type or "text/csv", content_encoding=staged.content_encoding
         )
-        state = Checkpoint(upload.upload_id, size, 0, 0, [], staged.etag, columns)
+        state = Checkpoint(upload.upload_id, size, 0, 0, [], staged.etag, columns, checksum=upload.checksum)
         if buffer_budget is not None and 2 * size > buffer_budget:
             _abort(upload, MemoryError())
             _close(staged.chunks)
@@ -215,7 +231,7 @@ def copy(
             )
     else:
         state, head = checkpoint, b""
-        upload = target.resume(key, checkpoint.upload_id)
+        upload = target.resume(key, checkpoint.upload_id, checksum=checkpoint.checksum)
         try:
             staged = download.stream(data_url, offset=state.offset, etag=state.source_etag)
         except PermanentFailure as exc:
@@ -271,7 +287,7 @@ def _pump(
     staged file (``total`` bytes) is never a hand-over point: the copy completes there instead."""
     size = state.part_size
     free: list[bytearray] = []
-    pending: deque[tuple[Future[str], bytearray, int, int, int]] = deque()
+    pending: deque[tuple[Future[tuple[str, str | None]], bytearray, int, int, int]] = deque()
     number = len(state.parts)
     offset = state.offset  # staged bytes read into parts so far
 
@@ -282,7 +298,7 @@ def _pump(
             # prefix of the file that is fully uploaded.
             while pending and (block or pending[0][0].done()):
                 future, buffer, n, filled, through = pending.popleft()
-                state.parts.append((n, future.result()))
+                state.parts.append((n, *future.result()))
                 state.written += filled
                 state.offset = through
                 free.append(buffer)

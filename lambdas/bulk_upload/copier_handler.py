@@ -71,7 +71,7 @@ def _record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> s
     checkpoint = Checkpoint.loads(job["checkpoint"]) if job.get("checkpoint") else None
     if checkpoint and checkpoint.hops >= settings.max_hops:
         exc = PermanentFailure(f"the copy did not finish within {settings.max_hops} invocations")
-        target.resume(job["s3_key"], checkpoint.upload_id).abort()
+        target.resume(job["s3_key"], checkpoint.upload_id, checksum=checkpoint.checksum).abort()
         return _failed(job_id, owner, exc)
     if checkpoint is not None:
         # An earlier delivery may have completed the upload and then failed to record it: its

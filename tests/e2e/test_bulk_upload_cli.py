@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import re
+import zlib
 from pathlib import Path
 
 import pytest
@@ -68,9 +70,14 @@ def test_a_copy_longer_than_one_invocation_hands_over_and_lands_whole(tmp_path: 
         invocations = box.run_copies()
         job = box.job(answer["job_id"])
         stored = box.stored(answer["s3_key"])
+        checksum = box.s3.head_object(Bucket="sandbox-uploads", Key=answer["s3_key"], ChecksumMode="ENABLED")
         uploads = box.s3.list_multipart_uploads(Bucket="sandbox-uploads").get("Uploads", [])
     # Then the object is whole and exact, in one multipart upload continued across invocations
     parts = -(-(len(b"identity_id,score\n") + data.stat().st_size) // MIN_PART)
     assert status == 202 and invocations == parts == 5 and job["status"] == "done" and "error" not in job
     assert stored == b"identity_id,score\n" + data.read_bytes() and job["size"] == len(stored)
     assert not uploads
+    # And S3 checked every part against its CRC32, the parts of every invocation alike
+    crcs = b"".join(zlib.crc32(stored[i : i + MIN_PART]).to_bytes(4, "big") for i in range(0, len(stored), MIN_PART))
+    expected = base64.b64encode(zlib.crc32(crcs).to_bytes(4, "big")).decode()  # S3 adds "-<parts>", moto does not
+    assert checksum.get("ChecksumCRC32", "").split("-")[0] == expected  # of the parts, not of the whole object

@@ -495,7 +495,8 @@ def test_a_copy_completed_before_its_outcome_was_recorded_ends_done_on_redeliver
     assert jobs.claim(job_id, "earlier", 900)  # an earlier hop handed over with its upload open
     upload = S3Target(aws["s3"], "uploads", job_id=job_id).start("ci360/nine.csv", content_type="text/csv",
                                                                  content_encoding=None)  # fmt: skip
-    checkpoint = Checkpoint(upload.upload_id, MIN_PART, 0, 0, [], f'"{hashlib.md5(data).hexdigest()}"')
+    etag = f'"{hashlib.md5(data).hexdigest()}"'
+    checkpoint = Checkpoint(upload.upload_id, MIN_PART, 0, 0, [], etag, checksum=upload.checksum)
     assert jobs.finish(job_id, "handover", owner="earlier", checkpoint=checkpoint.dumps())
     real_finish = JobTable.finish
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import time
 import unicodedata
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from bulk_upload.copier import (
     MIN_PART,
@@ -196,27 +199,33 @@ def test_part_size_fits_s3_limits_for_any_size() -> None:
         assert chosen >= MIN_PART and -(-size // chosen) <= 10_000 and chosen % (1 << 20) == 0
 
 
+def crc(data: bytes | bytearray | memoryview) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
 class Upload:
     def __init__(self, fail_after: int | None = None, abort_fails: bool = False) -> None:
         self.upload_id = "u-1"
+        self.checksum: str | None = "CRC32"
         self.numbered: dict[int, bytes] = {}
         self.fail_after = fail_after
         self.abort_fails = abort_fails
         self.state = "open"
         self.started: dict[str, Any] = {}
 
-    def part(self, data: bytes | bytearray | memoryview, number: int) -> str:
+    def part(self, data: bytes | bytearray | memoryview, number: int) -> tuple[str, str | None]:
         if self.fail_after is not None and number > self.fail_after:
             raise ConnectionError("S3 went away")
         self.numbered[number] = bytes(data)  # the buffer is reused after the call
-        return f'"etag-{number}"'
+        return f'"etag-{number}"', crc(data) if self.checksum else None
 
     @property
     def parts(self) -> list[bytes]:
         return [self.numbered[n] for n in sorted(self.numbered)]
 
-    def complete(self, parts: list[tuple[int, str]]) -> str:
-        assert parts == [(n, f'"etag-{n}"') for n in sorted(self.numbered)]
+    def complete(self, parts: list[tuple[int, str, str | None]]) -> str:
+        sums = [crc(self.numbered[n]) if self.checksum else None for n in sorted(self.numbered)]
+        assert parts == [(n, f'"etag-{n}"', c) for n, c in zip(sorted(self.numbered), sums, strict=True)]
         self.state = "complete"
         return "v1"
 
@@ -235,8 +244,8 @@ class Target:
         self.upload.started = {"content_type": content_type, "content_encoding": content_encoding}
         return self.upload
 
-    def resume(self, key: str, upload_id: str) -> Upload:
-        assert upload_id == self.upload.upload_id
+    def resume(self, key: str, upload_id: str, *, checksum: str | None) -> Upload:
+        assert upload_id == self.upload.upload_id and checksum == self.upload.checksum
         return self.upload
 
 
@@ -323,7 +332,10 @@ def test_a_copy_hands_over_at_a_part_boundary_and_continues_from_the_checkpoint(
     assert isinstance(first, HandedOver) and upload.state == "open"
     checkpoint = Checkpoint.loads(first.checkpoint.dumps())  # as stored in the job record
     head = len(b"identity_id,score\n")
-    assert checkpoint.parts == [(1, '"etag-1"'), (2, '"etag-2"')] and checkpoint.written == 2 * MIN_PART
+    stored = b"identity_id,score\n" + data
+    sums = [crc(stored[:MIN_PART]), crc(stored[MIN_PART : 2 * MIN_PART])]
+    assert checkpoint.parts == [(1, '"etag-1"', sums[0]), (2, '"etag-2"', sums[1])] and checkpoint.checksum == "CRC32"
+    assert checkpoint.written == 2 * MIN_PART
     assert checkpoint.offset == 2 * MIN_PART - head and checkpoint.hops == 1
     resumed_at = checkpoint.offset
     done = copy("k", "d", "m", download, Target(upload), checkpoint=checkpoint)
@@ -354,12 +366,26 @@ def test_a_transient_failure_after_a_hand_over_keeps_the_upload_for_the_retry() 
 
 
 def test_a_checkpoint_of_ten_thousand_parts_fits_a_dynamodb_item() -> None:
-    etags = [f'"{i:032x}"' for i in range(10_000)]
-    checkpoint = Checkpoint("u", MIN_PART, 1 << 40, 1 << 40, list(enumerate(etags, start=1)), '"src"', ["a"], 3)
+    parts = [(i, f'"{i:032x}"', crc(i.to_bytes(4, "big"))) for i in range(1, 10_001)]
+    checkpoint = Checkpoint("u", MIN_PART, 1 << 40, 1 << 40, list(parts), '"src"', ["a"], 3, "CRC32")
     stored = checkpoint.dumps()
     assert len(stored) < 300_000 and Checkpoint.loads(stored) == checkpoint
-    odd = Checkpoint("u", MIN_PART, 5, 5, [(1, '"abc-1"')])
+    odd = Checkpoint("u", MIN_PART, 5, 5, [(1, '"abc-1"', None)])
     assert Checkpoint.loads(odd.dumps()) == odd
+
+
+def test_a_checkpoint_from_before_checksums_continues_its_upload_without_them() -> None:
+    # A job handed over by the previous release: its upload was started without a checksum algorithm
+    old = {"upload_id": "u-1", "part_size": MIN_PART, "offset": MIN_PART, "written": MIN_PART,
+           "source_etag": '"e1"', "header": None, "hops": 1, "etags": ['"etag-1"']}  # fmt: skip
+    checkpoint = Checkpoint.loads(orjson.dumps(old).decode())
+    assert checkpoint.checksum is None and checkpoint.parts == [(1, '"etag-1"', None)]
+    data = b"q" * (MIN_PART + 10)
+    upload = Upload()
+    upload.checksum = None
+    upload.numbered[1] = data[:MIN_PART]
+    done = copy("k", "d", None, Download(data), Target(upload), checkpoint=checkpoint)
+    assert isinstance(done, Copied) and upload.state == "complete" and b"".join(upload.parts) == data
 
 
 def test_large_parts_fly_fewer_at_once_and_a_file_too_large_for_the_memory_is_refused_clearly() -> None:
@@ -368,7 +394,7 @@ def test_large_parts_fly_fewer_at_once_and_a_file_too_large_for_the_memory_is_re
             super().__init__()
             self.flying = self.most = 0
 
-        def part(self, data: bytes | bytearray | memoryview, number: int) -> str:
+        def part(self, data: bytes | bytearray | memoryview, number: int) -> tuple[str, str | None]:
             self.flying += 1
             self.most = max(self.most, self.flying)
             time.sleep(0.01)
