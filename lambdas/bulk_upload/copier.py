@@ -116,6 +116,8 @@ class Checkpoint:
     @classmethod
     def loads(cls, text: str) -> Checkpoint:
         raw: dict[str, Any] = orjson.loads(text)
+        # Fields a later release added are left out, so a rollback still continues its jobs.
+        raw = {k: v for k, v in raw.items() if k in _CHECKPOINT_FIELDS or k in ("etags", "checksums")}
         etags = raw.pop("etags")
         if isinstance(etags, str):
             packed = base64.b64decode(etags)
@@ -129,6 +131,9 @@ class Checkpoint:
 
 
 _MD5_ETAG = re.compile(r'"[0-9a-f]{32}"')
+_CHECKPOINT_FIELDS = frozenset(Checkpoint.__dataclass_fields__) - {"parts"}
+# The job record holding the checkpoint is a DynamoDB item (400 KB with its other fields).
+CHECKPOINT_LIMIT = 350_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +212,7 @@ def copy(
     hand_over: Callable[[], bool] = lambda: False,
     in_flight: int = 3,
     buffer_budget: int | None = None,
+    checkpoint_limit: int = CHECKPOINT_LIMIT,
 ) -> Copied | HandedOver:
     """Stream ``data_url`` (after the header from ``metadata_url``) into ``key``: while parts
     upload, the next one downloads. Parts are filled in buffers allocated once and reused, so
@@ -251,6 +257,9 @@ def copy(
         stopped = _pump(staged.chunks, head, upload, state, stop_here, in_flight, staged.size)
         if stopped:
             state.hops += 1
+            if len(state.dumps()) > checkpoint_limit:
+                too_large = f"its checkpoint of {len(state.parts)} parts is too large for the job record"
+                raise PermanentFailure(f"the copy cannot hand over: {too_large}")
             return HandedOver(state)
         version = upload.complete(sorted(state.parts))
     except BaseException as exc:

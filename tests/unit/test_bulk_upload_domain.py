@@ -410,3 +410,22 @@ def test_large_parts_fly_fewer_at_once_and_a_file_too_large_for_the_memory_is_re
     with pytest.raises(PermanentFailure, match="MiB parts"):
         copy("k", "d", None, huge, Target(refused), buffer_budget=600 << 20)
     assert refused.state == "aborted"
+
+
+def test_a_checkpoint_too_large_for_the_job_record_fails_the_copy_clearly() -> None:
+    class OddEtags(Upload):
+        def part(self, data: bytes | bytearray | memoryview, number: int) -> tuple[str, str | None]:
+            _, checksum = super().part(data, number)
+            return f'"{"X" * 60}-{number}"', checksum  # not MD5 hex: kept as text
+
+    upload = OddEtags()
+    with pytest.raises(PermanentFailure, match="hand over"):
+        copy("k", "d", None, Download(b"z" * MIN_PART * 3), Target(upload), hand_over=lambda: True,
+             checkpoint_limit=100)  # fmt: skip
+    assert upload.state == "aborted"
+
+
+def test_a_checkpoint_with_fields_it_does_not_know_still_loads() -> None:
+    # A job handed over by a later release (rolled back): unknown fields are ignored
+    stored = orjson.loads(Checkpoint("u", MIN_PART, 5, 5, [(1, '"abc-1"', None)]).dumps())
+    assert Checkpoint.loads(orjson.dumps(stored | {"later": 1}).decode()).upload_id == "u"
