@@ -171,11 +171,28 @@ class _Buffer:
             self.base += pos
 
 
+BOM = b"\xef\xbb\xbf"
+_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-16 and UTF-32, either byte order
+
+
+def _skip_bom(buf: _Buffer) -> None:
+    """At the start of a file: step over a UTF-8 byte-order mark (what Windows tools, Excel and
+    PowerShell write), so offsets stay those of the file itself; refuse UTF-16 and UTF-32, whose
+    every line would otherwise be a reject."""
+    while len(buf.data) < len(BOM) and buf.fill():
+        pass
+    if buf.data.startswith(BOM):
+        buf.drop_before(len(BOM))
+    elif buf.data.startswith(_WIDE_BOMS):
+        raise JsonSyntaxError(buf.base, "the file is UTF-16 or UTF-32 encoded; save it as UTF-8")
+
+
 def iter_elements(chunks: Iterable[bytes], fmt: Format, start: Position = START) -> Iterator[Element]:
     """Yield every top-level element from ``start`` on, in order, with its index and offset.
 
     ``chunks`` is the decompressed stream beginning at ``start.offset``. For an array, an offset
     other than 0 must be the start of an element (as a previous run's :class:`Position` is).
+    At offset 0 a UTF-8 byte-order mark is skipped (offsets still count it).
     Raises :class:`JsonSyntaxError` where an array stops being valid JSON; in JSON Lines a bad
     line is yielded as an element with ``error`` set and reading goes on.
     """
@@ -190,6 +207,8 @@ _BLANK_RUN = re.compile(rb"[ \t\r\n]+")
 
 def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
     buf = _Buffer(chunks, start.offset)
+    if start.offset == 0:
+        _skip_bom(buf)
     index = start.index
     pos = 0
     plain_until = -1  # absolute offset up to which lines are decoded one by one
@@ -304,6 +323,8 @@ def _read_long_line(buf: _Buffer, pos: int) -> tuple[bytes | None, int]:
 
 def _line_element(line: bytes, index: int, offset: int, end: int) -> Element | None:
     stripped = line.strip(_WS_BYTES)
+    if stripped.startswith(BOM):  # files joined with cat: each may begin with a byte-order mark
+        stripped = stripped[len(BOM) :].strip(_WS_BYTES)
     if not stripped:
         return None  # blank lines are not elements
     here, after = Position(offset, index), Position(end, index + 1)
@@ -323,6 +344,7 @@ def _iter_array(chunks: Iterable[bytes], start: Position, *, blocks: bool = True
     index = start.index
     pos = 0
     if start.offset == 0:
+        _skip_bom(buf)
         pos = _expect_open_bracket(buf)
     match = _ELEMENT.match
     while True:
