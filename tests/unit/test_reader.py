@@ -328,3 +328,17 @@ def test_a_utf16_or_utf32_file_stops_at_once_with_a_clear_reason(fmt: Format, en
     with pytest.raises(JsonSyntaxError) as raised:
         list(iter_elements(chunked(data, 1), fmt))
     assert "UTF-8" in raised.value.message and raised.value.offset == 0
+
+
+@pytest.mark.parametrize("size", [4096, 1 << 20])
+def test_lines_that_only_join_into_valid_json_are_rejects_not_objects(size: int) -> None:
+    # A line holding two objects and two lines that are the halves of one object: as many values
+    # as lines when joined with commas, but not one of them is a line's object.
+    good = b'{"external_id": "g"}\n'
+    bad = b'{"external_id":"a"},{"external_id":"b"}\n{"external_id":"c","x":[{"d":1}\n{"e":1}]}\n'
+    data = good * 5000 + bad + good * 5000
+    elements = list(iter_elements(chunked(data, size), Format.LINES))
+    assert len(elements) == 10_003
+    assert [e.index for e in elements if e.error is not None] == [5000, 5001, 5002]
+    assert all(e.value == {"external_id": "g"} for e in elements if e.error is None)
+    assert [e.offset for e in elements[5000:5003]] == [len(good) * 5000 + i for i in (0, 40, 72)]
