@@ -342,3 +342,23 @@ def test_lines_that_only_join_into_valid_json_are_rejects_not_objects(size: int)
     assert [e.index for e in elements if e.error is not None] == [5000, 5001, 5002]
     assert all(e.value == {"external_id": "g"} for e in elements if e.error is None)
     assert [e.offset for e in elements[5000:5003]] == [len(good) * 5000 + i for i in (0, 40, 72)]
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096, 1 << 20])
+@pytest.mark.parametrize("count", [3, 9000])
+def test_crlf_lines_blank_lines_and_a_last_line_without_newline(size: int, count: int) -> None:
+    objs = [{"external_id": f"u{i}", "s": "a\r\n b"} for i in range(count)]
+    rows = [orjson.dumps(o) for o in objs]
+    pieces = []
+    for i, row in enumerate(rows):
+        pieces.append(row)
+        pieces.append(b"\r\n" + (b"\r\n \t\r\n" if i % 1000 == 1 else b""))
+    data = b"".join(pieces[:-1])  # the last line has no newline
+    elements = list(iter_elements(chunked(data, size), Format.LINES))
+    assert [e.value for e in elements] == objs and [e.index for e in elements] == list(range(count))
+    for element, row in zip(elements, rows, strict=True):
+        assert data[element.offset : element.offset + len(row)] == row
+    assert elements[-1].next == Position(len(data), count)
+    for element in elements[:: max(1, count // 7)]:
+        after = element.next  # resuming after each element reads exactly the rest
+        assert values(data[after.offset :], Format.LINES, size, after) == objs[after.index :]
