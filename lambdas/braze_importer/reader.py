@@ -210,6 +210,7 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
     if start.offset == 0:
         _skip_bom(buf)
     index = start.index
+    first = 0 if start.offset == 0 else -1  # the index of the file's first line, if read from there
     pos = 0
     plain_until = -1  # absolute offset up to which lines are decoded one by one
     failures = 0
@@ -245,7 +246,7 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
             if buf.eof:
                 if pos < len(buf.data):
                     end = buf.base + len(buf.data)
-                    element = _line_element(buf.data[pos:], index, buf.base + pos, end)
+                    element = _line_element(buf.data[pos:], index, buf.base + pos, end, first=index == first)
                     if element is not None:
                         yield element
                 return
@@ -257,7 +258,7 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
                     error = f"line longer than {MAX_ELEMENT_BYTES} bytes"
                     yield Element(index, Position(offset, index), Position(end, index + 1), error=error)
                     index += 1
-                elif (element := _line_element(text, index, offset, end)) is not None:
+                elif (element := _line_element(text, index, offset, end, first=index == first)) is not None:
                     yield element  # long only because of whitespace around a small object
                     index += 1
                 if pos < 0:
@@ -267,7 +268,7 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
             pos = 0
             buf.fill()
             continue
-        element = _line_element(buf.data[pos:nl], index, buf.base + pos, buf.base + nl + 1)
+        element = _line_element(buf.data[pos:nl], index, buf.base + pos, buf.base + nl + 1, first=index == first)
         if element is not None:
             yield element
             index += 1
@@ -325,7 +326,10 @@ def _read_long_line(buf: _Buffer, pos: int) -> tuple[bytes | None, int]:
     return (kept.text() if kept is not None else None), nl + 1
 
 
-def _line_element(line: bytes, index: int, offset: int, end: int) -> Element | None:
+def _line_element(line: bytes, index: int, offset: int, end: int, *, first: bool = False) -> Element | None:
+    """The element a line holds (None for a blank line). A first line that opens a JSON array and
+    is no value by itself stops the file: it is a JSON array named as JSON Lines, whose every line
+    would otherwise be a reject."""
     stripped = line.strip(_WS_BYTES)
     if stripped.startswith(BOM):  # files joined with cat: each may begin with a byte-order mark
         stripped = stripped[len(BOM) :].strip(_WS_BYTES)
@@ -335,6 +339,10 @@ def _line_element(line: bytes, index: int, offset: int, end: int) -> Element | N
     try:
         return Element(index, here, after, len(stripped), decode(stripped))
     except orjson.JSONDecodeError as exc:
+        if first and stripped.startswith(b"["):
+            raise JsonSyntaxError(
+                offset, "this is a JSON array, not one object per line: name the file .json"
+            ) from None
         return Element(index, here, after, len(stripped), error=f"line is not valid JSON ({_short(exc)})")
 
 

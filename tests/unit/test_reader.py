@@ -362,3 +362,26 @@ def test_crlf_lines_blank_lines_and_a_last_line_without_newline(size: int, count
     for element in elements[:: max(1, count // 7)]:
         after = element.next  # resuming after each element reads exactly the rest
         assert values(data[after.offset :], Format.LINES, size, after) == objs[after.index :]
+
+
+@pytest.mark.parametrize("bom", [b"", BOM])
+@pytest.mark.parametrize("size", [1, 4096, 1 << 20])
+def test_a_json_array_named_as_json_lines_stops_at_once_instead_of_a_reject_per_line(bom: bytes, size: int) -> None:
+    # What PowerShell's ConvertTo-Json writes, saved as .jsonl: every line would be a reject.
+    data = bom + b"\n" + orjson.dumps([{"external_id": f"u{i}"} for i in range(5000)], option=orjson.OPT_INDENT_2)
+    with pytest.raises(JsonSyntaxError) as raised:
+        list(iter_elements(chunked(data, size), Format.LINES))
+    assert "name the file .json" in raised.value.message and raised.value.offset == len(bom) + 1
+
+
+def test_only_the_first_line_of_a_file_can_be_taken_for_an_array() -> None:
+    data = b'[1, 2]\n{"external_id": "a"}\n[\n{"external_id": "b"}\n'
+    elements = list(iter_elements([data], Format.LINES))
+    assert [(e.value, e.error is not None) for e in elements] == [
+        ([1, 2], False),
+        ({"external_id": "a"}, False),
+        (None, True),
+        ({"external_id": "b"}, False),
+    ]
+    resumed = list(iter_elements([b"[\n{}\n"], Format.LINES, Position(10, 4)))  # a continuation: a reject
+    assert [e.error is not None for e in resumed] == [True, False]

@@ -23,7 +23,7 @@ import pytest
 from braze_importer import gzip_index, reader
 from braze_importer.aws import S3Source
 from braze_importer.ports import ObjectRef, SeekPoint
-from braze_importer.reader import BOM, Element, Format, Position, iter_elements
+from braze_importer.reader import BOM, Element, Format, JsonSyntaxError, Position, iter_elements
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -62,6 +62,7 @@ class File:
     values: list[Any]
     offsets: list[int]  # where each element starts: its first byte (arrays), its line (JSON Lines)
     bad: set[int] = field(default_factory=set)  # indexes of lines that are not one JSON value
+    stops_at: int | None = None  # a bad first line that opens an array: taken for a misnamed array
 
 
 def _whitespace(rnd: random.Random, *, newlines: bool) -> Callable[[], bytes]:
@@ -131,7 +132,8 @@ def lines_file(items: list[Any], seed: int, bom: bool, final_newline: bool, host
         out += rnd.choice([b"", b" ", b"\t "]) + text + rnd.choice([b"", b"\r", b" \r", b"\t"])
         if i < len(lines) - 1 or final_newline:
             out += b"\n"
-    return File(bytes(out), values, offsets, bad)
+    stops = 0 in bad and lines[0][0].startswith(b"[")
+    return File(bytes(out), values, offsets, bad, offsets[0] if stops else None)
 
 
 def pieces(data: bytes, sizes: list[int]) -> Iterator[bytes]:
@@ -200,6 +202,11 @@ def test_plain_files_read_every_element_once_with_its_index_and_offset_from_any_
     hostile: bool,
 ) -> None:
     file = array_file(items, seed, bom) if fmt is Format.ARRAY else lines_file(items, seed, bom, final_newline, hostile)
+    if file.stops_at is not None:
+        with pytest.raises(JsonSyntaxError) as raised:
+            list(iter_elements(pieces(file.data, sizes), fmt))
+        assert raised.value.offset == file.stops_at
+        return
     with window(block_min, drop_after):
         read = list(iter_elements(pieces(file.data, sizes), fmt))
         check(read, file)
@@ -248,6 +255,11 @@ def test_gzip_files_read_every_element_once_and_resume_from_seek_points_across_m
     hostile: bool,
 ) -> None:
     file = array_file(items, seed, bom) if fmt is Format.ARRAY else lines_file(items, seed, bom, final_newline, hostile)
+    if file.stops_at is not None:
+        with pytest.raises(JsonSyntaxError) as raised:
+            list(iter_elements(pieces(file.data, sizes), fmt))
+        assert raised.value.offset == file.stops_at
+        return
     s3 = FakeS3(chunk=sizes[0])
     s3.objects[("b", "k")] = gzip_members(file.data, random.Random(seed))
     ref = ObjectRef("b", "k", "v1", None)
