@@ -13,7 +13,7 @@ import orjson
 from botocore.exceptions import ClientError
 
 from . import gzip_index
-from .ports import SeekPoint, UnreadableInput
+from .ports import SeekPoint, SourceDenied, SourceGone, UnreadableInput
 from .runs import CONTINUING, QUEUED, RUNNING, STOPPED, RunRecord
 
 READ_CHUNK = 1 << 20
@@ -23,8 +23,34 @@ QUEUE_KEY = "queue#runs"  # the runs table item listing queued runs
 QUEUE_WRITE_ATTEMPTS = 50
 
 
+# What S3 answers a read pinned to a version (VersionId, or If-Match on an unversioned bucket)
+# once that version is gone: deleted for good, or overwritten.
+_GONE_CODES = frozenset({"NoSuchVersion", "NoSuchKey", "PreconditionFailed"})
+_GONE_STATUSES = frozenset({404, 412})
+
+
+def _source_error(exc: ClientError, offset: int) -> UnreadableInput | None:
+    """The reader's error for an S3 error on a pinned read, or None if it is no such error."""
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code in _GONE_CODES or status in _GONE_STATUSES:
+        return SourceGone(offset, f"the object version this run reads no longer exists (S3: {code or status})")
+    if code == "AccessDenied" or status == 403:
+        return SourceDenied(
+            offset,
+            "S3 denied reading the object version: it was deleted (S3 answers 403 instead of 404 to a"
+            " reader that may not list the bucket), or the function lost access to it",
+        )
+    return None
+
+
 class S3Source:
-    """Streams an object version, from a byte offset, decompressing gzip on the fly."""
+    """Streams an object version, from a byte offset, decompressing gzip on the fly.
+
+    Reads are pinned to the version the run started with; once it is gone, reading raises
+    :class:`SourceGone` (or :class:`SourceDenied` for a 403), when the stream is first read.
+    """
 
     def __init__(self, s3: Any, *, seek_spacing: int = gzip_index.DEFAULT_SPACING) -> None:
         self._s3 = s3
@@ -38,6 +64,8 @@ class S3Source:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "InvalidRange":
                 return False  # S3 answers 416 for any range of an empty object
+            if _source_error(exc, 0) is not None:
+                return False  # unreadable: the run's first read stops it with the reason
             raise
         return bool(head == b"\x1f\x8b")
 
@@ -51,17 +79,21 @@ class S3Source:
         on_point: Callable[[SeekPoint], None] | None = None,
     ) -> Iterator[bytes]:
         if not gzip:
-            return self._stream(ref, offset)
+            return self._stream(ref, offset, offset)
         if not gzip_index.available():
             # Without libz's block-level API a gzip stream cannot be entered in the middle:
             # inflate and discard up to the offset.
-            return _skip(_gunzip(self._stream(ref, 0)), offset)
+            return _skip(_gunzip(self._stream(ref, 0, offset)), offset)
         start = resume_from if resume_from is not None and resume_from.out_offset <= offset else None
         begin = 0 if start is None else start.read_from
-        out = gzip_index.inflate(self._stream(ref, begin), start=start, on_point=on_point, spacing=self._spacing)
+        stream = self._stream(ref, begin, offset)
+        out = gzip_index.inflate(stream, start=start, on_point=on_point, spacing=self._spacing)
         return _skip(out, offset - (start.out_offset if start is not None else 0))
 
-    def _stream(self, ref: Any, offset: int) -> Iterator[bytes]:
+    def _stream(self, ref: Any, offset: int, position: int) -> Iterator[bytes]:
+        """The object's bytes from ``offset`` on, requested when first read (so a version that is
+        gone is reported by the reader, inside the run); ``position`` is the decompressed offset
+        the caller wants, for the error."""
         kwargs = self._target(ref)
         if offset:
             kwargs["Range"] = f"bytes={offset}-"
@@ -69,9 +101,11 @@ class S3Source:
             body = self._s3.get_object(**kwargs)["Body"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "InvalidRange":
-                return iter(())  # the offset is the end of the object
+                return  # the offset is the end of the object
+            if (error := _source_error(exc, position)) is not None:
+                raise error from None
             raise
-        return _prefetch(body.iter_chunks(READ_CHUNK))
+        yield from _prefetch(body.iter_chunks(READ_CHUNK))
 
     @staticmethod
     def _target(ref: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from .objects import Invalid, Kind, classify
-from .ports import BrazeAnswer, BrazeTrack, Clock, Delivery, UnreadableInput
+from .ports import BrazeAnswer, BrazeTrack, Clock, Delivery, SourceDenied, SourceGone, UnreadableInput
 from .reader import Element, JsonSyntaxError, Position
 
 _SLICE_SECONDS = 1.0  # longest wait between two looks at the time limit
@@ -118,6 +118,8 @@ class Outcome(Enum):
     STOPPED = "stopped"  # Braze refused the credentials; resume once fixed
     INVALID_JSON = "invalid_json"  # the file stops being valid JSON
     UNREADABLE = "unreadable"  # the file cannot be read on: a truncated or corrupt gzip stream
+    SOURCE_GONE = "source_gone"  # the object version the run reads was deleted or overwritten
+    SOURCE_DENIED = "source_access_denied"  # S3 refused to read the object version (403)
 
 
 @dataclass(slots=True)
@@ -400,6 +402,10 @@ class Pump:
             else:
                 if (batch := batcher.flush()) is not None:
                     await self._dispatch(batch)
+        except (SourceGone, SourceDenied) as exc:
+            # The file cannot be read from here: stop at once, what is still batched stays unsettled.
+            outcome = Outcome.SOURCE_GONE if isinstance(exc, SourceGone) else Outcome.SOURCE_DENIED
+            error = {"offset": exc.offset, "message": exc.message}
         except UnreadableInput as exc:
             outcome = Outcome.INVALID_JSON if isinstance(exc, JsonSyntaxError) else Outcome.UNREADABLE
             error = {"offset": exc.offset, "message": exc.message}

@@ -24,6 +24,20 @@ class UnreadableInput(Exception):
         self.message = message
 
 
+class SourceGone(UnreadableInput):
+    """The object version the run is pinned to no longer exists (deleted, or overwritten in a
+    bucket without versioning): the file cannot be read on, now or later."""
+
+    reason = "source_gone"
+
+
+class SourceDenied(UnreadableInput):
+    """S3 refused to read the pinned object version (403): it may have been deleted (S3 answers a
+    reader without s3:ListBucket so), or the function lost access to it. A resume can finish it."""
+
+    reason = "source_access_denied"
+
+
 class Delivery(Enum):
     ANSWERED = "answered"  # Braze answered: the status says what happened
     NOT_SENT = "not_sent"  # the request never reached Braze (connection refused, connect timeout)

@@ -171,11 +171,28 @@ class _Buffer:
             self.base += pos
 
 
+BOM = b"\xef\xbb\xbf"
+_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-16 and UTF-32, either byte order
+
+
+def _skip_bom(buf: _Buffer) -> None:
+    """At the start of a file: step over a UTF-8 byte-order mark (what Windows tools, Excel and
+    PowerShell write), so offsets stay those of the file itself; refuse UTF-16 and UTF-32, whose
+    every line would otherwise be a reject."""
+    while len(buf.data) < len(BOM) and buf.fill():
+        pass
+    if buf.data.startswith(BOM):
+        buf.drop_before(len(BOM))
+    elif buf.data.startswith(_WIDE_BOMS):
+        raise JsonSyntaxError(buf.base, "the file is UTF-16 or UTF-32 encoded; save it as UTF-8")
+
+
 def iter_elements(chunks: Iterable[bytes], fmt: Format, start: Position = START) -> Iterator[Element]:
     """Yield every top-level element from ``start`` on, in order, with its index and offset.
 
     ``chunks`` is the decompressed stream beginning at ``start.offset``. For an array, an offset
     other than 0 must be the start of an element (as a previous run's :class:`Position` is).
+    At offset 0 a UTF-8 byte-order mark is skipped (offsets still count it).
     Raises :class:`JsonSyntaxError` where an array stops being valid JSON; in JSON Lines a bad
     line is yielded as an element with ``error`` set and reading goes on.
     """
@@ -190,7 +207,10 @@ _BLANK_RUN = re.compile(rb"[ \t\r\n]+")
 
 def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
     buf = _Buffer(chunks, start.offset)
+    if start.offset == 0:
+        _skip_bom(buf)
     index = start.index
+    first = 0 if start.offset == 0 else -1  # the index of the file's first line, if read from there
     pos = 0
     plain_until = -1  # absolute offset up to which lines are decoded one by one
     failures = 0
@@ -226,7 +246,7 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
             if buf.eof:
                 if pos < len(buf.data):
                     end = buf.base + len(buf.data)
-                    element = _line_element(buf.data[pos:], index, buf.base + pos, end)
+                    element = _line_element(buf.data[pos:], index, buf.base + pos, end, first=index == first)
                     if element is not None:
                         yield element
                 return
@@ -238,7 +258,7 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
                     error = f"line longer than {MAX_ELEMENT_BYTES} bytes"
                     yield Element(index, Position(offset, index), Position(end, index + 1), error=error)
                     index += 1
-                elif (element := _line_element(text, index, offset, end)) is not None:
+                elif (element := _line_element(text, index, offset, end, first=index == first)) is not None:
                     yield element  # long only because of whitespace around a small object
                     index += 1
                 if pos < 0:
@@ -248,7 +268,7 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
             pos = 0
             buf.fill()
             continue
-        element = _line_element(buf.data[pos:nl], index, buf.base + pos, buf.base + nl + 1)
+        element = _line_element(buf.data[pos:nl], index, buf.base + pos, buf.base + nl + 1, first=index == first)
         if element is not None:
             yield element
             index += 1
@@ -256,15 +276,19 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
 
 
 def _parse_line_block(data: bytes, pos: int, end: int) -> list[Any] | None:
-    """Decode the lines in ``data[pos:end]`` with one decoder call, or None if any line is blank,
-    invalid or holds more than one value (those are then read line by line, as rejects). A raw
-    newline cannot occur inside a JSON string, so joining the lines with commas is exact."""
+    """Decode the lines in ``data[pos:end]`` in one tight loop, or None if any line is blank,
+    invalid or holds more than one value (those are then read line by line, as rejects).
+
+    Each line is decoded on its own. Joining the lines with commas and decoding them as one array
+    is not exact: a line holding two objects and two lines that are halves of one object
+    (``{"a": [{}`` then ``{}]}``) make as many values as lines, each at the wrong line.
+    """
     text = data[pos:end]
+    loads = orjson.loads if text.translate(_DIGITS_TO_ZERO).find(_LONG_DIGITS) < 0 else decode
     try:
-        values = decode(b"[" + text.replace(b"\n", b",") + b"]")
+        return [loads(line) for line in text.split(b"\n")]
     except orjson.JSONDecodeError:
         return None
-    return values if len(values) == text.count(b"\n") + 1 else None
 
 
 class _LineBlock(_LazyOffsets):
@@ -302,14 +326,23 @@ def _read_long_line(buf: _Buffer, pos: int) -> tuple[bytes | None, int]:
     return (kept.text() if kept is not None else None), nl + 1
 
 
-def _line_element(line: bytes, index: int, offset: int, end: int) -> Element | None:
+def _line_element(line: bytes, index: int, offset: int, end: int, *, first: bool = False) -> Element | None:
+    """The element a line holds (None for a blank line). A first line that opens a JSON array and
+    is no value by itself stops the file: it is a JSON array named as JSON Lines, whose every line
+    would otherwise be a reject."""
     stripped = line.strip(_WS_BYTES)
+    if stripped.startswith(BOM):  # files joined with cat: each may begin with a byte-order mark
+        stripped = stripped[len(BOM) :].strip(_WS_BYTES)
     if not stripped:
         return None  # blank lines are not elements
     here, after = Position(offset, index), Position(end, index + 1)
     try:
         return Element(index, here, after, len(stripped), decode(stripped))
     except orjson.JSONDecodeError as exc:
+        if first and stripped.startswith(b"["):
+            raise JsonSyntaxError(
+                offset, "this is a JSON array, not one object per line: name the file .json"
+            ) from None
         return Element(index, here, after, len(stripped), error=f"line is not valid JSON ({_short(exc)})")
 
 
@@ -323,6 +356,7 @@ def _iter_array(chunks: Iterable[bytes], start: Position, *, blocks: bool = True
     index = start.index
     pos = 0
     if start.offset == 0:
+        _skip_bom(buf)
         pos = _expect_open_bracket(buf)
     match = _ELEMENT.match
     while True:

@@ -166,6 +166,8 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
             Outcome.STOPPED: result.stop_reason,
             Outcome.INVALID_JSON: "invalid_json",
             Outcome.UNREADABLE: "unreadable_file",
+            Outcome.SOURCE_GONE: "source_gone",
+            Outcome.SOURCE_DENIED: "source_access_denied",
             Outcome.PAUSED: "hop_limit",
         }.get(result.outcome, "unknown")
     report = build_report(run, deps.layout)
@@ -349,7 +351,7 @@ def build_report(run: RunRecord, layout: Layout) -> dict[str, Any]:
     }
     if run.status == STOPPED:
         report["stop_reason"] = run.stop_reason
-        if run.stop_reason not in ("invalid_json", "unreadable_file"):
+        if run.stop_reason not in ("invalid_json", "unreadable_file", "source_gone"):
             report["resume"] = {"action": "resume", "run_id": run.run_id}
     if run.error:
         report["error"] = run.error

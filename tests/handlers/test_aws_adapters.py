@@ -154,3 +154,39 @@ def test_seek_points_are_kept_beside_the_run_and_gzip_resumes_from_them(store: D
     assert point == points[-2] and seeks.load("other") is None
     offset = point.out_offset + 12345
     assert b"".join(source.chunks(ref, offset, gzip=True, resume_from=point)) == data[offset:]
+
+
+@pytest.mark.parametrize("zipped", [False, True])
+def test_a_pinned_read_of_a_version_that_is_gone_raises_source_gone_when_read(zipped: bool) -> None:
+    from braze_importer.ports import SourceGone
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="versioned")
+    s3.put_bucket_versioning(Bucket="versioned", VersioningConfiguration={"Status": "Enabled"})
+    s3.create_bucket(Bucket="plain")
+    data = b'{"external_id": "a"}\n' * 1000
+    body = gzip.compress(data) if zipped else data
+    source = S3Source(s3)
+
+    v = s3.put_object(Bucket="versioned", Key="k", Body=body)
+    pinned = ObjectRef("versioned", "k", v["VersionId"], v["ETag"])
+    s3.put_object(Bucket="versioned", Key="k", Body=b"new")  # an overwrite keeps the pinned version
+    s3.delete_object(Bucket="versioned", Key="k")  # so does a delete (a delete marker)
+    assert b"".join(source.chunks(pinned, 100, gzip=zipped)) == data[100:]
+    s3.delete_object(Bucket="versioned", Key="k", VersionId=v["VersionId"])  # deleted for good
+
+    o = s3.put_object(Bucket="plain", Key="o", Body=body)
+    overwritten = ObjectRef("plain", "o", None, o["ETag"].strip('"'))  # as S3 notifications give it
+    assert b"".join(source.chunks(overwritten, 100, gzip=zipped)) == data[100:]
+    s3.put_object(Bucket="plain", Key="o", Body=body + b"\n")
+
+    d = s3.put_object(Bucket="plain", Key="d", Body=body)
+    deleted = ObjectRef("plain", "d", None, d["ETag"])
+    s3.delete_object(Bucket="plain", Key="d")
+
+    for ref, code in ((pinned, "NoSuchVersion"), (overwritten, "PreconditionFailed"), (deleted, "NoSuchKey")):
+        stream = source.chunks(ref, 100, gzip=zipped)  # nothing is requested until it is read
+        with pytest.raises(SourceGone) as raised:
+            next(iter(stream))
+        assert raised.value.offset == 100 and code in raised.value.message
+        assert not source.is_gzip(ref)  # the run's first read reports it

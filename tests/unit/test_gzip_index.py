@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import gzip
+import itertools
 import random
 from collections.abc import Iterator
 from itertools import pairwise
@@ -87,3 +89,31 @@ def test_everything_inflated_before_damage_comes_out_and_the_error_names_where(d
             out += piece
     assert bytes(out) == lines
     assert raised.value.offset == len(lines)
+
+
+def member(data: bytes, level: int, name: str | None = None) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename=name or "", fileobj=buf, mode="wb", compresslevel=level, mtime=0) as f:
+        f.write(data)
+    return buf.getvalue()
+
+
+def test_concatenated_members_read_as_one_stream_and_resume_from_points_in_every_member() -> None:
+    # `cat a.gz b.gz ...`: members with and without a file name, an empty one, a tiny one, levels 1-9.
+    parts = [text(9_000), b"", text(7)[:50], text(12_000), text(300), text(8_000)]
+    stream = b"".join(
+        member(part, level, name)
+        for part, level, name in zip(parts, (9, 6, 1, 1, 9, 5), ("a.jsonl", None, "c", None, "e", "f"), strict=True)
+    )
+    whole = b"".join(parts)
+    points: list[SeekPoint] = []
+    assert b"".join(inflate(chunks(stream, 4096), on_point=points.append, spacing=64 << 10)) == whole
+    bounds = list(itertools.accumulate(len(p) for p in parts))
+    members_with_points = {bisect.bisect_right(bounds, p.out_offset) for p in points}
+    assert {0, 3, 5} <= members_with_points  # points inside the first, a middle and the last member
+    for point in points:
+        rest = stream[point.read_from :]
+        # Resumed from each point, the output runs on through every member boundary after it.
+        assert b"".join(inflate(chunks(rest, 777), start=point)) == whole[point.out_offset :]

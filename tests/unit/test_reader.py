@@ -262,3 +262,126 @@ def test_runs_of_blank_lines_are_crossed_with_exact_offsets_of_what_follows() ->
     assert (second.index, second.offset) == (1, line_start)
     resumed = list(iter_elements(iter([data[line_start:]]), Format.LINES, Position(line_start, 1)))
     assert [(e.index, e.value) for e in resumed] == [(1, {"external_id": "b"})]
+
+
+# -- byte-order marks ----------------------------------------------------------------------------
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("pretty", [False, True])
+@pytest.mark.parametrize("size", [1, 2, 5, 4096, 1 << 20])
+def test_a_json_array_that_starts_with_a_bom_is_read_with_offsets_into_the_original_file(
+    pretty: bool, size: int
+) -> None:
+    # What Windows tools, Excel and PowerShell write: a UTF-8 byte-order mark before the array.
+    objs = [{"external_id": f"u{i}", "name": "e", "time": "2026-01-01T00:00:00Z"} for i in range(300)]
+    data = BOM + orjson.dumps(objs, option=orjson.OPT_INDENT_2 if pretty else 0)
+    elements = list(iter_elements(chunked(data, size), Format.ARRAY))
+    assert [e.value for e in elements] == objs
+    exact = list(reader._iter_array(chunked(data, size), reader.START, blocks=False))
+    assert [e.offset for e in elements] == [e.offset for e in exact]
+    for element in elements:
+        assert data[element.offset :].startswith(b"{")
+        assert data[element.offset :].split(b'"', 4)[3] == f"u{element.index}".encode()
+    middle = elements[150]
+    resumed = values(data[middle.offset :], Format.ARRAY, size, Position(middle.offset, middle.index))
+    assert resumed == objs[150:]
+
+
+@pytest.mark.parametrize("size", [1, 2, 4096])
+def test_json_lines_that_start_with_a_bom_lose_no_line(size: int) -> None:
+    lines = [orjson.dumps({"external_id": f"u{i}"}) for i in range(300)]
+    data = BOM + b"\r\n".join(lines) + b"\r\n"
+    elements = list(iter_elements(chunked(data, size), Format.LINES))
+    assert [e.error for e in elements] == [None] * 300
+    assert elements[0].offset == 3
+    for element, line in zip(elements, lines, strict=True):
+        assert data[element.offset : element.offset + len(line)] == line
+
+
+def test_a_bom_alone_is_an_empty_file() -> None:
+    assert list(iter_elements([BOM], Format.LINES)) == []
+    with pytest.raises(JsonSyntaxError) as raised:
+        list(iter_elements([BOM], Format.ARRAY))
+    assert "empty" in raised.value.message and raised.value.offset == 3
+
+
+def test_a_bom_inside_an_array_is_no_whitespace() -> None:
+    (element,) = iter_elements([b"[" + BOM + b'{"a": 1}]'], Format.ARRAY)
+    assert element.error is not None and element.offset == 1
+
+
+def test_json_lines_files_joined_with_cat_keep_a_line_that_starts_with_a_bom() -> None:
+    data = BOM + b'{"external_id": "a"}\n' + BOM + b'{"external_id": "b"}\n'
+    elements = list(iter_elements([data], Format.LINES))
+    assert [(e.value, e.error) for e in elements] == [({"external_id": "a"}, None), ({"external_id": "b"}, None)]
+
+
+@pytest.mark.parametrize("fmt", [Format.ARRAY, Format.LINES])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_a_utf16_or_utf32_file_stops_at_once_with_a_clear_reason(fmt: Format, encoding: str) -> None:
+    text = '[{"external_id": "a"}]' if fmt is Format.ARRAY else '{"external_id": "a"}\n'
+    data = text.encode(encoding)
+    if not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        data = ("\ufeff" + text).encode(encoding)
+    with pytest.raises(JsonSyntaxError) as raised:
+        list(iter_elements(chunked(data, 1), fmt))
+    assert "UTF-8" in raised.value.message and raised.value.offset == 0
+
+
+@pytest.mark.parametrize("size", [4096, 1 << 20])
+def test_lines_that_only_join_into_valid_json_are_rejects_not_objects(size: int) -> None:
+    # A line holding two objects and two lines that are the halves of one object: as many values
+    # as lines when joined with commas, but not one of them is a line's object.
+    good = b'{"external_id": "g"}\n'
+    bad = b'{"external_id":"a"},{"external_id":"b"}\n{"external_id":"c","x":[{"d":1}\n{"e":1}]}\n'
+    data = good * 5000 + bad + good * 5000
+    elements = list(iter_elements(chunked(data, size), Format.LINES))
+    assert len(elements) == 10_003
+    assert [e.index for e in elements if e.error is not None] == [5000, 5001, 5002]
+    assert all(e.value == {"external_id": "g"} for e in elements if e.error is None)
+    assert [e.offset for e in elements[5000:5003]] == [len(good) * 5000 + i for i in (0, 40, 72)]
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096, 1 << 20])
+@pytest.mark.parametrize("count", [3, 9000])
+def test_crlf_lines_blank_lines_and_a_last_line_without_newline(size: int, count: int) -> None:
+    objs = [{"external_id": f"u{i}", "s": "a\r\n b"} for i in range(count)]
+    rows = [orjson.dumps(o) for o in objs]
+    pieces = []
+    for i, row in enumerate(rows):
+        pieces.append(row)
+        pieces.append(b"\r\n" + (b"\r\n \t\r\n" if i % 1000 == 1 else b""))
+    data = b"".join(pieces[:-1])  # the last line has no newline
+    elements = list(iter_elements(chunked(data, size), Format.LINES))
+    assert [e.value for e in elements] == objs and [e.index for e in elements] == list(range(count))
+    for element, row in zip(elements, rows, strict=True):
+        assert data[element.offset : element.offset + len(row)] == row
+    assert elements[-1].next == Position(len(data), count)
+    for element in elements[:: max(1, count // 7)]:
+        after = element.next  # resuming after each element reads exactly the rest
+        assert values(data[after.offset :], Format.LINES, size, after) == objs[after.index :]
+
+
+@pytest.mark.parametrize("bom", [b"", BOM])
+@pytest.mark.parametrize("size", [1, 4096, 1 << 20])
+def test_a_json_array_named_as_json_lines_stops_at_once_instead_of_a_reject_per_line(bom: bytes, size: int) -> None:
+    # What PowerShell's ConvertTo-Json writes, saved as .jsonl: every line would be a reject.
+    data = bom + b"\n" + orjson.dumps([{"external_id": f"u{i}"} for i in range(5000)], option=orjson.OPT_INDENT_2)
+    with pytest.raises(JsonSyntaxError) as raised:
+        list(iter_elements(chunked(data, size), Format.LINES))
+    assert "name the file .json" in raised.value.message and raised.value.offset == len(bom) + 1
+
+
+def test_only_the_first_line_of_a_file_can_be_taken_for_an_array() -> None:
+    data = b'[1, 2]\n{"external_id": "a"}\n[\n{"external_id": "b"}\n'
+    elements = list(iter_elements([data], Format.LINES))
+    assert [(e.value, e.error is not None) for e in elements] == [
+        ([1, 2], False),
+        ({"external_id": "a"}, False),
+        (None, True),
+        ({"external_id": "b"}, False),
+    ]
+    resumed = list(iter_elements([b"[\n{}\n"], Format.LINES, Position(10, 4)))  # a continuation: a reject
+    assert [e.error is not None for e in resumed] == [True, False]
