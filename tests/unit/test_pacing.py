@@ -138,7 +138,9 @@ class SimRun:
     ended_at: float | None = None
 
 
-def simulate(runs: list[SimRun], *, foreign_share: float = 0.0, table: bool = True, seconds: float = 120.0) -> Workspace:
+def simulate(
+    runs: list[SimRun], *, foreign_share: float = 0.0, table: bool = True, seconds: float = 120.0
+) -> Workspace:
     loop = VirtualLoop()
     workspace = Workspace(loop, foreign_share=foreign_share)
     active = MemoryActiveRuns()
@@ -158,7 +160,9 @@ def simulate(runs: list[SimRun], *, foreign_share: float = 0.0, table: bool = Tr
 
         beating = asyncio.ensure_future(heartbeat())
         await asyncio.sleep(0)
-        data = orjson.dumps([{"external_id": f"{run.name}-{i}", "name": "e", "time": "2026-01-01"} for i in range(run.objects)])
+        data = orjson.dumps(
+            [{"external_id": f"{run.name}-{i}", "name": "e", "time": "2026-01-01"} for i in range(run.objects)]
+        )
         pump = Pump(workspace.braze(run.name), policy, clock, on_reject=_never, on_failed=_never, share=share)
         run.result = await pump.run(iter_elements([data], Format.ARRAY), Checkpoint(0, 0), lambda: loop.now < seconds)
         run.ended_at = loop.now
