@@ -44,9 +44,11 @@ def machine() -> str:
 
 
 def _sharing_rows(sh: dict[str, Any], n: int) -> list[tuple[str, str, str, float, str]]:
-    """(e) N runs started together under the enforced 3,000 / 3 s window; (f) the same with
-    another sender using 30 % of every window."""
+    """(e) N runs started together under the enforced window; (f) the same with another sender
+    using 30 % of every window. At Braze's 3,000 / 3 s, and at a tenth of it, where the limit
+    binds below what a busy machine's CPU can send."""
     e, f, bare = sh[f"e{n}"], sh[f"f{n}"], sh[f"e{n}_unpaced"]
+    e10, f10 = sh[f"e{n}_tenth"], sh[f"f{n}_tenth"]
 
     def figure(x: dict[str, Any]) -> str:
         return (
@@ -56,12 +58,18 @@ def _sharing_rows(sh: dict[str, Any], n: int) -> list[tuple[str, str, str, float
 
     return [
         (f"(e) {n} runs started together, 30 ms, 3,000 / 3 s enforced", figure(e),
-         f"Braze's cap: {CAP:,} obj/s", e["total_vs_cap"], "≥ 0.8, ≤ 1 % 429s, each ≥ 0.8 of 1/N"),
+         f"Braze's cap: {CAP:,} obj/s", e["total_vs_cap"], "≥ 0.8, ≤ 1 % 429s, each ≥ 0.8 of a fair share"),
         (f"(e) {n} runs vs the same runs with pacing lifted", f"{e['total_objects_per_second']:,.0f} obj/s",
          f"unpaced, no limit: {bare['total_objects_per_second']:,.0f} obj/s",
          e["total_objects_per_second"] / bare["total_objects_per_second"], "for scale (this machine's ceiling)"),
         (f"(f) {n} runs, another sender using 30 % of each window", figure(f),
          f"what it leaves: {CAP * 0.7:,.0f} obj/s", f["total_vs_available"], "≤ 1.0, ≤ 1 % 429s"),
+        (f"(e) {n} runs, 300 / 3 s enforced (a tenth)", figure(e10),
+         f"the limit: {e10['cap_objects_per_second']:,.0f} obj/s", e10["total_vs_cap"],
+         "≥ 0.8, ≤ 1 % 429s, each ≥ 0.8 of a fair share"),
+        (f"(f) {n} runs, 300 / 3 s, another sender using 30 %", figure(f10),
+         f"what it leaves: {f10['cap_objects_per_second'] * 0.7:,.0f} obj/s", f10["total_vs_available"],
+         "≤ 1.0, ≤ 1 % 429s"),
     ]  # fmt: skip
 
 

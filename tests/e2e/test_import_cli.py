@@ -190,3 +190,15 @@ def test_one_failing_file_among_several_makes_the_exit_code_1(tmp_path: Path) ->
     assert code == 1 and body is not None
     assert [r["status"] for r in body["runs"]] == ["completed", "stopped"]
     assert body["runs"][1]["stop_reason"] == "invalid_json"
+
+
+def test_another_sender_in_the_workspace_slows_the_run_down_without_a_storm_of_429s(tmp_path: Path) -> None:
+    path = sample_data.write(tmp_path / "shared.jsonl", 75 * 40)
+    emulator = {"rate_limit": 20, "rate_window_seconds": 1.0, "foreign_share": 0.5}
+    code, report, _ = run_cli(
+        "import", str(path), "--json", "--workspace-requests-per-second", "20", "--emulator", json.dumps(emulator)
+    )
+    assert code == 0 and report is not None and report["accepted"] == 3000
+    assert report["throttled"] <= 2
+    # Half of every window is someone else's: the run gets about the other half, not the whole.
+    assert report["requests"] / report["seconds"] <= 0.75 * 20
