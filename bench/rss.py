@@ -37,7 +37,7 @@ def main(megabytes: int) -> dict[str, Any]:
     if not path.exists() or abs(path.stat().st_size - megabytes * 1_000_000) > megabytes * 100_000:
         sample_data.write(path, count)
     with ImportSandbox(emulator_settings={"record": False, "rate_limit": 10**9}) as box:
-        box.set_function_env(REQUESTS_PER_SECOND="100000")
+        box.set_function_env(WORKSPACE_REQUESTS_PER_SECOND="100000")
         event = box.upload(path, "incoming/rss.json")
         reset_peak()
         start = time.perf_counter()

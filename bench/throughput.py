@@ -131,17 +131,27 @@ def main(objects: int) -> dict[str, Any]:
 
         # (a) loopback, no limit: the importer vs a bare parse-and-send pipeline, same concurrency.
         braze.configure(rate_limit=10**9, latency_ms=0)
-        box.set_function_env(REQUESTS_PER_SECOND="100000", MAX_IN_FLIGHT="80")
+        box.set_function_env(WORKSPACE_REQUESTS_PER_SECOND="100000", MAX_IN_FLIGHT="80")
         out["a_importer"] = importer(box, path, "incoming/a.json")["objects_per_second"]
         out["a_bare"] = bare_pipeline(path, braze.url, 80)
         # (a-gz) the same objects as gzipped JSON Lines, against a bare inflate + frame + send loop.
         out["a_gz_importer"] = importer(box, gz_path, "incoming/a.jsonl.gz")["objects_per_second"]
         out["a_gz_bare"] = bare_pipeline(gz_path, braze.url, 80, gzip_lines_objects)
 
-        # (b) a real round trip (30 ms) at Braze's default limit, the run holding the whole share.
-        braze.configure(rate_limit=3000, rate_window_seconds=3.0, latency_ms=30)
-        box.set_function_env(REQUESTS_PER_SECOND="1000", MAX_IN_FLIGHT="80")
-        run = importer(box, path, "incoming/b.json")
+        # (b) a real round trip (30 ms) at Braze's default limit, default settings: one run alone
+        # takes the whole workspace. Beside it, the same run with pacing lifted and no limit: what
+        # this machine can do at all at 30 ms (the pacing's cost is the difference).
+        # The two alternate, twice, and each keeps its best: the machine's load changes by the second.
+        unpaced, paced = [], []
+        for attempt in range(2):
+            braze.configure(rate_limit=10**9, latency_ms=30)
+            box.set_function_env(WORKSPACE_REQUESTS_PER_SECOND="100000", MAX_IN_FLIGHT="80")
+            unpaced.append(importer(box, path, f"incoming/b-unpaced-{attempt}.json"))
+            braze.configure(rate_limit=3000, rate_window_seconds=3.0, latency_ms=30)
+            box.set_function_env(WORKSPACE_REQUESTS_PER_SECOND="1000", MAX_IN_FLIGHT="80")
+            paced.append(importer(box, path, f"incoming/b-{attempt}.json"))
+        out["b_unpaced"] = max(r["objects_per_second"] for r in unpaced)
+        run = max(paced, key=lambda r: r["objects_per_second"])
         out["b_importer"] = run["objects_per_second"]
         out["b_throttled"] = run["report"]["throttled"]
 

@@ -28,15 +28,22 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description="Run the pipelines on local services.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    imp = commands.add_parser("import", help="import a JSON / JSON Lines file (optionally .gz) into Braze")
-    imp.add_argument("path", type=Path)
+    imp = commands.add_parser("import", help="import JSON / JSON Lines files (optionally .gz) into Braze")
+    imp.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="several files run at once, as separate runs")
     imp.add_argument("--braze-url", help="send to this Braze REST endpoint instead of the built-in emulator")
     imp.add_argument("--braze-api-key", help="Braze REST API key (default: the emulator's key)")
     imp.add_argument("--invocation-seconds", type=float, default=900.0, help="time each invocation starts with")
-    imp.add_argument("--json", action="store_true", help="print only the run report, as one JSON object")
+    imp.add_argument(
+        "--json", action="store_true",
+        help='print only the run report as one JSON object; with several files {"runs": [report, ...]}',
+    )  # fmt: skip
     imp.add_argument("--ambiguous", choices=("resend", "fail"), help="what to do with requests left unanswered")
     imp.add_argument("--max-in-flight", type=int, help="requests in flight at once")
-    imp.add_argument("--requests-per-second", type=float, help="this run's share of the Braze rate limit")
+    imp.add_argument(
+        "--workspace-requests-per-second", type=float,
+        help="the workspace's /users/track limit, shared by the runs (default 1000)",
+    )  # fmt: skip
+    imp.add_argument("--requests-per-second", type=float, help="an optional ceiling for each run, below its share")
     imp.add_argument(
         "--batch-rule",
         choices=("combined", "combined_50", "per_array"),
@@ -129,13 +136,13 @@ def _currents(args: argparse.Namespace, out: TextIO) -> int:
 def _import(args: argparse.Namespace, out: TextIO) -> int:
     from .importer import ImportSandbox
 
-    if not args.path.is_file():
-        print(f"error: {args.path} is not a file", file=sys.stderr)
-        return 2
-    name = args.path.name.removesuffix(".gz")
-    if not name.endswith((".json", ".jsonl", ".ndjson")):
-        print("error: the importer reads .json, .jsonl and .ndjson files, optionally .gz", file=sys.stderr)
-        return 2
+    for path in args.paths:
+        if not path.is_file():
+            print(f"error: {path} is not a file", file=sys.stderr)
+            return 2
+        if not path.name.removesuffix(".gz").endswith((".json", ".jsonl", ".ndjson")):
+            print(f"error: {path}: the importer reads .json, .jsonl and .ndjson files, optionally .gz", file=sys.stderr)
+            return 2
     try:
         emulator_settings = json.loads(args.emulator)
     except json.JSONDecodeError as exc:
@@ -146,6 +153,7 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         for name, value in (
             ("AMBIGUOUS_POLICY", args.ambiguous),
             ("MAX_IN_FLIGHT", args.max_in_flight),
+            ("WORKSPACE_REQUESTS_PER_SECOND", args.workspace_requests_per_second),
             ("REQUESTS_PER_SECOND", args.requests_per_second),
             ("BATCH_RULE", args.batch_rule),
         )
@@ -162,12 +170,14 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         function_env=env,
         progress=progress,
     ) as sandbox:
-        report = sandbox.import_file(args.path)
+        one = len(args.paths) == 1  # in this process, as before; several run in worker processes
+        reports = [sandbox.import_file(args.paths[0])] if one else sandbox.import_files(args.paths)
     if args.json:
-        out.write(json.dumps(report) + "\n")
+        out.write(json.dumps(reports[0] if len(reports) == 1 else {"runs": reports}) + "\n")
     else:
-        out.write(_summary(report) + "\n")
-    return 0 if report["status"] == "completed" and report["failed"] == 0 else 1
+        for path, report in zip(args.paths, reports, strict=True):
+            out.write((f"{path}: " if len(reports) > 1 else "") + _summary(report) + "\n")
+    return 0 if all(r["status"] == "completed" and r["failed"] == 0 for r in reports) else 1
 
 
 def _summary(report: dict[str, Any]) -> str:

@@ -11,7 +11,10 @@ listens. It behaves like Braze where the importer can tell the difference:
   with 201, the valid ones are stored;
 - ``X-RateLimit-Limit/-Remaining/-Reset`` on every answer, 429 past the window
   (default 3,000 requests per 3 s, a fixed window; Reset is the window's end in UNIX seconds),
-  and optionally ``Retry-After`` or ``X-Ratelimit-Retry-After`` on a 429 (``retry_after_header``).
+  and optionally ``Retry-After`` or ``X-Ratelimit-Retry-After`` on a 429 (``retry_after_header``);
+- another sender in the same workspace (``foreign_share``, 0 to 1): that share of every window is
+  used by someone else, spread evenly over the window, so Remaining falls faster than the
+  importer's own requests explain and 429s come sooner.
 
 Faults for tests: a latency per answer, and a ``script`` of outcomes for the next requests
 (``ok``, ``500``, ``502``, ``503``, ``429``, ``401``, ``drop_before``, ``drop_after``) or seeded
@@ -52,6 +55,7 @@ class Config:
     # Also answer a 429 with this header (seconds until the window ends): "Retry-After", or
     # "X-Ratelimit-Retry-After" as on Braze's monthly-active-user contracts. Empty: neither.
     retry_after_header: str = ""
+    foreign_share: float = 0.0  # of every window, used by another sender at an even pace
     latency_ms: float = 0.0
     script: list[str] = field(default_factory=list)
     rates: dict[str, float] = field(default_factory=dict)
@@ -59,6 +63,9 @@ class Config:
     record: bool = True
 
     def update(self, data: dict[str, Any]) -> None:
+        share = data.get("foreign_share", 0.0)
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0.0 <= share < 1.0:
+            raise ValueError("foreign_share must be a number, at least 0 and less than 1")
         for key, value in data.items():
             if not hasattr(self, key):
                 raise ValueError(f"unknown setting {key!r}")
@@ -150,12 +157,14 @@ class Emulator:
             self.window_count = 0
         self.window_count += 1
         limit = self.config.rate_limit
+        foreign = math.floor(self.config.foreign_share * limit * (now - self.window_start) / window)
+        used = self.window_count + foreign
         headers = {
             "X-RateLimit-Limit": str(limit),
-            "X-RateLimit-Remaining": str(max(0, limit - self.window_count)),
+            "X-RateLimit-Remaining": str(max(0, limit - used)),
             "X-RateLimit-Reset": f"{self.window_start + window:.3f}",
         }
-        return headers, self.window_count > limit
+        return headers, used > limit
 
     def _next_outcome(self) -> str:
         if self.config.script:

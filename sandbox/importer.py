@@ -4,17 +4,23 @@ The sandbox provisions what the Import stack would (a versioned bucket, the runs
 Braze key secret) on moto server, sets the function's environment, uploads a file, delivers the
 S3 notification to the handler and then every asynchronous self-invocation it makes, in order,
 each with a fresh context whose clock starts at ``invocation_seconds``.
+
+Several files dropped at once run as Lambda would run them: each invocation in a worker process
+of its own (one per file, like concurrent execution environments, so the runs do not share one
+interpreter's lock), all against the same bucket, runs table and Braze.
 """
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import sys
 import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +69,8 @@ class ImportSandbox(LocalStack):
 
     emulator: BrazeEmulator | None = None
     invocations: int = 0
+    _pool: ProcessPoolExecutor | None = field(default=None, init=False, repr=False)
+    _pool_size: int = field(default=0, init=False, repr=False)
 
     def _start(self) -> None:
         endpoint = self._stack.enter_context(moto_server())
@@ -93,6 +101,7 @@ class ImportSandbox(LocalStack):
         }
         self._stack.enter_context(_environment(env))
         self._stack.callback(_clear_handler_caches)
+        self._stack.callback(self._stop_pool)  # before the services it talks to stop
         _clear_handler_caches()
         self.s3 = boto3.client("s3")
         self.s3.create_bucket(Bucket=BUCKET)
@@ -126,6 +135,62 @@ class ImportSandbox(LocalStack):
             raise RuntimeError(f"the importer ignored {path.name}: use .json, .jsonl or .ndjson (optionally .gz)")
         return self.report(runs[0]["run_id"])
 
+    def import_files(self, paths: list[Path]) -> list[dict[str, Any]]:
+        """Upload every file, then run them all at once; their run reports, in the order given."""
+        events = [self.upload(path) for path in paths]
+        firsts = self.deliver_concurrently(events)
+        reports = []
+        for path, result in zip(paths, firsts, strict=True):
+            runs = result.get("runs") or []
+            if not runs or runs[0]["status"] == "ignored":
+                raise RuntimeError(f"the importer ignored {path.name}: use .json, .jsonl or .ndjson (optionally .gz)")
+            reports.append(self.report(runs[0]["run_id"]))
+        return reports
+
+    def deliver_concurrently(self, events: list[dict[str, Any]], *, workers: int | None = None) -> list[dict[str, Any]]:
+        """Invoke the handler with every event at once, each invocation in a worker process, and
+        then every asynchronous invocation they queue, as soon as it is queued; the results of
+        the first invocations, in order."""
+        pool = self.worker_pool(workers or len(events))
+        firsts: dict[Future[dict[str, Any]], int] = {}
+        running: set[Future[dict[str, Any]]] = set()
+        results: list[dict[str, Any]] = [{} for _ in events]
+        for i, event in enumerate(events):
+            future = pool.submit(_invoke_in_worker, event, self.invocation_seconds)
+            firsts[future] = i
+            running.add(future)
+        while running:
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                self.invocations += 1
+                result = future.result()
+                if future in firsts:
+                    results[firsts[future]] = result
+                self._show(result)
+            # An invocation's own continuations reach the front before it returns.
+            while not self.front.pending.empty():
+                _name, payload = self.front.pending.get()
+                running.add(pool.submit(_invoke_in_worker, payload, self.invocation_seconds))
+        return results
+
+    def worker_pool(self, workers: int) -> ProcessPoolExecutor:
+        """Worker processes with this sandbox's environment, started and warm (the handler
+        imported) before the first event; one pool per sandbox, grown as needed."""
+        if self._pool is not None and self._pool_size >= workers:
+            return self._pool
+        self._stop_pool()
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        # Each warm-up holds its worker a moment, so every worker gets one.
+        for future in [pool.submit(_warm_worker, 0.3) for _ in range(workers)]:
+            future.result()
+        self._pool, self._pool_size = pool, workers
+        return pool
+
+    def _stop_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool, self._pool_size = None, 0
+
     def resume(self, run_id: str, *, force: bool = False) -> dict[str, Any]:
         self.deliver({"action": "resume", "run_id": run_id, "force": force})
         return self.report(run_id)
@@ -143,6 +208,10 @@ class ImportSandbox(LocalStack):
     def _invoke(self, handler: Callable[..., dict[str, Any]], event: dict[str, Any]) -> dict[str, Any]:
         self.invocations += 1
         result = handler(event, FakeContext(self.invocation_seconds))
+        self._show(result)
+        return result
+
+    def _show(self, result: dict[str, Any]) -> None:
         if self.progress:
             for run in result.get("runs", []):
                 report = run.get("report") or {}
@@ -150,8 +219,8 @@ class ImportSandbox(LocalStack):
                     f"invocation {self.invocations}: {run['status']}; read {report.get('objects_read', 0):,}, "
                     f"accepted {report.get('accepted', 0):,}, rejected {report.get('rejected', 0):,}, "
                     f"failed {report.get('failed', 0):,}"
+                    + (f" ({report['source']['key']})" if report.get("source") else "")
                 )
-        return result
 
     def report(self, run_id: str) -> dict[str, Any]:
         from braze_importer.aws import DynamoRunStore
@@ -182,10 +251,24 @@ class ImportSandbox(LocalStack):
         """Change the function's settings, as a redeploy would (the next invocation is a cold start)."""
         os.environ.update(values)
         _clear_handler_caches()
+        self._stop_pool()  # worker processes took the old environment with them
 
     def set_api_key(self, api_key: str) -> None:
         """Change the key in Secrets Manager, as an operator would; the function is not redeployed."""
         self.secrets.put_secret_value(SecretId=SECRET, SecretString=api_key)
+
+
+def _invoke_in_worker(event: dict[str, Any], invocation_seconds: float) -> dict[str, Any]:
+    """One invocation in a worker process (its environment is the sandbox's, inherited at start)."""
+    from braze_importer.handler import handler
+
+    return dict(handler(event, FakeContext(invocation_seconds)))
+
+
+def _warm_worker(hold_seconds: float) -> None:
+    import braze_importer.handler  # noqa: F401 - the import is the warm-up
+
+    time.sleep(hold_seconds)
 
 
 def s3_event(bucket: str, key: str, size: int, etag: str, version_id: str | None) -> dict[str, Any]:

@@ -24,8 +24,10 @@ class ImportConfig:
     failed_prefix: str = "failed/"
     max_concurrent_runs: int = 2  # bounded by slot records in the runs table, not by Lambda
     reserved_concurrency: int = 0  # 0: none (a new account cannot reserve any)
-    workspace_requests_per_second: float = 1000.0  # Braze's /users/track limit: 3,000 per 3 s by default
-    requests_per_second: float = 500.0
+    # Braze's /users/track limit for the workspace (3,000 per 3 s by default): one run alone takes
+    # all of it, concurrent runs divide it among themselves through the runs table.
+    workspace_requests_per_second: float = 1000.0
+    requests_per_second: float = 0.0  # an optional ceiling for one run; 0: none (its share)
     max_in_flight: int = 80
     batch_rule: Literal["combined", "combined_50", "per_array"] = "combined"
     ambiguous_policy: Literal["resend", "fail"] = "resend"
@@ -47,10 +49,12 @@ class ImportConfig:
             raise ConfigError("import max concurrent runs must be between 1 and 100")
         if self.reserved_concurrency and self.reserved_concurrency < self.max_concurrent_runs:
             raise ConfigError("import reservedConcurrency must be 0 (none) or at least maxConcurrentRuns")
-        if not 0 < self.requests_per_second * self.max_concurrent_runs <= self.workspace_requests_per_second:
+        if not 0 < self.workspace_requests_per_second <= 100_000:
+            raise ConfigError("import workspaceRequestsPerSecond must be above 0 and at most 100000")
+        if not 0 <= self.requests_per_second <= self.workspace_requests_per_second:
             raise ConfigError(
-                "import requestsPerSecond x maxConcurrentRuns must stay within workspaceRequestsPerSecond, "
-                "the workspace's Braze rate limit shared by concurrent runs"
+                "import requestsPerSecond (a ceiling for one run; 0 = none) must stay within "
+                "workspaceRequestsPerSecond, the workspace's Braze rate limit that concurrent runs share"
             )
 
 

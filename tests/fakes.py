@@ -195,6 +195,22 @@ class MemorySlots:
         self.queue = {k: v for k, v in self.queue.items() if not (k == run_id and v[0] == seq)}
 
 
+class MemoryActiveRuns:
+    """ActiveRuns over a dict: run_id -> lease_until."""
+
+    def __init__(self) -> None:
+        self.leases: dict[str, float] = {}
+        self.beats = 0
+
+    def beat(self, run_id: str, now: float, lease_seconds: float) -> int:
+        self.beats += 1
+        self.leases[run_id] = now + lease_seconds
+        return sum(1 for until in self.leases.values() if until >= now)
+
+    def leave(self, run_id: str) -> None:
+        self.leases.pop(run_id, None)
+
+
 class MemorySeekPoints:
     def __init__(self) -> None:
         self.points: dict[str, bytes] = {}

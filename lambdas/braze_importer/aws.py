@@ -21,6 +21,7 @@ PREFETCH_CHUNKS = 8
 RUN_TTL_SECONDS = 90 * 24 * 3600
 QUEUE_KEY = "queue#runs"  # the runs table item listing queued runs
 QUEUE_WRITE_ATTEMPTS = 50
+ACTIVE_KEY = "workspace#runs"  # the runs table item listing the runs sending right now
 
 
 # What S3 answers a read pinned to a version (VersionId, or If-Match on an unversioned bucket)
@@ -396,6 +397,76 @@ class DynamoRunSlots:
             ConditionExpression="attribute_not_exists(holder) OR holder = :me OR lease_until < :now",
             ExpressionAttributeValues={":me": {"S": run_id}, ":now": {"N": f"{now:.3f}"}},
         )
+
+
+class DynamoActiveRuns:
+    """Active runs as the map ``members`` (run id → lease end) of one runs-table item (see
+    :class:`ActiveRuns`). A renewal is one UpdateItem of the run's own entry, never a read-modify-
+    write of the whole map, and its answer is the whole map: one request per beat."""
+
+    TIDY_PER_BEAT = 5  # expired entries removed per beat, at most
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._db = dynamodb
+        self._table = table
+
+    def beat(self, run_id: str, now: float, lease_seconds: float) -> int:
+        try:
+            item = self._renew(run_id, now + lease_seconds)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ValidationException":
+                raise
+            # The first run ever: the map does not exist yet, and a nested path needs it.
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key,
+                UpdateExpression="SET members = if_not_exists(members, :empty)",
+                ExpressionAttributeValues={":empty": {"M": {}}},
+            )
+            item = self._renew(run_id, now + lease_seconds)
+        leases = {k: float(v["N"]) for k, v in item.get("members", {}).get("M", {}).items()}
+        for expired in [k for k, until in leases.items() if until < now][: self.TIDY_PER_BEAT]:
+            self._remove(expired, condition_before=now)
+        return sum(1 for until in leases.values() if until >= now)
+
+    def leave(self, run_id: str) -> None:
+        self._remove(run_id)
+
+    @property
+    def _key(self) -> dict[str, Any]:
+        return {"run_id": {"S": ACTIVE_KEY}}
+
+    def _renew(self, run_id: str, until: float) -> dict[str, Any]:
+        answer = self._db.update_item(
+            TableName=self._table,
+            Key=self._key,
+            UpdateExpression="SET members.#run = :until, expires_at = :expires",
+            ExpressionAttributeNames={"#run": run_id},
+            ExpressionAttributeValues={
+                ":until": {"N": f"{until:.3f}"},
+                ":expires": {"N": str(int(max(until, time.time())) + RUN_TTL_SECONDS)},
+            },
+            ReturnValues="ALL_NEW",
+        )
+        return dict(answer.get("Attributes") or {})
+
+    def _remove(self, run_id: str, *, condition_before: float | None = None) -> None:
+        """Drop a run's entry (only if its lease ended before ``condition_before``, when given:
+        a run that renewed meanwhile stays)."""
+        update: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": self._key,
+            "UpdateExpression": "REMOVE members.#run",
+            "ExpressionAttributeNames": {"#run": run_id},
+        }
+        if condition_before is not None:
+            update["ConditionExpression"] = "members.#run < :now"
+            update["ExpressionAttributeValues"] = {":now": {"N": f"{condition_before:.3f}"}}
+        try:
+            self._db.update_item(**update)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("ConditionalCheckFailedException", "ValidationException"):
+                raise
 
 
 class DynamoSeekPoints:

@@ -38,7 +38,10 @@ class AmbiguousPolicy(Enum):
 @dataclass(frozen=True, slots=True)
 class SendPolicy:
     max_in_flight: int = 80
-    requests_per_second: float = 500.0
+    # Braze's /users/track limit for the whole workspace (3,000 per 3 s unless raised): the runs
+    # active at once divide it; a run alone takes all of it.
+    workspace_requests_per_second: float = 1000.0
+    requests_per_second: float | None = None  # an optional ceiling for one run, below its share
     batch_rule: BatchRule = BatchRule.COMBINED
     max_batch_objects: int = 75
     max_batch_bytes: int = 4_000_000
@@ -223,21 +226,49 @@ class Batcher:
         return len(self._items) >= self._max_objects
 
 
+class Share:
+    """This run's part of the workspace's rate limit: the workspace figure divided by the runs
+    active in it. The run's heartbeat refreshes ``runs`` from the runs table every second or so
+    (from another thread: plain attribute writes), and the governor reads it before every request."""
+
+    def __init__(self, workspace_requests_per_second: float, runs: int = 1) -> None:
+        self.workspace_requests_per_second = workspace_requests_per_second
+        self.runs = max(1, runs)
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.workspace_requests_per_second / self.runs
+
+    def set_runs(self, runs: int) -> None:
+        self.runs = max(1, runs)
+
+
 class Governor:
     """Paces requests within this run's share of the workspace's rate limit.
 
-    - a token bucket at ``requests_per_second`` (the run's configured share);
-    - a per-window budget from Braze's headers: what X-RateLimit-Remaining leaves after the
-      requests still in flight, and X-RateLimit-Limit for a window that has just begun. Until
-      the first answer arrives the budget is one request, so a run never opens with a burst;
-    - after a 429, a pause until X-RateLimit-Reset (with jitter, so runs sharing the workspace
-      do not restart in step) and a lower rate that recovers with successes.
+    The pace is the least of:
+    - the run's share (:class:`Share`: the workspace figure over the runs active in it) and the
+      optional per-run ceiling;
+    - what Braze's headers say the workspace has left: X-RateLimit-Remaining (less this run's
+      requests in flight) over the seconds to X-RateLimit-Reset, divided among the active runs.
+      Anyone else sending to the workspace (another integration, a CDI sync) uses the window up
+      faster, and every run slows down with it instead of running into 429s;
+    - after a 429, a multiplicative cut that recovers additively with successes (AIMD).
+    A token bucket turns the pace into request starts. Besides, a per-window budget from the
+    headers: what X-RateLimit-Remaining leaves after the requests still in flight, and
+    X-RateLimit-Limit for a window that has just begun. Until the first answer arrives the budget
+    is one request, so a run never opens with a burst. After a 429, a pause until
+    X-RateLimit-Reset (with jitter, so runs sharing the workspace do not restart in step).
     """
 
-    def __init__(self, policy: SendPolicy, clock: Clock) -> None:
+    _MIN_RATE = 0.5  # requests per second: a rate of zero would never look again
+
+    def __init__(self, policy: SendPolicy, clock: Clock, share: Share | None = None) -> None:
         self._clock = clock
-        self._max_rate = policy.requests_per_second
-        self._rate = policy.requests_per_second
+        self._share = share or Share(policy.workspace_requests_per_second)
+        self._ceiling = policy.requests_per_second or math.inf
+        self._factor = 1.0  # the AIMD multiplier
+        self._left_rate: float | None = None  # requests per second the window has left, workspace-wide
         self._tokens = 1.0
         self._stamp = clock.monotonic()
         self._paused_until = 0.0
@@ -249,6 +280,13 @@ class Governor:
         self.in_flight = 0
         self.waits_capped = 0
 
+    def rate(self, now: float) -> float:
+        """Requests per second this run may start now."""
+        rate = min(self._ceiling, self._share.requests_per_second)
+        if self._left_rate is not None and self._window_end is not None and now < self._window_end:
+            rate = min(rate, self._left_rate / self._share.runs)
+        return max(self._MIN_RATE, rate * self._factor)
+
     async def acquire(self, should_stop: Callable[[], bool]) -> bool:
         """Wait for permission to send one request; False if the run is stopping."""
         while not should_stop():
@@ -258,6 +296,7 @@ class Governor:
                 continue
             if self._window_end is not None and now >= self._window_end:
                 self._window_end = None  # a new window: it holds the full limit
+                self._left_rate = None
                 self._budget = float(self._limit) if self._limit is not None else 1.0
             if self._budget < 1.0 and self._window_end is None and self.in_flight == 0:
                 self._budget = 1.0  # no answer is on its way to tell us more: probe with one request
@@ -266,13 +305,17 @@ class Governor:
                 wait = self._window_end - now + 0.25 * self._clock.jitter() if self._window_end else 0.01
                 await self._clock.sleep(min(wait, _SLICE_SECONDS))
                 continue
-            self._tokens = min(max(1.0, self._rate / 10), self._tokens + (now - self._stamp) * self._rate)
+            rate = self.rate(now)
+            self._tokens = min(max(1.0, rate / 10), self._tokens + (now - self._stamp) * rate)
             self._stamp = now
             if self._tokens >= 1.0 - 1e-9:  # a token earned by sleeping must not be lost to rounding
                 self._tokens = max(0.0, self._tokens - 1.0)
                 self._budget -= 1.0
                 return True
-            await self._clock.sleep((1.0 - self._tokens) / self._rate)
+            wait = (1.0 - self._tokens) / rate
+            if self._window_end is not None:
+                wait = min(wait, max(0.001, self._window_end - now))  # the next window may allow more
+            await self._clock.sleep(min(wait, _SLICE_SECONDS))
         return False
 
     def observe(self, answer: BrazeAnswer) -> None:
@@ -287,17 +330,18 @@ class Governor:
             return  # an answer from a window that is already over
         if answer.limit is not None:
             self._limit = answer.limit
-        budget = float(answer.remaining - self.in_flight)
+        left = float(answer.remaining - self.in_flight)
         if self._window_end is None or end > self._window_end + 0.5:
             self._window_end = end
-            self._budget = budget
+            self._budget = left
         else:
-            self._budget = min(self._budget, budget)
+            self._budget = min(self._budget, left)
+        self._left_rate = max(0.0, left) / max(reset_in, 0.05)
 
     def throttled(self, answer: BrazeAnswer, fallback_seconds: float) -> None:
         """A 429: slow down, and wait what Braze asked for (Retry-After first, then the reset),
         never longer than ``max_wait_seconds`` at once."""
-        self._rate = max(self._max_rate * 0.05, self._rate * 0.7)
+        self._factor = max(0.05, self._factor * 0.7)
         self._budget = min(self._budget, 0.0)
         asked = answer.retry_after if answer.retry_after is not None else self._reset_in(answer.reset_at)
         if asked is None:
@@ -305,10 +349,14 @@ class Governor:
                 self.waits_capped += 1  # a value that cannot be right: backing off instead
             self._pause_for(fallback_seconds * (1 + self._clock.jitter()))
             return
-        if asked > self._max_wait:
+        self._pause_for(self.capped(asked) + 0.25 * self._clock.jitter())
+
+    def capped(self, seconds: float) -> float:
+        """A wait Braze asked for, cut to ``max_wait_seconds`` (and counted if it was)."""
+        if seconds > self._max_wait:
             self.waits_capped += 1
-            asked = self._max_wait
-        self._pause_for(asked + 0.25 * self._clock.jitter())
+            return self._max_wait
+        return seconds
 
     def _reset_in(self, reset_at: float | None) -> float | None:
         """Seconds until X-RateLimit-Reset, or None if the header is missing or not believable
@@ -321,8 +369,8 @@ class Governor:
         return max(0.0, left)
 
     def succeeded(self) -> None:
-        if self._rate < self._max_rate:
-            self._rate = min(self._max_rate, self._rate + self._max_rate * 0.02)
+        if self._factor < 1.0:
+            self._factor = min(1.0, self._factor + 0.02)
 
     def _pause_for(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, self._clock.monotonic() + seconds)
@@ -342,6 +390,7 @@ class Pump:
         on_progress: Callable[[Checkpoint], bool] | None = None,
         progress_seconds: float = 5.0,
         counters: Counters | None = None,
+        share: Share | None = None,
     ) -> None:
         self._braze = braze
         self._policy = policy
@@ -350,7 +399,7 @@ class Pump:
         self._on_failed = on_failed
         self.counters = counters or Counters()
         self.failure_reasons: dict[str, int] = {}
-        self._governor = Governor(policy, clock)
+        self._governor = Governor(policy, clock, share)
         self._slots = asyncio.Semaphore(policy.max_in_flight)
         self._stopping = asyncio.Event()
         self._stop_reason: str | None = None
@@ -541,7 +590,12 @@ class Pump:
                 self._fail(batch, reason)
                 return
             self.counters.retries += 1
-            if not await self._sleep(self._backoff(attempt)):
+            wait = self._backoff(attempt)
+            if answer.retry_after is not None:  # a 503 may say when to come back: not sooner
+                before = self._governor.waits_capped
+                wait = max(wait, self._governor.capped(answer.retry_after))
+                self.counters.waits_capped += self._governor.waits_capped - before
+            if not await self._sleep(wait):
                 return
 
     async def _split(self, batch: Batch) -> None:

@@ -25,6 +25,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .aws import (
+    DynamoActiveRuns,
     DynamoRunSlots,
     DynamoRunStore,
     DynamoSeekPoints,
@@ -67,6 +68,7 @@ def _deps() -> Deps:
         store=DynamoRunStore(dynamodb, settings.runs_table),
         slots=DynamoRunSlots(dynamodb, settings.runs_table, slots) if slots else None,
         seek_points=DynamoSeekPoints(dynamodb, settings.runs_table),
+        active_runs=DynamoActiveRuns(dynamodb, settings.runs_table),
         source=S3Source(s3),
         outputs=S3Outputs(s3, settings.bucket),
         continuer=LambdaContinuer(boto3.client("lambda"), settings.function_name),

@@ -126,3 +126,18 @@ class RunSlots(Protocol):
     def forget(self, run_id: str, seq: int) -> None:
         """Drop the note of ``run_id`` queued at ``seq`` (a newer note stays)."""
         ...
+
+
+class ActiveRuns(Protocol):
+    """The runs sending to the workspace right now, so each can take its share of the rate limit.
+
+    Every run notes itself with a short lease and renews it every second or so while it sends;
+    a run that ends leaves, and one whose invocation died drops out when its lease runs out.
+    """
+
+    def beat(self, run_id: str, now: float, lease_seconds: float) -> int:
+        """Note ``run_id`` as active until ``now + lease_seconds``; the number of runs active now,
+        this one included."""
+        ...
+
+    def leave(self, run_id: str) -> None: ...

@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 
-from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy
+from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy, Share
 from .ports import Clock, Continuer, ObjectRef, ObjectSource, OutputStore, SeekPoint, SeekPointStore
 from .reader import Format, iter_elements
-from .runs import COMPLETED, CONTINUING, QUEUED, STOPPED, RunRecord, RunSlots, RunStore, run_id_for
+from .runs import COMPLETED, CONTINUING, QUEUED, STOPPED, ActiveRuns, RunRecord, RunSlots, RunStore, run_id_for
 
 OUTPUT_PART_BYTES = 8 << 20
 
@@ -59,6 +59,9 @@ class Deps:
     slots: RunSlots | None = None  # None: no bound on concurrent runs
     seek_points: SeekPointStore | None = None  # None: a gzip resume inflates from byte 0
     slot_lease_seconds: float = 300.0  # a crashed run's slot is free again after this
+    active_runs: ActiveRuns | None = None  # None: the run takes the whole workspace figure
+    share_refresh_seconds: float = 1.0  # how often a run renews its note and re-reads its share
+    share_lease_seconds: float = 6.0  # a crashed run's share goes back to the others after this
 
 
 @dataclass(slots=True)
@@ -130,7 +133,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         seeks.keep(point.offset)
         return deps.store.save(run, expected_seq=seq)
 
-    async def pump_it() -> Any:
+    async def pump_it(holding: Callable[[], bool]) -> Any:
         nonlocal pump
         async with deps.braze_factory() as braze:
             pump = Pump(
@@ -141,11 +144,15 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
                 on_failed=writer.failed,
                 on_progress=progress,
                 progress_seconds=deps.progress_seconds,
+                share=share,
             )
-            return await pump.run(elements, checkpoint, keep_going)
+            # A run whose slot lease was lost (taken over after a long stall) pauses: its
+            # continuation finds the slots taken and queues, instead of running beyond the bound.
+            return await pump.run(elements, checkpoint, lambda: holding() and keep_going())
 
-    with _SlotHeartbeat(run.run_id, deps):
-        result = asyncio.run(pump_it())
+    share = Share(deps.policy.workspace_requests_per_second)
+    with _Heartbeat(run.run_id, deps, share) as beat:
+        result = asyncio.run(pump_it(beat.still_holding))
     assert pump is not None
     writer.flush()
     record(result.checkpoint)
@@ -178,6 +185,8 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         # Someone took the run over (a forced resume); what this invocation settled is recorded
         # in its output files, and the new owner resumes from the checkpoint it read.
         return InvocationResult(run.run_id, "superseded", pump.counters, report)
+    if not continue_after or not beat.still_holding():
+        _leave(run.run_id, deps)  # its share goes back to the other runs now, not when the lease ends
     if deps.slots is not None:
         if continue_after:  # keep the slot for the continuation
             deps.slots.acquire(run.run_id, deps.clock.time(), deps.slot_lease_seconds)
@@ -221,22 +230,32 @@ class _SeekPoints:
             self._kept = best
 
 
-class _SlotHeartbeat:
-    """Renews the run's slot lease on wall-clock time from its own thread while the pump runs.
+class _Heartbeat:
+    """While the pump runs, renews the run's slot lease and its note among the active runs, on
+    wall-clock time from its own thread, and keeps the run's :class:`Share` up to date.
 
     Renewing on progress alone would not do: a run can spend minutes without any (long 429 or
     backoff waits, the final drain); a lease that ran out meanwhile would let a second run take
-    the slot."""
+    the slot. A renewal that finds the slot taken by another run (this one stalled past its
+    lease) clears ``still_holding``, and the pump pauses."""
 
-    def __init__(self, run_id: str, deps: Deps) -> None:
+    def __init__(self, run_id: str, deps: Deps, share: Share) -> None:
         self._run_id = run_id
         self._deps = deps
+        self._share = share
         self._stop = threading.Event()
+        self._lost = threading.Event()
         self._thread: threading.Thread | None = None
+        self._slot_renewed = time.monotonic()
 
-    def __enter__(self) -> _SlotHeartbeat:
-        if self._deps.slots is not None:
-            self._thread = threading.Thread(target=self._beat, name="slot-heartbeat", daemon=True)
+    def still_holding(self) -> bool:
+        return not self._lost.is_set()
+
+    def __enter__(self) -> _Heartbeat:
+        if self._deps.active_runs is not None:
+            self._note()  # before the first request: the other runs make room within a beat
+        if self._deps.slots is not None or self._deps.active_runs is not None:
+            self._thread = threading.Thread(target=self._beat, name="run-heartbeat", daemon=True)
             self._thread.start()
         return self
 
@@ -246,13 +265,44 @@ class _SlotHeartbeat:
             self._thread.join()
 
     def _beat(self) -> None:
-        slots, lease = self._deps.slots, self._deps.slot_lease_seconds
-        assert slots is not None
-        while not self._stop.wait(lease / 3):
-            try:
-                slots.acquire(self._run_id, self._deps.clock.time(), lease)
-            except Exception as exc:  # retried at the next beat: the lease outlasts two more
-                logging.getLogger(__name__).warning("run slot renewal failed: %s", type(exc).__name__)
+        deps = self._deps
+        every = every_slot = deps.slot_lease_seconds / 3
+        if deps.active_runs is not None:
+            every = min(every, deps.share_refresh_seconds)
+        while not self._stop.wait(every):
+            if deps.active_runs is not None:
+                self._note()
+            if deps.slots is not None and time.monotonic() - self._slot_renewed >= every_slot:
+                self._renew_slot(deps.slots)
+
+    def _note(self) -> None:
+        assert self._deps.active_runs is not None
+        try:
+            runs = self._deps.active_runs.beat(self._run_id, self._deps.clock.time(), self._deps.share_lease_seconds)
+        except Exception as exc:  # keep the last share; the next beat tries again
+            logging.getLogger(__name__).warning("active-run renewal failed: %s", type(exc).__name__)
+            return
+        self._share.set_runs(runs)
+
+    def _renew_slot(self, slots: RunSlots) -> None:
+        try:
+            held = slots.acquire(self._run_id, self._deps.clock.time(), self._deps.slot_lease_seconds)
+        except Exception as exc:  # retried at the next beat: the lease outlasts two more
+            logging.getLogger(__name__).warning("run slot renewal failed: %s", type(exc).__name__)
+            return
+        self._slot_renewed = time.monotonic()
+        if not held:
+            logging.getLogger(__name__).warning("run slot lost to another run: pausing")
+            self._lost.set()
+
+
+def _leave(run_id: str, deps: Deps) -> None:
+    if deps.active_runs is None:
+        return
+    try:
+        deps.active_runs.leave(run_id)
+    except Exception as exc:  # the lease runs out on its own within seconds
+        logging.getLogger(__name__).warning("leaving the active runs failed: %s", type(exc).__name__)
 
 
 def _hold_slot(run: RunRecord, deps: Deps) -> bool:

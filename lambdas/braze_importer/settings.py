@@ -24,7 +24,10 @@ class Settings(BaseModel):
     rejects_prefix: str = Field("rejects/", alias="REJECTS_PREFIX")
     failed_prefix: str = Field("failed/", alias="FAILED_PREFIX")
     max_in_flight: int = Field(80, ge=1, le=256, alias="MAX_IN_FLIGHT")
-    requests_per_second: float = Field(500.0, gt=0, le=100_000, alias="REQUESTS_PER_SECOND")
+    # Braze's /users/track limit for the workspace; the runs active at once divide it.
+    workspace_requests_per_second: float = Field(1000.0, gt=0, le=100_000, alias="WORKSPACE_REQUESTS_PER_SECOND")
+    # An optional ceiling for one run below its share; unset (or empty): none.
+    requests_per_second: float | None = Field(None, gt=0, le=100_000, alias="REQUESTS_PER_SECOND")
     batch_rule: Literal["combined", "combined_50", "per_array"] = Field("combined", alias="BATCH_RULE")
     max_attempts: int = Field(6, ge=1, le=20, alias="MAX_ATTEMPTS")
     ambiguous: Literal["resend", "fail"] = Field("resend", alias="AMBIGUOUS_POLICY")
@@ -34,6 +37,11 @@ class Settings(BaseModel):
     # Runs active at once, bounded by slot records in the runs table; 0 = no bound.
     max_concurrent_runs: int = Field(0, ge=0, le=100, alias="MAX_CONCURRENT_RUNS")
     function_name: str = Field(alias="AWS_LAMBDA_FUNCTION_NAME")
+
+    @field_validator("requests_per_second", mode="before")
+    @classmethod
+    def _optional(cls, value: object) -> object:
+        return None if value in ("", "0", "none") else value
 
     @field_validator("braze_rest_endpoint")
     @classmethod
@@ -50,6 +58,7 @@ class Settings(BaseModel):
     def policy(self) -> SendPolicy:
         return SendPolicy(
             max_in_flight=self.max_in_flight,
+            workspace_requests_per_second=self.workspace_requests_per_second,
             requests_per_second=self.requests_per_second,
             batch_rule=BatchRule.PER_ARRAY if self.batch_rule == "per_array" else BatchRule.COMBINED,
             max_batch_objects=50 if self.batch_rule == "combined_50" else 75,

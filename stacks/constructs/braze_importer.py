@@ -63,7 +63,8 @@ class BrazeImporter(Construct):
                 "REJECTS_PREFIX": config.rejects_prefix,
                 "FAILED_PREFIX": config.failed_prefix,
                 "MAX_IN_FLIGHT": str(config.max_in_flight),
-                "REQUESTS_PER_SECOND": str(config.requests_per_second),
+                "WORKSPACE_REQUESTS_PER_SECOND": str(config.workspace_requests_per_second),
+                **({"REQUESTS_PER_SECOND": str(config.requests_per_second)} if config.requests_per_second else {}),
                 "BATCH_RULE": config.batch_rule,
                 "AMBIGUOUS_POLICY": config.ambiguous_policy,
                 "MAX_ATTEMPTS": str(config.max_attempts),
@@ -123,8 +124,12 @@ class BrazeImporter(Construct):
         role.add_to_policy(
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{p}*") for p in outputs])
         )
+        # UpdateItem: a run's note among the active runs is one entry of a shared map item.
         role.add_to_policy(
-            iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:PutItem"], resources=[self.runs_table.table_arn])
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                resources=[self.runs_table.table_arn],
+            )
         )
         secret.grant_read(role)
         # Self-invocation: a separate policy, so the function does not depend on a policy that

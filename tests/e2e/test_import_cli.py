@@ -157,3 +157,48 @@ def test_the_50_object_rule_keeps_every_request_within_50(tmp_path: Path) -> Non
     )
     assert code == 0 and report is not None
     assert report["accepted"] == 500 and report["requests"] == 10 and report["splits"] == 0
+
+
+def test_several_files_run_at_once_and_share_the_workspace_limit(tmp_path: Path, braze: BrazeEmulator) -> None:
+    # Given two files and a workspace limit of 20 requests per second (the emulator's window),
+    first = sample_data.write(tmp_path / "first.json", 3000, seed=1)
+    second = sample_data.write(tmp_path / "second.jsonl.gz", 3000, seed=2)
+    braze.configure(rate_limit=20, rate_window_seconds=1.0)
+    # when both are dropped at once,
+    code, body, _ = run_cli(
+        "import", str(first), str(second), "--braze-url", braze.url, "--braze-api-key", KEY, "--json",
+        "--workspace-requests-per-second", "20",
+    )  # fmt: skip
+    # then both complete, in the order given, every object stored once (no request went unanswered),
+    assert code == 0 and body is not None and len(body["runs"]) == 2
+    reports = body["runs"]
+    assert [r["source"]["key"] for r in reports] == ["incoming/first.json", "incoming/second.jsonl.gz"]
+    assert all(r["status"] == "completed" and r["accepted"] == 3000 and r["failed"] == 0 for r in reports)
+    assert sum(r["ambiguous"] for r in reports) == 0 and len(braze.objects()) == 6000
+    # with no storm of 429s, each taking about half of the limit while both ran.
+    requests = sum(r["requests"] for r in reports)
+    assert sum(r["throttled"] for r in reports) <= max(2, requests // 100)
+    rates = [r["requests"] / r["seconds"] for r in reports]
+    assert all(0.3 * 20 <= rate <= 0.75 * 20 for rate in rates), rates
+
+
+def test_one_failing_file_among_several_makes_the_exit_code_1(tmp_path: Path) -> None:
+    good = sample_data.write(tmp_path / "good.jsonl", 300)
+    broken = tmp_path / "broken.json"
+    broken.write_bytes(b'[{"external_id": "a", "name": "e", "time": "2026-01-01"}, {"external_id": ')
+    code, body, _ = run_cli("import", str(good), str(broken), "--json")
+    assert code == 1 and body is not None
+    assert [r["status"] for r in body["runs"]] == ["completed", "stopped"]
+    assert body["runs"][1]["stop_reason"] == "invalid_json"
+
+
+def test_another_sender_in_the_workspace_slows_the_run_down_without_a_storm_of_429s(tmp_path: Path) -> None:
+    path = sample_data.write(tmp_path / "shared.jsonl", 75 * 40)
+    emulator = {"rate_limit": 20, "rate_window_seconds": 1.0, "foreign_share": 0.5}
+    code, report, _ = run_cli(
+        "import", str(path), "--json", "--workspace-requests-per-second", "20", "--emulator", json.dumps(emulator)
+    )
+    assert code == 0 and report is not None and report["accepted"] == 3000
+    assert report["throttled"] <= 2
+    # Half of every window is someone else's: the run gets about the other half, not the whole.
+    assert report["requests"] / report["seconds"] <= 0.75 * 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -147,3 +148,23 @@ def test_a_file_without_a_slot_is_queued_and_the_sweep_action_starts_it(
     assert payload["run_id"] == queued["run_id"]
     assert importer.handler(payload, FakeContext(900))["runs"][0]["status"] == "completed"
     assert braze.state()["stored"] == 1
+
+
+def test_a_run_shares_the_workspace_through_the_runs_table(deployed: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another run is sending right now (its lease is fresh): this one takes half of the workspace.
+    from braze_importer.aws import ACTIVE_KEY, DynamoActiveRuns
+
+    monkeypatch.setenv("WORKSPACE_REQUESTS_PER_SECOND", "40")
+    get_settings.cache_clear()
+    importer._deps.cache_clear()
+    dynamodb = boto3.client("dynamodb")
+    DynamoActiveRuns(dynamodb, "runs").beat("imports/other.json#v1", now=time.time(), lease_seconds=60.0)
+    objs = [{"external_id": f"u{i}", "name": "e", "time": "2026-01-01T00:00:00Z"} for i in range(75 * 40)]
+    put = deployed.put_object(Bucket="imports", Key="incoming/half.json", Body=orjson.dumps(objs))
+    event = s3_event("imports", "incoming/half.json", 0, put["ETag"].strip('"'), put["VersionId"])
+    report = importer.handler(event, FakeContext(900))["runs"][0]["report"]
+    assert report["status"] == "completed" and report["requests"] == 40
+    assert report["seconds"] >= 1.6  # 40 requests at 20 per second (the bucket starts with a few)
+    # It has left the active runs; the other run's note stays.
+    item = dynamodb.get_item(TableName="runs", Key={"run_id": {"S": ACTIVE_KEY}})["Item"]
+    assert set(item["members"]["M"]) == {"imports/other.json#v1"}

@@ -96,6 +96,7 @@ def test_importer_grants_are_least_privilege(template: dict[str, Any]) -> None:
     granted = statements(template, role)
     actions = {a for s in granted for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "dynamodb:GetItem", "dynamodb:PutItem"} <= actions
+    assert "dynamodb:UpdateItem" in actions  # the run's own entry in the active-runs item
     assert {"lambda:InvokeFunction", "secretsmanager:GetSecretValue"} <= actions
     assert not any(a in ("s3:*", "dynamodb:*", "*") for a in actions)
     assert "s3:DeleteObject" not in actions and "dynamodb:Scan" not in actions
@@ -138,6 +139,24 @@ def test_importer_reserves_no_concurrency_by_default_and_bounds_runs_in_its_tabl
     fn = importer(template)["Properties"]
     assert "ReservedConcurrentExecutions" not in fn
     assert fn["Environment"]["Variables"]["MAX_CONCURRENT_RUNS"] == "2"
+
+
+def test_one_run_takes_the_whole_workspace_limit_by_default(template: dict[str, Any]) -> None:
+    env = importer(template)["Properties"]["Environment"]["Variables"]
+    assert env["WORKSPACE_REQUESTS_PER_SECOND"] == "1000.0"
+    assert "REQUESTS_PER_SECOND" not in env  # no per-run ceiling: the runs divide the workspace's limit
+
+
+def test_a_per_run_ceiling_is_optional_and_within_the_workspace_limit() -> None:
+    from stacks.config import AppConfig, ConfigError
+
+    assert AppConfig.from_context({"import:requestsPerSecond": "200"}.get).importer.requests_per_second == 200
+    # Any number of concurrent runs fits: they share the workspace figure instead of multiplying a share.
+    assert AppConfig.from_context({"import:maxConcurrentRuns": "10"}.get).importer.max_concurrent_runs == 10
+    with pytest.raises(ConfigError, match="requestsPerSecond"):
+        AppConfig.from_context({"import:requestsPerSecond": "2000"}.get)
+    with pytest.raises(ConfigError, match="workspaceRequestsPerSecond"):
+        AppConfig.from_context({"import:workspaceRequestsPerSecond": "0"}.get)
 
 
 def test_reserved_concurrency_is_an_opt_in_setting() -> None:
