@@ -41,28 +41,15 @@ UNAUTHORIZED = {"message": "Unauthorized"}
 FORBIDDEN = {"message": "User is not authorized to access this resource"}
 
 
-@dataclass
-class CaptureSandbox(LocalStack):
-    """The capture route on local services; ``imports`` is the import pipeline it ends in."""
+class CaptureRoute:
+    """The capture route's resources on the moto server the environment points at, and the steps
+    API Gateway, Cognito's trigger and Firehose would take. The handlers' settings go into
+    ``os.environ`` (``environment()``), as Lambda sets them."""
 
-    braze_url: str | None = None
-    braze_api_key: str | None = None
-    emulator_settings: dict[str, Any] = field(default_factory=dict)
-    progress: Callable[[str], None] | None = None
-    imports: ImportSandbox = field(init=False)
-    external_id: str = ""
-    _decisions: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
-
-    def _start(self) -> None:
-        self.imports = self._stack.enter_context(
-            ImportSandbox(
-                braze_url=self.braze_url,
-                braze_api_key=self.braze_api_key,
-                emulator_settings=self.emulator_settings,
-                progress=self.progress,
-            )
-        )
+    def __init__(self, import_bucket: str = BUCKET) -> None:
+        self.import_bucket = import_bucket
         self.endpoint = os.environ["AWS_ENDPOINT_URL"]
+        self.decisions: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self.cognito = boto3.client("cognito-idp")
         self.pool_id = self.cognito.create_user_pool(
             PoolName="sandbox-capture",
@@ -78,6 +65,7 @@ class CaptureSandbox(LocalStack):
         events = boto3.client("events")
         events.create_event_bus(Name=BUS)
         self.sqs = boto3.client("sqs")
+        self.s3 = boto3.client("s3")
         self.queue_url = self.sqs.create_queue(QueueName=STAND_IN_QUEUE)["QueueUrl"]
         queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
         from client_capture.submit import SOURCE
@@ -88,7 +76,9 @@ class CaptureSandbox(LocalStack):
             EventBusName=BUS,
             Targets=[{"Id": "firehose-stand-in", "Arn": queue_arn["Attributes"]["QueueArn"]}],
         )
-        env = {
+
+    def environment(self) -> dict[str, str]:
+        return {
             "AWS_REGION": REGION,
             "USER_POOL_ID": self.pool_id,
             "APP_CLIENT_IDS": self.client_id,
@@ -96,10 +86,6 @@ class CaptureSandbox(LocalStack):
             "EXTERNAL_ID_ATTRIBUTE": EXTERNAL_ID_ATTRIBUTE,
             "EVENT_BUS_NAME": BUS,
         }
-        self._stack.enter_context(_environment(env))
-        self._stack.callback(clear_caches)
-        clear_caches()
-        self.external_id = self.create_user(DEMO_USER, DEMO_PASSWORD, email="demo-client@example.com")
 
     # -- identity ----------------------------------------------------------------------------------
 
@@ -157,7 +143,7 @@ class CaptureSandbox(LocalStack):
         """``POST /event`` as API Gateway would serve it."""
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers = {"Authorization": authorization} if authorization is not None else {}
-        return api_gateway(raw, headers, self._decisions)
+        return api_gateway(raw, headers, self.decisions)
 
     # -- the Firehose stand-in ---------------------------------------------------------------------
 
@@ -167,43 +153,36 @@ class CaptureSandbox(LocalStack):
         )
         return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
-    def deliver(self) -> dict[str, Any]:
-        """Flush the buffer as Firehose would, then run the importer on the object it wrote.
-
-        Returns ``{"events", "written", "failed", "key", "report"}`` (``key``/``report`` are None
-        when nothing was buffered)."""
+    def flush(self) -> dict[str, Any]:
+        """What Firehose does when its buffer is due: transform the buffered events and write one
+        gzip JSON Lines object under the capture prefix (refused records under the error prefix).
+        Returns ``{"events", "written", "failed", "key", "size", "etag", "version_id"}``."""
         messages = self._drain()
-        result: dict[str, Any] = {"events": len(messages), "written": 0, "failed": 0, "key": None, "report": None}
+        result: dict[str, Any] = {"events": len(messages), "written": 0, "failed": 0, "key": None}
         if not messages:
             return result
         lines, failed = transform([m["Body"] for m in messages])
         stamp = time.strftime("%Y/%m/%d/%H", time.gmtime())
         name = f"sandbox-capture-{time.strftime('%Y-%m-%d-%H-%M-%S', time.gmtime())}-{uuid.uuid4()}"
-        s3 = self.imports.s3
         if failed:
-            s3.put_object(
-                Bucket=BUCKET,
+            self.s3.put_object(
+                Bucket=self.import_bucket,
                 Key=f"{ERROR_PREFIX}processing-failed/{stamp}/{name}",
                 Body="".join(json.dumps(f) + "\n" for f in failed).encode(),
             )
-        key = None
         if lines:
             key = f"{INCOMING}{PREFIX}{stamp}/{name}.jsonl.gz"
             data = gzip.compress(b"".join(lines))
-            put = s3.put_object(Bucket=BUCKET, Key=key, Body=data)
-        # Only now that Firehose "has" them are the events taken off the buffer: none lost, none twice.
+            put = self.s3.put_object(Bucket=self.import_bucket, Key=key, Body=data)
+            result.update(key=key, size=len(data), etag=put["ETag"].strip('"'), version_id=put.get("VersionId"))
+        # Only now that the object is written are the events taken off the buffer: none lost, none twice.
         for start in range(0, len(messages), 10):
             batch = messages[start : start + 10]
             self.sqs.delete_message_batch(
                 QueueUrl=self.queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
             )
-        result.update(written=len(lines), failed=len(failed), key=key)
-        if key is not None:
-            event = s3_event(BUCKET, key, len(data), put["ETag"].strip('"'), put.get("VersionId"))
-            runs = self.imports.deliver(event)[0].get("runs", [])
-            if runs and runs[0].get("run_id"):
-                result["report"] = self.imports.report(runs[0]["run_id"])
+        result.update(written=len(lines), failed=len(failed))
         return result
 
     def _drain(self) -> list[dict[str, Any]]:
@@ -215,6 +194,59 @@ class CaptureSandbox(LocalStack):
             if not got:
                 return messages
             messages += got
+
+
+@dataclass
+class CaptureSandbox(LocalStack):
+    """The capture route ending in the import pipeline's sandbox (``imports``), each on its own
+    moto server and Braze emulator. ``route`` holds the capture steps."""
+
+    braze_url: str | None = None
+    braze_api_key: str | None = None
+    emulator_settings: dict[str, Any] = field(default_factory=dict)
+    progress: Callable[[str], None] | None = None
+    imports: ImportSandbox = field(init=False)
+    route: CaptureRoute = field(init=False)
+    external_id: str = ""
+
+    def _start(self) -> None:
+        self.imports = self._stack.enter_context(
+            ImportSandbox(
+                braze_url=self.braze_url,
+                braze_api_key=self.braze_api_key,
+                emulator_settings=self.emulator_settings,
+                progress=self.progress,
+            )
+        )
+        self.route = CaptureRoute()
+        self._stack.enter_context(_environment(self.route.environment()))
+        self._stack.callback(clear_caches)
+        clear_caches()
+        self.external_id = self.route.create_user(DEMO_USER, DEMO_PASSWORD, email="demo-client@example.com")
+
+    def create_user(self, username: str, password: str, *, email: str, external_id: str | None = None) -> str:
+        return self.route.create_user(username, password, email=email, external_id=external_id)
+
+    def sign_in(self, username: str = DEMO_USER, password: str = DEMO_PASSWORD) -> dict[str, str]:
+        return self.route.sign_in(username, password)
+
+    def post(self, body: bytes | dict[str, Any], authorization: str | None) -> tuple[int, dict[str, Any]]:
+        return self.route.post(body, authorization)
+
+    def pending(self) -> int:
+        return self.route.pending()
+
+    def deliver(self) -> dict[str, Any]:
+        """Flush the Firehose stand-in, then deliver the object's S3 notification to the importer.
+        Returns the flush's figures and the run ``report`` (None when nothing was buffered)."""
+        result = self.route.flush()
+        result["report"] = None
+        if result["key"] is not None:
+            event = s3_event(BUCKET, result["key"], result["size"], result["etag"], result["version_id"])
+            runs = self.imports.deliver(event)[0].get("runs", [])
+            if runs and runs[0].get("run_id"):
+                result["report"] = self.imports.report(runs[0]["run_id"])
+        return result
 
 
 def transform(bodies: list[str]) -> tuple[list[bytes], list[dict[str, Any]]]:
