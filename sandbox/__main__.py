@@ -67,6 +67,12 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         help="the copier's time limit (try 1 to watch a copy hand over from invocation to invocation)",
     )  # fmt: skip
 
+    srv = commands.add_parser("serve", help="every pipeline on local services, until Ctrl-C or SIGTERM")
+    srv.add_argument("--info", metavar="FILE", help="write the endpoints and credentials here (default: stdout)")
+    srv.add_argument("--braze-url", help="send to this Braze REST endpoint instead of the built-in emulator")
+    srv.add_argument("--braze-api-key", help="Braze REST API key (default: the emulator's key)")
+    srv.add_argument("--flush-seconds", type=float, default=10.0, help="how often capture's Firehose stand-in writes")
+
     demo = commands.add_parser("demo", help="import a generated file through the emulator and summarise it")
     demo.add_argument("--objects", type=int, default=50_000)
 
@@ -83,6 +89,16 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         return _currents(args, out)
     if args.command == "bulk-upload":
         return _bulk_upload(args, out)
+    if args.command == "serve":
+        from .serve import serve
+
+        if args.braze_url and not args.braze_api_key:
+            print("error: --braze-url needs --braze-api-key", file=sys.stderr)
+            return 2
+        return serve(
+            info_path=args.info, braze_url=args.braze_url, braze_api_key=args.braze_api_key,
+            flush_seconds=args.flush_seconds, out=out, log=sys.stderr,
+        )  # fmt: skip
     return _demo(args.objects, out)
 
 
