@@ -1,14 +1,16 @@
 """Client event capture, locally: moto's Cognito signs users in, a front does what API Gateway does
 (run the real authorizer, cache its decision per token, pass the proxy event to the real API
 function), the function puts onto a bus on moto server, and the bus's rule (the stack's pattern,
-evaluated by moto) delivers to the import pipeline's sandbox through a stand-in for Firehose.
+evaluated by moto) feeds a stand-in for Firehose that writes into the import bucket.
 
 moto stands in for everything but two steps: it cannot run Cognito triggers, so the sandbox runs the
 post-confirmation handler itself after sign-up confirmation; and its EventBridge has no Firehose
-target and its Firehose no transform, so the rule targets an SQS queue and ``deliver()`` does what
-Firehose would: take the buffered events, run the real transform handler on them in Firehose's
-event shape, write the gzip JSON Lines object under the capture prefix (refused records under the
-error prefix), and hand the object's S3 notification to the real importer.
+target and its Firehose no transform, so the rule targets an SQS queue and ``CaptureRoute.flush()``
+does what Firehose would: take the buffered events, run the real transform handler on them in
+Firehose's event shape, write the gzip JSON Lines object under the capture prefix (refused records
+under the error prefix), and only then take the events off the queue. ``CaptureSandbox`` then hands
+the object's S3 notification to the real importer; ``sandbox serve`` lets the bucket's notification
+do it.
 """
 
 from __future__ import annotations

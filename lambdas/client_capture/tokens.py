@@ -56,6 +56,8 @@ def verify(token: str, policy: TokenPolicy, signing_key: Callable[[str], Any]) -
         raise TokenRejected("the token names no key")
     try:
         key = signing_key(kid)
+    except jwt.PyJWKClientConnectionError:
+        raise  # the keys could not be fetched: an error (500, the client retries), not a refusal (401)
     except jwt.PyJWKClientError:
         raise TokenRejected("the token's key is not one of the pool's keys") from None
     try:

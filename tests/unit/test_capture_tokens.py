@@ -104,3 +104,11 @@ def test_a_missing_header_is_refused(headers: dict[str, str] | None) -> None:
 def test_a_header_without_a_jwt_is_refused(value: str) -> None:
     with pytest.raises(TokenRejected, match="no JWT"):
         presented({"Authorization": value})
+
+
+def test_keys_that_cannot_be_fetched_are_an_error_not_a_refusal() -> None:
+    def unreachable(kid: str) -> Any:
+        raise jwt.PyJWKClientConnectionError("Fail to fetch data from the url, err: timed out")
+
+    with pytest.raises(jwt.PyJWKClientConnectionError):
+        verify(token(), POLICY, unreachable)
