@@ -75,7 +75,7 @@ class CaptureStack(Stack):
         self.output_prefix = f"{config.importer.incoming_prefix}{capture.prefix}"
         self._identity(capture.self_sign_up, capture.access_token_minutes)
         self.bus = events.EventBus(self, "Bus", description="Events posted by web and mobile clients")
-        self._api(capture.authorizer_cache_seconds, capture.api_rate_limit, capture.api_burst_limit)
+        self._api(capture.authorizer_cache_seconds, capture.api_rate_limit, capture.api_burst_limit, capture.origins)
         self._delivery(import_bucket, capture.error_prefix, capture.buffer_seconds, capture.buffer_mb)
         self.forward_dead_letters: sqs.Queue | None = None
         if capture.forwarded_types:
@@ -157,7 +157,7 @@ class CaptureStack(Stack):
 
     # -- API ---------------------------------------------------------------------------------------
 
-    def _api(self, cache_seconds: int, rate_limit: int, burst_limit: int) -> None:
+    def _api(self, cache_seconds: int, rate_limit: int, burst_limit: int, origins: list[str]) -> None:
         self.authorizer_fn = PythonFunction(
             self, "Authorizer", package=PACKAGE, handler="authorizer_handler.handler",
             description="Verifies Cognito access tokens and passes the user's Braze external id on",
@@ -175,7 +175,11 @@ class CaptureStack(Stack):
         self.receiver = PythonFunction(
             self, "Receiver", package=PACKAGE, handler="api_handler.handler",
             description="Puts clients' events on the capture bus and answers for every entry",
-            environment={"EVENT_BUS_NAME": self.bus.event_bus_name, "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE},
+            environment={
+                "EVENT_BUS_NAME": self.bus.event_bus_name,
+                "CORS_ORIGINS": ",".join(origins),
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
             timeout=Duration.seconds(10), memory_mb=512, log_retention=self.retention,
         )  # fmt: skip
         self.bus.grant_put_events_to(self.receiver.role)
@@ -228,7 +232,8 @@ class CaptureStack(Stack):
                 },
             ),
         )
-        method = self.api.root.add_resource("event").add_method(
+        resource = self.api.root.add_resource("event")
+        method = resource.add_method(
             "POST",
             apigw.LambdaIntegration(self.receiver.function, allow_test_invoke=False),
             authorizer=authorizer,
@@ -242,7 +247,11 @@ class CaptureStack(Stack):
                 type=response,
                 status_code=status,
                 templates={"application/json": json.dumps({"message": "$context.error.messageString"})},
+                # A browser reads a refusal only with the CORS header; it carries no data.
+                response_headers={"Access-Control-Allow-Origin": "method.request.header.Origin"} if origins else None,
             )
+        if origins:
+            self._cors(resource, origins)
         Validations.of(method).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-COG4",
@@ -257,6 +266,27 @@ class CaptureStack(Stack):
                 reason="Web and mobile clients call from anywhere; the JWT authorizer and stage throttling guard "
                 "the API. Attach a WAF web ACL to the stage where policy requires one.",
             )
+        )
+
+    def _cors(self, resource: apigw.Resource, origins: list[str]) -> None:
+        """Browsers ask before posting with an Authorization header: answer the preflight for the
+        configured origins (the function adds the header to its own answers)."""
+        resource.add_cors_preflight(
+            allow_origins=origins,
+            allow_methods=["POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=Duration.hours(1),
+        )
+        preflight = resource.node.find_child("OPTIONS")
+        Validations.of(preflight).acknowledge(
+            *[
+                Acknowledgment(
+                    id=rule,
+                    reason="The CORS preflight: browsers send it without credentials by design; it answers from a "
+                    "mock integration with the allowed origins, methods and headers only.",
+                )
+                for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4")
+            ]
         )
 
     # -- bus -> Firehose -> import bucket ----------------------------------------------------------

@@ -180,6 +180,7 @@ class CaptureConfig:
     authorizer_cache_seconds: int = 300
     api_rate_limit: int = 100
     api_burst_limit: int = 200
+    cors_origins: str = ""  # comma-separated browser origins allowed to post (empty: no CORS; "*": any)
     forward_event_types: str = ""  # empty: no forwarding rule
     forward_endpoint: str = ""
     forward_header_name: str = "Authorization"
@@ -199,6 +200,9 @@ class CaptureConfig:
             raise ConfigError("capture accessTokenMinutes must be 5-1440 (Cognito's access token validity)")
         if not 0 <= self.authorizer_cache_seconds <= min(3600, self.access_token_minutes * 60):
             raise ConfigError("capture authorizerCacheSeconds must be 0-3600 and not outlive an access token")
+        for origin in self.origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s,]+", origin):
+                raise ConfigError(f"capture corsOrigins: {origin!r} is not an origin (scheme://host[:port], or *)")
         if self.forward_event_types:
             if not self.forward_endpoint.startswith("https://"):
                 raise ConfigError("capture forwardEndpoint must be an https:// URL when forwardEventTypes is set")
@@ -206,6 +210,10 @@ class CaptureConfig:
                 raise ConfigError("capture forwardSecretName is required when forwardEventTypes is set")
             if not 1 <= self.forward_rate_per_second <= 300:
                 raise ConfigError("capture forwardRatePerSecond must be 1-300 (API destination invocation rate)")
+
+    @property
+    def origins(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def forwarded_types(self) -> list[str]:

@@ -39,9 +39,11 @@ def put_events(entries: Any) -> list[str | None]:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    origin = next((v for k, v in (event.get("headers") or {}).items() if k.lower() == "origin"), None)
+    cors = api_settings().allowed_origin(origin)
     external_id = str(((event.get("requestContext") or {}).get("authorizer") or {}).get("external_id") or "")
     if not external_id:  # only reachable when the method is deployed without its authorizer
-        return _json(403, {"message": "no verified user"})
+        return _json(403, {"message": "no verified user"}, cors)
     body = event.get("body") or ""
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
     status, answer = submit(
@@ -55,7 +57,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics.add_metric("EventsAccepted", MetricUnit.Count, answer["accepted"])
         metrics.add_metric("EventsRefused", MetricUnit.Count, len(answer["refused"]))
     logger.info("events received", extra={"status": status, "accepted": answer.get("accepted")})
-    return _json(status, answer)
+    return _json(status, answer, cors)
 
 
 def _received_at(event: dict[str, Any]) -> str:
@@ -65,5 +67,8 @@ def _received_at(event: dict[str, Any]) -> str:
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _json(status: int, body: dict[str, Any]) -> dict[str, Any]:
-    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
+def _json(status: int, body: dict[str, Any], cors: str | None = None) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json"}
+    if cors:
+        headers |= {"Access-Control-Allow-Origin": cors, "Vary": "Origin"}
+    return {"statusCode": status, "headers": headers, "body": json.dumps(body)}

@@ -44,6 +44,14 @@ class ApiSettings(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     event_bus_name: str = Field(min_length=1, alias="EVENT_BUS_NAME")
+    cors_origins: str = Field("", alias="CORS_ORIGINS")  # comma-separated; "*": any; empty: no CORS headers
+
+    def allowed_origin(self, origin: str | None) -> str | None:
+        """The ``Access-Control-Allow-Origin`` value for a request from ``origin``, if any."""
+        allowed = {o.strip() for o in self.cors_origins.split(",") if o.strip()}
+        if "*" in allowed:
+            return "*"
+        return origin if origin and origin in allowed else None
 
 
 class ConfirmationSettings(BaseModel):

@@ -137,17 +137,27 @@ def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         api_handler._events.cache_clear()
 
 
-def post_event(body: Any, external_id: str = "braze-ana") -> tuple[int, dict[str, Any]]:
+def post_event(
+    body: Any, external_id: str = "braze-ana", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    status, answer, _ = post_event_with_headers(body, external_id, headers)
+    return status, answer
+
+
+def post_event_with_headers(
+    body: Any, external_id: str = "braze-ana", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
     from client_capture.api_handler import handler
 
     event = {
         "httpMethod": "POST", "path": "/event", "body": json.dumps(body), "isBase64Encoded": False,
+        "headers": headers or {},
         "requestContext": {"authorizer": {"external_id": external_id, "principalId": "sub"},
                            "requestTimeEpoch": 1_764_504_000_000},
     }  # fmt: skip
     response = handler(event, FakeContext(10))
     assert response["headers"]["Content-Type"] == "application/json"
-    return response["statusCode"], json.loads(response["body"])
+    return response["statusCode"], json.loads(response["body"]), response["headers"]
 
 
 def test_events_reach_the_bus_and_its_rule_with_the_verified_external_id(bus: str) -> None:
@@ -172,6 +182,27 @@ def test_a_bus_that_does_not_exist_is_503_with_every_entry_to_resend(bus: str, m
     status, answer = post_event({"events": [{"eventType": "a"}, {"eventType": "b"}]})
     assert status in (207, 503)  # moto answers per entry or for the call; either way nothing is hidden
     assert answer["accepted"] == 0 and len(answer["refused"]) == 2
+
+
+def test_answers_carry_the_cors_header_for_configured_origins_only(bus: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from client_capture import settings
+
+    body = {"events": [{"eventType": "a"}]}
+    assert "Access-Control-Allow-Origin" not in post_event_with_headers(body, headers={"Origin": "https://x.com"})[2]
+    monkeypatch.setenv("CORS_ORIGINS", "https://shop.example.com,https://m.example.com")
+    settings.api_settings.cache_clear()
+    allowed = post_event_with_headers(body, headers={"origin": "https://m.example.com"})[2]
+    assert allowed["Access-Control-Allow-Origin"] == "https://m.example.com" and allowed["Vary"] == "Origin"
+    assert (
+        "Access-Control-Allow-Origin"
+        not in post_event_with_headers(body, headers={"Origin": "https://evil.example"})[2]
+    )
+    monkeypatch.setenv("CORS_ORIGINS", "*")
+    settings.api_settings.cache_clear()
+    assert (
+        post_event_with_headers(body, headers={"Origin": "https://any.example"})[2]["Access-Control-Allow-Origin"]
+        == "*"
+    )
 
 
 def test_without_an_authorizer_context_nothing_is_put(bus: str) -> None:

@@ -168,7 +168,8 @@ def test_every_dead_letter_queue_and_function_has_an_alarm_and_forwarding_is_off
     assert not resources(template, "AWS::Events::ApiDestination")
 
 
-def test_forwarding_chosen_event_types_to_an_http_api_has_its_own_dead_letters_and_alarm() -> None:
+def test_forwarding_and_cors_when_configured() -> None:
+    """One more small synthesis, of the Capture stack alone, with the optional parts switched on."""
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     import aws_cdk as cdk
     from cdk_nag import AwsSolutionsChecks
@@ -180,6 +181,7 @@ def test_forwarding_chosen_event_types_to_an_http_api_has_its_own_dead_letters_a
         forward_endpoint="https://example.zendesk.com/api/v2/tickets",
         forward_secret_name="capture/helpdesk",
         forward_rate_per_second=5,
+        cors_origins="https://shop.example.com, https://m.example.com",
     )
     app = cdk.App(context={"aws:cdk:bundling-stacks": []})
     stack = CaptureStack(app, "Forward", config=AppConfig(capture=capture), import_bucket_export="Test-ImportBucketArn")
@@ -202,3 +204,19 @@ def test_forwarding_chosen_event_types_to_an_http_api_has_its_own_dead_letters_a
     assert stack.forward_dead_letters is not None
     alarms = [a["Properties"] for a in resources(template, "AWS::CloudWatch::Alarm").values()]
     assert len([a for a in alarms if a.get("MetricName") == "ApproximateNumberOfMessagesVisible"]) == 2
+    # CORS: the preflight answers the configured origins; POST keeps the authorizer.
+    methods = {
+        m["Properties"]["HttpMethod"]: m["Properties"] for m in resources(template, "AWS::ApiGateway::Method").values()
+    }
+    assert methods["POST"]["AuthorizationType"] == "CUSTOM" and methods["OPTIONS"]["AuthorizationType"] == "NONE"
+    preflight = json.dumps(methods["OPTIONS"]["Integration"])
+    assert "https://shop.example.com" in preflight and "Authorization" in preflight
+    receiver = one(
+        template, "AWS::Lambda::Function", lambda f: f["Properties"]["Handler"].endswith("api_handler.handler")
+    )
+    assert (
+        receiver["Properties"]["Environment"]["Variables"]["CORS_ORIGINS"]
+        == "https://shop.example.com,https://m.example.com"
+    )
+    refusals = [r["Properties"] for r in resources(template, "AWS::ApiGateway::GatewayResponse").values()]
+    assert all("gatewayresponse.header.Access-Control-Allow-Origin" in r["ResponseParameters"] for r in refusals)

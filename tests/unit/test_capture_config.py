@@ -41,6 +41,8 @@ def test_an_error_prefix_under_the_incoming_prefix_is_refused() -> None:
         ({"buffer_seconds": 901}, "bufferSeconds"),
         ({"buffer_mb": 0}, "bufferMb"),
         ({"authorizer_cache_seconds": 3600, "access_token_minutes": 30}, "outlive an access token"),
+        ({"cors_origins": "https://ok.example, shop.example.com"}, "corsOrigins"),
+        ({"cors_origins": "https://ok.example/path"}, "corsOrigins"),
         ({"forward_event_types": "loyaltypurchase"}, "forwardEndpoint"),
         ({"forward_event_types": "a", "forward_endpoint": "http://x"}, "forwardEndpoint"),
         ({"forward_event_types": "a", "forward_endpoint": "https://x"}, "forwardSecretName"),
