@@ -32,5 +32,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         Username=event["userName"],
         UserAttributes=[{"Name": attribute, "Value": attributes["sub"]}],
     )
-    logger.info("external id set", extra={"sub": attributes["sub"]})
+    logger.info("external id set to the user's sub")
     return event
