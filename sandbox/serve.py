@@ -192,6 +192,8 @@ class Serve(LocalStack):
             threading.Thread(target=self._loop, args=(self._dispatch_notifications, 0.2), name="s3-trigger"),
             threading.Thread(target=self._loop, args=(self._run_copies, 0.5), name="copy-queue"),
             threading.Thread(target=self._loop, args=(self._flush_capture, self.flush_seconds), name="firehose"),
+            # The Import stack's schedule: every minute, start runs that wait for a slot.
+            threading.Thread(target=self._loop, args=(self._sweep, 60.0), name="sweep"),
         ]
         for worker in workers:
             worker.start()
@@ -221,10 +223,14 @@ class Serve(LocalStack):
             for record in event.get("Records", []):
                 bucket = record["s3"]["bucket"]["name"]
                 key = urllib.parse.unquote_plus(record["s3"]["object"]["key"])
-                if bucket == import_sandbox.BUCKET:
-                    self._import({"Records": [record]}, key)
-                elif bucket == currents_sandbox.BUCKET:
-                    self._personalize({"Records": [record]}, key)
+                try:
+                    if bucket == import_sandbox.BUCKET:
+                        self._import({"Records": [record]}, key)
+                    elif bucket == currents_sandbox.BUCKET:
+                        self._personalize({"Records": [record]}, key)
+                except Exception as exc:
+                    # Lambda would retry an async invocation twice, then give up: here it is logged once.
+                    self.log(f"error: {bucket}/{key}: {type(exc).__name__}: {exc}")
             self.sqs.delete_message(QueueUrl=self.notifications, ReceiptHandle=message["ReceiptHandle"])
         return bool(messages)
 
@@ -237,9 +243,12 @@ class Serve(LocalStack):
             while pending:
                 result = handler(pending.pop(0), FakeContext(INVOCATION_SECONDS, import_sandbox.FUNCTION))
                 for run in result.get("runs", []):
+                    if run["status"] in ("ignored", "duplicate"):
+                        self.log(f"import {key}: {run['status']} (not the importer's, or already imported)")
+                        continue
                     run_id = run.get("run_id") or run_id
                     report = run.get("report") or {}
-                    if run["status"] not in ("completed", "stopped", "ignored", "duplicate"):
+                    if run["status"] not in ("completed", "stopped"):
                         self.log(
                             f"import {key}: {run['status']}, read {report.get('objects_read', 0):,}, "
                             f"accepted {report.get('accepted', 0):,} so far"
@@ -253,8 +262,20 @@ class Serve(LocalStack):
                     f"{final['accepted']:,}, rejected {final['rejected']:,}, failed {final['failed']:,}, "
                     f"{final['invocations']} invocation(s) in {final['seconds']:.1f} s"
                 )
-            else:
-                self.log(f"import {key}: not started (already imported, or not the importer's)")
+
+    def _sweep(self) -> bool:
+        from braze_importer.handler import handler
+
+        if self.stopping.wait(60.0):  # the first sweep a minute after start, as the schedule's would be
+            return False
+        with self.locks["import"]:
+            handler({"action": "sweep"}, FakeContext(INVOCATION_SECONDS, import_sandbox.FUNCTION))
+            started = []
+            while not self.lambda_front.pending.empty():
+                started.append(self.lambda_front.pending.get()[1])
+        for event in started:
+            self._import(event, f"(queued run {event.get('run_id', '')})")
+        return True
 
     def _personalize(self, event: dict[str, Any], key: str) -> None:
         from currents_personalizer.generator_handler import handler as generate

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import signal
 import subprocess
@@ -172,6 +173,11 @@ def test_sigterm_stops_it_cleanly(tmp_path: Path) -> None:
             ClientId=capture["app_client_id"], AuthFlow="USER_PASSWORD_AUTH",
             AuthParameters={"USERNAME": capture["username"], "PASSWORD": capture["password"]},
         )["AuthenticationResult"]  # fmt: skip
+        # A file the importer does not read, then one it does: the first must not hold up the second.
+        s3 = client(info, "s3")
+        s3.put_object(Bucket=info["import"]["bucket"], Key="incoming/notes.txt.gz", Body=gzip.compress(b"hello"))
+        s3.put_object(Bucket=info["import"]["bucket"], Key="incoming/one.jsonl",
+                      Body=b'{"external_id": "u-1", "name": "e", "time": "2026-11-30T10:00:00Z"}\n')  # fmt: skip
         body = {"events": [{"eventType": "before-stop"}]}
         assert http(capture["url"], method="POST", body=body, headers={"Authorization": auth["AccessToken"]})[0] == 200
         time.sleep(2)  # a flush (every second here) and the import it starts
@@ -181,5 +187,7 @@ def test_sigterm_stops_it_cleanly(tmp_path: Path) -> None:
         log = proc.stderr.read()
         assert "stopped" in log.splitlines()[-1], log
         assert "capture: Firehose wrote 1 event(s)" in log and "import incoming/events/capture/" in log, log
+        assert "import incoming/notes.txt.gz: ignored" in log, log
+        assert "import incoming/one.jsonl: completed; read 1, accepted 1" in log, log
         with pytest.raises(OSError):
             urllib.request.urlopen(capture["url"], timeout=2)
