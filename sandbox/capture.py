@@ -283,12 +283,20 @@ def api_gateway(
     """What API Gateway does for ``POST /event``: a missing Authorization header is 401 without
     calling the authorizer; the authorizer's decision is cached per token; Allow passes its context
     to the function in a proxy event."""
+    status, answer, _ = api_gateway_response(body, headers, decisions)
+    return status, answer
+
+
+def api_gateway_response(
+    body: bytes, headers: dict[str, str], decisions: dict[str, tuple[float, dict[str, Any] | None]]
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """:func:`api_gateway` with the answer's headers (the function's own; none for refusals)."""
     from client_capture.api_handler import handler as receive
     from client_capture.authorizer_handler import handler as authorize
 
     token = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
     if not token:
-        return 401, UNAUTHORIZED
+        return 401, UNAUTHORIZED, {}
     now = time.monotonic()
     cached = decisions.get(token)
     if cached is None or cached[0] < now:
@@ -305,9 +313,9 @@ def api_gateway(
         decisions[token] = cached
     decision = cached[1]
     if decision is None:
-        return 401, UNAUTHORIZED
+        return 401, UNAUTHORIZED, {}
     if decision["policyDocument"]["Statement"][0]["Effect"] != "Allow":
-        return 403, FORBIDDEN
+        return 403, FORBIDDEN, {}
     event = {
         "resource": "/event",
         "path": "/event",
@@ -322,7 +330,7 @@ def api_gateway(
         },
     }
     response = receive(event, FakeContext(10, "capture-receiver"))
-    return int(response["statusCode"]), json.loads(response["body"])
+    return int(response["statusCode"]), json.loads(response["body"]), dict(response.get("headers") or {})
 
 
 def clear_caches() -> None:

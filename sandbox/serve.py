@@ -48,7 +48,15 @@ IMPORT_SUFFIXES = (".json", ".jsonl", ".ndjson", ".gz")
 # invocations, and every continuation is a line of progress.
 INVOCATION_SECONDS = 60.0
 
-Route = Callable[[str, str, dict[str, str], dict[str, str], bytes], tuple[int, dict[str, Any]]]
+# (method, path, query, headers, body) -> (status, JSON answer) or (status, answer, extra headers)
+Route = Callable[[str, str, dict[str, str], dict[str, str], bytes], tuple[Any, ...]]
+# Browsers may post from any page to the local capture front, as with capture:corsOrigins=*.
+PREFLIGHT = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST,OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization,Content-Type",
+    "Access-Control-Max-Age": "3600",
+}
 
 
 @dataclass
@@ -95,6 +103,7 @@ class Serve(LocalStack):
             "ALLOWED_URL_SCHEMES": "https,http",
             "ALLOWED_URL_HOSTS": urllib.parse.urlsplit(self.endpoint).netloc,
             "API_TOKEN_SECRET": TOKEN_SECRET,
+            "CORS_ORIGINS": "*",
         }
         self._stack.enter_context(_environment(env))
         self._stack.callback(_clear_caches)
@@ -409,18 +418,21 @@ class Serve(LocalStack):
 
     def _capture(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         if path.rstrip("/") != "/event":
-            return 404, {"message": "Missing Authentication Token"}
+            return 404, {"message": "Missing Authentication Token"}, {}
+        if method == "OPTIONS":
+            return 204, {}, PREFLIGHT
         if method != "POST":
-            return 405, {"message": "Missing Authentication Token"}
+            return 405, {"message": "Missing Authentication Token"}, {}
         with self.locks["capture"]:
-            status, answer = capture_sandbox.api_gateway(body, headers, self.capture.decisions)
+            status, answer, extra = capture_sandbox.api_gateway_response(body, headers, self.capture.decisions)
         if "accepted" in answer:
             self.log(
                 f"capture: POST /event -> {status}, {answer['accepted']} accepted, {len(answer['refused'])} refused"
             )
-        return status, answer
+        # The stack's gateway responses carry the CORS header on refusals too.
+        return status, answer, extra or {"Access-Control-Allow-Origin": "*"}
 
 
 def _report(run_id: str) -> dict[str, Any]:
@@ -444,19 +456,23 @@ class _JsonFront(HttpFront):
                 query = dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                extra: dict[str, str] = {}
                 try:
-                    status, answer = route(self.command, split.path, query, dict(self.headers.items()), body)
+                    status, answer, *rest = route(self.command, split.path, query, dict(self.headers.items()), body)
+                    extra = rest[0] if rest else {}
                 except Exception:
                     traceback.print_exc()
                     status, answer = 502, {"message": "Internal server error"}
-                data = json.dumps(answer).encode()
+                data = b"" if status == 204 else json.dumps(answer).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                for name, value in {"Content-Type": "application/json", **extra}.items():
+                    if status != 204 or name != "Content-Type":
+                        self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_DELETE = _serve
+            do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = _serve
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
