@@ -8,6 +8,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from stacks.api_gateway_account_stack import ApiGatewayAccountStack
 from stacks.bulk_upload_stack import BulkUploadStack
+from stacks.capture_stack import CaptureStack
 from stacks.config import AppConfig
 from stacks.currents_stack import CurrentsStack
 from stacks.import_stack import ImportStack
@@ -16,7 +17,7 @@ from stacks.import_stack import ImportStack
 def build_app(app: cdk.App | None = None) -> cdk.App:
     app = app or cdk.App()
     config = AppConfig.from_context(app.node.try_get_context)
-    ImportStack(
+    imports = ImportStack(
         app,
         f"{config.project}-Import",
         config=config,
@@ -42,9 +43,21 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
         config=config,
         description="SAS CI360 bulk upload: a keyed webhook copies staged files into S3",
     )
+    # Capture's Firehose writes into the Import stack's bucket, found through an export of its own name.
+    import_bucket_export = f"{config.project}-ImportBucketArn"
+    imports.export_value(imports.bucket.bucket_arn, name=import_bucket_export)
+    capture = CaptureStack(
+        app,
+        f"{config.project}-Capture",
+        config=config,
+        import_bucket_export=import_bucket_export,
+        description="Client event capture: clients' events through EventBridge and Firehose into the import bucket",
+    )
+    capture.add_stack_dependency(imports)
     if account is not None:
         currents.add_stack_dependency(account)
         bulk.add_stack_dependency(account)
+        capture.add_stack_dependency(account)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
 

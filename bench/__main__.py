@@ -88,6 +88,7 @@ def main() -> None:
     period, moto = cp["period"], cp["moto"]
     b = run("bench.bulk_upload", "10", str(large_mb))
     b_small, b_large = b["10"], b[str(large_mb)]
+    cap = run("bench.capture", os.environ.get("BENCH_CAPTURE_REQUESTS", "1000"))
     rows = [
         ("(a) loopback, no rate limit", f"{t['a_importer']:,.0f} obj/s",
          f"bare ijson + batch + send: {t['a_bare']:,.0f} obj/s", t["a_importer"] / t["a_bare"], "≥ 0.8"),
@@ -157,6 +158,16 @@ def main() -> None:
         (f"peak RSS of the copier, {b_large['bytes'] / 1e6:,.0f} MB file", f"{b_large['copier_peak_rss_mb']:.0f} MB",
          f"{b_small['bytes'] / 1e6:,.0f} MB file: {b_small['copier_peak_rss_mb']:.0f} MB",
          b_large["copier_peak_rss_mb"] - b_small["copier_peak_rss_mb"], "within 20 MB (difference)"),
+        ("capture front, 10 entries per POST /event (decision cached)",
+         f"{cap['front_warm']['events_per_s']:,.0f} events/s",
+         f"bare put_events: {cap['bare']['events_per_s']:,.0f} events/s",
+         cap["front_warm"]["events_per_s"] / cap["bare"]["events_per_s"], "≥ 0.8"),
+        ("capture front p99, decision cached", f"{cap['front_warm']['p99_ms']:.1f} ms",
+         f"bare put_events: {cap['bare']['p99_ms']:.1f} ms", cap["front_warm"]["p99_ms"] - cap["bare"]["p99_ms"],
+         "p99 overhead ≤ 5 ms"),
+        ("capture front p99, authorizer run per request", f"{cap['front_cold_decision']['p99_ms']:.1f} ms",
+         f"bare put_events: {cap['bare']['p99_ms']:.1f} ms",
+         cap["front_cold_decision"]["p99_ms"] - cap["bare"]["p99_ms"], "for scale (ms added)"),
     ]  # fmt: skip
     lines = [
         f"Measured {started} on {machine()}; {objects:,} objects ({t['file_bytes'] / 1e6:.0f} MB JSON array).",
@@ -169,6 +180,8 @@ def main() -> None:
             shown = f"{ratio:+.1f} MB"
         elif "time to first send" in name:
             shown = f"{ratio:.2f} s"
+        elif "capture front p99" in name:
+            shown = f"{ratio:+.1f} ms"
         elif "p50" in name or "cold" in name:
             shown = f"{ratio:+.2f} ms" if "p50" in name else f"{ratio:+.0f} ms"
         else:
@@ -186,6 +199,7 @@ def main() -> None:
                 "currents": c,
                 "currents_period": cp,
                 "bulk_upload": b,
+                "capture": cap,
             },
             indent=2,
         )

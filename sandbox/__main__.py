@@ -74,6 +74,12 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         help="the copier's time limit (try 1 to watch a copy hand over from invocation to invocation)",
     )  # fmt: skip
 
+    srv = commands.add_parser("serve", help="every pipeline on local services, until Ctrl-C or SIGTERM")
+    srv.add_argument("--info", metavar="FILE", help="write the endpoints and credentials here (default: stdout)")
+    srv.add_argument("--braze-url", help="send to this Braze REST endpoint instead of the built-in emulator")
+    srv.add_argument("--braze-api-key", help="Braze REST API key (default: the emulator's key)")
+    srv.add_argument("--flush-seconds", type=float, default=10.0, help="how often capture's Firehose stand-in writes")
+
     demo = commands.add_parser("demo", help="import a generated file through the emulator and summarise it")
     demo.add_argument("--objects", type=int, default=50_000)
 
@@ -90,6 +96,16 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         return _currents(args, out)
     if args.command == "bulk-upload":
         return _bulk_upload(args, out)
+    if args.command == "serve":
+        from .serve import serve
+
+        if args.braze_url and not args.braze_api_key:
+            print("error: --braze-url needs --braze-api-key", file=sys.stderr)
+            return 2
+        return serve(
+            info_path=args.info, braze_url=args.braze_url, braze_api_key=args.braze_api_key,
+            flush_seconds=args.flush_seconds, out=out, log=sys.stderr,
+        )  # fmt: skip
     return _demo(args.objects, out)
 
 
@@ -223,7 +239,7 @@ def _demo(count: int, out: TextIO) -> int:
         out.write(f"  reject: element {reject['index']} at byte {reject['offset']:,}: {reject['reason']}\n")
     ok = report["status"] == "completed" and report["failed"] == 0 and stored == report["accepted"]
     out.write("  every accepted object stored exactly once\n" if ok else "  MISMATCH between report and emulator\n")
-    return 0 if ok and _demo_currents(out) and _demo_bulk_upload(out) else 1
+    return 0 if ok and _demo_currents(out) and _demo_bulk_upload(out) and _demo_capture(out) else 1
 
 
 def _demo_bulk_upload(out: TextIO) -> bool:
@@ -245,6 +261,38 @@ def _demo_bulk_upload(out: TextIO) -> bool:
     for key in ("http_status", "job_status", "s3_key", "size", "header"):
         out.write(f"  {key}: {result.get(key)}\n")
     return result.get("job_status") == "done"
+
+
+def _demo_capture(out: TextIO) -> bool:
+    from .capture import DEMO_USER, CaptureSandbox
+
+    out.write("\nCapture: a client signs in to Cognito, posts two batches of events with its access token;\n")
+    out.write("         EventBridge's rule, Firehose's transform and the importer take them to Braze.\n")
+    with CaptureSandbox() as box:
+        token = box.sign_in()["AccessToken"]
+        out.write(f"  signed in as {DEMO_USER} (external id {box.external_id}): access token of {len(token)} bytes\n")
+        views = {"entries": [
+            {"entry": json.dumps({"eventType": "pageview", "schemaVersion": "1.0", "data": {"page": f"/shop/{i}"}})}
+            for i in range(8)
+        ]}  # fmt: skip
+        status, answer = box.post(views, token)
+        out.write(f"  POST /event, 8 entries in the capture client's format -> {status} {json.dumps(answer)}\n")
+        mixed = {"events": [
+            {"eventType": "loyaltypurchase", "data": {"sku": "OL-SEASON", "points": 120}, "external_id": "other"},
+            {"eventType": "", "data": {}},
+        ]}  # fmt: skip
+        status, answer = box.post(mixed, f"Bearer {token}")
+        out.write(f"  POST /event, a purchase and a malformed entry -> {status} {json.dumps(answer)}\n")
+        refused = box.post(mixed, "Bearer forged.token.value")[0]
+        out.write(f"  the same with a forged token -> {refused}\n")
+        delivered = box.deliver()
+        report = delivered["report"] or {}
+        out.write(f"  Firehose wrote {delivered['written']} events to {delivered['key']}\n")
+        out.write(f"  the importer: accepted {report.get('accepted', 0)}, rejected {report.get('rejected', 0)}\n")
+        events = [o["object"] for o in (box.imports.emulator.objects() if box.imports.emulator else [])]
+        owners = sorted({str(e.get("external_id")) for e in events})
+        out.write(f"  the Braze emulator stored {len(events)} events, all for external id(s) {', '.join(owners)}\n")
+    return delivered["written"] == 9 and len(events) == 9 and owners == [box.external_id] and refused == 401
 
 
 def _demo_currents(out: TextIO) -> bool:

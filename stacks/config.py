@@ -174,6 +174,57 @@ class BulkUploadConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CaptureConfig:
+    prefix: str = "events/capture/"  # under the import bucket's incoming prefix: the importer sends them
+    error_prefix: str = "capture-errors/"  # events the transform refused, outside the incoming prefix
+    buffer_seconds: int = 60
+    buffer_mb: int = 5
+    self_sign_up: bool = True
+    access_token_minutes: int = 60
+    authorizer_cache_seconds: int = 300
+    api_rate_limit: int = 100
+    api_burst_limit: int = 200
+    cors_origins: str = ""  # comma-separated browser origins allowed to post (empty: no CORS; "*": any)
+    forward_event_types: str = ""  # empty: no forwarding rule
+    forward_endpoint: str = ""
+    forward_header_name: str = "Authorization"
+    forward_secret_name: str = ""  # Secrets Manager secret whose value is the forward header's value
+    forward_rate_per_second: int = 10
+    log_retention_days: int = 90
+
+    def __post_init__(self) -> None:
+        for name, value in (("prefix", self.prefix), ("errorPrefix", self.error_prefix)):
+            if not value.endswith("/") or value.startswith("/"):
+                raise ConfigError(f"capture {name} must be relative and end with '/'")
+        if not 0 <= self.buffer_seconds <= 900:
+            raise ConfigError("capture bufferSeconds must be 0-900 (Firehose's S3 buffering interval)")
+        if not 1 <= self.buffer_mb <= 128:
+            raise ConfigError("capture bufferMb must be 1-128 (Firehose's S3 buffering size)")
+        if not 5 <= self.access_token_minutes <= 1440:
+            raise ConfigError("capture accessTokenMinutes must be 5-1440 (Cognito's access token validity)")
+        if not 0 <= self.authorizer_cache_seconds <= min(3600, self.access_token_minutes * 60):
+            raise ConfigError("capture authorizerCacheSeconds must be 0-3600 and not outlive an access token")
+        for origin in self.origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s,]+", origin):
+                raise ConfigError(f"capture corsOrigins: {origin!r} is not an origin (scheme://host[:port], or *)")
+        if self.forward_event_types:
+            if not self.forward_endpoint.startswith("https://"):
+                raise ConfigError("capture forwardEndpoint must be an https:// URL when forwardEventTypes is set")
+            if not self.forward_secret_name:
+                raise ConfigError("capture forwardSecretName is required when forwardEventTypes is set")
+            if not 1 <= self.forward_rate_per_second <= 300:
+                raise ConfigError("capture forwardRatePerSecond must be 1-300 (API destination invocation rate)")
+
+    @property
+    def origins(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def forwarded_types(self) -> list[str]:
+        return [t.strip() for t in self.forward_event_types.split(",") if t.strip()]
+
+
+@dataclass(frozen=True, kw_only=True)
 class AppConfig:
     project: str = "BrazePipelines"
     alarm_email: str | None = None
@@ -182,8 +233,12 @@ class AppConfig:
     importer: ImportConfig = field(default_factory=ImportConfig)
     currents: CurrentsConfig = field(default_factory=CurrentsConfig)
     bulk_upload: BulkUploadConfig = field(default_factory=BulkUploadConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
 
     def __post_init__(self) -> None:
+        # Refused capture events must not land where the importer would read them as a new file.
+        if self.capture.error_prefix.startswith(self.importer.incoming_prefix):
+            raise ConfigError("capture errorPrefix must be outside the import incoming prefix")
         # SNS accepts any string at deploy time and the subscription then never confirms.
         if self.alarm_email is not None and not re.fullmatch(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+", self.alarm_email):
             raise ConfigError(f"alarms:email must be one email address, not {self.alarm_email!r}")
@@ -203,6 +258,7 @@ class AppConfig:
             importer=_section(ImportConfig, "import", get),
             currents=_section(CurrentsConfig, "currents", get),
             bulk_upload=_section(BulkUploadConfig, "bulkUpload", get),
+            capture=_section(CaptureConfig, "capture", get),
         )
 
 

@@ -229,7 +229,11 @@ def test_dead_letter_queues_keep_messages_longer_than_their_source_queues(templa
             assert dlq.get("MessageRetentionPeriod", 345_600) > source_days, f"{stack}/{queue_id}"
 
 
-NAME_PROPERTIES = ("BucketName", "TableName", "QueueName", "LogGroupName", "RoleName", "PolicyName", "TopicName")
+NAME_PROPERTIES = (
+    "BucketName", "TableName", "QueueName", "LogGroupName", "LogStreamName", "RoleName", "PolicyName", "TopicName",
+)  # fmt: skip
+# Properties that name another resource (the parent a resource belongs to), not the resource itself.
+PARENT_NAMES = {("AWS::IAM::Policy", "PolicyName"), ("AWS::Logs::LogStream", "LogGroupName")}
 
 
 def test_nothing_kept_on_destroy_has_a_fixed_name(templates: dict[str, dict[str, Any]]) -> None:
@@ -245,7 +249,7 @@ def test_nothing_kept_on_destroy_has_a_fixed_name(templates: dict[str, dict[str,
         f"{stack}/{logical_id}.{p}"
         for stack, logical_id, resource in kept
         for p in NAME_PROPERTIES
-        if p in resource.get("Properties", {}) and not (p == "PolicyName" and resource["Type"] == "AWS::IAM::Policy")
+        if p in resource.get("Properties", {}) and (resource["Type"], p) not in PARENT_NAMES
     ]
     assert named == []
 

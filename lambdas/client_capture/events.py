@@ -1,0 +1,159 @@
+"""What a client event is: the two request bodies clients send, the checks each entry must pass
+to become a Braze custom event, and the one object Firehose writes for it.
+
+Reasons name the field and the rule, never the value: values may be personal data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+MAX_ENTRIES = 10  # EventBridge PutEvents takes at most 10 entries per call
+MAX_BODY_BYTES = 256 * 1024
+MAX_NAME_LENGTH = 255  # Braze: custom event and property names are at most 255 characters
+# The extended calendar form Braze documents; fromisoformat then checks the numbers make a date.
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?")
+
+
+class BadRequest(Exception):
+    """The body is not one of the formats: nothing in it is put."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class Invalid(Exception):
+    """One entry cannot become a Braze event; ``reason`` names the field and the rule."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ClientEvent:
+    index: int
+    event_type: str
+    schema_version: str | None
+    data: dict[str, Any]
+    time: str | None
+
+    def detail(self, *, external_id: str, received_at: str) -> dict[str, Any]:
+        """The EventBridge event's detail: the external id comes from the verified token only."""
+        return {
+            "external_id": external_id,
+            "event_type": self.event_type,
+            "schema_version": self.schema_version,
+            "data": self.data,
+            "time": self.time,
+            "received_at": received_at,
+        }
+
+
+def parse_body(body: bytes) -> tuple[list[ClientEvent], list[tuple[int, str]]]:
+    """The events of a request body and the entries refused as malformed (index, reason).
+
+    ``{"entries": [{"entry": "<JSON text>"}, ...]}`` (the capture client's wire format) or
+    ``{"events": [{...}, ...]}``; identifiers in the body are ignored.
+    """
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequest(f"the body is {len(body):,} bytes; at most {MAX_BODY_BYTES:,} are accepted", status=413)
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body must be a JSON object") from None
+    if type(document) is not dict:
+        raise BadRequest("the body must be a JSON object")
+    forms = [k for k in ("entries", "events") if k in document]
+    if len(forms) != 1:
+        raise BadRequest('the body must hold either "entries" or "events"')
+    items = document[forms[0]]
+    if type(items) is not list or not items:
+        raise BadRequest(f'"{forms[0]}" must be a non-empty array')
+    if len(items) > MAX_ENTRIES:
+        raise BadRequest(f"{len(items)} entries; at most {MAX_ENTRIES} are accepted per request")
+    events: list[ClientEvent] = []
+    refused: list[tuple[int, str]] = []
+    for index, item in enumerate(items):
+        try:
+            raw = _unwrap(item) if forms[0] == "entries" else item
+            events.append(client_event(index, raw))
+        except Invalid as exc:
+            refused.append((index, exc.reason))
+    return events, refused
+
+
+def _unwrap(item: Any) -> Any:
+    if type(item) is not dict or type(item.get("entry")) is not str:
+        raise Invalid('entry: must be an object whose "entry" is a JSON text')
+    try:
+        return json.loads(item["entry"])
+    except ValueError:
+        raise Invalid("entry: is not valid JSON") from None
+
+
+def client_event(index: int, raw: Any) -> ClientEvent:
+    if type(raw) is not dict:
+        raise Invalid("entry: must be a JSON object")
+    event_type = raw.get("eventType")
+    if type(event_type) is not str or not event_type.strip():
+        raise Invalid("eventType: must be a non-empty string")
+    if len(event_type) > MAX_NAME_LENGTH:
+        raise Invalid(f"eventType: must be at most {MAX_NAME_LENGTH} characters")
+    version = raw.get("schemaVersion")
+    if version is not None and (type(version) not in (str, int, float) or version == ""):
+        raise Invalid("schemaVersion: must be a string or a number")
+    data = raw.get("data", {})
+    if type(data) is not dict:
+        raise Invalid("data: must be a JSON object")
+    check_properties(data)
+    time = raw.get("time")
+    if time is not None:
+        check_time(time, "time")
+    return ClientEvent(index, event_type, None if version is None else str(version), data, time)
+
+
+def check_properties(data: dict[str, Any]) -> None:
+    for key in data:
+        if not key or len(key) > MAX_NAME_LENGTH:
+            raise Invalid(f"data: property names must be 1-{MAX_NAME_LENGTH} characters")
+        if key.startswith("$"):
+            raise Invalid("data: property names must not start with '$' (reserved by Braze)")
+
+
+def check_time(value: Any, field: str) -> None:
+    if type(value) is not str or not _ISO_TIME.fullmatch(value):
+        raise Invalid(f"{field}: must be an ISO 8601 date-time")
+    try:
+        datetime.fromisoformat(value.replace(",", ".").replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid(f"{field}: is not a real date and time") from None
+
+
+def braze_event(event: Any) -> dict[str, Any]:
+    """The importer object (a Braze custom event) for one EventBridge event from the capture API."""
+    detail = event.get("detail") if type(event) is dict else None
+    if type(detail) is not dict:
+        raise Invalid("detail: missing; not an event from the capture API")
+    external_id = detail.get("external_id")
+    if type(external_id) is not str or not external_id:
+        raise Invalid("external_id: missing; the event has no verified user")
+    name = detail.get("event_type")
+    if type(name) is not str or not name.strip() or len(name) > MAX_NAME_LENGTH:
+        raise Invalid(f"event_type: must be a non-empty string of at most {MAX_NAME_LENGTH} characters")
+    time = detail.get("time") or detail.get("received_at")
+    check_time(time, "time")
+    data = detail.get("data") or {}
+    if type(data) is not dict:
+        raise Invalid("data: must be a JSON object")
+    check_properties(data)
+    properties = dict(data)
+    if detail.get("schema_version") is not None:
+        properties["schema_version"] = str(detail["schema_version"])
+    return {"external_id": external_id, "name": name, "time": time, "properties": properties}

@@ -1,0 +1,39 @@
+"""Firehose's data transformation: each EventBridge event from the capture bus becomes one line of
+JSON Lines, a Braze custom event the importer sends. An event that cannot become a valid Braze
+event is returned as ``ProcessingFailed``: Firehose writes it to the stream's error output prefix
+(outside the importer's incoming prefix), never dropped silently."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from .events import Invalid, braze_event
+
+logger = Logger(service="client-capture-transform")
+metrics = Metrics(namespace="BrazeClientCapture", service="client-capture-transform")
+
+
+def transform_record(record: dict[str, Any]) -> dict[str, Any]:
+    try:
+        event = json.loads(base64.b64decode(record["data"]))
+        line = json.dumps(braze_event(event), ensure_ascii=False, separators=(",", ":")) + "\n"
+    except (ValueError, Invalid) as exc:
+        reason = exc.reason if isinstance(exc, Invalid) else "the record is not a JSON event"
+        logger.warning("event refused", extra={"record_id": record.get("recordId"), "reason": reason})
+        return {"recordId": record["recordId"], "result": "ProcessingFailed", "data": record["data"]}
+    return {"recordId": record["recordId"], "result": "Ok", "data": base64.b64encode(line.encode()).decode()}
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    records = [transform_record(r) for r in event.get("records", [])]
+    failed = sum(r["result"] == "ProcessingFailed" for r in records)
+    metrics.add_metric("EventsTransformed", MetricUnit.Count, len(records) - failed)
+    metrics.add_metric("EventsFailedTransform", MetricUnit.Count, failed)
+    return {"records": records}

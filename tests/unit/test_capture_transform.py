@@ -1,0 +1,71 @@
+"""Firehose's transform: each capture event becomes one importer line (a Braze custom event); an
+event that cannot be one goes to Firehose's error output, never silently away."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from client_capture.events import Invalid, braze_event
+from client_capture.transform_handler import transform_record
+
+
+def bus_event(**detail: Any) -> dict[str, Any]:
+    base = {
+        "external_id": "user-7", "event_type": "loyaltypurchase", "schema_version": "1.0",
+        "data": {"sku": "A-1", "note": 'says "hi"\n'}, "time": "2026-11-30T11:59:00Z",
+        "received_at": "2026-11-30T12:00:00.000Z",
+    }  # fmt: skip
+    base.update(detail)
+    return {"version": "0", "id": "e1", "source": "braze.client-capture", "detail-type": "ClientEvent",
+            "time": "2026-11-30T12:00:00Z", "detail": base}  # fmt: skip
+
+
+def record(event: Any, record_id: str = "r1") -> dict[str, str]:
+    data = event if isinstance(event, bytes) else json.dumps(event).encode()
+    return {"recordId": record_id, "approximateArrivalTimestamp": "0", "data": base64.b64encode(data).decode()}
+
+
+def test_an_event_becomes_a_braze_custom_event_with_schema_version_in_its_properties() -> None:
+    assert braze_event(bus_event()) == {
+        "external_id": "user-7",
+        "name": "loyaltypurchase",
+        "time": "2026-11-30T11:59:00Z",
+        "properties": {"sku": "A-1", "note": 'says "hi"\n', "schema_version": "1.0"},
+    }
+
+
+def test_without_its_own_time_an_event_takes_the_time_the_api_received_it() -> None:
+    assert braze_event(bus_event(time=None))["time"] == "2026-11-30T12:00:00.000Z"
+    assert "schema_version" not in braze_event(bus_event(schema_version=None))["properties"]
+
+
+@pytest.mark.parametrize(
+    ("detail", "field"),
+    [
+        ({"external_id": ""}, "external_id"),
+        ({"external_id": None}, "external_id"),
+        ({"event_type": ""}, "event_type"),
+        ({"time": None, "received_at": "soon"}, "time"),
+        ({"data": ["x"]}, "data"),
+        ({"data": {"$x": 1}}, "data"),
+    ],
+)
+def test_an_event_that_cannot_be_a_braze_event_is_invalid(detail: dict[str, Any], field: str) -> None:
+    with pytest.raises(Invalid, match=f"^{field}"):
+        braze_event(bus_event(**detail))
+
+
+def test_the_transform_writes_json_lines_and_sends_the_rest_to_the_error_output() -> None:
+    records = [record(bus_event(), "ok"), record(bus_event(external_id=""), "noid"), record(b"{oops", "garbage")]
+    answer = [transform_record(r) for r in records]
+    results = {r["recordId"]: r for r in answer}
+    line = base64.b64decode(results["ok"]["data"])
+    assert line.endswith(b"\n") and line.count(b"\n") == 1  # one JSON Lines line per event
+    assert json.loads(line)["external_id"] == "user-7"
+    for failed in ("noid", "garbage"):
+        assert results[failed]["result"] == "ProcessingFailed"
+        # The original record goes to the error output, so nothing is lost.
+        assert results[failed]["data"] == next(r["data"] for r in records if r["recordId"] == failed)

@@ -1,0 +1,160 @@
+"""``POST /event``'s two body formats and its answers: every entry is either put or listed with its
+index and reason; 200 only when all were put."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from client_capture.events import MAX_BODY_BYTES
+from client_capture.submit import DETAIL_TYPE, SOURCE, BusUnavailable, submit
+
+RECEIVED = "2026-11-30T12:00:00.000Z"
+
+
+class FakeBus:
+    """PutEvents in memory: ``codes`` are the per-entry answers to give (None: put)."""
+
+    def __init__(self, codes: Sequence[str | None] | None = None, down: str | None = None) -> None:
+        self.codes = codes
+        self.down = down
+        self.entries: list[dict[str, Any]] = []
+
+    def __call__(self, entries: Sequence[dict[str, Any]]) -> list[str | None]:
+        if self.down:
+            raise BusUnavailable(self.down)
+        codes = list(self.codes) if self.codes is not None else [None] * len(entries)
+        self.entries += [e for e, c in zip(entries, codes, strict=True) if c is None]
+        return codes
+
+    def details(self) -> list[dict[str, Any]]:
+        return [json.loads(e["Detail"]) for e in self.entries]
+
+
+def post(body: Any, bus: FakeBus | None = None, external_id: str = "user-7") -> tuple[int, dict[str, Any]]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return submit(raw, external_id=external_id, received_at=RECEIVED, bus_name="capture", put_events=bus or FakeBus())
+
+
+def entry(**fields: Any) -> dict[str, str]:
+    return {"entry": json.dumps(fields)}
+
+
+def test_the_capture_clients_wire_format_is_put_unchanged_with_the_tokens_external_id() -> None:
+    bus = FakeBus()
+    body = {
+        "entries": [
+            entry(eventType="loyaltypurchase", schemaVersion="1.0", data={"sku": 'a "quoted" \\ name'},
+                  time="2026-11-30T11:59:00Z", external_id="someone-else"),
+            entry(eventType="pageview", schemaVersion=2, data={}),
+        ]
+    }  # fmt: skip
+    assert post(body, bus) == (200, {"accepted": 2, "refused": []})
+    assert [(e["Source"], e["DetailType"], e["EventBusName"]) for e in bus.entries] == [
+        (SOURCE, DETAIL_TYPE, "capture")
+    ] * 2
+    first, second = bus.details()
+    assert first == {
+        "external_id": "user-7", "event_type": "loyaltypurchase", "schema_version": "1.0",
+        "data": {"sku": 'a "quoted" \\ name'}, "time": "2026-11-30T11:59:00Z", "received_at": RECEIVED,
+    }  # fmt: skip
+    assert (second["schema_version"], second["time"]) == ("2", None)
+
+
+def test_the_plain_events_form_is_accepted_too() -> None:
+    bus = FakeBus()
+    status, _ = post({"events": [{"eventType": "signup", "data": {"plan": "pro"}, "userId": "x"}]}, bus)
+    assert status == 200
+    assert bus.details()[0]["external_id"] == "user-7"
+    assert bus.details()[0]["data"] == {"plan": "pro"}
+
+
+def test_malformed_entries_are_listed_and_the_rest_put() -> None:
+    bus = FakeBus()
+    body = {
+        "entries": [
+            entry(eventType="ok", data={}),
+            {"entry": "{not json"},
+            entry(data={}),
+            entry(eventType="late", data={}, time="yesterday"),
+            entry(eventType="bad", data=[1, 2]),
+            entry(eventType="priv", data={"$reserved": 1}),
+            {"notentry": 1},
+        ]
+    }
+    status, answer = post(body, bus)
+    assert status == 207
+    assert answer["accepted"] == 1
+    assert [(r["index"], r["retryable"]) for r in answer["refused"]] == [(i, False) for i in range(1, 7)]
+    reasons = [r["reason"] for r in answer["refused"]]
+    assert "not valid JSON" in reasons[0]
+    assert reasons[1].startswith("eventType")
+    assert reasons[2].startswith("time")
+    assert reasons[3].startswith("data")
+    assert "$" in reasons[4]
+    assert [d["event_type"] for d in bus.details()] == ["ok"]
+
+
+def test_entries_eventbridge_refuses_are_listed_with_whether_to_resend_them() -> None:
+    bus = FakeBus(codes=[None, "ThrottlingException", "MalformedDetail"])
+    status, answer = post({"events": [{"eventType": f"e{i}"} for i in range(3)]}, bus)
+    assert status == 207
+    assert answer == {
+        "accepted": 1,
+        "refused": [
+            {"index": 1, "reason": "EventBridge refused the entry (ThrottlingException)", "retryable": True},
+            {"index": 2, "reason": "EventBridge refused the entry (MalformedDetail)", "retryable": False},
+        ],
+    }
+
+
+def test_indexes_stay_the_requests_own_when_malformed_and_refused_entries_mix() -> None:
+    bus = FakeBus(codes=[None, "InternalFailure"])  # the two well-formed entries: 0 and 2
+    status, answer = post({"events": [{"eventType": "a"}, {"eventType": ""}, {"eventType": "c"}]}, bus)
+    assert status == 207
+    assert [(r["index"], r["retryable"]) for r in answer["refused"]] == [(1, False), (2, True)]
+
+
+def test_eventbridge_down_is_503_with_every_entry_to_resend() -> None:
+    status, answer = post({"events": [{"eventType": "a"}, {"eventType": "b"}]}, FakeBus(down="ThrottlingException"))
+    assert status == 503
+    assert answer["accepted"] == 0
+    assert all(r["retryable"] for r in answer["refused"]) and len(answer["refused"]) == 2
+
+
+def test_all_entries_malformed_is_422_not_200() -> None:
+    bus = FakeBus()
+    status, answer = post({"events": [{"eventType": 5}, "text"]}, bus)
+    assert (status, answer["accepted"], len(answer["refused"])) == (422, 0, 2)
+    assert bus.entries == []
+
+
+def test_an_answer_that_does_not_match_the_entries_is_not_taken_as_success() -> None:
+    def short(entries: Sequence[dict[str, Any]]) -> list[str | None]:
+        return []
+
+    status, answer = submit(b'{"events": [{"eventType": "a"}]}', external_id="u", received_at=RECEIVED,
+                            bus_name="b", put_events=short)  # fmt: skip
+    assert status == 503 and answer["refused"][0]["retryable"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"not json", 400, "JSON object"),
+        (b"[]", 400, "JSON object"),
+        (b"{}", 400, '"entries" or "events"'),
+        (json.dumps({"entries": [], "events": []}).encode(), 400, '"entries" or "events"'),
+        (json.dumps({"entries": []}).encode(), 400, "non-empty array"),
+        (json.dumps({"events": {"eventType": "a"}}).encode(), 400, "non-empty array"),
+        (json.dumps({"events": [{"eventType": "a"}] * 11}).encode(), 400, "at most 10"),
+        (b'{"events": [{"eventType": "' + b"x" * MAX_BODY_BYTES + b'"}]}', 413, "at most 262,144"),
+    ],
+)
+def test_a_body_that_is_not_the_format_is_refused_whole(body: bytes, status: int, message: str) -> None:
+    bus = FakeBus()
+    answer = post(body, bus)
+    assert answer[0] == status and message in answer[1]["message"]
+    assert bus.entries == []
