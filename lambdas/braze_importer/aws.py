@@ -58,6 +58,8 @@ class S3Source:
         self._spacing = seek_spacing
 
     def is_gzip(self, ref: Any) -> bool:
+        """Whether the object version starts with the gzip magic; raises :class:`SourceGone` or
+        :class:`SourceDenied` when S3 will not say (an error is never "not gzip")."""
         if ref.size == 0:
             return False
         try:
@@ -65,8 +67,8 @@ class S3Source:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "InvalidRange":
                 return False  # S3 answers 416 for any range of an empty object
-            if _source_error(exc, 0) is not None:
-                return False  # unreadable: the run's first read stops it with the reason
+            if (error := _source_error(exc, 0)) is not None:
+                raise error from None
             raise
         return bool(head == b"\x1f\x8b")
 

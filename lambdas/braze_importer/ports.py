@@ -136,7 +136,10 @@ class ObjectSource(Protocol):
         byte 0, and ``on_point`` is given seek points as the stream is read."""
         ...
 
-    def is_gzip(self, ref: ObjectRef) -> bool: ...
+    def is_gzip(self, ref: ObjectRef) -> bool:
+        """Whether the object is gzip, told by its first bytes; raises :class:`SourceGone` or
+        :class:`SourceDenied` when they cannot be read."""
+        ...
 
 
 class SeekPointStore(Protocol):

@@ -37,7 +37,7 @@ class RunRecord:
     version_id: str | None
     etag: str | None
     format: str
-    gzip: bool
+    gzip: bool | None  # None: not decided yet (told by the first bytes when the run first reads)
     status: str = RUNNING
     seq: int = 1
     owner: str = ""

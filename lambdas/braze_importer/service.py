@@ -7,14 +7,23 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
 
 from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy, Share
-from .ports import Clock, Continuer, ObjectRef, ObjectSource, OutputStore, SeekPoint, SeekPointStore
+from .ports import (
+    Clock,
+    Continuer,
+    ObjectRef,
+    ObjectSource,
+    OutputStore,
+    SeekPoint,
+    SeekPointStore,
+    UnreadableInput,
+)
 from .reader import Format, iter_elements
 from .runs import COMPLETED, CONTINUING, QUEUED, STOPPED, ActiveRuns, RunRecord, RunSlots, RunStore, run_id_for
 
@@ -91,10 +100,32 @@ def start(ref: ObjectRef, fmt: Format, owner: str, deps: Deps) -> RunRecord | No
         version_id=ref.version_id,
         etag=ref.etag,
         format=fmt.value,
-        gzip=ref.key.endswith(".gz") or deps.source.is_gzip(ref),
+        # Without the suffix, the first bytes tell, when the run first reads (see _decide_gzip).
+        gzip=True if ref.key.endswith(".gz") else None,
         owner=owner,
     )
     return run if deps.store.create(run) else None
+
+
+def _decide_gzip(run: RunRecord, ref: ObjectRef, deps: Deps) -> UnreadableInput | None:
+    """Tell whether an unsuffixed run's object is gzip, once, from its first bytes.
+
+    When S3 will not give them (gone, or denied), the run stays undecided and the error is
+    returned, for the run to stop with: an error is never "not gzip", and a resume looks again.
+    """
+    if run.gzip is not None:
+        return None
+    try:
+        run.gzip = deps.source.is_gzip(ref)
+    except UnreadableInput as exc:
+        return exc
+    return None
+
+
+def _raise(error: UnreadableInput) -> Iterator[bytes]:
+    """A stream that fails with ``error`` when first read, as the source's own streams do."""
+    raise error
+    yield b""  # pragma: no cover - makes this a generator
 
 
 def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> InvocationResult:
@@ -106,9 +137,18 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     checkpoint = Checkpoint.from_dict(run.checkpoint)
     ref = ObjectRef(run.bucket, run.key, run.version_id, run.etag)
     writer = _OutputWriter(run, deps)
+    unreadable = _decide_gzip(run, ref, deps)
     seeks = _SeekPoints(run, deps.seek_points, checkpoint.offset)
-    chunks = deps.source.chunks(
-        ref, checkpoint.offset, run.gzip, resume_from=seeks.start, on_point=seeks.seen if seeks.store else None
+    chunks = (
+        _raise(unreadable)
+        if unreadable is not None
+        else deps.source.chunks(
+            ref,
+            checkpoint.offset,
+            bool(run.gzip),
+            resume_from=seeks.start,
+            on_point=seeks.seen if seeks.store else None,
+        )
     )
     elements = iter_elements(chunks, Format(run.format), checkpoint.position)
     base_counters = Counters.from_dict(run.counters)

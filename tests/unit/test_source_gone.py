@@ -110,3 +110,27 @@ def test_access_denied_on_the_pinned_read_stops_resumably_and_the_resume_finishe
     resumed = handle_resume(started.run_id, "c", deps, lambda: True, force=False)
     assert resumed.status == "completed"
     assert braze.stored == objs  # each object exactly once, in order
+
+
+@pytest.mark.parametrize("case", ["access_denied", *sorted(GONE)])
+def test_an_unreadable_first_read_never_decides_that_an_unsuffixed_gzip_file_is_plain_text(case: str) -> None:
+    # A .jsonl holding gzip is told by its first bytes; an error there says nothing about them.
+    objs = events(300)
+    key = "incoming/a.jsonl"
+    s3 = VanishingS3(chunk=4096)
+    s3.objects[(BUCKET, key)] = gz(b"\n".join(orjson.dumps(o) for o in objs) + b"\n")
+    braze = FakeBraze()
+    deps = make_deps(braze, s3)
+    s3.gone = ("AccessDenied", 403) if case == "access_denied" else GONE[case]
+    started = handle_start(ObjectRef(BUCKET, key, "v1", "etag"), "a", deps, lambda: True)
+    assert started.status == "stopped" and started.report is not None
+    assert started.report["stop_reason"] == ("source_access_denied" if case == "access_denied" else "source_gone")
+    assert started.report["objects_read"] == 0 and not braze.requests
+    if case != "access_denied":
+        return
+    s3.gone = None  # access given back
+    resumed = handle_resume(started.run_id, "c", deps, lambda: True, force=False)
+    assert resumed.status == "completed" and resumed.report is not None
+    assert resumed.report["source"]["gzip"] is True
+    assert braze.stored == objs
+    assert deps.outputs.lines("rejects/") == []
