@@ -172,19 +172,39 @@ class _Buffer:
 
 
 BOM = b"\xef\xbb\xbf"
-_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-16 and UTF-32, either byte order
+# UTF-16 and UTF-32 in either byte order (FF FE also starts UTF-32-LE's FF FE 00 00).
+_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+_ARRAY_AS_LINES = "this is a JSON array, not one object per line: name the file .json"
 
 
 def _skip_bom(buf: _Buffer) -> None:
     """At the start of a file: step over a UTF-8 byte-order mark (what Windows tools, Excel and
     PowerShell write), so offsets stay those of the file itself; refuse UTF-16 and UTF-32, whose
-    every line would otherwise be a reject."""
-    while len(buf.data) < len(BOM) and buf.fill():
+    every line would otherwise be a reject. Without a byte-order mark they are told by a NUL
+    byte among the first four: JSON text in UTF-16 or UTF-32 has one there, UTF-8 JSON never does."""
+    while len(buf.data) < 4 and buf.fill():
         pass
+    if buf.data.startswith(_WIDE_BOMS) or b"\x00" in buf.data[:4]:
+        raise JsonSyntaxError(buf.base, "the file is UTF-16 or UTF-32 encoded; save it as UTF-8")
     if buf.data.startswith(BOM):
         buf.drop_before(len(BOM))
-    elif buf.data.startswith(_WIDE_BOMS):
-        raise JsonSyntaxError(buf.base, "the file is UTF-16 or UTF-32 encoded; save it as UTF-8")
+
+
+def _refuse_array(buf: _Buffer) -> None:
+    """At the start of a JSON Lines file: stop if its first element opens a JSON array (pretty
+    printed, or all on one line as ``json.dump`` writes it), whose every line, or only line, would
+    otherwise be a reject. The blank lines before it are dropped: they hold no element."""
+    while True:
+        blank = _WS.match(buf.data)
+        first = blank.end() if blank else 0
+        line = buf.data.rfind(b"\n", 0, first) + 1  # where the line of the first non-blank byte starts
+        if first < len(buf.data):
+            if buf.data[first] == 0x5B:  # [
+                raise JsonSyntaxError(buf.base + line, _ARRAY_AS_LINES)
+            return
+        buf.drop_before(line)
+        if len(buf.data) > MAX_ELEMENT_BYTES or not buf.fill():
+            return  # a line of nothing but blanks: the reader crosses it
 
 
 def iter_elements(chunks: Iterable[bytes], fmt: Format, start: Position = START) -> Iterator[Element]:
@@ -209,8 +229,8 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
     buf = _Buffer(chunks, start.offset)
     if start.offset == 0:
         _skip_bom(buf)
+        _refuse_array(buf)
     index = start.index
-    first = 0 if start.offset == 0 else -1  # the index of the file's first line, if read from there
     pos = 0
     plain_until = -1  # absolute offset up to which lines are decoded one by one
     failures = 0
@@ -246,7 +266,7 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
             if buf.eof:
                 if pos < len(buf.data):
                     end = buf.base + len(buf.data)
-                    element = _line_element(buf.data[pos:], index, buf.base + pos, end, first=index == first)
+                    element = _line_element(buf.data[pos:], index, buf.base + pos, end)
                     if element is not None:
                         yield element
                 return
@@ -258,7 +278,7 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
                     error = f"line longer than {MAX_ELEMENT_BYTES} bytes"
                     yield Element(index, Position(offset, index), Position(end, index + 1), error=error)
                     index += 1
-                elif (element := _line_element(text, index, offset, end, first=index == first)) is not None:
+                elif (element := _line_element(text, index, offset, end)) is not None:
                     yield element  # long only because of whitespace around a small object
                     index += 1
                 if pos < 0:
@@ -268,7 +288,7 @@ def _iter_lines(chunks: Iterable[bytes], start: Position) -> Iterator[Element]:
             pos = 0
             buf.fill()
             continue
-        element = _line_element(buf.data[pos:nl], index, buf.base + pos, buf.base + nl + 1, first=index == first)
+        element = _line_element(buf.data[pos:nl], index, buf.base + pos, buf.base + nl + 1)
         if element is not None:
             yield element
             index += 1
@@ -326,10 +346,8 @@ def _read_long_line(buf: _Buffer, pos: int) -> tuple[bytes | None, int]:
     return (kept.text() if kept is not None else None), nl + 1
 
 
-def _line_element(line: bytes, index: int, offset: int, end: int, *, first: bool = False) -> Element | None:
-    """The element a line holds (None for a blank line). A first line that opens a JSON array and
-    is no value by itself stops the file: it is a JSON array named as JSON Lines, whose every line
-    would otherwise be a reject."""
+def _line_element(line: bytes, index: int, offset: int, end: int) -> Element | None:
+    """The element a line holds (None for a blank line)."""
     stripped = line.strip(_WS_BYTES)
     if stripped.startswith(BOM):  # files joined with cat: each may begin with a byte-order mark
         stripped = stripped[len(BOM) :].strip(_WS_BYTES)
@@ -339,10 +357,6 @@ def _line_element(line: bytes, index: int, offset: int, end: int, *, first: bool
     try:
         return Element(index, here, after, len(stripped), decode(stripped))
     except orjson.JSONDecodeError as exc:
-        if first and stripped.startswith(b"["):
-            raise JsonSyntaxError(
-                offset, "this is a JSON array, not one object per line: name the file .json"
-            ) from None
         return Element(index, here, after, len(stripped), error=f"line is not valid JSON ({_short(exc)})")
 
 

@@ -319,7 +319,7 @@ def test_json_lines_files_joined_with_cat_keep_a_line_that_starts_with_a_bom() -
 
 
 @pytest.mark.parametrize("fmt", [Format.ARRAY, Format.LINES])
-@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-32-be"])
 def test_a_utf16_or_utf32_file_stops_at_once_with_a_clear_reason(fmt: Format, encoding: str) -> None:
     text = '[{"external_id": "a"}]' if fmt is Format.ARRAY else '{"external_id": "a"}\n'
     data = text.encode(encoding)
@@ -328,6 +328,25 @@ def test_a_utf16_or_utf32_file_stops_at_once_with_a_clear_reason(fmt: Format, en
     with pytest.raises(JsonSyntaxError) as raised:
         list(iter_elements(chunked(data, 1), fmt))
     assert "UTF-8" in raised.value.message and raised.value.offset == 0
+
+
+@pytest.mark.parametrize("fmt", [Format.ARRAY, Format.LINES])
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("lead", ["", "\n", " \r\n"])
+def test_a_utf16_or_utf32_file_without_a_bom_stops_at_once_with_the_same_reason(
+    fmt: Format, encoding: str, lead: str
+) -> None:
+    # Valid UTF-8 JSON holds no NUL byte; UTF-16 and UTF-32 text of JSON has one in its first 4 bytes.
+    text = lead + ('[{"external_id": "a"}]' if fmt is Format.ARRAY else '{"external_id": "a"}\n' * 3)
+    with pytest.raises(JsonSyntaxError) as raised:
+        list(iter_elements(chunked(text.encode(encoding), 1), fmt))
+    assert "UTF-16 or UTF-32" in raised.value.message and raised.value.offset == 0
+
+
+def test_a_nul_byte_after_the_first_four_bytes_is_one_reject_not_the_file() -> None:
+    data = b'{"external_id": "a"}\n{"a": 1}\x00\n{"external_id": "b"}\n'
+    elements = list(iter_elements([data], Format.LINES))
+    assert [e.error is not None for e in elements] == [False, True, False]
 
 
 @pytest.mark.parametrize("size", [4096, 1 << 20])
@@ -374,12 +393,27 @@ def test_a_json_array_named_as_json_lines_stops_at_once_instead_of_a_reject_per_
     assert "name the file .json" in raised.value.message and raised.value.offset == len(bom) + 1
 
 
+@pytest.mark.parametrize("lead", [b"", BOM, b"\r\n \n", BOM + b" \t\n"])
+@pytest.mark.parametrize("size", [1, 4096, 1 << 20])
+@pytest.mark.parametrize("count", [1, 300, 5000, 250_000])  # 250k objects: one line over 4 MB
+def test_a_json_array_on_one_line_named_as_json_lines_stops_at_once(lead: bytes, size: int, count: int) -> None:
+    # What json.dump(list, f) writes, saved as .jsonl: one valid line that is no object.
+    if count == 250_000 and size == 1:
+        size = 4096  # the same path, without a million chunks
+    array = orjson.dumps([{"external_id": f"u{i}"} for i in range(count)])
+    assert (len(array) > reader.MAX_ELEMENT_BYTES) is (count == 250_000)
+    for data in (lead + array, lead + array + b"\n", lead + array + b"\n" + b'{"external_id": "x"}\n' * 5000):
+        with pytest.raises(JsonSyntaxError) as raised:
+            list(iter_elements(chunked(data, size), Format.LINES))
+        assert "name the file .json" in raised.value.message and raised.value.offset == len(lead)
+
+
 def test_only_the_first_line_of_a_file_can_be_taken_for_an_array() -> None:
-    data = b'[1, 2]\n{"external_id": "a"}\n[\n{"external_id": "b"}\n'
+    data = b'{"external_id": "a"}\n[1, 2]\n[\n{"external_id": "b"}\n'
     elements = list(iter_elements([data], Format.LINES))
     assert [(e.value, e.error is not None) for e in elements] == [
-        ([1, 2], False),
         ({"external_id": "a"}, False),
+        ([1, 2], False),
         (None, True),
         ({"external_id": "b"}, False),
     ]

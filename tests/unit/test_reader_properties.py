@@ -62,7 +62,7 @@ class File:
     values: list[Any]
     offsets: list[int]  # where each element starts: its first byte (arrays), its line (JSON Lines)
     bad: set[int] = field(default_factory=set)  # indexes of lines that are not one JSON value
-    stops_at: int | None = None  # a bad first line that opens an array: taken for a misnamed array
+    stops_at: int | None = None  # a first line that opens an array: taken for a misnamed array
 
 
 def _whitespace(rnd: random.Random, *, newlines: bool) -> Callable[[], bytes]:
@@ -132,7 +132,7 @@ def lines_file(items: list[Any], seed: int, bom: bool, final_newline: bool, host
         out += rnd.choice([b"", b" ", b"\t "]) + text + rnd.choice([b"", b"\r", b" \r", b"\t"])
         if i < len(lines) - 1 or final_newline:
             out += b"\n"
-    stops = 0 in bad and lines[0][0].startswith(b"[")
+    stops = bool(lines) and lines[0][0].startswith(b"[")  # a first element that opens an array, valid or not
     return File(bytes(out), values, offsets, bad, offsets[0] if stops else None)
 
 

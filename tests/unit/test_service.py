@@ -163,6 +163,35 @@ def test_invalid_json_stops_with_position_after_sending_what_came_before() -> No
     assert braze.stored == expected(objs)[: len(braze.stored)] and len(braze.stored) >= len(expected(objs)) - 1
 
 
+@pytest.mark.parametrize("key", ["incoming/dumped.jsonl", "incoming/dumped.jsonl.gz", "incoming/dumped.ndjson"])
+def test_a_json_array_written_on_one_line_and_named_json_lines_stops_with_the_hint(key: str) -> None:
+    objs = sample(300)
+    data = orjson.dumps(objs) + b"\n"  # what json.dump(list, f) writes
+    s3 = FakeS3()
+    s3.objects[(BUCKET, key)] = gz(data) if key.endswith(".gz") else data
+    braze = FakeBraze()
+    deps = make_deps(braze, s3)
+    result = handle_start(ObjectRef(BUCKET, key, "v1", None), "a", deps, lambda: True)
+    assert result.status == "stopped" and result.report is not None
+    assert result.report["stop_reason"] == "invalid_json"
+    assert "name the file .json" in result.report["error"]["message"] and result.report["error"]["offset"] == 0
+    assert result.report["objects_read"] == 0 and not braze.requests
+    assert deps.outputs.lines("rejects/") == []
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-32-be"])
+def test_a_utf16_or_utf32_file_without_a_bom_stops_with_the_encoding_named(encoding: str) -> None:
+    text = "".join(orjson.dumps(o).decode() + "\n" for o in sample(30))
+    s3 = FakeS3()
+    s3.objects[(BUCKET, "incoming/wide.jsonl")] = text.encode(encoding)
+    braze = FakeBraze()
+    deps = make_deps(braze, s3)
+    result = handle_start(ObjectRef(BUCKET, "incoming/wide.jsonl", "v1", None), "a", deps, lambda: True)
+    assert result.status == "stopped" and result.report is not None
+    assert result.report["stop_reason"] == "invalid_json" and "UTF-8" in result.report["error"]["message"]
+    assert result.report["objects_read"] == 0 and not braze.requests
+
+
 def test_failed_batches_land_in_a_replayable_file_outside_the_incoming_prefix() -> None:
     objs = sample(100)
     key, data = encode(objs, "lines")
