@@ -54,16 +54,49 @@ def decode(raw: bytes) -> Any:
     """Decode one JSON text exactly. Raises orjson.JSONDecodeError.
 
     orjson turns an integer beyond 64 bits into a float, and the value Braze got would then not be
-    the one in the file; such texts (rare, found with a cheap scan) are decoded again with their
-    big integers kept as their own digits, which orjson writes back verbatim.
+    the one in the file; such texts (rare: 19 digits or more in a row, found with a cheap scan, and
+    a float that may be such an integer in the value) are decoded again with their big integers
+    kept as their own digits, which orjson writes back verbatim. Long digit runs in strings (phone
+    numbers, ids) keep the fast path.
     """
     value = orjson.loads(raw)
-    if raw.translate(_DIGITS_TO_ZERO).find(_LONG_DIGITS) < 0:
+    if raw.translate(_DIGITS_TO_ZERO).find(_LONG_DIGITS) < 0 or not _may_hold_lost_integer(value):
         return value
     try:
         return json.loads(raw, parse_int=_exact_int)  # orjson has checked the text: this cannot fail on it
     except RecursionError:
         raise orjson.JSONDecodeError("too deeply nested to keep its integers exact", "", 0) from None
+
+
+# orjson writes a float of magnitude 1e16 or more with an exponent, so one outside its integer
+# range (at least 2**63 in magnitude) shows as e+18 or more. A string holding such text only costs
+# the exact decode.
+_LARGE_FLOAT = re.compile(rb"e\+(?:1[89]|[2-9]\d|\d{3})")
+
+
+def _may_hold_lost_integer(value: Any) -> bool:
+    """Whether a decoded value may hold a float that an integer beyond 64 bits would have become
+    (a float literal that large is decoded again too, to the same float)."""
+    try:
+        return _LARGE_FLOAT.search(orjson.dumps(value)) is not None  # one C pass
+    except TypeError:  # nested deeper than orjson writes
+        return _walk_for_lost_integer(value)
+
+
+def _walk_for_lost_integer(value: Any) -> bool:
+    """A whole-number float outside orjson's integer range in ``value``."""
+    low, high = float(_INT_RANGE[0]), float(_INT_RANGE[1])
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is float and (item >= high or item <= low) and item.is_integer():
+            return True
+    return False
 
 
 def _exact_int(text: str) -> Any:
@@ -304,11 +337,15 @@ def _parse_line_block(data: bytes, pos: int, end: int) -> list[Any] | None:
     (``{"a": [{}`` then ``{}]}``) make as many values as lines, each at the wrong line.
     """
     text = data[pos:end]
-    loads = orjson.loads if text.translate(_DIGITS_TO_ZERO).find(_LONG_DIGITS) < 0 else decode
+    lines = text.split(b"\n")
+    loads = orjson.loads
     try:
-        return [loads(line) for line in text.split(b"\n")]
+        values = [loads(line) for line in lines]
+        if text.translate(_DIGITS_TO_ZERO).find(_LONG_DIGITS) >= 0 and _may_hold_lost_integer(values):
+            values = [decode(line) for line in lines]  # only where an integer beyond 64 bits may be
     except orjson.JSONDecodeError:
         return None
+    return values
 
 
 class _LineBlock(_LazyOffsets):

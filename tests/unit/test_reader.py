@@ -194,6 +194,58 @@ def test_integers_beyond_64_bits_keep_every_digit(fmt: Format, size: int) -> Non
     assert json.loads(sent) == json.loads(text)
 
 
+@pytest.mark.parametrize(
+    "number",
+    [b"18446744073709551616", b"-9223372036854775809", b"100000000000000000000000", b"-18446744073709551616"],
+)
+@pytest.mark.parametrize("fmt", [Format.ARRAY, Format.LINES])
+def test_an_integer_just_beyond_64_bits_keeps_its_digits_among_long_digit_strings(fmt: Format, number: bytes) -> None:
+    rows = [b'{"external_id": "u%d", "phone": "1234567890123456789", "f": 2.5e19, "g": -1e19}' % i for i in range(5000)]
+    rows[2500] = b'{"external_id": "big", "phone": "1234567890123456789", "n": [%s]}' % number
+    data = b"[" + b",".join(rows) + b"]" if fmt is Format.ARRAY else b"\n".join(rows) + b"\n"
+    for size in (7, 1 << 20):
+        elements = list(iter_elements(chunked(data, size), fmt))
+        assert b'"n":[' + number + b"]" in orjson.dumps(elements[2500].value)
+        assert [json.loads(orjson.dumps(e.value)) for e in elements] == [json.loads(row) for row in rows]
+
+
+@pytest.mark.parametrize("fmt", [Format.ARRAY, Format.LINES])
+def test_long_digit_runs_that_are_no_integer_beyond_64_bits_keep_the_fast_decoder(
+    fmt: Format, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 19-digit phone number in a string, a 19-digit integer within 64 bits, and floats whose text
+    # has 19 digits: orjson decodes each exactly, so nothing needs decoding a second time.
+    rows = [
+        b'{"external_id": "u%d", "phone": "+12345678901234567890", "id": 1234567890123456789,'
+        b' "neg": -9223372036854775808, "f": 0.12345678901234567890, "e": 1234567890123456789e-3}' % i
+        for i in range(5000)
+    ]
+    data = b"[" + b",".join(rows) + b"]" if fmt is Format.ARRAY else b"\n".join(rows) + b"\n"
+
+    def slow(*args: object, **kwargs: object) -> object:
+        raise AssertionError("decoded a second time to keep integers exact")
+
+    monkeypatch.setattr(reader.json, "loads", slow)
+    for size in (7, 1 << 20):
+        elements = list(iter_elements(chunked(data, size), fmt))
+        assert [e.value for e in elements] == [orjson.loads(row) for row in rows]
+        assert [e.error for e in elements] == [None] * len(rows)
+
+
+def test_an_integer_beyond_64_bits_keeps_its_digits_deeper_than_orjson_writes() -> None:
+    deep = (
+        b'{"external_id": "d", "a": ' + b"[" * 300 + b'18446744073709551616, "1234567890123456789"' + b"]" * 300 + b"}"
+    )
+    (element,) = iter_elements([deep + b"\n"], Format.LINES)
+    value = element.value["a"]
+    for _ in range(299):
+        (value,) = value
+    assert isinstance(value[0], orjson.Fragment) and value[1] == "1234567890123456789"
+    shallow = deep.replace(b"18446744073709551616", b"1")
+    (element,) = iter_elements([shallow + b"\n"], Format.LINES)
+    assert element.value == json.loads(shallow)
+
+
 def test_whitespace_before_the_array_is_read_in_constant_memory() -> None:
     import tracemalloc
 
