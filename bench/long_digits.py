@@ -49,8 +49,8 @@ def main(objects: int = 300_000, repeat: int = 5) -> dict[str, float]:
     for _ in range(repeat):
         for name, (data, fmt) in files.items():
             figures[name] = min(figures[name], _once(data, fmt))
-    for fmt in ("lines", "array"):
-        figures[f"{fmt}_slowdown"] = figures[f"{fmt}_19_digits_s"] / figures[f"{fmt}_18_digits_s"]
+    for kind in ("lines", "array"):
+        figures[f"{kind}_slowdown"] = figures[f"{kind}_19_digits_s"] / figures[f"{kind}_18_digits_s"]
     return {k: round(v, 3) for k, v in figures.items()}
 
 
