@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 import math
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
@@ -227,30 +228,82 @@ class Batcher:
 
 
 class Share:
-    """This run's part of the workspace's rate limit: the workspace figure divided by the runs
-    active in it. The run's heartbeat refreshes ``runs`` from the runs table every second or so
-    (from another thread: plain attribute writes), and the governor reads it before every request."""
+    """This run's part of the workspace's rate limit, by max-min fairness: the runs active in it
+    split the workspace figure evenly, except that a run using clearly less than an even split (a
+    slow source, a CPU-bound gzip, a wait for a Retry-After) is counted at what it uses, with some
+    headroom, and the others share what it leaves. A run's share is never below an even split, so
+    one that speeds up again gets its part back within a beat or two.
+
+    The run's heartbeat notes the run's own recent request rate (:meth:`measured_rate`) among the
+    active runs and hands their answer to :meth:`set_active` every second or so (from another
+    thread: plain attribute writes); the governor reads the share before every request and counts
+    the requests it lets go in ``sent``."""
+
+    SLOW = 0.75  # a run below this part of the fair level is counted at what it uses
+    HEADROOM = 1.25  # ... times this, so it may speed up a little before the others notice
+    RATE_SPAN = 3.0  # seconds over which a run measures its own rate (Braze's window)
+    MIN_SPAN = 1.5  # a run that has measured for less is counted at an even split
 
     def __init__(self, workspace_requests_per_second: float, runs: int = 1) -> None:
         self.workspace_requests_per_second = workspace_requests_per_second
         self.runs = max(1, runs)
+        self.requests_per_second = workspace_requests_per_second / self.runs
+        self.sent = 0  # requests this run has started
+        self._confirmed = self.requests_per_second  # the share at the last successful note
+        self._samples: deque[tuple[float, int]] = deque()
 
     @property
-    def requests_per_second(self) -> float:
-        return self.workspace_requests_per_second / self.runs
+    def fraction(self) -> float:
+        """This run's part of the workspace, between 0 and 1."""
+        return self.requests_per_second / self.workspace_requests_per_second
 
     def set_runs(self, runs: int) -> None:
+        """An even split among ``runs`` (rates unknown)."""
         self.runs = max(1, runs)
+        self.requests_per_second = self._confirmed = self.workspace_requests_per_second / self.runs
+
+    def set_active(self, run_id: str, active: Mapping[str, float | None]) -> None:
+        """The share given the active runs and their recent rates (None: not measured yet)."""
+        limit = self.workspace_requests_per_second
+        runs = max(1, len(active) + (run_id not in active))
+        level = limit / runs
+        rates = sorted(r for k, r in active.items() if k != run_id and r is not None)
+        used = 0.0
+        for counted, rate in enumerate(rates, start=1):  # water-filling: the slowest first
+            if rate >= self.SLOW * level:
+                break
+            used += rate * self.HEADROOM
+            level = (limit - used) / (runs - counted)  # the level rises as each is counted
+        self.runs = runs
+        self.requests_per_second = self._confirmed = min(limit, max(limit / runs, level))
+
+    def lapse(self) -> None:
+        """No note has succeeded for a whole lease: the other runs may no longer count this one,
+        so it goes on at half its last share (Braze's headers still cap it) until a note succeeds."""
+        self.requests_per_second = self._confirmed / 2
+
+    def measured_rate(self, now: float) -> float | None:
+        """Requests per second this run started over the last ``RATE_SPAN`` seconds (``now`` is
+        monotonic); None until it has measured for ``MIN_SPAN``."""
+        samples = self._samples
+        samples.append((now, self.sent))
+        while len(samples) > 2 and now - samples[1][0] >= self.RATE_SPAN:
+            samples.popleft()
+        start, sent = samples[0]
+        if now - start < self.MIN_SPAN:
+            return None
+        return (self.sent - sent) / (now - start)
 
 
 class Governor:
     """Paces requests within this run's share of the workspace's rate limit.
 
     The pace is the least of:
-    - the run's share (:class:`Share`: the workspace figure over the runs active in it) and the
+    - the run's share (:class:`Share`: its max-min fair part of the workspace figure) and the
       optional per-run ceiling;
     - what Braze's headers say the workspace has left: X-RateLimit-Remaining (less this run's
-      requests in flight) over the seconds to X-RateLimit-Reset, divided among the active runs.
+      requests in flight) over the seconds to X-RateLimit-Reset, times the run's part of the
+      workspace.
       Anyone else sending to the workspace (another integration, a CDI sync) uses the window up
       faster, and every run slows down with it instead of running into 429s;
     - after a 429, a multiplicative cut that recovers additively with successes (AIMD).
@@ -282,9 +335,10 @@ class Governor:
 
     def rate(self, now: float) -> float:
         """Requests per second this run may start now."""
-        rate = min(self._ceiling, self._share.requests_per_second)
+        share = self._share
+        rate = min(self._ceiling, share.requests_per_second)
         if self._left_rate is not None and self._window_end is not None and now < self._window_end:
-            rate = min(rate, self._left_rate / self._share.runs)
+            rate = min(rate, self._left_rate * share.fraction)
         return max(self._MIN_RATE, rate * self._factor)
 
     async def acquire(self, should_stop: Callable[[], bool]) -> bool:
@@ -311,6 +365,7 @@ class Governor:
             if self._tokens >= 1.0 - 1e-9:  # a token earned by sleeping must not be lost to rounding
                 self._tokens = max(0.0, self._tokens - 1.0)
                 self._budget -= 1.0
+                self._share.sent += 1
                 return True
             wait = (1.0 - self._tokens) / rate
             if self._window_end is not None:
