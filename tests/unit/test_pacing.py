@@ -85,6 +85,8 @@ class Workspace:
     foreign_share: float = 0.0
     log: list[tuple[float, str, int]] = field(default_factory=list)  # (time answered, run, status)
     delays: dict[str, float] = field(default_factory=dict)  # run -> extra seconds per request
+    reset_skew: float = 0.0  # Braze's clock less ours: it stamps X-RateLimit-Reset by its own
+    stale_reset: float | None = None  # a reset value that never changes (relative or stale)
     _window: int = -1
     _ours: int = 0
 
@@ -110,7 +112,9 @@ class Workspace:
         status = 429 if used > LIMIT else 201
         if status == 429:
             self._ours -= 1  # a refused request is not stored, and Braze does not count it twice
-        reset = EPOCH + (window + 1) * WINDOW
+        reset = EPOCH + (window + 1) * WINDOW + self.reset_skew
+        if self.stale_reset is not None:
+            reset = self.stale_reset
         await asyncio.sleep(self.latency)
         self.log.append((self.loop.now, run, status))
         return BrazeAnswer(
@@ -147,9 +151,13 @@ def simulate(
     table: bool = True,
     seconds: float = 120.0,
     delays: dict[str, float] | None = None,
+    reset_skew: float = 0.0,
+    stale_reset: float | None = None,
 ) -> Workspace:
     loop = VirtualLoop()
-    workspace = Workspace(loop, foreign_share=foreign_share, delays=delays or {})
+    workspace = Workspace(
+        loop, foreign_share=foreign_share, delays=delays or {}, reset_skew=reset_skew, stale_reset=stale_reset
+    )
     active = MemoryActiveRuns()
     policy = SendPolicy(max_in_flight=80, max_batch_objects=BATCH, workspace_requests_per_second=PER_SECOND)
 
@@ -262,6 +270,24 @@ def test_a_run_slow_on_its_own_side_leaves_what_it_does_not_use_to_the_others() 
     # ... and the slow run still gets most of what it would send alone.
     assert slow.ended_at is not None and slow.ended_at <= 1.35 * slow_alone.ended_at
     assert alone.throttled_share() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("skew", "stale"),
+    [(30.0, None), (3.0, None), (-1.0, None), (-10.0, None), (0.0, 3.0), (0.0, EPOCH - 60.0)],
+    ids=["ahead-30s", "ahead-3s", "behind-1s", "behind-10s", "relative-3", "a-minute-old"],
+)
+def test_a_reset_off_our_clock_neither_slows_the_runs_nor_storms_429s(skew: float, stale: float | None) -> None:
+    runs = [SimRun("a", 1_500)]
+    braze = simulate(runs, reset_skew=skew, stale_reset=stale)
+    assert runs[0].ended_at is not None
+    assert braze.rate(None, 0.0, runs[0].ended_at) >= 0.85 * PER_SECOND
+    assert braze.throttled_share() <= 0.01
+    pair = [SimRun("b", 900), SimRun("c", 900)]
+    braze = simulate(pair, reset_skew=skew, stale_reset=stale)
+    overlap = min(r.ended_at or 0.0 for r in pair)
+    assert braze.rate(None, 0.0, overlap) >= 0.8 * PER_SECOND
+    assert braze.throttled_share() <= 0.01
 
 
 def test_max_min_share_counts_slow_runs_at_what_they_use_and_never_drops_below_an_even_split() -> None:
