@@ -170,7 +170,7 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
             ("AMBIGUOUS_POLICY", args.ambiguous),
             ("MAX_IN_FLIGHT", args.max_in_flight),
             ("WORKSPACE_REQUESTS_PER_SECOND", args.workspace_requests_per_second),
-            ("REQUESTS_PER_SECOND", args.requests_per_second),
+            ("REQUESTS_PER_SECOND", args.requests_per_second or None),  # 0: no ceiling, so nothing
             ("BATCH_RULE", args.batch_rule),
         )
         if value is not None

@@ -196,19 +196,25 @@ class MemorySlots:
 
 
 class MemoryActiveRuns:
-    """ActiveRuns over a dict: run_id -> lease_until."""
+    """ActiveRuns over dicts: run_id -> lease_until, run_id -> recent rate."""
 
     def __init__(self) -> None:
         self.leases: dict[str, float] = {}
+        self.rates: dict[str, float] = {}
         self.beats = 0
 
-    def beat(self, run_id: str, now: float, lease_seconds: float) -> int:
+    def beat(self, run_id: str, now: float, lease_seconds: float, rate: float | None = None) -> dict[str, float | None]:
         self.beats += 1
         self.leases[run_id] = now + lease_seconds
-        return sum(1 for until in self.leases.values() if until >= now)
+        if rate is None:
+            self.rates.pop(run_id, None)
+        else:
+            self.rates[run_id] = rate
+        return {k: self.rates.get(k) for k, until in self.leases.items() if until >= now}
 
     def leave(self, run_id: str) -> None:
         self.leases.pop(run_id, None)
+        self.rates.pop(run_id, None)
 
 
 class MemorySeekPoints:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import queue
 import threading
 import time
@@ -402,9 +404,10 @@ class DynamoRunSlots:
 
 
 class DynamoActiveRuns:
-    """Active runs as the map ``members`` (run id → lease end) of one runs-table item (see
-    :class:`ActiveRuns`). A renewal is one UpdateItem of the run's own entry, never a read-modify-
-    write of the whole map, and its answer is the whole map: one request per beat."""
+    """Active runs as two maps of one runs-table item (see :class:`ActiveRuns`): ``members``
+    (run id → lease end) and ``rates`` (run id → its recent requests per second). A renewal is one
+    UpdateItem of the run's own entries, never a read-modify-write of the whole maps, and its
+    answer is the whole item: one request per beat."""
 
     TIDY_PER_BEAT = 5  # expired entries removed per beat, at most
 
@@ -412,24 +415,32 @@ class DynamoActiveRuns:
         self._db = dynamodb
         self._table = table
 
-    def beat(self, run_id: str, now: float, lease_seconds: float) -> int:
+    def beat(self, run_id: str, now: float, lease_seconds: float, rate: float | None = None) -> dict[str, float | None]:
         try:
-            item = self._renew(run_id, now + lease_seconds)
+            item = self._renew(run_id, now + lease_seconds, rate)
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ValidationException":
                 raise
-            # The first run ever: the map does not exist yet, and a nested path needs it.
+            # The first run ever (or an item written before rates were noted): the maps do not
+            # exist yet, and a nested path needs them.
             self._db.update_item(
                 TableName=self._table,
                 Key=self._key,
-                UpdateExpression="SET members = if_not_exists(members, :empty)",
+                UpdateExpression="SET members = if_not_exists(members, :empty), rates = if_not_exists(rates, :empty)",
                 ExpressionAttributeValues={":empty": {"M": {}}},
             )
-            item = self._renew(run_id, now + lease_seconds)
+            item = self._renew(run_id, now + lease_seconds, rate)
         leases = {k: float(v["N"]) for k, v in item.get("members", {}).get("M", {}).items()}
+        rates = {k: float(v["N"]) for k, v in item.get("rates", {}).get("M", {}).items()}
+        # The answer is counted before any tidying: the renewal has succeeded whatever follows.
+        active = {k: rates.get(k) for k, until in leases.items() if until >= now}
         for expired in [k for k, until in leases.items() if until < now][: self.TIDY_PER_BEAT]:
-            self._remove(expired, condition_before=now)
-        return sum(1 for until in leases.values() if until >= now)
+            try:
+                self._remove(expired, condition_before=now)
+            except Exception as exc:  # a throttled tidy-up: the next beat (of any run) tries again
+                logging.getLogger(__name__).warning("tidying an expired active run failed: %s", type(exc).__name__)
+                break
+        return active
 
     def leave(self, run_id: str) -> None:
         self._remove(run_id)
@@ -438,32 +449,51 @@ class DynamoActiveRuns:
     def _key(self) -> dict[str, Any]:
         return {"run_id": {"S": ACTIVE_KEY}}
 
-    def _renew(self, run_id: str, until: float) -> dict[str, Any]:
+    def _renew(self, run_id: str, until: float, rate: float | None) -> dict[str, Any]:
+        values = {
+            ":until": {"N": f"{until:.3f}"},
+            ":expires": {"N": str(int(max(until, time.time())) + RUN_TTL_SECONDS)},
+        }
+        update = "SET members.#run = :until, expires_at = :expires"
+        if rate is None or not math.isfinite(rate):
+            update += " REMOVE rates.#run"  # not measured yet: the others count it at an even split
+        else:
+            update += ", rates.#run = :rate"
+            values[":rate"] = {"N": f"{max(0.0, rate):.3f}"}
         answer = self._db.update_item(
             TableName=self._table,
             Key=self._key,
-            UpdateExpression="SET members.#run = :until, expires_at = :expires",
+            UpdateExpression=update,
             ExpressionAttributeNames={"#run": run_id},
-            ExpressionAttributeValues={
-                ":until": {"N": f"{until:.3f}"},
-                ":expires": {"N": str(int(max(until, time.time())) + RUN_TTL_SECONDS)},
-            },
+            ExpressionAttributeValues=values,
             ReturnValues="ALL_NEW",
         )
         return dict(answer.get("Attributes") or {})
 
     def _remove(self, run_id: str, *, condition_before: float | None = None) -> None:
-        """Drop a run's entry (only if its lease ended before ``condition_before``, when given:
+        """Drop a run's entries (only if its lease ended before ``condition_before``, when given:
         a run that renewed meanwhile stays)."""
         update: dict[str, Any] = {
             "TableName": self._table,
             "Key": self._key,
-            "UpdateExpression": "REMOVE members.#run",
+            "UpdateExpression": "REMOVE members.#run, rates.#run",
             "ExpressionAttributeNames": {"#run": run_id},
         }
         if condition_before is not None:
             update["ConditionExpression"] = "members.#run < :now"
             update["ExpressionAttributeValues"] = {":now": {"N": f"{condition_before:.3f}"}}
+        try:
+            self._db.update_item(**update)
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            if code == "ValidationException" and "rates" in update["UpdateExpression"]:
+                # An item written before rates were noted has no rates map to remove from.
+                update["UpdateExpression"] = "REMOVE members.#run"
+                self._remove_plain(update)
+            elif code != "ConditionalCheckFailedException":
+                raise
+
+    def _remove_plain(self, update: dict[str, Any]) -> None:
         try:
             self._db.update_item(**update)
         except ClientError as exc:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 import math
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
@@ -53,6 +54,10 @@ class SendPolicy:
     # further ahead than max_reset_ahead_seconds, or not a finite number, is not believed at all.
     max_wait_seconds: float = 60.0
     max_reset_ahead_seconds: float = 3600.0
+    # Braze's clock need not agree with ours: a reset is believed at most one window after its
+    # value was first seen, the window's length learnt from successive reset values (this guess
+    # until then: Braze's /users/track window is 3 s).
+    window_guess_seconds: float = 6.0
 
 
 @dataclass(slots=True)
@@ -227,30 +232,82 @@ class Batcher:
 
 
 class Share:
-    """This run's part of the workspace's rate limit: the workspace figure divided by the runs
-    active in it. The run's heartbeat refreshes ``runs`` from the runs table every second or so
-    (from another thread: plain attribute writes), and the governor reads it before every request."""
+    """This run's part of the workspace's rate limit, by max-min fairness: the runs active in it
+    split the workspace figure evenly, except that a run using clearly less than an even split (a
+    slow source, a CPU-bound gzip, a wait for a Retry-After) is counted at what it uses, with some
+    headroom, and the others share what it leaves. A run's share is never below an even split, so
+    one that speeds up again gets its part back within a beat or two.
+
+    The run's heartbeat notes the run's own recent request rate (:meth:`measured_rate`) among the
+    active runs and hands their answer to :meth:`set_active` every second or so (from another
+    thread: plain attribute writes); the governor reads the share before every request and counts
+    the requests it lets go in ``sent``."""
+
+    SLOW = 0.75  # a run below this part of the fair level is counted at what it uses
+    HEADROOM = 1.25  # ... times this, so it may speed up a little before the others notice
+    RATE_SPAN = 3.0  # seconds over which a run measures its own rate (Braze's window)
+    MIN_SPAN = 1.5  # a run that has measured for less is counted at an even split
 
     def __init__(self, workspace_requests_per_second: float, runs: int = 1) -> None:
         self.workspace_requests_per_second = workspace_requests_per_second
         self.runs = max(1, runs)
+        self.requests_per_second = workspace_requests_per_second / self.runs
+        self.sent = 0  # requests this run has started
+        self._confirmed = self.requests_per_second  # the share at the last successful note
+        self._samples: deque[tuple[float, int]] = deque()
 
     @property
-    def requests_per_second(self) -> float:
-        return self.workspace_requests_per_second / self.runs
+    def fraction(self) -> float:
+        """This run's part of the workspace, between 0 and 1."""
+        return self.requests_per_second / self.workspace_requests_per_second
 
     def set_runs(self, runs: int) -> None:
+        """An even split among ``runs`` (rates unknown)."""
         self.runs = max(1, runs)
+        self.requests_per_second = self._confirmed = self.workspace_requests_per_second / self.runs
+
+    def set_active(self, run_id: str, active: Mapping[str, float | None]) -> None:
+        """The share given the active runs and their recent rates (None: not measured yet)."""
+        limit = self.workspace_requests_per_second
+        runs = max(1, len(active) + (run_id not in active))
+        level = limit / runs
+        rates = sorted(r for k, r in active.items() if k != run_id and r is not None)
+        used = 0.0
+        for counted, rate in enumerate(rates, start=1):  # water-filling: the slowest first
+            if rate >= self.SLOW * level:
+                break
+            used += rate * self.HEADROOM
+            level = (limit - used) / (runs - counted)  # the level rises as each is counted
+        self.runs = runs
+        self.requests_per_second = self._confirmed = min(limit, max(limit / runs, level))
+
+    def lapse(self) -> None:
+        """No note has succeeded for a whole lease: the other runs may no longer count this one,
+        so it goes on at half its last share (Braze's headers still cap it) until a note succeeds."""
+        self.requests_per_second = self._confirmed / 2
+
+    def measured_rate(self, now: float) -> float | None:
+        """Requests per second this run started over the last ``RATE_SPAN`` seconds (``now`` is
+        monotonic); None until it has measured for ``MIN_SPAN``."""
+        samples = self._samples
+        samples.append((now, self.sent))
+        while len(samples) > 2 and now - samples[1][0] >= self.RATE_SPAN:
+            samples.popleft()
+        start, sent = samples[0]
+        if now - start < self.MIN_SPAN:
+            return None
+        return (self.sent - sent) / (now - start)
 
 
 class Governor:
     """Paces requests within this run's share of the workspace's rate limit.
 
     The pace is the least of:
-    - the run's share (:class:`Share`: the workspace figure over the runs active in it) and the
+    - the run's share (:class:`Share`: its max-min fair part of the workspace figure) and the
       optional per-run ceiling;
     - what Braze's headers say the workspace has left: X-RateLimit-Remaining (less this run's
-      requests in flight) over the seconds to X-RateLimit-Reset, divided among the active runs.
+      requests in flight) over the seconds to X-RateLimit-Reset, times the run's part of the
+      workspace.
       Anyone else sending to the workspace (another integration, a CDI sync) uses the window up
       faster, and every run slows down with it instead of running into 429s;
     - after a 429, a multiplicative cut that recovers additively with successes (AIMD).
@@ -277,14 +334,22 @@ class Governor:
         self._limit: int | None = None
         self._max_wait = policy.max_wait_seconds
         self._max_reset_ahead = policy.max_reset_ahead_seconds
+        self._window_guess = policy.window_guess_seconds
+        self._window_length: float | None = None  # learnt from successive reset values
+        self._latest_reset: float | None = None
+        # reset value -> when first seen (clock.time()), and whether it agreed with our clock then
+        self._first_seen: dict[float, tuple[float, bool]] = {}
+        self._window_reset: float | None = None  # the reset value of the current window
+        self._doubted: set[str] = set()  # reset values counted in waits_capped already
         self.in_flight = 0
         self.waits_capped = 0
 
     def rate(self, now: float) -> float:
         """Requests per second this run may start now."""
-        rate = min(self._ceiling, self._share.requests_per_second)
+        share = self._share
+        rate = min(self._ceiling, share.requests_per_second)
         if self._left_rate is not None and self._window_end is not None and now < self._window_end:
-            rate = min(rate, self._left_rate / self._share.runs)
+            rate = min(rate, self._left_rate * share.fraction)
         return max(self._MIN_RATE, rate * self._factor)
 
     async def acquire(self, should_stop: Callable[[], bool]) -> bool:
@@ -311,6 +376,7 @@ class Governor:
             if self._tokens >= 1.0 - 1e-9:  # a token earned by sleeping must not be lost to rounding
                 self._tokens = max(0.0, self._tokens - 1.0)
                 self._budget -= 1.0
+                self._share.sent += 1
                 return True
             wait = (1.0 - self._tokens) / rate
             if self._window_end is not None:
@@ -321,18 +387,26 @@ class Governor:
     def observe(self, answer: BrazeAnswer) -> None:
         reset_in = self._reset_in(answer.reset_at)
         if answer.remaining is None or reset_in is None:
+            if answer.reset_at is not None and reset_in is None:
+                self._doubt(answer.reset_at)
             if self._limit is None:
                 self._budget = float("inf")  # no (usable) headers: the token bucket alone paces
             return
+        if reset_in <= 0:  # an answer from a window that is already over
+            if self._window_end is None:
+                self._budget = float("inf")  # nothing on the current window: the token bucket paces
+            return
         now = self._clock.monotonic()
         end = now + reset_in
-        if end <= now:
-            return  # an answer from a window that is already over
         if answer.limit is not None:
             self._limit = answer.limit
         left = float(answer.remaining - self.in_flight)
-        if self._window_end is None or end > self._window_end + 0.5:
+        reset_at = answer.reset_at
+        assert reset_at is not None
+        newer = self._window_reset is None or reset_at >= self._window_reset + 0.5  # a later window
+        if self._window_end is None or end > self._window_end + 0.5 or newer:
             self._window_end = end
+            self._window_reset = reset_at
             self._budget = left
         else:
             self._budget = min(self._budget, left)
@@ -345,11 +419,11 @@ class Governor:
         self._budget = min(self._budget, 0.0)
         asked = answer.retry_after if answer.retry_after is not None else self._reset_in(answer.reset_at)
         if asked is None:
-            if answer.retry_after is not None or answer.reset_at is not None:
-                self.waits_capped += 1  # a value that cannot be right: backing off instead
+            if answer.reset_at is not None:
+                self._doubt(answer.reset_at)  # a value that cannot be right: backing off instead
             self._pause_for(fallback_seconds * (1 + self._clock.jitter()))
             return
-        self._pause_for(self.capped(asked) + 0.25 * self._clock.jitter())
+        self._pause_for(self.capped(max(0.0, asked)) + 0.25 * self._clock.jitter())
 
     def capped(self, seconds: float) -> float:
         """A wait Braze asked for, cut to ``max_wait_seconds`` (and counted if it was)."""
@@ -359,14 +433,59 @@ class Governor:
         return seconds
 
     def _reset_in(self, reset_at: float | None) -> float | None:
-        """Seconds until X-RateLimit-Reset, or None if the header is missing or not believable
-        (infinite, NaN, in milliseconds, or more than an hour ahead)."""
+        """Seconds until the window X-RateLimit-Reset names ends, by this run's clock; zero or less
+        for a window already over; None if the header is missing or not believable (infinite,
+        NaN, in milliseconds, or more than an hour away from now: a relative or stale value).
+
+        Braze's clock need not agree with ours. A window ends at most one window length after its
+        reset value was first seen, so a reset further ahead (Braze's clock ahead) is cut to that,
+        and one at or before now (Braze's clock behind) is taken as that; each such value is
+        counted once in ``waits_capped``."""
         if reset_at is None or not math.isfinite(reset_at):
             return None
-        left = reset_at - self._clock.time()
-        if left > self._max_reset_ahead:
+        now = self._clock.time()
+        ahead = reset_at - now
+        if abs(ahead) > self._max_reset_ahead:
             return None
-        return max(0.0, left)
+        seen = self._first_seen.get(reset_at)
+        first, trusted = seen if seen is not None else self._sighted(reset_at, now, ahead)
+        if trusted:
+            return ahead  # it agreed with our clock when first seen
+        learnt = self._window_length
+        if first - reset_at >= (learnt if learnt is not None else self._window_guess):
+            return None  # already a window or more in the past when first seen: stale
+        bound = first + (learnt if learnt is not None else self._window_guess) - now
+        if learnt is None and bound <= 0 < ahead:
+            return ahead  # the window may be longer than the guess: nothing was learnt yet
+        return min(ahead, bound) if ahead > 0 else bound
+
+    def _sighted(self, reset_at: float, now: float, ahead: float) -> tuple[float, bool]:
+        """A reset value seen for the first time: learn the window's length from it, and whether
+        it agrees with our clock (then it is taken as it is)."""
+        latest = self._latest_reset
+        if latest is not None and reset_at > latest:
+            step = reset_at - latest  # a whole number of windows
+            if step >= 0.5:
+                self._window_length = step if self._window_length is None else min(self._window_length, step)
+        if latest is None or reset_at > latest:
+            self._latest_reset = reset_at
+        learnt = self._window_length
+        trusted = 0 < ahead <= (learnt + 0.05 if learnt is not None else self._window_guess)
+        if ahead <= 0 or (learnt is not None and not trusted):
+            self._doubt(reset_at)  # Braze's clock is off ours (or the value is stale)
+        self._first_seen[reset_at] = (now, trusted)
+        while len(self._first_seen) > 8:
+            del self._first_seen[next(iter(self._first_seen))]
+        return now, trusted
+
+    def _doubt(self, reset_at: float) -> None:
+        """Count a reset value not believed as it is, once per value."""
+        key = repr(reset_at)
+        if key not in self._doubted:
+            if len(self._doubted) > 64:
+                self._doubted.clear()
+            self._doubted.add(key)
+            self.waits_capped += 1
 
     def succeeded(self) -> None:
         if self._factor < 1.0:
@@ -542,7 +661,9 @@ class Pump:
                 self._governor.in_flight -= 1
             self._answered += 1
             if answer.delivery is Delivery.ANSWERED:
+                before = self._governor.waits_capped
                 self._governor.observe(answer)
+                self.counters.waits_capped += self._governor.waits_capped - before
                 status = answer.status
                 if 200 <= status < 300:
                     self._governor.succeeded()

@@ -135,9 +135,10 @@ class ActiveRuns(Protocol):
     a run that ends leaves, and one whose invocation died drops out when its lease runs out.
     """
 
-    def beat(self, run_id: str, now: float, lease_seconds: float) -> int:
-        """Note ``run_id`` as active until ``now + lease_seconds``; the number of runs active now,
-        this one included."""
+    def beat(self, run_id: str, now: float, lease_seconds: float, rate: float | None = None) -> dict[str, float | None]:
+        """Note ``run_id`` as active until ``now + lease_seconds``, sending ``rate`` requests per
+        second of late (None: not measured yet); the runs active now, this one included, each with
+        the rate it last noted."""
         ...
 
     def leave(self, run_id: str) -> None: ...

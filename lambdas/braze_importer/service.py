@@ -287,6 +287,7 @@ class _Heartbeat:
         self._lost = threading.Event()
         self._thread: threading.Thread | None = None
         self._slot_renewed = time.monotonic()
+        self._noted_at = deps.clock.time()  # the last successful note (or the start)
 
     def still_holding(self) -> bool:
         return not self._lost.is_set()
@@ -316,13 +317,19 @@ class _Heartbeat:
                 self._renew_slot(deps.slots)
 
     def _note(self) -> None:
-        assert self._deps.active_runs is not None
+        deps = self._deps
+        assert deps.active_runs is not None
+        now = deps.clock.time()
+        rate = self._share.measured_rate(deps.clock.monotonic())
         try:
-            runs = self._deps.active_runs.beat(self._run_id, self._deps.clock.time(), self._deps.share_lease_seconds)
-        except Exception as exc:  # keep the last share; the next beat tries again
+            active = deps.active_runs.beat(self._run_id, now, deps.share_lease_seconds, rate)
+        except Exception as exc:  # the next beat tries again
             logging.getLogger(__name__).warning("active-run renewal failed: %s", type(exc).__name__)
+            if now - self._noted_at >= deps.share_lease_seconds:
+                self._share.lapse()  # the others may no longer count this run: go cautiously
             return
-        self._share.set_runs(runs)
+        self._noted_at = now
+        self._share.set_active(self._run_id, active)
 
     def _renew_slot(self, slots: RunSlots) -> None:
         try:

@@ -41,7 +41,16 @@ class Settings(BaseModel):
     @field_validator("requests_per_second", mode="before")
     @classmethod
     def _optional(cls, value: object) -> object:
-        return None if value in ("", "0", "none") else value
+        """Unset, empty, "none" or any spelling of zero ("0", "0.0", "0e0"): no ceiling."""
+        if value is None:
+            return None
+        text = str(value).strip()
+        if text.lower() in ("", "none"):
+            return None
+        try:
+            return None if float(text) == 0 else text
+        except ValueError:
+            return text  # not a number: the field's own check names it
 
     @field_validator("braze_rest_endpoint")
     @classmethod

@@ -118,6 +118,12 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert run_cli("import", str(tmp_path / "data.csv"), "--json")[0] == 2
 
 
+def test_a_per_run_ceiling_of_zero_means_none(sample_file: Path) -> None:
+    code, body, err = run_cli("import", str(sample_file), "--requests-per-second", "0", "--json")
+    assert code == 0, err
+    assert body is not None and body["status"] == "completed" and body["failed"] == 0
+
+
 def test_stdout_is_only_the_report(sample_file: Path) -> None:
     code, report, _ = run_cli("import", str(sample_file), "--json", "--invocation-seconds", "2")
     assert code == 0 and report is not None  # json.loads of all of stdout succeeded: logs went elsewhere

@@ -84,6 +84,9 @@ class Workspace:
     latency: float = 0.03
     foreign_share: float = 0.0
     log: list[tuple[float, str, int]] = field(default_factory=list)  # (time answered, run, status)
+    delays: dict[str, float] = field(default_factory=dict)  # run -> extra seconds per request
+    reset_skew: float = 0.0  # Braze's clock less ours: it stamps X-RateLimit-Reset by its own
+    stale_reset: float | None = None  # a reset value that never changes (relative or stale)
     _window: int = -1
     _ours: int = 0
 
@@ -97,6 +100,7 @@ class Workspace:
         return Client()
 
     async def track(self, run: str) -> BrazeAnswer:
+        await asyncio.sleep(self.delays.get(run, 0.0))  # slow on its own side, before Braze counts it
         now = self.loop.now
         window = math.floor(now / WINDOW)
         if window != self._window:
@@ -108,7 +112,9 @@ class Workspace:
         status = 429 if used > LIMIT else 201
         if status == 429:
             self._ours -= 1  # a refused request is not stored, and Braze does not count it twice
-        reset = EPOCH + (window + 1) * WINDOW
+        reset = EPOCH + (window + 1) * WINDOW + self.reset_skew
+        if self.stale_reset is not None:
+            reset = self.stale_reset
         await asyncio.sleep(self.latency)
         self.log.append((self.loop.now, run, status))
         return BrazeAnswer(
@@ -139,10 +145,19 @@ class SimRun:
 
 
 def simulate(
-    runs: list[SimRun], *, foreign_share: float = 0.0, table: bool = True, seconds: float = 120.0
+    runs: list[SimRun],
+    *,
+    foreign_share: float = 0.0,
+    table: bool = True,
+    seconds: float = 120.0,
+    delays: dict[str, float] | None = None,
+    reset_skew: float = 0.0,
+    stale_reset: float | None = None,
 ) -> Workspace:
     loop = VirtualLoop()
-    workspace = Workspace(loop, foreign_share=foreign_share)
+    workspace = Workspace(
+        loop, foreign_share=foreign_share, delays=delays or {}, reset_skew=reset_skew, stale_reset=stale_reset
+    )
     active = MemoryActiveRuns()
     policy = SendPolicy(max_in_flight=80, max_batch_objects=BATCH, workspace_requests_per_second=PER_SECOND)
 
@@ -155,7 +170,8 @@ def simulate(
         async def heartbeat() -> None:  # what the service's heartbeat thread does, every second
             while not done.is_set():
                 if table:
-                    share.set_runs(active.beat(run.name, clock.time(), 6.0))
+                    rate = share.measured_rate(clock.monotonic())
+                    share.set_active(run.name, active.beat(run.name, clock.time(), 6.0, rate))
                 await asyncio.sleep(1.0)
 
         beating = asyncio.ensure_future(heartbeat())
@@ -237,11 +253,64 @@ def test_another_sender_makes_the_runs_slow_down_instead_of_storming_429s(table:
         assert braze.rate(run.name, 0.0, overlap) >= 0.25 * PER_SECOND
 
 
+def test_a_run_slow_on_its_own_side_leaves_what_it_does_not_use_to_the_others() -> None:
+    # The slow run's requests take 8 s each before Braze sees them (a slow source, a CPU-bound
+    # gzip, big bodies): 80 in flight make about 10 requests per second, far below half the limit.
+    slow_alone = SimRun("slow", 300)
+    alone = simulate([slow_alone], delays={"slow": 8.0})
+    assert slow_alone.ended_at is not None
+    fast, slow = SimRun("fast", 3_000), SimRun("slow", 300)
+    braze = simulate([fast, slow], delays={"slow": 8.0}, seconds=600.0)
+    overlap = min(r.ended_at or 0.0 for r in (fast, slow))
+    assert overlap > 20.0
+    # The fast run takes what the slow one leaves, instead of half the limit ...
+    assert braze.rate("fast", 0.0, overlap) >= 0.8 * PER_SECOND
+    assert braze.rate(None, 0.0, overlap) >= 0.85 * PER_SECOND
+    assert braze.throttled_share() <= 0.01
+    # ... and the slow run still gets most of what it would send alone.
+    assert slow.ended_at is not None and slow.ended_at <= 1.35 * slow_alone.ended_at
+    assert alone.throttled_share() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("skew", "stale"),
+    [(30.0, None), (3.0, None), (-1.0, None), (-10.0, None), (0.0, 3.0), (0.0, EPOCH - 60.0)],
+    ids=["ahead-30s", "ahead-3s", "behind-1s", "behind-10s", "relative-3", "a-minute-old"],
+)
+def test_a_reset_off_our_clock_neither_slows_the_runs_nor_storms_429s(skew: float, stale: float | None) -> None:
+    runs = [SimRun("a", 1_500)]
+    braze = simulate(runs, reset_skew=skew, stale_reset=stale)
+    assert runs[0].ended_at is not None
+    assert braze.rate(None, 0.0, runs[0].ended_at) >= 0.85 * PER_SECOND
+    assert braze.throttled_share() <= 0.01
+    pair = [SimRun("b", 900), SimRun("c", 900)]
+    braze = simulate(pair, reset_skew=skew, stale_reset=stale)
+    overlap = min(r.ended_at or 0.0 for r in pair)
+    assert braze.rate(None, 0.0, overlap) >= 0.8 * PER_SECOND
+    assert braze.throttled_share() <= 0.01
+
+
+def test_max_min_share_counts_slow_runs_at_what_they_use_and_never_drops_below_an_even_split() -> None:
+    share = Share(100.0)
+    share.set_active("me", {"me": 90.0, "slow": 8.0})
+    assert share.requests_per_second == pytest.approx(100.0 - 8.0 * Share.HEADROOM)
+    share.set_active("me", {"me": 50.0, "new": None})  # not measured yet: an even split
+    assert share.requests_per_second == 50.0
+    share.set_active("me", {"me": 30.0, "a": 5.0, "b": 40.0, "c": 45.0})
+    # a is slow: the other three share what it leaves; b and c use about their part
+    assert share.requests_per_second == pytest.approx((100.0 - 5.0 * Share.HEADROOM) / 3)
+    share.set_active("slow", {"slow": 8.0, "fast": 90.0})  # the slow run may speed up to an even split
+    assert share.requests_per_second == 50.0
+    assert share.fraction == 0.5
+    share.lapse()  # no note for a whole lease: half the last share
+    assert share.requests_per_second == 25.0
+
+
 def test_a_run_that_dies_gives_its_share_back_when_its_lease_runs_out() -> None:
     active = MemoryActiveRuns()
     share = Share(1000.0)
     active.beat("dead", EPOCH, 6.0)
-    share.set_runs(active.beat("alive", EPOCH, 6.0))
+    share.set_active("alive", active.beat("alive", EPOCH, 6.0))
     assert share.requests_per_second == 500.0
-    share.set_runs(active.beat("alive", EPOCH + 7.0, 6.0))  # "dead" never renewed
+    share.set_active("alive", active.beat("alive", EPOCH + 7.0, 6.0))  # "dead" never renewed
     assert share.requests_per_second == 1000.0

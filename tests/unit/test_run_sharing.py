@@ -7,9 +7,9 @@ import time as real_time
 from typing import Any
 
 import orjson
-from braze_importer.engine import SendPolicy
+from braze_importer.engine import SendPolicy, Share
 from braze_importer.ports import ObjectRef
-from braze_importer.service import handle_continue, handle_start
+from braze_importer.service import _Heartbeat, handle_continue, handle_start
 
 from tests.fakes import FakeBraze, FakeS3, MemoryActiveRuns, MemorySlots, answer, make_deps
 from tests.unit.test_engine import Run, events
@@ -70,3 +70,36 @@ def test_a_503_with_retry_after_waits_what_braze_asked_for() -> None:
     run.go(events(10))
     assert braze.stored == events(10)
     assert 5.0 <= run.clock.now < 6.0  # not the 0.4 s of the first backoff step
+
+
+class _Failing(MemoryActiveRuns):
+    """The runs table stops answering (throttled, network) while ``failing`` is set."""
+
+    failing = False
+
+    def beat(self, run_id: str, now: float, lease_seconds: float, rate: float | None = None) -> dict[str, float | None]:
+        if self.failing:
+            raise ConnectionError("the runs table is unreachable")
+        return super().beat(run_id, now, lease_seconds, rate)
+
+
+def test_a_run_that_cannot_renew_its_note_for_a_whole_lease_goes_on_cautiously() -> None:
+    active = _Failing()
+    deps = make_deps(FakeBraze(), FakeS3(), active_runs=active)
+    share = Share(1000.0)
+    beat = _Heartbeat("a", deps, share)
+    active.beat("b", deps.clock.time(), 60.0)
+    beat._note()
+    assert share.requests_per_second == 500.0
+    active.failing = True
+    for _ in range(5):  # a few failed beats within the lease: the note still stands
+        deps.clock.now += 1.0  # type: ignore[attr-defined]
+        beat._note()
+    assert share.requests_per_second == 500.0
+    deps.clock.now += 1.5  # type: ignore[attr-defined]
+    beat._note()  # a whole lease without a renewal: the others may no longer count this run
+    assert share.requests_per_second == 250.0
+    active.failing = False
+    deps.clock.now += 1.0  # type: ignore[attr-defined]
+    beat._note()
+    assert share.requests_per_second == 500.0
