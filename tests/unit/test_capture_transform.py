@@ -72,7 +72,7 @@ def test_the_transform_writes_json_lines_and_sends_the_rest_to_the_error_output(
 
 
 def test_one_unencodable_event_fails_alone_and_the_batch_goes_on() -> None:
-    poison = b'{"detail":{"external_id":"u","event_type":"poison","data":{"x":"\\ud800"},"time":"2026-11-30T11:59:00Z"}}'
+    poison = b'{"detail":{"external_id":"u","event_type":"poison","data":{"x":"\\ud800"},"time":"2026-11-30T11:59Z"}}'
     records = [record(bus_event(), "ok"), record(poison, "poison"), record(bus_event(), "ok2")]
     results = {r["recordId"]: r["result"] for r in (transform_record(r) for r in records)}
     assert results == {"ok": "Ok", "poison": "ProcessingFailed", "ok2": "Ok"}
