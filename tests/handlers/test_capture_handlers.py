@@ -99,6 +99,35 @@ def test_a_user_without_an_external_id_is_denied(pool: dict[str, str]) -> None:
     assert authorize({"Authorization": access})["policyDocument"]["Statement"][0]["Effect"] == "Deny"
 
 
+def test_an_old_token_of_a_deleted_user_does_not_act_as_a_new_user_with_the_same_username(
+    pool: dict[str, str],
+) -> None:
+    from client_capture import authorizer_handler
+
+    idp = boto3.client("cognito-idp")
+    old = sign_in(pool["client_id"], "ana")["AccessToken"]
+    assert authorize({"Authorization": old})["context"] == {"external_id": "braze-ana"}
+    idp.admin_delete_user(UserPoolId=pool["pool_id"], Username="ana")
+    idp.admin_create_user(UserPoolId=pool["pool_id"], Username="ana",
+                          UserAttributes=[{"Name": "custom:external_id", "Value": "braze-new-ana"}])  # fmt: skip
+    idp.admin_set_user_password(UserPoolId=pool["pool_id"], Username="ana", Password=PASSWORD, Permanent=True)
+    authorizer_handler._EXTERNAL_IDS.clear()  # the container's memory has expired
+    decision = authorize({"Authorization": old})
+    assert decision["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert decision["context"] == {}
+    new = sign_in(pool["client_id"], "ana")["AccessToken"]
+    assert authorize({"Authorization": new})["context"] == {"external_id": "braze-new-ana"}
+
+
+def test_a_disabled_user_is_denied(pool: dict[str, str]) -> None:
+    from client_capture import authorizer_handler
+
+    access = sign_in(pool["client_id"], "ana")["AccessToken"]
+    boto3.client("cognito-idp").admin_disable_user(UserPoolId=pool["pool_id"], Username="ana")
+    authorizer_handler._EXTERNAL_IDS.clear()
+    assert authorize({"Authorization": access})["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+
+
 def test_the_id_token_a_missing_header_and_another_clients_token_are_unauthorized(pool: dict[str, str]) -> None:
     other = boto3.client("cognito-idp").create_user_pool_client(
         UserPoolId=pool["pool_id"], ClientName="other", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"]
