@@ -66,7 +66,7 @@ def _refuse_unwritable(model: Any, params: dict[str, Any], **_: Any) -> None:
 
     if unwritable_attributes(model.name, params):
         error = {"Error": {"Code": "NotAuthorizedException", "Message": UNWRITABLE}}
-        raise ClientError(error, model.name)  # type: ignore[arg-type]
+        raise ClientError(error, model.name)
 
 
 class CaptureRoute:
