@@ -3,10 +3,10 @@ user's Braze external id to the API function in the authorizer context.
 
 401 (raise ``Unauthorized``) for a missing, malformed, forged, expired or foreign token; 403 (Deny)
 for a valid token whose user has no external id, is disabled, or is not the token's user any more
-(the username was reused after the token's user was deleted: the ``sub`` differs). API Gateway caches each decision per token, so
-Cognito is asked for a user's external id at most once per token and cache period, not per request;
-the container also remembers external ids for a few minutes. A token carrying the attribute as a
-claim (a pre-token-generation trigger can add it) needs no lookup at all.
+(the username was reused after the token's user was deleted: the ``sub`` differs). API Gateway
+caches each decision per token, so Cognito is asked for a user's external id at most once per token
+and cache period, not per request; the container also remembers external ids for a few minutes. A
+token carrying the attribute as a claim (a pre-token-generation trigger can add it) needs no lookup.
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ MAX_NAME_LENGTH = 255  # Braze: custom event and property names are at most 255 
 MAX_STRING_LENGTH = 255  # Braze: string property values are at most 255 characters
 MAX_PROPERTIES_BYTES = 50 * 1024  # Braze: an event's properties are at most 50 KB
 MAX_DEPTH = 32  # nesting of an event's properties; deeper is refused before it costs a recursion
-# The extended calendar form Braze documents; fromisoformat then checks the numbers make a date.
-_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?")
+# ISO 8601 date-time in the extended calendar form, with its zone: without one Braze reads the time
+# as UTC whatever the client meant. fromisoformat then checks the numbers make a date and time.
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)", re.ASCII)
 
 
 class BadRequest(Exception):
@@ -195,7 +196,7 @@ def check_properties(data: dict[str, Any]) -> None:
 
 def check_time(value: Any, field: str) -> None:
     if type(value) is not str or not _ISO_TIME.fullmatch(value):
-        raise Invalid(f"{field}: must be an ISO 8601 date-time")
+        raise Invalid(f"{field}: must be an ISO 8601 date-time with its zone (Z or an offset)")
     try:
         datetime.fromisoformat(value.replace(",", ".").replace("Z", "+00:00"))
     except ValueError:

@@ -265,3 +265,22 @@ def test_eventbridge_refusing_the_request_itself_is_not_retryable() -> None:
     status, answer = post({"events": [{"eventType": "a"}]}, FakeBus(down="ValidationException"))
     assert status == 422
     assert answer["refused"][0]["retryable"] is False
+
+
+@pytest.mark.parametrize(
+    ("time", "ok"),
+    [
+        ("2026-11-30T11:59:00Z", True),
+        ("2026-11-30T11:59:00.123+01:00", True),
+        ("2026-11-30T11:59-0500", True),
+        ("2026-11-30T11:59:00", False),  # no zone: Braze would read it as UTC, whatever the client meant
+        ("2026-11-30", False),
+        ("2026-11-30T25:00:00Z", False),
+        ("\uff12\uff10\uff12\uff16-11-30T11:59:00Z", False),  # full-width digits are not ISO 8601
+    ],
+)
+def test_time_must_be_a_date_time_with_a_zone(time: str, ok: bool) -> None:
+    status, answer = post({"events": [{"eventType": "t", "time": time}]}, FakeBus())
+    assert (status == 200) is ok, answer
+    if not ok:
+        assert answer["refused"][0]["reason"].startswith("time")
