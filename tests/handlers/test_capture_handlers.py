@@ -3,6 +3,7 @@ function putting onto a bus whose rule moto evaluates, and the post-confirmation
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 from collections.abc import Iterator
@@ -211,6 +212,24 @@ def test_a_bus_that_does_not_exist_is_503_with_every_entry_to_resend(bus: str, m
     status, answer = post_event({"events": [{"eventType": "a"}, {"eventType": "b"}]})
     assert status in (207, 503)  # moto answers per entry or for the call; either way nothing is hidden
     assert answer["accepted"] == 0 and len(answer["refused"]) == 2
+
+
+def test_eventbridge_refusing_the_request_is_a_422_not_a_retry_forever(
+    bus: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.stub import Stubber
+    from client_capture import api_handler
+
+    events = boto3.client("events")
+    stubber = Stubber(events)
+    stubber.add_client_error("put_events", "ValidationException", "Total size of the entries is over the limit", 400)
+    stubber.add_client_error("put_events", "ThrottlingException", "Rate exceeded", 400)
+    monkeypatch.setattr(api_handler, "_events", functools.cache(lambda: events))
+    with stubber:
+        status, answer = post_event({"events": [{"eventType": "a"}]})
+        assert (status, answer["refused"][0]["retryable"]) == (422, False)
+        status, answer = post_event({"events": [{"eventType": "a"}]})
+        assert (status, answer["refused"][0]["retryable"]) == (503, True)
 
 
 def test_answers_carry_the_cors_header_for_configured_origins_only(bus: str, monkeypatch: pytest.MonkeyPatch) -> None:
