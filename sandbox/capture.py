@@ -3,8 +3,12 @@
 function), the function puts onto a bus on moto server, and the bus's rule (the stack's pattern,
 evaluated by moto) feeds a stand-in for Firehose that writes into the import bucket.
 
-moto stands in for everything but two steps: it cannot run Cognito triggers, so the sandbox runs the
-post-confirmation handler itself after sign-up confirmation; and its EventBridge has no Firehose
+moto stands in for everything but three steps. It does not enforce an app client's write
+attributes, so the sandbox refuses a user's own sign-up or attribute update that writes one the app
+client may not write (``custom:external_id`` above all: Cognito answers ``NotAuthorizedException``),
+on its own Cognito client and, for ``sandbox serve``, on the Cognito front it hands out. It cannot
+run Cognito triggers, so the sandbox runs the post-confirmation handler itself after sign-up
+confirmation; and its EventBridge has no Firehose
 target and its Firehose no transform, so the rule targets an SQS queue and ``CaptureRoute.flush()``
 does what Firehose would: take the buffered events, run the real transform handler on them in
 Firehose's event shape, write the gzip JSON Lines object under the capture prefix (refused records
@@ -41,6 +45,28 @@ DEMO_USER = "demo-client"
 DEMO_PASSWORD = "Sandbox-Capture-1!"  # noqa: S105 - the sandbox's demo user, printed on purpose
 UNAUTHORIZED = {"message": "Unauthorized"}
 FORBIDDEN = {"message": "User is not authorized to access this resource"}
+# What the app client may write, as the stack's client: never the external id.
+CLIENT_WRITE_ATTRIBUTES = ("email",)
+CLIENT_READ_ATTRIBUTES = ("email", "email_verified", EXTERNAL_ID_ATTRIBUTE)
+# The user's own calls (no administrator credentials) that write attributes.
+USER_WRITES = frozenset({"SignUp", "UpdateUserAttributes"})
+UNWRITABLE = "A client attempted to write unauthorized attribute"
+
+
+def unwritable_attributes(operation: str, params: dict[str, Any]) -> list[str]:
+    """The attributes a user's own ``operation`` would write that the app client may not write."""
+    if operation not in USER_WRITES:
+        return []
+    names = [str(a.get("Name")) for a in params.get("UserAttributes") or [] if isinstance(a, dict)]
+    return [n for n in names if n not in CLIENT_WRITE_ATTRIBUTES]
+
+
+def _refuse_unwritable(model: Any, params: dict[str, Any], **_: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    if unwritable_attributes(model.name, params):
+        error = {"Error": {"Code": "NotAuthorizedException", "Message": UNWRITABLE}}
+        raise ClientError(error, model.name)
 
 
 class CaptureRoute:
@@ -63,7 +89,11 @@ class CaptureRoute:
             ClientName="sandbox-app",
             ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
             GenerateSecret=False,
+            ReadAttributes=list(CLIENT_READ_ATTRIBUTES),
+            WriteAttributes=list(CLIENT_WRITE_ATTRIBUTES),
         )["UserPoolClient"]["ClientId"]
+        # moto keeps the write attributes but does not enforce them: this client does, as Cognito would.
+        self.cognito.meta.events.register("provide-client-params.cognito-idp", _refuse_unwritable)
         events = boto3.client("events")
         events.create_event_bus(Name=BUS)
         self.sqs = boto3.client("sqs")

@@ -26,7 +26,9 @@ import signal
 import threading
 import time
 import traceback
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -118,6 +120,7 @@ class Serve(LocalStack):
         self.content_front = self._stack.enter_context(_JsonFront(self._content, "content-front"))
         self.bulk_front = self._stack.enter_context(_JsonFront(self._bulk_upload, "bulk-upload-front"))
         self.capture_front = self._stack.enter_context(_JsonFront(self._capture, "capture-front"))
+        self.cognito_front = self._stack.enter_context(_CognitoFront(self.endpoint))
         self._stack.callback(self.stopping.set)
 
     def _provision(self, braze_api_key: str) -> None:
@@ -185,6 +188,7 @@ class Serve(LocalStack):
             },
             "capture": {
                 "url": f"{self.capture_front.url}/event",
+                "cognito_endpoint_url": self.cognito_front.url,
                 "user_pool_id": self.capture.pool_id,
                 "app_client_id": self.capture.client_id,
                 "username": capture_sandbox.DEMO_USER,
@@ -478,6 +482,53 @@ class _JsonFront(HttpFront):
                 pass
 
         super().__init__(Handler, name)
+
+
+class _CognitoFront(HttpFront):
+    """Cognito for the capture route's users: every call is moto's, except a user's own sign-up or
+    attribute update writing an attribute the app client may not write (the external id), refused
+    with Cognito's ``NotAuthorizedException`` as the stack's app client would be (moto does not
+    enforce write attributes)."""
+
+    def __init__(self, moto_endpoint: str) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                operation = str(self.headers.get("X-Amz-Target") or "").rpartition(".")[2]
+                try:
+                    params = json.loads(body or b"{}")
+                except ValueError:
+                    params = {}
+                if isinstance(params, dict) and capture_sandbox.unwritable_attributes(operation, params):
+                    error = {"__type": "NotAuthorizedException", "message": capture_sandbox.UNWRITABLE}
+                    self._answer(400, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(error).encode())
+                    return
+                skip = {"host", "content-length", "connection", "accept-encoding"}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+                request = urllib.request.Request(  # noqa: S310 - moto server on 127.0.0.1
+                    moto_endpoint + self.path, data=body, headers=headers, method="POST"
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - moto on 127.0.0.1
+                        status, answer_headers, data = answer.status, dict(answer.headers.items()), answer.read()
+                except urllib.error.HTTPError as exc:
+                    status, answer_headers, data = exc.code, dict(exc.headers.items()), exc.read()
+                self._answer(status, answer_headers, data)
+
+            def _answer(self, status: int, headers: dict[str, str], data: bytes) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    if name.lower() not in {"content-length", "connection", "transfer-encoding", "date", "server"}:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        super().__init__(Handler, "cognito-front")
 
 
 def _clear_caches() -> None:

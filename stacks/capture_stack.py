@@ -5,7 +5,6 @@ chosen event types also go to an HTTP API through an API destination."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, cast
 
 import jsii
@@ -54,6 +53,15 @@ class _FirehoseWithDeadLetters:
                 maximum_event_age_in_seconds=TARGET_RETRY["MaximumEventAgeInSeconds"],
             ),
         )
+
+
+def refusal_cors_origin(origins: list[str]) -> str | None:
+    """The CORS header value of the API's own refusals (401/403). A gateway response only maps
+    static values or request values, it cannot choose: one configured origin (or ``*``) is named;
+    with several, none is, rather than echoing whatever origin asked."""
+    if "*" in origins:
+        return "'*'"
+    return f"'{origins[0]}'" if len(origins) == 1 else None
 
 
 class CaptureStack(Stack):
@@ -241,14 +249,16 @@ class CaptureStack(Stack):
             request_validator=validator,
             request_models={"application/json": body},
         )
+        refusal_origin = refusal_cors_origin(origins)
         for response, status in ((apigw.ResponseType.UNAUTHORIZED, "401"), (apigw.ResponseType.ACCESS_DENIED, "403")):
             self.api.add_gateway_response(
                 f"Json{status}",
                 type=response,
                 status_code=status,
-                templates={"application/json": json.dumps({"message": "$context.error.messageString"})},
+                # messageString is substituted already quoted: the template must not quote it again.
+                templates={"application/json": '{"message":$context.error.messageString}'},
                 # A browser reads a refusal only with the CORS header; it carries no data.
-                response_headers={"Access-Control-Allow-Origin": "method.request.header.Origin"} if origins else None,
+                response_headers={"Access-Control-Allow-Origin": refusal_origin} if refusal_origin else None,
             )
         if origins:
             self._cors(resource, origins)

@@ -2,10 +2,11 @@
 user's Braze external id to the API function in the authorizer context.
 
 401 (raise ``Unauthorized``) for a missing, malformed, forged, expired or foreign token; 403 (Deny)
-for a valid token whose user has no external id. API Gateway caches each decision per token, so
-Cognito is asked for a user's external id at most once per token and cache period, not per request;
-the container also remembers external ids for a few minutes. A token carrying the attribute as a
-claim (a pre-token-generation trigger can add it) needs no lookup at all.
+for a valid token whose user has no external id, is disabled, or is not the token's user any more
+(the username was reused after the token's user was deleted: the ``sub`` differs). API Gateway
+caches each decision per token, so Cognito is asked for a user's external id at most once per token
+and cache period, not per request; the container also remembers external ids for a few minutes. A
+token carrying the attribute as a claim (a pre-token-generation trigger can add it) needs no lookup.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .settings import authorizer_settings
 from .tokens import TokenRejected, presented, verify
 
 logger = Logger(service="client-capture-authorizer")
-_EXTERNAL_IDS: dict[str, tuple[float, str | None]] = {}
+_EXTERNAL_IDS: dict[tuple[str, str], tuple[float, str | None]] = {}
 
 
 @cache
@@ -39,10 +40,12 @@ def _signing_key(kid: str) -> Any:
     return _keys().get_signing_key(kid).key
 
 
-def external_id_of(username: str) -> str | None:
+def external_id_of(username: str, sub: str) -> str | None:
+    """The external id of the pool's user ``username`` if that user is the token's (same ``sub``:
+    a username can be reused after its user is deleted) and is enabled; else None."""
     settings = authorizer_settings()
     now = time.monotonic()
-    cached = _EXTERNAL_IDS.get(username)
+    cached = _EXTERNAL_IDS.get((username, sub))
     if cached and cached[0] > now:
         return cached[1]
     try:
@@ -51,8 +54,15 @@ def external_id_of(username: str) -> str | None:
         value = None
     else:
         attributes = {a["Name"]: a["Value"] for a in user.get("UserAttributes", [])}
-        value = attributes.get(settings.external_id_attribute) or None
-    _EXTERNAL_IDS[username] = (now + settings.external_id_cache_seconds, value)
+        if attributes.get("sub") != sub:
+            logger.info("the token's user no longer exists under its username")
+            value = None
+        elif user.get("Enabled") is False:
+            logger.info("the token's user is disabled")
+            value = None
+        else:
+            value = attributes.get(settings.external_id_attribute) or None
+    _EXTERNAL_IDS[(username, sub)] = (now + settings.external_id_cache_seconds, value)
     return value
 
 
@@ -65,7 +75,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.info("token refused", extra={"reason": exc.reason})
         raise Exception("Unauthorized") from None  # API Gateway answers 401 for exactly this message
     username = str(claims.get("username") or claims["sub"])
-    external_id = claims.get(settings.external_id_attribute) or external_id_of(username)
+    external_id = claims.get(settings.external_id_attribute) or external_id_of(username, str(claims["sub"]))
     # Scoped to the stage's methods, so the cached decision holds for each route of this API.
     arn = event["methodArn"].split("/", 2)
     resource = f"{arn[0]}/{arn[1]}/*" if len(arn) > 2 else event["methodArn"]

@@ -7,6 +7,7 @@ Reasons name the field and the rule, never the value: values may be personal dat
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,8 +16,12 @@ from typing import Any
 MAX_ENTRIES = 10  # EventBridge PutEvents takes at most 10 entries per call
 MAX_BODY_BYTES = 256 * 1024
 MAX_NAME_LENGTH = 255  # Braze: custom event and property names are at most 255 characters
-# The extended calendar form Braze documents; fromisoformat then checks the numbers make a date.
-_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?")
+MAX_STRING_LENGTH = 255  # Braze: string property values are at most 255 characters
+MAX_PROPERTIES_BYTES = 50 * 1024  # Braze: an event's properties are at most 50 KB
+MAX_DEPTH = 32  # nesting of an event's properties; deeper is refused before it costs a recursion
+# ISO 8601 date-time in the extended calendar form, with its zone: without one Braze reads the time
+# as UTC whatever the client meant. fromisoformat then checks the numbers make a date and time.
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)", re.ASCII)
 
 
 class BadRequest(Exception):
@@ -34,6 +39,35 @@ class Invalid(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a finite number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("a number too large to be finite")
+    return value
+
+
+def loads(text: str | bytes) -> Any:
+    """Strict JSON: NaN, Infinity and numbers that overflow to infinity are errors (the importer's
+    JSON has no such values). Raises ``ValueError`` (``RecursionError`` for absurd nesting)."""
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON of checked values; raises ``ValueError`` for a non-finite number."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _utf8(value: str, field: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Invalid(f"{field}: is not encodable as UTF-8 (a lone surrogate escape)") from None
 
 
 @dataclass(frozen=True)
@@ -65,7 +99,9 @@ def parse_body(body: bytes) -> tuple[list[ClientEvent], list[tuple[int, str]]]:
     if len(body) > MAX_BODY_BYTES:
         raise BadRequest(f"the body is {len(body):,} bytes; at most {MAX_BODY_BYTES:,} are accepted", status=413)
     try:
-        document = json.loads(body)
+        document = json.loads(body)  # non-finite numbers are each entry's own fault (checked below)
+    except RecursionError:
+        raise BadRequest("the body is nested too deeply to be events") from None
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body must be a JSON object") from None
     if type(document) is not dict:
@@ -94,6 +130,8 @@ def _unwrap(item: Any) -> Any:
         raise Invalid('entry: must be an object whose "entry" is a JSON text')
     try:
         return json.loads(item["entry"])
+    except RecursionError:
+        raise Invalid("entry: is nested too deeply") from None
     except ValueError:
         raise Invalid("entry: is not valid JSON") from None
 
@@ -106,9 +144,14 @@ def client_event(index: int, raw: Any) -> ClientEvent:
         raise Invalid("eventType: must be a non-empty string")
     if len(event_type) > MAX_NAME_LENGTH:
         raise Invalid(f"eventType: must be at most {MAX_NAME_LENGTH} characters")
+    _utf8(event_type, "eventType")
     version = raw.get("schemaVersion")
     if version is not None and (type(version) not in (str, int, float) or version == ""):
         raise Invalid("schemaVersion: must be a string or a number")
+    if type(version) is float and not math.isfinite(version):
+        raise Invalid("schemaVersion: must be a finite number")
+    if type(version) is str:
+        _utf8(version, "schemaVersion")
     data = raw.get("data", {})
     if type(data) is not dict:
         raise Invalid("data: must be a JSON object")
@@ -120,16 +163,40 @@ def client_event(index: int, raw: Any) -> ClientEvent:
 
 
 def check_properties(data: dict[str, Any]) -> None:
+    """What Braze takes as an event's properties, checked without recursion: names, finite
+    numbers, strings of at most 255 characters encodable as UTF-8, bounded nesting, 50 KB in all."""
     for key in data:
         if not key or len(key) > MAX_NAME_LENGTH:
             raise Invalid(f"data: property names must be 1-{MAX_NAME_LENGTH} characters")
         if key.startswith("$"):
             raise Invalid("data: property names must not start with '$' (reserved by Braze)")
+    pending: list[tuple[Any, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if type(value) is dict:
+            if depth > MAX_DEPTH:
+                raise Invalid(f"data: nested too deep (at most {MAX_DEPTH} levels)")
+            for key in value:
+                _utf8(key, "data")
+            pending += [(v, depth + 1) for v in value.values()]
+        elif type(value) is list:
+            if depth > MAX_DEPTH:
+                raise Invalid(f"data: nested too deep (at most {MAX_DEPTH} levels)")
+            pending += [(v, depth + 1) for v in value]
+        elif type(value) is str:
+            if len(value) > MAX_STRING_LENGTH:
+                raise Invalid(f"data: string values must be at most {MAX_STRING_LENGTH} characters")
+            _utf8(value, "data")
+        elif type(value) is float and not math.isfinite(value):
+            raise Invalid("data: numbers must be finite (no NaN or Infinity)")
+    size = len(dumps(data).encode("utf-8"))
+    if size > MAX_PROPERTIES_BYTES:
+        raise Invalid(f"data: the properties are {size:,} bytes; Braze takes at most 50 KB")
 
 
 def check_time(value: Any, field: str) -> None:
     if type(value) is not str or not _ISO_TIME.fullmatch(value):
-        raise Invalid(f"{field}: must be an ISO 8601 date-time")
+        raise Invalid(f"{field}: must be an ISO 8601 date-time with its zone (Z or an offset)")
     try:
         datetime.fromisoformat(value.replace(",", ".").replace("Z", "+00:00"))
     except ValueError:
@@ -147,6 +214,8 @@ def braze_event(event: Any) -> dict[str, Any]:
     name = detail.get("event_type")
     if type(name) is not str or not name.strip() or len(name) > MAX_NAME_LENGTH:
         raise Invalid(f"event_type: must be a non-empty string of at most {MAX_NAME_LENGTH} characters")
+    _utf8(name, "event_type")
+    _utf8(external_id, "external_id")
     time = detail.get("time") or detail.get("received_at")
     check_time(time, "time")
     data = detail.get("data") or {}
@@ -154,6 +223,10 @@ def braze_event(event: Any) -> dict[str, Any]:
         raise Invalid("data: must be a JSON object")
     check_properties(data)
     properties = dict(data)
-    if detail.get("schema_version") is not None:
-        properties["schema_version"] = str(detail["schema_version"])
+    version = detail.get("schema_version")
+    if version is not None:
+        if type(version) not in (str, int, float) or (type(version) is float and not math.isfinite(version)):
+            raise Invalid("schema_version: must be a string or a finite number")
+        properties["schema_version"] = str(version)
+        _utf8(properties["schema_version"], "schema_version")
     return {"external_id": external_id, "name": name, "time": time, "properties": properties}

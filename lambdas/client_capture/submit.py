@@ -20,10 +20,15 @@ SOURCE = "braze.client-capture"
 DETAIL_TYPE = "ClientEvent"
 # Per-entry codes of PutEvents that a later attempt may not meet again.
 RETRYABLE_CODES = frozenset({"InternalFailure", "InternalException", "ThrottlingException", "ServiceUnavailable"})
+# Whole-call errors that are the request's own fault: the same request would be refused again.
+REQUEST_FAULT_CODES = frozenset({"ValidationException", "SerializationException", "InvalidParameterValue"})
+# PutEvents: each entry, and all entries of one call together, at most 256 KB as EventBridge counts them.
+MAX_ENTRY_BYTES = 256 * 1024
 
 
 class BusUnavailable(Exception):
-    """The whole PutEvents call failed (throttled, an error, no answer): nothing was put."""
+    """The whole PutEvents call failed (throttled, an error, no answer, refused): nothing was put.
+    ``code`` is AWS's error code; one of :data:`REQUEST_FAULT_CODES` is not worth resending."""
 
     def __init__(self, code: str) -> None:
         super().__init__(code)
@@ -59,22 +64,51 @@ def submit(
     return _status(accepted, refused), {"accepted": accepted, "refused": [r.as_json() for r in refused]}
 
 
+def entry_size(entry: dict[str, Any]) -> int:
+    """A PutEvents entry's size as EventBridge counts it: Time 14 bytes; Source, DetailType, Detail
+    and each of Resources as UTF-8 bytes."""
+    size = 14 if entry.get("Time") is not None else 0
+    size += sum(len(str(entry.get(k) or "").encode("utf-8")) for k in ("Source", "DetailType", "Detail"))
+    return size + sum(len(str(r).encode("utf-8")) for r in entry.get("Resources") or [] if r is not None)
+
+
 def _put(
     events: list[ClientEvent], *, external_id: str, received_at: str, bus_name: str, put: PutEvents
 ) -> list[Refusal]:
-    entries = [
-        {
+    refused: list[Refusal] = []
+    batches: list[list[tuple[ClientEvent, dict[str, Any], int]]] = [[]]
+    batch_size = 0
+    for e in events:
+        entry = {
             "Source": SOURCE,
             "DetailType": DETAIL_TYPE,
-            "Detail": json.dumps(e.detail(external_id=external_id, received_at=received_at), ensure_ascii=False),
+            "Detail": json.dumps(
+                e.detail(external_id=external_id, received_at=received_at),
+                ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+            ),
             "EventBusName": bus_name,
-        }
-        for e in events
-    ]
+        }  # fmt: skip
+        size = entry_size(entry)
+        if size > MAX_ENTRY_BYTES:
+            refused.append(Refusal(e.index, f"entry: too large for EventBridge ({size:,} bytes)", False))
+            continue
+        if batch_size + size > MAX_ENTRY_BYTES:  # PutEvents' limit holds for the whole call too
+            batches.append([])
+            batch_size = 0
+        batches[-1].append((e, entry, size))
+        batch_size += size
+    for batch in batches:
+        if batch:
+            refused += _put_batch([e for e, _, _ in batch], [entry for _, entry, _ in batch], put)
+    return refused
+
+
+def _put_batch(events: list[ClientEvent], entries: list[dict[str, Any]], put: PutEvents) -> list[Refusal]:
     try:
         codes = list(put(entries))
     except BusUnavailable as exc:
-        return [Refusal(e.index, f"EventBridge did not take the events ({exc.code})", True) for e in events]
+        retryable = exc.code not in REQUEST_FAULT_CODES
+        return [Refusal(e.index, f"EventBridge did not take the events ({exc.code})", retryable) for e in events]
     if len(codes) != len(events):  # an answer that cannot be matched to entries proves nothing was put
         return [Refusal(e.index, "EventBridge's answer did not match the request", True) for e in events]
     return [

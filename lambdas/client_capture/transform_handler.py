@@ -6,27 +6,28 @@ event is returned as ``ProcessingFailed``: Firehose writes it to the stream's er
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from .events import Invalid, braze_event
+from .events import Invalid, braze_event, dumps, loads
 
 logger = Logger(service="client-capture-transform")
 metrics = Metrics(namespace="BrazeClientCapture", service="client-capture-transform")
 
 
 def transform_record(record: dict[str, Any]) -> dict[str, Any]:
+    # Everything that can fail for one record's content stays inside the try: one bad record is
+    # ProcessingFailed, never an exception that fails the whole batch.
     try:
-        event = json.loads(base64.b64decode(record["data"]))
-        line = json.dumps(braze_event(event), ensure_ascii=False, separators=(",", ":")) + "\n"
-    except (ValueError, Invalid) as exc:
-        reason = exc.reason if isinstance(exc, Invalid) else "the record is not a JSON event"
+        event = loads(base64.b64decode(record["data"]))
+        line = (dumps(braze_event(event)) + "\n").encode("utf-8")
+    except (ValueError, RecursionError, Invalid) as exc:
+        reason = exc.reason if isinstance(exc, Invalid) else "the record is not a JSON event Braze takes"
         logger.warning("event refused", extra={"record_id": record.get("recordId"), "reason": reason})
         return {"recordId": record["recordId"], "result": "ProcessingFailed", "data": record["data"]}
-    return {"recordId": record["recordId"], "result": "Ok", "data": base64.b64encode(line.encode()).decode()}
+    return {"recordId": record["recordId"], "result": "Ok", "data": base64.b64encode(line).decode()}
 
 
 @metrics.log_metrics

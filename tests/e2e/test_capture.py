@@ -76,3 +76,27 @@ def test_missing_forged_and_id_tokens_are_refused_and_nothing_is_put(box: Captur
     assert box.post(body, tokens["IdToken"])[0] == 401
     assert box.post(body, tokens["AccessToken"][:-6] + "AAAAAA")[0] == 401
     assert box.pending() == 0
+
+
+def test_users_cannot_write_their_own_external_id_in_the_sandbox_either(box: CaptureSandbox) -> None:
+    from botocore.exceptions import ClientError
+
+    route = box.route
+    client = route.cognito.describe_user_pool_client(UserPoolId=route.pool_id, ClientId=route.client_id)
+    assert "custom:external_id" not in client["UserPoolClient"]["WriteAttributes"]
+    # Sign-up naming someone else's external id is refused, as Cognito refuses it for the stack's client.
+    with pytest.raises(ClientError, match="NotAuthorizedException"):
+        route.cognito.sign_up(
+            ClientId=route.client_id, Username="mallory", Password="Mallory-Passw0rd!",
+            UserAttributes=[{"Name": "email", "Value": "m@example.com"}, {"Name": "custom:external_id", "Value": "x"}],
+        )  # fmt: skip
+    # So is a signed-in user rewriting their own.
+    demo = box.sign_in()["AccessToken"]
+    with pytest.raises(ClientError, match="NotAuthorizedException"):
+        route.cognito.update_user_attributes(
+            AccessToken=demo, UserAttributes=[{"Name": "custom:external_id", "Value": "crm-00042"}]
+        )
+    me = route.cognito.get_user(AccessToken=demo)
+    assert {a["Name"]: a["Value"] for a in me["UserAttributes"]}["custom:external_id"] == box.external_id
+    # Writing an attribute the client may write still works.
+    route.cognito.update_user_attributes(AccessToken=demo, UserAttributes=[{"Name": "email", "Value": "d@example.com"}])

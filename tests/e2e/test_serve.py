@@ -17,6 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from sandbox import currents_sample, sample_data
 from tests.e2e.conftest import ROOT
@@ -81,7 +82,9 @@ def emulator_objects(info: dict[str, Any]) -> list[dict[str, Any]]:
 def test_info_names_every_endpoint_and_credential(served: tuple[dict[str, Any], Any]) -> None:
     info, _ = served
     assert set(info) == {"aws_endpoint_url", "region", "braze_url", "import", "currents", "bulk_upload", "capture"}
-    assert set(info["capture"]) == {"url", "user_pool_id", "app_client_id", "username", "password", "external_id"}
+    assert set(info["capture"]) == {
+        "url", "cognito_endpoint_url", "user_pool_id", "app_client_id", "username", "password", "external_id"
+    }  # fmt: skip
     assert set(info["currents"]) == {"bucket", "prefix", "content_url", "api_key", "token"}
     assert all(v.startswith("http://127.0.0.1:") for v in (info["aws_endpoint_url"], info["braze_url"]))
 
@@ -95,6 +98,34 @@ def test_a_file_put_with_any_s3_client_is_imported(served: tuple[dict[str, Any],
     )
     assert eventually(lambda: len(emulator_objects(info)) - before >= 300, 60)
     assert len(emulator_objects(info)) - before == 300
+
+
+def test_the_cognito_front_refuses_a_users_own_write_of_the_external_id(served: tuple[dict[str, Any], Any]) -> None:
+    info, _ = served
+    capture = info["capture"]
+    cognito = boto3.client(
+        "cognito-idp", endpoint_url=capture["cognito_endpoint_url"], region_name=info["region"],
+        aws_access_key_id="any", aws_secret_access_key="any",
+    )  # fmt: skip
+    with pytest.raises(ClientError, match="NotAuthorizedException"):
+        cognito.sign_up(
+            ClientId=capture["app_client_id"], Username="mallory", Password="Mallory-Passw0rd!",
+            UserAttributes=[{"Name": "email", "Value": "m@example.com"},
+                            {"Name": "custom:external_id", "Value": capture["external_id"]}],
+        )  # fmt: skip
+    auth = cognito.initiate_auth(
+        ClientId=capture["app_client_id"], AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": capture["username"], "PASSWORD": capture["password"]},
+    )["AuthenticationResult"]  # fmt: skip
+    with pytest.raises(ClientError, match="NotAuthorizedException"):
+        cognito.update_user_attributes(
+            AccessToken=auth["AccessToken"], UserAttributes=[{"Name": "custom:external_id", "Value": "someone"}]
+        )
+    me = cognito.get_user(AccessToken=auth["AccessToken"])
+    assert {a["Name"]: a["Value"] for a in me["UserAttributes"]}["custom:external_id"] == capture["external_id"]
+    # A sign-up writing only what the app client may write goes through to Cognito.
+    cognito.sign_up(ClientId=capture["app_client_id"], Username=f"u{time.time_ns()}", Password="Fine-Passw0rd!!",
+                    UserAttributes=[{"Name": "email", "Value": "u@example.com"}])  # fmt: skip
 
 
 def test_captured_events_reach_braze_under_the_signed_in_users_external_id(served: tuple[dict[str, Any], Any]) -> None:

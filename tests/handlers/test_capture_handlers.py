@@ -3,6 +3,7 @@ function putting onto a bus whose rule moto evaluates, and the post-confirmation
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 from collections.abc import Iterator
@@ -99,6 +100,35 @@ def test_a_user_without_an_external_id_is_denied(pool: dict[str, str]) -> None:
     assert authorize({"Authorization": access})["policyDocument"]["Statement"][0]["Effect"] == "Deny"
 
 
+def test_an_old_token_of_a_deleted_user_does_not_act_as_a_new_user_with_the_same_username(
+    pool: dict[str, str],
+) -> None:
+    from client_capture import authorizer_handler
+
+    idp = boto3.client("cognito-idp")
+    old = sign_in(pool["client_id"], "ana")["AccessToken"]
+    assert authorize({"Authorization": old})["context"] == {"external_id": "braze-ana"}
+    idp.admin_delete_user(UserPoolId=pool["pool_id"], Username="ana")
+    idp.admin_create_user(UserPoolId=pool["pool_id"], Username="ana",
+                          UserAttributes=[{"Name": "custom:external_id", "Value": "braze-new-ana"}])  # fmt: skip
+    idp.admin_set_user_password(UserPoolId=pool["pool_id"], Username="ana", Password=PASSWORD, Permanent=True)
+    authorizer_handler._EXTERNAL_IDS.clear()  # the container's memory has expired
+    decision = authorize({"Authorization": old})
+    assert decision["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert decision["context"] == {}
+    new = sign_in(pool["client_id"], "ana")["AccessToken"]
+    assert authorize({"Authorization": new})["context"] == {"external_id": "braze-new-ana"}
+
+
+def test_a_disabled_user_is_denied(pool: dict[str, str]) -> None:
+    from client_capture import authorizer_handler
+
+    access = sign_in(pool["client_id"], "ana")["AccessToken"]
+    boto3.client("cognito-idp").admin_disable_user(UserPoolId=pool["pool_id"], Username="ana")
+    authorizer_handler._EXTERNAL_IDS.clear()
+    assert authorize({"Authorization": access})["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+
+
 def test_the_id_token_a_missing_header_and_another_clients_token_are_unauthorized(pool: dict[str, str]) -> None:
     other = boto3.client("cognito-idp").create_user_pool_client(
         UserPoolId=pool["pool_id"], ClientName="other", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"]
@@ -182,6 +212,24 @@ def test_a_bus_that_does_not_exist_is_503_with_every_entry_to_resend(bus: str, m
     status, answer = post_event({"events": [{"eventType": "a"}, {"eventType": "b"}]})
     assert status in (207, 503)  # moto answers per entry or for the call; either way nothing is hidden
     assert answer["accepted"] == 0 and len(answer["refused"]) == 2
+
+
+def test_eventbridge_refusing_the_request_is_a_422_not_a_retry_forever(
+    bus: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.stub import Stubber
+    from client_capture import api_handler
+
+    events = boto3.client("events")
+    stubber = Stubber(events)
+    stubber.add_client_error("put_events", "ValidationException", "Total size of the entries is over the limit", 400)
+    stubber.add_client_error("put_events", "ThrottlingException", "Rate exceeded", 400)
+    monkeypatch.setattr(api_handler, "_events", functools.cache(lambda: events))
+    with stubber:
+        status, answer = post_event({"events": [{"eventType": "a"}]})
+        assert (status, answer["refused"][0]["retryable"]) == (422, False)
+        status, answer = post_event({"events": [{"eventType": "a"}]})
+        assert (status, answer["refused"][0]["retryable"]) == (503, True)
 
 
 def test_answers_carry_the_cors_header_for_configured_origins_only(bus: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -219,4 +219,44 @@ def test_forwarding_and_cors_when_configured() -> None:
         == "https://shop.example.com,https://m.example.com"
     )
     refusals = [r["Properties"] for r in resources(template, "AWS::ApiGateway::GatewayResponse").values()]
-    assert all("gatewayresponse.header.Access-Control-Allow-Origin" in r["ResponseParameters"] for r in refusals)
+    # A gateway response cannot choose among origins: with two configured, it names none rather than
+    # echoing whatever origin asked.
+    assert refusals and all(
+        "method.request.header.Origin" not in json.dumps(r.get("ResponseParameters") or {}) for r in refusals
+    )
+
+
+@pytest.mark.parametrize(
+    ("origins", "header"),
+    [
+        ([], None),
+        (["https://shop.example.com"], "'https://shop.example.com'"),
+        (["*"], "'*'"),
+        (["https://shop.example.com", "https://m.example.com"], None),
+    ],
+)
+def test_refusals_name_only_a_configured_origin(origins: list[str], header: str | None) -> None:
+    from stacks.capture_stack import refusal_cors_origin
+
+    assert refusal_cors_origin(origins) == header
+
+
+def test_every_gateway_response_of_every_stack_renders_valid_json(synth: Synth) -> None:
+    """API Gateway substitutes ``$context.error.messageString`` with a quoted JSON string and other
+    variables as they are; whatever a template holds must then parse as JSON."""
+    substitutes = {
+        "$context.error.messageString": json.dumps('User is "not" authorized'),
+        "$context.error.message": "User is not authorized",
+        "$context.error.responseType": "UNAUTHORIZED",
+        "$context.requestId": "c0ffee",
+    }
+    seen = 0
+    for path in synth.template_files():
+        template = json.loads(path.read_text())
+        for response in resources(template, "AWS::ApiGateway::GatewayResponse").values():
+            for body in (response["Properties"].get("ResponseTemplates") or {}).values():
+                for variable in sorted(substitutes, key=len, reverse=True):
+                    body = body.replace(variable, substitutes[variable])
+                assert isinstance(json.loads(body), dict), (path.name, body)
+                seen += 1
+    assert seen >= 2  # the capture API's 401 and 403 at least

@@ -69,3 +69,33 @@ def test_the_transform_writes_json_lines_and_sends_the_rest_to_the_error_output(
         assert results[failed]["result"] == "ProcessingFailed"
         # The original record goes to the error output, so nothing is lost.
         assert results[failed]["data"] == next(r["data"] for r in records if r["recordId"] == failed)
+
+
+def test_one_unencodable_event_fails_alone_and_the_batch_goes_on() -> None:
+    poison = b'{"detail":{"external_id":"u","event_type":"poison","data":{"x":"\\ud800"},"time":"2026-11-30T11:59Z"}}'
+    records = [record(bus_event(), "ok"), record(poison, "poison"), record(bus_event(), "ok2")]
+    results = {r["recordId"]: r["result"] for r in (transform_record(r) for r in records)}
+    assert results == {"ok": "Ok", "poison": "ProcessingFailed", "ok2": "Ok"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"detail":{"external_id":"u","event_type":"n","data":{"x":NaN},"time":"2026-11-30T11:59:00Z"}}',
+        b'{"detail":{"external_id":"u","event_type":"n","data":{"x":1e400},"time":"2026-11-30T11:59:00Z"}}',
+        b'{"detail":{"external_id":"u","event_type":"n","data":{"x":[Infinity]},"time":"2026-11-30T11:59:00Z"}}',
+        b'{"detail":{"external_id":"u","event_type":"n","data":{},"schema_version":NaN,"time":"2026-11-30T11:59:00Z"}}',
+    ],
+)
+def test_non_finite_numbers_never_reach_the_importer(raw: bytes) -> None:
+    assert transform_record(record(raw))["result"] == "ProcessingFailed"
+
+
+def test_properties_braze_would_refuse_go_to_the_error_output() -> None:
+    too_long = record(bus_event(data={"x": "a" * 256}))
+    too_big = record(bus_event(data={f"k{i}": "c" * 250 for i in range(220)}))
+    too_deep = record(b'{"detail":' + b'{"a":' * 50_000 + b"1" + b"}" * 50_001)
+    for r in (too_long, too_big, too_deep):
+        assert transform_record(r)["result"] == "ProcessingFailed"
+    ok = transform_record(record(bus_event(data={"x": "a" * 255})))
+    assert ok["result"] == "Ok"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from client_capture.events import MAX_BODY_BYTES
-from client_capture.submit import DETAIL_TYPE, SOURCE, BusUnavailable, submit
+from client_capture.submit import DETAIL_TYPE, MAX_ENTRY_BYTES, SOURCE, BusUnavailable, entry_size, submit
 
 RECEIVED = "2026-11-30T12:00:00.000Z"
 
@@ -158,3 +158,129 @@ def test_a_body_that_is_not_the_format_is_refused_whole(body: bytes, status: int
     answer = post(body, bus)
     assert answer[0] == status and message in answer[1]["message"]
     assert bus.entries == []
+
+
+def test_an_entry_with_a_lone_surrogate_is_refused_with_its_index_and_nothing_else_is_lost() -> None:
+    bus = FakeBus()
+    body = b'{"events":[{"eventType":"ok"},{"eventType":"poison","data":{"x":"\\ud800"}}]}'
+    status, answer = post(body, bus)
+    assert status == 207
+    assert [(r["index"], r["retryable"]) for r in answer["refused"]] == [(1, False)]
+    assert "UTF-8" in answer["refused"][0]["reason"]
+    assert [d["event_type"] for d in bus.details()] == ["ok"]
+    alone = post(b'{"events":[{"eventType":"poison","data":{"x":"\\ud800"}}]}', FakeBus())
+    assert alone[0] == 422
+    surrogate_name = post(b'{"events":[{"eventType":"\\udfff"}]}', FakeBus())
+    assert surrogate_name[0] == 422 and surrogate_name[1]["refused"][0]["reason"].startswith("eventType")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"events":[{"eventType":"n","data":{"x":NaN}}]}', "data"),
+        (b'{"events":[{"eventType":"n","data":{"x":Infinity}}]}', "data"),
+        (b'{"events":[{"eventType":"n","data":{"x":-Infinity}}]}', "data"),
+        (b'{"events":[{"eventType":"n","data":{"x":1e400}}]}', "data"),
+        (b'{"events":[{"eventType":"n","data":{"x":{"y":[-1e999]}}}]}', "data"),
+        (b'{"entries":[{"entry":"{\\"eventType\\":\\"n\\",\\"data\\":{\\"x\\":NaN}}"}]}', "data"),
+        (b'{"events":[{"eventType":"n","schemaVersion":1e400}]}', "schemaVersion"),
+    ],
+)
+def test_non_finite_numbers_are_refused_not_written_as_invalid_json(body: bytes, field: str) -> None:
+    bus = FakeBus()
+    status, answer = post(body, bus)
+    assert status == 422, answer
+    assert answer["refused"][0]["reason"].startswith(field)
+    assert "finite" in answer["refused"][0]["reason"]
+    assert bus.entries == []
+
+
+def test_a_string_property_over_255_characters_and_properties_over_50_kb_are_refused() -> None:
+    bus = FakeBus()
+    events = [
+        {"eventType": "ok", "data": {"x": "a" * 255, "nested": {"y": "é" * 255}}},
+        {"eventType": "long", "data": {"x": "a" * 256}},
+        {"eventType": "nested", "data": {"x": {"y": ["b" * 256]}}},
+        {"eventType": "big", "data": {f"k{i}": "c" * 250 for i in range(220)}},  # ~56 KB
+    ]
+    status, answer = post({"events": events}, bus)
+    assert status == 207
+    refused = {r["index"]: r["reason"] for r in answer["refused"]}
+    assert set(refused) == {1, 2, 3}
+    assert "255" in refused[1] and "255" in refused[2]
+    assert "50" in refused[3]
+    assert [d["event_type"] for d in bus.details()] == ["ok"]
+
+
+def test_deeply_nested_json_is_a_clear_400_or_a_refused_entry_not_a_crash() -> None:
+    deep = b'{"events":[{"eventType":"d","data":' + b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"}]}"
+    status, answer = post(deep, FakeBus())
+    assert status in (400, 413) and "message" in answer
+    inner = '{"eventType":"d","data":' + '{"a":' * 5_000 + "1" + "}" * 5_000 + "}"
+    status, answer = post({"entries": [{"entry": inner}, entry(eventType="ok")]}, FakeBus())
+    assert status == 207 and answer["refused"][0]["index"] == 0
+    nested = {"eventType": "d", "data": {}}
+    level = nested["data"]
+    for _ in range(60):
+        level["a"] = {}
+        level = level["a"]
+    status, answer = post({"events": [nested]}, FakeBus())
+    assert status == 422 and "deep" in answer["refused"][0]["reason"]
+
+
+def test_entries_are_serialized_compactly_and_a_full_body_fits_eventbridges_request_limit() -> None:
+    bus = FakeBus()
+    # Ten entries filling the 256 KB body: the fields the API adds (a long external id among them)
+    # take the entries past PutEvents' 256 KB per request, so they must go in more than one call.
+    props = {f"k{i:03}": "v" * 200 for i in range(124)}
+    body = json.dumps({"events": [{"eventType": "e", "data": props}] * 10}, separators=(",", ":")).encode()
+    assert MAX_BODY_BYTES - 2_000 < len(body) <= MAX_BODY_BYTES
+    calls: list[int] = []
+
+    def put(entries: Sequence[dict[str, Any]]) -> list[str | None]:
+        calls.append(sum(entry_size(e) for e in entries))
+        return bus(entries)
+
+    status, answer = submit(body, external_id="u" * 200, received_at=RECEIVED, bus_name="capture", put_events=put)
+    assert status == 200, answer
+    assert len(bus.entries) == 10 and len(calls) >= 2
+    assert all(size <= MAX_ENTRY_BYTES for size in calls)
+    assert ": " not in bus.entries[0]["Detail"] and ", " not in bus.entries[0]["Detail"]
+
+
+def test_an_entry_eventbridge_would_find_too_large_is_refused_before_putting() -> None:
+    bus = FakeBus()
+    status, answer = submit(b'{"events":[{"eventType":"e"}]}', external_id="u" * MAX_ENTRY_BYTES,
+                            received_at=RECEIVED, bus_name="capture", put_events=bus)  # fmt: skip
+    assert status == 422 and bus.entries == []
+    assert not answer["refused"][0]["retryable"] and "too large" in answer["refused"][0]["reason"]
+
+
+def test_entry_size_counts_source_detail_type_detail_and_resources_in_utf8() -> None:
+    assert entry_size({"Source": "s", "DetailType": "dt", "Detail": "é", "Resources": ["ab", "€"]}) == 1 + 2 + 2 + 2 + 3
+    assert entry_size({"Source": "s", "DetailType": "d", "Time": "x"}) == 2 + 14
+
+
+def test_eventbridge_refusing_the_request_itself_is_not_retryable() -> None:
+    status, answer = post({"events": [{"eventType": "a"}]}, FakeBus(down="ValidationException"))
+    assert status == 422
+    assert answer["refused"][0]["retryable"] is False
+
+
+@pytest.mark.parametrize(
+    ("time", "ok"),
+    [
+        ("2026-11-30T11:59:00Z", True),
+        ("2026-11-30T11:59:00.123+01:00", True),
+        ("2026-11-30T11:59-0500", True),
+        ("2026-11-30T11:59:00", False),  # no zone: Braze would read it as UTC, whatever the client meant
+        ("2026-11-30", False),
+        ("2026-11-30T25:00:00Z", False),
+        ("\uff12\uff10\uff12\uff16-11-30T11:59:00Z", False),  # full-width digits are not ISO 8601
+    ],
+)
+def test_time_must_be_a_date_time_with_a_zone(time: str, ok: bool) -> None:
+    status, answer = post({"events": [{"eventType": "t", "time": time}]}, FakeBus())
+    assert (status == 200) is ok, answer
+    if not ok:
+        assert answer["refused"][0]["reason"].startswith("time")
