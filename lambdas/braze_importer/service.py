@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from .csv_reader import iter_rows
 from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy
 from .ports import Clock, Continuer, ObjectRef, ObjectSource, OutputStore, SeekPoint, SeekPointStore
 from .reader import Format, iter_elements
@@ -59,6 +60,7 @@ class Deps:
     slots: RunSlots | None = None  # None: no bound on concurrent runs
     seek_points: SeekPointStore | None = None  # None: a gzip resume inflates from byte 0
     slot_lease_seconds: float = 300.0  # a crashed run's slot is free again after this
+    csv_type_cast: dict[str, str] = field(default_factory=dict)  # CSV column -> string|integer|float|boolean
 
 
 @dataclass(slots=True)
@@ -70,8 +72,10 @@ class InvocationResult:
 
 
 def format_for(key: str) -> Format | None:
-    """JSON Lines by suffix; a ``.json`` must be an array. None for keys this importer ignores."""
+    """JSON Lines or CSV by suffix; a ``.json`` must be an array. None for keys this importer ignores."""
     name = key[:-3] if key.endswith(".gz") else key
+    if name.endswith(".csv"):
+        return Format.CSV
     if name.endswith((".jsonl", ".ndjson")):
         return Format.LINES
     if name.endswith(".json"):
@@ -107,7 +111,12 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     chunks = deps.source.chunks(
         ref, checkpoint.offset, run.gzip, resume_from=seeks.start, on_point=seeks.seen if seeks.store else None
     )
-    elements = iter_elements(chunks, Format(run.format), checkpoint.position)
+    if run.format == Format.CSV.value:
+        # A continuation reads the header again from byte 0 (and the lines before it, for a reject).
+        reopen = lambda: deps.source.chunks(ref, 0, run.gzip)  # noqa: E731
+        elements = iter_rows(chunks, checkpoint.position, deps.csv_type_cast, reopen)
+    else:
+        elements = iter_elements(chunks, Format(run.format), checkpoint.position)
     base_counters = Counters.from_dict(run.counters)
     base_reasons = dict(run.failure_reasons)
     base_seconds = run.active_seconds

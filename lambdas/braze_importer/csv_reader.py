@@ -1,0 +1,236 @@
+"""Streaming RFC 4180 reader that knows where every row starts.
+
+The same contract as the JSON reader: each data row is an :class:`Element` with its index (data
+rows from 0; the header has none), its byte offset in the decompressed file and the position to
+restart from after it, so checkpoints, Range resumes, gzip seek points and reject offsets work
+unchanged. A row ends at a line feed outside quotes: the number of ``"`` since the row began is
+even there (a doubled quote inside a quoted field keeps the count even), so a quoted line break is
+inside a row, never a boundary. Rows end with LF or CRLF; the last may have no line break.
+
+A run that continues from the middle of the file reads the header again from byte 0 (``reopen``),
+and counts the lines before its start only if a row is rejected (for the reject's line number).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+from .csv_types import HeaderError, Schema
+from .objects import Invalid, Kind
+from .ports import UnreadableInput
+from .reader import BOM, CHUNK_SIZE, MAX_ELEMENT_BYTES, Element, JsonSyntaxError, Position, _Buffer, _skip_bom
+
+_QUOTE = 0x22
+
+
+class CsvError(UnreadableInput):
+    """The file cannot be imported as CSV (its header, mostly); nothing of it is sent."""
+
+    reason = "invalid_csv"
+
+    def __init__(self, offset: int, message: str) -> None:
+        super().__init__(offset, message)
+        self.args = (f"invalid CSV at byte {offset}: {message}",)
+
+
+class _Rows:
+    """Raw rows: (offset, end, bytes without the line break, line breaks inside, too long)."""
+
+    def __init__(self, chunks: Iterable[bytes], offset: int) -> None:
+        self.buf = _Buffer(chunks, offset)
+        self.pos = 0
+
+    def __iter__(self) -> Iterator[tuple[int, int, bytes | None, int]]:
+        buf = self.buf
+        pos = self.pos
+        while True:
+            data = buf.data
+            nl = data.find(b"\n", pos)
+            if nl >= 0 and data.find(b'"', pos, nl) < 0:  # the common row: no quotes at all
+                yield buf.base + pos, buf.base + nl + 1, data[pos:nl] if nl - pos <= MAX_ELEMENT_BYTES else None, 0
+                pos = nl + 1
+                if pos > CHUNK_SIZE:
+                    buf.drop_before(pos)
+                    pos = 0
+                continue
+            # A quoted row, or the window ends inside a row: find the line feed where quotes balance.
+            quotes = 0
+            scan = pos
+            inner = 0
+            while True:
+                data = buf.data
+                nl = data.find(b"\n", scan)
+                if nl < 0:
+                    if len(data) - pos > MAX_ELEMENT_BYTES:
+                        yield from self._skip_long(pos, quotes, scan, inner)
+                        pos = self.pos
+                        break
+                    if not buf.fill():
+                        if pos < len(buf.data):
+                            yield buf.base + pos, buf.base + len(buf.data), buf.data[pos:], inner
+                        self.pos = len(buf.data)
+                        return
+                    continue
+                quotes += data.count(b'"', scan, nl)
+                if quotes % 2 == 0:
+                    raw = data[pos:nl] if nl - pos <= MAX_ELEMENT_BYTES else None
+                    yield buf.base + pos, buf.base + nl + 1, raw, inner
+                    pos = nl + 1
+                    break
+                inner += 1
+                scan = nl + 1
+            if pos > CHUNK_SIZE:
+                buf.drop_before(pos)
+                pos = 0
+
+    def _skip_long(self, pos: int, quotes: int, scan: int, inner: int) -> Iterator[tuple[int, int, None, int]]:
+        """A row longer than any request: delimit it exactly, keep none of it."""
+        buf = self.buf
+        offset = buf.base + pos
+        buf.drop_before(scan)
+        scan = 0
+        while True:
+            data = buf.data
+            nl = data.find(b"\n", scan)
+            if nl < 0:
+                quotes += data.count(b'"', scan)
+                buf.drop_before(len(data))
+                scan = 0
+                if not buf.fill():
+                    yield offset, buf.base, None, inner
+                    self.pos = 0
+                    return
+                continue
+            quotes += data.count(b'"', scan, nl)
+            if quotes % 2 == 0:
+                yield offset, buf.base + nl + 1, None, inner
+                self.pos = nl + 1
+                return
+            inner += 1
+            scan = nl + 1
+
+
+def _split(text: str) -> list[str]:
+    if '"' not in text:
+        return text.split(",")
+    return next(csv.reader([text], strict=True))
+
+
+def _cells(raw: bytes) -> tuple[list[str] | None, str | None]:
+    """The row's cells, or why it has none."""
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "row is not valid UTF-8"
+    try:
+        return _split(text), None
+    except csv.Error:
+        return None, "malformed quoting: a quoted field must be closed and followed by a comma or the line end"
+
+
+def read_header(chunks: Iterable[bytes], casts: Mapping[str, str] | None = None) -> tuple[Schema, _Rows]:
+    """The schema from the file's first row, and the rows after it."""
+    rows = _Rows(chunks, 0)
+    try:
+        _skip_bom(rows.buf)
+    except JsonSyntaxError as exc:
+        raise CsvError(exc.offset, exc.message) from None
+    for offset, end, raw, _inner in iter(rows):
+        if raw is None:
+            raise CsvError(offset, f"the header row is longer than {MAX_ELEMENT_BYTES} bytes")
+        if not raw.strip(b"\r \t"):
+            continue  # blank lines before the header
+        cells, error = _cells(raw)
+        if cells is None:
+            raise CsvError(offset, f"the header row: {error}")
+        try:
+            schema = Schema.from_header([c.strip() for c in cells], casts)
+        except HeaderError as exc:
+            raise CsvError(offset, str(exc)) from None
+        rows.pos = end - rows.buf.base  # the next pass over ``rows`` starts after the header
+        return schema, rows
+    raise CsvError(rows.buf.base + len(rows.buf.data), "the file is empty: a header row is required")
+
+
+def iter_rows(
+    chunks: Iterable[bytes],
+    start: Position,
+    casts: Mapping[str, str] | None = None,
+    reopen: Callable[[], Iterable[bytes]] | None = None,
+) -> Iterator[Element]:
+    """Yield every data row from ``start`` on, in order, with its index and offset.
+
+    ``chunks`` is the decompressed stream from ``start.offset``; a start other than byte 0 must be
+    a row boundary after the header (as a previous run's :class:`Position` is), and ``reopen``
+    gives the stream from byte 0 again, for the header. Raises :class:`CsvError` when the header
+    cannot be imported; a bad row is yielded with ``error`` set and reading goes on.
+    """
+    if start.offset == 0:
+        schema, rows = read_header(chunks, casts)
+        line_base: int | None = 0  # the lines before each row are counted as rows are read
+        lines = _header_lines(rows)
+    else:
+        if reopen is None:
+            raise ValueError("a CSV run continued mid-file needs the file from byte 0 for its header")
+        schema, _ = read_header(reopen(), casts)
+        rows = _Rows(chunks, start.offset)
+        line_base = None  # counted from byte 0 if a reject needs it
+        lines = 0
+    width = len(schema.columns)
+    row_of = schema.row
+    index = start.index
+    error: str | None
+    for offset, end, raw, inner in rows:
+        line = lines
+        lines += 1 + inner
+        if raw is None:
+            error = f"row longer than {MAX_ELEMENT_BYTES} bytes"
+        elif not raw or raw == b"\r":
+            continue  # blank lines are no rows
+        else:
+            cells, error = _cells(raw)
+            if cells is not None:
+                if len(cells) != width:
+                    error = f"row has {len(cells)} fields, the header has {width}"
+                else:
+                    try:
+                        value = row_of(cells)
+                    except Invalid as exc:
+                        error = exc.reason
+                    else:
+                        here, after = Position(offset, index), Position(end, index + 1)
+                        if value is None:
+                            yield Element(index, here, after, len(raw), None, kind=Kind.ATTRIBUTES, skipped=True)
+                        else:
+                            yield Element(index, here, after, len(raw), value, kind=Kind.ATTRIBUTES)
+                        index += 1
+                        continue
+        if line_base is None:
+            line_base = _lines_before(reopen, start.offset) if reopen is not None else 0
+        here, after = Position(offset, index), Position(end, index + 1)
+        yield Element(index, here, after, 0, error=error or "unreadable row", kind=Kind.ATTRIBUTES, line=line_base + line + 1)
+        index += 1
+
+
+def _header_lines(rows: _Rows) -> int:
+    """Lines up to the end of the header: line feeds before the first data row."""
+    return rows.buf.data.count(b"\n", 0, rows.pos)
+
+
+def _lines_before(reopen: Callable[[], Iterable[bytes]], offset: int) -> int:
+    """Line feeds in the file before ``offset``: read once, and only when a row is rejected."""
+    count = 0
+    seen = 0
+    for chunk in reopen():
+        take = min(len(chunk), offset - seen)
+        count += chunk.count(b"\n", 0, take)
+        seen += take
+        if seen >= offset:
+            break
+    return count
+
+
+__all__ = ["BOM", "CsvError", "iter_rows", "read_header"]
