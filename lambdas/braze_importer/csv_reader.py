@@ -211,7 +211,9 @@ def iter_rows(
         if line_base is None:
             line_base = _lines_before(reopen, start.offset) if reopen is not None else 0
         here, after = Position(offset, index), Position(end, index + 1)
-        yield Element(index, here, after, 0, error=error or "unreadable row", kind=Kind.ATTRIBUTES, line=line_base + line + 1)
+        yield Element(
+            index, here, after, 0, error=error or "unreadable row", kind=Kind.ATTRIBUTES, line=line_base + line + 1
+        )
         index += 1
 
 
