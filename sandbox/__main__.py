@@ -28,7 +28,7 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description="Run the pipelines on local services.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    imp = commands.add_parser("import", help="import a JSON / JSON Lines file (optionally .gz) into Braze")
+    imp = commands.add_parser("import", help="import a JSON / JSON Lines / CSV file (optionally .gz) into Braze")
     imp.add_argument("path", type=Path)
     imp.add_argument("--braze-url", help="send to this Braze REST endpoint instead of the built-in emulator")
     imp.add_argument("--braze-api-key", help="Braze REST API key (default: the emulator's key)")
@@ -36,6 +36,9 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     imp.add_argument("--json", action="store_true", help="print only the run report, as one JSON object")
     imp.add_argument("--ambiguous", choices=("resend", "fail"), help="what to do with requests left unanswered")
     imp.add_argument("--max-in-flight", type=int, help="requests in flight at once")
+    imp.add_argument(
+        "--csv-type-cast", metavar="SPEC", help="CSV column types overriding inference: zip=string,level=integer"
+    )
     imp.add_argument("--requests-per-second", type=float, help="this run's share of the Braze rate limit")
     imp.add_argument(
         "--batch-rule",
@@ -133,8 +136,8 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         print(f"error: {args.path} is not a file", file=sys.stderr)
         return 2
     name = args.path.name.removesuffix(".gz")
-    if not name.endswith((".json", ".jsonl", ".ndjson")):
-        print("error: the importer reads .json, .jsonl and .ndjson files, optionally .gz", file=sys.stderr)
+    if not name.endswith((".json", ".jsonl", ".ndjson", ".csv")):
+        print("error: the importer reads .json, .jsonl, .ndjson and .csv files, optionally .gz", file=sys.stderr)
         return 2
     try:
         emulator_settings = json.loads(args.emulator)
@@ -148,6 +151,7 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
             ("MAX_IN_FLIGHT", args.max_in_flight),
             ("REQUESTS_PER_SECOND", args.requests_per_second),
             ("BATCH_RULE", args.batch_rule),
+            ("CSV_TYPE_CAST", args.csv_type_cast),
         )
         if value is not None
     }

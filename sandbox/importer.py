@@ -123,7 +123,7 @@ class ImportSandbox(LocalStack):
         results = self.deliver(event)
         runs = results[0]["runs"] if results else []
         if not runs or runs[0]["status"] == "ignored":
-            raise RuntimeError(f"the importer ignored {path.name}: use .json, .jsonl or .ndjson (optionally .gz)")
+            raise RuntimeError(f"the importer ignored {path.name}: use .json, .jsonl, .ndjson or .csv (optionally .gz)")
         return self.report(runs[0]["run_id"])
 
     def resume(self, run_id: str, *, force: bool = False) -> dict[str, Any]:

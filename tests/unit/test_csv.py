@@ -311,3 +311,36 @@ def test_the_type_cast_setting_reaches_the_rows() -> None:
     deps = make_deps(braze, s3, csv_type_cast={"zip": "string", "flag": "boolean"})
     handle_start(ObjectRef(BUCKET, "incoming/a.csv", "v1", "e"), "a", deps, lambda: True)
     assert braze.stored == [{"external_id": "u1", "zip": "02134", "flag": True}]
+
+
+@pytest.mark.parametrize(
+    "spec", ["zip=string", "zip=string, level=INTEGER,one_or_zero=boolean", "a b=float", "zip", "zip=date", "=string"]
+)
+def test_the_stack_setting_and_the_function_accept_the_same_type_casts(spec: str) -> None:
+    from stacks.config import ConfigError, ImportConfig
+
+    try:
+        parse_cast_spec(spec)
+        accepted = True
+    except ValueError:
+        accepted = False
+    if accepted:
+        assert ImportConfig(csv_type_cast=spec).csv_type_cast == spec
+    else:
+        with pytest.raises(ConfigError, match="csvTypeCast"):
+            ImportConfig(csv_type_cast=spec)
+
+
+def test_a_bad_type_cast_setting_fails_the_function_on_cold_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from braze_importer.settings import Settings
+
+    env = {
+        "BRAZE_REST_ENDPOINT": "https://rest.iad-01.braze.com",
+        "BRAZE_API_KEY_SECRET": "s",
+        "RUNS_TABLE": "t",
+        "IMPORT_BUCKET": "b",
+        "AWS_LAMBDA_FUNCTION_NAME": "f",
+    }
+    assert Settings.model_validate({**env, "CSV_TYPE_CAST": "zip=string"}).csv_casts() == {"zip": "string"}
+    with pytest.raises(ValueError, match="must be one of"):
+        Settings.model_validate({**env, "CSV_TYPE_CAST": "zip=date"})
