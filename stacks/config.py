@@ -15,9 +15,8 @@ class ConfigError(ValueError):
     pass
 
 
-_CSV_CAST = re.compile(
-    r"\s*[^=,\s][^=,]*=\s*(?i:string|integer|float|boolean)\s*(?:,\s*[^=,\s][^=,]*=\s*(?i:string|integer|float|boolean)\s*)*"
-)
+_CAST_PAIR = r"\s*[^=,\s][^=,]*=\s*(?i:string|integer|float|boolean)\s*"
+_CSV_CAST = re.compile(f"{_CAST_PAIR}(?:,{_CAST_PAIR})*")
 
 
 @dataclass(frozen=True, kw_only=True)
