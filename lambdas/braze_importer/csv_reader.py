@@ -14,14 +14,27 @@ and counts the lines before its start only if a row is rejected (for the reject'
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from .csv_types import HeaderError, Schema
 from .objects import Invalid, Kind
 from .ports import UnreadableInput
-from .reader import BOM, CHUNK_SIZE, MAX_ELEMENT_BYTES, Element, JsonSyntaxError, Position, _Buffer, _skip_bom
+from .reader import (
+    BOM,
+    CHUNK_SIZE,
+    MAX_ELEMENT_BYTES,
+    Element,
+    JsonSyntaxError,
+    Position,
+    _Buffer,
+    _LineBlock,
+    _skip_bom,
+)
 
-_QUOTE = 0x22
+BLOCK = -1  # marks a run of whole quote-free rows, one per line
+BLOCK_MIN = 64 << 10  # below this many bytes in the window, rows go one by one
 
 
 class CsvError(UnreadableInput):
@@ -40,12 +53,31 @@ class _Rows:
     def __init__(self, chunks: Iterable[bytes], offset: int) -> None:
         self.buf = _Buffer(chunks, offset)
         self.pos = 0
+        self.blocks = True  # off while the header is read: it is one row, never part of a block
 
     def __iter__(self) -> Iterator[tuple[int, int, bytes | None, int]]:
         buf = self.buf
         pos = self.pos
         while True:
             data = buf.data
+            if self.blocks and (len(data) - pos >= BLOCK_MIN or (buf.eof and pos < len(data))):
+                # Many rows at once when the window holds no quote and no blank line: every line
+                # feed ends a row, and the rows are decoded and split together.
+                end = data.rfind(b"\n", pos)
+                if (
+                    end > pos
+                    and data.find(b'"', pos, end) < 0
+                    and data.find(b"\n\n", pos, end + 1) < 0
+                    and data.find(b"\n\r\n", pos, end + 1) < 0
+                    and data[pos] not in b"\r\n"
+                    and end - pos <= MAX_ELEMENT_BYTES * 4
+                ):
+                    yield buf.base + pos, buf.base + end + 1, data[pos:end], BLOCK
+                    pos = end + 1
+                    if pos > CHUNK_SIZE:
+                        buf.drop_before(pos)
+                        pos = 0
+                    continue
             nl = data.find(b"\n", pos)
             if nl >= 0 and data.find(b'"', pos, nl) < 0:  # the common row: no quotes at all
                 yield buf.base + pos, buf.base + nl + 1, data[pos:nl] if nl - pos <= MAX_ELEMENT_BYTES else None, 0
@@ -114,7 +146,12 @@ class _Rows:
 def _split(text: str) -> list[str]:
     if '"' not in text:
         return text.split(",")
-    return next(csv.reader([text], strict=True))
+    parsed = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    if len(parsed) != 1:
+        # The quotes balance over these lines, yet the csv module ends a row inside them: a quote
+        # in the middle of an unquoted field (5'11" unquoted). Never half a row: all of it is one reject.
+        raise csv.Error("a quote inside an unquoted field")
+    return parsed[0]
 
 
 def _cells(raw: bytes) -> tuple[list[str] | None, str | None]:
@@ -128,12 +165,16 @@ def _cells(raw: bytes) -> tuple[list[str] | None, str | None]:
     try:
         return _split(text), None
     except csv.Error:
-        return None, "malformed quoting: a quoted field must be closed and followed by a comma or the line end"
+        return None, (
+            "malformed quoting: a field with a quote must be quoted whole, its quotes doubled, "
+            "and closed before a comma or the line end"
+        )
 
 
 def read_header(chunks: Iterable[bytes], casts: Mapping[str, str] | None = None) -> tuple[Schema, _Rows]:
     """The schema from the file's first row, and the rows after it."""
     rows = _Rows(chunks, 0)
+    rows.blocks = False
     try:
         _skip_bom(rows.buf)
     except JsonSyntaxError as exc:
@@ -151,6 +192,7 @@ def read_header(chunks: Iterable[bytes], casts: Mapping[str, str] | None = None)
         except HeaderError as exc:
             raise CsvError(offset, str(exc)) from None
         rows.pos = end - rows.buf.base  # the next pass over ``rows`` starts after the header
+        rows.blocks = True
         return schema, rows
     raise CsvError(rows.buf.base + len(rows.buf.data), "the file is empty: a header row is required")
 
@@ -184,6 +226,45 @@ def iter_rows(
     index = start.index
     error: str | None
     for offset, end, raw, inner in rows:
+        if inner == BLOCK:
+            assert raw is not None
+            try:
+                texts = raw.decode("utf-8").split("\n")
+            except UnicodeDecodeError:
+                texts = None  # some line is not UTF-8: those rows go one by one, as rejects
+            block = _LineBlock(offset, raw)
+            anchor, after = Position(offset, index), Position(end, index + raw.count(b"\n") + 1)
+            last = len(texts) - 1 if texts is not None else raw.count(b"\n")
+            size = max(1, len(raw) // (last + 1))
+            for i, line_raw in enumerate(texts if texts is not None else raw.split(b"\n")):
+                value: Any = None
+                error = None
+                cells: list[str] | None
+                if type(line_raw) is str:
+                    cells = (line_raw[:-1] if line_raw.endswith("\r") else line_raw).split(",")
+                else:
+                    cells, error = _cells(line_raw)  # type: ignore[arg-type]
+                if cells is not None:
+                    if len(cells) != width:
+                        error = f"row has {len(cells)} fields, the header has {width}"
+                    else:
+                        try:
+                            value = row_of(cells)
+                        except Invalid as exc:
+                            error = exc.reason
+                next_ = after if i == last else anchor
+                if error is None:
+                    yield Element(
+                        index, anchor, next_, size, value, None, block, i, Kind.ATTRIBUTES, None, value is None
+                    )
+                else:
+                    if line_base is None:
+                        line_base = _lines_before(reopen, start.offset) if reopen is not None else 0
+                    line = line_base + lines + i + 1
+                    yield Element(index, anchor, next_, 0, None, error, block, i, Kind.ATTRIBUTES, line)
+                index += 1
+            lines += last + 1
+            continue
         line = lines
         lines += 1 + inner
         if raw is None:
