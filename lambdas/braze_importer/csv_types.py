@@ -20,7 +20,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .objects import Invalid
@@ -34,6 +34,8 @@ CAST_TYPES = ("string", "integer", "float", "boolean")
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
 _NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_MISSING = object()
+_CACHE_SIZE = 1 << 16
 _INT_RANGE = (-(1 << 63), 1 << 64)
 _INFINITE = (float("inf"), float("-inf"))
 
@@ -45,6 +47,8 @@ class HeaderError(ValueError):
 def infer(cell: str) -> Any:
     """The typed value of a non-empty cell."""
     first = cell[0]
+    if cell.isdigit() and cell.isascii() and len(cell) < 19:  # the common number: a plain integer
+        return int(cell) if first != "0" or len(cell) == 1 else cell
     if first in "-0123456789":
         if _INT.fullmatch(cell):
             if len(cell) < 19:
@@ -142,6 +146,7 @@ class Schema:
     identifier: str  # external_id, braze_id, email, phone or user_alias
     id_positions: tuple[int, ...]  # one position, or (name, label) for a user alias
     attributes: tuple[tuple[int, str, str | None], ...]  # (position, name, cast or "string" or None)
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_header(cls, columns: list[str], casts: Mapping[str, str] | None = None) -> Schema:
@@ -194,12 +199,21 @@ class Schema:
             if not ident:
                 raise Invalid(f"no identifier: {self.identifier} is empty")
             obj = {self.identifier: ident}
+        cache = self._cache
         for i, name, cast in self.attributes:
             cell = cells[i]
             if not cell:
                 continue
             if cast is None:
-                obj[name] = infer(cell)
+                # Columns repeat their values (tiers, flags, cities): each distinct cell is typed once.
+                value = cache.get(cell, _MISSING)
+                if value is _MISSING:
+                    value = infer(cell)
+                    if type(value) is not list:  # a list is mutable: never shared between objects
+                        if len(cache) >= _CACHE_SIZE:
+                            cache.clear()
+                        cache[cell] = value
+                obj[name] = value
             elif cast == "string":
                 obj[name] = cell
             else:
