@@ -35,6 +35,7 @@ from .reader import (
 
 BLOCK = -1  # marks a run of whole quote-free rows, one per line
 BLOCK_MIN = 64 << 10  # below this many bytes in the window, rows go one by one
+BLOCK_ROWS = 8  # fewer rows than this before a quote go one by one
 
 
 class CsvError(UnreadableInput):
@@ -58,26 +59,34 @@ class _Rows:
     def __iter__(self) -> Iterator[tuple[int, int, bytes | None, int]]:
         buf = self.buf
         pos = self.pos
+        retry_at = 0  # absolute offset before which no block is tried again
         while True:
             data = buf.data
-            if self.blocks and (len(data) - pos >= BLOCK_MIN or (buf.eof and pos < len(data))):
-                # Many rows at once when the window holds no quote and no blank line: every line
-                # feed ends a row, and the rows are decoded and split together.
-                end = data.rfind(b"\n", pos)
-                if (
-                    end > pos
-                    and data.find(b'"', pos, end) < 0
-                    and data.find(b"\n\n", pos, end + 1) < 0
-                    and data.find(b"\n\r\n", pos, end + 1) < 0
-                    and data[pos] not in b"\r\n"
-                    and end - pos <= MAX_ELEMENT_BYTES * 4
-                ):
+            if (
+                self.blocks
+                and buf.base + pos >= retry_at
+                and (len(data) - pos >= BLOCK_MIN or (buf.eof and pos < len(data)))
+                and data[pos] not in b"\r\n"
+            ):
+                # Many rows at once: the rows up to the first quote or blank line, where every line
+                # feed ends a row; they are decoded and split together.
+                end = data.rfind(b"\n", pos, pos + MAX_ELEMENT_BYTES)
+                stop = data.find(b'"', pos, end) if end > pos else -1
+                if stop >= 0:
+                    end = data.rfind(b"\n", pos, stop)
+                for blank in (data.find(b"\n\n", pos, end + 1), data.find(b"\n\r\n", pos, end + 1)):
+                    if blank >= 0 and end > pos:
+                        end = min(end, blank)
+                        stop = blank
+                if end > pos and data.count(b"\n", pos, end) >= BLOCK_ROWS - 1:
                     yield buf.base + pos, buf.base + end + 1, data[pos:end], BLOCK
                     pos = end + 1
                     if pos > CHUNK_SIZE:
                         buf.drop_before(pos)
                         pos = 0
                     continue
+                # Too few rows before a quote: go row by row at least up to it.
+                retry_at = buf.base + (stop if stop >= 0 else max(end, pos) + 1)
             nl = data.find(b"\n", pos)
             if nl >= 0 and data.find(b'"', pos, nl) < 0:  # the common row: no quotes at all
                 yield buf.base + pos, buf.base + nl + 1, data[pos:nl] if nl - pos <= MAX_ELEMENT_BYTES else None, 0

@@ -131,7 +131,11 @@ def test_every_row_is_read_once_with_its_index_offset_and_line_from_any_continua
 ) -> None:
     file = csv_file(items, seed, bom, crlf, final_newline)
     # Small block thresholds, so rows are also read many at once (quote-free windows) on small examples.
-    with mock.patch.object(csv_reader, "CHUNK_SIZE", drop_after), mock.patch.object(csv_reader, "BLOCK_MIN", block_min):
+    with (
+        mock.patch.object(csv_reader, "CHUNK_SIZE", drop_after),
+        mock.patch.object(csv_reader, "BLOCK_MIN", block_min),
+        mock.patch.object(csv_reader, "BLOCK_ROWS", 1 if block_min == 1 else 8),
+    ):
         read = list(iter_rows(pieces(file.data, sizes), START))
         check(read, file)
         for k in pick:
