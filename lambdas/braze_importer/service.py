@@ -409,7 +409,7 @@ def handle_start(ref: ObjectRef, owner: str, deps: Deps, keep_going: Callable[[]
     run_id = run_id_for(ref.bucket, ref.key, ref.version_id, ref.etag)
     fmt = format_for(ref.key)
     if fmt is None:
-        return InvocationResult(run_id, "ignored")  # e.g. a .csv.gz let through by the .gz filter
+        return InvocationResult(run_id, "ignored")  # e.g. a .tsv.gz let through by the .gz filter
     run = start(ref, fmt, owner, deps)
     if run is None:
         return InvocationResult(run_id, "duplicate")
