@@ -89,6 +89,9 @@ def main() -> None:
     b = run("bench.bulk_upload", "10", str(large_mb))
     b_small, b_large = b["10"], b[str(large_mb)]
     cap = run("bench.capture", os.environ.get("BENCH_CAPTURE_REQUESTS", "1000"))
+    v = run("bench.csv_import", "throughput", os.environ.get("BENCH_CSV_ROWS", "200000"))
+    v_small = run("bench.csv_import", "rss", "10")
+    v_large = run("bench.csv_import", "rss", str(large_mb))
     rows = [
         ("(a) loopback, no rate limit", f"{t['a_importer']:,.0f} obj/s",
          f"bare ijson + batch + send: {t['a_bare']:,.0f} obj/s", t["a_importer"] / t["a_bare"], "≥ 0.8"),
@@ -168,6 +171,15 @@ def main() -> None:
         ("capture front p99, authorizer run per request", f"{cap['front_cold_decision']['p99_ms']:.1f} ms",
          f"bare put_events: {cap['bare']['p99_ms']:.1f} ms",
          cap["front_cold_decision"]["p99_ms"] - cap["bare"]["p99_ms"], "for scale (ms added)"),
+        (f"CSV import, {v['rows']:,} attribute rows, no rate limit", f"{v['import_csv']:,.0f} obj/s",
+         f"the same rows as JSON Lines: {v['import_jsonl']:,.0f} obj/s", v["import_csv"] / v["import_jsonl"], "≥ 0.8"),
+        ("CSV import vs Braze's CSV Lambda (published)", f"{v['import_csv']:,.0f} rows/s",
+         f"~{v['braze_csv_lambda']:,} rows/s", v["import_csv"] / v["braze_csv_lambda"], "≥ 20"),
+        ("CSV reader alone (frame, decode, type)", f"{v['read_csv']:,.0f} rows/s",
+         f"JSON Lines reader, same rows: {v['read_jsonl']:,.0f} obj/s", v["read_csv"] / v["read_jsonl"], "for scale"),
+        (f"peak RSS, {v_large['file_bytes'] / 1e6:,.0f} MB CSV", f"{v_large['peak_rss_mb']:.0f} MB",
+         f"{v_small['file_bytes'] / 1e6:,.0f} MB CSV: {v_small['peak_rss_mb']:.0f} MB",
+         v_large["peak_rss_mb"] - v_small["peak_rss_mb"], "within 20 MB (difference)"),
     ]  # fmt: skip
     lines = [
         f"Measured {started} on {machine()}; {objects:,} objects ({t['file_bytes'] / 1e6:.0f} MB JSON array).",
@@ -200,6 +212,7 @@ def main() -> None:
                 "currents_period": cp,
                 "bulk_upload": b,
                 "capture": cap,
+                "csv_import": {"throughput": v, "rss_small": v_small, "rss_large": v_large},
             },
             indent=2,
         )

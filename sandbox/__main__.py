@@ -28,7 +28,7 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description="Run the pipelines on local services.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    imp = commands.add_parser("import", help="import JSON / JSON Lines files (optionally .gz) into Braze")
+    imp = commands.add_parser("import", help="import JSON / JSON Lines / CSV files (optionally .gz) into Braze")
     imp.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="several files run at once, as separate runs")
     imp.add_argument("--braze-url", help="send to this Braze REST endpoint instead of the built-in emulator")
     imp.add_argument("--braze-api-key", help="Braze REST API key (default: the emulator's key)")
@@ -44,6 +44,9 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         help="the workspace's /users/track limit, shared by the runs (default 1000)",
     )  # fmt: skip
     imp.add_argument("--requests-per-second", type=float, help="an optional ceiling for each run, below its share")
+    imp.add_argument(
+        "--csv-type-cast", metavar="SPEC", help="CSV column types overriding inference: zip=string,level=integer"
+    )
     imp.add_argument(
         "--batch-rule",
         choices=("combined", "combined_50", "per_array"),
@@ -156,8 +159,9 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         if not path.is_file():
             print(f"error: {path} is not a file", file=sys.stderr)
             return 2
-        if not path.name.removesuffix(".gz").endswith((".json", ".jsonl", ".ndjson")):
-            print(f"error: {path}: the importer reads .json, .jsonl and .ndjson files, optionally .gz", file=sys.stderr)
+        if not path.name.removesuffix(".gz").endswith((".json", ".jsonl", ".ndjson", ".csv")):
+            formats = ".json, .jsonl, .ndjson and .csv files, optionally .gz"
+            print(f"error: {path}: the importer reads {formats}", file=sys.stderr)
             return 2
     try:
         emulator_settings = json.loads(args.emulator)
@@ -172,6 +176,7 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
             ("WORKSPACE_REQUESTS_PER_SECOND", args.workspace_requests_per_second),
             ("REQUESTS_PER_SECOND", args.requests_per_second or None),  # 0: no ceiling, so nothing
             ("BATCH_RULE", args.batch_rule),
+            ("CSV_TYPE_CAST", args.csv_type_cast),
         )
         if value is not None
     }

@@ -132,7 +132,7 @@ class ImportSandbox(LocalStack):
         results = self.deliver(event)
         runs = results[0]["runs"] if results else []
         if not runs or runs[0]["status"] == "ignored":
-            raise RuntimeError(f"the importer ignored {path.name}: use .json, .jsonl or .ndjson (optionally .gz)")
+            raise RuntimeError(f"the importer ignored {path.name}: use .json, .jsonl, .ndjson or .csv (optionally .gz)")
         return self.report(runs[0]["run_id"])
 
     def import_files(self, paths: list[Path]) -> list[dict[str, Any]]:

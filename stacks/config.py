@@ -15,6 +15,10 @@ class ConfigError(ValueError):
     pass
 
 
+_CAST_PAIR = r"\s*[^=,\s][^=,]*=\s*(?i:string|integer|float|boolean)\s*"
+_CSV_CAST = re.compile(f"{_CAST_PAIR}(?:,{_CAST_PAIR})*")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ImportConfig:
     braze_rest_endpoint: str = "https://rest.iad-01.braze.com"
@@ -36,8 +40,14 @@ class ImportConfig:
     memory_mb: int = 1769
     output_retention_days: int = 90
     log_retention_days: int = 90
+    csv_type_cast: str = ""  # CSV column types overriding inference: "zip=string,level=integer"
 
     def __post_init__(self) -> None:
+        if self.csv_type_cast and not _CSV_CAST.fullmatch(self.csv_type_cast):
+            raise ConfigError(
+                "import csvTypeCast must be column=type pairs separated by commas, "
+                "each type one of string, integer, float, boolean (e.g. zip=string,level=integer)"
+            )
         prefixes = (self.reports_prefix, self.rejects_prefix, self.failed_prefix)
         if not self.incoming_prefix.endswith("/") or any(not p.endswith("/") for p in prefixes):
             raise ConfigError("import prefixes must end with '/'")

@@ -73,6 +73,7 @@ class Counters:
     throttled: int = 0
     splits: int = 0
     waits_capped: int = 0  # rate-limit waits cut to max_wait_seconds, or implausible values ignored
+    skipped: int = 0  # CSV rows holding nothing but their identifier: nothing to send
 
     def add(self, other: Counters) -> Counters:
         return Counters(**{k: v + getattr(other, k) for k, v in asdict(self).items()})
@@ -606,19 +607,29 @@ class Pump:
 
     def _admit(self, element: Element) -> Item | None:
         if element.error is not None:
-            self._reject(element.index, element.offset, "json", element.error)
+            source = "json" if element.line is None else "csv"
+            self._reject(element.index, element.offset, source, element.error, element.line)
             return None
-        try:
-            kind = classify(element.value)
-        except Invalid as exc:
-            self._reject(element.index, element.offset, "validation", exc.reason)
-            return None
+        if element.kind is not None:  # a CSV row, typed and checked by its reader
+            if element.skipped:
+                self.counters.skipped += 1
+                return None
+            kind = element.kind
+        else:
+            try:
+                kind = classify(element.value)
+            except Invalid as exc:
+                self._reject(element.index, element.offset, "validation", exc.reason)
+                return None
         self._unsettled[element.index] = element.anchor
         return Item(element.index, element, kind, element.value, element.size)
 
-    def _reject(self, index: int, offset: int, source: str, reason: str) -> None:
+    def _reject(self, index: int, offset: int, source: str, reason: str, line: int | None = None) -> None:
         self.counters.rejected += 1
-        self._on_reject({"index": index, "offset": offset, "source": source, "reason": reason})
+        record: dict[str, Any] = {"index": index, "offset": offset, "source": source, "reason": reason}
+        if line is not None:
+            record["line"] = line
+        self._on_reject(record)
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -758,7 +769,7 @@ class Pump:
     def _reject_items(self, items: list[Item], source: str, reasons: dict[int, str]) -> None:
         for item in items:
             del self._unsettled[item.index]
-            self._reject(item.index, item.element.offset, source, f"Braze: {reasons[item.index]}")
+            self._reject(item.index, item.element.offset, source, f"Braze: {reasons[item.index]}", item.element.line)
 
     def _accept(self, batch: Batch, answer: BrazeAnswer) -> None:
         refused = self._refused(batch, answer)
@@ -768,12 +779,12 @@ class Pump:
             if reason is None:
                 self.counters.accepted += 1
             else:
-                self._reject(item.index, item.element.offset, "braze", reason)
+                self._reject(item.index, item.element.offset, "braze", reason, item.element.line)
 
     def _reject_batch(self, batch: Batch, source: str, reason: str) -> None:
         for item in batch.items:
             del self._unsettled[item.index]
-            self._reject(item.index, item.element.offset, source, reason)
+            self._reject(item.index, item.element.offset, source, reason, item.element.line)
 
     def _fail(self, batch: Batch, reason: str) -> None:
         self.failure_reasons[reason] = self.failure_reasons.get(reason, 0) + len(batch.items)

@@ -77,6 +77,7 @@ def _deps() -> Deps:
         policy=settings.policy(),
         layout=settings.layout(),
         max_hops=settings.max_hops,
+        csv_type_cast=settings.csv_casts(),
     )
 
 

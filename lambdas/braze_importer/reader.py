@@ -107,6 +107,7 @@ def _exact_int(text: str) -> Any:
 class Format(Enum):
     ARRAY = "array"
     LINES = "lines"
+    CSV = "csv"  # read by csv_reader.iter_rows
 
 
 class JsonSyntaxError(UnreadableInput):
@@ -167,6 +168,11 @@ class Element:
     error: str | None = None  # set when the element could not be kept or decoded
     block: _Block | _LineBlock | None = None
     block_index: int = 0
+    # CSV rows: always attributes objects; a reject names the row's line; a row holding only
+    # its identifier is no object but counted as skipped.
+    kind: str | None = None
+    line: int | None = None
+    skipped: bool = False
 
     @property
     def offset(self) -> int:

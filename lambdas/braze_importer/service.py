@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from .csv_reader import iter_rows
 from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy, Share
 from .ports import (
     Clock,
@@ -71,6 +72,7 @@ class Deps:
     active_runs: ActiveRuns | None = None  # None: the run takes the whole workspace figure
     share_refresh_seconds: float = 1.0  # how often a run renews its note and re-reads its share
     share_lease_seconds: float = 6.0  # a crashed run's share goes back to the others after this
+    csv_type_cast: dict[str, str] = field(default_factory=dict)  # CSV column -> string|integer|float|boolean
 
 
 @dataclass(slots=True)
@@ -82,8 +84,10 @@ class InvocationResult:
 
 
 def format_for(key: str) -> Format | None:
-    """JSON Lines by suffix; a ``.json`` must be an array. None for keys this importer ignores."""
+    """JSON Lines or CSV by suffix; a ``.json`` must be an array. None for keys this importer ignores."""
     name = key[:-3] if key.endswith(".gz") else key
+    if name.endswith(".csv"):
+        return Format.CSV
     if name.endswith((".jsonl", ".ndjson")):
         return Format.LINES
     if name.endswith(".json"):
@@ -150,7 +154,12 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
             on_point=seeks.seen if seeks.store else None,
         )
     )
-    elements = iter_elements(chunks, Format(run.format), checkpoint.position)
+    if run.format == Format.CSV.value:
+        # A continuation reads the header again from byte 0 (and the lines before it, for a reject).
+        reopen = lambda: deps.source.chunks(ref, 0, bool(run.gzip))  # noqa: E731
+        elements = iter_rows(chunks, checkpoint.position, deps.csv_type_cast, reopen)
+    else:
+        elements = iter_elements(chunks, Format(run.format), checkpoint.position)
     base_counters = Counters.from_dict(run.counters)
     base_reasons = dict(run.failure_reasons)
     base_seconds = run.active_seconds
@@ -497,7 +506,7 @@ def handle_start(ref: ObjectRef, owner: str, deps: Deps, keep_going: Callable[[]
     run_id = run_id_for(ref.bucket, ref.key, ref.version_id, ref.etag)
     fmt = format_for(ref.key)
     if fmt is None:
-        return InvocationResult(run_id, "ignored")  # e.g. a .csv.gz let through by the .gz filter
+        return InvocationResult(run_id, "ignored")  # e.g. a .tsv.gz let through by the .gz filter
     run = start(ref, fmt, owner, deps)
     if run is None:
         return InvocationResult(run_id, "duplicate")

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .csv_types import parse_cast_spec
 from .engine import AmbiguousPolicy, BatchRule, SendPolicy
 from .service import Layout
 
@@ -37,6 +38,8 @@ class Settings(BaseModel):
     # Runs active at once, bounded by slot records in the runs table; 0 = no bound.
     max_concurrent_runs: int = Field(0, ge=0, le=100, alias="MAX_CONCURRENT_RUNS")
     function_name: str = Field(alias="AWS_LAMBDA_FUNCTION_NAME")
+    # Per-column types for CSV files, overriding inference: "zip=string,level=integer".
+    csv_type_cast: str = Field("", alias="CSV_TYPE_CAST")
 
     @field_validator("requests_per_second", mode="before")
     @classmethod
@@ -63,6 +66,15 @@ class Settings(BaseModel):
     @classmethod
     def _prefix(cls, value: str) -> str:
         return value if not value or value.endswith("/") else value + "/"
+
+    @field_validator("csv_type_cast")
+    @classmethod
+    def _casts(cls, value: str) -> str:
+        parse_cast_spec(value)  # raises ValueError naming the bad part
+        return value
+
+    def csv_casts(self) -> dict[str, str]:
+        return parse_cast_spec(self.csv_type_cast)
 
     def policy(self) -> SendPolicy:
         return SendPolicy(

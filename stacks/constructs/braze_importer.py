@@ -22,7 +22,7 @@ from .dead_letter_queue import dead_letter_queue
 from .python_function import PythonFunction
 from .table import keyed_table
 
-SUFFIXES = (".json", ".jsonl", ".ndjson", ".gz")
+SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".gz")  # .gz covers .csv.gz and .jsonl.gz
 METRICS_NAMESPACE = "BrazeImport"
 SWEEP_EVERY = Duration.minutes(1)
 
@@ -70,6 +70,7 @@ class BrazeImporter(Construct):
                 "MAX_ATTEMPTS": str(config.max_attempts),
                 "MAX_HOPS": str(config.max_hops),
                 "MAX_CONCURRENT_RUNS": str(config.max_concurrent_runs),
+                "CSV_TYPE_CAST": config.csv_type_cast,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
             # Long imports continue in fresh invocations of this function; the run records and

@@ -114,8 +114,8 @@ def test_invalid_json_reports_the_position(tmp_path: Path) -> None:
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert run_cli("import")[0] == 2
     assert run_cli("import", str(tmp_path / "missing.json"), "--json")[0] == 2
-    (tmp_path / "data.csv").write_text("a,b\n")
-    assert run_cli("import", str(tmp_path / "data.csv"), "--json")[0] == 2
+    (tmp_path / "data.tsv").write_text("a,b\n")
+    assert run_cli("import", str(tmp_path / "data.tsv"), "--json")[0] == 2
 
 
 def test_a_per_run_ceiling_of_zero_means_none(sample_file: Path) -> None:

@@ -72,7 +72,7 @@ def test_notifications_only_for_incoming_json_suffixes(template: dict[str, Any])
         {r["Name"]: r["Value"] for r in c["Filter"]["Key"]["FilterRules"]}
         for c in notifications["LambdaFunctionConfigurations"]
     ]
-    assert sorted(f["suffix"] for f in filters) == [".gz", ".json", ".jsonl", ".ndjson"]
+    assert sorted(f["suffix"] for f in filters) == [".csv", ".gz", ".json", ".jsonl", ".ndjson"]
     assert {f["prefix"] for f in filters} == {"incoming/"}
 
 

@@ -1,0 +1,328 @@
+"""Streaming RFC 4180 reader that knows where every row starts.
+
+The same contract as the JSON reader: each data row is an :class:`Element` with its index (data
+rows from 0; the header has none), its byte offset in the decompressed file and the position to
+restart from after it, so checkpoints, Range resumes, gzip seek points and reject offsets work
+unchanged. A row ends at a line feed outside quotes: the number of ``"`` since the row began is
+even there (a doubled quote inside a quoted field keeps the count even), so a quoted line break is
+inside a row, never a boundary. Rows end with LF or CRLF; the last may have no line break.
+
+A run that continues from the middle of the file reads the header again from byte 0 (``reopen``),
+and counts the lines before its start only if a row is rejected (for the reject's line number).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from .csv_types import HeaderError, Schema
+from .objects import Invalid, Kind
+from .ports import UnreadableInput
+from .reader import (
+    BOM,
+    CHUNK_SIZE,
+    MAX_ELEMENT_BYTES,
+    Element,
+    JsonSyntaxError,
+    Position,
+    _Buffer,
+    _LineBlock,
+    _skip_bom,
+)
+
+BLOCK = -1  # marks a run of whole quote-free rows, one per line
+BLOCK_MIN = 64 << 10  # below this many bytes in the window, rows go one by one
+BLOCK_ROWS = 8  # fewer rows than this before a quote go one by one
+
+
+class CsvError(UnreadableInput):
+    """The file cannot be imported as CSV (its header, mostly); nothing of it is sent."""
+
+    reason = "invalid_csv"
+
+    def __init__(self, offset: int, message: str) -> None:
+        super().__init__(offset, message)
+        self.args = (f"invalid CSV at byte {offset}: {message}",)
+
+
+class _Rows:
+    """Raw rows: (offset, end, bytes without the line break, line breaks inside, too long)."""
+
+    def __init__(self, chunks: Iterable[bytes], offset: int) -> None:
+        self.buf = _Buffer(chunks, offset)
+        self.pos = 0
+        self.blocks = True  # off while the header is read: it is one row, never part of a block
+
+    def __iter__(self) -> Iterator[tuple[int, int, bytes | None, int]]:
+        buf = self.buf
+        pos = self.pos
+        retry_at = 0  # absolute offset before which no block is tried again
+        while True:
+            data = buf.data
+            if (
+                self.blocks
+                and buf.base + pos >= retry_at
+                and (len(data) - pos >= BLOCK_MIN or (buf.eof and pos < len(data)))
+                and data[pos] not in b"\r\n"
+            ):
+                # Many rows at once: the rows up to the first quote or blank line, where every line
+                # feed ends a row; they are decoded and split together.
+                end = data.rfind(b"\n", pos, pos + MAX_ELEMENT_BYTES)
+                stop = data.find(b'"', pos, end) if end > pos else -1
+                if stop >= 0:
+                    end = data.rfind(b"\n", pos, stop)
+                for blank in (data.find(b"\n\n", pos, end + 1), data.find(b"\n\r\n", pos, end + 1)):
+                    if blank >= 0 and end > pos:
+                        end = min(end, blank)
+                        stop = blank
+                if end > pos and data.count(b"\n", pos, end) >= BLOCK_ROWS - 1:
+                    yield buf.base + pos, buf.base + end + 1, data[pos:end], BLOCK
+                    pos = end + 1
+                    if pos > CHUNK_SIZE:
+                        buf.drop_before(pos)
+                        pos = 0
+                    continue
+                # Too few rows before a quote: go row by row at least up to it.
+                retry_at = buf.base + (stop if stop >= 0 else max(end, pos) + 1)
+            nl = data.find(b"\n", pos)
+            if nl >= 0 and data.find(b'"', pos, nl) < 0:  # the common row: no quotes at all
+                yield buf.base + pos, buf.base + nl + 1, data[pos:nl] if nl - pos <= MAX_ELEMENT_BYTES else None, 0
+                pos = nl + 1
+                if pos > CHUNK_SIZE:
+                    buf.drop_before(pos)
+                    pos = 0
+                continue
+            # A quoted row, or the window ends inside a row: find the line feed where quotes balance.
+            quotes = 0
+            scan = pos
+            inner = 0
+            while True:
+                data = buf.data
+                nl = data.find(b"\n", scan)
+                if nl < 0:
+                    if len(data) - pos > MAX_ELEMENT_BYTES:
+                        yield from self._skip_long(pos, quotes, scan, inner)
+                        pos = self.pos
+                        break
+                    if not buf.fill():
+                        if pos < len(buf.data):
+                            yield buf.base + pos, buf.base + len(buf.data), buf.data[pos:], inner
+                        self.pos = len(buf.data)
+                        return
+                    continue
+                quotes += data.count(b'"', scan, nl)
+                if quotes % 2 == 0:
+                    raw = data[pos:nl] if nl - pos <= MAX_ELEMENT_BYTES else None
+                    yield buf.base + pos, buf.base + nl + 1, raw, inner
+                    pos = nl + 1
+                    break
+                inner += 1
+                scan = nl + 1
+            if pos > CHUNK_SIZE:
+                buf.drop_before(pos)
+                pos = 0
+
+    def _skip_long(self, pos: int, quotes: int, scan: int, inner: int) -> Iterator[tuple[int, int, None, int]]:
+        """A row longer than any request: delimit it exactly, keep none of it."""
+        buf = self.buf
+        offset = buf.base + pos
+        buf.drop_before(scan)
+        scan = 0
+        while True:
+            data = buf.data
+            nl = data.find(b"\n", scan)
+            if nl < 0:
+                quotes += data.count(b'"', scan)
+                buf.drop_before(len(data))
+                scan = 0
+                if not buf.fill():
+                    yield offset, buf.base, None, inner
+                    self.pos = 0
+                    return
+                continue
+            quotes += data.count(b'"', scan, nl)
+            if quotes % 2 == 0:
+                yield offset, buf.base + nl + 1, None, inner
+                self.pos = nl + 1
+                return
+            inner += 1
+            scan = nl + 1
+
+
+def _split(text: str) -> list[str]:
+    if '"' not in text:
+        return text.split(",")
+    parsed = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    if len(parsed) != 1:
+        # The quotes balance over these lines, yet the csv module ends a row inside them: a quote
+        # in the middle of an unquoted field (5'11" unquoted). Never half a row: all of it is one reject.
+        raise csv.Error("a quote inside an unquoted field")
+    return parsed[0]
+
+
+def _cells(raw: bytes) -> tuple[list[str] | None, str | None]:
+    """The row's cells, or why it has none."""
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "row is not valid UTF-8"
+    try:
+        return _split(text), None
+    except csv.Error:
+        return None, (
+            "malformed quoting: a field with a quote must be quoted whole, its quotes doubled, "
+            "and closed before a comma or the line end"
+        )
+
+
+def read_header(chunks: Iterable[bytes], casts: Mapping[str, str] | None = None) -> tuple[Schema, _Rows]:
+    """The schema from the file's first row, and the rows after it."""
+    rows = _Rows(chunks, 0)
+    rows.blocks = False
+    try:
+        _skip_bom(rows.buf)
+    except JsonSyntaxError as exc:
+        raise CsvError(exc.offset, exc.message) from None
+    for offset, end, raw, _inner in iter(rows):
+        if raw is None:
+            raise CsvError(offset, f"the header row is longer than {MAX_ELEMENT_BYTES} bytes")
+        if not raw.strip(b"\r \t"):
+            continue  # blank lines before the header
+        cells, error = _cells(raw)
+        if cells is None:
+            raise CsvError(offset, f"the header row: {error}")
+        try:
+            schema = Schema.from_header([c.strip() for c in cells], casts)
+        except HeaderError as exc:
+            raise CsvError(offset, str(exc)) from None
+        rows.pos = end - rows.buf.base  # the next pass over ``rows`` starts after the header
+        rows.blocks = True
+        return schema, rows
+    raise CsvError(rows.buf.base + len(rows.buf.data), "the file is empty: a header row is required")
+
+
+def iter_rows(
+    chunks: Iterable[bytes],
+    start: Position,
+    casts: Mapping[str, str] | None = None,
+    reopen: Callable[[], Iterable[bytes]] | None = None,
+) -> Iterator[Element]:
+    """Yield every data row from ``start`` on, in order, with its index and offset.
+
+    ``chunks`` is the decompressed stream from ``start.offset``; a start other than byte 0 must be
+    a row boundary after the header (as a previous run's :class:`Position` is), and ``reopen``
+    gives the stream from byte 0 again, for the header. Raises :class:`CsvError` when the header
+    cannot be imported; a bad row is yielded with ``error`` set and reading goes on.
+    """
+    if start.offset == 0:
+        schema, rows = read_header(chunks, casts)
+        line_base: int | None = 0  # the lines before each row are counted as rows are read
+        lines = _header_lines(rows)
+    else:
+        if reopen is None:
+            raise ValueError("a CSV run continued mid-file needs the file from byte 0 for its header")
+        schema, _ = read_header(reopen(), casts)
+        rows = _Rows(chunks, start.offset)
+        line_base = None  # counted from byte 0 if a reject needs it
+        lines = 0
+    width = len(schema.columns)
+    row_of = schema.row
+    index = start.index
+    error: str | None
+    for offset, end, raw, inner in rows:
+        if inner == BLOCK:
+            assert raw is not None
+            try:
+                texts = raw.decode("utf-8").split("\n")
+            except UnicodeDecodeError:
+                texts = None  # some line is not UTF-8: those rows go one by one, as rejects
+            block = _LineBlock(offset, raw)
+            anchor, after = Position(offset, index), Position(end, index + raw.count(b"\n") + 1)
+            last = len(texts) - 1 if texts is not None else raw.count(b"\n")
+            size = max(1, len(raw) // (last + 1))
+            for i, line_raw in enumerate(texts if texts is not None else raw.split(b"\n")):
+                value: Any = None
+                error = None
+                cells: list[str] | None
+                if type(line_raw) is str:
+                    cells = (line_raw[:-1] if line_raw.endswith("\r") else line_raw).split(",")
+                else:
+                    cells, error = _cells(line_raw)  # type: ignore[arg-type]
+                if cells is not None:
+                    if len(cells) != width:
+                        error = f"row has {len(cells)} fields, the header has {width}"
+                    else:
+                        try:
+                            value = row_of(cells)
+                        except Invalid as exc:
+                            error = exc.reason
+                next_ = after if i == last else anchor
+                if error is None:
+                    yield Element(
+                        index, anchor, next_, size, value, None, block, i, Kind.ATTRIBUTES, None, value is None
+                    )
+                else:
+                    if line_base is None:
+                        line_base = _lines_before(reopen, start.offset) if reopen is not None else 0
+                    line = line_base + lines + i + 1
+                    yield Element(index, anchor, next_, 0, None, error, block, i, Kind.ATTRIBUTES, line)
+                index += 1
+            lines += last + 1
+            continue
+        line = lines
+        lines += 1 + inner
+        if raw is None:
+            error = f"row longer than {MAX_ELEMENT_BYTES} bytes"
+        elif not raw or raw == b"\r":
+            continue  # blank lines are no rows
+        else:
+            cells, error = _cells(raw)
+            if cells is not None:
+                if len(cells) != width:
+                    error = f"row has {len(cells)} fields, the header has {width}"
+                else:
+                    try:
+                        value = row_of(cells)
+                    except Invalid as exc:
+                        error = exc.reason
+                    else:
+                        here, after = Position(offset, index), Position(end, index + 1)
+                        if value is None:
+                            yield Element(index, here, after, len(raw), None, kind=Kind.ATTRIBUTES, skipped=True)
+                        else:
+                            yield Element(index, here, after, len(raw), value, kind=Kind.ATTRIBUTES)
+                        index += 1
+                        continue
+        if line_base is None:
+            line_base = _lines_before(reopen, start.offset) if reopen is not None else 0
+        here, after = Position(offset, index), Position(end, index + 1)
+        yield Element(
+            index, here, after, 0, error=error or "unreadable row", kind=Kind.ATTRIBUTES, line=line_base + line + 1
+        )
+        index += 1
+
+
+def _header_lines(rows: _Rows) -> int:
+    """Lines up to the end of the header: line feeds before the first data row."""
+    return rows.buf.data.count(b"\n", 0, rows.pos)
+
+
+def _lines_before(reopen: Callable[[], Iterable[bytes]], offset: int) -> int:
+    """Line feeds in the file before ``offset``: read once, and only when a row is rejected."""
+    count = 0
+    seen = 0
+    for chunk in reopen():
+        take = min(len(chunk), offset - seen)
+        count += chunk.count(b"\n", 0, take)
+        seen += take
+        if seen >= offset:
+            break
+    return count
+
+
+__all__ = ["BOM", "CsvError", "iter_rows", "read_header"]

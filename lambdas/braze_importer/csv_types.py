@@ -1,0 +1,224 @@
+"""From a CSV row to a /users/track attributes object: the identifier column, then every other
+cell typed with the rules of Braze's own CSV importer, or cast per column.
+
+Inference (no cast for the column):
+
+- an empty cell: the attribute is left out (no data point spent)
+- ``null`` in any case: JSON null, which unsets the attribute
+- an integer: int, unless it has a leading zero (``007`` stays a string; ``0`` is 0)
+- a decimal: float, unless its integer part has a leading zero (``00.5`` stays a string)
+- ``true`` / ``false`` in any case: boolean
+- ``[...]`` that reads as a list literal of strings, numbers and booleans: an array
+- anything else: the string as written
+
+Identifier values, ``email`` and ``phone`` are always strings as written. Reasons name the column
+and the rule, never the value (values may be personal data).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .objects import Invalid
+
+# In the order they are looked for; the first one in the header identifies the user.
+IDENTIFIER_COLUMNS = ("external_id", "braze_id", "user_alias_name", "email", "phone")
+ALIAS_COLUMNS = ("user_alias_name", "user_alias_label")
+_ALWAYS_STRING = frozenset(("email", "phone"))
+CAST_TYPES = ("string", "integer", "float", "boolean")
+
+_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_MISSING = object()
+_CACHE_SIZE = 1 << 16
+_INT_RANGE = (-(1 << 63), 1 << 64)
+_INFINITE = (float("inf"), float("-inf"))
+
+
+class HeaderError(ValueError):
+    """The header cannot be imported: no identifier column, a column without a name, a repeat."""
+
+
+def infer(cell: str) -> Any:
+    """The typed value of a non-empty cell."""
+    first = cell[0]
+    if cell.isdigit() and cell.isascii() and len(cell) < 19:  # the common number: a plain integer
+        return int(cell) if first != "0" or len(cell) == 1 else cell
+    if first in "-0123456789":
+        if _INT.fullmatch(cell):
+            if len(cell) < 19:
+                return int(cell)
+            value = int(cell) if len(cell) < 4000 else None
+            # Beyond 64 bits a number cannot be sent as one: keep the digits as written.
+            return value if value is not None and _INT_RANGE[0] <= value < _INT_RANGE[1] else cell
+        if _FLOAT.fullmatch(cell):
+            number = float(cell)
+            return number if number not in _INFINITE else cell
+        return cell
+    if len(cell) in (4, 5):
+        low = cell.lower()
+        if low == "true":
+            return True
+        if low == "false":
+            return False
+        if low == "null":
+            return None
+    if first == "[" and cell[-1] == "]":
+        return _list_literal(cell)
+    return cell
+
+
+def _list_literal(cell: str) -> Any:
+    try:
+        value = ast.literal_eval(cell)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return cell
+    if type(value) is list and all(type(v) in (str, int, float, bool) for v in value):
+        return value
+    return cell
+
+
+def _to_integer(value: Any) -> Any:
+    if value is None or type(value) is int:
+        return value
+    if type(value) is float:
+        number = int(value)  # toward zero: 3.7 -> 3, -3.7 -> -3
+        if not _INT_RANGE[0] <= number < _INT_RANGE[1]:
+            raise ValueError("integer")
+        return number
+    if type(value) is bool:
+        return int(value)
+    if type(value) is str and _NUMBER.fullmatch(value) and len(value) < 19:
+        return int(value.partition(".")[0])  # 007 -> 7, 00.5 -> 0
+    raise ValueError("integer")
+
+
+def _to_float(value: Any) -> Any:
+    if value is None or type(value) is float:
+        return value
+    if type(value) is int:
+        return float(value)
+    if type(value) is str and _NUMBER.fullmatch(value) and float(value) not in _INFINITE:
+        return float(value)
+    raise ValueError("float")
+
+
+def _to_boolean(value: Any) -> Any:
+    if value is None or type(value) is bool:
+        return value
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    raise ValueError("boolean")
+
+
+_CASTS: dict[str, Callable[[Any], Any]] = {"integer": _to_integer, "float": _to_float, "boolean": _to_boolean}
+
+
+def parse_cast_spec(spec: str) -> dict[str, str]:
+    """``zip=string,one_or_zero=boolean`` -> ``{"zip": "string", "one_or_zero": "boolean"}``."""
+    casts: dict[str, str] = {}
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        column, sep, kind = part.partition("=")
+        column, kind = column.strip(), kind.strip().lower()
+        if not sep or not column:
+            raise ValueError(f"type cast {part!r}: write column=type")
+        if kind not in CAST_TYPES:
+            raise ValueError(f"type cast for {column!r}: the type must be one of {', '.join(CAST_TYPES)}")
+        if column in casts:
+            raise ValueError(f"type cast for {column!r} is given twice")
+        casts[column] = kind
+    return casts
+
+
+@dataclass(frozen=True, slots=True)
+class Schema:
+    """How the cells of a row become an object, decided once from the header."""
+
+    columns: tuple[str, ...]
+    identifier: str  # external_id, braze_id, email, phone or user_alias
+    id_positions: tuple[int, ...]  # one position, or (name, label) for a user alias
+    attributes: tuple[tuple[int, str, str | None], ...]  # (position, name, cast or "string" or None)
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_header(cls, columns: list[str], casts: Mapping[str, str] | None = None) -> Schema:
+        casts = casts or {}
+        names = tuple(columns)
+        for i, name in enumerate(names):
+            if not name:
+                raise HeaderError(f"column {i + 1} of the header has no name")
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise HeaderError(f"column {name!r} appears twice in the header")
+            seen.add(name)
+        if ("user_alias_name" in seen) != ("user_alias_label" in seen):
+            raise HeaderError("a user alias needs both user_alias_name and user_alias_label columns")
+        if "external_id" in seen and "braze_id" in seen:
+            raise HeaderError("the header has both external_id and braze_id: keep one identifier column")
+        ident = next((c for c in IDENTIFIER_COLUMNS if c in seen), None)
+        if ident is None:
+            raise HeaderError(
+                "the header has no identifier column: add external_id, braze_id, email, phone, "
+                "or user_alias_name with user_alias_label"
+            )
+        taken: tuple[str, ...]
+        if ident == "user_alias_name":
+            identifier, taken = "user_alias", ALIAS_COLUMNS
+        else:
+            identifier, taken = ident, (ident,)
+        id_positions = tuple(names.index(c) for c in taken)
+        attributes = []
+        for i, name in enumerate(names):
+            if i in id_positions:
+                continue
+            if name in ("external_id", "braze_id", *ALIAS_COLUMNS):
+                # Only one identifier may reach Braze: a second kind is not an attribute.
+                raise HeaderError(f"the header has both {ident} and {name}: keep one identifier column")
+            attributes.append((i, name, "string" if name in _ALWAYS_STRING else casts.get(name)))
+        return cls(names, identifier, id_positions, tuple(attributes))
+
+    def row(self, cells: list[str]) -> dict[str, Any] | None:
+        """The object for a row, None when it holds nothing but the identifier; raises
+        :class:`Invalid` when the identifier is empty or a cast does not apply."""
+        if self.identifier == "user_alias":
+            name, label = cells[self.id_positions[0]], cells[self.id_positions[1]]
+            if not name or not label:
+                raise Invalid("no identifier: user_alias_name and user_alias_label are both required")
+            obj: dict[str, Any] = {"user_alias": {"alias_name": name, "alias_label": label}}
+        else:
+            ident = cells[self.id_positions[0]]
+            if not ident:
+                raise Invalid(f"no identifier: {self.identifier} is empty")
+            obj = {self.identifier: ident}
+        cache = self._cache
+        for i, name, cast in self.attributes:
+            cell = cells[i]
+            if not cell:
+                continue
+            if cast is None:
+                # Columns repeat their values (tiers, flags, cities): each distinct cell is typed once.
+                value = cache.get(cell, _MISSING)
+                if value is _MISSING:
+                    value = infer(cell)
+                    if type(value) is not list:  # a list is mutable: never shared between objects
+                        if len(cache) >= _CACHE_SIZE:
+                            cache.clear()
+                        cache[cell] = value
+                obj[name] = value
+            elif cast == "string":
+                obj[name] = cell
+            else:
+                try:
+                    obj[name] = _CASTS[cast](infer(cell))
+                except ValueError:
+                    raise Invalid(f"{name}: cannot be cast to {cast}") from None
+        return obj if len(obj) > 1 else None
