@@ -280,7 +280,8 @@ class S3Target:
         )
         return _S3Upload(self._s3, self._bucket, key, upload["UploadId"], CRC32)
 
-    def resume(self, key: str, upload_id: str, *, checksum: str | None) -> _S3Upload:
+    def resume(self, key: str, upload_id: str, *, checksum: str | None = None) -> _S3Upload:
+        """The upload ``upload_id``; ``checksum`` (its algorithm) matters only for uploading parts."""
         return _S3Upload(self._s3, self._bucket, key, upload_id, checksum)
 
     def written(self, key: str) -> tuple[int, str | None] | None:

@@ -96,7 +96,8 @@ class Checkpoint:
     def dumps(self) -> str:
         """Compact enough for a DynamoDB item at S3's 10,000 parts: parts are always 1..n in order,
         so only their ETags and checksums are kept, packed 16 bytes each when they are MD5 hex (as
-        S3's are) and 4 bytes each for CRC32 checksums."""
+        S3's are) and 4 bytes each for CRC32 checksums (every part of an upload with an algorithm
+        has one, no part of one without)."""
         etags = [e for _, e, _ in self.parts]
         assert [n for n, _, _ in self.parts] == list(range(1, len(etags) + 1))
         packed = all(_MD5_ETAG.fullmatch(e) for e in etags)
@@ -109,7 +110,7 @@ class Checkpoint:
                 else etags,
                 "checksum": self.checksum,
                 "checksums": base64.b64encode(b"".join(base64.b64decode(c) for c in sums)).decode()  # type: ignore[arg-type]
-                if self.checksum == CRC32 and all(sums) else sums,
+                if self.checksum else None,
             }
         ).decode()  # fmt: skip
 
@@ -122,10 +123,11 @@ class Checkpoint:
         if isinstance(etags, str):
             packed = base64.b64decode(etags)
             etags = [f'"{packed[i : i + 16].hex()}"' for i in range(0, len(packed), 16)]
-        sums = raw.pop("checksums", None)
-        if isinstance(sums, str):
-            packed = base64.b64decode(sums)
-            sums = [base64.b64encode(packed[i : i + 4]).decode() for i in range(0, len(packed), 4)]
+        sums_text = raw.pop("checksums", None)
+        packed_sums = base64.b64decode(sums_text) if isinstance(sums_text, str) else b""
+        sums: list[str | None] = [
+            base64.b64encode(packed_sums[i : i + 4]).decode() for i in range(0, len(packed_sums), 4)
+        ]
         sums = sums or [None] * len(etags)
         return cls(**raw, parts=[(n, str(e), c) for n, (e, c) in enumerate(zip(etags, sums, strict=True), start=1)])
 
@@ -147,6 +149,7 @@ class Copied:
 @dataclass(frozen=True, slots=True)
 class HandedOver:
     checkpoint: Checkpoint
+    stored: str  # the checkpoint as the job record keeps it (``checkpoint.dumps()``)
 
 
 def header_columns(metadata: bytes) -> list[str] | None:
@@ -257,10 +260,11 @@ def copy(
         stopped = _pump(staged.chunks, head, upload, state, stop_here, in_flight, staged.size)
         if stopped:
             state.hops += 1
-            if len(state.dumps()) > checkpoint_limit:
+            stored = state.dumps()
+            if len(stored) > checkpoint_limit:
                 too_large = f"its checkpoint of {len(state.parts)} parts is too large for the job record"
                 raise PermanentFailure(f"the copy cannot hand over: {too_large}")
-            return HandedOver(state)
+            return HandedOver(state, stored)
         version = upload.complete(sorted(state.parts))
     except BaseException as exc:
         # A continued copy keeps its upload through a transient failure: the retry goes on from

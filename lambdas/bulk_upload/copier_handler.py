@@ -73,7 +73,7 @@ def _record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> s
     checkpoint = Checkpoint.loads(job["checkpoint"]) if job.get("checkpoint") else None
     if checkpoint and checkpoint.hops >= settings.max_hops:
         exc = PermanentFailure(f"the copy did not finish within {settings.max_hops} invocations")
-        target.resume(job["s3_key"], checkpoint.upload_id, checksum=checkpoint.checksum).abort()
+        target.resume(job["s3_key"], checkpoint.upload_id).abort()
         return _failed(job_id, owner, exc)
     if checkpoint is not None:
         # An earlier delivery may have completed the upload and then failed to record it: its
@@ -103,7 +103,7 @@ def _record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> s
         raise
     if isinstance(result, HandedOver):
         state = result.checkpoint
-        if not _jobs().finish(job_id, HANDOVER, owner=owner, checkpoint=state.dumps(), copied=state.written):
+        if not _jobs().finish(job_id, HANDOVER, owner=owner, checkpoint=result.stored, copied=state.written):
             raise RuntimeError("lost the job's lease before handing over")
         _sqs().send_message(QueueUrl=settings.queue_url, MessageBody=record.body)
         metrics.add_metric(name="CopyHandovers", unit=MetricUnit.Count, value=1)

@@ -44,9 +44,7 @@ def _record(record: SQSRecord) -> str:
     if job.get("checkpoint"):
         upload_id = Checkpoint.loads(str(job["checkpoint"])).upload_id
         try:
-            S3Target(boto3.client("s3"), get_settings().bucket, job_id=job_id).resume(
-                job["s3_key"], upload_id, checksum=None
-            ).abort()
+            S3Target(boto3.client("s3"), get_settings().bucket, job_id=job_id).resume(job["s3_key"], upload_id).abort()
         except Exception as exc:  # the bucket's lifecycle rule removes it later
             logger.warning(
                 "could not abort the multipart upload", extra={"job_id": job_id, "error": type(exc).__name__}
