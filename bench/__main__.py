@@ -73,6 +73,24 @@ def _sharing_rows(sh: dict[str, Any], n: int) -> list[tuple[str, str, str, float
     ]  # fmt: skip
 
 
+def _rss_row(what: str, small: dict[str, Any], large: dict[str, Any]) -> tuple[str, str, str, float, str]:
+    """The handler's peak RSS on a large file beside the same on a small one (``bench.rss``'s figures)."""
+    return (
+        f"peak RSS, {large['file_bytes'] / 1e6:,.0f} MB {what}", f"{large['peak_rss_mb']:.0f} MB",
+        f"{small['file_bytes'] / 1e6:,.0f} MB {what}: {small['peak_rss_mb']:.0f} MB",
+        large["peak_rss_mb"] - small["peak_rss_mb"], "within 20 MB (difference)",
+    )  # fmt: skip
+
+
+def _long_digits_row(d: dict[str, float], kind: str) -> tuple[str, str, str, float, str]:
+    """Reading a file whose strings hold 19 digits beside the same file with 18 (the fast path)."""
+    label = "JSON Lines" if kind == "lines" else "JSON array"
+    return (
+        f"{label} reader, 19-digit strings", f"{d[f'{kind}_19_digits_s']:.3f} s",
+        f"18-digit strings: {d[f'{kind}_18_digits_s']:.3f} s", d[f"{kind}_slowdown"], "for scale (1.0: no cost)",
+    )  # fmt: skip
+
+
 def main() -> None:
     objects = int(os.environ.get("BENCH_OBJECTS", "200000"))
     large_mb = int(os.environ.get("BENCH_LARGE_MB", "1000"))
@@ -92,6 +110,7 @@ def main() -> None:
     v = run("bench.csv_import", "throughput", os.environ.get("BENCH_CSV_ROWS", "200000"))
     v_small = run("bench.csv_import", "rss", "10")
     v_large = run("bench.csv_import", "rss", str(large_mb))
+    d = run("bench.long_digits", os.environ.get("BENCH_LONG_DIGITS_OBJECTS", "300000"))
     rows = [
         ("(a) loopback, no rate limit", f"{t['a_importer']:,.0f} obj/s",
          f"bare ijson + batch + send: {t['a_bare']:,.0f} obj/s", t["a_importer"] / t["a_bare"], "≥ 0.8"),
@@ -117,9 +136,7 @@ def main() -> None:
         *[row for n in (2, 4) for row in _sharing_rows(sh, n)],
         ("(d) naive sequential sender, 30 ms", f"{t['d_naive']:,.0f} obj/s",
          f"the importer in (b): {t['b_importer']:,.0f} obj/s", t["d_naive"] / t["b_importer"], "for scale"),
-        (f"peak RSS, {large['file_bytes'] / 1e6:,.0f} MB file", f"{large['peak_rss_mb']:.0f} MB",
-         f"{small['file_bytes'] / 1e6:,.0f} MB file: {small['peak_rss_mb']:.0f} MB",
-         large["peak_rss_mb"] - small["peak_rss_mb"], "within 20 MB (difference)"),
+        _rss_row("file", small, large),
         ("Currents reader (fastavro stream)", f"{c['reader']['reader']:,.0f} rec/s",
          f"bare fastavro loop: {c['reader']['bare']:,.0f} rec/s", c["reader"]["reader"] / c["reader"]["bare"], "≥ 0.8"),
         ("Currents reader + parse, dedupe, group", f"{c['reader']['reader_and_grouping']:,.0f} rec/s",
@@ -177,9 +194,8 @@ def main() -> None:
          f"~{v['braze_csv_lambda']:,} rows/s", v["import_csv"] / v["braze_csv_lambda"], "≥ 20"),
         ("CSV reader alone (frame, decode, type)", f"{v['read_csv']:,.0f} rows/s",
          f"JSON Lines reader, same rows: {v['read_jsonl']:,.0f} obj/s", v["read_csv"] / v["read_jsonl"], "for scale"),
-        (f"peak RSS, {v_large['file_bytes'] / 1e6:,.0f} MB CSV", f"{v_large['peak_rss_mb']:.0f} MB",
-         f"{v_small['file_bytes'] / 1e6:,.0f} MB CSV: {v_small['peak_rss_mb']:.0f} MB",
-         v_large["peak_rss_mb"] - v_small["peak_rss_mb"], "within 20 MB (difference)"),
+        _rss_row("CSV", v_small, v_large),
+        *[_long_digits_row(d, kind) for kind in ("lines", "array")],
     ]  # fmt: skip
     lines = [
         f"Measured {started} on {machine()}; {objects:,} objects ({t['file_bytes'] / 1e6:.0f} MB JSON array).",
@@ -213,6 +229,7 @@ def main() -> None:
                 "bulk_upload": b,
                 "capture": cap,
                 "csv_import": {"throughput": v, "rss_small": v_small, "rss_large": v_large},
+                "long_digits": d,
             },
             indent=2,
         )

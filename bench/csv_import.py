@@ -18,7 +18,8 @@ from typing import Any
 
 import orjson
 
-from bench.rss import peak_rss_mb, reset_peak
+from bench.rss import measure
+from bench.throughput import importer
 from sandbox.importer import ImportSandbox
 
 BRAZE_CSV_LAMBDA_ROWS_PER_SECOND = 3_300  # Braze's "user attribute CSV to Braze" Lambda, as published
@@ -60,14 +61,10 @@ def write(work: Path, n: int) -> tuple[Path, Path]:
     return csv_path, jsonl_path
 
 
-def _import(box: ImportSandbox, path: Path, key: str) -> dict[str, Any]:
-    event = box.upload(path, key)
-    start = time.perf_counter()
-    results = box.deliver(event)
-    seconds = time.perf_counter() - start
-    report = box.report(results[0]["runs"][0]["run_id"])
-    assert report["status"] == "completed" and report["failed"] == 0 and report["rejected"] == 0, report
-    return {"objects_per_second": report["accepted"] / seconds, "seconds": seconds, "accepted": report["accepted"]}
+def _import(box: ImportSandbox, path: Path, key: str) -> float:
+    run = importer(box, path, key)
+    assert run["report"]["rejected"] == 0, run["report"]
+    return float(run["objects_per_second"])
 
 
 def _read_only(path: Path, fmt: str) -> float:
@@ -95,12 +92,12 @@ def throughput(n: int) -> dict[str, Any]:
     with ImportSandbox(emulator_settings={"record": False}) as box:
         assert box.emulator is not None
         box.emulator.configure(rate_limit=10**9, latency_ms=0)
-        box.set_function_env(REQUESTS_PER_SECOND="100000", MAX_IN_FLIGHT="80")
+        box.set_function_env(WORKSPACE_REQUESTS_PER_SECOND="100000", MAX_IN_FLIGHT="80")
         # Alternate, so drift on a shared machine falls on both formats alike; keep the better of two.
         csv_runs, json_runs = [], []
         for k in range(2):
-            json_runs.append(_import(box, jsonl_path, f"incoming/j{k}.jsonl")["objects_per_second"])
-            csv_runs.append(_import(box, csv_path, f"incoming/c{k}.csv")["objects_per_second"])
+            json_runs.append(_import(box, jsonl_path, f"incoming/j{k}.jsonl"))
+            csv_runs.append(_import(box, csv_path, f"incoming/c{k}.csv"))
     out["import_csv"], out["import_jsonl"] = max(csv_runs), max(json_runs)
     out["braze_csv_lambda"] = BRAZE_CSV_LAMBDA_ROWS_PER_SECOND
     return out
@@ -111,23 +108,7 @@ def rss(megabytes: int) -> dict[str, Any]:
     work.mkdir(exist_ok=True)
     n = megabytes * 1_000_000 // BYTES_PER_ROW
     path, _ = write(work, n)
-    with ImportSandbox(emulator_settings={"record": False, "rate_limit": 10**9}) as box:
-        box.set_function_env(REQUESTS_PER_SECOND="100000")
-        event = box.upload(path, "incoming/rss.csv")
-        reset_peak()
-        start = time.perf_counter()
-        results = box.deliver(event)
-        seconds = time.perf_counter() - start
-        peak = peak_rss_mb()
-        report = box.report(results[0]["runs"][0]["run_id"])
-    assert report["status"] == "completed" and report["failed"] == 0, report
-    return {
-        "file_bytes": path.stat().st_size,
-        "rows": report["objects_read"],
-        "peak_rss_mb": round(peak, 1),
-        "seconds": round(seconds, 1),
-        "objects_per_second": round(report["accepted"] / seconds),
-    }
+    return measure(path, "incoming/rss.csv")
 
 
 if __name__ == "__main__":

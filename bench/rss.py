@@ -36,9 +36,14 @@ def main(megabytes: int) -> dict[str, Any]:
     path = work / f"rss-{megabytes}mb.json"
     if not path.exists() or abs(path.stat().st_size - megabytes * 1_000_000) > megabytes * 100_000:
         sample_data.write(path, count)
+    return measure(path, "incoming/rss.json")
+
+
+def measure(path: Path, key: str) -> dict[str, Any]:
+    """Peak RSS of this process while the handler imports ``path`` uploaded as ``key`` (no rate limit)."""
     with ImportSandbox(emulator_settings={"record": False, "rate_limit": 10**9}) as box:
         box.set_function_env(WORKSPACE_REQUESTS_PER_SECOND="100000")
-        event = box.upload(path, "incoming/rss.json")
+        event = box.upload(path, key)
         reset_peak()
         start = time.perf_counter()
         results = box.deliver(event)

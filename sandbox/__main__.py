@@ -183,6 +183,7 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
     if args.batch_rule and "batch_rule" not in emulator_settings:
         emulator_settings["batch_rule"] = args.batch_rule
     progress = None if args.json else (lambda line: print(line, file=sys.stderr))
+    one = len(args.paths) == 1  # in this process, as before; several run in worker processes
     with ImportSandbox(
         braze_url=args.braze_url,
         braze_api_key=args.braze_api_key,
@@ -191,13 +192,12 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         function_env=env,
         progress=progress,
     ) as sandbox:
-        one = len(args.paths) == 1  # in this process, as before; several run in worker processes
         reports = [sandbox.import_file(args.paths[0])] if one else sandbox.import_files(args.paths)
     if args.json:
-        out.write(json.dumps(reports[0] if len(reports) == 1 else {"runs": reports}) + "\n")
+        out.write(json.dumps(reports[0] if one else {"runs": reports}) + "\n")
     else:
         for path, report in zip(args.paths, reports, strict=True):
-            out.write((f"{path}: " if len(reports) > 1 else "") + _summary(report) + "\n")
+            out.write(("" if one else f"{path}: ") + _summary(report) + "\n")
     return 0 if all(r["status"] == "completed" and r["failed"] == 0 for r in reports) else 1
 
 

@@ -183,6 +183,11 @@ class BulkUploadConfig:
             raise ConfigError("bulkUpload partsInFlight must be 1-16")
 
 
+def _items(text: str) -> list[str]:
+    """A comma-separated setting as a list, blanks dropped: " a, b ," -> ["a", "b"]."""
+    return [item for item in (part.strip() for part in text.split(",")) if item]
+
+
 @dataclass(frozen=True, kw_only=True)
 class CaptureConfig:
     prefix: str = "events/capture/"  # under the import bucket's incoming prefix: the importer sends them
@@ -227,11 +232,11 @@ class CaptureConfig:
 
     @property
     def origins(self) -> list[str]:
-        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+        return _items(self.cors_origins)
 
     @property
     def forwarded_types(self) -> list[str]:
-        return [t.strip() for t in self.forward_event_types.split(",") if t.strip()]
+        return _items(self.forward_event_types)
 
 
 @dataclass(frozen=True, kw_only=True)
