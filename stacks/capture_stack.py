@@ -25,6 +25,7 @@ from .config import AppConfig
 from .constructs.alarm_topic import AlarmTopic, alarms_at_one
 from .constructs.braze_importer import retention_days
 from .constructs.dead_letter_queue import dead_letter_queue
+from .constructs.keyed_api import logged_rest_api
 from .constructs.python_function import PythonFunction
 
 PACKAGE = "client_capture"
@@ -191,32 +192,12 @@ class CaptureStack(Stack):
             timeout=Duration.seconds(10), memory_mb=512, log_retention=self.retention,
         )  # fmt: skip
         self.bus.grant_put_events_to(self.receiver.role)
-        access_logs = logs.LogGroup(self, "AccessLogs", retention=self.retention, removal_policy=RemovalPolicy.RETAIN)
-        self.api = apigw.RestApi(
+        self.api = logged_rest_api(
             self,
-            "Api",
             description="Client event capture: POST /event with a Cognito access token",
-            cloud_watch_role=False,  # the account's role lives in the ApiGatewayAccount stack, once
-            endpoint_types=[apigw.EndpointType.REGIONAL],
-            deploy_options=apigw.StageOptions(
-                stage_name="v1",
-                access_log_destination=apigw.LogGroupLogDestination(access_logs),
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=False,
-                ),
-                logging_level=apigw.MethodLoggingLevel.ERROR,
-                data_trace_enabled=False,
-                throttling_rate_limit=rate_limit,
-                throttling_burst_limit=burst_limit,
-            ),
+            rate_limit=rate_limit,
+            burst_limit=burst_limit,
+            log_retention=self.retention,
         )
         authorizer = apigw.RequestAuthorizer(
             self,
