@@ -291,53 +291,24 @@ class Serve(LocalStack):
         return True
 
     def _personalize(self, event: dict[str, Any], key: str) -> None:
-        from currents_personalizer.generator_handler import handler as generate
         from currents_personalizer.handler import handler as personalize
 
         with self.locks["currents"]:
             report = personalize(event, FakeContext(300, "sandbox-currents-personalizer"))["report"]
-            generated = 0
-            while True:
-                messages = self.sqs.receive_message(QueueUrl=self.generation_queue, MaxNumberOfMessages=5).get(
-                    "Messages", []
-                )
-                if not messages:
-                    break
-                records = [
-                    {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                     "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs"}
-                    for m in messages
-                ]  # fmt: skip
-                result = generate({"Records": records}, FakeContext(300, "sandbox-currents-generator"))
-                retry = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
-                generated += int(result.get("outcomes", {}).get("generated", 0))
-                for m in messages:
-                    if m["MessageId"] not in retry:
-                        self.sqs.delete_message(QueueUrl=self.generation_queue, ReceiptHandle=m["ReceiptHandle"])
-                if retry:
-                    break
+            generated = currents_sandbox.drain_generation_queue(self.sqs, self.generation_queue).get("generated", 0)
             self.log(
                 f"currents {key}: {report.get('records', 0):,} records, {report.get('users', 0):,} users, "
                 f"{generated:,} generation(s)"
             )
 
     def _run_copies(self) -> bool:
-        from bulk_upload.copier_handler import handler
-
-        messages = self.sqs.receive_message(
-            QueueUrl=self.copy_queue, MaxNumberOfMessages=1, AttributeNames=["ApproximateReceiveCount"]
-        ).get("Messages", [])
-        if not messages:
-            return False
-        m = messages[0]
-        record = {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                  "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": "",
-                  "eventSource": "aws:sqs"}  # fmt: skip
         with self.locks["bulk"]:
-            result = handler({"Records": [record]}, FakeContext(900.0, "sandbox-bulk-upload-copier"))
-        if not result["batchItemFailures"]:
-            self.sqs.delete_message(QueueUrl=self.copy_queue, ReceiptHandle=m["ReceiptHandle"])
-        job_id = json.loads(m["Body"]).get("job_id")
+            delivered = bulk_sandbox.copy_next(
+                self.sqs, self.copy_queue, FakeContext(900.0, "sandbox-bulk-upload-copier")
+            )
+        if delivered is None:
+            return False
+        job_id = json.loads(delivered[0]["Body"]).get("job_id")
         status, job = self._bulk_upload("GET", f"/bulk-upload/{job_id}", {}, {}, b"", check=False)
         if status == 200 and job.get("status") in ("done", "failed"):
             self.log(f"bulk upload job {job_id}: {job['status']} -> {job.get('s3_key')} ({job.get('size')} bytes)")
