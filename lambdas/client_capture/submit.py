@@ -9,12 +9,11 @@ fault (resending will not help); 503 none put and some refusals are EventBridge'
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .events import BadRequest, ClientEvent, parse_body
+from .events import BadRequest, ClientEvent, dumps, parse_body
 
 SOURCE = "braze.client-capture"
 DETAIL_TYPE = "ClientEvent"
@@ -82,12 +81,9 @@ def _put(
         entry = {
             "Source": SOURCE,
             "DetailType": DETAIL_TYPE,
-            "Detail": json.dumps(
-                e.detail(external_id=external_id, received_at=received_at),
-                ensure_ascii=False, allow_nan=False, separators=(",", ":"),
-            ),
+            "Detail": dumps(e.detail(external_id=external_id, received_at=received_at)),
             "EventBusName": bus_name,
-        }  # fmt: skip
+        }
         size = entry_size(entry)
         if size > MAX_ENTRY_BYTES:
             refused.append(Refusal(e.index, f"entry: too large for EventBridge ({size:,} bytes)", False))
