@@ -40,6 +40,7 @@ from . import bulk_upload as bulk_sandbox
 from . import capture as capture_sandbox
 from . import currents as currents_sandbox
 from . import importer as import_sandbox
+from .api_front import refused
 from .importer import REGION, FakeContext, _environment
 from .services import PLACEHOLDER_CREDENTIALS, HttpFront, LambdaFront, LocalStack, braze_emulator, moto_server
 
@@ -331,18 +332,14 @@ class Serve(LocalStack):
     ) -> tuple[int, dict[str, Any]] | None:
         """API Gateway's checks for the keyed APIs: the header is the authorizer's identity source
         (missing: 401), then the API key, then the token authorizer's decision (403)."""
-        from token_authorizer.handler import handler as authorize
+        from token_authorizer.handler import presented
 
         lowered = {k.lower(): v for k, v in headers.items()}
         if not lowered.get("authorization"):
             return 401, {"message": "Unauthorized"}
-        if lowered.get("x-api-key") != expected_key:
-            return 403, {"message": "Forbidden"}
-        arn = f"arn:aws:execute-api:{REGION}:123456789012:sandbox/v1/{method}{path}"
-        decision = authorize({"type": "REQUEST", "headers": headers, "methodArn": arn}, None)
-        if decision["policyDocument"]["Statement"][0]["Effect"] != "Allow":
-            return 403, {"message": "User is not authorized to access this resource"}
-        return None
+        # A header that is not "Bearer <token>" presents no token: the authorizer denies it.
+        token = presented(headers) or ""
+        return refused(path, method, api_key=lowered.get("x-api-key", ""), expected_key=expected_key, token=token)
 
     def _content(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
