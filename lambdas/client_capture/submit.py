@@ -75,7 +75,7 @@ def _put(
     events: list[ClientEvent], *, external_id: str, received_at: str, bus_name: str, put: PutEvents
 ) -> list[Refusal]:
     refused: list[Refusal] = []
-    batches: list[list[tuple[ClientEvent, dict[str, Any], int]]] = [[]]
+    batches: list[list[tuple[ClientEvent, dict[str, Any]]]] = [[]]
     batch_size = 0
     for e in events:
         entry = {
@@ -91,11 +91,11 @@ def _put(
         if batch_size + size > MAX_ENTRY_BYTES:  # PutEvents' limit holds for the whole call too
             batches.append([])
             batch_size = 0
-        batches[-1].append((e, entry, size))
+        batches[-1].append((e, entry))
         batch_size += size
     for batch in batches:
         if batch:
-            refused += _put_batch([e for e, _, _ in batch], [entry for _, entry, _ in batch], put)
+            refused += _put_batch([e for e, _ in batch], [entry for _, entry in batch], put)
     return refused
 
 
