@@ -21,7 +21,7 @@ import orjson
 
 from .api_front import refused
 from .importer import FakeContext, _environment
-from .services import PLACEHOLDER_CREDENTIALS, LocalStack, moto_server
+from .services import PLACEHOLDER_CREDENTIALS, LocalStack, moto_server, sqs_record
 
 STAGING = "sandbox-ci360-staging"
 BUCKET = "sandbox-uploads"
@@ -89,24 +89,14 @@ class BulkUploadSandbox(LocalStack):
     def run_copies(self) -> int:
         """Deliver queued copy messages to the copier, as SQS would (a hand-over queues the next
         one); returns how many invocations ran."""
-        from bulk_upload.copier_handler import handler
-
         invocations = 0
         for _ in range(1000):
-            messages = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=1, AttributeNames=["ApproximateReceiveCount"]
-            ).get("Messages", [])
-            if not messages:
+            delivered = copy_next(self.sqs, self.queue_url, FakeContext(self.invocation_seconds))
+            if delivered is None:
                 return invocations
-            m = messages[0]
-            record = {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                      "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": "",
-                      "eventSource": "aws:sqs"}  # fmt: skip
-            result = handler({"Records": [record]}, FakeContext(self.invocation_seconds))
             invocations += 1
-            if result["batchItemFailures"]:
+            if not delivered[1]:
                 return invocations  # left for a later delivery, as SQS would
-            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
         return invocations
 
     def job(self, job_id: str) -> dict[str, Any]:
@@ -118,6 +108,25 @@ class BulkUploadSandbox(LocalStack):
 
     def stored(self, key: str) -> bytes:
         return bytes(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def copy_next(sqs: Any, queue_url: str, context: FakeContext) -> tuple[dict[str, Any], bool] | None:
+    """Deliver the next queued copy message to the copier, as SQS would: None when the queue is
+    empty, else the message and whether the copier took it (then it is deleted; a failed one stays
+    for a later delivery)."""
+    from bulk_upload.copier_handler import handler
+
+    messages = sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=1, AttributeNames=["ApproximateReceiveCount"]
+    ).get("Messages", [])
+    if not messages:
+        return None
+    message = messages[0]
+    result = handler({"Records": [sqs_record(message)]}, context)
+    if result["batchItemFailures"]:
+        return message, False
+    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return message, True
 
 
 def upload(

@@ -175,7 +175,8 @@ class CaptureRoute:
         """``POST /event`` as API Gateway would serve it."""
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers = {"Authorization": authorization} if authorization is not None else {}
-        return api_gateway(raw, headers, self.decisions)
+        status, answer, _ = api_gateway_response(raw, headers, self.decisions)
+        return status, answer
 
     # -- the Firehose stand-in ---------------------------------------------------------------------
 
@@ -307,20 +308,13 @@ def transform(bodies: list[str]) -> tuple[list[bytes], list[dict[str, Any]]]:
     return lines, failed
 
 
-def api_gateway(
-    body: bytes, headers: dict[str, str], decisions: dict[str, tuple[float, dict[str, Any] | None]]
-) -> tuple[int, dict[str, Any]]:
-    """What API Gateway does for ``POST /event``: a missing Authorization header is 401 without
-    calling the authorizer; the authorizer's decision is cached per token; Allow passes its context
-    to the function in a proxy event."""
-    status, answer, _ = api_gateway_response(body, headers, decisions)
-    return status, answer
-
-
 def api_gateway_response(
     body: bytes, headers: dict[str, str], decisions: dict[str, tuple[float, dict[str, Any] | None]]
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """:func:`api_gateway` with the answer's headers (the function's own; none for refusals)."""
+    """What API Gateway does for ``POST /event``: a missing Authorization header is 401 without
+    calling the authorizer; the authorizer's decision is cached per token; Allow passes its context
+    to the function in a proxy event. Returns the status, the answer and its headers (the
+    function's own; none for refusals)."""
     from client_capture.api_handler import handler as receive
     from client_capture.authorizer_handler import handler as authorize
 
@@ -374,10 +368,9 @@ def clear_caches() -> None:
         authorizer._keys.cache_clear()
         authorizer._cognito.cache_clear()
         authorizer._EXTERNAL_IDS.clear()
-    for module in ("client_capture.api_handler",):
-        loaded = sys.modules.get(module)
-        if loaded is not None:
-            loaded._events.cache_clear()
+    api = sys.modules.get("client_capture.api_handler")
+    if api is not None:
+        api._events.cache_clear()
     confirmation = sys.modules.get("client_capture.confirmation_handler")
     if confirmation is not None:
         confirmation._cognito.cache_clear()

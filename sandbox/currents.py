@@ -29,7 +29,7 @@ import orjson
 
 from .api_front import refused
 from .importer import REGION, FakeContext, _environment
-from .services import PLACEHOLDER_CREDENTIALS, LocalStack, moto_server
+from .services import PLACEHOLDER_CREDENTIALS, LocalStack, moto_server, sqs_record
 
 BUCKET = "sandbox-currents"
 PREFIX = "currents/"
@@ -118,31 +118,8 @@ class CurrentsSandbox(LocalStack):
         return report
 
     def drain_queue(self) -> dict[str, int]:
-        """Deliver the generation queue to the generator in SQS batches until it is empty (a message
-        deferred to the end of a cooldown is delayed and stays behind); returns how many messages
-        ended in each outcome."""
-        from currents_personalizer.generator_handler import handler as generate
-
-        totals: dict[str, int] = {"failed": 0}
-        while True:
-            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=5).get("Messages", [])
-            if not messages:
-                return totals
-            records = [
-                {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                 "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs"}
-                for m in messages
-            ]  # fmt: skip
-            result = generate({"Records": records}, FakeContext(300, "sandbox-currents-generator"))
-            retry = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
-            for outcome, n in result.get("outcomes", {}).items():
-                totals[outcome] = totals.get(outcome, 0) + n
-            totals["failed"] += len(retry)
-            for message in messages:
-                if message["MessageId"] not in retry:
-                    self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-            if retry:
-                return totals  # left on the queue, as SQS would keep them for a later try
+        """Deliver the generation queue to the generator (``drain_generation_queue``)."""
+        return drain_generation_queue(self.sqs, self.queue_url)
 
     # -- the API, behind a front that checks credentials like API Gateway -------------------------
 
@@ -173,6 +150,30 @@ class CurrentsSandbox(LocalStack):
         }
         response = api(event, FakeContext(5, "sandbox-content-api"))  # type: ignore[arg-type]
         return int(response["statusCode"]), orjson.loads(response["body"])
+
+
+def drain_generation_queue(sqs: Any, queue_url: str) -> dict[str, int]:
+    """Deliver the generation queue to the generator in SQS batches until it is empty (a message
+    deferred to the end of a cooldown is delayed and stays behind); returns how many messages
+    ended in each outcome."""
+    from currents_personalizer.generator_handler import handler as generate
+
+    totals: dict[str, int] = {"failed": 0}
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=5).get("Messages", [])
+        if not messages:
+            return totals
+        records = [sqs_record(m) for m in messages]
+        result = generate({"Records": records}, FakeContext(300, "sandbox-currents-generator"))
+        retry = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        for outcome, n in result.get("outcomes", {}).items():
+            totals[outcome] = totals.get(outcome, 0) + n
+        totals["failed"] += len(retry)
+        for message in messages:
+            if message["MessageId"] not in retry:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        if retry:
+            return totals  # left on the queue, as SQS would keep them for a later try
 
 
 def create_content_table(dynamodb: Any, name: str) -> None:

@@ -40,6 +40,7 @@ from . import bulk_upload as bulk_sandbox
 from . import capture as capture_sandbox
 from . import currents as currents_sandbox
 from . import importer as import_sandbox
+from .api_front import refused
 from .importer import REGION, FakeContext, _environment
 from .services import PLACEHOLDER_CREDENTIALS, HttpFront, LambdaFront, LocalStack, braze_emulator, moto_server
 
@@ -291,53 +292,24 @@ class Serve(LocalStack):
         return True
 
     def _personalize(self, event: dict[str, Any], key: str) -> None:
-        from currents_personalizer.generator_handler import handler as generate
         from currents_personalizer.handler import handler as personalize
 
         with self.locks["currents"]:
             report = personalize(event, FakeContext(300, "sandbox-currents-personalizer"))["report"]
-            generated = 0
-            while True:
-                messages = self.sqs.receive_message(QueueUrl=self.generation_queue, MaxNumberOfMessages=5).get(
-                    "Messages", []
-                )
-                if not messages:
-                    break
-                records = [
-                    {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                     "attributes": {}, "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs"}
-                    for m in messages
-                ]  # fmt: skip
-                result = generate({"Records": records}, FakeContext(300, "sandbox-currents-generator"))
-                retry = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
-                generated += int(result.get("outcomes", {}).get("generated", 0))
-                for m in messages:
-                    if m["MessageId"] not in retry:
-                        self.sqs.delete_message(QueueUrl=self.generation_queue, ReceiptHandle=m["ReceiptHandle"])
-                if retry:
-                    break
+            generated = currents_sandbox.drain_generation_queue(self.sqs, self.generation_queue).get("generated", 0)
             self.log(
                 f"currents {key}: {report.get('records', 0):,} records, {report.get('users', 0):,} users, "
                 f"{generated:,} generation(s)"
             )
 
     def _run_copies(self) -> bool:
-        from bulk_upload.copier_handler import handler
-
-        messages = self.sqs.receive_message(
-            QueueUrl=self.copy_queue, MaxNumberOfMessages=1, AttributeNames=["ApproximateReceiveCount"]
-        ).get("Messages", [])
-        if not messages:
-            return False
-        m = messages[0]
-        record = {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                  "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": "",
-                  "eventSource": "aws:sqs"}  # fmt: skip
         with self.locks["bulk"]:
-            result = handler({"Records": [record]}, FakeContext(900.0, "sandbox-bulk-upload-copier"))
-        if not result["batchItemFailures"]:
-            self.sqs.delete_message(QueueUrl=self.copy_queue, ReceiptHandle=m["ReceiptHandle"])
-        job_id = json.loads(m["Body"]).get("job_id")
+            delivered = bulk_sandbox.copy_next(
+                self.sqs, self.copy_queue, FakeContext(900.0, "sandbox-bulk-upload-copier")
+            )
+        if delivered is None:
+            return False
+        job_id = json.loads(delivered[0]["Body"]).get("job_id")
         status, job = self._bulk_upload("GET", f"/bulk-upload/{job_id}", {}, {}, b"", check=False)
         if status == 200 and job.get("status") in ("done", "failed"):
             self.log(f"bulk upload job {job_id}: {job['status']} -> {job.get('s3_key')} ({job.get('size')} bytes)")
@@ -360,18 +332,14 @@ class Serve(LocalStack):
     ) -> tuple[int, dict[str, Any]] | None:
         """API Gateway's checks for the keyed APIs: the header is the authorizer's identity source
         (missing: 401), then the API key, then the token authorizer's decision (403)."""
-        from token_authorizer.handler import handler as authorize
+        from token_authorizer.handler import presented
 
         lowered = {k.lower(): v for k, v in headers.items()}
         if not lowered.get("authorization"):
             return 401, {"message": "Unauthorized"}
-        if lowered.get("x-api-key") != expected_key:
-            return 403, {"message": "Forbidden"}
-        arn = f"arn:aws:execute-api:{REGION}:123456789012:sandbox/v1/{method}{path}"
-        decision = authorize({"type": "REQUEST", "headers": headers, "methodArn": arn}, None)
-        if decision["policyDocument"]["Statement"][0]["Effect"] != "Allow":
-            return 403, {"message": "User is not authorized to access this resource"}
-        return None
+        # A header that is not "Bearer <token>" presents no token: the authorizer denies it.
+        token = presented(headers) or ""
+        return refused(path, method, api_key=lowered.get("x-api-key", ""), expected_key=expected_key, token=token)
 
     def _content(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes

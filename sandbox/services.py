@@ -76,6 +76,13 @@ def moto_server() -> Iterator[str]:
         _stop(proc)
 
 
+def sqs_record(message: dict[str, Any]) -> dict[str, Any]:
+    """A received SQS message as Lambda's SQS event source hands it to a function."""
+    return {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"], "body": message["Body"],
+            "attributes": message.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": "",
+            "eventSource": "aws:sqs"}  # fmt: skip
+
+
 class LocalStack:
     """A sandbox's lifetime: ``_start`` enters services into ``self._stack``; leaving stops them all,
     also when starting failed half-way."""

@@ -21,10 +21,11 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from .config import AppConfig
+from .config import AppConfig, CaptureConfig
 from .constructs.alarm_topic import AlarmTopic, alarms_at_one
 from .constructs.braze_importer import retention_days
 from .constructs.dead_letter_queue import dead_letter_queue
+from .constructs.keyed_api import logged_rest_api
 from .constructs.python_function import PythonFunction
 
 PACKAGE = "client_capture"
@@ -33,7 +34,8 @@ CAPTURE_SOURCE = "braze.client-capture"
 EXTERNAL_ID = "external_id"  # the user pool's custom attribute: custom:external_id
 METRICS_NAMESPACE = "BrazeClientCapture"
 # How long EventBridge keeps trying a target before the event goes to the target's dead-letter queue.
-TARGET_RETRY = {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+TARGET_RETRY_ATTEMPTS = 185
+TARGET_MAX_EVENT_AGE_SECONDS = 86400
 
 
 @jsii.implements(events.IRuleTarget)
@@ -49,8 +51,8 @@ class _FirehoseWithDeadLetters:
             role=self._role,
             dead_letter_config=events.CfnRule.DeadLetterConfigProperty(arn=self._dead_letters.queue_arn),
             retry_policy=events.CfnRule.RetryPolicyProperty(
-                maximum_retry_attempts=TARGET_RETRY["MaximumRetryAttempts"],
-                maximum_event_age_in_seconds=TARGET_RETRY["MaximumEventAgeInSeconds"],
+                maximum_retry_attempts=TARGET_RETRY_ATTEMPTS,
+                maximum_event_age_in_seconds=TARGET_MAX_EVENT_AGE_SECONDS,
             ),
         )
 
@@ -77,14 +79,13 @@ class CaptureStack(Stack):
         """``import_bucket_export``: the name of the Import stack's export of its bucket's ARN."""
         super().__init__(scope, construct_id, **kwargs)
         import_bucket = s3.Bucket.from_bucket_arn(self, "ImportBucket", Fn.import_value(import_bucket_export))
-        self.import_bucket_export = import_bucket_export
         capture = config.capture
         self.retention = retention_days(capture.log_retention_days)
         self.output_prefix = f"{config.importer.incoming_prefix}{capture.prefix}"
         self._identity(capture.self_sign_up, capture.access_token_minutes)
         self.bus = events.EventBus(self, "Bus", description="Events posted by web and mobile clients")
         self._api(capture.authorizer_cache_seconds, capture.api_rate_limit, capture.api_burst_limit, capture.origins)
-        self._delivery(import_bucket, capture.error_prefix, capture.buffer_seconds, capture.buffer_mb)
+        self._delivery(import_bucket, import_bucket_export, capture)
         self.forward_dead_letters: sqs.Queue | None = None
         if capture.forwarded_types:
             self._forward(capture)
@@ -133,7 +134,6 @@ class CaptureStack(Stack):
                 )
             ],
         )
-        standard = cognito.StandardAttributesMask(email=True, email_verified=True)
         self.app_client = self.user_pool.add_client(
             "AppClient",
             auth_flows=cognito.AuthFlow(user_password=True, user_srp=True),
@@ -146,7 +146,7 @@ class CaptureStack(Stack):
             read_attributes=cognito.ClientAttributes()
             .with_standard_attributes(email=True, email_verified=True)
             .with_custom_attributes(EXTERNAL_ID),
-            write_attributes=cognito.ClientAttributes().with_standard_attributes(email=standard.email),
+            write_attributes=cognito.ClientAttributes().with_standard_attributes(email=True),
         )
         Validations.of(self.user_pool).acknowledge(
             Acknowledgment(
@@ -191,32 +191,12 @@ class CaptureStack(Stack):
             timeout=Duration.seconds(10), memory_mb=512, log_retention=self.retention,
         )  # fmt: skip
         self.bus.grant_put_events_to(self.receiver.role)
-        access_logs = logs.LogGroup(self, "AccessLogs", retention=self.retention, removal_policy=RemovalPolicy.RETAIN)
-        self.api = apigw.RestApi(
+        self.api = logged_rest_api(
             self,
-            "Api",
             description="Client event capture: POST /event with a Cognito access token",
-            cloud_watch_role=False,  # the account's role lives in the ApiGatewayAccount stack, once
-            endpoint_types=[apigw.EndpointType.REGIONAL],
-            deploy_options=apigw.StageOptions(
-                stage_name="v1",
-                access_log_destination=apigw.LogGroupLogDestination(access_logs),
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=False,
-                ),
-                logging_level=apigw.MethodLoggingLevel.ERROR,
-                data_trace_enabled=False,
-                throttling_rate_limit=rate_limit,
-                throttling_burst_limit=burst_limit,
-            ),
+            rate_limit=rate_limit,
+            burst_limit=burst_limit,
+            log_retention=self.retention,
         )
         authorizer = apigw.RequestAuthorizer(
             self,
@@ -301,7 +281,8 @@ class CaptureStack(Stack):
 
     # -- bus -> Firehose -> import bucket ----------------------------------------------------------
 
-    def _delivery(self, bucket: s3.IBucket, error_prefix: str, buffer_seconds: int, buffer_mb: int) -> None:
+    def _delivery(self, bucket: s3.IBucket, bucket_export: str, capture: CaptureConfig) -> None:
+        error_prefix, buffer_seconds = capture.error_prefix, capture.buffer_seconds
         self.transform = PythonFunction(
             self, "Transform", package=PACKAGE, handler="transform_handler.handler",
             description="Turns capture events into Braze custom events for the importer (Firehose transform)",
@@ -341,7 +322,7 @@ class CaptureStack(Stack):
                 compression_format="GZIP",
                 file_extension=".jsonl.gz",  # the importer's notification and reader take gzip JSON Lines
                 buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(
-                    interval_in_seconds=buffer_seconds, size_in_m_bs=buffer_mb
+                    interval_in_seconds=buffer_seconds, size_in_m_bs=capture.buffer_mb
                 ),
                 cloud_watch_logging_options=firehose.CfnDeliveryStream.CloudWatchLoggingOptionsProperty(
                     enabled=True, log_group_name=stream_logs.log_group_name, log_stream_name=stream_log.log_stream_name
@@ -393,7 +374,7 @@ class CaptureStack(Stack):
             ],
         )
         _allow_rule_to_dead_letter(self.firehose_dead_letters, self.rule)
-        token = self.import_bucket_export  # cdk-nag names an imported ARN by its export
+        token = bucket_export  # cdk-nag names an imported ARN by its export
         Validations.of(role).acknowledge(
             Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::{token}/{self.output_prefix}*]",
@@ -405,7 +386,7 @@ class CaptureStack(Stack):
             ),
         )
 
-    def _forward(self, capture: Any) -> None:
+    def _forward(self, capture: CaptureConfig) -> None:
         """Chosen event types also go to an HTTP API (the seed's loyalty purchases to the help desk)."""
         connection = events.Connection(
             self,
@@ -436,8 +417,8 @@ class CaptureStack(Stack):
                 targets.ApiDestination(
                     destination,
                     dead_letter_queue=self.forward_dead_letters,
-                    retry_attempts=TARGET_RETRY["MaximumRetryAttempts"],
-                    max_event_age=Duration.seconds(TARGET_RETRY["MaximumEventAgeInSeconds"]),
+                    retry_attempts=TARGET_RETRY_ATTEMPTS,
+                    max_event_age=Duration.seconds(TARGET_MAX_EVENT_AGE_SECONDS),
                 )
             ],
         )

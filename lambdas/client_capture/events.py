@@ -139,19 +139,8 @@ def _unwrap(item: Any) -> Any:
 def client_event(index: int, raw: Any) -> ClientEvent:
     if type(raw) is not dict:
         raise Invalid("entry: must be a JSON object")
-    event_type = raw.get("eventType")
-    if type(event_type) is not str or not event_type.strip():
-        raise Invalid("eventType: must be a non-empty string")
-    if len(event_type) > MAX_NAME_LENGTH:
-        raise Invalid(f"eventType: must be at most {MAX_NAME_LENGTH} characters")
-    _utf8(event_type, "eventType")
-    version = raw.get("schemaVersion")
-    if version is not None and (type(version) not in (str, int, float) or version == ""):
-        raise Invalid("schemaVersion: must be a string or a number")
-    if type(version) is float and not math.isfinite(version):
-        raise Invalid("schemaVersion: must be a finite number")
-    if type(version) is str:
-        _utf8(version, "schemaVersion")
+    event_type = check_event_type(raw.get("eventType"), "eventType")
+    version = check_schema_version(raw.get("schemaVersion"), "schemaVersion")
     data = raw.get("data", {})
     if type(data) is not dict:
         raise Invalid("data: must be a JSON object")
@@ -159,7 +148,30 @@ def client_event(index: int, raw: Any) -> ClientEvent:
     time = raw.get("time")
     if time is not None:
         check_time(time, "time")
-    return ClientEvent(index, event_type, None if version is None else str(version), data, time)
+    return ClientEvent(index, event_type, version, data, time)
+
+
+def check_event_type(value: Any, field: str) -> str:
+    """A Braze custom event name: a non-empty string of at most 255 characters, UTF-8 encodable."""
+    if type(value) is not str or not value.strip():
+        raise Invalid(f"{field}: must be a non-empty string")
+    if len(value) > MAX_NAME_LENGTH:
+        raise Invalid(f"{field}: must be at most {MAX_NAME_LENGTH} characters")
+    _utf8(value, field)
+    return value
+
+
+def check_schema_version(value: Any, field: str) -> str | None:
+    """An event's optional schema version (a non-empty string or a finite number) as text."""
+    if value is None:
+        return None
+    if type(value) not in (str, int, float) or value == "":
+        raise Invalid(f"{field}: must be a string or a number")
+    if type(value) is float and not math.isfinite(value):
+        raise Invalid(f"{field}: must be a finite number")
+    text = str(value)
+    _utf8(text, field)
+    return text
 
 
 def check_properties(data: dict[str, Any]) -> None:
@@ -211,10 +223,7 @@ def braze_event(event: Any) -> dict[str, Any]:
     external_id = detail.get("external_id")
     if type(external_id) is not str or not external_id:
         raise Invalid("external_id: missing; the event has no verified user")
-    name = detail.get("event_type")
-    if type(name) is not str or not name.strip() or len(name) > MAX_NAME_LENGTH:
-        raise Invalid(f"event_type: must be a non-empty string of at most {MAX_NAME_LENGTH} characters")
-    _utf8(name, "event_type")
+    name = check_event_type(detail.get("event_type"), "event_type")
     _utf8(external_id, "external_id")
     time = detail.get("time") or detail.get("received_at")
     check_time(time, "time")
@@ -223,10 +232,7 @@ def braze_event(event: Any) -> dict[str, Any]:
         raise Invalid("data: must be a JSON object")
     check_properties(data)
     properties = dict(data)
-    version = detail.get("schema_version")
+    version = check_schema_version(detail.get("schema_version"), "schema_version")
     if version is not None:
-        if type(version) not in (str, int, float) or (type(version) is float and not math.isfinite(version)):
-            raise Invalid("schema_version: must be a string or a finite number")
-        properties["schema_version"] = str(version)
-        _utf8(properties["schema_version"], "schema_version")
+        properties["schema_version"] = version
     return {"external_id": external_id, "name": name, "time": time, "properties": properties}

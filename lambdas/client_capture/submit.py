@@ -9,12 +9,11 @@ fault (resending will not help); 503 none put and some refusals are EventBridge'
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .events import BadRequest, ClientEvent, parse_body
+from .events import BadRequest, ClientEvent, dumps, parse_body
 
 SOURCE = "braze.client-capture"
 DETAIL_TYPE = "ClientEvent"
@@ -76,18 +75,15 @@ def _put(
     events: list[ClientEvent], *, external_id: str, received_at: str, bus_name: str, put: PutEvents
 ) -> list[Refusal]:
     refused: list[Refusal] = []
-    batches: list[list[tuple[ClientEvent, dict[str, Any], int]]] = [[]]
+    batches: list[list[tuple[ClientEvent, dict[str, Any]]]] = [[]]
     batch_size = 0
     for e in events:
         entry = {
             "Source": SOURCE,
             "DetailType": DETAIL_TYPE,
-            "Detail": json.dumps(
-                e.detail(external_id=external_id, received_at=received_at),
-                ensure_ascii=False, allow_nan=False, separators=(",", ":"),
-            ),
+            "Detail": dumps(e.detail(external_id=external_id, received_at=received_at)),
             "EventBusName": bus_name,
-        }  # fmt: skip
+        }
         size = entry_size(entry)
         if size > MAX_ENTRY_BYTES:
             refused.append(Refusal(e.index, f"entry: too large for EventBridge ({size:,} bytes)", False))
@@ -95,11 +91,11 @@ def _put(
         if batch_size + size > MAX_ENTRY_BYTES:  # PutEvents' limit holds for the whole call too
             batches.append([])
             batch_size = 0
-        batches[-1].append((e, entry, size))
+        batches[-1].append((e, entry))
         batch_size += size
     for batch in batches:
         if batch:
-            refused += _put_batch([e for e, _, _ in batch], [entry for _, entry, _ in batch], put)
+            refused += _put_batch([e for e, _ in batch], [entry for _, entry in batch], put)
     return refused
 
 

@@ -14,6 +14,40 @@ from constructs import Construct
 from .python_function import PythonFunction
 
 
+def logged_rest_api(
+    scope: Construct, *, description: str, rate_limit: int, burst_limit: int, log_retention: logs.RetentionDays
+) -> apigw.RestApi:
+    """A regional REST API (``Api``) with its stage ``v1`` throttled, JSON access logs in ``AccessLogs``
+    (no caller or user fields), errors-only execution logs and no data trace."""
+    access_logs = logs.LogGroup(scope, "AccessLogs", retention=log_retention, removal_policy=RemovalPolicy.RETAIN)
+    return apigw.RestApi(
+        scope,
+        "Api",
+        description=description,
+        cloud_watch_role=False,  # the account's role lives in the ApiGatewayAccount stack, once
+        endpoint_types=[apigw.EndpointType.REGIONAL],
+        deploy_options=apigw.StageOptions(
+            stage_name="v1",
+            access_log_destination=apigw.LogGroupLogDestination(access_logs),
+            access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                caller=False,
+                http_method=True,
+                ip=True,
+                protocol=True,
+                request_time=True,
+                resource_path=True,
+                response_length=True,
+                status=True,
+                user=False,
+            ),
+            logging_level=apigw.MethodLoggingLevel.ERROR,
+            data_trace_enabled=False,
+            throttling_rate_limit=rate_limit,
+            throttling_burst_limit=burst_limit,
+        ),
+    )
+
+
 class KeyedApi(Construct):
     """Exposes ``api``, ``authorizer``, ``validator``, ``token_secret`` and ``api_key``;
     ``add_method`` adds a keyed, authorized, validated Lambda-proxy method."""
@@ -29,32 +63,8 @@ class KeyedApi(Construct):
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
-        access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, removal_policy=RemovalPolicy.RETAIN)
-        self.api = apigw.RestApi(
-            self,
-            "Api",
-            description=description,
-            cloud_watch_role=False,  # the account's role lives in the ApiGatewayAccount stack, once
-            endpoint_types=[apigw.EndpointType.REGIONAL],
-            deploy_options=apigw.StageOptions(
-                stage_name="v1",
-                access_log_destination=apigw.LogGroupLogDestination(access_logs),
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=False,
-                ),
-                logging_level=apigw.MethodLoggingLevel.ERROR,
-                data_trace_enabled=False,
-                throttling_rate_limit=rate_limit,
-                throttling_burst_limit=burst_limit,
-            ),
+        self.api = logged_rest_api(
+            self, description=description, rate_limit=rate_limit, burst_limit=burst_limit, log_retention=log_retention
         )
         self.token_secret = secretsmanager.Secret(
             self,
