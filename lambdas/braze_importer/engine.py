@@ -321,8 +321,11 @@ class Governor:
 
     _MIN_RATE = 0.5  # requests per second: a rate of zero would never look again
 
-    def __init__(self, policy: SendPolicy, clock: Clock, share: Share | None = None) -> None:
+    def __init__(
+        self, policy: SendPolicy, clock: Clock, share: Share | None = None, counters: Counters | None = None
+    ) -> None:
         self._clock = clock
+        self._counters = counters or Counters()  # where capped or doubted waits are counted
         self._share = share or Share(policy.workspace_requests_per_second)
         self._ceiling = policy.requests_per_second or math.inf
         self._factor = 1.0  # the AIMD multiplier
@@ -343,7 +346,6 @@ class Governor:
         self._window_reset: float | None = None  # the reset value of the current window
         self._doubted: set[str] = set()  # reset values counted in waits_capped already
         self.in_flight = 0
-        self.waits_capped = 0
 
     def rate(self, now: float) -> float:
         """Requests per second this run may start now."""
@@ -429,7 +431,7 @@ class Governor:
     def capped(self, seconds: float) -> float:
         """A wait Braze asked for, cut to ``max_wait_seconds`` (and counted if it was)."""
         if seconds > self._max_wait:
-            self.waits_capped += 1
+            self._counters.waits_capped += 1
             return self._max_wait
         return seconds
 
@@ -486,7 +488,7 @@ class Governor:
             if len(self._doubted) > 64:
                 self._doubted.clear()
             self._doubted.add(key)
-            self.waits_capped += 1
+            self._counters.waits_capped += 1
 
     def succeeded(self) -> None:
         if self._factor < 1.0:
@@ -519,7 +521,7 @@ class Pump:
         self._on_failed = on_failed
         self.counters = counters or Counters()
         self.failure_reasons: dict[str, int] = {}
-        self._governor = Governor(policy, clock, share)
+        self._governor = Governor(policy, clock, share, self.counters)
         self._slots = asyncio.Semaphore(policy.max_in_flight)
         self._stopping = asyncio.Event()
         self._stop_reason: str | None = None
@@ -672,9 +674,7 @@ class Pump:
                 self._governor.in_flight -= 1
             self._answered += 1
             if answer.delivery is Delivery.ANSWERED:
-                before = self._governor.waits_capped
                 self._governor.observe(answer)
-                self.counters.waits_capped += self._governor.waits_capped - before
                 status = answer.status
                 if 200 <= status < 300:
                     self._governor.succeeded()
@@ -682,9 +682,7 @@ class Pump:
                     return
                 if status == 429:
                     self.counters.throttled += 1
-                    before = self._governor.waits_capped
                     self._governor.throttled(answer, self._backoff(1))
-                    self.counters.waits_capped += self._governor.waits_capped - before
                     continue  # not stored: resend, it does not use up an attempt
                 if status in (401, 403):
                     self._stop_reason = f"braze_auth_{status}"
@@ -724,9 +722,7 @@ class Pump:
             self.counters.retries += 1
             wait = self._backoff(attempt)
             if answer.retry_after is not None:  # a 503 may say when to come back: not sooner
-                before = self._governor.waits_capped
                 wait = max(wait, self._governor.capped(answer.retry_after))
-                self.counters.waits_capped += self._governor.waits_capped - before
             if not await self._sleep(wait):
                 return
 
