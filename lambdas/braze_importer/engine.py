@@ -249,10 +249,9 @@ class Share:
     RATE_SPAN = 3.0  # seconds over which a run measures its own rate (Braze's window)
     MIN_SPAN = 1.5  # a run that has measured for less is counted at an even split
 
-    def __init__(self, workspace_requests_per_second: float, runs: int = 1) -> None:
+    def __init__(self, workspace_requests_per_second: float) -> None:
         self.workspace_requests_per_second = workspace_requests_per_second
-        self.runs = max(1, runs)
-        self.requests_per_second = workspace_requests_per_second / self.runs
+        self.requests_per_second = workspace_requests_per_second  # alone until the first note
         self.sent = 0  # requests this run has started
         self._confirmed = self.requests_per_second  # the share at the last successful note
         self._samples: deque[tuple[float, int]] = deque()
@@ -261,11 +260,6 @@ class Share:
     def fraction(self) -> float:
         """This run's part of the workspace, between 0 and 1."""
         return self.requests_per_second / self.workspace_requests_per_second
-
-    def set_runs(self, runs: int) -> None:
-        """An even split among ``runs`` (rates unknown)."""
-        self.runs = max(1, runs)
-        self.requests_per_second = self._confirmed = self.workspace_requests_per_second / self.runs
 
     def set_active(self, run_id: str, active: Mapping[str, float | None]) -> None:
         """The share given the active runs and their recent rates (None: not measured yet)."""
@@ -279,7 +273,6 @@ class Share:
                 break
             used += rate * self.HEADROOM
             level = (limit - used) / (runs - counted)  # the level rises as each is counted
-        self.runs = runs
         self.requests_per_second = self._confirmed = min(limit, max(limit / runs, level))
 
     def lapse(self) -> None:
