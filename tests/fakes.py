@@ -293,3 +293,13 @@ def run_chain(deps: Deps, ref: ObjectRef, batches_per_invocation: int) -> list[s
         payload = deps.continuer.payloads.pop(0)
         statuses.append(handle_continue(payload["run_id"], payload["seq"], "req", deps, budget()).status)
     return statuses
+
+
+def create_runs_table(dynamodb: Any, name: str = "runs") -> None:
+    """The importer's runs table (keyed by ``run_id``), in moto."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
