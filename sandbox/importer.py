@@ -130,22 +130,20 @@ class ImportSandbox(LocalStack):
         """Upload, run to the end of the invocation chain and return the run report."""
         event = self.upload(path, key)
         results = self.deliver(event)
-        runs = results[0]["runs"] if results else []
-        if not runs or runs[0]["status"] == "ignored":
-            raise RuntimeError(f"the importer ignored {path.name}: use .json, .jsonl, .ndjson or .csv (optionally .gz)")
-        return self.report(runs[0]["run_id"])
+        return self._report_of(path, results[0] if results else {})
 
     def import_files(self, paths: list[Path]) -> list[dict[str, Any]]:
         """Upload every file, then run them all at once; their run reports, in the order given."""
         events = [self.upload(path) for path in paths]
         firsts = self.deliver_concurrently(events)
-        reports = []
-        for path, result in zip(paths, firsts, strict=True):
-            runs = result.get("runs") or []
-            if not runs or runs[0]["status"] == "ignored":
-                raise RuntimeError(f"the importer ignored {path.name}: use .json, .jsonl or .ndjson (optionally .gz)")
-            reports.append(self.report(runs[0]["run_id"]))
-        return reports
+        return [self._report_of(path, result) for path, result in zip(paths, firsts, strict=True)]
+
+    def _report_of(self, path: Path, first: dict[str, Any]) -> dict[str, Any]:
+        """The report of the run the file's first invocation started."""
+        runs = first.get("runs") or []
+        if not runs or runs[0]["status"] == "ignored":
+            raise RuntimeError(f"the importer ignored {path.name}: use .json, .jsonl, .ndjson or .csv (optionally .gz)")
+        return self.report(runs[0]["run_id"])
 
     def deliver_concurrently(self, events: list[dict[str, Any]], *, workers: int | None = None) -> list[dict[str, Any]]:
         """Invoke the handler with every event at once, each invocation in a worker process, and

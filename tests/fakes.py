@@ -8,14 +8,15 @@ import gzip
 import io
 from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager
+from itertools import count
 from typing import Any
 
 import orjson
 from botocore.exceptions import ClientError
 from braze_importer.engine import SendPolicy
-from braze_importer.ports import BrazeAnswer, Delivery, SeekPoint
+from braze_importer.ports import BrazeAnswer, Delivery, ObjectRef, SeekPoint
 from braze_importer.runs import CONTINUING, QUEUED, RUNNING, STOPPED, RunRecord
-from braze_importer.service import Deps, Layout
+from braze_importer.service import Deps, Layout, handle_continue, handle_start
 
 
 class FakeClock:
@@ -278,3 +279,27 @@ def gz(data: bytes) -> bytes:
     with gzip.GzipFile(fileobj=buf, mode="wb") as f:
         f.write(data)
     return buf.getvalue()
+
+
+def run_chain(deps: Deps, ref: ObjectRef, batches_per_invocation: int) -> list[str]:
+    """Drive start + every continuation, each invocation stopping after N time checks."""
+
+    def budget() -> Any:
+        ticks = count()
+        return lambda: next(ticks) < batches_per_invocation
+
+    statuses = [handle_start(ref, "req-0", deps, budget()).status]
+    while deps.continuer.payloads:
+        payload = deps.continuer.payloads.pop(0)
+        statuses.append(handle_continue(payload["run_id"], payload["seq"], "req", deps, budget()).status)
+    return statuses
+
+
+def create_runs_table(dynamodb: Any, name: str = "runs") -> None:
+    """The importer's runs table (keyed by ``run_id``), in moto."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )

@@ -476,29 +476,22 @@ class DynamoActiveRuns:
         update: dict[str, Any] = {
             "TableName": self._table,
             "Key": self._key,
-            "UpdateExpression": "REMOVE members.#run, rates.#run",
             "ExpressionAttributeNames": {"#run": run_id},
         }
         if condition_before is not None:
             update["ConditionExpression"] = "members.#run < :now"
             update["ExpressionAttributeValues"] = {":now": {"N": f"{condition_before:.3f}"}}
-        try:
-            self._db.update_item(**update)
-        except ClientError as exc:
-            code = exc.response["Error"]["Code"]
-            if code == "ValidationException" and "rates" in update["UpdateExpression"]:
-                # An item written before rates were noted has no rates map to remove from.
-                update["UpdateExpression"] = "REMOVE members.#run"
-                self._remove_plain(update)
-            elif code != "ConditionalCheckFailedException":
-                raise
-
-    def _remove_plain(self, update: dict[str, Any]) -> None:
-        try:
-            self._db.update_item(**update)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] not in ("ConditionalCheckFailedException", "ValidationException"):
-                raise
+        # An item written before rates were noted has no rates map to remove from: members alone.
+        for expression in ("REMOVE members.#run, rates.#run", "REMOVE members.#run"):
+            try:
+                self._db.update_item(**update, UpdateExpression=expression)
+                return
+            except ClientError as exc:
+                code = exc.response["Error"]["Code"]
+                if code == "ConditionalCheckFailedException":
+                    return
+                if code != "ValidationException":
+                    raise
 
 
 class DynamoSeekPoints:

@@ -180,6 +180,16 @@ def _cells(raw: bytes) -> tuple[list[str] | None, str | None]:
         )
 
 
+def _typed(cells: list[str], width: int, row_of: Callable[[list[str]], Any]) -> tuple[Any, str | None]:
+    """The row's value by the header's schema (None: nothing but its identifier), or why it has none."""
+    if len(cells) != width:
+        return None, f"row has {len(cells)} fields, the header has {width}"
+    try:
+        return row_of(cells), None
+    except Invalid as exc:
+        return None, exc.reason
+
+
 def read_header(chunks: Iterable[bytes], casts: Mapping[str, str] | None = None) -> tuple[Schema, _Rows]:
     """The schema from the file's first row, and the rows after it."""
     rows = _Rows(chunks, 0)
@@ -247,20 +257,13 @@ def iter_rows(
             size = max(1, len(raw) // (last + 1))
             for i, line_raw in enumerate(texts if texts is not None else raw.split(b"\n")):
                 value: Any = None
-                error = None
                 cells: list[str] | None
                 if type(line_raw) is str:
                     cells = (line_raw[:-1] if line_raw.endswith("\r") else line_raw).split(",")
                 else:
                     cells, error = _cells(line_raw)  # type: ignore[arg-type]
                 if cells is not None:
-                    if len(cells) != width:
-                        error = f"row has {len(cells)} fields, the header has {width}"
-                    else:
-                        try:
-                            value = row_of(cells)
-                        except Invalid as exc:
-                            error = exc.reason
+                    value, error = _typed(cells, width, row_of)
                 next_ = after if i == last else anchor
                 if error is None:
                     yield Element(
@@ -283,21 +286,12 @@ def iter_rows(
         else:
             cells, error = _cells(raw)
             if cells is not None:
-                if len(cells) != width:
-                    error = f"row has {len(cells)} fields, the header has {width}"
-                else:
-                    try:
-                        value = row_of(cells)
-                    except Invalid as exc:
-                        error = exc.reason
-                    else:
-                        here, after = Position(offset, index), Position(end, index + 1)
-                        if value is None:
-                            yield Element(index, here, after, len(raw), None, kind=Kind.ATTRIBUTES, skipped=True)
-                        else:
-                            yield Element(index, here, after, len(raw), value, kind=Kind.ATTRIBUTES)
-                        index += 1
-                        continue
+                value, error = _typed(cells, width, row_of)
+                if error is None:
+                    here, after = Position(offset, index), Position(end, index + 1)
+                    yield Element(index, here, after, len(raw), value, kind=Kind.ATTRIBUTES, skipped=value is None)
+                    index += 1
+                    continue
         if line_base is None:
             line_base = _lines_before(reopen, start.offset) if reopen is not None else 0
         here, after = Position(offset, index), Position(end, index + 1)

@@ -249,10 +249,9 @@ class Share:
     RATE_SPAN = 3.0  # seconds over which a run measures its own rate (Braze's window)
     MIN_SPAN = 1.5  # a run that has measured for less is counted at an even split
 
-    def __init__(self, workspace_requests_per_second: float, runs: int = 1) -> None:
+    def __init__(self, workspace_requests_per_second: float) -> None:
         self.workspace_requests_per_second = workspace_requests_per_second
-        self.runs = max(1, runs)
-        self.requests_per_second = workspace_requests_per_second / self.runs
+        self.requests_per_second = workspace_requests_per_second  # alone until the first note
         self.sent = 0  # requests this run has started
         self._confirmed = self.requests_per_second  # the share at the last successful note
         self._samples: deque[tuple[float, int]] = deque()
@@ -261,11 +260,6 @@ class Share:
     def fraction(self) -> float:
         """This run's part of the workspace, between 0 and 1."""
         return self.requests_per_second / self.workspace_requests_per_second
-
-    def set_runs(self, runs: int) -> None:
-        """An even split among ``runs`` (rates unknown)."""
-        self.runs = max(1, runs)
-        self.requests_per_second = self._confirmed = self.workspace_requests_per_second / self.runs
 
     def set_active(self, run_id: str, active: Mapping[str, float | None]) -> None:
         """The share given the active runs and their recent rates (None: not measured yet)."""
@@ -279,7 +273,6 @@ class Share:
                 break
             used += rate * self.HEADROOM
             level = (limit - used) / (runs - counted)  # the level rises as each is counted
-        self.runs = runs
         self.requests_per_second = self._confirmed = min(limit, max(limit / runs, level))
 
     def lapse(self) -> None:
@@ -321,8 +314,11 @@ class Governor:
 
     _MIN_RATE = 0.5  # requests per second: a rate of zero would never look again
 
-    def __init__(self, policy: SendPolicy, clock: Clock, share: Share | None = None) -> None:
+    def __init__(
+        self, policy: SendPolicy, clock: Clock, share: Share | None = None, counters: Counters | None = None
+    ) -> None:
         self._clock = clock
+        self._counters = counters or Counters()  # where capped or doubted waits are counted
         self._share = share or Share(policy.workspace_requests_per_second)
         self._ceiling = policy.requests_per_second or math.inf
         self._factor = 1.0  # the AIMD multiplier
@@ -343,7 +339,6 @@ class Governor:
         self._window_reset: float | None = None  # the reset value of the current window
         self._doubted: set[str] = set()  # reset values counted in waits_capped already
         self.in_flight = 0
-        self.waits_capped = 0
 
     def rate(self, now: float) -> float:
         """Requests per second this run may start now."""
@@ -429,7 +424,7 @@ class Governor:
     def capped(self, seconds: float) -> float:
         """A wait Braze asked for, cut to ``max_wait_seconds`` (and counted if it was)."""
         if seconds > self._max_wait:
-            self.waits_capped += 1
+            self._counters.waits_capped += 1
             return self._max_wait
         return seconds
 
@@ -486,7 +481,7 @@ class Governor:
             if len(self._doubted) > 64:
                 self._doubted.clear()
             self._doubted.add(key)
-            self.waits_capped += 1
+            self._counters.waits_capped += 1
 
     def succeeded(self) -> None:
         if self._factor < 1.0:
@@ -519,7 +514,7 @@ class Pump:
         self._on_failed = on_failed
         self.counters = counters or Counters()
         self.failure_reasons: dict[str, int] = {}
-        self._governor = Governor(policy, clock, share)
+        self._governor = Governor(policy, clock, share, self.counters)
         self._slots = asyncio.Semaphore(policy.max_in_flight)
         self._stopping = asyncio.Event()
         self._stop_reason: str | None = None
@@ -672,9 +667,7 @@ class Pump:
                 self._governor.in_flight -= 1
             self._answered += 1
             if answer.delivery is Delivery.ANSWERED:
-                before = self._governor.waits_capped
                 self._governor.observe(answer)
-                self.counters.waits_capped += self._governor.waits_capped - before
                 status = answer.status
                 if 200 <= status < 300:
                     self._governor.succeeded()
@@ -682,9 +675,7 @@ class Pump:
                     return
                 if status == 429:
                     self.counters.throttled += 1
-                    before = self._governor.waits_capped
                     self._governor.throttled(answer, self._backoff(1))
-                    self.counters.waits_capped += self._governor.waits_capped - before
                     continue  # not stored: resend, it does not use up an attempt
                 if status in (401, 403):
                     self._stop_reason = f"braze_auth_{status}"
@@ -724,9 +715,7 @@ class Pump:
             self.counters.retries += 1
             wait = self._backoff(attempt)
             if answer.retry_after is not None:  # a 503 may say when to come back: not sooner
-                before = self._governor.waits_capped
                 wait = max(wait, self._governor.capped(answer.retry_after))
-                self.counters.waits_capped += self._governor.waits_capped - before
             if not await self._sleep(wait):
                 return
 

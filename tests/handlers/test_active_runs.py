@@ -11,6 +11,8 @@ from botocore.exceptions import ClientError
 from braze_importer.aws import ACTIVE_KEY, DynamoActiveRuns
 from moto import mock_aws
 
+from tests.fakes import create_runs_table
+
 pytestmark = pytest.mark.usefixtures("aws_env")
 
 
@@ -18,12 +20,7 @@ pytestmark = pytest.mark.usefixtures("aws_env")
 def active(aws_env: None) -> Iterator[DynamoActiveRuns]:
     with mock_aws():
         client = boto3.client("dynamodb")
-        client.create_table(
-            TableName="runs",
-            KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_runs_table(client)
         yield DynamoActiveRuns(client, "runs")
 
 

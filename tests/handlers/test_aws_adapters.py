@@ -12,6 +12,8 @@ from braze_importer.ports import ObjectRef
 from braze_importer.runs import COMPLETED, CONTINUING, RunRecord
 from moto import mock_aws
 
+from tests.fakes import create_runs_table
+
 pytestmark = pytest.mark.usefixtures("aws_env", "moto")
 
 
@@ -24,12 +26,7 @@ def moto(aws_env: None) -> Iterator[None]:
 @pytest.fixture
 def store() -> DynamoRunStore:
     client = boto3.client("dynamodb")
-    client.create_table(
-        TableName="runs",
-        KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_runs_table(client)
     return DynamoRunStore(client, "runs")
 
 

@@ -18,6 +18,7 @@ from moto import mock_aws
 
 from sandbox.importer import FakeContext, s3_event
 from sandbox.services import BrazeEmulator
+from tests.fakes import create_runs_table
 
 pytestmark = pytest.mark.usefixtures("aws_env")
 
@@ -28,12 +29,7 @@ def deployed(braze: BrazeEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="imports")
         s3.put_bucket_versioning(Bucket="imports", VersioningConfiguration={"Status": "Enabled"})
-        boto3.client("dynamodb").create_table(
-            TableName="runs",
-            KeySchema=[{"AttributeName": "run_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_runs_table(boto3.client("dynamodb"))
         secret = boto3.client("secretsmanager").create_secret(Name="braze", SecretString="sandbox-braze-key")
         for name, value in {
             "BRAZE_REST_ENDPOINT": braze.url,

@@ -4,7 +4,6 @@ and whole runs (continuation, gzip resume from a seek point, duplicate notificat
 from __future__ import annotations
 
 import gzip
-from itertools import count
 from typing import Any
 
 import orjson
@@ -15,9 +14,9 @@ from braze_importer.engine import SendPolicy
 from braze_importer.objects import Invalid
 from braze_importer.ports import ObjectRef
 from braze_importer.reader import BOM, START
-from braze_importer.service import format_for, handle_continue, handle_start
+from braze_importer.service import format_for, handle_start
 
-from tests.fakes import FakeBraze, FakeS3, gz, make_deps
+from tests.fakes import FakeBraze, FakeS3, gz, make_deps, run_chain
 
 BUCKET = "imports"
 
@@ -232,18 +231,6 @@ def audience(n: int) -> tuple[bytes, list[dict[str, Any]]]:
         lines.append(f'gold,{i:05d},{i},"said ""hi"",\nthen left"'.encode())
         want.append({"external_id": f"{i:05d}", "tier": "gold", "score": i, "note": 'said "hi",\nthen left'})
     return b"\r\n".join(lines) + b"\r\n", want
-
-
-def run_chain(deps: Any, ref: ObjectRef, per_invocation: int) -> list[str]:
-    def budget() -> Any:
-        ticks = count()
-        return lambda: next(ticks) < per_invocation
-
-    statuses = [handle_start(ref, "req-0", deps, budget()).status]
-    while deps.continuer.payloads:
-        payload = deps.continuer.payloads.pop(0)
-        statuses.append(handle_continue(payload["run_id"], payload["seq"], "req", deps, budget()).status)
-    return statuses
 
 
 @pytest.mark.parametrize("key", ["incoming/a.csv", "incoming/a.csv.gz"])

@@ -11,7 +11,7 @@ from braze_importer.engine import SendPolicy
 from braze_importer.ports import ObjectRef
 from braze_importer.service import handle_continue, handle_resume, handle_start, handle_sweep, start_queued
 
-from tests.fakes import FakeBraze, FakeS3, answer, gz, make_deps
+from tests.fakes import FakeBraze, FakeS3, answer, gz, make_deps, run_chain
 
 BUCKET = "imports"
 
@@ -38,20 +38,6 @@ def encode(objs: list[Any], shape: str) -> tuple[str, bytes]:
     if shape == "lines":
         return "incoming/a.jsonl", b"\n".join(orjson.dumps(o) for o in objs)
     return "incoming/a.jsonl.gz", gz(b"\n".join(orjson.dumps(o) for o in objs) + b"\n")
-
-
-def run_chain(deps: Any, ref: ObjectRef, batches_per_invocation: int) -> list[str]:
-    """Drive start + every continuation, each invocation stopping after N time checks."""
-
-    def budget() -> Any:
-        ticks = count()
-        return lambda: next(ticks) < batches_per_invocation
-
-    statuses = [handle_start(ref, "req-0", deps, budget()).status]
-    while deps.continuer.payloads:
-        payload = deps.continuer.payloads.pop(0)
-        statuses.append(handle_continue(payload["run_id"], payload["seq"], "req", deps, budget()).status)
-    return statuses
 
 
 @pytest.mark.parametrize("shape", ["minified", "pretty", "lines", "gzip"])
