@@ -37,12 +37,16 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
         config=config,
         description="Braze Currents personalization: Avro events to generated content for Connected Content",
     )
+    importer = imports.export_importer(config.project)
     bulk = BulkUploadStack(
         app,
         f"{config.project}-BulkUpload",
         config=config,
-        description="SAS CI360 bulk upload: a keyed webhook copies staged files into S3",
+        importer=importer if config.bulk_upload.deliver_to_braze else None,
+        description="SAS CI360 bulk upload: a keyed webhook copies staged files into S3 (and on to Braze)",
     )
+    if config.bulk_upload.deliver_to_braze:
+        bulk.add_stack_dependency(imports)
     # Capture's Firehose writes into the Import stack's bucket, found through an export of its own name.
     import_bucket_export = f"{config.project}-ImportBucketArn"
     imports.export_value(imports.bucket.bucket_arn, name=import_bucket_export)

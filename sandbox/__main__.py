@@ -76,6 +76,16 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         "--invocation-seconds", type=float, default=900.0,
         help="the copier's time limit (try 1 to watch a copy hand over from invocation to invocation)",
     )  # fmt: skip
+    bulk.add_argument(
+        "--to-braze", action="store_true",
+        help="also import the landed file into Braze as user attributes (bulkUpload:deliverToBraze)",
+    )  # fmt: skip
+    bulk.add_argument("--braze-url", help="with --to-braze: this Braze REST endpoint instead of the built-in emulator")
+    bulk.add_argument("--braze-api-key", help="with --braze-url: the Braze REST API key")
+    bulk.add_argument(
+        "--braze-id-column", default="external_id",
+        help="with --to-braze: the metadata column identifying Braze users (bulkUpload:brazeIdColumn)",
+    )  # fmt: skip
 
     srv = commands.add_parser("serve", help="every pipeline on local services, until Ctrl-C or SIGTERM")
     srv.add_argument("--info", metavar="FILE", help="write the endpoints and credentials here (default: stdout)")
@@ -113,21 +123,30 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
 
 
 def _bulk_upload(args: argparse.Namespace, out: TextIO) -> int:
-    from .bulk_upload import API_KEY, upload
+    from .bulk_upload import API_KEY, delivered, upload
 
     for path in (args.data_file, args.metadata_file):
         if path is not None and not path.is_file():
             print(f"error: {path} is not a file", file=sys.stderr)
             return 2
+    for option in ("braze_url", "braze_api_key"):
+        if getattr(args, option) and not args.to_braze:
+            print(f"error: --{option.replace('_', '-')} needs --to-braze", file=sys.stderr)
+            return 2
+    if args.braze_url and not args.braze_api_key:
+        print("error: --braze-url needs --braze-api-key", file=sys.stderr)
+        return 2
     result = upload(
         args.data_file, args.metadata_file, args.s3_filename, api_key=args.api_key or API_KEY,
-        invocation_seconds=args.invocation_seconds,
+        invocation_seconds=args.invocation_seconds, to_braze=args.to_braze, braze_url=args.braze_url,
+        braze_api_key=args.braze_api_key, braze_id_column=args.braze_id_column,
+        progress=None if args.json else (lambda line: print(line, file=sys.stderr)),
     )  # fmt: skip
     if args.json:
         out.write(json.dumps(result) + "\n")
     else:
-        out.write("\n".join(f"{k}: {v}" for k, v in result.items()) + "\n")
-    return 0 if result.get("job_status") == "done" else 1
+        out.write("\n".join(f"{k}: {json.dumps(v) if isinstance(v, dict) else v}" for k, v in result.items()) + "\n")
+    return 0 if delivered(result) else 1
 
 
 def _currents(args: argparse.Namespace, out: TextIO) -> int:

@@ -8,9 +8,11 @@ from the queue to the copier.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,9 @@ import boto3
 import orjson
 
 from .api_front import refused
-from .importer import FakeContext, _environment
+from .importer import FUNCTION as IMPORTER_FUNCTION
+from .importer import TABLE as RUNS
+from .importer import FakeContext, ImportSandbox, _environment
 from .services import PLACEHOLDER_CREDENTIALS, LocalStack, moto_server, sqs_record
 
 STAGING = "sandbox-ci360-staging"
@@ -36,9 +40,10 @@ class BulkUploadSandbox(LocalStack):
     function_env: dict[str, str] = field(default_factory=dict)
     invocation_seconds: float = 900.0  # the copier's time limit, as Lambda's context counts it down
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    endpoint: str | None = None  # a moto server already running (the import sandbox's); None: start one
 
     def _start(self) -> None:
-        endpoint = self._stack.enter_context(moto_server())
+        endpoint = self.endpoint or self._stack.enter_context(moto_server())
         env = {
             "AWS_ENDPOINT_URL": endpoint,
             **PLACEHOLDER_CREDENTIALS,
@@ -130,23 +135,57 @@ def copy_next(sqs: Any, queue_url: str, context: FakeContext) -> tuple[dict[str,
 
 
 def upload(
-    data: Path, metadata: Path | None, name: str, *, api_key: str = API_KEY, invocation_seconds: float = 900.0
+    data: Path,
+    metadata: Path | None,
+    name: str,
+    *,
+    api_key: str = API_KEY,
+    invocation_seconds: float = 900.0,
+    to_braze: bool = False,
+    braze_url: str | None = None,
+    braze_api_key: str | None = None,
+    braze_id_column: str = "external_id",
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The whole flow, as ``python -m sandbox bulk-upload`` prints it. A short ``invocation_seconds``
-    makes the copier hand over at every part (its margin is the whole budget)."""
+    makes the copier hand over at every part (its margin is the whole budget). ``to_braze`` runs
+    the deployment with ``bulkUpload:deliverToBraze``: the landed file is imported by the real
+    importer (into the built-in Braze emulator, or ``braze_url``) and the outcome gains
+    ``"import"``, the run's report."""
     short = invocation_seconds < 900.0
     env = {"COPY_HANDOVER_SECONDS": str(invocation_seconds)} if short else {}
-    with BulkUploadSandbox(invocation_seconds=invocation_seconds, function_env=env) as box:
+    with contextlib.ExitStack() as stack:
+        imports: ImportSandbox | None = None
+        if to_braze:
+            imports = stack.enter_context(
+                ImportSandbox(braze_url=braze_url, braze_api_key=braze_api_key, progress=progress)
+            )
+            env |= {"IMPORTER_FUNCTION": IMPORTER_FUNCTION, "BRAZE_ID_COLUMN": braze_id_column, "RUNS_TABLE": RUNS}
+        box = stack.enter_context(
+            BulkUploadSandbox(
+                invocation_seconds=invocation_seconds, function_env=env,
+                endpoint=os.environ["AWS_ENDPOINT_URL"] if imports else None,
+            )
+        )  # fmt: skip
         urls = {"dataFile": box.stage(data)} | ({"metadataFile": box.stage(metadata)} if metadata else {})
         status, response = box.post({"presignedUrls": urls, "sendParameters": {"s3_filename": name}}, api_key=api_key)
         if status != 202:
             return {"http_status": status, "response": response}
         invocations = box.run_copies()
+        report = None
+        if imports is not None:
+            # The copier's asynchronous invocation of the importer, as Lambda would deliver it.
+            while not imports.front.pending.empty():
+                _name, request = imports.front.pending.get()
+                first = imports.deliver(request)[0]
+                run_id = first["runs"][0]["run_id"] if first.get("runs") else None
+                report = imports.report(run_id) if run_id else None
         job = box.job(response["job_id"])
-        landed = job.get("status") == "done"
+        landed = job.get("status") == "done" or job.get("size") is not None
         size = box.s3.head_object(Bucket=BUCKET, Key=response["s3_key"])["ContentLength"] if landed else None
         header = job.get("header")
-    return {
+        stored = imports.emulator.state()["stored"] if imports is not None and imports.emulator else None
+    outcome = {
         "http_status": status,
         "response": response,
         "job_id": response["job_id"],
@@ -156,13 +195,31 @@ def upload(
         "header": None if header in (None, "none") else header,
         "copier_invocations": invocations,
     }
+    if job.get("error"):
+        outcome["error"] = job["error"]
+    if to_braze:
+        outcome["import_run_id"] = (job.get("import") or {}).get("run_id")
+        outcome["import"] = report
+        if stored is not None:
+            outcome["braze_emulator_stored"] = stored
+    return outcome
+
+
+def delivered(outcome: dict[str, Any]) -> bool:
+    """The file landed and, when it went on to Braze, its import completed with nothing failed."""
+    if outcome.get("job_status") != "done":
+        return False
+    if "import" not in outcome:
+        return True
+    report = outcome["import"] or {}
+    return bool(report.get("status") == "completed" and report.get("failed") == 0 and report.get("ambiguous") == 0)
 
 
 def clear_caches() -> None:
     for module, names in (
         ("bulk_upload.settings", ("get_settings",)),
-        ("bulk_upload.api_handler", ("_jobs", "_sqs")),
-        ("bulk_upload.copier_handler", ("_jobs", "_download", "_s3", "_sqs")),
+        ("bulk_upload.api_handler", ("_jobs", "_runs", "_sqs")),
+        ("bulk_upload.copier_handler", ("_jobs", "_download", "_importer", "_s3", "_sqs")),
         ("bulk_upload.dead_letter_handler", ("_jobs",)),
     ):
         if module in sys.modules:

@@ -1,9 +1,10 @@
 """Bulk upload: SAS CI360's bulk connector calls a keyed webhook; the staged file lands in S3,
-with its header row, whatever its size."""
+with its header row, whatever its size, and (``bulkUpload:deliverToBraze``) goes on to Braze
+through the Import stack's importer."""
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, CfnOutput, Duration, Fn, Stack, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
@@ -20,12 +21,22 @@ from .constructs.keyed_api import KeyedApi
 from .constructs.python_function import PythonFunction
 from .constructs.secure_bucket import SecureBucket
 from .constructs.table import keyed_table
+from .import_stack import ImporterExports
 
 PACKAGE = "bulk_upload"
 
 
 class BulkUploadStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs: object) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: AppConfig,
+        importer: ImporterExports | None = None,
+        **kwargs: object,
+    ) -> None:
+        """``importer``: the Import stack's exports; given, every landed file is also imported into Braze."""
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         bulk = config.bulk_upload
         retention = retention_days(bulk.log_retention_days)
@@ -52,11 +63,16 @@ class BulkUploadStack(Stack):
             "ALLOWED_URL_HOSTS": bulk.allowed_url_hosts,
             "POWERTOOLS_METRICS_NAMESPACE": "BrazeBulkUpload",
         }
+        if importer is not None:
+            environment["RUNS_TABLE"] = Fn.import_value(importer.runs_table_name)
         copier_environment = {
             **environment,
             "COPY_HANDOVER_SECONDS": str(bulk.handover_seconds),
             "COPY_PARTS_IN_FLIGHT": str(bulk.parts_in_flight),
         }
+        if importer is not None:
+            copier_environment["IMPORTER_FUNCTION"] = Fn.import_value(importer.function_arn)
+            copier_environment["BRAZE_ID_COLUMN"] = bulk.braze_id_column
         self.receiver = PythonFunction(
             self, "Receiver", package=PACKAGE, handler="api_handler.handler",
             description="Takes CI360 bulk-connector webhooks and queues the copy",
@@ -85,6 +101,8 @@ class BulkUploadStack(Stack):
             sources.SqsEventSource(self.dead_letters, batch_size=10, report_batch_item_failures=True)
         )
         self._grant(bulk.prefix)
+        if importer is not None:
+            self._deliver_to_braze(importer, bulk.prefix)
         self.api = KeyedApi(
             self, "Api", description="SAS CI360 bulk-connector webhook", rate_limit=bulk.api_rate_limit,
             burst_limit=bulk.api_burst_limit, log_retention=retention,
@@ -135,6 +153,36 @@ class BulkUploadStack(Stack):
         )
         CfnOutput(self, "UploadBucketName", value=self.bucket.bucket_name)
         CfnOutput(self, "UploadPrefix", value=bulk.prefix)
+
+    def _deliver_to_braze(self, importer: ImporterExports, prefix: str) -> None:
+        """The copier asks the importer to import each landed file where it lies; the importer may
+        read the files under the upload prefix; the API reads the import's run for a job's status.
+        Every grant is made here, so the Import stack never depends on this one."""
+        self.copier.role.add_to_policy(
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[Fn.import_value(importer.function_arn)])
+        )
+        self.receiver.role.add_to_policy(
+            iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[Fn.import_value(importer.runs_table_arn)])
+        )
+        importer_role = iam.Role.from_role_arn(self, "ImporterRole", Fn.import_value(importer.role_arn))
+        reads = iam.Policy(
+            self,
+            "ImporterReadsUploads",
+            roles=[importer_role],
+            statements=[
+                iam.PolicyStatement(
+                    actions=["s3:GetObject", "s3:GetObjectVersion"],
+                    resources=[self.bucket.arn_for_objects(f"{prefix}*")],
+                )
+            ],
+        )
+        bucket_arn = f"<{self.get_logical_id(self.bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
+        Validations.of(reads).acknowledge(
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::{bucket_arn}/{prefix}*]",
+                reason="The importer reads the CI360 files it is asked to send to Braze, under the upload prefix only.",
+            )
+        )
 
     def _grant(self, prefix: str) -> None:
         objects = self.bucket.arn_for_objects(f"{prefix}*")

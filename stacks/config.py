@@ -169,10 +169,20 @@ class BulkUploadConfig:
     api_rate_limit: int = 10
     api_burst_limit: int = 20
     log_retention_days: int = 90
+    deliver_to_braze: bool = False  # every landed file also goes to Braze as user attributes
+    braze_id_column: str = "external_id"  # the metadata column whose values identify Braze users
 
     def __post_init__(self) -> None:
         if not self.prefix.endswith("/") or self.prefix.startswith("/"):
             raise ConfigError("bulkUpload prefix must be relative and end with '/'")
+        column = self.braze_id_column
+        if not column or column != column.strip() or "," in column or any(not c.isprintable() for c in column):
+            raise ConfigError("bulkUpload brazeIdColumn must be one column name (no commas or surrounding spaces)")
+        if column in ("identity_id", "user_alias_name", "user_alias_label"):
+            raise ConfigError(
+                f"bulkUpload brazeIdColumn cannot be {column}: identity_id is CI360's own key, never sent to "
+                "Braze, and a user alias needs two columns"
+            )
         if any(s.strip() not in ("https", "http") for s in self.allowed_url_schemes.split(",")):
             raise ConfigError("bulkUpload allowedUrlSchemes may list https and http only")
         if not 2 <= self.copier_max_concurrency <= 1000:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -11,6 +13,18 @@ from .config import AppConfig
 from .constructs.alarm_topic import AlarmTopic
 from .constructs.braze_importer import BrazeImporter
 from .constructs.secure_bucket import SecureBucket
+
+
+@dataclass(frozen=True)
+class ImporterExports:
+    """Names of the Import stack's exports another stack may import to hand files to the importer:
+    exported whether or not anything uses them, so turning a consumer on or off never has to
+    remove an export that is still imported."""
+
+    function_arn: str
+    role_arn: str
+    runs_table_arn: str
+    runs_table_name: str
 
 
 class ImportStack(Stack):
@@ -51,6 +65,19 @@ class ImportStack(Stack):
         CfnOutput(self, "ImporterFunctionName", value=self.importer.function.function_name)
         CfnOutput(self, "RunsTableName", value=self.importer.runs_table.table_name)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.importer.dead_letter_queue.queue_url)
+
+    def export_importer(self, project: str) -> ImporterExports:
+        names = ImporterExports(
+            function_arn=f"{project}-ImporterFunctionArn",
+            role_arn=f"{project}-ImporterRoleArn",
+            runs_table_arn=f"{project}-ImportRunsTableArn",
+            runs_table_name=f"{project}-ImportRunsTableName",
+        )
+        self.export_value(self.importer.function.function_arn, name=names.function_arn)
+        self.export_value(self.importer.lambda_.role.role_arn, name=names.role_arn)
+        self.export_value(self.importer.runs_table.table_arn, name=names.runs_table_arn)
+        self.export_value(self.importer.runs_table.table_name, name=names.runs_table_name)
+        return names
 
 
 def acknowledge_notification_handler(stack: Stack) -> None:

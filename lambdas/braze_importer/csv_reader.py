@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 from .csv_types import HeaderError, Schema
@@ -190,8 +190,14 @@ def _typed(cells: list[str], width: int, row_of: Callable[[list[str]], Any]) -> 
         return None, exc.reason
 
 
-def read_header(chunks: Iterable[bytes], casts: Mapping[str, str] | None = None) -> tuple[Schema, _Rows]:
-    """The schema from the file's first row, and the rows after it."""
+def read_header(
+    chunks: Iterable[bytes],
+    casts: Mapping[str, str] | None = None,
+    *,
+    id_column: str | None = None,
+    ignore: Collection[str] = (),
+) -> tuple[Schema, _Rows]:
+    """The schema from the file's first row, and the rows after it (see :meth:`Schema.from_header`)."""
     rows = _Rows(chunks, 0)
     rows.blocks = False
     try:
@@ -207,7 +213,7 @@ def read_header(chunks: Iterable[bytes], casts: Mapping[str, str] | None = None)
         if cells is None:
             raise CsvError(offset, f"the header row: {error}")
         try:
-            schema = Schema.from_header([c.strip() for c in cells], casts)
+            schema = Schema.from_header([c.strip() for c in cells], casts, id_column=id_column, ignore=ignore)
         except HeaderError as exc:
             raise CsvError(offset, str(exc)) from None
         rows.pos = end - rows.buf.base  # the next pass over ``rows`` starts after the header
@@ -221,6 +227,9 @@ def iter_rows(
     start: Position,
     casts: Mapping[str, str] | None = None,
     reopen: Callable[[], Iterable[bytes]] | None = None,
+    *,
+    id_column: str | None = None,
+    ignore: Collection[str] = (),
 ) -> Iterator[Element]:
     """Yield every data row from ``start`` on, in order, with its index and offset.
 
@@ -230,13 +239,13 @@ def iter_rows(
     cannot be imported; a bad row is yielded with ``error`` set and reading goes on.
     """
     if start.offset == 0:
-        schema, rows = read_header(chunks, casts)
+        schema, rows = read_header(chunks, casts, id_column=id_column, ignore=ignore)
         line_base: int | None = 0  # the lines before each row are counted as rows are read
         lines = _header_lines(rows)
     else:
         if reopen is None:
             raise ValueError("a CSV run continued mid-file needs the file from byte 0 for its header")
-        schema, _ = read_header(reopen(), casts)
+        schema, _ = read_header(reopen(), casts, id_column=id_column, ignore=ignore)
         rows = _Rows(chunks, start.offset)
         line_base = None  # counted from byte 0 if a reject needs it
         lines = 0

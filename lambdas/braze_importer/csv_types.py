@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from .objects import Invalid
 # In the order they are looked for; the first one in the header identifies the user.
 IDENTIFIER_COLUMNS = ("external_id", "braze_id", "user_alias_name", "email", "phone")
 ALIAS_COLUMNS = ("user_alias_name", "user_alias_label")
+ID_KINDS = ("external_id", "braze_id", "email", "phone")  # a configured identifier column named so sends as that
 _ALWAYS_STRING = frozenset(("email", "phone"))
 CAST_TYPES = ("string", "integer", "float", "boolean")
 
@@ -149,7 +150,17 @@ class Schema:
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_header(cls, columns: list[str], casts: Mapping[str, str] | None = None) -> Schema:
+    def from_header(
+        cls,
+        columns: list[str],
+        casts: Mapping[str, str] | None = None,
+        *,
+        id_column: str | None = None,
+        ignore: Collection[str] = (),
+    ) -> Schema:
+        """``id_column`` names the column that identifies the user instead of the first identifier
+        column found (its values go as that identifier when it is named like one, else as
+        ``external_id``); ``ignore`` lists columns never sent (CI360's ``identity_id``)."""
         casts = casts or {}
         names = tuple(columns)
         for i, name in enumerate(names):
@@ -160,25 +171,34 @@ class Schema:
             if name in seen:
                 raise HeaderError(f"column {name!r} appears twice in the header")
             seen.add(name)
-        if ("user_alias_name" in seen) != ("user_alias_label" in seen):
-            raise HeaderError("a user alias needs both user_alias_name and user_alias_label columns")
-        if "external_id" in seen and "braze_id" in seen:
-            raise HeaderError("the header has both external_id and braze_id: keep one identifier column")
-        ident = next((c for c in IDENTIFIER_COLUMNS if c in seen), None)
-        if ident is None:
-            raise HeaderError(
-                "the header has no identifier column: add external_id, braze_id, email, phone, "
-                "or user_alias_name with user_alias_label"
-            )
+        skipped = {names.index(c) for c in ignore if c in seen and c != id_column}
+        seen -= {names[i] for i in skipped}
         taken: tuple[str, ...]
-        if ident == "user_alias_name":
-            identifier, taken = "user_alias", ALIAS_COLUMNS
+        if id_column is not None:
+            if id_column not in seen:
+                raise HeaderError(f"the header has no {id_column} column, the configured identifier column")
+            identifier = id_column if id_column in ID_KINDS else "external_id"
+            ident, taken = id_column, (id_column,)
         else:
-            identifier, taken = ident, (ident,)
+            if ("user_alias_name" in seen) != ("user_alias_label" in seen):
+                raise HeaderError("a user alias needs both user_alias_name and user_alias_label columns")
+            if "external_id" in seen and "braze_id" in seen:
+                raise HeaderError("the header has both external_id and braze_id: keep one identifier column")
+            found = next((c for c in IDENTIFIER_COLUMNS if c in seen), None)
+            if found is None:
+                raise HeaderError(
+                    "the header has no identifier column: add external_id, braze_id, email, phone, "
+                    "or user_alias_name with user_alias_label"
+                )
+            ident = found
+            if ident == "user_alias_name":
+                identifier, taken = "user_alias", ALIAS_COLUMNS
+            else:
+                identifier, taken = ident, (ident,)
         id_positions = tuple(names.index(c) for c in taken)
         attributes = []
         for i, name in enumerate(names):
-            if i in id_positions:
+            if i in id_positions or i in skipped:
                 continue
             if name in ("external_id", "braze_id", *ALIAS_COLUMNS):
                 # Only one identifier may reach Braze: a second kind is not an attribute.

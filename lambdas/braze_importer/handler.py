@@ -8,7 +8,11 @@ Events it accepts:
 - ``{"action": "resume", "run_id": …, "force": false}``, the operator's command to resume a
   stopped run (``force`` also takes over a run whose invocation died);
 - ``{"action": "sweep"}``, sent every few minutes by a schedule: starts queued runs while run
-  slots are free (a run queued behind a holder that died starts once its lease runs out).
+  slots are free (a run queued behind a holder that died starts once its lease runs out);
+- ``{"action": "import", "bucket": …, "key": …, "version_id": …, "format": "csv",
+  "csv": {"id_column": …, "ignore": […]}}``, another pipeline's file to import where it lies
+  (a CI360 audience the bulk-upload copier landed): an ordinary run of that object version, so a
+  repeated request is a duplicate and sends nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from .aws import (
 )
 from .braze_http import BrazeHttp, braze_client
 from .ports import ObjectRef, SystemClock
+from .reader import Format
 from .service import Deps, InvocationResult, handle_continue, handle_resume, handle_start, start_queued
 from .settings import get_settings
 
@@ -100,6 +105,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.info("queue swept", extra={"started": len(started)})
         metrics.add_metric(name="QueuedRunsStarted", unit=MetricUnit.Count, value=len(started))
         return {"runs": [], "sweep": f"started {len(started)}"}
+    elif action == "import":
+        ref, fmt, options = _import_request(event)
+        results.append(handle_start(ref, owner, deps, keep_going, fmt=fmt, csv_options=options))
     elif action == "resume":
         results.append(handle_resume(str(event["run_id"]), owner, deps, keep_going, force=bool(event.get("force"))))
     elif "Records" in event or event.get("source") == "aws.s3" or event.get("Event") == "s3:TestEvent":
@@ -120,6 +128,29 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if not results:
         metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=1)  # e.g. s3:TestEvent
     return {"runs": [{"run_id": r.run_id, "status": r.status, "report": r.report} for r in results]}
+
+
+def _import_request(event: dict[str, Any]) -> tuple[ObjectRef, Format, dict[str, Any] | None]:
+    """The object, format and CSV column rules of an ``import`` action; ValueError when malformed."""
+    bucket, key, version = event.get("bucket"), event.get("key"), event.get("version_id")
+    if not (isinstance(bucket, str) and bucket and isinstance(key, str) and key):
+        raise ValueError("an import needs the object's bucket and key")
+    if version is not None and not isinstance(version, str):
+        raise ValueError("an import's version_id must be a string")
+    try:
+        fmt = Format(event.get("format"))
+    except ValueError:
+        raise ValueError(f"an import's format must be one of {', '.join(f.value for f in Format)}") from None
+    options = event.get("csv")
+    if options is not None:
+        id_column, ignore = options.get("id_column"), options.get("ignore", [])
+        if fmt is not Format.CSV or not isinstance(id_column, str) or not id_column:
+            raise ValueError("an import's csv rules need a CSV file and an id_column")
+        if not isinstance(ignore, list) or not all(isinstance(c, str) for c in ignore):
+            raise ValueError("an import's csv ignore must be a list of column names")
+        options = {"id_column": id_column, "ignore": ignore}
+    etag = event.get("etag")
+    return ObjectRef(bucket, key, version, etag if isinstance(etag, str) else None, None), fmt, options
 
 
 def _object_ref(record: dict[str, Any]) -> ObjectRef | None:

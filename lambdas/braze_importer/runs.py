@@ -54,6 +54,8 @@ class RunRecord:
     hop_base: int = 0  # invocations before the last resume: the hop limit counts from there
     queued_hops: int = 0  # times the run found every run slot taken and was queued
     queued_at: float | None = None  # when it was last queued; the oldest queued run starts first
+    # A CSV run started for another pipeline (a CI360 audience): {"id_column": …, "ignore": […]}.
+    csv_options: dict[str, Any] | None = None
 
     @property
     def tag(self) -> str:

@@ -95,7 +95,9 @@ def format_for(key: str) -> Format | None:
     return None
 
 
-def start(ref: ObjectRef, fmt: Format, owner: str, deps: Deps) -> RunRecord | None:
+def start(
+    ref: ObjectRef, fmt: Format, owner: str, deps: Deps, csv_options: dict[str, Any] | None = None
+) -> RunRecord | None:
     """Claim a new run for an object version; None if this notification is a duplicate."""
     run = RunRecord(
         run_id=run_id_for(ref.bucket, ref.key, ref.version_id, ref.etag),
@@ -107,6 +109,7 @@ def start(ref: ObjectRef, fmt: Format, owner: str, deps: Deps) -> RunRecord | No
         # Without the suffix, the first bytes tell, when the run first reads (see _decide_gzip).
         gzip=True if ref.key.endswith(".gz") else None,
         owner=owner,
+        csv_options=csv_options,
     )
     return run if deps.store.create(run) else None
 
@@ -157,7 +160,11 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     if run.format == Format.CSV.value:
         # A continuation reads the header again from byte 0 (and the lines before it, for a reject).
         reopen = lambda: deps.source.chunks(ref, 0, bool(run.gzip))  # noqa: E731
-        elements = iter_rows(chunks, checkpoint.position, deps.csv_type_cast, reopen)
+        options = run.csv_options or {}
+        elements = iter_rows(
+            chunks, checkpoint.position, deps.csv_type_cast, reopen,
+            id_column=options.get("id_column"), ignore=tuple(options.get("ignore") or ()),
+        )  # fmt: skip
     else:
         elements = iter_elements(chunks, Format(run.format), checkpoint.position)
     base_counters = Counters.from_dict(run.counters)
@@ -438,6 +445,7 @@ def build_report(run: RunRecord, layout: Layout) -> dict[str, Any]:
             "version_id": run.version_id,
             "format": run.format,
             "gzip": run.gzip,
+            **({"columns": run.csv_options} if run.csv_options else {}),
         },
         **asdict(counters),
         "invocations": run.invocations,
@@ -502,12 +510,21 @@ class _OutputWriter:
         self._sizes[kind] = 0
 
 
-def handle_start(ref: ObjectRef, owner: str, deps: Deps, keep_going: Callable[[], bool]) -> InvocationResult:
+def handle_start(
+    ref: ObjectRef,
+    owner: str,
+    deps: Deps,
+    keep_going: Callable[[], bool],
+    *,
+    fmt: Format | None = None,
+    csv_options: dict[str, Any] | None = None,
+) -> InvocationResult:
+    """Start the run of an object version: its format by its suffix unless ``fmt`` says."""
     run_id = run_id_for(ref.bucket, ref.key, ref.version_id, ref.etag)
-    fmt = format_for(ref.key)
+    fmt = fmt or format_for(ref.key)
     if fmt is None:
         return InvocationResult(run_id, "ignored")  # e.g. a .tsv.gz let through by the .gz filter
-    run = start(ref, fmt, owner, deps)
+    run = start(ref, fmt, owner, deps, csv_options)
     if run is None:
         return InvocationResult(run_id, "duplicate")
     return process(run, deps, keep_going)

@@ -1,5 +1,6 @@
 """Bulk-upload API (API Gateway proxy): ``POST /bulk-upload`` takes CI360's webhook and answers 202
-with a job id at once; ``GET /bulk-upload/{job_id}`` tells how the copy went."""
+with a job id at once; ``GET /bulk-upload/{job_id}`` tells how the copy went and, for a file delivered to Braze, how its
+import stands."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .aws import FAILED, JobTable
+from .delivery import Runs
 from .settings import get_settings
 from .webhook import BadRequest, object_key, parse
 
@@ -25,6 +27,11 @@ PUBLIC_JOB_FIELDS = (
 @cache
 def _jobs() -> JobTable:
     return JobTable(boto3.client("dynamodb"), get_settings().jobs_table)
+
+
+@cache
+def _runs() -> Runs:
+    return Runs(boto3.client("dynamodb"), get_settings().runs_table)
 
 
 @cache
@@ -84,7 +91,11 @@ def _status(job_id: str) -> dict[str, Any]:
     job = _jobs().status(job_id)
     if job is None:
         return _json(404, {"message": "no such job"})
-    return _json(200, {k: job[k] for k in PUBLIC_JOB_FIELDS if k in job})
+    answer = {k: job[k] for k in PUBLIC_JOB_FIELDS if k in job}
+    run = job.get("import_run_id")
+    if run:
+        answer["import"] = _runs().status(str(run))
+    return _json(200, answer)
 
 
 def _json(status: int, body: dict[str, Any]) -> dict[str, Any]:

@@ -216,14 +216,18 @@ def copy(
     in_flight: int = 3,
     buffer_budget: int | None = None,
     checkpoint_limit: int = CHECKPOINT_LIMIT,
+    check_columns: Callable[[list[str] | None], None] | None = None,
 ) -> Copied | HandedOver:
     """Stream ``data_url`` (after the header from ``metadata_url``) into ``key``: while parts
     upload, the next one downloads. Parts are filled in buffers allocated once and reused, so
     memory stays the same whatever the file's size (``buffer_budget`` bounds it: fewer parts fly
     when parts are large). ``hand_over`` is asked at each part boundary; when it says so, the copy
-    stops there and returns a checkpoint to continue from."""
+    stops there and returns a checkpoint to continue from. ``check_columns`` may refuse the
+    metadata's columns (raising :class:`PermanentFailure`) before anything is copied."""
     if checkpoint is None:
         columns = header_columns(download.small(metadata_url, METADATA_LIMIT)) if metadata_url else None
+        if check_columns is not None:
+            check_columns(columns)
         staged = download.stream(data_url)
         head = _header_bytes(columns, staged.content_encoding)
         size = part_size(None if staged.size is None else staged.size + len(head))

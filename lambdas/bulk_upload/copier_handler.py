@@ -20,8 +20,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from .aws import DONE, FAILED, HANDOVER, RETRY, HttpDownload, JobTable, S3Target
+from .aws import COPYING, DONE, FAILED, HANDOVER, RETRY, HttpDownload, JobTable, S3Target
 from .copier import Checkpoint, HandedOver, PermanentFailure, copy, header_line
+from .delivery import Importer, check_columns, import_request, run_id
 from .settings import get_settings
 
 logger = Logger(service="bulk-upload-copier")
@@ -49,6 +50,11 @@ def _sqs() -> Any:
 
 
 @cache
+def _importer() -> Importer:
+    return Importer(boto3.client("lambda"), get_settings().importer_function)
+
+
+@cache
 def _download() -> HttpDownload:
     return HttpDownload(get_settings().policy())
 
@@ -69,6 +75,10 @@ def _record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> s
             raise DuplicateDelivery(f"job {job_id} is being copied by this message's first delivery")
         logger.info("job already copied or being copied", extra={"job_id": job_id})
         return "skipped"
+    if job.get("landed"):
+        # The file landed and the job says so; asking the importer is what is left.
+        return _deliver(job_id, owner, job["s3_key"], size=int(job["size"]), version_id=job.get("version_id"),
+                        header=str(job.get("header") or "none"))  # fmt: skip
     target = S3Target(_s3(), settings.bucket, job_id=job_id)
     checkpoint = Checkpoint.loads(job["checkpoint"]) if job.get("checkpoint") else None
     if checkpoint and checkpoint.hops >= settings.max_hops:
@@ -82,17 +92,21 @@ def _record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> s
         if written is not None:
             size, version_id = written
             columns, parts = checkpoint.header, len(checkpoint.parts)
-            return _done(job_id, owner, size=size, version_id=version_id, columns=columns, parts=parts)
+            return _landed(job_id, owner, job["s3_key"], size=size, version_id=version_id, columns=columns, parts=parts)
     margin_ms = settings.handover_seconds * 1000
 
     def hand_over() -> bool:
         return lambda_context is not None and lambda_context.get_remaining_time_in_millis() < margin_ms
 
+    def braze_ready(columns: list[str] | None) -> None:
+        if settings.importer_function:
+            check_columns(columns, settings.braze_id_column)
+
     try:
         result = copy(
             message["s3_key"], message["data_url"], message.get("metadata_url"), _download(), target,
             checkpoint=checkpoint, hand_over=hand_over, in_flight=settings.parts_in_flight,
-            buffer_budget=_buffer_budget(lambda_context),
+            buffer_budget=_buffer_budget(lambda_context), check_columns=braze_ready,
         )  # fmt: skip
     except PermanentFailure as exc:
         return _failed(job_id, owner, exc)
@@ -109,20 +123,54 @@ def _record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> s
         metrics.add_metric(name="CopyHandovers", unit=MetricUnit.Count, value=1)
         logger.info("copy handed over", extra={"job_id": job_id, "copied": state.written, "hops": state.hops})
         return "handed over"
-    return _done(
-        job_id, owner, size=result.size, version_id=result.version_id, columns=result.header, parts=result.parts
-    )
+    return _landed(
+        job_id, owner, message["s3_key"], size=result.size, version_id=result.version_id, columns=result.header,
+        parts=result.parts,
+    )  # fmt: skip
 
 
-def _done(job_id: str, owner: str, *, size: int, version_id: str | None, columns: list[str] | None, parts: int) -> str:
+def _landed(
+    job_id: str, owner: str, key: str, *, size: int, version_id: str | None, columns: list[str] | None, parts: int
+) -> str:
     header = header_line(columns).decode().rstrip("\n") if columns else "none"
+    metrics.add_metric(name="BytesCopied", unit=MetricUnit.Bytes, value=size)
+    logger.info("copy landed", extra={"job_id": job_id, "size": size, "parts": parts})
+    if not get_settings().importer_function:
+        return _done(job_id, owner, size=size, version_id=version_id, header=header)
+    # Recorded before the importer is asked: a retry from here asks again (the run id makes a
+    # second request a duplicate run), and never copies the file a second time.
+    fields = {"size": size, "version_id": version_id, "header": header, "landed": 1}
+    if not _jobs().finish(job_id, COPYING, owner=owner, **fields, error=None, checkpoint=None, copied=None):
+        raise RuntimeError("lost the job's lease before recording the landed file")
+    return _deliver(job_id, owner, key, size=size, version_id=version_id, header=header)
+
+
+def _deliver(job_id: str, owner: str, key: str, *, size: int, version_id: str | None, header: str) -> str:
+    """Ask the importer to send the landed file to Braze; the job names the import's run."""
+    settings = get_settings()
+    if version_id is None:
+        # Without a version the run id would be the same for every file of this name.
+        return _failed(job_id, owner, PermanentFailure("the upload bucket must be versioned to deliver to Braze"))
+    try:
+        _importer().request(import_request(settings.bucket, key, version_id, settings.braze_id_column))
+    except PermanentFailure as exc:
+        return _failed(job_id, owner, exc)
+    except Exception as exc:
+        _jobs().finish(job_id, RETRY, owner=owner, error=f"the importer was not reached: {type(exc).__name__}")
+        metrics.add_metric(name="CopyRetries", unit=MetricUnit.Count, value=1)
+        raise
+    run = run_id(settings.bucket, key, version_id)
+    metrics.add_metric(name="ImportsRequested", unit=MetricUnit.Count, value=1)
+    return _done(job_id, owner, size=size, version_id=version_id, header=header, import_run_id=run)
+
+
+def _done(job_id: str, owner: str, *, size: int, version_id: str | None, header: str, **more: str) -> str:
     _jobs().finish(
         job_id, DONE, owner=owner, size=size, version_id=version_id, header=header, error=None,
-        checkpoint=None, copied=None,
+        checkpoint=None, copied=None, **more,
     )  # fmt: skip
     metrics.add_metric(name="CopiesDone", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="BytesCopied", unit=MetricUnit.Bytes, value=size)
-    logger.info("copy done", extra={"job_id": job_id, "size": size, "parts": parts})
+    logger.info("copy done", extra={"job_id": job_id, "size": size, **more})
     return "done"
 
 

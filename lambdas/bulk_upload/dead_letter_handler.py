@@ -40,7 +40,10 @@ def _record(record: SQSRecord) -> str:
         return "finished already"
     last = job.get("error") or ("the copy never reported back (time limit or crash)" if job.get("status") == COPYING
                                 else "no reason recorded")  # fmt: skip
-    reason = f"gave up after every delivery of the copy failed; last: {last}"
+    if job.get("landed"):
+        reason = f"the file landed, but every request to import it into Braze failed; last: {last}"
+    else:
+        reason = f"gave up after every delivery of the copy failed; last: {last}"
     if job.get("checkpoint"):
         upload_id = Checkpoint.loads(str(job["checkpoint"])).upload_id
         try:

@@ -24,6 +24,11 @@ class Settings(BaseModel):
     handover_seconds: float = Field(90, ge=0, alias="COPY_HANDOVER_SECONDS")
     max_hops: int = Field(500, ge=1, alias="COPY_MAX_HOPS")
     parts_in_flight: int = Field(3, ge=1, le=16, alias="COPY_PARTS_IN_FLIGHT")
+    # Delivery to Braze: the importer function asked to import every landed file (empty: none),
+    # the column identifying Braze users, and the importer's runs table (for a job's import status).
+    importer_function: str = Field("", alias="IMPORTER_FUNCTION")
+    braze_id_column: str = Field("external_id", min_length=1, alias="BRAZE_ID_COLUMN")
+    runs_table: str = Field("", alias="RUNS_TABLE")
 
     def policy(self) -> UrlPolicy:
         schemes = tuple(s.strip() for s in self.allowed_schemes.split(",") if s.strip())

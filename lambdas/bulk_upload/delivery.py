@@ -1,0 +1,96 @@
+"""A landed CI360 audience, on to Braze: the import pipeline's run of the file where it lies.
+
+The copier asks the importer to import the landed object version as CSV whose identifier is the
+configured column and whose ``identity_id`` (CI360's own key) is never sent. The importer's run
+id is a function of that version, so the job knows its run before the run exists, and a repeated
+request is a duplicate run that sends nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from botocore.exceptions import ClientError
+
+from .copier import PermanentFailure
+
+IDENTITY_COLUMN = "identity_id"  # CI360's identity: the first column of every staged file
+# The importer's run states, as a caller of the bulk-upload API sees them.
+_RUN_STATUS = {"running": "running", "continuing": "running", "queued": "queued"}
+RUN_COUNTS = ("objects_read", "accepted", "skipped", "rejected", "failed", "ambiguous", "requests")
+
+
+def check_columns(columns: list[str] | None, id_column: str) -> None:
+    """Raise :class:`PermanentFailure` unless the metadata names the identifier column."""
+    if not columns:
+        raise PermanentFailure(
+            f"the task has no metadata file, so its columns are unknown: Braze needs its {id_column} column"
+        )
+    if id_column not in (c.strip() for c in columns):  # the importer reads names without their spaces
+        raise PermanentFailure(
+            f"the task's metadata has no {id_column} column (bulkUpload:brazeIdColumn): nothing is sent to Braze"
+        )
+
+
+def run_id(bucket: str, key: str, version_id: str | None) -> str:
+    """The importer's run id for an object version (``braze_importer.runs.run_id_for``)."""
+    return f"{bucket}/{key}#{version_id or 'unversioned'}"
+
+
+def import_request(bucket: str, key: str, version_id: str, id_column: str) -> dict[str, Any]:
+    return {
+        "action": "import",
+        "bucket": bucket,
+        "key": key,
+        "version_id": version_id,
+        "format": "csv",
+        "csv": {"id_column": id_column, "ignore": [IDENTITY_COLUMN]},
+    }
+
+
+class Importer:
+    """The importer function, invoked asynchronously: Lambda keeps the request (and retries it
+    when throttled) once it answers 202."""
+
+    def __init__(self, lambda_client: Any, function: str) -> None:
+        self._lambda = lambda_client
+        self._function = function
+
+    def request(self, event: dict[str, Any]) -> None:
+        try:
+            answer = self._lambda.invoke(
+                FunctionName=self._function, InvocationType="Event", Payload=orjson.dumps(event)
+            )
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code") or "")
+            if code in ("ResourceNotFoundException", "AccessDeniedException", "AccessDeniedError"):
+                raise PermanentFailure(f"the importer could not be asked to import the file ({code})") from exc
+            raise
+        status = int(answer.get("StatusCode") or 0)
+        if status != 202:
+            raise RuntimeError(f"the importer did not take the import request (HTTP {status})")
+
+
+class Runs:
+    """The importer's runs table, read for a job's import status."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._db = dynamodb
+        self._table = table
+
+    def status(self, run: str) -> dict[str, Any]:
+        item = self._db.get_item(TableName=self._table, Key={"run_id": {"S": run}}, ConsistentRead=True).get("Item")
+        if not item:
+            return {"run_id": run, "status": "starting"}  # asked for; the importer has not begun yet
+        doc = orjson.loads(item["doc"]["S"])
+        counters = doc.get("counters") or {}
+        status = doc.get("status", "running")
+        out: dict[str, Any] = {"run_id": run, "status": _RUN_STATUS.get(status, status)}
+        out.update({name: int(counters.get(name, 0)) for name in RUN_COUNTS})
+        if doc.get("stop_reason"):
+            out["stop_reason"] = doc["stop_reason"]
+        if doc.get("error"):
+            out["error"] = doc["error"]
+        out["updated_at"] = doc.get("updated_at")
+        return out
