@@ -267,7 +267,7 @@ def _demo(count: int, out: TextIO) -> int:
 
 
 def _demo_bulk_upload(out: TextIO) -> bool:
-    from .bulk_upload import upload
+    from .bulk_upload import delivered, upload
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "audience.csv"
@@ -282,9 +282,31 @@ def _demo_bulk_upload(out: TextIO) -> bool:
         out.write(f"\nBulk upload: a CI360 task's {data.stat().st_size:,}-byte headerless CSV and its metadata,\n")
         out.write("             staged, posted as a webhook with pre-signed URLs, copied into S3.\n")
         result = upload(data, meta, "weekly/audience.csv")
-    for key in ("http_status", "job_status", "s3_key", "size", "header"):
-        out.write(f"  {key}: {result.get(key)}\n")
-    return result.get("job_status") == "done"
+        for key in ("http_status", "job_status", "s3_key", "size", "header"):
+            out.write(f"  {key}: {result.get(key)}\n")
+        audience = Path(tmp) / "braze-audience.csv"
+        with audience.open("w") as f:
+            for i in range(5_000):
+                f.write(f"ci-{i:06d},{i % 100},user-{i:05d},{'true' if i % 3 else 'false'},segment-{i % 7}\n")
+        meta = Path(tmp) / "braze-metadata.csv"
+        meta.write_text("identity_id,score,external_id,email_opt_in,segment\n")
+        out.write("\n             The same with bulkUpload:deliverToBraze: a 5,000-row audience lands and the\n")
+        out.write("             importer sends it to Braze as attributes (identity_id never sent; external_id\n")
+        out.write("             identifies the user).\n")
+        sent = upload(audience, meta, "weekly/braze-audience.csv", to_braze=True)
+    report = sent.get("import") or {}
+    for key in ("job_status", "header", "import_run_id"):
+        out.write(f"  {key}: {sent.get(key)}\n")
+    out.write(
+        f"  import: {report.get('status')}; accepted {report.get('accepted', 0):,}, rejected "
+        f"{report.get('rejected', 0):,}, failed {report.get('failed', 0):,}, in {report.get('requests', 0)} requests\n"
+    )
+    out.write(f"  the Braze emulator stored {sent.get('braze_emulator_stored', 0):,} attribute objects\n")
+    return bool(
+        result.get("job_status") == "done"
+        and delivered(sent)
+        and report.get("accepted") == sent.get("braze_emulator_stored") == 5_000
+    )
 
 
 def _demo_capture(out: TextIO) -> bool:

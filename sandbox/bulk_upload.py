@@ -75,9 +75,11 @@ class BulkUploadSandbox(LocalStack):
         boto3.client("secretsmanager").create_secret(Name=TOKEN_SECRET, SecretString=self.token)
 
     def stage(self, path: Path) -> str:
-        """Put a file in the staging bucket, as CI360 does; returns a pre-signed GET URL."""
+        """Put a file in the staging bucket, as CI360 does (a ``.gz`` file stored gzip-encoded);
+        returns a pre-signed GET URL."""
         key = f"staged/{secrets.token_hex(4)}/{path.name}"
-        self.s3.upload_file(str(path), STAGING, key)
+        extra = {"ContentEncoding": "gzip"} if path.suffix == ".gz" else None
+        self.s3.upload_file(str(path), STAGING, key, ExtraArgs=extra)
         return str(self.s3.generate_presigned_url("get_object", Params={"Bucket": STAGING, "Key": key}, ExpiresIn=3600))
 
     def post(

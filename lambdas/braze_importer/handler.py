@@ -106,8 +106,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric(name="QueuedRunsStarted", unit=MetricUnit.Count, value=len(started))
         return {"runs": [], "sweep": f"started {len(started)}"}
     elif action == "import":
-        ref, fmt, options = _import_request(event)
-        results.append(handle_start(ref, owner, deps, keep_going, fmt=fmt, csv_options=options))
+        target, fmt, options = _import_request(event)
+        results.append(handle_start(target, owner, deps, keep_going, fmt=fmt, csv_options=options))
     elif action == "resume":
         results.append(handle_resume(str(event["run_id"]), owner, deps, keep_going, force=bool(event.get("force"))))
     elif "Records" in event or event.get("source") == "aws.s3" or event.get("Event") == "s3:TestEvent":
@@ -143,6 +143,8 @@ def _import_request(event: dict[str, Any]) -> tuple[ObjectRef, Format, dict[str,
         raise ValueError(f"an import's format must be one of {', '.join(f.value for f in Format)}") from None
     options = event.get("csv")
     if options is not None:
+        if not isinstance(options, dict):
+            raise ValueError("an import's csv rules must be an object")
         id_column, ignore = options.get("id_column"), options.get("ignore", [])
         if fmt is not Format.CSV or not isinstance(id_column, str) or not id_column:
             raise ValueError("an import's csv rules need a CSV file and an id_column")

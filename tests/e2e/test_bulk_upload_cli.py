@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import gzip
+import json
 import re
 import zlib
 from pathlib import Path
@@ -113,3 +115,40 @@ def _check_sent_checksums(s3: Any) -> dict[str, Any]:
     s3.meta.events.register("before-send.s3.UploadPart", part)
     s3.meta.events.register("before-send.s3.CompleteMultipartUpload", complete)
     return seen
+
+
+def test_cli_delivers_a_ci360_audience_to_braze_as_attributes(tmp_path: Path) -> None:
+    rows = [f'id-{i},{i},c-{i:04d},"gold, {i % 3}"' for i in range(500)]
+    rows[7] = "id-7,7,,gold"  # no identifier: a reject with its line
+    data = tmp_path / "aud.csv.gz"
+    data.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))  # staged gzip-encoded
+    meta = tmp_path / "meta.json"
+    columns = ("identity_id", "score", "external_id", "tier")
+    meta.write_text(json.dumps([{"columnName": c, "dataType": "STRING"} for c in columns]))
+    code, result, _ = run_cli(
+        "bulk-upload", "--data-file", str(data), "--metadata-file", str(meta), "--s3-filename", "aud.csv",
+        "--to-braze", "--json",
+    )  # fmt: skip
+    assert code == 0 and result is not None, result
+    assert result["job_status"] == "done" and result["header"] == "identity_id,score,external_id,tier"
+    report = result["import"]
+    assert report["status"] == "completed" and report["run_id"] == result["import_run_id"]
+    assert (report["accepted"], report["rejected"], report["failed"]) == (499, 1, 0)
+    assert report["source"]["columns"] == {"id_column": "external_id", "ignore": ["identity_id"]}
+    assert result["braze_emulator_stored"] == 499
+
+
+def test_cli_to_braze_without_the_id_column_fails_and_sends_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "aud.csv"
+    data.write_text("id-1,5\n")
+    meta = tmp_path / "meta.csv"
+    meta.write_text("identity_id,score\n")
+    code, result, _ = run_cli(
+        "bulk-upload", "--data-file", str(data), "--metadata-file", str(meta), "--s3-filename", "a.csv",
+        "--to-braze", "--json",
+    )  # fmt: skip
+    assert code == 1 and result is not None
+    assert result["job_status"] == "failed" and "no external_id column" in result["error"]
+    assert result["import"] is None and result["braze_emulator_stored"] == 0
+    code, _, err = run_cli("bulk-upload", "--data-file", str(data), "--s3-filename", "a.csv", "--braze-url", "x")
+    assert code == 2 and "needs --to-braze" in err

@@ -120,7 +120,8 @@ def aws(monkeypatch: pytest.MonkeyPatch, source: Source) -> Iterator[dict[str, A
         }.items():  # fmt: skip
             monkeypatch.setenv(name, value)
         caches = (settings.get_settings, api_handler._jobs, copier_handler._jobs, copier_handler._download,
-                  copier_handler._s3, copier_handler._sqs, dead_letter_handler._jobs, api_handler._sqs)  # fmt: skip
+                  copier_handler._s3, copier_handler._sqs, dead_letter_handler._jobs, api_handler._sqs,
+                  api_handler._runs, copier_handler._importer)  # fmt: skip
         for cached in caches:
             cached.cache_clear()
         yield {"s3": s3, "queue": queue}

@@ -164,3 +164,50 @@ def test_a_run_shares_the_workspace_through_the_runs_table(deployed: Any, monkey
     # It has left the active runs; the other run's note stays.
     item = dynamodb.get_item(TableName="runs", Key={"run_id": {"S": ACTIVE_KEY}})["Item"]
     assert set(item["members"]["M"]) == {"imports/other.json#v1"}
+
+
+def test_an_import_request_reads_another_buckets_csv_by_its_rules_once(deployed: Any, braze: BrazeEmulator) -> None:
+    deployed.create_bucket(Bucket="uploads")
+    deployed.put_bucket_versioning(Bucket="uploads", VersioningConfiguration={"Status": "Enabled"})
+    body = b"identity_id,score,customer_id\ni-1,5,c-1\ni-2,,c-2\ni-3,x,\n"
+    put = deployed.put_object(Bucket="uploads", Key="ci360/weekly", Body=body)  # no suffix: CSV all the same
+    request = {
+        "action": "import", "bucket": "uploads", "key": "ci360/weekly", "version_id": put["VersionId"],
+        "format": "csv", "csv": {"id_column": "customer_id", "ignore": ["identity_id"]},
+    }  # fmt: skip
+    result = importer.handler(request, FakeContext(900))
+    (run,) = result["runs"]
+    assert run["status"] == "completed" and run["run_id"] == f"uploads/ci360/weekly#{put['VersionId']}"
+    report = run["report"]
+    assert (report["accepted"], report["skipped"], report["rejected"]) == (1, 1, 1)
+    assert report["source"]["columns"] == {"id_column": "customer_id", "ignore": ["identity_id"]}
+    stored = [o["object"] for o in braze.objects()]
+    assert stored == [{"external_id": "c-1", "score": 5}]
+    assert importer.handler(request, FakeContext(900))["runs"][0]["status"] == "duplicate"
+    assert len(braze.objects()) == 1
+    keys = [o["Key"] for o in deployed.list_objects_v2(Bucket="imports")["Contents"]]
+    assert report["outputs"]["report"] in keys  # outputs in the import bucket, as for any run
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"bucket": ""}, "bucket and key"),
+        ({"key": None}, "bucket and key"),
+        ({"version_id": 3}, "version_id"),
+        ({"format": "xml"}, "format must be one of"),
+        ({"csv": {"ignore": []}}, "id_column"),
+        ({"format": "lines"}, "need a CSV file"),
+        ({"csv": {"id_column": "c", "ignore": "identity_id"}}, "list of column names"),
+        ({"csv": "customer_id"}, "must be an object"),
+    ],
+)
+def test_a_malformed_import_request_is_refused_with_its_reason(
+    deployed: Any, change: dict[str, Any], message: str
+) -> None:
+    request = {
+        "action": "import", "bucket": "uploads", "key": "ci360/a.csv", "version_id": "v1", "format": "csv",
+        "csv": {"id_column": "customer_id", "ignore": ["identity_id"]}, **change,
+    }  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        importer.handler(request, FakeContext(900))

@@ -20,7 +20,10 @@ class Synth:
         import app as app_module
 
         context = json.loads((ROOT / "cdk.json").read_text())["context"]
-        app = cdk.App(outdir=str(outdir), context={**context, "aws:cdk:bundling-stacks": []})
+        # CI360 files delivered to Braze: the app at its most connected (cross-stack grants
+        # included), checked by cdk-nag and the deploy rules like the rest.
+        context = {**context, "bulkUpload:deliverToBraze": True, "aws:cdk:bundling-stacks": []}
+        app = cdk.App(outdir=str(outdir), context=context)
         app_module.build_app(app)
         self.assembly = app.synth()  # raises if cdk-nag reports an unacknowledged finding
         self.outdir = outdir

@@ -88,3 +88,60 @@ def test_a_long_copy_may_continue_itself_through_its_queue(template: dict[str, A
 def test_a_rotated_token_is_not_refused_for_long(template: dict[str, Any]) -> None:
     authorizer = one(template, "AWS::ApiGateway::Authorizer")["Properties"]
     assert authorizer["AuthorizerResultTtlInSeconds"] <= 60
+
+
+# -- CI360 audiences on to Braze (bulkUpload:deliverToBraze, on in the session's synthesis) ---------
+
+
+def test_delivering_to_braze_grants_each_side_exactly_what_it_uses(synth: Synth, template: dict[str, Any]) -> None:
+    imports = synth.template("-Import")
+    exported = {o["Export"]["Name"] for o in imports.get("Outputs", {}).values() if "Export" in o}
+    names = {f"BrazePipelines-{n}" for n in ("ImporterFunctionArn", "ImporterRoleArn", "ImportRunsTableArn",
+                                             "ImportRunsTableName")}  # fmt: skip
+    assert names <= exported
+    # The copier may invoke the importer, nothing else of the Import stack; it reads no runs.
+    _, granted = actions_of(template, "bulk_upload.copier_handler.handler")
+    invoke = next(s for s in granted if "lambda:InvokeFunction" in s["Action"])
+    assert invoke["Resource"] == {"Fn::ImportValue": "BrazePipelines-ImporterFunctionArn"}
+    assert not any(a.startswith("dynamodb:") and "ImportRuns" in json.dumps(s) for s in granted for a in s["Action"])
+    env = one_function(template, "bulk_upload.copier_handler.handler")["Environment"]["Variables"]
+    assert env["IMPORTER_FUNCTION"] == {"Fn::ImportValue": "BrazePipelines-ImporterFunctionArn"}
+    assert env["BRAZE_ID_COLUMN"] == "external_id"
+    # The API reads a job's run, and only with GetItem.
+    _, receiver_granted = actions_of(template, "bulk_upload.api_handler.handler")
+    runs = [s for s in receiver_granted if s["Resource"] == {"Fn::ImportValue": "BrazePipelines-ImportRunsTableArn"}]
+    assert [s["Action"] for s in runs] in (["dynamodb:GetItem"], [["dynamodb:GetItem"]])
+    # The importer's role gets reads of the upload prefix, from this stack: Import never depends on it.
+    policy = next(
+        r["Properties"] for r in resources(template, "AWS::IAM::Policy").values()
+        if "ImporterRoleArn" in json.dumps(r["Properties"].get("Roles"))
+    )  # fmt: skip
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert sorted(statement["Action"]) == ["s3:GetObject", "s3:GetObjectVersion"]
+    assert json.dumps(statement["Resource"]).endswith('/ci360/*"]]}')
+    assert "UploadBucket" not in json.dumps(imports) and "ImportValue" not in json.dumps(imports)
+    by_name = {s.stack_name: s for s in synth.assembly.stacks}
+    assert "BrazePipelines-Import" in {d.id for d in by_name["BrazePipelines-BulkUpload"].dependencies}
+
+
+def test_without_delivery_the_bulk_stack_knows_nothing_of_the_importer() -> None:
+    import aws_cdk as cdk
+
+    import app as app_module
+    from tests.infra.conftest import ROOT
+
+    context = {**json.loads((ROOT / "cdk.json").read_text())["context"], "aws:cdk:bundling-stacks": []}
+    assert context["bulkUpload:deliverToBraze"] is False  # the default
+    app = app_module.build_app(cdk.App(context=context))
+    bulk = next(c for c in app.node.children if isinstance(c, cdk.Stack) and c.stack_name.endswith("-BulkUpload"))
+    template = json.dumps(cdk.assertions.Template.from_stack(bulk, skip_cyclical_dependencies_check=True).to_json())
+    assert "ImportValue" not in template and "IMPORTER_FUNCTION" not in template and "RUNS_TABLE" not in template
+    assert not [d for d in bulk.dependencies if d.stack_name.endswith("-Import")]
+
+
+def one_function(template: dict[str, Any], handler: str) -> dict[str, Any]:
+    (function,) = [
+        r["Properties"] for r in resources(template, "AWS::Lambda::Function").values()
+        if r["Properties"].get("Handler") == handler
+    ]  # fmt: skip
+    return function
