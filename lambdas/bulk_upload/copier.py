@@ -96,8 +96,8 @@ class Checkpoint:
     def dumps(self) -> str:
         """Compact enough for a DynamoDB item at S3's 10,000 parts: parts are always 1..n in order,
         so only their ETags and checksums are kept, packed 16 bytes each when they are MD5 hex (as
-        S3's are) and 4 bytes each for CRC32 checksums (every part of an upload with an algorithm
-        has one, no part of one without)."""
+        S3's are) and 4 bytes each when every part has a CRC32 (as the copier's uploads do); any
+        other checksums are listed as they are."""
         etags = [e for _, e, _ in self.parts]
         assert [n for n, _, _ in self.parts] == list(range(1, len(etags) + 1))
         packed = all(_MD5_ETAG.fullmatch(e) for e in etags)
@@ -110,7 +110,7 @@ class Checkpoint:
                 else etags,
                 "checksum": self.checksum,
                 "checksums": base64.b64encode(b"".join(base64.b64decode(c) for c in sums)).decode()  # type: ignore[arg-type]
-                if self.checksum else None,
+                if self.checksum == CRC32 and all(sums) else sums if any(sums) else None,
             }
         ).decode()  # fmt: skip
 
@@ -123,11 +123,13 @@ class Checkpoint:
         if isinstance(etags, str):
             packed = base64.b64decode(etags)
             etags = [f'"{packed[i : i + 16].hex()}"' for i in range(0, len(packed), 16)]
-        sums_text = raw.pop("checksums", None)
-        packed_sums = base64.b64decode(sums_text) if isinstance(sums_text, str) else b""
-        sums: list[str | None] = [
-            base64.b64encode(packed_sums[i : i + 4]).decode() for i in range(0, len(packed_sums), 4)
-        ]
+        stored_sums = raw.pop("checksums", None)
+        sums: list[str | None]
+        if isinstance(stored_sums, list):  # listed: not every part had a 4-byte CRC32
+            sums = [None if c is None else str(c) for c in stored_sums]
+        else:
+            packed_sums = base64.b64decode(stored_sums) if isinstance(stored_sums, str) else b""
+            sums = [base64.b64encode(packed_sums[i : i + 4]).decode() for i in range(0, len(packed_sums), 4)]
         sums = sums or [None] * len(etags)
         return cls(**raw, parts=[(n, str(e), c) for n, (e, c) in enumerate(zip(etags, sums, strict=True), start=1)])
 

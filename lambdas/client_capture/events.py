@@ -161,11 +161,12 @@ def check_event_type(value: Any, field: str) -> str:
     return value
 
 
-def check_schema_version(value: Any, field: str) -> str | None:
-    """An event's optional schema version (a non-empty string or a finite number) as text."""
+def check_schema_version(value: Any, field: str, *, allow_empty: bool = False) -> str | None:
+    """An event's optional schema version (a non-empty string, or empty with ``allow_empty``, or
+    a finite number) as text."""
     if value is None:
         return None
-    if type(value) not in (str, int, float) or value == "":
+    if type(value) not in (str, int, float) or (value == "" and not allow_empty):
         raise Invalid(f"{field}: must be a string or a number")
     if type(value) is float and not math.isfinite(value):
         raise Invalid(f"{field}: must be a finite number")
@@ -232,7 +233,8 @@ def braze_event(event: Any) -> dict[str, Any]:
         raise Invalid("data: must be a JSON object")
     check_properties(data)
     properties = dict(data)
-    version = check_schema_version(detail.get("schema_version"), "schema_version")
+    # The API refuses an empty version from clients; another producer's is delivered as written.
+    version = check_schema_version(detail.get("schema_version"), "schema_version", allow_empty=True)
     if version is not None:
         properties["schema_version"] = version
     return {"external_id": external_id, "name": name, "time": time, "properties": properties}

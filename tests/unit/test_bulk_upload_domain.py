@@ -429,3 +429,24 @@ def test_a_checkpoint_with_fields_it_does_not_know_still_loads() -> None:
     # A job handed over by a later release (rolled back): unknown fields are ignored
     stored = orjson.loads(Checkpoint("u", MIN_PART, 5, 5, [(1, '"abc-1"', None)]).dumps())
     assert Checkpoint.loads(orjson.dumps(stored | {"later": 1}).decode()).upload_id == "u"
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        [(1, '"' + "a" * 32 + '"', "6Le+Qw=="), (2, '"' + "b" * 32 + '"', None)],  # a part without its checksum
+        [(1, '"' + "a" * 32 + '"', base64.b64encode(bytes(32)).decode())],  # a 32-byte digest (SHA256)
+    ],
+)
+def test_a_checkpoint_round_trips_whatever_checksums_its_parts_have(parts: list[Any]) -> None:
+    algorithm = "CRC32" if parts[-1][2] is None else "SHA256"
+    state = Checkpoint("u", 8 << 20, 10, 10, list(parts), '"e"', None, checksum=algorithm)
+    assert Checkpoint.loads(state.dumps()).parts == parts
+
+
+def test_a_checkpoint_with_its_checksums_listed_keeps_them() -> None:
+    listed = orjson.dumps(
+        {"upload_id": "u", "part_size": 8 << 20, "offset": 1, "written": 1, "source_etag": None, "header": None,
+         "hops": 1, "etags": ['"x"'], "checksum": "CRC32", "checksums": ["6Le+Qw=="]}
+    ).decode()  # fmt: skip
+    assert Checkpoint.loads(listed).parts == [(1, '"x"', "6Le+Qw==")]

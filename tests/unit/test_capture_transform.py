@@ -37,6 +37,12 @@ def test_an_event_becomes_a_braze_custom_event_with_schema_version_in_its_proper
     }
 
 
+def test_an_empty_schema_version_from_another_producer_is_delivered_as_written() -> None:
+    # The API refuses "" from clients; an event another producer put on the bus still goes to
+    # Braze, where an empty string is a valid property value.
+    assert braze_event(bus_event(schema_version=""))["properties"]["schema_version"] == ""
+
+
 def test_without_its_own_time_an_event_takes_the_time_the_api_received_it() -> None:
     assert braze_event(bus_event(time=None))["time"] == "2026-11-30T12:00:00.000Z"
     assert "schema_version" not in braze_event(bus_event(schema_version=None))["properties"]
