@@ -301,11 +301,14 @@ def _demo_bulk_upload(out: TextIO) -> bool:
         f"  import: {report.get('status')}; accepted {report.get('accepted', 0):,}, rejected "
         f"{report.get('rejected', 0):,}, failed {report.get('failed', 0):,}, in {report.get('requests', 0)} requests\n"
     )
-    out.write(f"  the Braze emulator stored {sent.get('braze_emulator_stored', 0):,} attribute objects\n")
+    fields = sent.get("braze_emulator_fields") or []
+    out.write(f"  the Braze emulator stored {sent.get('braze_emulator_stored', 0):,} attribute objects with fields ")
+    out.write(", ".join(fields) + "\n")
     return bool(
         result.get("job_status") == "done"
         and delivered(sent)
         and report.get("accepted") == sent.get("braze_emulator_stored") == 5_000
+        and fields == ["email_opt_in", "external_id", "score", "segment"]
     )
 
 

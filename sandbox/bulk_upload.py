@@ -186,7 +186,7 @@ def upload(
         landed = job.get("status") == "done" or job.get("size") is not None
         size = box.s3.head_object(Bucket=BUCKET, Key=response["s3_key"])["ContentLength"] if landed else None
         header = job.get("header")
-        stored = imports.emulator.state()["stored"] if imports is not None and imports.emulator else None
+        stored = imports.emulator.objects() if imports is not None and imports.emulator else None
     outcome = {
         "http_status": status,
         "response": response,
@@ -203,7 +203,8 @@ def upload(
         outcome["import_run_id"] = (job.get("import") or {}).get("run_id")
         outcome["import"] = report
         if stored is not None:
-            outcome["braze_emulator_stored"] = stored
+            outcome["braze_emulator_stored"] = len(stored)
+            outcome["braze_emulator_fields"] = sorted({name for o in stored for name in o["object"]})
     return outcome
 
 

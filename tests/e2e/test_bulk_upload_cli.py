@@ -136,6 +136,7 @@ def test_cli_delivers_a_ci360_audience_to_braze_as_attributes(tmp_path: Path) ->
     assert (report["accepted"], report["rejected"], report["failed"]) == (499, 1, 0)
     assert report["source"]["columns"] == {"id_column": "external_id", "ignore": ["identity_id"]}
     assert result["braze_emulator_stored"] == 499
+    assert result["braze_emulator_fields"] == ["external_id", "score", "tier"]  # identity_id never sent
 
 
 def test_cli_to_braze_without_the_id_column_fails_and_sends_nothing(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 the identifier column before copying, lands the file, asks the importer to import it, and the job
 names the run; ``GET /bulk-upload/{id}`` shows the import."""
 
+# ruff: noqa: F811 - the fixtures imported from the bulk-upload handler tests are parameters here
 from __future__ import annotations
 
 from typing import Any
@@ -13,7 +14,7 @@ from botocore.exceptions import ClientError
 from braze_importer.runs import run_id_for
 
 from tests.fakes import create_runs_table
-from tests.handlers.test_bulk_upload_handlers import (  # noqa: F401 - fixtures
+from tests.handlers.test_bulk_upload_handlers import (  # noqa: F401 - aws and source are fixtures
     RECEIVED,
     Source,
     aws,
@@ -45,7 +46,7 @@ class Importer:
 
 
 @pytest.fixture
-def delivering(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Importer:  # noqa: F811
+def delivering(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Importer:
     from bulk_upload import copier_handler, settings
 
     create_runs_table(boto3.client("dynamodb"), "runs")
@@ -70,7 +71,7 @@ def test_a_landed_audience_is_handed_to_the_importer_and_the_job_names_its_run(
     aws: dict[str, Any],
     source: Source,
     delivering: Importer,
-    metadata: bytes,  # noqa: F811
+    metadata: bytes,
 ) -> None:
     source.files["/aud.csv"] = b"i-1,5,c-1,gold\n"
     source.files["/meta"] = metadata
@@ -109,7 +110,7 @@ def test_a_task_without_the_id_column_fails_its_job_and_copies_and_sends_nothing
     source: Source,
     delivering: Importer,
     metadata: bytes | None,
-    reason: str,  # noqa: F811
+    reason: str,
 ) -> None:
     source.files["/aud.csv"] = b"i-1,c-1,5\n"
     if metadata is not None:
@@ -126,7 +127,7 @@ def test_a_task_without_the_id_column_fails_its_job_and_copies_and_sends_nothing
 def test_an_importer_outage_after_landing_asks_again_and_never_copies_twice(
     aws: dict[str, Any],
     source: Source,
-    delivering: Importer,  # noqa: F811
+    delivering: Importer,
 ) -> None:
     source.files["/aud.csv"] = b"i-1,5,c-1,gold\n"
     source.files["/meta"] = JSON_META
@@ -149,7 +150,7 @@ def test_an_importer_outage_after_landing_asks_again_and_never_copies_twice(
 def test_an_importer_that_does_not_exist_fails_the_job_with_the_file_landed(
     aws: dict[str, Any],
     source: Source,
-    delivering: Importer,  # noqa: F811
+    delivering: Importer,
 ) -> None:
     from bulk_upload.copier import PermanentFailure
 
@@ -191,7 +192,7 @@ def test_the_importer_client_sends_an_asynchronous_invocation_and_tells_permanen
 def test_a_landed_job_whose_import_requests_all_failed_says_the_file_landed(
     aws: dict[str, Any],
     source: Source,
-    delivering: Importer,  # noqa: F811
+    delivering: Importer,
 ) -> None:
     from bulk_upload.dead_letter_handler import handler as dead_letters
 
