@@ -33,6 +33,8 @@ from .reader import (
     _skip_bom,
 )
 
+# A quoted field may be as long as an unquoted one: as long as a row may be.
+csv.field_size_limit(MAX_ELEMENT_BYTES)
 BLOCK = -1  # marks a run of whole quote-free rows, one per line
 BLOCK_MIN = 64 << 10  # below this many bytes in the window, rows go one by one
 BLOCK_ROWS = 8  # fewer rows than this before a quote go one by one
@@ -55,6 +57,7 @@ class _Rows:
         self.buf = _Buffer(chunks, offset)
         self.pos = 0
         self.blocks = True  # off while the header is read: it is one row, never part of a block
+        self.header_lines = 0  # line feeds up to the end of the header, once it is read
 
     def __iter__(self) -> Iterator[tuple[int, int, bytes | None, int]]:
         buf = self.buf
@@ -97,6 +100,7 @@ class _Rows:
                 continue
             # A quoted row, or the window ends inside a row: find the line feed where quotes balance.
             quotes = 0
+            quoted: bool | None = None  # None: counting quotes (all on one line balance); else exact
             scan = pos
             inner = 0
             while True:
@@ -104,7 +108,7 @@ class _Rows:
                 nl = data.find(b"\n", scan)
                 if nl < 0:
                     if len(data) - pos > MAX_ELEMENT_BYTES:
-                        yield from self._skip_long(pos, quotes, scan, inner)
+                        yield from self._skip_long(pos, quotes if quoted is None else int(quoted), scan, inner)
                         pos = self.pos
                         break
                     if not buf.fill():
@@ -113,8 +117,15 @@ class _Rows:
                         self.pos = len(buf.data)
                         return
                     continue
-                quotes += data.count(b'"', scan, nl)
-                if quotes % 2 == 0:
+                if quoted is None:
+                    quotes += data.count(b'"', scan, nl)
+                    if quotes % 2:
+                        # Odd: a quoted field goes on past this line, or a quote stands inside an
+                        # unquoted field (5'11") and is no quoting at all. Follow the quoting exactly.
+                        quoted = _quoting(data, pos, nl, pos, False)[0]
+                else:
+                    quoted = _quoting(data, scan, nl, pos, quoted)[0]
+                if not quoted:
                     raw = data[pos:nl] if nl - pos <= MAX_ELEMENT_BYTES else None
                     yield buf.base + pos, buf.base + nl + 1, raw, inner
                     pos = nl + 1
@@ -152,6 +163,29 @@ class _Rows:
             scan = nl + 1
 
 
+def _quoting(data: bytes, start: int, end: int, row: int, quoted: bool) -> tuple[bool, bool]:
+    """RFC 4180 quoting over ``data[start:end]`` of the row that begins at ``row``, from inside a
+    quoted field or not: (inside a quoted field at ``end``, a quote seen inside an unquoted field).
+    A quote opens a field only at the field's start; inside, a doubled quote is one quote."""
+    stray = False
+    q = data.find(b'"', start, end)
+    while q >= 0:
+        if quoted:
+            if q + 1 < end and data[q + 1] == _QUOTE:
+                q = data.find(b'"', q + 2, end)
+                continue
+            quoted = False
+        elif q == row or data[q - 1] == _COMMA:
+            quoted = True
+        else:
+            stray = True
+        q = data.find(b'"', q + 1, end)
+    return quoted, stray
+
+
+_QUOTE, _COMMA = ord('"'), ord(",")
+
+
 def _split(text: str) -> list[str]:
     if '"' not in text:
         return text.split(",")
@@ -167,6 +201,8 @@ def _cells(raw: bytes) -> tuple[list[str] | None, str | None]:
     """The row's cells, or why it has none."""
     if raw.endswith(b"\r"):
         raw = raw[:-1]
+    if b'"' in raw and _quoting(raw, 0, len(raw), 0, False)[1]:
+        return None, _MALFORMED
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -174,10 +210,13 @@ def _cells(raw: bytes) -> tuple[list[str] | None, str | None]:
     try:
         return _split(text), None
     except csv.Error:
-        return None, (
-            "malformed quoting: a field with a quote must be quoted whole, its quotes doubled, "
-            "and closed before a comma or the line end"
-        )
+        return None, _MALFORMED
+
+
+_MALFORMED = (
+    "malformed quoting: a field with a quote must be quoted whole, its quotes doubled, "
+    "and closed before a comma or the line end"
+)
 
 
 def _typed(cells: list[str], width: int, row_of: Callable[[list[str]], Any]) -> tuple[Any, str | None]:
@@ -204,7 +243,9 @@ def read_header(
         _skip_bom(rows.buf)
     except JsonSyntaxError as exc:
         raise CsvError(exc.offset, exc.message) from None
-    for offset, end, raw, _inner in iter(rows):
+    lines = 0
+    for offset, end, raw, inner in iter(rows):
+        lines += 1 + inner
         if raw is None:
             raise CsvError(offset, f"the header row is longer than {MAX_ELEMENT_BYTES} bytes")
         if not raw.strip(b"\r \t"):
@@ -212,6 +253,12 @@ def read_header(
         cells, error = _cells(raw)
         if cells is None:
             raise CsvError(offset, f"the header row: {error}")
+        if any("\r" in c for c in cells):
+            raise CsvError(
+                offset, "the header holds a carriage return: the file's line breaks may be CR only; save it with "
+                "LF or CRLF line breaks",
+            )  # fmt: skip
+        rows.header_lines = lines
         try:
             schema = Schema.from_header([c.strip() for c in cells], casts, id_column=id_column, ignore=ignore)
         except HeaderError as exc:
@@ -241,7 +288,7 @@ def iter_rows(
     if start.offset == 0:
         schema, rows = read_header(chunks, casts, id_column=id_column, ignore=ignore)
         line_base: int | None = 0  # the lines before each row are counted as rows are read
-        lines = _header_lines(rows)
+        lines = rows.header_lines
     else:
         if reopen is None:
             raise ValueError("a CSV run continued mid-file needs the file from byte 0 for its header")
@@ -308,11 +355,6 @@ def iter_rows(
             index, here, after, 0, error=error or "unreadable row", kind=Kind.ATTRIBUTES, line=line_base + line + 1
         )
         index += 1
-
-
-def _header_lines(rows: _Rows) -> int:
-    """Lines up to the end of the header: line feeds before the first data row."""
-    return rows.buf.data.count(b"\n", 0, rows.pos)
 
 
 def _lines_before(reopen: Callable[[], Iterable[bytes]], offset: int) -> int:

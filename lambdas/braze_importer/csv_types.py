@@ -79,7 +79,13 @@ def _list_literal(cell: str) -> Any:
         value = ast.literal_eval(cell)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return cell
-    if type(value) is list and all(type(v) in (str, int, float, bool) for v in value):
+    # Only what Braze can take: 64-bit integers and finite numbers (a bigger one stays written).
+    if type(value) is list and all(
+        type(v) in (str, bool)
+        or (type(v) is int and _INT_RANGE[0] <= v < _INT_RANGE[1])
+        or (type(v) is float and v not in _INFINITE and v == v)
+        for v in value
+    ):
         return value
     return cell
 
@@ -200,7 +206,7 @@ class Schema:
         for i, name in enumerate(names):
             if i in id_positions or i in skipped:
                 continue
-            if name in ("external_id", "braze_id", *ALIAS_COLUMNS):
+            if name in ("external_id", "braze_id", "user_alias", *ALIAS_COLUMNS):
                 # Only one identifier may reach Braze: a second kind is not an attribute.
                 raise HeaderError(f"the header has both {ident} and {name}: keep one identifier column")
             attributes.append((i, name, "string" if name in _ALWAYS_STRING else casts.get(name)))
@@ -236,6 +242,12 @@ class Schema:
                 obj[name] = value
             elif cast == "string":
                 obj[name] = cell
+            elif cast == "integer" and _NUMBER.fullmatch(cell):
+                # From the written digits, not through a float: 9007199254740993.5 -> 9007199254740993.
+                number = int(cell.partition(".")[0])
+                if not _INT_RANGE[0] <= number < _INT_RANGE[1]:
+                    raise Invalid(f"{name}: cannot be cast to integer (beyond 64 bits)")
+                obj[name] = number
             else:
                 try:
                     obj[name] = _CASTS[cast](infer(cell))

@@ -189,17 +189,6 @@ def test_rows_with_bad_bytes_fields_or_identifier_are_rejects_with_line_and_offs
     assert read[0].value == {"external_id": "u1", "name": "two\r\nlines"}
 
 
-def test_a_quote_inside_an_unquoted_field_makes_one_reject_of_what_it_spans_never_half_a_row() -> None:
-    data = b"external_id,height\nu1,5'11\"\nu2,6'0\"\nu3,180\n"
-    read = list(iter_rows([data], START))
-    assert [(e.index, e.offset, e.value) for e in read] == [
-        (0, data.index(b"u1"), None),
-        (1, data.index(b"u3"), {"external_id": "u3", "height": 180}),
-    ]
-    assert read[0].line == 2
-    assert "malformed quoting" in str(read[0].error)
-
-
 def test_a_row_longer_than_any_request_is_one_reject_and_reading_goes_on() -> None:
     big = b"x" * (5 << 20)
     data = b'external_id,a\nu1,"' + big + b'\n"\nu2,ok\nu3,' + big + b"\nu4,ok"
