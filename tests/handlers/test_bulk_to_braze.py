@@ -32,6 +32,13 @@ JSON_META = orjson.dumps(
 )
 
 
+def post_audience(source: Source) -> str:
+    """A CI360 task whose metadata names customer_id; its job id."""
+    source.files["/aud.csv"] = b"i-1,5,c-1,gold\n"
+    source.files["/meta"] = JSON_META
+    return str(post(webhook(source, "/aud.csv", "/meta", "aud.csv"))[1]["job_id"])
+
+
 class Importer:
     """Stands in for Lambda's asynchronous Invoke of the importer: records what it was asked."""
 
@@ -129,11 +136,9 @@ def test_an_importer_outage_after_landing_asks_again_and_never_copies_twice(
     source: Source,
     delivering: Importer,
 ) -> None:
-    source.files["/aud.csv"] = b"i-1,5,c-1,gold\n"
-    source.files["/meta"] = JSON_META
     throttled = ClientError({"Error": {"Code": "TooManyRequestsException"}}, "Invoke")
     delivering.failures = [throttled]
-    job_id = post(webhook(source, "/aud.csv", "/meta", "aud.csv"))[1]["job_id"]
+    job_id = post_audience(source)
     assert run_copier(aws["queue"])[0]["batchItemFailures"]  # left in the queue for a retry
     job = status(job_id)[1]
     assert job["status"] == "retry" and "importer was not reached" in job["error"] and job["size"] > 0
@@ -154,10 +159,8 @@ def test_an_importer_that_does_not_exist_fails_the_job_with_the_file_landed(
 ) -> None:
     from bulk_upload.copier import PermanentFailure
 
-    source.files["/aud.csv"] = b"i-1,5,c-1,gold\n"
-    source.files["/meta"] = JSON_META
     delivering.failures = [PermanentFailure("the importer could not be asked to import the file (Nope)")]
-    job_id = post(webhook(source, "/aud.csv", "/meta", "aud.csv"))[1]["job_id"]
+    job_id = post_audience(source)
     assert run_copier(aws["queue"]) == [{"batchItemFailures": []}]
     job = status(job_id)[1]
     assert job["status"] == "failed" and "importer could not be asked" in job["error"] and job["size"] > 0
@@ -198,10 +201,8 @@ def test_a_landed_job_whose_import_requests_all_failed_says_the_file_landed(
 
     from sandbox.importer import FakeContext
 
-    source.files["/aud.csv"] = b"i-1,5,c-1,gold\n"
-    source.files["/meta"] = JSON_META
     delivering.failures = [ClientError({"Error": {"Code": "ServiceException"}}, "Invoke")]
-    job_id = post(webhook(source, "/aud.csv", "/meta", "aud.csv"))[1]["job_id"]
+    job_id = post_audience(source)
     assert run_copier(aws["queue"])[0]["batchItemFailures"]
     record = {"messageId": "dl-1", "receiptHandle": "r", "body": RECEIVED[0]["Body"], "attributes": {},
               "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs"}  # fmt: skip
