@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -108,7 +109,7 @@ class _Rows:
                 nl = data.find(b"\n", scan)
                 if nl < 0:
                     if len(data) - pos > MAX_ELEMENT_BYTES:
-                        yield from self._skip_long(pos, quotes if quoted is None else int(quoted), scan, inner)
+                        yield from self._skip_long(pos, quotes, quoted, scan, inner)
                         pos = self.pos
                         break
                     if not buf.fill():
@@ -122,9 +123,9 @@ class _Rows:
                     if quotes % 2:
                         # Odd: a quoted field goes on past this line, or a quote stands inside an
                         # unquoted field (5'11") and is no quoting at all. Follow the quoting exactly.
-                        quoted = _quoting(data, pos, nl, pos, False)[0]
+                        quoted = _quoting(data, pos, nl, False, _COMMA)[0]
                 else:
-                    quoted = _quoting(data, scan, nl, pos, quoted)[0]
+                    quoted = _quoting(data, scan, nl, quoted, _NEWLINE)[0]
                 if not quoted:
                     raw = data[pos:nl] if nl - pos <= MAX_ELEMENT_BYTES else None
                     yield buf.base + pos, buf.base + nl + 1, raw, inner
@@ -136,37 +137,50 @@ class _Rows:
                 buf.drop_before(pos)
                 pos = 0
 
-    def _skip_long(self, pos: int, quotes: int, scan: int, inner: int) -> Iterator[tuple[int, int, None, int]]:
-        """A row longer than any request: delimit it exactly, keep none of it."""
+    def _skip_long(
+        self, pos: int, quotes: int, quoted: bool | None, scan: int, inner: int
+    ) -> Iterator[tuple[int, int, None, int]]:
+        """A row longer than any request: delimit it exactly (by the rule the rows above follow:
+        an even line ends it, an odd one is followed quote by quote), keep none of it."""
         buf = self.buf
         offset = buf.base + pos
+        exact = quoted if quoted is not None else False
+        before = _COMMA if quoted is None else _NEWLINE  # the byte before ``scan``: a field starts after it
         buf.drop_before(scan)
         scan = 0
         while True:
             data = buf.data
             nl = data.find(b"\n", scan)
+            # Without a line feed, a quote at the very end waits for the next byte (it may be doubled).
+            end = nl if nl >= 0 else len(data) - (1 if data.endswith(b'"') else 0)
+            if quoted is None:
+                quotes += data.count(b'"', scan, end)
+            exact = _quoting(data, scan, end, exact, before)[0]
+            if end > scan:
+                before = data[end - 1]
             if nl < 0:
-                quotes += data.count(b'"', scan)
-                buf.drop_before(len(data))
+                buf.drop_before(end)
                 scan = 0
                 if not buf.fill():
-                    yield offset, buf.base, None, inner
-                    self.pos = 0
+                    yield offset, buf.base + len(buf.data), None, inner
+                    self.pos = len(buf.data)
                     return
                 continue
-            quotes += data.count(b'"', scan, nl)
-            if quotes % 2 == 0:
+            if not exact or (quoted is None and quotes % 2 == 0):
                 yield offset, buf.base + nl + 1, None, inner
                 self.pos = nl + 1
                 return
+            quoted = True
+            before = _NEWLINE
             inner += 1
             scan = nl + 1
 
 
-def _quoting(data: bytes, start: int, end: int, row: int, quoted: bool) -> tuple[bool, bool]:
-    """RFC 4180 quoting over ``data[start:end]`` of the row that begins at ``row``, from inside a
-    quoted field or not: (inside a quoted field at ``end``, a quote seen inside an unquoted field).
-    A quote opens a field only at the field's start; inside, a doubled quote is one quote."""
+def _quoting(data: bytes, start: int, end: int, quoted: bool, before: int) -> tuple[bool, bool]:
+    """RFC 4180 quoting over ``data[start:end]``, from inside a quoted field or not, ``before``
+    being the byte before ``start`` (a comma, or ``_COMMA`` at a row's start): (inside a quoted
+    field at ``end``, a quote seen inside an unquoted field). A quote opens a field only at the
+    field's start; inside, a doubled quote is one quote."""
     stray = False
     q = data.find(b'"', start, end)
     while q >= 0:
@@ -175,7 +189,7 @@ def _quoting(data: bytes, start: int, end: int, row: int, quoted: bool) -> tuple
                 q = data.find(b'"', q + 2, end)
                 continue
             quoted = False
-        elif q == row or data[q - 1] == _COMMA:
+        elif (data[q - 1] if q > start else before) == _COMMA:
             quoted = True
         else:
             stray = True
@@ -183,7 +197,10 @@ def _quoting(data: bytes, start: int, end: int, row: int, quoted: bool) -> tuple
     return quoted, stray
 
 
-_QUOTE, _COMMA = ord('"'), ord(",")
+_QUOTE, _COMMA, _NEWLINE = ord('"'), ord(","), ord("\n")
+# A row whose every field is quoted whole (its quotes doubled inside) or holds no quote at all.
+_FIELD = rb'(?:"(?:[^"]++|"")*+"|[^",]*+)'
+_WELL_QUOTED = re.compile(_FIELD + rb"(?:," + _FIELD + rb")*+")
 
 
 def _split(text: str) -> list[str]:
@@ -201,7 +218,7 @@ def _cells(raw: bytes) -> tuple[list[str] | None, str | None]:
     """The row's cells, or why it has none."""
     if raw.endswith(b"\r"):
         raw = raw[:-1]
-    if b'"' in raw and _quoting(raw, 0, len(raw), 0, False)[1]:
+    if b'"' in raw and _WELL_QUOTED.fullmatch(raw) is None:
         return None, _MALFORMED
     try:
         text = raw.decode("utf-8")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import re
+import unicodedata
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,13 @@ _MISSING = object()
 _CACHE_SIZE = 1 << 16
 _INT_RANGE = (-(1 << 63), 1 << 64)
 _INFINITE = (float("inf"), float("-inf"))
+
+
+def loose_name(name: str) -> str:
+    """A column name as compared with a name to ignore: NFKC, case-folded, without format
+    characters (zero-width spaces and the like), spaces, underscores and hyphens."""
+    text = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(c for c in text if c not in " _-" and unicodedata.category(c) != "Cf" and not c.isspace())
 
 
 class HeaderError(ValueError):
@@ -177,7 +185,9 @@ class Schema:
             if name in seen:
                 raise HeaderError(f"column {name!r} appears twice in the header")
             seen.add(name)
-        skipped = {names.index(c) for c in ignore if c in seen and c != id_column}
+        # However the producer wrote the name (case, spaces, underscores, invisible characters).
+        loose_ignore = {loose_name(c) for c in ignore}
+        skipped = {i for i, c in enumerate(names) if c != id_column and loose_name(c) in loose_ignore}
         seen -= {names[i] for i in skipped}
         taken: tuple[str, ...]
         if id_column is not None:

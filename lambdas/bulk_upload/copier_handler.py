@@ -148,6 +148,10 @@ def _landed(
 def _deliver(job_id: str, owner: str, key: str, *, size: int, version_id: str | None, header: str) -> str:
     """Ask the importer to send the landed file to Braze; the job names the import's run."""
     settings = get_settings()
+    if not settings.importer_function:
+        # Delivery was turned off after the file landed: the copy is what is left of the job.
+        logger.info("delivery to Braze is off; the landed file is not imported", extra={"job_id": job_id})
+        return _done(job_id, owner, size=size, version_id=version_id, header=header)
     if version_id is None:
         # Without a version the run id would be the same for every file of this name.
         return _failed(job_id, owner, PermanentFailure("the upload bucket must be versioned to deliver to Braze"))

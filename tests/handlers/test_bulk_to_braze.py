@@ -210,3 +210,51 @@ def test_a_landed_job_whose_import_requests_all_failed_says_the_file_landed(
     job = status(job_id)[1]
     assert job["status"] == "failed" and job["error"].startswith("the file landed, but every request to import")
     assert "ClientError" in job["error"]
+
+
+@pytest.mark.parametrize("broken", ["no table", "not json", '["a"]', '{"counters": {"accepted": "x"}}', "off"])
+def test_a_jobs_status_answers_200_when_its_import_cannot_be_read(
+    aws: dict[str, Any], source: Source, delivering: Importer, monkeypatch: pytest.MonkeyPatch, broken: str
+) -> None:
+    from bulk_upload import api_handler, settings
+
+    job_id = post_audience(source)
+    run_copier(aws["queue"])
+    run = status(job_id)[1]["import"]["run_id"]
+    if broken == "no table":
+        boto3.client("dynamodb").delete_table(TableName="runs")
+    elif broken == "off":  # redeployed with deliverToBraze off: no table setting, no grant
+        monkeypatch.delenv("RUNS_TABLE")
+        settings.get_settings.cache_clear()
+        api_handler._runs.cache_clear()
+    else:
+        boto3.client("dynamodb").put_item(TableName="runs", Item={"run_id": {"S": run}, "doc": {"S": broken}})
+    code, job = status(job_id)
+    assert code == 200 and job["status"] == "done"
+    assert job["import"]["run_id"] == run and job["import"]["status"] == "unknown" and job["import"]["reason"]
+
+
+def test_a_landed_job_retried_after_delivery_was_turned_off_ends_done_without_an_import(
+    aws: dict[str, Any], source: Source, delivering: Importer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bulk_upload import settings
+
+    delivering.failures = [ClientError({"Error": {"Code": "ServiceException"}}, "Invoke")]
+    job_id = post_audience(source)
+    assert run_copier(aws["queue"])[0]["batchItemFailures"]
+    monkeypatch.setenv("IMPORTER_FUNCTION", "")  # redeployed with deliverToBraze off
+    settings.get_settings.cache_clear()
+    redeliver(aws["queue"])
+    job = status(job_id)[1]
+    assert job["status"] == "done" and "import" not in job and delivering.requests == []
+
+
+def test_access_denied_right_after_a_deploy_is_retried_not_final() -> None:
+    from bulk_upload.delivery import Importer as LambdaImporter
+
+    class Lambda:
+        def invoke(self, **kwargs: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "AccessDeniedException"}}, "Invoke")
+
+    with pytest.raises(ClientError):  # transient: the message is retried (IAM may not have propagated yet)
+        LambdaImporter(Lambda(), "f").request({})

@@ -90,3 +90,44 @@ def test_an_import_of_a_landed_audience_continued_many_times_sends_each_row_once
     assert again.status == "duplicate" and braze.stored == want
     report = next(iter(deps.store.items.values()))
     assert report.csv_options == CI360
+
+
+@pytest.mark.parametrize("written", ["Identity_ID", "IDENTITY_ID", " identity_id", "identity_id\u200b", "IdentityId"])
+def test_ci360s_key_is_never_sent_however_its_name_is_written(written: str) -> None:
+    schema = Schema.from_header([written, "external_id", "tier"], id_column="external_id", ignore=("identity_id",))
+    assert schema.row(["SECRET-1", "u1", "gold"]) == {"external_id": "u1", "tier": "gold"}
+
+
+HEADERS = [
+    ["identity_id", "external_id", "tier"],
+    ["identity_id", "external_id", "external_id"],
+    ["identity_id", "external_id", "braze_id"],
+    ["identity_id", "external_id", "user_alias"],
+    ["identity_id", "external_id", "user_alias_name", "user_alias_label"],
+    ["identity_id", "customer_id", "external_id"],
+    ["identity_id", "customer_id", "email", "phone"],
+    ["identity_id", "customer_id", ""],
+    ["identity_id", " customer_id ", "tier"],
+    ["identity_id", "tier"],
+    ["IDENTITY_ID", "customer_id", "identity_id"],
+    ["customer_id"],
+]
+
+
+@pytest.mark.parametrize("header", HEADERS)
+@pytest.mark.parametrize("id_column", ["external_id", "customer_id", "email"])
+def test_the_copier_refuses_exactly_the_headers_the_importer_would_stop_on(header: list[str], id_column: str) -> None:
+    from bulk_upload.copier import PermanentFailure
+    from bulk_upload.delivery import check_columns
+
+    try:
+        Schema.from_header([c.strip() for c in header], id_column=id_column, ignore=("identity_id",))
+        importer_refuses = False
+    except HeaderError:
+        importer_refuses = True
+    try:
+        check_columns(header, id_column)
+        copier_refuses = False
+    except PermanentFailure:
+        copier_refuses = True
+    assert copier_refuses == importer_refuses

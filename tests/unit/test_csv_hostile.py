@@ -81,3 +81,15 @@ def test_line_numbers_count_every_blank_line_before_the_header() -> None:
     data = b"\n" * 1_100_000 + b"external_id,a\nu1,1\nu2\n"
     read = rows(data, chunk=1 << 16)
     assert read[1][3] == 1_100_003
+
+
+def test_a_stray_quote_in_a_row_longer_than_any_request_loses_nothing_after_it() -> None:
+    big = b"a" * (5 << 20)
+    data = b"external_id,note\nu1,5'11\" " + big + b"\nu2,hello\nu3,world\n"
+    for chunk in (1 << 16, 1 << 20, 64 << 20):
+        read = rows(data, chunk=chunk)
+        assert [(r[0], r[1], r[3]) for r in read] == [
+            (0, None, 2),
+            (1, {"external_id": "u2", "note": "hello"}, None),
+            (2, {"external_id": "u3", "note": "world"}, None),
+        ], chunk
