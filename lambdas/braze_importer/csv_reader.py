@@ -19,8 +19,8 @@ import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
-from .csv_types import HeaderError, Schema
-from .objects import Invalid, Kind
+from .csv_types import HeaderError, Schema, typed
+from .objects import Kind
 from .ports import UnreadableInput
 from .reader import (
     BOM,
@@ -38,6 +38,7 @@ from .reader import (
 csv.field_size_limit(MAX_ELEMENT_BYTES)
 BLOCK = -1  # marks a run of whole quote-free rows, one per line
 BLOCK_MIN = 64 << 10  # below this many bytes in the window, rows go one by one
+BLOCK_MAX = 256 << 10  # at most this many bytes a block: its rows and cells are alive at once
 BLOCK_ROWS = 8  # fewer rows than this before a quote go one by one
 
 
@@ -72,12 +73,15 @@ class _Rows:
                 and (len(data) - pos >= BLOCK_MIN or (buf.eof and pos < len(data)))
                 and data[pos] not in b"\r\n"
             ):
-                # Many rows at once: the rows up to the first quote or blank line, where every line
-                # feed ends a row; they are decoded and split together.
-                end = data.rfind(b"\n", pos, pos + MAX_ELEMENT_BYTES)
+                # Many rows at once: the rows up to the first blank line or line that is not a whole,
+                # well-quoted row (a quoted line break, a stray quote), where every line feed ends a
+                # row; they are decoded and parsed together.
+                end = data.rfind(b"\n", pos, pos + BLOCK_MAX)
                 stop = data.find(b'"', pos, end) if end > pos else -1
                 if stop >= 0:
-                    end = data.rfind(b"\n", pos, stop)
+                    whole = _WHOLE_LINES.match(data, pos, end + 1)
+                    stop = whole.end() if whole is not None else pos
+                    end = stop - 1 if stop < end + 1 else end
                 for blank in (data.find(b"\n\n", pos, end + 1), data.find(b"\n\r\n", pos, end + 1)):
                     if blank >= 0 and end > pos:
                         end = min(end, blank)
@@ -201,6 +205,9 @@ _QUOTE, _COMMA, _NEWLINE = ord('"'), ord(","), ord("\n")
 # A row whose every field is quoted whole (its quotes doubled inside) or holds no quote at all.
 _FIELD = rb'(?:"(?:[^"]++|"")*+"|[^",]*+)'
 _WELL_QUOTED = re.compile(_FIELD + rb"(?:," + _FIELD + rb")*+")
+# Lines that are such rows each, with no line break inside a field: a block parses them together.
+_LINE_FIELD = rb'(?:"(?:[^"\n]++|"")*+"|[^",\n]*+)'
+_WHOLE_LINES = re.compile(rb"(?:" + _LINE_FIELD + rb"(?:," + _LINE_FIELD + rb")*+\r?\n)*+")
 
 
 def _split(text: str) -> list[str]:
@@ -234,16 +241,6 @@ _MALFORMED = (
     "malformed quoting: a field with a quote must be quoted whole, its quotes doubled, "
     "and closed before a comma or the line end"
 )
-
-
-def _typed(cells: list[str], width: int, row_of: Callable[[list[str]], Any]) -> tuple[Any, str | None]:
-    """The row's value by the header's schema (None: nothing but its identifier), or why it has none."""
-    if len(cells) != width:
-        return None, f"row has {len(cells)} fields, the header has {width}"
-    try:
-        return row_of(cells), None
-    except Invalid as exc:
-        return None, exc.reason
 
 
 def read_header(
@@ -320,10 +317,7 @@ def iter_rows(
     for offset, end, raw, inner in rows:
         if inner == BLOCK:
             assert raw is not None
-            try:
-                texts = raw.decode("utf-8").split("\n")
-            except UnicodeDecodeError:
-                texts = None  # some line is not UTF-8: those rows go one by one, as rejects
+            texts = _block_cells(raw)  # None: some line is not UTF-8; those rows go one by one, as rejects
             block = _LineBlock(offset, raw)
             anchor, after = Position(offset, index), Position(end, index + raw.count(b"\n") + 1)
             last = len(texts) - 1 if texts is not None else raw.count(b"\n")
@@ -331,12 +325,12 @@ def iter_rows(
             for i, line_raw in enumerate(texts if texts is not None else raw.split(b"\n")):
                 value: Any = None
                 cells: list[str] | None
-                if type(line_raw) is str:
-                    cells = (line_raw[:-1] if line_raw.endswith("\r") else line_raw).split(",")
+                if type(line_raw) is list:
+                    cells, error = line_raw, None
                 else:
                     cells, error = _cells(line_raw)  # type: ignore[arg-type]
                 if cells is not None:
-                    value, error = _typed(cells, width, row_of)
+                    value, error = typed(cells, width, row_of)
                 next_ = after if i == last else anchor
                 if error is None:
                     yield Element(
@@ -359,7 +353,7 @@ def iter_rows(
         else:
             cells, error = _cells(raw)
             if cells is not None:
-                value, error = _typed(cells, width, row_of)
+                value, error = typed(cells, width, row_of)
                 if error is None:
                     here, after = Position(offset, index), Position(end, index + 1)
                     yield Element(index, here, after, len(raw), value, kind=Kind.ATTRIBUTES, skipped=value is None)
@@ -372,6 +366,23 @@ def iter_rows(
             index, here, after, 0, error=error or "unreadable row", kind=Kind.ATTRIBUTES, line=line_base + line + 1
         )
         index += 1
+
+
+def _block_cells(raw: bytes) -> list[list[str]] | list[bytes] | None:
+    """The cells of a block's lines (each line one whole row): split at commas, or parsed by the
+    ``csv`` module at once when quotes are in it; the raw lines, one by one, when the module does
+    not see one row per line (a carriage return alone inside a field); None when not UTF-8."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if '"' not in text:
+        return [(line[:-1] if line.endswith("\r") else line).split(",") for line in text.split("\n")]
+    try:
+        parsed = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    except csv.Error:
+        parsed = []
+    return parsed if len(parsed) == text.count("\n") + 1 else raw.split(b"\n")
 
 
 def _lines_before(reopen: Callable[[], Iterable[bytes]], offset: int) -> int:

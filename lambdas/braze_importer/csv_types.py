@@ -49,6 +49,16 @@ def loose_name(name: str) -> str:
     return "".join(c for c in text if c not in " _-" and unicodedata.category(c) != "Cf" and not c.isspace())
 
 
+def typed(cells: list[str], width: int, row_of: Callable[[list[str]], Any]) -> tuple[Any, str | None]:
+    """The row's value by the header's schema (None: nothing but its identifier), or why it has none."""
+    if len(cells) != width:
+        return None, f"row has {len(cells)} fields, the header has {width}"
+    try:
+        return row_of(cells), None
+    except Invalid as exc:
+        return None, exc.reason
+
+
 class HeaderError(ValueError):
     """The header cannot be imported: no identifier column, a column without a name, a repeat."""
 
