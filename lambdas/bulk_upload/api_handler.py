@@ -4,6 +4,7 @@ import stands."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from functools import cache
 from typing import Any
@@ -19,6 +20,7 @@ from .settings import get_settings
 from .webhook import BadRequest, object_key, parse
 
 logger = Logger(service="bulk-upload-api")
+NOT_STARTED_AFTER = 900  # seconds after the request: an asynchronous invocation starts long before
 PUBLIC_JOB_FIELDS = (
     "job_id", "status", "s3_key", "version_id", "size", "copied", "header", "error", "created_at", "updated_at",
 )  # fmt: skip
@@ -94,7 +96,15 @@ def _status(job_id: str) -> dict[str, Any]:
     answer = {k: job[k] for k in PUBLIC_JOB_FIELDS if k in job}
     run = job.get("import_run_id")
     if run:
-        answer["import"] = _runs().status(str(run))
+        answer["import"] = shown = _runs().status(str(run))
+        asked = int(job.get("updated_at") or 0)
+        if shown["status"] == "starting" and time.time() - asked > NOT_STARTED_AFTER:
+            # The importer took the request but never began the run: it waits in its dead-letter queue.
+            shown["status"] = "not_started"
+            shown["reason"] = (
+                "the importer has not begun this import; look for its request in the Import stack's dead-letter "
+                "queue and send it again"
+            )
     return _json(200, answer)
 
 

@@ -258,3 +258,19 @@ def test_access_denied_right_after_a_deploy_is_retried_not_final() -> None:
 
     with pytest.raises(ClientError):  # transient: the message is retried (IAM may not have propagated yet)
         LambdaImporter(Lambda(), "f").request({})
+
+
+def test_an_import_the_importer_never_began_says_so_after_a_while(
+    aws: dict[str, Any], source: Source, delivering: Importer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from bulk_upload import api_handler
+
+    job_id = post_audience(source)
+    run_copier(aws["queue"])
+    assert status(job_id)[1]["import"]["status"] == "starting"
+    later = time.time() + api_handler.NOT_STARTED_AFTER + 5
+    monkeypatch.setattr(api_handler.time, "time", lambda: later)
+    shown = status(job_id)[1]["import"]
+    assert shown["status"] == "not_started" and "dead-letter queue" in shown["reason"]
