@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from aws_cdk import Acknowledgment, CfnOutput, Duration, Fn, Stack, Validations
 from aws_cdk import aws_apigateway as apigw
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
@@ -22,6 +21,8 @@ from .constructs.python_function import PythonFunction
 from .constructs.secure_bucket import SecureBucket
 from .constructs.table import keyed_table
 from .import_stack import ImporterExports
+from .telemetry import bulk_upload as telemetry
+from .telemetry import metric
 
 PACKAGE = "bulk_upload"
 
@@ -61,7 +62,7 @@ class BulkUploadStack(Stack):
             "COPY_QUEUE_URL": self.queue.queue_url,
             "ALLOWED_URL_SCHEMES": bulk.allowed_url_schemes,
             "ALLOWED_URL_HOSTS": bulk.allowed_url_hosts,
-            "POWERTOOLS_METRICS_NAMESPACE": "BrazeBulkUpload",
+            "POWERTOOLS_METRICS_NAMESPACE": telemetry.NAMESPACE,
         }
         if importer is not None:
             environment["RUNS_TABLE"] = Fn.import_value(importer.runs_table_name)
@@ -122,10 +123,7 @@ class BulkUploadStack(Stack):
         resource = self.api.api.root.add_resource("bulk-upload")
         self.api.add_method(resource, "POST", self.receiver.function, request_models={"application/json": body})
         self.api.add_method(resource.add_resource("{job_id}"), "GET", self.receiver.function)
-        failed = cloudwatch.Metric(
-            namespace="BrazeBulkUpload", metric_name="CopiesFailed", dimensions_map={"service": "bulk-upload-copier"},
-            statistic="Sum", period=Duration.minutes(5),
-        )  # fmt: skip
+        failed = metric(telemetry.COPIES_FAILED)
         alarms = AlarmTopic(self, "Alarms", email=config.alarm_email)
         alarms.watch(
             alarms_at_one(

@@ -27,12 +27,14 @@ from .constructs.braze_importer import retention_days
 from .constructs.dead_letter_queue import dead_letter_queue
 from .constructs.keyed_api import logged_rest_api
 from .constructs.python_function import PythonFunction
+from .telemetry import capture as telemetry
+from .telemetry import metric
 
 PACKAGE = "client_capture"
 # The source the API function gives every event (lambdas/client_capture/submit.py; a test holds them equal).
 CAPTURE_SOURCE = "braze.client-capture"
 EXTERNAL_ID = "external_id"  # the user pool's custom attribute: custom:external_id
-METRICS_NAMESPACE = "BrazeClientCapture"
+METRICS_NAMESPACE = telemetry.NAMESPACE
 # How long EventBridge keeps trying a target before the event goes to the target's dead-letter queue.
 TARGET_RETRY_ATTEMPTS = 185
 TARGET_MAX_EVENT_AGE_SECONDS = 86400
@@ -426,19 +428,13 @@ class CaptureStack(Stack):
     # -- alarms ------------------------------------------------------------------------------------
 
     def _alarms(self, email: str | None) -> None:
-        def metric(name: str, service: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace=METRICS_NAMESPACE, metric_name=name, dimensions_map={"service": service},
-                statistic="Sum", period=Duration.minutes(5),
-            )  # fmt: skip
-
         five = Duration.minutes(5)
         specs: list[tuple[str, cloudwatch.IMetric, str]] = [
             ("DeliveryDeadLetters", self.firehose_dead_letters.metric_approximate_number_of_messages_visible(),
              "Client events EventBridge could not put into Firehose wait in the dead-letter queue."),
             ("TransformErrors", self.transform.function.metric_errors(period=five),
              "The Firehose transform raised; Firehose retries, then writes the batch to the error prefix."),
-            ("EventsFailedTransform", metric("EventsFailedTransform", "client-capture-transform"),
+            ("EventsFailedTransform", metric(telemetry.EVENTS_FAILED_TRANSFORM),
              "Client events could not become Braze events and went to the capture error prefix."),
             ("ReceiverErrors", self.receiver.function.metric_errors(period=five), "The capture API function raised."),
             ("AuthorizerErrors", self.authorizer_fn.function.metric_errors(period=five),
