@@ -4,24 +4,38 @@ through the Import stack's importer."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from aws_cdk import Acknowledgment, CfnOutput, Duration, Fn, Stack, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from .config import AppConfig
 from .constructs.alarm_topic import AlarmTopic, alarms_at_one
 from .constructs.braze_importer import retention_days
+from .constructs.dashboard import (
+    FIVE_MINUTES,
+    ONE_MINUTE,
+    PipelineDashboard,
+    denials,
+    function_widgets,
+    graph,
+    queue_depth,
+)
 from .constructs.dead_letter_queue import dead_letter_queue
 from .constructs.keyed_api import KeyedApi
 from .constructs.python_function import PythonFunction
 from .constructs.secure_bucket import SecureBucket
 from .constructs.table import keyed_table
 from .import_stack import ImporterExports
+from .telemetry import bulk_upload as telemetry
+from .telemetry import metric
 
 PACKAGE = "bulk_upload"
 
@@ -61,7 +75,7 @@ class BulkUploadStack(Stack):
             "COPY_QUEUE_URL": self.queue.queue_url,
             "ALLOWED_URL_SCHEMES": bulk.allowed_url_schemes,
             "ALLOWED_URL_HOSTS": bulk.allowed_url_hosts,
-            "POWERTOOLS_METRICS_NAMESPACE": "BrazeBulkUpload",
+            "POWERTOOLS_METRICS_NAMESPACE": telemetry.NAMESPACE,
         }
         if importer is not None:
             environment["RUNS_TABLE"] = Fn.import_value(importer.runs_table_name)
@@ -122,37 +136,72 @@ class BulkUploadStack(Stack):
         resource = self.api.api.root.add_resource("bulk-upload")
         self.api.add_method(resource, "POST", self.receiver.function, request_models={"application/json": body})
         self.api.add_method(resource.add_resource("{job_id}"), "GET", self.receiver.function)
-        failed = cloudwatch.Metric(
-            namespace="BrazeBulkUpload", metric_name="CopiesFailed", dimensions_map={"service": "bulk-upload-copier"},
-            statistic="Sum", period=Duration.minutes(5),
-        )  # fmt: skip
+        failed = metric(telemetry.COPIES_FAILED)
         alarms = AlarmTopic(self, "Alarms", email=config.alarm_email)
-        alarms.watch(
-            alarms_at_one(
-                self,
-                [
-                    (
-                        "CopyDeadLetters",
-                        self.dead_letters.metric_approximate_number_of_messages_visible(),
-                        "A copy failed past its retries and waits in the dead-letter queue.",
-                    ),
-                    (
-                        "DeadLetterConsumerErrors",
-                        self.dead_letter_consumer.function.metric_errors(period=Duration.minutes(5)),
-                        "A job whose copy gave up could not be marked failed; its message waits in the dead-letter "
-                        "queue.",
-                    ),
-                    (
-                        "CopierErrors",
-                        self.copier.function.metric_errors(period=Duration.minutes(5)),
-                        "A copy attempt failed and will be retried.",
-                    ),
-                    ("CopiesFailed", failed, "A copy failed for good (expired URL, refused host, bad metadata)."),
-                ],
-            )
+        self.alarms = alarms_at_one(
+            self,
+            [
+                (
+                    "CopyDeadLetters",
+                    self.dead_letters.metric_approximate_number_of_messages_visible(),
+                    "A copy failed past its retries and waits in the dead-letter queue.",
+                ),
+                (
+                    "DeadLetterConsumerErrors",
+                    self.dead_letter_consumer.function.metric_errors(period=Duration.minutes(5)),
+                    "A job whose copy gave up could not be marked failed; its message waits in the dead-letter queue.",
+                ),
+                (
+                    "CopierErrors",
+                    self.copier.function.metric_errors(period=Duration.minutes(5)),
+                    "A copy attempt failed and will be retried.",
+                ),
+                ("CopiesFailed", failed, "A copy failed for good (expired URL, refused host, bad metadata)."),
+            ],
         )
+        alarms.watch(self.alarms)
+        self.dashboard = self._dashboard()
         CfnOutput(self, "UploadBucketName", value=self.bucket.bucket_name)
         CfnOutput(self, "UploadPrefix", value=bulk.prefix)
+
+    def _dashboard(self) -> PipelineDashboard:
+        jobs = graph(
+            "Jobs done and failed, imports requested",
+            [metric(spec) for spec in (telemetry.COPIES_DONE, telemetry.COPIES_FAILED, telemetry.IMPORTS_REQUESTED)],
+            right=[metric(spec) for spec in (telemetry.COPY_RETRIES, telemetry.COPY_HANDOVERS)],
+        )
+        copied = graph("Bytes copied", [metric(telemetry.BYTES_COPIED, label="Bytes copied")])
+        duration = graph(
+            "Copy duration (ms, one attempt or hop)",
+            [
+                metric(telemetry.COPY_DURATION, statistic=statistic, label=f"Copy {statistic}")
+                for statistic in ("p50", "p99", "Maximum")
+            ],
+        )
+        api = self.api.api
+        webhook = graph(
+            "Webhook: requests, 4xx, 5xx",
+            [api.metric_count(period=FIVE_MINUTES, label="Requests")],
+            right=[
+                api.metric_client_error(period=FIVE_MINUTES, label="4XX"),
+                api.metric_server_error(period=FIVE_MINUTES, label="5XX"),
+            ],
+        )
+        access_logs = cast(logs.ILogGroup, self.api.node.find_child("AccessLogs"))
+        widgets: list[list[cloudwatch.IWidget]] = [
+            [jobs, copied, duration],
+            [
+                webhook,
+                denials("Webhook: denied calls (401/403)", access_logs),
+                queue_depth("Dead-letter queue", [("Copies", self.dead_letters)]),
+            ],
+            [*function_widgets("Copier", self.copier.function), graph(
+                "Copy queue", [self.queue.metric_approximate_number_of_messages_visible(period=ONE_MINUTE)],
+                right=[self.queue.metric_approximate_age_of_oldest_message(period=ONE_MINUTE)],
+            )],
+            function_widgets("Webhook receiver", self.receiver.function),
+        ]  # fmt: skip
+        return PipelineDashboard(self, "Dashboard", title="SAS CI360 bulk upload", rows=widgets, alarms=self.alarms)
 
     def _deliver_to_braze(self, importer: ImporterExports, prefix: str) -> None:
         """The copier asks the importer to import each landed file where it lies; the importer may

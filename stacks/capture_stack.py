@@ -24,15 +24,18 @@ from constructs import Construct
 from .config import AppConfig, CaptureConfig
 from .constructs.alarm_topic import AlarmTopic, alarms_at_one
 from .constructs.braze_importer import retention_days
+from .constructs.dashboard import FIVE_MINUTES, PipelineDashboard, denials, function_widgets, graph, queue_depth
 from .constructs.dead_letter_queue import dead_letter_queue
 from .constructs.keyed_api import logged_rest_api
 from .constructs.python_function import PythonFunction
+from .telemetry import capture as telemetry
+from .telemetry import metric
 
 PACKAGE = "client_capture"
 # The source the API function gives every event (lambdas/client_capture/submit.py; a test holds them equal).
 CAPTURE_SOURCE = "braze.client-capture"
 EXTERNAL_ID = "external_id"  # the user pool's custom attribute: custom:external_id
-METRICS_NAMESPACE = "BrazeClientCapture"
+METRICS_NAMESPACE = telemetry.NAMESPACE
 # How long EventBridge keeps trying a target before the event goes to the target's dead-letter queue.
 TARGET_RETRY_ATTEMPTS = 185
 TARGET_MAX_EVENT_AGE_SECONDS = 86400
@@ -89,7 +92,8 @@ class CaptureStack(Stack):
         self.forward_dead_letters: sqs.Queue | None = None
         if capture.forwarded_types:
             self._forward(capture)
-        self._alarms(config.alarm_email)
+        self.alarms = self._alarms(config.alarm_email)
+        self.dashboard = self._dashboard()
         CfnOutput(self, "ApiUrl", value=self.api.url_for_path("/event"))
         CfnOutput(self, "UserPoolId", value=self.user_pool.user_pool_id)
         CfnOutput(self, "AppClientId", value=self.app_client.user_pool_client_id)
@@ -425,20 +429,14 @@ class CaptureStack(Stack):
 
     # -- alarms ------------------------------------------------------------------------------------
 
-    def _alarms(self, email: str | None) -> None:
-        def metric(name: str, service: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace=METRICS_NAMESPACE, metric_name=name, dimensions_map={"service": service},
-                statistic="Sum", period=Duration.minutes(5),
-            )  # fmt: skip
-
+    def _alarms(self, email: str | None) -> list[cloudwatch.Alarm]:
         five = Duration.minutes(5)
         specs: list[tuple[str, cloudwatch.IMetric, str]] = [
             ("DeliveryDeadLetters", self.firehose_dead_letters.metric_approximate_number_of_messages_visible(),
              "Client events EventBridge could not put into Firehose wait in the dead-letter queue."),
             ("TransformErrors", self.transform.function.metric_errors(period=five),
              "The Firehose transform raised; Firehose retries, then writes the batch to the error prefix."),
-            ("EventsFailedTransform", metric("EventsFailedTransform", "client-capture-transform"),
+            ("EventsFailedTransform", metric(telemetry.EVENTS_FAILED_TRANSFORM),
              "Client events could not become Braze events and went to the capture error prefix."),
             ("ReceiverErrors", self.receiver.function.metric_errors(period=five), "The capture API function raised."),
             ("AuthorizerErrors", self.authorizer_fn.function.metric_errors(period=five),
@@ -472,6 +470,62 @@ class CaptureStack(Stack):
             )
         )
         AlarmTopic(self, "Alarms", email=email).watch(alarms)
+        return alarms
+
+    def _dashboard(self) -> PipelineDashboard:
+        def firehose(name: str, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/Firehose", metric_name=name, dimensions_map={"DeliveryStreamName": self.stream.ref},
+                statistic=statistic, period=FIVE_MINUTES, label=label,
+            )  # fmt: skip
+
+        received = graph(
+            "Events received by the capture API",
+            [metric(telemetry.EVENTS_ACCEPTED), metric(telemetry.EVENTS_REFUSED)],
+            right=[metric(telemetry.EVENTS_PUT_FAILED, label="Put failures (retryable refusals)")],
+        )
+        delivery = graph(
+            "Firehose: records in, delivery freshness (s)",
+            [firehose("IncomingRecords"), firehose("DeliveryToS3.Records")],
+            right=[firehose("DeliveryToS3.DataFreshness", "Maximum", "Oldest record not yet delivered (s)")],
+        )
+        transform = graph(
+            "Transform: events transformed and failed",
+            [metric(telemetry.EVENTS_TRANSFORMED)],
+            right=[
+                metric(telemetry.EVENTS_FAILED_TRANSFORM),
+                self.transform.function.metric_errors(period=FIVE_MINUTES, label="Transform errors"),
+            ],
+        )
+        api = graph(
+            "Capture API: requests, 4xx, 5xx",
+            [self.api.metric_count(period=FIVE_MINUTES, label="Requests")],
+            right=[
+                self.api.metric_client_error(period=FIVE_MINUTES, label="4XX"),
+                self.api.metric_server_error(period=FIVE_MINUTES, label="5XX"),
+            ],
+        )
+        latency = graph(
+            "Capture API latency (ms)",
+            [
+                self.api.metric_latency(statistic=statistic, period=FIVE_MINUTES, label=f"Latency {statistic}")
+                for statistic in ("p50", "p99")
+            ],
+        )
+        access_logs = cast(logs.ILogGroup, self.node.find_child("AccessLogs"))
+        queues: list[tuple[str, sqs.IQueue]] = [("Firehose delivery", self.firehose_dead_letters)]
+        if self.forward_dead_letters is not None:
+            queues.append(("Forwarding", self.forward_dead_letters))
+        widgets: list[list[cloudwatch.IWidget]] = [
+            [received, delivery, transform],
+            [api, latency, denials("Capture API: denied calls (401/403)", access_logs)],
+            [
+                *function_widgets("Capture API function", self.receiver.function),
+                queue_depth("Dead-letter queues", queues),
+            ],
+            function_widgets("Transform", self.transform.function),
+        ]
+        return PipelineDashboard(self, "Dashboard", title="Client event capture", rows=widgets, alarms=self.alarms)
 
 
 def _allow_rule_to_dead_letter(queue: sqs.Queue, rule: events.Rule) -> None:

@@ -3,17 +3,24 @@ served to Braze Connected Content by a keyed, authorized API."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from aws_cdk import Acknowledgment, CfnOutput, Stack, Validations
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from .config import AppConfig
 from .constructs.alarm_topic import AlarmTopic
 from .constructs.braze_importer import retention_days
 from .constructs.currents_personalizer import CurrentsPersonalizer
+from .constructs.dashboard import FIVE_MINUTES, PipelineDashboard, denials, function_widgets, graph, queue_depth
 from .constructs.keyed_api import KeyedApi
 from .constructs.secure_bucket import SecureBucket
 from .import_stack import acknowledge_notification_handler
+from .telemetry import currents as telemetry
+from .telemetry import metric
 
 
 class CurrentsStack(Stack):
@@ -64,10 +71,73 @@ class CurrentsStack(Stack):
             CfnOutput(self, "BrazeWriterRoleArn", value=writer.role_arn)
         alarms = AlarmTopic(self, "Alarms", email=config.alarm_email)
         alarms.watch(self.personalization.alarms)
+        self.dashboard = self._dashboard()
         acknowledge_notification_handler(self)
         CfnOutput(self, "CurrentsBucketName", value=self.bucket.bucket_name)
         CfnOutput(self, "CurrentsPrefix", value=currents.prefix)
         CfnOutput(self, "ContentTableName", value=self.personalization.table.table_name)
+
+    def _dashboard(self) -> PipelineDashboard:
+        personalization = self.personalization
+        files = graph(
+            "Currents records and users (per 5 minutes)",
+            [metric(spec) for spec in (telemetry.RECORDS, telemetry.KEPT, telemetry.DUPLICATES, telemetry.NO_INTENT)],
+            right=[metric(spec) for spec in (telemetry.USERS, telemetry.UPDATED, telemetry.SCHEDULED)],
+        )
+        generations = graph(
+            "Generations: generated, fallbacks, capped, failed",
+            [metric(spec) for spec in (telemetry.GENERATED, telemetry.POLICY_FALLBACKS, telemetry.CAPPED)],
+            right=[
+                metric(spec)
+                for spec in (
+                    telemetry.FAILED,
+                    telemetry.NO_TIME_LEFT,
+                    telemetry.DEFERRED,
+                    telemetry.SUPERSEDED,
+                    telemetry.SKIPPED_FRESH,
+                    telemetry.SKIPPED_CLAIMED,
+                )
+            ],
+        )
+        bedrock = graph(
+            "Bedrock Converse latency (ms) and throttles",
+            [
+                metric(telemetry.BEDROCK_LATENCY, statistic=statistic, label=f"Latency {statistic}")
+                for statistic in ("p50", "p99")
+            ],
+            right=[metric(telemetry.BEDROCK_THROTTLES, label="Throttled calls")],
+        )
+        api = self.api.api
+        content_api = graph(
+            "Content API: requests, 4xx, 5xx",
+            [api.metric_count(period=FIVE_MINUTES, label="Requests")],
+            right=[
+                api.metric_client_error(period=FIVE_MINUTES, label="4XX"),
+                api.metric_server_error(period=FIVE_MINUTES, label="5XX"),
+            ],
+        )
+        latency = graph(
+            "Content API latency (ms)",
+            [
+                api.metric_latency(statistic=statistic, period=FIVE_MINUTES, label=f"Latency {statistic}")
+                for statistic in ("p50", "p99")
+            ],
+            right=[api.metric_integration_latency(statistic="p99", period=FIVE_MINUTES, label="Integration p99")],
+        )
+        access_logs = cast(logs.ILogGroup, self.api.node.find_child("AccessLogs"))
+        dead_letters = queue_depth(
+            "Dead-letter queues",
+            [("Generations", personalization.dead_letter_queue), ("Currents files", personalization.failed_files)],
+        )
+        widgets: list[list[cloudwatch.IWidget]] = [
+            [files, generations, bedrock],
+            [content_api, latency, denials("Content API: denied calls (401/403)", access_logs)],
+            [*function_widgets("Personalizer", personalization.personalizer.function), dead_letters],
+            function_widgets("Generator", personalization.generator.function),
+        ]
+        return PipelineDashboard(
+            self, "Dashboard", title="Braze Currents personalization", rows=widgets, alarms=personalization.alarms
+        )
 
 
 def braze_writer_grants(bucket_arn: str, prefix: str) -> list[tuple[list[str], list[str]]]:

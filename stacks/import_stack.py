@@ -5,14 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from .config import AppConfig
+from .config import AppConfig, ImportConfig
 from .constructs.alarm_topic import AlarmTopic
 from .constructs.braze_importer import BrazeImporter
+from .constructs.dashboard import ONE_MINUTE, PipelineDashboard, function_widgets, graph, queue_depth
 from .constructs.secure_bucket import SecureBucket
+from .telemetry import importer as telemetry
+from .telemetry import metric
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class ImportStack(Stack):
         )
         alarms = AlarmTopic(self, "Alarms", email=config.alarm_email)
         alarms.watch(self.importer.alarms)
+        self.dashboard = self._dashboard(importer_config)
         acknowledge_notification_handler(self)
 
         CfnOutput(self, "ImportBucketName", value=self.bucket.bucket_name)
@@ -65,6 +70,54 @@ class ImportStack(Stack):
         CfnOutput(self, "ImporterFunctionName", value=self.importer.function.function_name)
         CfnOutput(self, "RunsTableName", value=self.importer.runs_table.table_name)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.importer.dead_letter_queue.queue_url)
+
+    def _dashboard(self, config: ImportConfig) -> PipelineDashboard:
+        def per_minute(spec: telemetry.MetricSpec, label: str | None = None) -> cloudwatch.Metric:
+            return metric(spec, period=ONE_MINUTE, label=label)
+
+        limit = config.workspace_requests_per_second * 60
+        objects = [
+            per_minute(spec)
+            for spec in (
+                telemetry.OBJECTS_READ,
+                telemetry.OBJECTS_ACCEPTED,
+                telemetry.OBJECTS_REJECTED,
+                telemetry.OBJECTS_FAILED,
+                telemetry.OBJECTS_AMBIGUOUS,
+            )
+        ]
+        pace = graph(
+            "Braze requests per minute against the workspace limit",
+            [per_minute(telemetry.REQUESTS, "Requests"), per_minute(telemetry.THROTTLED, "429 Throttled")],
+            annotations=[cloudwatch.HorizontalAnnotation(value=limit, label="workspace limit (requests/min)")],
+        )
+        runs = graph(
+            "Retries and runs",
+            [per_minute(telemetry.RETRIES)],
+            right=[
+                per_minute(spec)
+                for spec in (
+                    telemetry.RUNS_STOPPED,
+                    telemetry.RUNS_QUEUED,
+                    telemetry.QUEUED_RUNS_STARTED,
+                    telemetry.EVENTS_IGNORED,
+                )
+            ],
+        )
+        importer = self.importer
+        return PipelineDashboard(
+            self,
+            "Dashboard",
+            title="Braze import",
+            rows=[
+                [graph("Objects per minute", objects), pace, runs],
+                [
+                    *function_widgets("Importer", importer.function),
+                    queue_depth("Dead-letter queue", [("Importer events", importer.dead_letter_queue)]),
+                ],
+            ],
+            alarms=importer.alarms,
+        )
 
     def export_importer(self, project: str) -> ImporterExports:
         names = ImporterExports(

@@ -25,7 +25,6 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .aws import (
@@ -43,9 +42,26 @@ from .ports import ObjectRef, SystemClock
 from .reader import Format
 from .service import Deps, InvocationResult, handle_continue, handle_resume, handle_start, start_queued
 from .settings import get_settings
+from .telemetry import (
+    EVENTS_IGNORED,
+    NAMESPACE,
+    OBJECTS_ACCEPTED,
+    OBJECTS_AMBIGUOUS,
+    OBJECTS_FAILED,
+    OBJECTS_READ,
+    OBJECTS_REJECTED,
+    QUEUED_RUNS_STARTED,
+    REQUESTS,
+    RETRIES,
+    RUNS_QUEUED,
+    RUNS_STOPPED,
+    SERVICE,
+    THROTTLED,
+    MetricSpec,
+)
 
-logger = Logger(service="braze-importer")
-metrics = Metrics(namespace="BrazeImport", service="braze-importer")
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 
 @asynccontextmanager
@@ -103,7 +119,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     elif action == "sweep":
         started = start_queued(deps)
         logger.info("queue swept", extra={"started": len(started)})
-        metrics.add_metric(name="QueuedRunsStarted", unit=MetricUnit.Count, value=len(started))
+        metrics.add_metric(name=QUEUED_RUNS_STARTED.name, unit=QUEUED_RUNS_STARTED.unit, value=len(started))
         return {"runs": [], "sweep": f"started {len(started)}"}
     elif action == "import":
         target, fmt, options = _import_request(event)
@@ -126,7 +142,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     for result in results:
         _record(result)
     if not results:
-        metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=1)  # e.g. s3:TestEvent
+        metrics.add_metric(name=EVENTS_IGNORED.name, unit=EVENTS_IGNORED.unit, value=1)  # e.g. s3:TestEvent
     return {"runs": [{"run_id": r.run_id, "status": r.status, "report": r.report} for r in results]}
 
 
@@ -189,18 +205,19 @@ def _eventbridge_ref(event: dict[str, Any]) -> ObjectRef | None:
 def _record(result: InvocationResult) -> None:
     logger.info("run invocation finished", extra={"run_id": result.run_id, "status": result.status})
     delta = result.delta
-    for name, value in (
-        ("ObjectsRead", delta.objects_read),
-        ("ObjectsAccepted", delta.accepted),
-        ("ObjectsRejected", delta.rejected),
-        ("ObjectsFailed", delta.failed),
-        ("ObjectsAmbiguous", delta.ambiguous),
-        ("Requests", delta.requests),
-        ("Retries", delta.retries),
-        ("Throttled", delta.throttled),
-    ):
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    counts: tuple[tuple[MetricSpec, int], ...] = (
+        (OBJECTS_READ, delta.objects_read),
+        (OBJECTS_ACCEPTED, delta.accepted),
+        (OBJECTS_REJECTED, delta.rejected),
+        (OBJECTS_FAILED, delta.failed),
+        (OBJECTS_AMBIGUOUS, delta.ambiguous),
+        (REQUESTS, delta.requests),
+        (RETRIES, delta.retries),
+        (THROTTLED, delta.throttled),
+    )
+    for spec, value in counts:
+        metrics.add_metric(name=spec.name, unit=spec.unit, value=value)
     if result.status == "stopped":
-        metrics.add_metric(name="RunsStopped", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=RUNS_STOPPED.name, unit=RUNS_STOPPED.unit, value=1)
     if result.status == "queued":
-        metrics.add_metric(name="RunsQueued", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=RUNS_QUEUED.name, unit=RUNS_QUEUED.unit, value=1)

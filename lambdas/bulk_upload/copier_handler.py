@@ -8,13 +8,13 @@ its checkpoint goes into the job record and a new message continues it.
 
 from __future__ import annotations
 
+import time
 from functools import cache
 from typing import Any
 
 import boto3
 import orjson
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -24,9 +24,20 @@ from .aws import COPYING, DONE, FAILED, HANDOVER, RETRY, HttpDownload, JobTable,
 from .copier import Checkpoint, HandedOver, PermanentFailure, copy, header_line
 from .delivery import Importer, check_columns, import_request, run_id
 from .settings import get_settings
+from .telemetry import (
+    BYTES_COPIED,
+    COPIES_DONE,
+    COPIES_FAILED,
+    COPY_DURATION,
+    COPY_HANDOVERS,
+    COPY_RETRIES,
+    IMPORTS_REQUESTED,
+    NAMESPACE,
+    SERVICE,
+)
 
-logger = Logger(service="bulk-upload-copier")
-metrics = Metrics(namespace="BrazeBulkUpload", service="bulk-upload-copier")
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
@@ -102,6 +113,7 @@ def _record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> s
         if settings.importer_function:
             check_columns(columns, settings.braze_id_column)
 
+    started = time.monotonic()
     try:
         result = copy(
             message["s3_key"], message["data_url"], message.get("metadata_url"), _download(), target,
@@ -113,14 +125,16 @@ def _record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> s
     except Exception as exc:
         attempt = (record.raw_event.get("attributes") or {}).get("ApproximateReceiveCount", "?")
         _jobs().finish(job_id, RETRY, owner=owner, error=f"attempt {attempt}: {type(exc).__name__}")
-        metrics.add_metric(name="CopyRetries", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=COPY_RETRIES.name, unit=COPY_RETRIES.unit, value=1)
         raise
+    elapsed_ms = (time.monotonic() - started) * 1000
+    metrics.add_metric(name=COPY_DURATION.name, unit=COPY_DURATION.unit, value=elapsed_ms)
     if isinstance(result, HandedOver):
         state = result.checkpoint
         if not _jobs().finish(job_id, HANDOVER, owner=owner, checkpoint=result.stored, copied=state.written):
             raise RuntimeError("lost the job's lease before handing over")
         _sqs().send_message(QueueUrl=settings.queue_url, MessageBody=record.body)
-        metrics.add_metric(name="CopyHandovers", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=COPY_HANDOVERS.name, unit=COPY_HANDOVERS.unit, value=1)
         logger.info("copy handed over", extra={"job_id": job_id, "copied": state.written, "hops": state.hops})
         return "handed over"
     return _landed(
@@ -133,7 +147,7 @@ def _landed(
     job_id: str, owner: str, key: str, *, size: int, version_id: str | None, columns: list[str] | None, parts: int
 ) -> str:
     header = header_line(columns).decode().rstrip("\n") if columns else "none"
-    metrics.add_metric(name="BytesCopied", unit=MetricUnit.Bytes, value=size)
+    metrics.add_metric(name=BYTES_COPIED.name, unit=BYTES_COPIED.unit, value=size)
     logger.info("copy landed", extra={"job_id": job_id, "size": size, "parts": parts})
     if not get_settings().importer_function:
         return _done(job_id, owner, size=size, version_id=version_id, header=header)
@@ -161,10 +175,10 @@ def _deliver(job_id: str, owner: str, key: str, *, size: int, version_id: str | 
         return _failed(job_id, owner, exc)
     except Exception as exc:
         _jobs().finish(job_id, RETRY, owner=owner, error=f"the importer was not reached: {type(exc).__name__}")
-        metrics.add_metric(name="CopyRetries", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=COPY_RETRIES.name, unit=COPY_RETRIES.unit, value=1)
         raise
     run = run_id(settings.bucket, key, version_id)
-    metrics.add_metric(name="ImportsRequested", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=IMPORTS_REQUESTED.name, unit=IMPORTS_REQUESTED.unit, value=1)
     return _done(job_id, owner, size=size, version_id=version_id, header=header, import_run_id=run)
 
 
@@ -173,7 +187,7 @@ def _done(job_id: str, owner: str, *, size: int, version_id: str | None, header:
         job_id, DONE, owner=owner, size=size, version_id=version_id, header=header, error=None,
         checkpoint=None, copied=None, **more,
     )  # fmt: skip
-    metrics.add_metric(name="CopiesDone", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=COPIES_DONE.name, unit=COPIES_DONE.unit, value=1)
     logger.info("copy done", extra={"job_id": job_id, "size": size, **more})
     return "done"
 
@@ -190,7 +204,7 @@ def _buffer_budget(context: LambdaContext | None) -> int | None:
 
 def _failed(job_id: str, owner: str, exc: PermanentFailure) -> str:
     _jobs().finish(job_id, FAILED, owner=owner, error=str(exc), checkpoint=None)
-    metrics.add_metric(name="CopiesFailed", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=COPIES_FAILED.name, unit=COPIES_FAILED.unit, value=1)
     logger.warning("copy failed for good", extra={"job_id": job_id, "error": str(exc)})
     return "failed"
 

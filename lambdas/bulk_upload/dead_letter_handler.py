@@ -10,7 +10,6 @@ from typing import Any
 import boto3
 import orjson
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -18,9 +17,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from .aws import COPYING, DONE, FAILED, JobTable, S3Target
 from .copier import Checkpoint
 from .settings import get_settings
+from .telemetry import COPIES_FAILED, NAMESPACE, SERVICE
 
 logger = Logger(service="bulk-upload-dead-letters")
-metrics = Metrics(namespace="BrazeBulkUpload", service="bulk-upload-copier")
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
@@ -53,7 +53,7 @@ def _record(record: SQSRecord) -> str:
                 "could not abort the multipart upload", extra={"job_id": job_id, "error": type(exc).__name__}
             )
     if _jobs().finish(job_id, FAILED, error=reason, checkpoint=None):
-        metrics.add_metric(name="CopiesFailed", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=COPIES_FAILED.name, unit=COPIES_FAILED.unit, value=1)
         logger.warning("copy given up", extra={"job_id": job_id, "error": reason})
     return "failed"
 

@@ -11,14 +11,14 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .settings import api_settings
 from .submit import BusUnavailable, submit
+from .telemetry import API_SERVICE, EVENTS_ACCEPTED, EVENTS_PUT_FAILED, EVENTS_REFUSED, NAMESPACE
 
-logger = Logger(service="client-capture-api")
-metrics = Metrics(namespace="BrazeClientCapture", service="client-capture-api")
+logger = Logger(service=API_SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=API_SERVICE)
 
 
 @cache
@@ -54,8 +54,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         put_events=put_events,
     )
     if "accepted" in answer:
-        metrics.add_metric("EventsAccepted", MetricUnit.Count, answer["accepted"])
-        metrics.add_metric("EventsRefused", MetricUnit.Count, len(answer["refused"]))
+        put_failed = sum(1 for r in answer["refused"] if r.get("retryable"))
+        metrics.add_metric(name=EVENTS_ACCEPTED.name, unit=EVENTS_ACCEPTED.unit, value=answer["accepted"])
+        metrics.add_metric(name=EVENTS_REFUSED.name, unit=EVENTS_REFUSED.unit, value=len(answer["refused"]))
+        metrics.add_metric(name=EVENTS_PUT_FAILED.name, unit=EVENTS_PUT_FAILED.unit, value=put_failed)
     logger.info("events received", extra={"status": status, "accepted": answer.get("accepted")})
     return _json(status, answer, cors)
 

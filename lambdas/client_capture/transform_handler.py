@@ -9,12 +9,12 @@ import base64
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 
 from .events import Invalid, braze_event, dumps, loads
+from .telemetry import EVENTS_FAILED_TRANSFORM, EVENTS_TRANSFORMED, NAMESPACE, TRANSFORM_SERVICE
 
-logger = Logger(service="client-capture-transform")
-metrics = Metrics(namespace="BrazeClientCapture", service="client-capture-transform")
+logger = Logger(service=TRANSFORM_SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=TRANSFORM_SERVICE)
 
 
 def transform_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -35,6 +35,6 @@ def transform_record(record: dict[str, Any]) -> dict[str, Any]:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     records = [transform_record(r) for r in event.get("records", [])]
     failed = sum(r["result"] == "ProcessingFailed" for r in records)
-    metrics.add_metric("EventsTransformed", MetricUnit.Count, len(records) - failed)
-    metrics.add_metric("EventsFailedTransform", MetricUnit.Count, failed)
+    metrics.add_metric(name=EVENTS_TRANSFORMED.name, unit=EVENTS_TRANSFORMED.unit, value=len(records) - failed)
+    metrics.add_metric(name=EVENTS_FAILED_TRANSFORM.name, unit=EVENTS_FAILED_TRANSFORM.unit, value=failed)
     return {"records": records}

@@ -82,6 +82,8 @@ class BedrockGenerator:
         self.fallbacks = 0
         self.retries = 0
         self.calls = 0
+        self.throttles = 0
+        self.latencies_ms: list[float] = []  # of Converse calls not yet reported (see ``take_latencies``)
 
     def generate(self, activity: UserActivity, *, deadline: float | None = None) -> Content:
         request = self._request(activity)
@@ -118,9 +120,15 @@ class BedrockGenerator:
                 raise TimeoutError("no time left for a model call before the deadline")
             try:
                 self.calls += 1
-                response = self._client.converse(**request)
+                started = self._clock()
+                try:
+                    response = self._client.converse(**request)
+                finally:
+                    self.latencies_ms.append((self._clock() - started) * 1000)
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
+                if code == "ThrottlingException":
+                    self.throttles += 1
                 if code not in RETRYABLE or attempt == self._max_attempts:
                     raise
                 pause = min(20.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
@@ -134,6 +142,11 @@ class BedrockGenerator:
             parts = response.get("output", {}).get("message", {}).get("content", [])
             return "".join(p.get("text", "") for p in parts if isinstance(p, dict))
         raise AssertionError("unreachable")
+
+    def take_latencies(self) -> list[float]:
+        """The Converse calls' latencies since the last take, in milliseconds (then forgotten)."""
+        taken, self.latencies_ms = self.latencies_ms, []
+        return taken
 
     def _time_left(self, deadline: float | None) -> bool:
         """Whether one whole attempt (its read timeout) fits before the deadline."""

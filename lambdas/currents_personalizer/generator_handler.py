@@ -17,17 +17,17 @@ from typing import Any
 
 import orjson
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from .bedrock import ATTEMPT_SECONDS
+from .bedrock import ATTEMPT_SECONDS, BedrockGenerator
 from .handler import _personalizer
 from .personalize import decode_message
+from .telemetry import BEDROCK_LATENCY, BEDROCK_THROTTLES, GENERATOR, NAMESPACE, NO_TIME_LEFT, OUTCOME_METRICS
 
-logger = Logger(service="currents-generator")
-metrics = Metrics(namespace="BrazeCurrents", service="currents-generator")
+logger = Logger(service=GENERATOR)
+metrics = Metrics(namespace=NAMESPACE, service=GENERATOR)
 processor = BatchProcessor(event_type=EventType.SQS)
 _outcomes: Counter[str] = Counter()
 _context: dict[str, Any] = {}
@@ -51,11 +51,15 @@ def _record(record: SQSRecord) -> str:
         deadline = time.time() + usable
         if usable < ATTEMPT_SECONDS:
             _outcomes["no_time_left"] += 1
-            metrics.add_metric(name="NoTimeLeft", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name=NO_TIME_LEFT.name, unit=NO_TIME_LEFT.unit, value=1)
             raise NoTimeLeft("too little time left in this invocation; the message will be delivered again")
-    outcome = _personalizer().generate(user_id, record.message_id, deadline=deadline)
+    try:
+        outcome = _personalizer().generate(user_id, record.message_id, deadline=deadline)
+    finally:
+        _report_model_calls()
     _outcomes[outcome.name] += 1
-    metrics.add_metric(name=outcome.name.title().replace("_", ""), unit=MetricUnit.Count, value=1)
+    spec = OUTCOME_METRICS[outcome.name]
+    metrics.add_metric(name=spec.name, unit=spec.unit, value=1)
     if outcome.name == "failed":
         # No user data: the error code and a short hash to correlate retries of one message.
         logger.error(
@@ -67,6 +71,17 @@ def _record(record: SQSRecord) -> str:
         )
         raise GenerationFailed(f"generation failed ({outcome.error_code}); the message will be retried")
     return outcome.name
+
+
+def _report_model_calls() -> None:
+    """Each Converse call's latency and the throttled calls since the last report (none offline)."""
+    generator = _personalizer().generator
+    if not isinstance(generator, BedrockGenerator):
+        return
+    for latency in generator.take_latencies():
+        metrics.add_metric(name=BEDROCK_LATENCY.name, unit=BEDROCK_LATENCY.unit, value=latency)
+    throttles, generator.throttles = generator.throttles, 0
+    metrics.add_metric(name=BEDROCK_THROTTLES.name, unit=BEDROCK_THROTTLES.unit, value=throttles)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -14,7 +14,6 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .aws import HourlyBudget, SqsQueue
@@ -22,11 +21,11 @@ from .events import event_type_from_key, read_records
 from .generators import OfflineGenerator
 from .personalize import Personalizer, Report
 from .settings import get_settings
+from .telemetry import FILE_METRICS, NAMESPACE, PERSONALIZER
 from .wiring import content_generator, content_table, sqs_client
 
-logger = Logger(service="currents-personalizer")
-metrics = Metrics(namespace="BrazeCurrents", service="currents-personalizer")
-FILE_METRICS = ("records", "kept", "duplicates", "no_intent", "future_clamped", "users", "updated", "scheduled")
+logger = Logger(service=PERSONALIZER)
+metrics = Metrics(namespace=NAMESPACE, service=PERSONALIZER)
 
 
 @cache
@@ -61,6 +60,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         report = _personalizer().process_file(read_records(body), event_type, context.aws_request_id)
         logger.info("file merged", extra={"key": key, "event_type": event_type, **asdict(report)})
         total.add(report)
-    for name in FILE_METRICS:
-        metrics.add_metric(name=name.title().replace("_", ""), unit=MetricUnit.Count, value=getattr(total, name))
+    for field, spec in FILE_METRICS.items():
+        metrics.add_metric(name=spec.name, unit=spec.unit, value=getattr(total, field))
     return {"report": asdict(total)}

@@ -17,13 +17,15 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from ..config import ImportConfig
+from ..telemetry import importer as telemetry
+from ..telemetry import metric
 from .alarm_topic import alarms_at_one
 from .dead_letter_queue import dead_letter_queue
 from .python_function import PythonFunction
 from .table import keyed_table
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".gz")  # .gz covers .csv.gz and .jsonl.gz
-METRICS_NAMESPACE = "BrazeImport"
+METRICS_NAMESPACE = telemetry.NAMESPACE
 SWEEP_EVERY = Duration.minutes(1)
 
 
@@ -158,23 +160,14 @@ class BrazeImporter(Construct):
         )
 
     def _alarms(self) -> list[cloudwatch.Alarm]:
-        def metric(name: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace=METRICS_NAMESPACE,
-                metric_name=name,
-                dimensions_map={"service": "braze-importer"},
-                statistic="Sum",
-                period=Duration.minutes(5),
-            )
-
         dlq_depth = self.dead_letter_queue.metric_approximate_number_of_messages_visible()
         specs = [
             ("DeadLetters", dlq_depth, "An importer event failed and waits in the dead-letter queue."),
             ("Errors", self.function.metric_errors(period=Duration.minutes(5)), "An importer invocation raised."),
-            ("FailedObjects", metric("ObjectsFailed"), "Objects went to the failed file; replay them."),
+            ("FailedObjects", metric(telemetry.OBJECTS_FAILED), "Objects went to the failed file; replay them."),
             (
                 "StoppedRuns",
-                metric("RunsStopped"),
+                metric(telemetry.RUNS_STOPPED),
                 "A run stopped (credentials, invalid JSON, an unreadable gzip file, hop limit).",
             ),
         ]

@@ -17,6 +17,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ..config import CurrentsConfig, bedrock_base_model
+from ..telemetry import currents as telemetry
+from ..telemetry import metric
 from .alarm_topic import alarms_at_one
 from .braze_importer import retention_days
 from .dead_letter_queue import dead_letter_queue
@@ -24,7 +26,7 @@ from .python_function import PythonFunction
 from .table import keyed_table
 
 PACKAGE = "currents_personalizer"
-METRICS_NAMESPACE = "BrazeCurrents"
+METRICS_NAMESPACE = telemetry.NAMESPACE
 
 
 class CurrentsPersonalizer(Construct):
@@ -206,36 +208,17 @@ class CurrentsPersonalizer(Construct):
         )
 
     def _alarms(self) -> list[cloudwatch.Alarm]:
-        def outcome(name: str, service: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace=METRICS_NAMESPACE,
-                metric_name=name,
-                dimensions_map={"service": service},
-                statistic="Sum",
-                period=Duration.minutes(5),
-            )
-
-        # One alarm over both services' Capped (only the generator generates today; a generation
-        # added to the personalizer would count too).
-        capped = cloudwatch.MathExpression(
-            expression="FILL(generator, 0) + FILL(personalizer, 0)",
-            using_metrics={
-                "generator": outcome("Capped", "currents-generator"),
-                "personalizer": outcome("Capped", "currents-personalizer"),
-            },
-            label="Capped",
-            period=Duration.minutes(5),
-        )
         specs: list[tuple[str, cloudwatch.IMetric, str]] = [
             ("GenerationDeadLetters", self.dead_letter_queue.metric_approximate_number_of_messages_visible(),
              "Generations failed past their retries and wait in the dead-letter queue."),
-            ("GenerationFailures", outcome("Failed", "currents-generator"),
+            ("GenerationFailures", metric(telemetry.FAILED),
              "Generations failed (logged with the Bedrock error code); SQS retries them."),
             ("PersonalizerErrors", self.personalizer.function.metric_errors(period=Duration.minutes(5)),
              "A Currents file could not be processed."),
             ("FailedFiles", self.failed_files.metric_approximate_number_of_messages_visible(),
              "A Currents file failed past Lambda's retries; its S3 event waits in the FailedFiles queue."),
-            ("GenerationCap", capped, "The hourly generation cap was reached; users got offline content."),
+            ("GenerationCap", metric(telemetry.CAPPED),
+             "The hourly generation cap was reached; users got offline content."),
         ]  # fmt: skip
         return alarms_at_one(self, specs)
 

@@ -554,3 +554,25 @@ def test_parts_go_to_s3_over_https_unsigned_with_their_crc32(monkeypatch: pytest
         S3Target(s3, "uploads", job_id="j").resume("k", "u-1", checksum="CRC32").part(data, 1)
     assert sent[0]["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
     assert sent[0]["x-amz-checksum-crc32"] == base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+def test_a_landed_copy_reports_its_duration_bytes_and_outcome_under_the_declared_names(
+    aws: dict[str, Any], source: Source, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bulk_upload.telemetry import BYTES_COPIED, COPIES_DONE, COPY_DURATION
+
+    source.files["/timed.csv"] = b"id-1,1\n"
+    assert post(webhook(source, "/timed.csv", None, "timed.csv"))[0] == 202
+    capsys.readouterr()
+    run_copier(aws["queue"])
+    emf = [orjson.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert len(emf) == 1 and emf[0]["service"] == COPY_DURATION.service
+
+    def values(name: str) -> list[float]:
+        value = emf[0][name]
+        return value if isinstance(value, list) else [value]
+
+    assert len(values(COPY_DURATION.name)) == 1 and values(COPY_DURATION.name)[0] >= 0
+    assert values(BYTES_COPIED.name) == [7] and values(COPIES_DONE.name) == [1]
+    units = {m["Name"]: m["Unit"] for m in emf[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert (units[COPY_DURATION.name], units[BYTES_COPIED.name]) == ("Milliseconds", "Bytes")

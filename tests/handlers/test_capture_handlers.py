@@ -296,3 +296,34 @@ def test_the_transform_handler_answers_every_record(monkeypatch: pytest.MonkeyPa
     ]
     answer = handler({"invocationId": "i", "records": records}, FakeContext(60))
     assert [(r["recordId"], r["result"]) for r in answer["records"]] == [("1", "Ok"), ("2", "ProcessingFailed")]
+
+
+def test_put_failures_are_counted_apart_from_the_entries_own_refusals(
+    bus: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from botocore.stub import Stubber
+    from client_capture import api_handler
+    from client_capture.telemetry import EVENTS_ACCEPTED, EVENTS_PUT_FAILED, EVENTS_REFUSED
+
+    events = boto3.client("events")
+    stubber = Stubber(events)
+    stubber.add_client_error("put_events", "ThrottlingException", "Rate exceeded", 400)
+    monkeypatch.setattr(api_handler, "_events", functools.cache(lambda: events))
+
+    def emitted() -> dict[str, Any]:
+        (emf,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+        return {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in emf.items()}
+
+    capsys.readouterr()
+    with stubber:
+        assert post_event({"events": [{"eventType": "a"}]})[0] == 503
+    throttled = emitted()
+    assert (throttled[EVENTS_PUT_FAILED.name], throttled[EVENTS_REFUSED.name]) == (1, 1)
+    assert throttled["service"] == EVENTS_PUT_FAILED.service
+    monkeypatch.setattr(api_handler, "_events", functools.cache(lambda: boto3.client("events")))
+    view = json.dumps({"eventType": "view", "schemaVersion": "1", "data": {}})
+    assert post_event({"entries": [{"entry": view}, {"entry": "nope"}]})[0] == 207
+    malformed = emitted()
+    assert (malformed[EVENTS_ACCEPTED.name], malformed[EVENTS_REFUSED.name], malformed[EVENTS_PUT_FAILED.name]) == (
+        1, 1, 0,
+    )  # fmt: skip

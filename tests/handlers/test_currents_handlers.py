@@ -177,3 +177,49 @@ def test_a_message_is_not_started_without_time_for_a_model_call(aws: dict[str, A
         generator_handler.handler({"Records": records}, FakeContext(20))
     assert generator_handler._outcomes == {"no_time_left": 1}
     assert generator_handler.handler({"Records": records}, FakeContext(60))["outcomes"] == {"generated": 1}
+
+
+def test_the_generator_reports_each_model_call_latency_and_the_throttled_calls(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from botocore.exceptions import ClientError
+    from currents_personalizer import generator_handler
+    from currents_personalizer.bedrock import BedrockGenerator
+    from currents_personalizer.generators import OfflineGenerator
+    from currents_personalizer.handler import handler
+    from currents_personalizer.settings import get_settings
+    from currents_personalizer.telemetry import BEDROCK_LATENCY, BEDROCK_THROTTLES
+
+    answer = {
+        "email_title": "Hi",
+        "heading": "New for you",
+        "details": {"intro": "a", "episode_details": "b", "cta": "c"},
+    }
+
+    class Client:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def converse(self, **request: Any) -> dict[str, Any]:
+            self.calls += 1
+            if self.calls == 1:
+                raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "Converse")
+            return {"output": {"message": {"content": [{"text": orjson.dumps(answer).decode()}]}}}
+
+    def bedrock() -> BedrockGenerator:
+        policy = get_settings().policy()
+        return BedrockGenerator(Client(), "m", fallback=OfflineGenerator(), policy=policy, sleep=lambda _: None)
+
+    clear_caches()
+    monkeypatch.setattr("currents_personalizer.handler.content_generator", bedrock)
+    handler(s3_event(upload(aws["s3"], users=1, events=2)), FakeContext(60))
+    capsys.readouterr()
+    result = generator_handler.handler({"Records": sqs_records(aws["queue"])}, FakeContext(120))
+    assert result["outcomes"] == {"generated": 1}
+    emf = [orjson.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert len(emf) == 1 and emf[0]["service"] == BEDROCK_LATENCY.service
+    latencies = emf[0][BEDROCK_LATENCY.name]
+    assert isinstance(latencies, list) and len(latencies) == 2  # the throttled call and the answered one
+    assert emf[0][BEDROCK_THROTTLES.name] in (1.0, [1.0])
+    units = {m["Name"]: m["Unit"] for m in emf[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert units[BEDROCK_LATENCY.name] == "Milliseconds"

@@ -121,21 +121,15 @@ def test_the_personalizer_has_an_on_failure_destination_with_an_alarm(template: 
     assert {"Fn::GetAtt": [target, "QueueName"]} in watched
 
 
-def test_failures_alarm_and_one_cap_alarm_sees_both_services(template: dict[str, Any]) -> None:
+def test_failures_alarm_and_one_cap_alarm_watch_what_the_generator_emits(template: dict[str, Any]) -> None:
+    from currents_personalizer.telemetry import CAPPED, FAILED
+
     alarms = list(resources(template, "AWS::CloudWatch::Alarm").values())
-    failed = [a for a in alarms if a["Properties"].get("MetricName") == "Failed"]
-    assert len(failed) == 1 and failed[0]["Properties"]["Dimensions"] == [
-        {"Name": "service", "Value": "currents-generator"}
-    ]
-    capped = [a for a in alarms if "Capped" in json.dumps(a["Properties"].get("Metrics", []))]
-    assert len(capped) == 1
-    services = {
-        d["Value"]
-        for m in capped[0]["Properties"]["Metrics"]
-        if "MetricStat" in m
-        for d in m["MetricStat"]["Metric"]["Dimensions"]
-    }
-    assert services == {"currents-generator", "currents-personalizer"}
+    for spec in (FAILED, CAPPED):
+        (alarm,) = [a for a in alarms if a["Properties"].get("MetricName") == spec.name]
+        assert alarm["Properties"]["Namespace"] == spec.namespace
+        assert alarm["Properties"]["Dimensions"] == [{"Name": "service", "Value": "currents-generator"}]
+    assert not any("Capped" in json.dumps(a["Properties"].get("Metrics", [])) for a in alarms)
 
 
 def test_content_table_indexes_the_external_id_and_expires_items(template: dict[str, Any]) -> None:

@@ -1,0 +1,50 @@
+"""Every metric the importer emits, declared once (namespace, name, unit, dimensions).
+
+The handler emits only through these declarations and the Import stack's alarms and dashboard build
+their CloudWatch metrics from them, so an alarm cannot watch a name or a dimension the code never
+emits. Standard library only: the CDK app imports this module too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One custom metric: Powertools Metrics emits it in ``namespace`` with one dimension, ``service``."""
+
+    namespace: str
+    service: str
+    name: str
+    unit: str = "Count"  # a CloudWatch unit name Powertools accepts as a string
+
+    @property
+    def dimensions(self) -> dict[str, str]:
+        return {"service": self.service}
+
+
+def declared() -> tuple[MetricSpec, ...]:
+    """Every metric declared in this module, in declaration order."""
+    return tuple(v for v in globals().values() if isinstance(v, MetricSpec))
+
+
+NAMESPACE = "BrazeImport"
+SERVICE = "braze-importer"
+
+
+def _count(name: str) -> MetricSpec:
+    return MetricSpec(NAMESPACE, SERVICE, name)
+
+
+OBJECTS_READ = _count("ObjectsRead")
+OBJECTS_ACCEPTED = _count("ObjectsAccepted")
+OBJECTS_REJECTED = _count("ObjectsRejected")
+OBJECTS_FAILED = _count("ObjectsFailed")
+OBJECTS_AMBIGUOUS = _count("ObjectsAmbiguous")
+REQUESTS = _count("Requests")  # Braze /users/track requests sent
+RETRIES = _count("Retries")
+THROTTLED = _count("Throttled")  # 429 answers
+RUNS_STOPPED = _count("RunsStopped")
+RUNS_QUEUED = _count("RunsQueued")
+QUEUED_RUNS_STARTED = _count("QueuedRunsStarted")
+EVENTS_IGNORED = _count("EventsIgnored")  # e.g. s3:TestEvent
