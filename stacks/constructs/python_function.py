@@ -10,7 +10,10 @@ and the pip arguments, so a bundle that would change gets a new hash and is uplo
 bundle is refused if any wheel in it could not run on Lambda.
 
 The role carries only what the function is granted plus writing to its own log group, instead of
-the AWSLambdaBasicExecutionRole managed policy.
+the AWSLambdaBasicExecutionRole managed policy. With ``tracing`` the function traces actively in
+X-Ray (Lambda adds the two X-Ray write actions, which have no resource types, to the role); without
+it, it has no X-Ray mode and no X-Ray permissions, and the handlers' Powertools Tracer is told to
+stay off (``POWERTOOLS_TRACE_DISABLED``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import jsii
-from aws_cdk import AssetHashType, BundlingOptions, Duration, ILocalBundling, RemovalPolicy
+from aws_cdk import (
+    Acknowledgment,
+    AssetHashType,
+    BundlingOptions,
+    Duration,
+    ILocalBundling,
+    RemovalPolicy,
+    Validations,
+)
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -167,6 +178,7 @@ class PythonFunction(Construct):
         timeout: Duration,
         memory_mb: int,
         log_retention: logs.RetentionDays,
+        tracing: bool,
         reserved_concurrency: int | None = None,
         handler: str = "handler.handler",
         **function_props: Any,
@@ -196,14 +208,30 @@ class PythonFunction(Construct):
             handler=f"{package}.{handler}",
             code=code,
             description=description,
-            environment={"POWERTOOLS_SERVICE_NAME": package.replace("_", "-"), **environment},
+            environment={
+                "POWERTOOLS_SERVICE_NAME": package.replace("_", "-"),
+                # Off: the Tracer sends nothing and patches nothing (no daemon is listening).
+                **({} if tracing else {"POWERTOOLS_TRACE_DISABLED": "true"}),
+                **environment,
+            },
             timeout=timeout,
             memory_size=memory_mb,
             role=self.role,
             log_group=self.log_group,
             reserved_concurrent_executions=reserved_concurrency,
+            tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
             **function_props,
         )
+        if tracing:
+            # Lambda put the X-Ray statement in the role's default policy; the acknowledgement stays
+            # on that policy, beside this function's own statements only.
+            Validations.of(self.role.node.find_child("DefaultPolicy")).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-IAM5[Resource::*]",
+                    reason="X-Ray active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords have no "
+                    "resource-level permissions, so they can only be granted on *.",
+                )
+            )
 
 
 if __name__ == "__main__":  # make lock: python -m stacks.constructs.python_function lock [PACKAGE...]
