@@ -24,6 +24,7 @@ from .aws import COPYING, DONE, FAILED, HANDOVER, RETRY, HttpDownload, JobTable,
 from .copier import Checkpoint, HandedOver, PermanentFailure, copy, header_line
 from .delivery import Importer, check_columns, import_request, run_id
 from .settings import get_settings
+from .tracing import annotate, tracer
 
 logger = Logger(service="bulk-upload-copier")
 metrics = Metrics(namespace="BrazeBulkUpload", service="bulk-upload-copier")
@@ -64,6 +65,7 @@ def _record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> s
     settings = get_settings()
     message = orjson.loads(record.body)
     job_id = message["job_id"]
+    annotate("job_id", str(job_id))  # the receiver's uuid
     owner = record.message_id
     job = _jobs().claim(job_id, owner, settings.lease_seconds)
     if job is None:
@@ -193,5 +195,6 @@ def _failed(job_id: str, owner: str, exc: PermanentFailure) -> str:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dict(process_partial_response(event=event, record_handler=_record, processor=processor, context=context))

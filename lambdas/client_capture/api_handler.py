@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .settings import api_settings
 from .submit import BusUnavailable, submit
+from .tracing import annotate, tracer
 
 logger = Logger(service="client-capture-api")
 metrics = Metrics(namespace="BrazeClientCapture", service="client-capture-api")
@@ -38,6 +39,7 @@ def put_events(entries: Any) -> list[str | None]:
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     origin = next((v for k, v in (event.get("headers") or {}).items() if k.lower() == "origin"), None)
     cors = api_settings().allowed_origin(origin)
@@ -57,6 +59,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics.add_metric("EventsAccepted", MetricUnit.Count, answer["accepted"])
         metrics.add_metric("EventsRefused", MetricUnit.Count, len(answer["refused"]))
     logger.info("events received", extra={"status": status, "accepted": answer.get("accepted")})
+    annotate("status_code", status)
+    annotate("accepted", int(answer.get("accepted") or 0))
+    annotate("refused", len(answer.get("refused") or []))
     return _json(status, answer, cors)
 
 

@@ -12,6 +12,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from .events import Invalid, braze_event, dumps, loads
+from .tracing import annotate, tracer
 
 logger = Logger(service="client-capture-transform")
 metrics = Metrics(namespace="BrazeClientCapture", service="client-capture-transform")
@@ -32,9 +33,12 @@ def transform_record(record: dict[str, Any]) -> dict[str, Any]:
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     records = [transform_record(r) for r in event.get("records", [])]
     failed = sum(r["result"] == "ProcessingFailed" for r in records)
     metrics.add_metric("EventsTransformed", MetricUnit.Count, len(records) - failed)
     metrics.add_metric("EventsFailedTransform", MetricUnit.Count, failed)
+    annotate("records", len(records))
+    annotate("failed", failed)
     return {"records": records}

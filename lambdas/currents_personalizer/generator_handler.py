@@ -25,6 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from .bedrock import ATTEMPT_SECONDS
 from .handler import _personalizer
 from .personalize import decode_message
+from .tracing import annotate, tracer
 
 logger = Logger(service="currents-generator")
 metrics = Metrics(namespace="BrazeCurrents", service="currents-generator")
@@ -71,6 +72,7 @@ def _record(record: SQSRecord) -> str:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     _outcomes.clear()
     _context["lambda"] = context
@@ -79,6 +81,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     )
     # Lambda reads only batchItemFailures; the outcomes are for logs and the sandbox.
     outcomes = dict(_outcomes)
+    for outcome, count in outcomes.items():  # generated, fallback, capped, failed, ...: our own names
+        annotate(outcome, count)
+    annotate("batch_failures", len(response["batchItemFailures"]))
     response["outcomes"] = outcomes
     logger.info("generation batch", extra={"outcomes": outcomes, "failed": len(response["batchItemFailures"])})
     return response

@@ -22,6 +22,7 @@ from .events import event_type_from_key, read_records
 from .generators import OfflineGenerator
 from .personalize import Personalizer, Report
 from .settings import get_settings
+from .tracing import annotate, tracer
 from .wiring import content_generator, content_table, sqs_client
 
 logger = Logger(service="currents-personalizer")
@@ -45,6 +46,7 @@ def _personalizer() -> Personalizer:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s3 = boto3.client("s3")
     total = Report()
@@ -63,4 +65,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         total.add(report)
     for name in FILE_METRICS:
         metrics.add_metric(name=name.title().replace("_", ""), unit=MetricUnit.Count, value=getattr(total, name))
+    annotate("files", len(event.get("Records", [])))
+    annotate("users", total.users)
+    annotate("scheduled", total.scheduled)
     return {"report": asdict(total)}

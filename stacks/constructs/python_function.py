@@ -51,6 +51,11 @@ PIP_PLATFORM = (
     "--implementation", "cp", "--python-version", "3.14", "--only-binary=:all:",
 )  # fmt: skip
 LOCK = "requirements.lock"
+# The AWS SDK and what it needs ship with the Python runtime. A package that pulls them in (the
+# X-Ray SDK needs botocore) must not bundle its own: a bundled botocore would shadow the runtime's
+# and break its boto3, which expects the botocore it came with. Left out of the lock and the
+# bundle unless the package's requirements.txt names one itself.
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "python-dateutil", "six", "urllib3"})
 _NOT_BUNDLED = ("__pycache__", "*.pyc", "requirements.txt", LOCK)
 
 
@@ -67,6 +72,7 @@ def bundle(package: str, output_dir: Path) -> None:
         ],
         check=True,
     )  # fmt: skip
+    remove_runtime_provided(output_dir, keep=set(pins(source / "requirements.txt")))
     problems = lambda_incompatible(output_dir)
     if problems:
         raise RuntimeError(f"the {package} bundle holds wheels Lambda cannot run: {'; '.join(problems)}")
@@ -87,13 +93,40 @@ def lock(package: str) -> Path:
             check=True,
         )  # fmt: skip
         installs = json.loads(report.read_text())["install"]
-    pinned = sorted(f"{normalise(i['metadata']['name'])}=={i['metadata']['version']}" for i in installs)
+    wanted = set(pins(source / "requirements.txt"))
+    pinned = sorted(
+        f"{name}=={i['metadata']['version']}"
+        for i in installs
+        if (name := normalise(i["metadata"]["name"])) in wanted or name not in RUNTIME_PROVIDED
+    )
     path = source / LOCK
     path.write_text(
         f"# Every runtime distribution of lambdas/{package}, pinned for Lambda (CPython 3.14, arm64).\n"
         "# Written by `make lock` from requirements.txt; do not edit by hand.\n" + "".join(f"{p}\n" for p in pinned)
     )
     return path
+
+
+def remove_runtime_provided(bundle_dir: Path, *, keep: set[str]) -> None:
+    """Uninstall from a pip ``--target`` directory every runtime-provided distribution not in ``keep``
+    (each file its RECORD lists, then the emptied directories)."""
+    removed = False
+    for info in sorted(bundle_dir.glob("*.dist-info")):
+        name = normalise(info.name.removesuffix(".dist-info").rsplit("-", 1)[0])
+        if name not in RUNTIME_PROVIDED or name in keep:
+            continue
+        record = info / "RECORD"
+        files = [line.split(",", 1)[0] for line in record.read_text().splitlines() if line] if record.is_file() else []
+        for relative in files:
+            path = (bundle_dir / relative).resolve()
+            if path.is_relative_to(bundle_dir.resolve()) and path.is_file():
+                path.unlink()
+        shutil.rmtree(info, ignore_errors=True)
+        removed = True
+    if removed:
+        for directory in sorted((p for p in bundle_dir.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            if not any(directory.iterdir()):
+                directory.rmdir()
 
 
 def pins(path: Path) -> dict[str, str]:
