@@ -1,5 +1,6 @@
-"""What the importer's trace says about a run: its tag, action and outcome, never the object key,
-the bucket, a version id or anything from the file (external ids)."""
+"""What the traces say: for an import run its tag, action and outcome, never the object key, the
+bucket, a version id or anything from the file (external ids); for a CI360 job its id, never its
+file name or URLs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from braze_importer import handler as importer
 
 from sandbox.importer import FakeContext, s3_event
 from sandbox.services import BrazeEmulator
+from tests.handlers.test_bulk_upload_handlers import Source, aws, post, run_copier, source, webhook  # noqa: F401  its fixtures
 from tests.handlers.test_importer_handler import deployed  # noqa: F401  the moto deployment fixture
 
 pytestmark = pytest.mark.usefixtures("aws_env")
@@ -57,3 +59,21 @@ def test_an_action_from_outside_is_named_by_our_words_only(
     with pytest.raises(ValueError, match="unrecognised event"):
         importer.handler({"action": "jane.doe@example.com"}, FakeContext(900))
     assert dict(annotations)["action"] == "unknown"
+
+
+def test_a_ci360_job_is_found_by_its_id_in_the_receiver_and_the_copier(
+    aws: dict[str, Any],  # noqa: F811
+    source: Source,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bulk_upload import tracing
+
+    put: list[tuple[str, Any]] = []
+    monkeypatch.setattr(tracing.tracer, "put_annotation", lambda key, value: put.append((key, value)))
+    source.files["/jane-doe.csv"] = b"id-1,10\n"
+    code, answer = post(webhook(source, "/jane-doe.csv", None, "jane-doe-audience.csv"))
+    assert code == 202, answer
+    assert run_copier(aws["queue"]) == [{"batchItemFailures": []}]
+    assert [v for k, v in put if k == "job_id"] == [answer["job_id"], answer["job_id"]]
+    assert ("route", "receive") in put
+    assert not any(w in str(v) for _, v in put for w in ("jane", "example.com", "ci360/", "http"))
