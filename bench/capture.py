@@ -53,6 +53,7 @@ def main(requests: int) -> dict[str, Any]:
             **PLACEHOLDER_CREDENTIALS,
             "AWS_DEFAULT_REGION": REGION,
             "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
             "POWERTOOLS_LOG_LEVEL": "ERROR",
         }
         with _environment(env):

@@ -54,6 +54,7 @@ class BulkUploadSandbox(LocalStack):
             "ALLOWED_URL_SCHEMES": "https,http",
             "ALLOWED_URL_HOSTS": urlsplit(endpoint).netloc,
             "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
             "POWERTOOLS_LOG_LEVEL": os.environ.get("SANDBOX_LOG_LEVEL", "WARNING"),
         }
         self._stack.enter_context(_environment({**env, **self.function_env}))
@@ -90,7 +91,7 @@ class BulkUploadSandbox(LocalStack):
         denied = refused("/bulk-upload", "POST", api_key=api_key, expected_key=API_KEY, token=token or self.token)
         if denied:
             return denied
-        response = handler({"httpMethod": "POST", "body": orjson.dumps(body).decode()}, FakeContext(29))  # type: ignore[arg-type]
+        response = handler({"httpMethod": "POST", "body": orjson.dumps(body).decode()}, FakeContext(29))
         return int(response["statusCode"]), orjson.loads(response["body"])
 
     def run_copies(self) -> int:
@@ -109,7 +110,7 @@ class BulkUploadSandbox(LocalStack):
     def job(self, job_id: str) -> dict[str, Any]:
         from bulk_upload.api_handler import handler
 
-        response = handler({"httpMethod": "GET", "pathParameters": {"job_id": job_id}}, FakeContext(5))  # type: ignore[arg-type]
+        response = handler({"httpMethod": "GET", "pathParameters": {"job_id": job_id}}, FakeContext(5))
         result: dict[str, Any] = orjson.loads(response["body"])
         return result
 

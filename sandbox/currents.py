@@ -62,6 +62,7 @@ class CurrentsSandbox(LocalStack):
             "SETTLE_SECONDS": "0",
             "API_TOKEN_SECRET": TOKEN_SECRET,
             "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
             "POWERTOOLS_LOG_LEVEL": os.environ.get("SANDBOX_LOG_LEVEL", "WARNING"),
         }
         if self.bedrock:
@@ -148,7 +149,7 @@ class CurrentsSandbox(LocalStack):
             "pathParameters": {"braze_id": braze_id} if braze_id else None,
             "queryStringParameters": query or None,
         }
-        response = api(event, FakeContext(5, "sandbox-content-api"))  # type: ignore[arg-type]
+        response = api(event, FakeContext(5, "sandbox-content-api"))
         return int(response["statusCode"]), orjson.loads(response["body"])
 
 

@@ -56,6 +56,7 @@ class SandboxDeployment(LocalStack):
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
             "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
             "POWERTOOLS_LOG_LEVEL": os.environ.get("SANDBOX_LOG_LEVEL", "WARNING"),
         }
         self._stack.enter_context(_environment(common))
@@ -177,7 +178,7 @@ def _content_handler(method: str, path: str, query: dict[str, str], headers: dic
     event = {"resource": "/content/{braze_id}" if braze_id else "/content", "path": path, "httpMethod": method,
              "headers": headers, "pathParameters": {"braze_id": braze_id} if braze_id else None,
              "queryStringParameters": query or None}  # fmt: skip
-    return handler(event, FakeContext(5, "sandbox-content-api"))  # type: ignore[arg-type]
+    return handler(event, FakeContext(5, "sandbox-content-api"))
 
 
 def _bulk_upload_handler(method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Any:
@@ -186,7 +187,7 @@ def _bulk_upload_handler(method: str, path: str, query: dict[str, str], headers:
     job_id = path.removeprefix("/bulk-upload/") if path.startswith("/bulk-upload/") else None
     event = {"httpMethod": method, "path": path, "headers": headers, "body": body.decode(errors="replace"),
              "pathParameters": {"job_id": job_id} if job_id else None}  # fmt: skip
-    return handler(event, FakeContext(29, "sandbox-bulk-upload-receiver"))  # type: ignore[arg-type]
+    return handler(event, FakeContext(29, "sandbox-bulk-upload-receiver"))
 
 
 @dataclass

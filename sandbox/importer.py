@@ -96,6 +96,7 @@ class ImportSandbox(LocalStack):
             "INCOMING_PREFIX": INCOMING,
             "SAFETY_MARGIN_SECONDS": str(min(60.0, self.invocation_seconds * 0.25)),
             "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
             "POWERTOOLS_LOG_LEVEL": os.environ.get("SANDBOX_LOG_LEVEL", "WARNING"),
             **self.function_env,
         }

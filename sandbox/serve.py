@@ -87,6 +87,7 @@ class Serve(LocalStack):
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
             "POWERTOOLS_LOG_LEVEL": os.environ.get("SANDBOX_LOG_LEVEL", "WARNING"),
             # The importer, as the Import stack configures it.
             "AWS_LAMBDA_FUNCTION_NAME": import_sandbox.FUNCTION,
@@ -359,7 +360,7 @@ class Serve(LocalStack):
             "queryStringParameters": query or None,
         }  # fmt: skip
         with self.locks["currents"]:
-            response = handler(event, FakeContext(5, "sandbox-content-api"))  # type: ignore[arg-type]
+            response = handler(event, FakeContext(5, "sandbox-content-api"))
         return int(response["statusCode"]), json.loads(response["body"])
 
     def _bulk_upload(
@@ -382,7 +383,7 @@ class Serve(LocalStack):
         else:
             event["pathParameters"] = {"job_id": urllib.parse.unquote(parts[1])}
         with self.locks["bulk"]:
-            response = handler(event, FakeContext(29, "sandbox-bulk-upload-api"))  # type: ignore[arg-type]
+            response = handler(event, FakeContext(29, "sandbox-bulk-upload-api"))
         status, answer = int(response["statusCode"]), json.loads(response["body"])
         if check and method == "POST":
             self.log(f"bulk upload: webhook -> {status} {answer.get('job_id', answer.get('message', ''))}")

@@ -91,12 +91,13 @@ class BulkUploadStack(Stack):
             self, "Receiver", package=PACKAGE, handler="api_handler.handler",
             description="Takes CI360 bulk-connector webhooks and queues the copy",
             environment=environment, timeout=Duration.seconds(10), memory_mb=512, log_retention=retention,
+            tracing=config.tracing,
         )  # fmt: skip
         self.copier = PythonFunction(
             self, "Copier", package=PACKAGE, handler="copier_handler.handler",
             description="Streams CI360's staged file into S3 with its header row",
             environment=copier_environment, timeout=Duration.minutes(15), memory_mb=bulk.copier_memory_mb,
-            log_retention=retention,
+            log_retention=retention, tracing=config.tracing,
             # A long copy continues itself through its queue (Lambda -> SQS -> Lambda); the function
             # keeps its own hop limit (COPY_MAX_HOPS) instead of Lambda's loop detection.
             recursive_loop=lambda_.RecursiveLoop.ALLOW,
@@ -110,6 +111,7 @@ class BulkUploadStack(Stack):
             self, "DeadLetterConsumer", package=PACKAGE, handler="dead_letter_handler.handler",
             description="Marks a copy job failed, with its last reason, when its message gives up",
             environment=environment, timeout=Duration.seconds(30), memory_mb=256, log_retention=retention,
+            tracing=config.tracing,
         )  # fmt: skip
         self.dead_letter_consumer.function.add_event_source(
             sources.SqsEventSource(self.dead_letters, batch_size=10, report_batch_item_failures=True)
@@ -119,7 +121,7 @@ class BulkUploadStack(Stack):
             self._deliver_to_braze(importer, bulk.prefix)
         self.api = KeyedApi(
             self, "Api", description="SAS CI360 bulk-connector webhook", rate_limit=bulk.api_rate_limit,
-            burst_limit=bulk.api_burst_limit, log_retention=retention,
+            burst_limit=bulk.api_burst_limit, log_retention=retention, tracing=config.tracing,
         )  # fmt: skip
         body = self.api.api.add_model(
             "Webhook",

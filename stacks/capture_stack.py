@@ -84,6 +84,7 @@ class CaptureStack(Stack):
         import_bucket = s3.Bucket.from_bucket_arn(self, "ImportBucket", Fn.import_value(import_bucket_export))
         capture = config.capture
         self.retention = retention_days(capture.log_retention_days)
+        self.tracing = config.tracing
         self.output_prefix = f"{config.importer.incoming_prefix}{capture.prefix}"
         self._identity(capture.self_sign_up, capture.access_token_minutes)
         self.bus = events.EventBus(self, "Bus", description="Events posted by web and mobile clients")
@@ -108,7 +109,7 @@ class CaptureStack(Stack):
             self, "Confirmation", package=PACKAGE, handler="confirmation_handler.handler",
             description="Gives a newly confirmed user their Cognito sub as Braze external id",
             environment={"EXTERNAL_ID_ATTRIBUTE": f"custom:{EXTERNAL_ID}"}, timeout=Duration.seconds(5),
-            memory_mb=256, log_retention=self.retention,
+            memory_mb=256, log_retention=self.retention, tracing=self.tracing,
         )  # fmt: skip
         self.user_pool = cognito.UserPool(
             self,
@@ -179,7 +180,7 @@ class CaptureStack(Stack):
                 "EXTERNAL_ID_ATTRIBUTE": f"custom:{EXTERNAL_ID}",
                 "EXTERNAL_ID_CACHE_SECONDS": str(cache_seconds),
             },
-            timeout=Duration.seconds(5), memory_mb=512, log_retention=self.retention,
+            timeout=Duration.seconds(5), memory_mb=512, log_retention=self.retention, tracing=self.tracing,
         )  # fmt: skip
         self.authorizer_fn.role.add_to_policy(
             iam.PolicyStatement(actions=["cognito-idp:AdminGetUser"], resources=[self.user_pool.user_pool_arn])
@@ -192,7 +193,7 @@ class CaptureStack(Stack):
                 "CORS_ORIGINS": ",".join(origins),
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
-            timeout=Duration.seconds(10), memory_mb=512, log_retention=self.retention,
+            timeout=Duration.seconds(10), memory_mb=512, log_retention=self.retention, tracing=self.tracing,
         )  # fmt: skip
         self.bus.grant_put_events_to(self.receiver.role)
         self.api = logged_rest_api(
@@ -201,6 +202,7 @@ class CaptureStack(Stack):
             rate_limit=rate_limit,
             burst_limit=burst_limit,
             log_retention=self.retention,
+            tracing=self.tracing,
         )
         authorizer = apigw.RequestAuthorizer(
             self,
@@ -291,7 +293,7 @@ class CaptureStack(Stack):
             self, "Transform", package=PACKAGE, handler="transform_handler.handler",
             description="Turns capture events into Braze custom events for the importer (Firehose transform)",
             environment={"POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE},
-            timeout=Duration.minutes(1), memory_mb=512, log_retention=self.retention,
+            timeout=Duration.minutes(1), memory_mb=512, log_retention=self.retention, tracing=self.tracing,
         )  # fmt: skip
         stream_logs = logs.LogGroup(self, "DeliveryLogs", retention=self.retention, removal_policy=RemovalPolicy.RETAIN)
         stream_log = stream_logs.add_stream("S3Delivery")

@@ -255,6 +255,8 @@ class AppConfig:
     alarm_email: str | None = None
     # False: leave the region's existing API Gateway CloudWatch Logs role setting alone (no stack).
     manage_api_gateway_account_role: bool = True
+    # X-Ray active tracing on every function and API stage, Powertools Tracer in the handlers.
+    tracing: bool = True
     importer: ImportConfig = field(default_factory=ImportConfig)
     currents: CurrentsConfig = field(default_factory=CurrentsConfig)
     bulk_upload: BulkUploadConfig = field(default_factory=BulkUploadConfig)
@@ -272,6 +274,7 @@ class AppConfig:
     def from_context(cls, get: Any) -> AppConfig:
         """Build from a ``node.try_get_context``-like getter; keys are ``section:camelCase``."""
         role = get("apiGateway:manageAccountRole")
+        tracing = get("tracing:enabled")
         return cls(
             project=str(get("project") or cls.project),
             alarm_email=get("alarms:email") or get("alarmEmail") or None,  # alarmEmail: the older key
@@ -280,6 +283,7 @@ class AppConfig:
                 if role is None
                 else _coerce("apiGateway:manageAccountRole", role, bool)
             ),
+            tracing=cls.tracing if tracing is None else _coerce("tracing:enabled", tracing, bool),
             importer=_section(ImportConfig, "import", get),
             currents=_section(CurrentsConfig, "currents", get),
             bulk_upload=_section(BulkUploadConfig, "bulkUpload", get),

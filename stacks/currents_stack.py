@@ -28,7 +28,9 @@ class CurrentsStack(Stack):
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         currents = config.currents
         self.bucket = SecureBucket(self, "CurrentsBucket").bucket
-        self.personalization = CurrentsPersonalizer(self, "Personalization", config=currents, bucket=self.bucket)
+        self.personalization = CurrentsPersonalizer(
+            self, "Personalization", config=currents, bucket=self.bucket, tracing=config.tracing
+        )
         self.api = KeyedApi(
             self,
             "ContentApi",
@@ -36,6 +38,7 @@ class CurrentsStack(Stack):
             rate_limit=currents.api_rate_limit,
             burst_limit=currents.api_burst_limit,
             log_retention=retention_days(currents.log_retention_days),
+            tracing=config.tracing,
         )
         handler = self.personalization.api_function.function
         content = self.api.api.root.add_resource("content")

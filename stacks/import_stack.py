@@ -57,7 +57,12 @@ class ImportStack(Stack):
             )
         )
         self.importer = BrazeImporter(
-            self, "Importer", config=importer_config, bucket=self.bucket, api_key_secret=self.api_key_secret
+            self,
+            "Importer",
+            config=importer_config,
+            bucket=self.bucket,
+            api_key_secret=self.api_key_secret,
+            tracing=config.tracing,
         )
         alarms = AlarmTopic(self, "Alarms", email=config.alarm_email)
         alarms.watch(self.importer.alarms)

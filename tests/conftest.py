@@ -1,10 +1,14 @@
-"""Test-wide guard: nothing in the suite may open a connection beyond loopback."""
+"""Test-wide guards: nothing in the suite may open a connection beyond loopback, nor trace."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from typing import Any
+
+# No test traces: Powertools Tracer must neither patch botocore nor look for an X-Ray daemon.
+os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

@@ -40,6 +40,7 @@ from .aws import (
 from .braze_http import BrazeHttp, braze_client
 from .ports import ObjectRef, SystemClock
 from .reader import Format
+from .runs import run_tag
 from .service import Deps, InvocationResult, handle_continue, handle_resume, handle_start, start_queued
 from .settings import get_settings
 from .telemetry import (
@@ -59,6 +60,7 @@ from .telemetry import (
     THROTTLED,
     MetricSpec,
 )
+from .tracing import annotate, tracer
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
@@ -104,6 +106,7 @@ def _deps() -> Deps:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)  # responses name the runs' objects
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps = _deps()
     margin_ms = get_settings().safety_margin_seconds * 1000
@@ -114,6 +117,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     owner = context.aws_request_id
     results: list[InvocationResult] = []
     action = event.get("action")
+    annotate("action", str(action or "start") if action in ACTIONS or not action else "unknown")
     if action == "continue":
         results.append(handle_continue(str(event["run_id"]), int(event["seq"]), owner, deps, keep_going))
     elif action == "sweep":
@@ -141,9 +145,23 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         raise ValueError("unrecognised event: expected an S3 notification or an action")
     for result in results:
         _record(result)
+    _annotate_runs(results)
     if not results:
         metrics.add_metric(name=EVENTS_IGNORED.name, unit=EVENTS_IGNORED.unit, value=1)  # e.g. s3:TestEvent
     return {"runs": [{"run_id": r.run_id, "status": r.status, "report": r.report} for r in results]}
+
+
+ACTIONS = ("continue", "sweep", "import", "resume")
+
+
+def _annotate_runs(results: list[InvocationResult]) -> None:
+    """The runs' tags (the hash in their report's file name; never the object key) and outcomes, so
+    a run's traces are found with ``annotation.run_tag CONTAINS "<tag>"``."""
+    runs = [r for r in results if r.status != "ignored"]  # an ignored result's id is only a key
+    annotate("runs", len(runs))
+    if runs:
+        annotate("run_tag", ",".join(run_tag(r.run_id) for r in runs))
+        annotate("status", ",".join(sorted({r.status for r in runs})))
 
 
 def _import_request(event: dict[str, Any]) -> tuple[ObjectRef, Format, dict[str, Any] | None]:

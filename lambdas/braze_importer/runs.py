@@ -60,7 +60,7 @@ class RunRecord:
     @property
     def tag(self) -> str:
         """A short, stable name for the run's output files."""
-        return hashlib.sha256(self.run_id.encode()).hexdigest()[:12]
+        return run_tag(self.run_id)
 
     def to_item(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +69,12 @@ class RunRecord:
     def from_item(cls, item: dict[str, Any]) -> RunRecord:
         known = {k: item[k] for k in cls.__dataclass_fields__ if k in item}
         return cls(**known)
+
+
+def run_tag(run_id: str) -> str:
+    """A short, stable name of a run that does not reveal its object (a hash of its id): the run's
+    output files and traces carry it."""
+    return hashlib.sha256(run_id.encode()).hexdigest()[:12]
 
 
 def run_id_for(bucket: str, key: str, version_id: str | None, etag: str | None) -> str:

@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from .aws import FAILED, JobTable
 from .delivery import Runs
 from .settings import get_settings
+from .tracing import annotate, tracer
 from .webhook import BadRequest, object_key, parse
 
 logger = Logger(service="bulk-upload-api")
@@ -42,7 +43,9 @@ def _sqs() -> Any:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    annotate("route", "status" if event.get("httpMethod") == "GET" else "receive")
     if event.get("httpMethod") == "GET":
         return _status((event.get("pathParameters") or {}).get("job_id", ""))
     try:
@@ -65,6 +68,7 @@ def _receive(event: dict[str, Any]) -> dict[str, Any]:
     if webhook.presignedUrls.metadataFile:
         policy.check("presignedUrls.metadataFile", webhook.presignedUrls.metadataFile)
     job_id = str(uuid.uuid4())
+    annotate("job_id", job_id)
     parameters = webhook.sendParameters.model_dump()
     _jobs().create(job_id, key, parameters)
     message = {

@@ -35,6 +35,7 @@ from .telemetry import (
     NAMESPACE,
     SERVICE,
 )
+from .tracing import annotate, tracer
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
@@ -75,6 +76,7 @@ def _record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> s
     settings = get_settings()
     message = orjson.loads(record.body)
     job_id = message["job_id"]
+    annotate("job_id", str(job_id))  # the receiver's uuid
     owner = record.message_id
     job = _jobs().claim(job_id, owner, settings.lease_seconds)
     if job is None:
@@ -211,5 +213,6 @@ def _failed(job_id: str, owner: str, exc: PermanentFailure) -> str:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dict(process_partial_response(event=event, record_handler=_record, processor=processor, context=context))

@@ -18,9 +18,11 @@ from .aws import COPYING, DONE, FAILED, JobTable, S3Target
 from .copier import Checkpoint
 from .settings import get_settings
 from .telemetry import COPIES_FAILED, NAMESPACE, SERVICE
+from .tracing import annotate, tracer
 
 logger = Logger(service="bulk-upload-dead-letters")
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+_given_up: list[str] = []  # the job ids of the batch being handled, for its trace
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
@@ -35,6 +37,7 @@ def _record(record: SQSRecord) -> str:
     except (orjson.JSONDecodeError, KeyError, TypeError):
         logger.error("dead letter that is not a copy job", extra={"message_id": record.message_id})
         return "ignored"
+    _given_up.append(job_id)
     job = _jobs().get(job_id)
     if job is None or job.get("status") in (DONE, FAILED):
         return "finished already"
@@ -60,5 +63,9 @@ def _record(record: SQSRecord) -> str:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return dict(process_partial_response(event=event, record_handler=_record, processor=processor, context=context))
+    _given_up.clear()
+    response = dict(process_partial_response(event=event, record_handler=_record, processor=processor, context=context))
+    annotate("job_id", ",".join(_given_up))  # the jobs of this batch (the receiver's uuids)
+    return response

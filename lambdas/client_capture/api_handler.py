@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .settings import api_settings
 from .submit import BusUnavailable, submit
 from .telemetry import API_SERVICE, EVENTS_ACCEPTED, EVENTS_PUT_FAILED, EVENTS_REFUSED, NAMESPACE
+from .tracing import annotate, tracer
 
 logger = Logger(service=API_SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=API_SERVICE)
@@ -38,6 +39,7 @@ def put_events(entries: Any) -> list[str | None]:
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     origin = next((v for k, v in (event.get("headers") or {}).items() if k.lower() == "origin"), None)
     cors = api_settings().allowed_origin(origin)
@@ -59,6 +61,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics.add_metric(name=EVENTS_REFUSED.name, unit=EVENTS_REFUSED.unit, value=len(answer["refused"]))
         metrics.add_metric(name=EVENTS_PUT_FAILED.name, unit=EVENTS_PUT_FAILED.unit, value=put_failed)
     logger.info("events received", extra={"status": status, "accepted": answer.get("accepted")})
+    annotate("status_code", status)
+    annotate("accepted", int(answer.get("accepted") or 0))
+    annotate("refused", len(answer.get("refused") or []))
     return _json(status, answer, cors)
 
 

@@ -21,6 +21,7 @@ from aws_lambda_powertools import Logger
 
 from .settings import authorizer_settings
 from .tokens import TokenRejected, presented, verify
+from .tracing import annotate, tracer
 
 logger = Logger(service="client-capture-authorizer")
 _EXTERNAL_IDS: dict[tuple[str, str], tuple[float, str | None]] = {}
@@ -67,18 +68,21 @@ def external_id_of(username: str, sub: str) -> str | None:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)  # the answer holds the user's external id
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = authorizer_settings()
     try:
         claims = verify(presented(event.get("headers")), settings.policy(), _signing_key)
     except TokenRejected as exc:
         logger.info("token refused", extra={"reason": exc.reason})
+        annotate("decision", "Unauthorized")
         raise Exception("Unauthorized") from None  # API Gateway answers 401 for exactly this message
     username = str(claims.get("username") or claims["sub"])
     external_id = claims.get(settings.external_id_attribute) or external_id_of(username, str(claims["sub"]))
     # Scoped to the stage's methods, so the cached decision holds for each route of this API.
     arn = event["methodArn"].split("/", 2)
     resource = f"{arn[0]}/{arn[1]}/*" if len(arn) > 2 else event["methodArn"]
+    annotate("decision", "Allow" if external_id else "Deny")
     if not external_id:
         logger.info("user has no external id")  # no identifier in logs
         return _policy(claims["sub"], "Deny", resource, {})

@@ -12,6 +12,7 @@ import boto3
 from aws_lambda_powertools import Logger
 
 from .settings import confirmation_settings
+from .tracing import tracer
 
 logger = Logger(service="client-capture-confirmation")
 
@@ -22,6 +23,7 @@ def _cognito() -> Any:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)  # the answer is Cognito's event: the user's attributes
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     attribute = confirmation_settings().external_id_attribute
     attributes = (event.get("request") or {}).get("userAttributes") or {}

@@ -12,6 +12,7 @@ from aws_lambda_powertools import Logger, Metrics
 
 from .events import Invalid, braze_event, dumps, loads
 from .telemetry import EVENTS_FAILED_TRANSFORM, EVENTS_TRANSFORMED, NAMESPACE, TRANSFORM_SERVICE
+from .tracing import annotate, tracer
 
 logger = Logger(service=TRANSFORM_SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=TRANSFORM_SERVICE)
@@ -32,9 +33,12 @@ def transform_record(record: dict[str, Any]) -> dict[str, Any]:
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     records = [transform_record(r) for r in event.get("records", [])]
     failed = sum(r["result"] == "ProcessingFailed" for r in records)
     metrics.add_metric(name=EVENTS_TRANSFORMED.name, unit=EVENTS_TRANSFORMED.unit, value=len(records) - failed)
     metrics.add_metric(name=EVENTS_FAILED_TRANSFORM.name, unit=EVENTS_FAILED_TRANSFORM.unit, value=failed)
+    annotate("records", len(records))
+    annotate("failed", failed)
     return {"records": records}

@@ -25,6 +25,7 @@ from .bedrock import ATTEMPT_SECONDS, BedrockGenerator
 from .handler import _personalizer
 from .personalize import decode_message
 from .telemetry import BEDROCK_LATENCY, BEDROCK_THROTTLES, GENERATOR, NAMESPACE, NO_TIME_LEFT, OUTCOME_METRICS
+from .tracing import annotate, tracer
 
 logger = Logger(service=GENERATOR)
 metrics = Metrics(namespace=NAMESPACE, service=GENERATOR)
@@ -86,6 +87,7 @@ def _report_model_calls() -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     _outcomes.clear()
     _context["lambda"] = context
@@ -94,6 +96,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     )
     # Lambda reads only batchItemFailures; the outcomes are for logs and the sandbox.
     outcomes = dict(_outcomes)
+    for outcome, count in outcomes.items():  # generated, fallback, capped, failed, ...: our own names
+        annotate(outcome, count)
+    annotate("batch_failures", len(response["batchItemFailures"]))
     response["outcomes"] = outcomes
     logger.info("generation batch", extra={"outcomes": outcomes, "failed": len(response["batchItemFailures"])})
     return response

@@ -22,6 +22,7 @@ from .generators import OfflineGenerator
 from .personalize import Personalizer, Report
 from .settings import get_settings
 from .telemetry import FILE_METRICS, NAMESPACE, PERSONALIZER
+from .tracing import annotate, tracer
 from .wiring import content_generator, content_table, sqs_client
 
 logger = Logger(service=PERSONALIZER)
@@ -44,6 +45,7 @@ def _personalizer() -> Personalizer:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s3 = boto3.client("s3")
     total = Report()
@@ -62,4 +64,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         total.add(report)
     for field, spec in FILE_METRICS.items():
         metrics.add_metric(name=spec.name, unit=spec.unit, value=getattr(total, field))
+    annotate("files", len(event.get("Records", [])))
+    annotate("users", total.users)
+    annotate("scheduled", total.scheduled)
     return {"report": asdict(total)}

@@ -17,6 +17,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from .tracing import annotate, tracer
+
 _CACHE: dict[str, Any] = {}
 CACHE_SECONDS = 60
 REFRESH_ON_MISS_SECONDS = 5  # how often a wrong token may make the container re-read the secret
@@ -60,10 +62,12 @@ def matches(token: str, accepted: tuple[str, ...]) -> bool:
     return any([hmac.compare_digest(token.encode(), t.encode()) for t in accepted])
 
 
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     given = presented(event.get("headers"))
     ok = given is not None and (matches(given, _tokens()) or matches(given, _tokens(fresh=True)))
     effect = "Allow" if ok else "Deny"
+    annotate("decision", effect)
     # Scoped to the stage's methods, so the cached decision holds for each route of this API.
     arn = event["methodArn"].split("/", 2)
     resource = f"{arn[0]}/{arn[1]}/*" if len(arn) > 2 else event["methodArn"]

@@ -40,6 +40,7 @@ class BrazeImporter(Construct):
         config: ImportConfig,
         bucket: s3.IBucket,
         api_key_secret: secretsmanager.ISecret,
+        tracing: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         self.runs_table = keyed_table(self, "Runs", key="run_id", ttl_attribute="expires_at")
@@ -52,6 +53,7 @@ class BrazeImporter(Construct):
             timeout=Duration.minutes(15),
             memory_mb=config.memory_mb,
             log_retention=retention_days(config.log_retention_days),
+            tracing=tracing,
             # Off by default: Lambda refuses a reservation that leaves fewer than 100 unreserved,
             # and a new account's quota is 10. Concurrent runs are bounded in the runs table.
             reserved_concurrency=config.reserved_concurrency or None,

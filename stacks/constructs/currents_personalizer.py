@@ -37,7 +37,9 @@ class CurrentsPersonalizer(Construct):
     queue with the settle window as delay; only the generator (SQS) calls the model, so the event
     source's maximum concurrency (``generationConcurrency``) bounds every Bedrock call."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: CurrentsConfig, bucket: s3.IBucket) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: CurrentsConfig, bucket: s3.IBucket, tracing: bool
+    ) -> None:
         super().__init__(scope, construct_id)
         retention = retention_days(config.log_retention_days)
         self.table = keyed_table(self, "Content", key="user_id", ttl_attribute="expires_at")
@@ -86,6 +88,7 @@ class CurrentsPersonalizer(Construct):
             timeout=Duration.minutes(5),
             memory_mb=1024,
             log_retention=retention,
+            tracing=tracing,
         )
         # S3 invokes it asynchronously: after Lambda's two retries the event for that file goes here.
         self.failed_files = dead_letter_queue(
@@ -104,6 +107,7 @@ class CurrentsPersonalizer(Construct):
             timeout=Duration.minutes(5),
             memory_mb=512,
             log_retention=retention,
+            tracing=tracing,
         )
         self.generator.function.add_event_source(
             sources.SqsEventSource(
@@ -123,6 +127,7 @@ class CurrentsPersonalizer(Construct):
             timeout=Duration.seconds(5),
             memory_mb=512,
             log_retention=retention,
+            tracing=tracing,
         )
         self._grant(config, bucket)
         bucket.add_event_notification(

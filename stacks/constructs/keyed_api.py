@@ -15,10 +15,17 @@ from .python_function import PythonFunction
 
 
 def logged_rest_api(
-    scope: Construct, *, description: str, rate_limit: int, burst_limit: int, log_retention: logs.RetentionDays
+    scope: Construct,
+    *,
+    description: str,
+    rate_limit: int,
+    burst_limit: int,
+    log_retention: logs.RetentionDays,
+    tracing: bool,
 ) -> apigw.RestApi:
     """A regional REST API (``Api``) with its stage ``v1`` throttled, JSON access logs in ``AccessLogs``
-    (no caller or user fields), errors-only execution logs and no data trace."""
+    (no caller or user fields), errors-only execution logs, no data trace, and X-Ray tracing with
+    ``tracing``."""
     access_logs = logs.LogGroup(scope, "AccessLogs", retention=log_retention, removal_policy=RemovalPolicy.RETAIN)
     return apigw.RestApi(
         scope,
@@ -42,6 +49,7 @@ def logged_rest_api(
             ),
             logging_level=apigw.MethodLoggingLevel.ERROR,
             data_trace_enabled=False,
+            tracing_enabled=tracing,
             throttling_rate_limit=rate_limit,
             throttling_burst_limit=burst_limit,
         ),
@@ -61,10 +69,16 @@ class KeyedApi(Construct):
         rate_limit: int,
         burst_limit: int,
         log_retention: logs.RetentionDays,
+        tracing: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         self.api = logged_rest_api(
-            self, description=description, rate_limit=rate_limit, burst_limit=burst_limit, log_retention=log_retention
+            self,
+            description=description,
+            rate_limit=rate_limit,
+            burst_limit=burst_limit,
+            log_retention=log_retention,
+            tracing=tracing,
         )
         self.token_secret = secretsmanager.Secret(
             self,
@@ -89,6 +103,7 @@ class KeyedApi(Construct):
             timeout=Duration.seconds(5),
             memory_mb=256,
             log_retention=log_retention,
+            tracing=tracing,
         )
         self.token_secret.grant_read(authorizer_fn.role)
         self.authorizer = apigw.RequestAuthorizer(

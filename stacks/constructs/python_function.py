@@ -10,7 +10,10 @@ and the pip arguments, so a bundle that would change gets a new hash and is uplo
 bundle is refused if any wheel in it could not run on Lambda.
 
 The role carries only what the function is granted plus writing to its own log group, instead of
-the AWSLambdaBasicExecutionRole managed policy.
+the AWSLambdaBasicExecutionRole managed policy. With ``tracing`` the function traces actively in
+X-Ray (Lambda adds the two X-Ray write actions, which have no resource types, to the role); without
+it, it has no X-Ray mode and no X-Ray permissions, and the handlers' Powertools Tracer is told to
+stay off (``POWERTOOLS_TRACE_DISABLED``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import jsii
-from aws_cdk import AssetHashType, BundlingOptions, Duration, ILocalBundling, RemovalPolicy
+from aws_cdk import (
+    Acknowledgment,
+    AssetHashType,
+    BundlingOptions,
+    Duration,
+    ILocalBundling,
+    RemovalPolicy,
+    Validations,
+)
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -40,6 +51,11 @@ PIP_PLATFORM = (
     "--implementation", "cp", "--python-version", "3.14", "--only-binary=:all:",
 )  # fmt: skip
 LOCK = "requirements.lock"
+# The AWS SDK and what it needs ship with the Python runtime. A package that pulls them in (the
+# X-Ray SDK needs botocore) must not bundle its own: a bundled botocore would shadow the runtime's
+# and break its boto3, which expects the botocore it came with. Left out of the lock and the
+# bundle unless the package's requirements.txt names one itself.
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "python-dateutil", "six", "urllib3"})
 _NOT_BUNDLED = ("__pycache__", "*.pyc", "requirements.txt", LOCK)
 
 
@@ -56,6 +72,7 @@ def bundle(package: str, output_dir: Path) -> None:
         ],
         check=True,
     )  # fmt: skip
+    remove_runtime_provided(output_dir, keep=set(pins(source / "requirements.txt")))
     problems = lambda_incompatible(output_dir)
     if problems:
         raise RuntimeError(f"the {package} bundle holds wheels Lambda cannot run: {'; '.join(problems)}")
@@ -76,13 +93,40 @@ def lock(package: str) -> Path:
             check=True,
         )  # fmt: skip
         installs = json.loads(report.read_text())["install"]
-    pinned = sorted(f"{normalise(i['metadata']['name'])}=={i['metadata']['version']}" for i in installs)
+    wanted = set(pins(source / "requirements.txt"))
+    pinned = sorted(
+        f"{name}=={i['metadata']['version']}"
+        for i in installs
+        if (name := normalise(i["metadata"]["name"])) in wanted or name not in RUNTIME_PROVIDED
+    )
     path = source / LOCK
     path.write_text(
         f"# Every runtime distribution of lambdas/{package}, pinned for Lambda (CPython 3.14, arm64).\n"
         "# Written by `make lock` from requirements.txt; do not edit by hand.\n" + "".join(f"{p}\n" for p in pinned)
     )
     return path
+
+
+def remove_runtime_provided(bundle_dir: Path, *, keep: set[str]) -> None:
+    """Uninstall from a pip ``--target`` directory every runtime-provided distribution not in ``keep``
+    (each file its RECORD lists, then the emptied directories)."""
+    removed = False
+    for info in sorted(bundle_dir.glob("*.dist-info")):
+        name = normalise(info.name.removesuffix(".dist-info").rsplit("-", 1)[0])
+        if name not in RUNTIME_PROVIDED or name in keep:
+            continue
+        record = info / "RECORD"
+        files = [line.split(",", 1)[0] for line in record.read_text().splitlines() if line] if record.is_file() else []
+        for relative in files:
+            path = (bundle_dir / relative).resolve()
+            if path.is_relative_to(bundle_dir.resolve()) and path.is_file():
+                path.unlink()
+        shutil.rmtree(info, ignore_errors=True)
+        removed = True
+    if removed:
+        for directory in sorted((p for p in bundle_dir.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            if not any(directory.iterdir()):
+                directory.rmdir()
 
 
 def pins(path: Path) -> dict[str, str]:
@@ -167,6 +211,7 @@ class PythonFunction(Construct):
         timeout: Duration,
         memory_mb: int,
         log_retention: logs.RetentionDays,
+        tracing: bool,
         reserved_concurrency: int | None = None,
         handler: str = "handler.handler",
         **function_props: Any,
@@ -196,14 +241,30 @@ class PythonFunction(Construct):
             handler=f"{package}.{handler}",
             code=code,
             description=description,
-            environment={"POWERTOOLS_SERVICE_NAME": package.replace("_", "-"), **environment},
+            environment={
+                "POWERTOOLS_SERVICE_NAME": package.replace("_", "-"),
+                # Off: the Tracer sends nothing and patches nothing (no daemon is listening).
+                **({} if tracing else {"POWERTOOLS_TRACE_DISABLED": "true"}),
+                **environment,
+            },
             timeout=timeout,
             memory_size=memory_mb,
             role=self.role,
             log_group=self.log_group,
             reserved_concurrent_executions=reserved_concurrency,
+            tracing=lambda_.Tracing.ACTIVE if tracing else lambda_.Tracing.DISABLED,
             **function_props,
         )
+        if tracing:
+            # Lambda put the X-Ray statement in the role's default policy; the acknowledgement stays
+            # on that policy, beside this function's own statements only.
+            Validations.of(self.role.node.find_child("DefaultPolicy")).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-IAM5[Resource::*]",
+                    reason="X-Ray active tracing: xray:PutTraceSegments and xray:PutTelemetryRecords have no "
+                    "resource-level permissions, so they can only be granted on *.",
+                )
+            )
 
 
 if __name__ == "__main__":  # make lock: python -m stacks.constructs.python_function lock [PACKAGE...]

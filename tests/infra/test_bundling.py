@@ -38,7 +38,7 @@ def test_every_bundle_is_exactly_its_lock_and_runs_on_lambda(package: str, bundl
     assert installed(built) == pins(LAMBDAS_DIR / package / LOCK), "every distribution in the bundle is pinned"
     assert (built / package / "__init__.py").is_file()
     assert not (built / package / LOCK).exists() and not (built / package / "requirements.txt").exists()
-    assert not (built / "boto3").exists(), "boto3 comes with the runtime"
+    assert not (built / "boto3").exists() and not (built / "botocore").exists(), "the SDK comes with the runtime"
     compiled = [p.name for p in built.rglob("*.so")]
     assert all("cpython-311" not in n and "x86_64" not in n for n in compiled), "wheels for the Python running pip"
 

@@ -105,3 +105,29 @@ def test_asset_hash_changes_with_the_lock_the_code_and_nothing_else(
     assert after_lock != before, "a transitive pin changed: the bundle changes"
     (tmp_path / "bulk_upload" / "webhook.py").write_text("# changed\n")
     assert asset_hash("bulk_upload") != after_lock
+
+
+def test_the_runtime_sdk_is_uninstalled_from_a_bundle_unless_asked_for(tmp_path: Path) -> None:
+    """The X-Ray SDK pulls in botocore; a bundled botocore would shadow the runtime's beside its boto3."""
+
+    def install(name: str, version: str, files: dict[str, str]) -> None:
+        info = tmp_path / f"{name}-{version}.dist-info"
+        info.mkdir()
+        for relative in files:
+            (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / relative).write_text("x")
+        listed = [*files, f"{info.name}/RECORD", "../outside"]  # a script pip put outside the target
+        (info / "RECORD").write_text("".join(f"{r},,\n" for r in listed))
+
+    install("botocore", "1.44.8", {"botocore/__init__.py": "", "botocore/data/s3/x.json": ""})
+    install("python_dateutil", "2.9.0.post0", {"dateutil/__init__.py": ""})
+    install("six", "1.17.0", {"six.py": ""})
+    install("aws_xray_sdk", "2.15.0", {"aws_xray_sdk/__init__.py": ""})
+    (tmp_path.parent / "outside").write_text("not the bundle's")
+
+    python_function.remove_runtime_provided(tmp_path, keep={"six"})
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "aws_xray_sdk", "aws_xray_sdk-2.15.0.dist-info", "six-1.17.0.dist-info", "six.py"
+    ]  # fmt: skip
+    assert (tmp_path.parent / "outside").exists()
