@@ -122,6 +122,7 @@ class BulkUploadStack(Stack):
         self.api = KeyedApi(
             self, "Api", description="SAS CI360 bulk-connector webhook", rate_limit=bulk.api_rate_limit,
             burst_limit=bulk.api_burst_limit, log_retention=retention, tracing=config.tracing,
+            trace_stage=config.tracing,
         )  # fmt: skip
         body = self.api.api.add_model(
             "Webhook",
@@ -145,7 +146,8 @@ class BulkUploadStack(Stack):
             [
                 (
                     "CopyDeadLetters",
-                    self.dead_letters.metric_approximate_number_of_messages_visible(),
+                    # Its consumer empties the queue at once: count what it takes, not what waits.
+                    self.dead_letters.metric_number_of_messages_received(period=Duration.minutes(5), statistic="Sum"),
                     "A copy failed past its retries and waits in the dead-letter queue.",
                 ),
                 (

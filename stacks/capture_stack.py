@@ -202,7 +202,7 @@ class CaptureStack(Stack):
             rate_limit=rate_limit,
             burst_limit=burst_limit,
             log_retention=self.retention,
-            tracing=self.tracing,
+            trace_stage=False,  # its callers are end users: X-Ray would record their IP addresses
         )
         authorizer = apigw.RequestAuthorizer(
             self,

@@ -39,6 +39,7 @@ class CurrentsStack(Stack):
             burst_limit=currents.api_burst_limit,
             log_retention=retention_days(currents.log_retention_days),
             tracing=config.tracing,
+            trace_stage=False,  # its URLs carry Braze and external ids, which X-Ray would record
         )
         handler = self.personalization.api_function.function
         content = self.api.api.root.add_resource("content")

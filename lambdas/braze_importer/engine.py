@@ -78,6 +78,9 @@ class Counters:
     def add(self, other: Counters) -> Counters:
         return Counters(**{k: v + getattr(other, k) for k, v in asdict(self).items()})
 
+    def minus(self, other: Counters) -> Counters:
+        return Counters(**{k: v - getattr(other, k) for k, v in asdict(self).items()})
+
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Counters:
         data = data or {}

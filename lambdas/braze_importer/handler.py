@@ -38,6 +38,7 @@ from .aws import (
     read_api_key,
 )
 from .braze_http import BrazeHttp, braze_client
+from .engine import Counters
 from .ports import ObjectRef, SystemClock
 from .reader import Format
 from .runs import run_tag
@@ -101,6 +102,7 @@ def _deps() -> Deps:
         layout=settings.layout(),
         max_hops=settings.max_hops,
         csv_type_cast=settings.csv_casts(),
+        on_counters=_tell,
     )
 
 
@@ -222,7 +224,20 @@ def _eventbridge_ref(event: dict[str, Any]) -> ObjectRef | None:
 
 def _record(result: InvocationResult) -> None:
     logger.info("run invocation finished", extra={"run_id": result.run_id, "status": result.status})
-    delta = result.delta
+    _count(result.delta)
+    if result.status == "stopped":
+        metrics.add_metric(name=RUNS_STOPPED.name, unit=RUNS_STOPPED.unit, value=1)
+    if result.status == "queued":
+        metrics.add_metric(name=RUNS_QUEUED.name, unit=RUNS_QUEUED.unit, value=1)
+
+
+def _tell(delta: Counters) -> None:
+    """A long run's counts so far, published now (each minute), not all at the invocation's end."""
+    _count(delta)
+    metrics.flush_metrics()
+
+
+def _count(delta: Counters) -> None:
     counts: tuple[tuple[MetricSpec, int], ...] = (
         (OBJECTS_READ, delta.objects_read),
         (OBJECTS_ACCEPTED, delta.accepted),
@@ -235,7 +250,3 @@ def _record(result: InvocationResult) -> None:
     )
     for spec, value in counts:
         metrics.add_metric(name=spec.name, unit=spec.unit, value=value)
-    if result.status == "stopped":
-        metrics.add_metric(name=RUNS_STOPPED.name, unit=RUNS_STOPPED.unit, value=1)
-    if result.status == "queued":
-        metrics.add_metric(name=RUNS_QUEUED.name, unit=RUNS_QUEUED.unit, value=1)

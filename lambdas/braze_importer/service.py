@@ -73,6 +73,10 @@ class Deps:
     share_refresh_seconds: float = 1.0  # how often a run renews its note and re-reads its share
     share_lease_seconds: float = 6.0  # a crashed run's share goes back to the others after this
     csv_type_cast: dict[str, str] = field(default_factory=dict)  # CSV column -> string|integer|float|boolean
+    # Told what a run counted since it last told, about once a period while the run goes on, so
+    # metrics show a long invocation's pace minute by minute (the rest is the result's ``delta``).
+    on_counters: Callable[[Counters], None] | None = None
+    counters_every_seconds: float = 60.0
 
 
 @dataclass(slots=True)
@@ -182,11 +186,23 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         run.active_seconds = base_seconds + time.monotonic() - began
         run.updated_at = time.time()
 
+    told = Counters()
+    told_at = time.monotonic()
+
+    def tell_counters() -> None:
+        nonlocal told, told_at
+        assert pump is not None
+        if deps.on_counters is not None and time.monotonic() - told_at >= deps.counters_every_seconds:
+            now = Counters(**asdict(pump.counters))
+            deps.on_counters(now.minus(told))
+            told, told_at = now, time.monotonic()
+
     def progress(point: Checkpoint) -> bool:
         # Outputs first: the checkpoint must not call settled what no file holds yet.
         writer.flush()
         record(point)
         seeks.keep(point.offset)
+        tell_counters()
         return deps.store.save(run, expected_seq=seq)
 
     async def pump_it(holding: Callable[[], bool]) -> Any:
@@ -216,7 +232,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     run.error = result.error
     continue_after = False
     if result.stop_reason == "superseded":
-        return InvocationResult(run.run_id, "superseded", pump.counters, None)
+        return InvocationResult(run.run_id, "superseded", pump.counters.minus(told), None)
     if result.outcome is Outcome.COMPLETED:
         run.status = COMPLETED
     elif result.outcome is Outcome.PAUSED and run.invocations - run.hop_base < deps.max_hops:
@@ -240,7 +256,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     if not deps.store.save(run, expected_seq=seq):
         # Someone took the run over (a forced resume); what this invocation settled is recorded
         # in its output files, and the new owner resumes from the checkpoint it read.
-        return InvocationResult(run.run_id, "superseded", pump.counters, report)
+        return InvocationResult(run.run_id, "superseded", pump.counters.minus(told), report)
     if not continue_after or not beat.still_holding():
         _leave(run.run_id, deps)  # its share goes back to the other runs now, not when the lease ends
     if deps.slots is not None:
@@ -251,7 +267,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
             start_queued(deps)  # the freed slot goes to the oldest queued run
     if continue_after:
         deps.continuer.invoke_async({"action": "continue", "run_id": run.run_id, "seq": run.seq})
-    return InvocationResult(run.run_id, run.status, pump.counters, report)
+    return InvocationResult(run.run_id, run.status, pump.counters.minus(told), report)
 
 
 class _SeekPoints:

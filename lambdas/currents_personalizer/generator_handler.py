@@ -96,7 +96,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     )
     # Lambda reads only batchItemFailures; the outcomes are for logs and the sandbox.
     outcomes = dict(_outcomes)
-    for outcome, count in outcomes.items():  # generated, fallback, capped, failed, ...: our own names
+    for outcome, count in outcomes.items():  # generated, policy_fallbacks, capped, failed, ...: our own names
         annotate(outcome, count)
     annotate("batch_failures", len(response["batchItemFailures"]))
     response["outcomes"] = outcomes

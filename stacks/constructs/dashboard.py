@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import Aws, CfnMapping, CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -121,8 +121,18 @@ class PipelineDashboard(Construct):
         )
         for row in rows:
             self.dashboard.add_widgets(*row)
+        consoles = CfnMapping(
+            self,
+            "Console",
+            mapping={
+                "aws": {"console": "console.aws.amazon.com"},
+                "aws-cn": {"console": "console.amazonaws.cn"},
+                "aws-us-gov": {"console": "console.amazonaws-us-gov.com"},
+            },
+        )
+        console = consoles.find_in_map(Aws.PARTITION, "console")
         self.url = (
-            f"https://{stack.region}.console.aws.amazon.com/cloudwatch/home?region={stack.region}"
+            f"https://{stack.region}.{console}/cloudwatch/home?region={stack.region}"
             f"#dashboards/dashboard/{self.dashboard.dashboard_name}"
         )
         CfnOutput(stack, "DashboardUrl", value=self.url, description="This pipeline's CloudWatch dashboard")

@@ -4,7 +4,7 @@ held in Secrets Manager; access logs, request validation, no data trace."""
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -21,15 +21,17 @@ def logged_rest_api(
     rate_limit: int,
     burst_limit: int,
     log_retention: logs.RetentionDays,
-    tracing: bool,
+    trace_stage: bool,
 ) -> apigw.RestApi:
-    """A regional REST API (``Api``) with its stage ``v1`` throttled, JSON access logs in ``AccessLogs``
-    (no caller or user fields), errors-only execution logs, no data trace, and X-Ray tracing with
-    ``tracing``."""
+    """A regional REST API (``Api``, named ``<stack>-Api``: API Gateway's metrics are per name) with
+    its stage ``v1`` throttled, JSON access logs in ``AccessLogs`` (no caller or user fields),
+    errors-only execution logs, no data trace, and X-Ray stage tracing with ``trace_stage`` (X-Ray
+    records each request's URL and caller IP: only for APIs whose URLs and callers name no user)."""
     access_logs = logs.LogGroup(scope, "AccessLogs", retention=log_retention, removal_policy=RemovalPolicy.RETAIN)
     return apigw.RestApi(
         scope,
         "Api",
+        rest_api_name=f"{Stack.of(scope).stack_name}-Api",
         description=description,
         cloud_watch_role=False,  # the account's role lives in the ApiGatewayAccount stack, once
         endpoint_types=[apigw.EndpointType.REGIONAL],
@@ -49,7 +51,7 @@ def logged_rest_api(
             ),
             logging_level=apigw.MethodLoggingLevel.ERROR,
             data_trace_enabled=False,
-            tracing_enabled=tracing,
+            tracing_enabled=trace_stage,
             throttling_rate_limit=rate_limit,
             throttling_burst_limit=burst_limit,
         ),
@@ -70,7 +72,9 @@ class KeyedApi(Construct):
         burst_limit: int,
         log_retention: logs.RetentionDays,
         tracing: bool,
+        trace_stage: bool,
     ) -> None:
+        """``tracing``: the authorizer function traces; ``trace_stage``: so does the API's stage."""
         super().__init__(scope, construct_id)
         self.api = logged_rest_api(
             self,
@@ -78,7 +82,7 @@ class KeyedApi(Construct):
             rate_limit=rate_limit,
             burst_limit=burst_limit,
             log_retention=log_retention,
-            tracing=tracing,
+            trace_stage=trace_stage,
         )
         self.token_secret = secretsmanager.Secret(
             self,

@@ -56,7 +56,7 @@ def test_versioned_bucket_queue_with_dead_letters_and_alarms(template: dict[str,
     assert len(mappings) == 2  # the copier, and the dead-letter consumer that ends jobs as failed
     assert all(m["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings)
     metrics = {a["Properties"].get("MetricName") for a in resources(template, "AWS::CloudWatch::Alarm").values()}
-    assert {"ApproximateNumberOfMessagesVisible", "Errors", "CopiesFailed"} <= metrics
+    assert {"NumberOfMessagesReceived", "Errors", "CopiesFailed"} <= metrics
 
 
 def test_copies_are_retried_as_aws_advises_and_throttling_spends_no_receives(template: dict[str, Any]) -> None:
@@ -145,3 +145,10 @@ def one_function(template: dict[str, Any], handler: str) -> dict[str, Any]:
         if r["Properties"].get("Handler") == handler
     ]  # fmt: skip
     return function
+
+
+def test_the_copy_dead_letter_alarm_counts_what_its_consumer_takes(template: dict[str, Any]) -> None:
+    # The dead-letter consumer empties the queue at once: visible messages would never reach 1.
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    (alarm,) = [a["Properties"] for name, a in alarms.items() if "CopyDeadLetters" in name]
+    assert alarm["MetricName"] == "NumberOfMessagesReceived" and alarm["Statistic"] == "Sum"

@@ -3,6 +3,7 @@ declared or AWS metrics, listing the stack's alarms, with the widgets an operato
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -39,7 +40,8 @@ def test_each_pipeline_has_one_dashboard_linked_from_an_output(synth: Synth, suf
     assert "DashboardName" not in resource["Properties"]  # CloudFormation names it: deployments never collide
     url = template["Outputs"]["DashboardUrl"]["Value"]
     parts = url["Fn::Join"][1]
-    assert any(isinstance(p, str) and "console.aws.amazon.com/cloudwatch/home?region=" in p for p in parts)
+    assert any(isinstance(p, str) and "/cloudwatch/home?region=" in p for p in parts)
+    assert any(isinstance(p, dict) and "Fn::FindInMap" in p for p in parts)  # the partition's console
     assert {"Ref": logical_id} in parts
 
 
@@ -127,3 +129,28 @@ def test_capture_shows_events_put_failures_freshness_and_transform_errors(synth:
 
 def _rows(body: dict[str, Any]) -> list[list[Any]]:
     return [row for w in body["widgets"] for row in w.get("properties", {}).get("metrics", []) if len(row) > 1]
+
+
+def test_each_api_has_its_own_name_so_its_widgets_show_only_its_traffic(synth: Synth) -> None:
+    names = {}
+    for stack in synth.assembly.stacks:
+        for api in stack.template["Resources"].values():
+            if api["Type"] == "AWS::ApiGateway::RestApi":
+                names[stack.stack_name] = api["Properties"]["Name"]
+    assert len(names) == 3 and len(set(names.values())) == 3
+    assert all(name == f"{stack}-Api" for stack, name in names.items())
+    for stack, name in names.items():
+        body = json.dumps(synth.template(stack.rsplit("-", 1)[-1]))
+        assert '\\"ApiName\\",\\"Api\\"' not in body and f'\\"ApiName\\",\\"{name}\\"' in body, stack
+
+
+def test_the_dashboard_link_follows_the_partition(synth: Synth) -> None:
+    output = synth.template("-Import")["Outputs"]["DashboardUrl"]["Value"]
+    text = json.dumps(output)
+    assert "console.aws.amazon.com" not in text or "Fn::FindInMap" in text
+    mapping = next(iter(synth.template("-Import")["Mappings"].values()))
+    assert {mapping[p]["console"] for p in ("aws", "aws-cn", "aws-us-gov")} == {
+        "console.aws.amazon.com",
+        "console.amazonaws.cn",
+        "console.amazonaws-us-gov.com",
+    }

@@ -533,3 +533,21 @@ def test_a_run_waiting_on_braze_keeps_its_slot_without_making_progress() -> None
     deps.slot_lease_seconds = 0.15
     assert handle_start(first, "a", deps, lambda: True).status == "completed"
     assert len(renewals) >= 3  # the first take, then heartbeats every lease / 3 while Braze waited
+
+
+def test_a_long_invocation_tells_its_counts_as_it_goes_and_the_rest_at_its_end() -> None:
+    from braze_importer.engine import Counters
+
+    told: list[Counters] = []
+    s3 = FakeS3()
+    lines = [orjson.dumps({"external_id": f"u{i}", "city": "x"}) for i in range(2000)]
+    s3.objects[(BUCKET, "incoming/a.jsonl")] = b"\n".join(lines) + b"\n"
+    braze = FakeBraze()
+    deps = make_deps(braze, s3, on_counters=told.append, counters_every_seconds=0.0, progress_seconds=0.0)
+    result = handle_start(ObjectRef(BUCKET, "incoming/a.jsonl", "v1", "e"), "o", deps, lambda: True)
+    assert result.status == "completed" and len(told) >= 2
+    total = Counters()
+    for delta in [*told, result.delta]:
+        total = total.add(delta)
+    assert (total.objects_read, total.accepted, total.requests) == (2000, 2000, len(braze.requests))
+    assert all(d.requests >= 0 and d.accepted >= 0 for d in told)
