@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
-from .csv_types import HeaderError, Schema, typed
+from .csv_types import CdiSchema, HeaderError, Schema, is_cdi_header, typed
 from .objects import Kind
 from .ports import UnreadableInput
 from .reader import (
@@ -249,8 +249,12 @@ def read_header(
     *,
     id_column: str | None = None,
     ignore: Collection[str] = (),
-) -> tuple[Schema, _Rows]:
-    """The schema from the file's first row, and the rows after it (see :meth:`Schema.from_header`)."""
+    cdi: bool = False,
+) -> tuple[Schema | CdiSchema, _Rows]:
+    """The schema from the file's first row, and the rows after it (see :meth:`Schema.from_header`).
+
+    With ``cdi``, a header with a PAYLOAD column makes a Cloud Data Ingestion file (see
+    :class:`CdiSchema`); without, PAYLOAD is an attribute like any other column."""
     rows = _Rows(chunks, 0)
     rows.blocks = False
     try:
@@ -274,7 +278,12 @@ def read_header(
             )  # fmt: skip
         rows.header_lines = lines
         try:
-            schema = Schema.from_header([c.strip() for c in cells], casts, id_column=id_column, ignore=ignore)
+            names = [c.strip() for c in cells]
+            schema: Schema | CdiSchema
+            if cdi and is_cdi_header(names):
+                schema = CdiSchema.from_header(names)
+            else:
+                schema = Schema.from_header(names, casts, id_column=id_column, ignore=ignore)
         except HeaderError as exc:
             raise CsvError(offset, str(exc)) from None
         rows.pos = end - rows.buf.base  # the next pass over ``rows`` starts after the header
@@ -291,6 +300,7 @@ def iter_rows(
     *,
     id_column: str | None = None,
     ignore: Collection[str] = (),
+    cdi: bool = False,
 ) -> Iterator[Element]:
     """Yield every data row from ``start`` on, in order, with its index and offset.
 
@@ -300,13 +310,13 @@ def iter_rows(
     cannot be imported; a bad row is yielded with ``error`` set and reading goes on.
     """
     if start.offset == 0:
-        schema, rows = read_header(chunks, casts, id_column=id_column, ignore=ignore)
+        schema, rows = read_header(chunks, casts, id_column=id_column, ignore=ignore, cdi=cdi)
         line_base: int | None = 0  # the lines before each row are counted as rows are read
         lines = rows.header_lines
     else:
         if reopen is None:
             raise ValueError("a CSV run continued mid-file needs the file from byte 0 for its header")
-        schema, _ = read_header(reopen(), casts, id_column=id_column, ignore=ignore)
+        schema, _ = read_header(reopen(), casts, id_column=id_column, ignore=ignore, cdi=cdi)
         rows = _Rows(chunks, start.offset)
         line_base = None  # counted from byte 0 if a reject needs it
         lines = 0

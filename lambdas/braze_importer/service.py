@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,8 +19,10 @@ import orjson
 from .csv_reader import iter_rows
 from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy, Share
 from .ports import (
+    BrazeAnswer,
     Clock,
     Continuer,
+    Delivery,
     ObjectRef,
     ObjectSource,
     OutputStore,
@@ -25,7 +30,8 @@ from .ports import (
     SeekPointStore,
     UnreadableInput,
 )
-from .reader import Format, iter_elements
+from .reader import BOM, Element, Format, iter_elements
+from .rows import Route, route_for, shaped
 from .runs import COMPLETED, CONTINUING, QUEUED, STOPPED, ActiveRuns, RunRecord, RunSlots, RunStore, run_id_for
 
 OUTPUT_PART_BYTES = 8 << 20
@@ -42,6 +48,13 @@ class Layout:
 
     def relative(self, key: str) -> str:
         return key[len(self.incoming_prefix) :] if key.startswith(self.incoming_prefix) else key
+
+    def route(self, key: str) -> Route:
+        """What the key's folder under the incoming prefix says (kind, dry run); keys elsewhere
+        (another pipeline's file imported where it lies) get today's per-object inference."""
+        if not key.startswith(self.incoming_prefix):
+            return Route()
+        return route_for(key[len(self.incoming_prefix) :])
 
     def report_key(self, run: RunRecord) -> str:
         return f"{self.reports_prefix}{self.relative(run.key)}/{run.tag}.json"
@@ -135,8 +148,58 @@ def _raise(error: UnreadableInput) -> Iterator[bytes]:
     yield b""  # pragma: no cover - makes this a generator
 
 
+def _array_or_lines(chunks: Iterator[bytes], run: RunRecord, checkpoint: Checkpoint) -> Iterator[Element]:
+    """The elements of a ``.json`` file: an array, or one object per line when the file starts
+    with an object (Braze's Cloud Data Ingestion samples are JSON Lines named ``.json``). Told
+    once, from the first bytes, when the run starts reading: the run record keeps the answer, so
+    every continuation reads the same way."""
+    seen: list[bytes] = []
+    first = b""
+    for chunk in chunks:
+        seen.append(chunk)
+        first = b"".join(seen).removeprefix(BOM).lstrip(b" \t\r\n")[:1]
+        if first:
+            break
+    if first == b"{":
+        run.format = Format.LINES.value
+    yield from iter_elements(itertools.chain(seen, chunks), Format(run.format), checkpoint.position)
+
+
+def _raise_elements(error: UnreadableInput) -> Iterator[Element]:
+    raise error
+    yield  # pragma: no cover - makes this a generator
+
+
+# A dry run is paced by nothing but its own reading: no request leaves.
+_DRY_RUN_REQUESTS_PER_SECOND = 1e9
+
+
+class _DryRunBraze:
+    """Answers every request as Braze would a valid one, without sending it anywhere."""
+
+    async def track(self, body: bytes) -> BrazeAnswer:
+        return BrazeAnswer(Delivery.ANSWERED, 201, {"message": "success"})
+
+
+@asynccontextmanager
+async def _dry_run_braze() -> AsyncIterator[_DryRunBraze]:
+    yield _DryRunBraze()
+
+
+def _dry_run(deps: Deps) -> Deps:
+    """The run's dependencies for a dry run: no Braze, no run slot, no part of the workspace's
+    rate limit (the other runs are not slowed by it)."""
+    policy = dataclasses.replace(
+        deps.policy, workspace_requests_per_second=_DRY_RUN_REQUESTS_PER_SECOND, requests_per_second=None
+    )
+    return dataclasses.replace(deps, braze_factory=_dry_run_braze, slots=None, active_runs=None, policy=policy)
+
+
 def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> InvocationResult:
     """Pump the run from its checkpoint until done, stopped or out of time, then record it."""
+    route = deps.layout.route(run.key)
+    if route.dry_run:
+        deps = _dry_run(deps)
     if not _hold_slot(run, deps):
         return _queue(run, deps)
     began = time.monotonic()
@@ -157,16 +220,24 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
             on_point=seeks.seen if seeks.store else None,
         )
     )
-    if run.format == Format.CSV.value:
+    elements: Iterator[Element]
+    if route.refused is not None:
+        elements = _raise_elements(UnreadableInput(0, route.refused))
+    elif run.format == Format.CSV.value:
         # A continuation reads the header again from byte 0 (and the lines before it, for a reject).
         reopen = lambda: deps.source.chunks(ref, 0, bool(run.gzip))  # noqa: E731
         options = run.csv_options or {}
         elements = iter_rows(
             chunks, checkpoint.position, deps.csv_type_cast, reopen,
             id_column=options.get("id_column"), ignore=tuple(options.get("ignore") or ()),
+            cdi=route.kind is not None,
         )  # fmt: skip
+    elif run.format == Format.ARRAY.value and checkpoint.offset == 0:
+        elements = _array_or_lines(chunks, run, checkpoint)
     else:
         elements = iter_elements(chunks, Format(run.format), checkpoint.position)
+    if route.kind is not None:
+        elements = shaped(elements, route.kind)
     base_counters = Counters.from_dict(run.counters)
     base_reasons = dict(run.failure_reasons)
     base_seconds = run.active_seconds
@@ -233,6 +304,8 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
             Outcome.SOURCE_DENIED: "source_access_denied",
             Outcome.PAUSED: "hop_limit",
         }.get(result.outcome, "unknown")
+        if route.refused is not None:
+            run.stop_reason = "unsupported_folder"
     report = build_report(run, deps.layout)
     deps.outputs.put(deps.layout.report_key(run), orjson.dumps(report, option=orjson.OPT_INDENT_2), "application/json")
     if run.status != COMPLETED:
@@ -463,9 +536,17 @@ def build_report(run: RunRecord, layout: Layout) -> dict[str, Any]:
             },
         },
     }
+    route = layout.route(run.key)
+    if route.kind is not None:
+        report["source"]["kind"] = route.kind
+    if route.dry_run:
+        # Nothing was sent: what passed every check is what a real run would have sent.
+        report["dry_run"] = True
+        report["would_send"] = {"/users/track": {"requests": counters.requests, "objects": counters.accepted}}
+        report["accepted"] = report["requests"] = 0
     if run.status == STOPPED:
         report["stop_reason"] = run.stop_reason
-        if run.stop_reason not in ("invalid_json", "unreadable_file", "source_gone"):
+        if run.stop_reason not in ("invalid_json", "unreadable_file", "source_gone", "unsupported_folder"):
             report["resume"] = {"action": "resume", "run_id": run.run_id}
     if run.error:
         report["error"] = run.error
