@@ -301,6 +301,8 @@ def iter_rows(
     id_column: str | None = None,
     ignore: Collection[str] = (),
     cdi: bool = False,
+    kind: str = Kind.ATTRIBUTES,
+    convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Iterator[Element]:
     """Yield every data row from ``start`` on, in order, with its index and offset.
 
@@ -308,6 +310,9 @@ def iter_rows(
     a row boundary after the header (as a previous run's :class:`Position` is), and ``reopen``
     gives the stream from byte 0 again, for the header. Raises :class:`CsvError` when the header
     cannot be imported; a bad row is yielded with ``error`` set and reading goes on.
+
+    Rows are ``kind`` objects; ``convert`` (a folder's rules) makes each row's object the one to
+    send, raising :class:`Invalid` for a reject (with its line, as the reader's own rejects).
     """
     if start.offset == 0:
         schema, rows = read_header(chunks, casts, id_column=id_column, ignore=ignore, cdi=cdi)
@@ -322,6 +327,12 @@ def iter_rows(
         lines = 0
     width = len(schema.columns)
     row_of = schema.row
+    if convert is not None:
+        schema_row = schema.row
+
+        def row_of(cells: list[str]) -> Any:
+            value = schema_row(cells)
+            return None if value is None else convert(value)
     index = start.index
     error: str | None
     for offset, end, raw, inner in rows:
@@ -344,13 +355,13 @@ def iter_rows(
                 next_ = after if i == last else anchor
                 if error is None:
                     yield Element(
-                        index, anchor, next_, size, value, None, block, i, Kind.ATTRIBUTES, None, value is None
+                        index, anchor, next_, size, value, None, block, i, kind, None, value is None
                     )
                 else:
                     if line_base is None:
                         line_base = _lines_before(reopen, start.offset) if reopen is not None else 0
                     line = line_base + lines + i + 1
-                    yield Element(index, anchor, next_, 0, None, error, block, i, Kind.ATTRIBUTES, line)
+                    yield Element(index, anchor, next_, 0, None, error, block, i, kind, line)
                 index += 1
             lines += last + 1
             continue
@@ -366,14 +377,14 @@ def iter_rows(
                 value, error = typed(cells, width, row_of)
                 if error is None:
                     here, after = Position(offset, index), Position(end, index + 1)
-                    yield Element(index, here, after, len(raw), value, kind=Kind.ATTRIBUTES, skipped=value is None)
+                    yield Element(index, here, after, len(raw), value, kind=kind, skipped=value is None)
                     index += 1
                     continue
         if line_base is None:
             line_base = _lines_before(reopen, start.offset) if reopen is not None else 0
         here, after = Position(offset, index), Position(end, index + 1)
         yield Element(
-            index, here, after, 0, error=error or "unreadable row", kind=Kind.ATTRIBUTES, line=line_base + line + 1
+            index, here, after, 0, error=error or "unreadable row", kind=kind, line=line_base + line + 1
         )
         index += 1
 

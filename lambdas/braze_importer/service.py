@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import logging
 import threading
@@ -18,6 +19,7 @@ import orjson
 
 from .csv_reader import iter_rows
 from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy, Share
+from .objects import Kind
 from .ports import (
     BrazeAnswer,
     Clock,
@@ -31,7 +33,7 @@ from .ports import (
     UnreadableInput,
 )
 from .reader import BOM, Element, Format, iter_elements
-from .rows import Route, route_for, shaped
+from .rows import Route, as_object, route_for, shaped
 from .runs import COMPLETED, CONTINUING, QUEUED, STOPPED, ActiveRuns, RunRecord, RunSlots, RunStore, run_id_for
 
 OUTPUT_PART_BYTES = 8 << 20
@@ -230,13 +232,14 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         elements = iter_rows(
             chunks, checkpoint.position, deps.csv_type_cast, reopen,
             id_column=options.get("id_column"), ignore=tuple(options.get("ignore") or ()),
-            cdi=route.kind is not None,
+            cdi=route.kind is not None, kind=route.kind or Kind.ATTRIBUTES,
+            convert=functools.partial(as_object, kind=route.kind) if route.kind else None,
         )  # fmt: skip
     elif run.format == Format.ARRAY.value and checkpoint.offset == 0:
         elements = _array_or_lines(chunks, run, checkpoint)
     else:
         elements = iter_elements(chunks, Format(run.format), checkpoint.position)
-    if route.kind is not None:
+    if route.kind is not None and run.format != Format.CSV.value:
         elements = shaped(elements, route.kind)
     base_counters = Counters.from_dict(run.counters)
     base_reasons = dict(run.failure_reasons)
