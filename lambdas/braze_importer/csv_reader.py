@@ -333,6 +333,7 @@ def iter_rows(
         def row_of(cells: list[str]) -> Any:
             value = schema_row(cells)
             return None if value is None else convert(value)
+
     index = start.index
     error: str | None
     for offset, end, raw, inner in rows:
@@ -354,9 +355,7 @@ def iter_rows(
                     value, error = typed(cells, width, row_of)
                 next_ = after if i == last else anchor
                 if error is None:
-                    yield Element(
-                        index, anchor, next_, size, value, None, block, i, kind, None, value is None
-                    )
+                    yield Element(index, anchor, next_, size, value, None, block, i, kind, None, value is None)
                 else:
                     if line_base is None:
                         line_base = _lines_before(reopen, start.offset) if reopen is not None else 0
@@ -383,9 +382,7 @@ def iter_rows(
         if line_base is None:
             line_base = _lines_before(reopen, start.offset) if reopen is not None else 0
         here, after = Position(offset, index), Position(end, index + 1)
-        yield Element(
-            index, here, after, 0, error=error or "unreadable row", kind=kind, line=line_base + line + 1
-        )
+        yield Element(index, here, after, 0, error=error or "unreadable row", kind=kind, line=line_base + line + 1)
         index += 1
 
 

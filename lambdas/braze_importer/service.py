@@ -151,20 +151,25 @@ def _raise(error: UnreadableInput) -> Iterator[bytes]:
 
 
 def _array_or_lines(chunks: Iterator[bytes], run: RunRecord, checkpoint: Checkpoint) -> Iterator[Element]:
-    """The elements of a ``.json`` file: an array, or one object per line when the file starts
-    with an object (Braze's Cloud Data Ingestion samples are JSON Lines named ``.json``). Told
-    once, from the first bytes, when the run starts reading: the run record keeps the answer, so
-    every continuation reads the same way."""
+    """The elements of a ``.json`` file: an array, or one object per line when its first line is
+    one whole object (Braze's Cloud Data Ingestion samples are JSON Lines named ``.json``; a
+    pretty-printed object alone is neither, and stops as invalid JSON). Told once, from the first
+    line, when the run starts reading: the run record keeps the answer, so every continuation
+    reads the same way."""
     seen: list[bytes] = []
-    first = b""
+    head = b""
     for chunk in chunks:
         seen.append(chunk)
-        first = b"".join(seen).removeprefix(BOM).lstrip(b" \t\r\n")[:1]
-        if first:
+        head = b"".join(seen).removeprefix(BOM).lstrip(b" \t\r\n")
+        if head[:1] not in (b"", b"{") or b"\n" in head or len(head) > _SNIFF_BYTES:
             break
-    if first == b"{":
+    first_line = head.split(b"\n", 1)[0].rstrip(b" \t\r")
+    if first_line.startswith(b"{") and (first_line.endswith(b"}") or len(first_line) > _SNIFF_BYTES):
         run.format = Format.LINES.value
     yield from iter_elements(itertools.chain(seen, chunks), Format(run.format), checkpoint.position)
+
+
+_SNIFF_BYTES = 8 << 20  # a first line longer than this is taken for an object per line
 
 
 def _raise_elements(error: UnreadableInput) -> Iterator[Element]:

@@ -53,13 +53,13 @@ def expected_events(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"external_id": o["EXTERNAL_ID"], **orjson.loads(o["PAYLOAD"])} for i, o in enumerate(objs) if i % 13 != 7]
 
 
-@pytest.mark.parametrize("shape", ["jsonl", "jsonl.gz", "csv", "csv.gz", "json"])
+@pytest.mark.parametrize("shape", ["jsonl", "jsonl.gz", "csv", "csv.gz", "json", "lines.json"])
 @pytest.mark.parametrize("per_invocation", [1, 3])
 def test_cdi_events_continued_mid_file_land_once_each_in_order_with_rejects(shape: str, per_invocation: int) -> None:
     objs = rows(400)
     data = as_cdi_csv(objs) if shape.startswith("csv") else as_jsonl(objs)
     if shape == "json":
-        data = orjson.dumps(objs)
+        data = orjson.dumps(objs)  # an array; "lines.json" is JSON Lines named .json, as Braze's samples
     s3 = FakeS3(chunk=997)
     key = f"incoming/events/day.{shape}"
     s3.objects[(BUCKET, key)] = gz(data) if shape.endswith(".gz") else data
@@ -199,3 +199,25 @@ def test_catalog_and_user_delete_files_stop_with_a_reason_and_send_nothing(folde
     assert result.report is not None and result.report["stop_reason"] == "unsupported_folder"
     assert "resume" not in result.report and "nothing was sent" in result.report["error"]["message"]
     assert braze.requests == []
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt", "status"),
+    [
+        (b'\xef\xbb\xbf  \n{"external_id": "u1", "age": 1}\n{"external_id": "u2", "age": 2}', "lines", "completed"),
+        (b'[{"external_id": "u1", "age": 1}, {"external_id": "u2", "age": 2}]', "array", "completed"),
+        (b'{\n "external_id": "u1"\n}\n', "array", "stopped"),  # one pretty-printed object: not lines
+    ],
+)
+def test_a_json_file_holding_one_object_per_line_is_read_as_json_lines(data: bytes, fmt: str, status: str) -> None:
+    s3 = FakeS3(chunk=5)
+    s3.objects[(BUCKET, "incoming/a.json")] = data
+    braze = FakeBraze()
+    deps = make_deps(braze, s3)
+    result = handle_start(ObjectRef(BUCKET, "incoming/a.json", "v1", None), "r", deps, lambda: True)
+    assert result.report is not None and result.report["status"] == status
+    assert result.report["source"]["format"] == fmt
+    if status == "completed":
+        assert [o["external_id"] for o in braze.stored] == ["u1", "u2"]
+    else:
+        assert result.report["stop_reason"] == "invalid_json" and braze.requests == []
