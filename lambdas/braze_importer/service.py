@@ -295,7 +295,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     run.error = result.error
     continue_after = False
     if result.stop_reason == "superseded":
-        return InvocationResult(run.run_id, "superseded", pump.counters, None)
+        return InvocationResult(run.run_id, "superseded", _delta(pump.counters, route), None)
     if result.outcome is Outcome.COMPLETED:
         run.status = COMPLETED
     elif result.outcome is Outcome.PAUSED and run.invocations - run.hop_base < deps.max_hops:
@@ -321,7 +321,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     if not deps.store.save(run, expected_seq=seq):
         # Someone took the run over (a forced resume); what this invocation settled is recorded
         # in its output files, and the new owner resumes from the checkpoint it read.
-        return InvocationResult(run.run_id, "superseded", pump.counters, report)
+        return InvocationResult(run.run_id, "superseded", _delta(pump.counters, route), report)
     if not continue_after or not beat.still_holding():
         _leave(run.run_id, deps)  # its share goes back to the other runs now, not when the lease ends
     if deps.slots is not None:
@@ -332,7 +332,13 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
             start_queued(deps)  # the freed slot goes to the oldest queued run
     if continue_after:
         deps.continuer.invoke_async({"action": "continue", "run_id": run.run_id, "seq": run.seq})
-    return InvocationResult(run.run_id, run.status, pump.counters, report)
+    return InvocationResult(run.run_id, run.status, _delta(pump.counters, route), report)
+
+
+def _delta(counters: Counters, route: Route) -> Counters:
+    """What the invocation adds to the function's metrics: nothing for a dry run (its report says
+    what it found), so dry runs never look like objects sent or rejected in production."""
+    return Counters() if route.dry_run else counters
 
 
 class _SeekPoints:

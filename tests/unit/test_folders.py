@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 import pytest
-from braze_importer.engine import SendPolicy
+from braze_importer.engine import Counters, SendPolicy
 from braze_importer.ports import ObjectRef
-from braze_importer.service import handle_start
+from braze_importer.service import handle_continue, handle_start
 
 from tests.fakes import FakeBraze, FakeS3, MemoryActiveRuns, MemorySlots, gz, make_deps, run_chain
 
@@ -175,7 +175,13 @@ def test_a_dry_run_reads_checks_and_counts_sends_nothing_and_takes_no_slot_or_sh
     assert slots.acquire("another-run", 0.0, 300.0)  # every slot taken: a real run would queue
     deps = make_deps(braze, s3, SendPolicy(max_in_flight=2, workspace_requests_per_second=1.0), slots=slots,
                      active_runs=active)  # fmt: skip
-    statuses = run_chain(deps, ObjectRef(BUCKET, key, "v1", None), 2)
+    ref = ObjectRef(BUCKET, key, "v1", None)
+    first = handle_start(ref, "r", deps, lambda: False)  # one batch, then continues
+    assert first.status == "continuing" and first.delta == Counters()  # no production metrics from a dry run
+    statuses = [first.status]
+    while deps.continuer.payloads:
+        payload = deps.continuer.payloads.pop(0)
+        statuses.append(handle_continue(payload["run_id"], payload["seq"], "r", deps, lambda: False).status)
     assert statuses[-1] == "completed" and "queued" not in statuses and len(statuses) > 2
     assert braze.requests == [] and active.beats == 0
     report = orjson.loads(deps.outputs.files[next(k for k in deps.outputs.files if k.startswith("reports/"))])
