@@ -313,7 +313,50 @@ def _demo(count: int, out: TextIO) -> int:
         out.write(f"  reject: element {reject['index']} at byte {reject['offset']:,}: {reject['reason']}\n")
     ok = report["status"] == "completed" and report["failed"] == 0 and stored == report["accepted"]
     out.write("  every accepted object stored exactly once\n" if ok else "  MISMATCH between report and emulator\n")
+    ok = ok and _demo_folders(out)
     return 0 if ok and _demo_currents(out) and _demo_bulk_upload(out) and _demo_capture(out) else 1
+
+
+def _demo_folders(out: TextIO) -> bool:
+    """Files in the kind folders as Braze's Cloud Data Ingestion writes them (an identifier column and
+    PAYLOAD), first as a dry run, then for real; the emulator holds what the real run sent only."""
+    from .importer import INCOMING, ImportSandbox
+
+    out.write("\nFolders: Cloud Data Ingestion rows in incoming/events/ (JSON Lines, one row without an\n")
+    out.write("         identifier) and incoming/attributes/ (CSV, a custom attribute called name), dry run first.\n")
+    events = [
+        {"EXTERNAL_ID": f"demo-{i}", "PAYLOAD": json.dumps({"name": "viewed", "time": "2024-04-02T14:34:08"})}
+        for i in range(120)
+    ]
+    events[7] = {"PAYLOAD": json.dumps({"name": "viewed", "time": "2024-04-02T14:34:08"})}
+    attributes = "EXTERNAL_ID,PAYLOAD\n" + "".join(
+        f'demo-{i},"{json.dumps({"name": f"N{i}", "age": 30 + i % 40}).replace(chr(34), chr(34) * 2)}"\n'
+        for i in range(80)
+    )
+    with tempfile.TemporaryDirectory() as tmp, ImportSandbox() as sandbox:
+        files = {
+            "events/viewed.jsonl": "\n".join(json.dumps(e) for e in events) + "\n",
+            "attributes/users.csv": attributes,
+        }
+        for name, text in files.items():
+            (Path(tmp) / name.replace("/", "-")).write_text(text)
+        dry = [sandbox.import_file(Path(tmp) / n.replace("/", "-"), f"{INCOMING}dry-run/{n}") for n in files]
+        sent_by_dry_run = sandbox.emulator.state()["stored"] if sandbox.emulator else 0
+        real = [sandbox.import_file(Path(tmp) / n.replace("/", "-"), INCOMING + n) for n in files]
+        stored = sandbox.emulator.state()["stored"] if sandbox.emulator else 0
+    for name, report in zip(files, dry, strict=True):
+        would = report["would_send"]["/users/track"]
+        out.write(
+            f"  dry run of {name}: would send {would['objects']} objects in {would['requests']} requests, "
+            f"{report['rejected']} rejected; sent {sent_by_dry_run}\n"
+        )
+    for name, report in zip(files, real, strict=True):
+        out.write(
+            f"  {name}: {report['source']['kind']}, accepted {report['accepted']}, rejected {report['rejected']}\n"
+        )
+    ok = sent_by_dry_run == 0 and stored == sum(r["accepted"] for r in real) == 199
+    out.write("  the dry run sent nothing; the real run matches it\n" if ok else "  MISMATCH in the folders demo\n")
+    return ok
 
 
 def _demo_bulk_upload(out: TextIO) -> bool:

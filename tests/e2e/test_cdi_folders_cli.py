@@ -90,3 +90,13 @@ def test_a_folder_with_a_bad_row_and_a_catalog_reports_each_file(tmp_path: Path,
     assert by_key["incoming/events/more.jsonl"]["rejected"] == 1
     assert by_key["incoming/events/more.jsonl"]["accepted"] == 1
     assert len(braze.objects()) == 3  # the two sample events and the good row; nothing of the catalog
+
+
+def test_the_folders_demo_step_dry_runs_then_imports_the_same_counts() -> None:
+    import io
+
+    from sandbox.__main__ import _demo_folders
+
+    out = io.StringIO()
+    assert _demo_folders(out), out.getvalue()
+    assert "would send 119 objects in 2 requests, 1 rejected; sent 0" in out.getvalue()
