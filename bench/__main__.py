@@ -111,6 +111,7 @@ def main() -> None:
     v_small = run("bench.csv_import", "rss", "10")
     v_large = run("bench.csv_import", "rss", str(large_mb))
     d = run("bench.long_digits", os.environ.get("BENCH_LONG_DIGITS_OBJECTS", "300000"))
+    cdi = run("bench.cdi_rows", os.environ.get("BENCH_CDI_ROWS", "200000"))
     rows = [
         ("(a) loopback, no rate limit", f"{t['a_importer']:,.0f} obj/s",
          f"bare ijson + batch + send: {t['a_bare']:,.0f} obj/s", t["a_importer"] / t["a_bare"], "≥ 0.8"),
@@ -196,6 +197,13 @@ def main() -> None:
          f"JSON Lines reader, same rows: {v['read_jsonl']:,.0f} obj/s", v["read_csv"] / v["read_jsonl"], "for scale"),
         _rss_row("CSV", v_small, v_large),
         *[_long_digits_row(d, kind) for kind in ("lines", "array")],
+        ("CDI rows in events/, JSON Lines (read, merge, check)",
+         f"{cdi['cdi_jsonl_rows_per_second']:,.0f} rows/s",
+         f"plain event objects at incoming/: {cdi['plain_rows_per_second']:,.0f} obj/s", cdi["cdi_jsonl_ratio"],
+         "for scale"),
+        ("CDI rows in events/, CSV (read, merge PAYLOAD, check)", f"{cdi['cdi_csv_rows_per_second']:,.0f} rows/s",
+         f"plain event objects at incoming/: {cdi['plain_rows_per_second']:,.0f} obj/s", cdi["cdi_csv_ratio"],
+         "for scale"),
     ]  # fmt: skip
     lines = [
         f"Measured {started} on {machine()}; {objects:,} objects ({t['file_bytes'] / 1e6:.0f} MB JSON array).",

@@ -29,7 +29,15 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     imp = commands.add_parser("import", help="import JSON / JSON Lines / CSV files (optionally .gz) into Braze")
-    imp.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="several files run at once, as separate runs")
+    imp.add_argument(
+        "paths", type=Path, nargs="+", metavar="PATH",
+        help="several files run at once, as separate runs; or one folder, imported as if its tree were copied "
+        "under incoming/ (attributes/, events/, purchases/ fix the kind), file after file in path order",
+    )  # fmt: skip
+    imp.add_argument(
+        "--dry-run", action="store_true",
+        help="read, check and count under incoming/dry-run/, sending nothing; the report says what would be sent",
+    )  # fmt: skip
     imp.add_argument("--braze-url", help="send to this Braze REST endpoint instead of the built-in emulator")
     imp.add_argument("--braze-api-key", help="Braze REST API key (default: the emulator's key)")
     imp.add_argument("--invocation-seconds", type=float, default=900.0, help="time each invocation starts with")
@@ -171,10 +179,33 @@ def _currents(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if report["failed"] else 0
 
 
-def _import(args: argparse.Namespace, out: TextIO) -> int:
-    from .importer import ImportSandbox
+_IMPORTABLE = (".json", ".jsonl", ".ndjson", ".csv")
 
-    for path in args.paths:
+
+def _folder_files(folder: Path, dry_run: bool) -> list[tuple[Path, str]]:
+    """The importable files under ``folder``, in path order, each with its key under incoming/
+    (under incoming/dry-run/ for a dry run); other files are named on stderr and left out."""
+    found: list[tuple[Path, str]] = []
+    for path in sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.relative_to(folder).parts):
+        relative = path.relative_to(folder).as_posix()
+        if not path.name.removesuffix(".gz").endswith(_IMPORTABLE):
+            print(f"skipped {relative}: not .json, .jsonl, .ndjson or .csv (optionally .gz)", file=sys.stderr)
+            continue
+        found.append((path, ("dry-run/" if dry_run else "") + relative))
+    return found
+
+
+def _import(args: argparse.Namespace, out: TextIO) -> int:
+    from .importer import INCOMING, ImportSandbox
+
+    folder = args.paths[0] if len(args.paths) == 1 and args.paths[0].is_dir() else None
+    keyed: list[tuple[Path, str]] | None = None
+    if folder is not None:
+        keyed = _folder_files(folder, args.dry_run)
+        if not keyed:
+            print(f"error: {folder} holds no file the importer reads", file=sys.stderr)
+            return 2
+    for path in args.paths if folder is None else []:
         if not path.is_file():
             print(f"error: {path} is not a file", file=sys.stderr)
             return 2
@@ -202,7 +233,8 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
     if args.batch_rule and "batch_rule" not in emulator_settings:
         emulator_settings["batch_rule"] = args.batch_rule
     progress = None if args.json else (lambda line: print(line, file=sys.stderr))
-    one = len(args.paths) == 1  # in this process, as before; several run in worker processes
+    one = len(args.paths) == 1 and folder is None  # in this process, as before; several run in worker processes
+    prefix = INCOMING + ("dry-run/" if args.dry_run else "")
     with ImportSandbox(
         braze_url=args.braze_url,
         braze_api_key=args.braze_api_key,
@@ -211,12 +243,20 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         function_env=env,
         progress=progress,
     ) as sandbox:
-        reports = [sandbox.import_file(args.paths[0])] if one else sandbox.import_files(args.paths)
+        if keyed is not None:  # a folder: one file after another, as a copy of its tree would arrive
+            reports = [sandbox.import_file(path, INCOMING + key) for path, key in keyed]
+            names = [key for _, key in keyed]
+        elif one:
+            reports = [sandbox.import_file(args.paths[0], prefix + args.paths[0].name)]
+            names = [str(args.paths[0])]
+        else:
+            reports = sandbox.import_files(args.paths, prefix=prefix)
+            names = [str(p) for p in args.paths]
     if args.json:
         out.write(json.dumps(reports[0] if one else {"runs": reports}) + "\n")
     else:
-        for path, report in zip(args.paths, reports, strict=True):
-            out.write(("" if one else f"{path}: ") + _summary(report) + "\n")
+        for name, report in zip(names, reports, strict=True):
+            out.write(("" if one else f"{name}: ") + _summary(report) + "\n")
     return 0 if all(r["status"] == "completed" and r["failed"] == 0 for r in reports) else 1
 
 
@@ -224,10 +264,20 @@ def _summary(report: dict[str, Any]) -> str:
     lines = [
         f"run {report['status']}" + (f" ({report['stop_reason']})" if report.get("stop_reason") else ""),
         f"  objects read  {report['objects_read']:>10,}",
+    ]
+    if report.get("dry_run"):
+        lines.append("  dry run: nothing sent; would send")
+        for endpoint, would in report["would_send"].items():
+            lines.append(f"    {endpoint:<12}{would['objects']:>10,} objects in {would['requests']:,} requests")
+        lines.append(f"  rejected      {report['rejected']:>10,}   (rejects: {report['outputs']['rejects']['prefix']})")
+        if report.get("error"):
+            lines.append(f"  error at byte {report['error']['offset']:,}: {report['error']['message']}")
+        return "\n".join(lines)
+    lines += [
         f"  accepted      {report['accepted']:>10,}",
         f"  rejected      {report['rejected']:>10,}   (rejects: {report['outputs']['rejects']['prefix']})",
         f"  failed        {report['failed']:>10,}   (replay: copy {report['outputs']['failed']['prefix']}"
-        " into the incoming prefix)",
+        " back into the incoming prefix, in the folder it came from)",
         f"  ambiguous     {report['ambiguous']:>10,}",
         f"  requests      {report['requests']:>10,}   retries {report['retries']:,}, 429s {report['throttled']:,}",
         f"  invocations   {report['invocations']:>10,}   in {report['seconds']:.1f} s",
@@ -263,7 +313,50 @@ def _demo(count: int, out: TextIO) -> int:
         out.write(f"  reject: element {reject['index']} at byte {reject['offset']:,}: {reject['reason']}\n")
     ok = report["status"] == "completed" and report["failed"] == 0 and stored == report["accepted"]
     out.write("  every accepted object stored exactly once\n" if ok else "  MISMATCH between report and emulator\n")
+    ok = ok and _demo_folders(out)
     return 0 if ok and _demo_currents(out) and _demo_bulk_upload(out) and _demo_capture(out) else 1
+
+
+def _demo_folders(out: TextIO) -> bool:
+    """Files in the kind folders as Braze's Cloud Data Ingestion writes them (an identifier column and
+    PAYLOAD), first as a dry run, then for real; the emulator holds what the real run sent only."""
+    from .importer import INCOMING, ImportSandbox
+
+    out.write("\nFolders: Cloud Data Ingestion rows in incoming/events/ (JSON Lines, one row without an\n")
+    out.write("         identifier) and incoming/attributes/ (CSV, a custom attribute called name), dry run first.\n")
+    events = [
+        {"EXTERNAL_ID": f"demo-{i}", "PAYLOAD": json.dumps({"name": "viewed", "time": "2024-04-02T14:34:08"})}
+        for i in range(120)
+    ]
+    events[7] = {"PAYLOAD": json.dumps({"name": "viewed", "time": "2024-04-02T14:34:08"})}
+    attributes = "EXTERNAL_ID,PAYLOAD\n" + "".join(
+        f'demo-{i},"{json.dumps({"name": f"N{i}", "age": 30 + i % 40}).replace(chr(34), chr(34) * 2)}"\n'
+        for i in range(80)
+    )
+    with tempfile.TemporaryDirectory() as tmp, ImportSandbox() as sandbox:
+        files = {
+            "events/viewed.jsonl": "\n".join(json.dumps(e) for e in events) + "\n",
+            "attributes/users.csv": attributes,
+        }
+        for name, text in files.items():
+            (Path(tmp) / name.replace("/", "-")).write_text(text)
+        dry = [sandbox.import_file(Path(tmp) / n.replace("/", "-"), f"{INCOMING}dry-run/{n}") for n in files]
+        sent_by_dry_run = sandbox.emulator.state()["stored"] if sandbox.emulator else 0
+        real = [sandbox.import_file(Path(tmp) / n.replace("/", "-"), INCOMING + n) for n in files]
+        stored = sandbox.emulator.state()["stored"] if sandbox.emulator else 0
+    for name, report in zip(files, dry, strict=True):
+        would = report["would_send"]["/users/track"]
+        out.write(
+            f"  dry run of {name}: would send {would['objects']} objects in {would['requests']} requests, "
+            f"{report['rejected']} rejected; sent {sent_by_dry_run}\n"
+        )
+    for name, report in zip(files, real, strict=True):
+        out.write(
+            f"  {name}: {report['source']['kind']}, accepted {report['accepted']}, rejected {report['rejected']}\n"
+        )
+    ok = sent_by_dry_run == 0 and stored == sum(r["accepted"] for r in real) == 199
+    out.write("  the dry run sent nothing; the real run matches it\n" if ok else "  MISMATCH in the folders demo\n")
+    return ok
 
 
 def _demo_bulk_upload(out: TextIO) -> bool:

@@ -133,9 +133,10 @@ class ImportSandbox(LocalStack):
         results = self.deliver(event)
         return self._report_of(path, results[0] if results else {})
 
-    def import_files(self, paths: list[Path]) -> list[dict[str, Any]]:
-        """Upload every file, then run them all at once; their run reports, in the order given."""
-        events = [self.upload(path) for path in paths]
+    def import_files(self, paths: list[Path], prefix: str = INCOMING) -> list[dict[str, Any]]:
+        """Upload every file (under ``prefix``), then run them all at once; their run reports, in
+        the order given."""
+        events = [self.upload(path, prefix + path.name) for path in paths]
         firsts = self.deliver_concurrently(events)
         return [self._report_of(path, result) for path, result in zip(paths, firsts, strict=True)]
 

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
-from .csv_types import HeaderError, Schema, typed
+from .csv_types import CdiSchema, HeaderError, Schema, is_cdi_header, typed
 from .objects import Kind
 from .ports import UnreadableInput
 from .reader import (
@@ -249,8 +249,12 @@ def read_header(
     *,
     id_column: str | None = None,
     ignore: Collection[str] = (),
-) -> tuple[Schema, _Rows]:
-    """The schema from the file's first row, and the rows after it (see :meth:`Schema.from_header`)."""
+    cdi: bool = False,
+) -> tuple[Schema | CdiSchema, _Rows]:
+    """The schema from the file's first row, and the rows after it (see :meth:`Schema.from_header`).
+
+    With ``cdi``, a header with a PAYLOAD column makes a Cloud Data Ingestion file (see
+    :class:`CdiSchema`); without, PAYLOAD is an attribute like any other column."""
     rows = _Rows(chunks, 0)
     rows.blocks = False
     try:
@@ -274,7 +278,12 @@ def read_header(
             )  # fmt: skip
         rows.header_lines = lines
         try:
-            schema = Schema.from_header([c.strip() for c in cells], casts, id_column=id_column, ignore=ignore)
+            names = [c.strip() for c in cells]
+            schema: Schema | CdiSchema
+            if cdi and is_cdi_header(names):
+                schema = CdiSchema.from_header(names)
+            else:
+                schema = Schema.from_header(names, casts, id_column=id_column, ignore=ignore)
         except HeaderError as exc:
             raise CsvError(offset, str(exc)) from None
         rows.pos = end - rows.buf.base  # the next pass over ``rows`` starts after the header
@@ -291,6 +300,9 @@ def iter_rows(
     *,
     id_column: str | None = None,
     ignore: Collection[str] = (),
+    cdi: bool = False,
+    kind: str = Kind.ATTRIBUTES,
+    convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Iterator[Element]:
     """Yield every data row from ``start`` on, in order, with its index and offset.
 
@@ -298,20 +310,30 @@ def iter_rows(
     a row boundary after the header (as a previous run's :class:`Position` is), and ``reopen``
     gives the stream from byte 0 again, for the header. Raises :class:`CsvError` when the header
     cannot be imported; a bad row is yielded with ``error`` set and reading goes on.
+
+    Rows are ``kind`` objects; ``convert`` (a folder's rules) makes each row's object the one to
+    send, raising :class:`Invalid` for a reject (with its line, as the reader's own rejects).
     """
     if start.offset == 0:
-        schema, rows = read_header(chunks, casts, id_column=id_column, ignore=ignore)
+        schema, rows = read_header(chunks, casts, id_column=id_column, ignore=ignore, cdi=cdi)
         line_base: int | None = 0  # the lines before each row are counted as rows are read
         lines = rows.header_lines
     else:
         if reopen is None:
             raise ValueError("a CSV run continued mid-file needs the file from byte 0 for its header")
-        schema, _ = read_header(reopen(), casts, id_column=id_column, ignore=ignore)
+        schema, _ = read_header(reopen(), casts, id_column=id_column, ignore=ignore, cdi=cdi)
         rows = _Rows(chunks, start.offset)
         line_base = None  # counted from byte 0 if a reject needs it
         lines = 0
     width = len(schema.columns)
     row_of = schema.row
+    if convert is not None:
+        schema_row = schema.row
+
+        def row_of(cells: list[str]) -> Any:
+            value = schema_row(cells)
+            return None if value is None else convert(value)
+
     index = start.index
     error: str | None
     for offset, end, raw, inner in rows:
@@ -333,14 +355,12 @@ def iter_rows(
                     value, error = typed(cells, width, row_of)
                 next_ = after if i == last else anchor
                 if error is None:
-                    yield Element(
-                        index, anchor, next_, size, value, None, block, i, Kind.ATTRIBUTES, None, value is None
-                    )
+                    yield Element(index, anchor, next_, size, value, None, block, i, kind, None, value is None)
                 else:
                     if line_base is None:
                         line_base = _lines_before(reopen, start.offset) if reopen is not None else 0
                     line = line_base + lines + i + 1
-                    yield Element(index, anchor, next_, 0, None, error, block, i, Kind.ATTRIBUTES, line)
+                    yield Element(index, anchor, next_, 0, None, error, block, i, kind, line)
                 index += 1
             lines += last + 1
             continue
@@ -356,15 +376,13 @@ def iter_rows(
                 value, error = typed(cells, width, row_of)
                 if error is None:
                     here, after = Position(offset, index), Position(end, index + 1)
-                    yield Element(index, here, after, len(raw), value, kind=Kind.ATTRIBUTES, skipped=value is None)
+                    yield Element(index, here, after, len(raw), value, kind=kind, skipped=value is None)
                     index += 1
                     continue
         if line_base is None:
             line_base = _lines_before(reopen, start.offset) if reopen is not None else 0
         here, after = Position(offset, index), Position(end, index + 1)
-        yield Element(
-            index, here, after, 0, error=error or "unreadable row", kind=Kind.ATTRIBUTES, line=line_base + line + 1
-        )
+        yield Element(index, here, after, 0, error=error or "unreadable row", kind=kind, line=line_base + line + 1)
         index += 1
 
 

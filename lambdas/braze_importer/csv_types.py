@@ -274,3 +274,52 @@ class Schema:
                 except ValueError:
                     raise Invalid(f"{name}: cannot be cast to {cast}") from None
         return obj if len(obj) > 1 else None
+
+
+# Braze Cloud Data Ingestion's columns (compared casefolded): identifiers, PAYLOAD, and a
+# warehouse table's UPDATED_AT, which a file sync does not use.
+_CDI_IDS = ("external_id", "braze_id", "email", "phone", "alias_name", "alias_label")
+_CDI_PAYLOAD = "payload"
+_CDI_IGNORED = ("updated_at",)
+
+
+def is_cdi_header(columns: list[str]) -> bool:
+    """A header with a PAYLOAD column (any letter case): a Cloud Data Ingestion file."""
+    return any(c.casefold() == _CDI_PAYLOAD for c in columns)
+
+
+@dataclass(frozen=True, slots=True)
+class CdiSchema:
+    """A Cloud Data Ingestion CSV: each row is its non-empty cells by column name, untyped (the
+    identifier is a string as written, PAYLOAD a JSON string), made into a Braze object by the
+    folder's rules (``rows.from_cdi_row``)."""
+
+    columns: tuple[str, ...]
+
+    @classmethod
+    def from_header(cls, columns: list[str]) -> CdiSchema:
+        seen: set[str] = set()
+        for i, name in enumerate(columns):
+            if not name:
+                raise HeaderError(f"column {i + 1} of the header has no name")
+            folded = name.casefold()
+            if folded in seen:
+                raise HeaderError(f"column {name!r} appears twice in the header (letter case aside)")
+            seen.add(folded)
+            if folded not in (*_CDI_IDS, _CDI_PAYLOAD, *_CDI_IGNORED):
+                raise HeaderError(
+                    f"column {name!r}: a Cloud Data Ingestion file (it has a PAYLOAD column) holds only "
+                    "identifier columns (EXTERNAL_ID, BRAZE_ID, EMAIL, PHONE, ALIAS_NAME with ALIAS_LABEL) "
+                    "and PAYLOAD; put other fields inside PAYLOAD"
+                )
+        if not seen & set(_CDI_IDS):
+            raise HeaderError(
+                "the header has PAYLOAD but no identifier column: add EXTERNAL_ID, BRAZE_ID, EMAIL, PHONE, "
+                "or ALIAS_NAME with ALIAS_LABEL"
+            )
+        if ("alias_name" in seen) != ("alias_label" in seen):
+            raise HeaderError("a user alias needs both ALIAS_NAME and ALIAS_LABEL columns")
+        return cls(tuple(columns))
+
+    def row(self, cells: list[str]) -> dict[str, Any]:
+        return {name: cell for name, cell in zip(self.columns, cells, strict=True) if cell}

@@ -605,7 +605,7 @@ class Pump:
 
     def _admit(self, element: Element) -> Item | None:
         if element.error is not None:
-            source = "json" if element.line is None else "csv"
+            source = element.error_source or ("json" if element.line is None else "csv")
             self._reject(element.index, element.offset, source, element.error, element.line)
             return None
         if element.kind is not None:  # a CSV row, typed and checked by its reader

@@ -65,7 +65,25 @@ def classify(obj: Any) -> str:
     if "name" in obj and "time" in obj:
         _check_event(obj)
         return Kind.EVENT
+    _check_attribute_dates(obj)
     return Kind.ATTRIBUTES
+
+
+def check(obj: Any, kind: str) -> None:
+    """Check an object of a kind fixed by its folder (no guessing from its keys); raise
+    :class:`Invalid`. An attributes object may hold any custom attribute, ``name``, ``time`` and
+    ``product_id`` among them."""
+    if type(obj) is not dict:
+        raise Invalid(f"element is a JSON {_json_type(obj)}, not an object")
+    external_id = obj.get("external_id")
+    if type(external_id) is not str or not external_id or "braze_id" in obj or "user_alias" in obj:
+        _check_identifier(obj)
+    if kind == Kind.PURCHASE:
+        _check_purchase(obj)
+    elif kind == Kind.EVENT:
+        _check_event(obj)
+    else:
+        _check_attribute_dates(obj)
 
 
 def _check_identifier(obj: dict[str, Any]) -> None:
@@ -120,22 +138,46 @@ def _check_purchase(obj: dict[str, Any]) -> None:
     _check_properties(obj)
 
 
-def _check_time(obj: dict[str, Any]) -> None:
-    value = obj.get("time")
+def _check_time(obj: dict[str, Any], key: str = "time") -> None:
+    """An event's or purchase's ``time`` (or an attributes object's session date): ISO 8601 or
+    Braze's ``yyyy-MM-dd'T'HH:mm:ss:SSSZ``. Without an offset Braze reads the time as UTC, as
+    Braze's own Cloud Data Ingestion samples write it (``2024-04-02T14:34:08``)."""
+    value = obj.get(key)
     if value is None:
-        raise Invalid("time: is required")
+        raise Invalid(f"{key}: is required")
     if type(value) is not str:
-        raise Invalid("time: must be an ISO 8601 string")
+        raise Invalid(f"{key}: must be an ISO 8601 string")
     if _ISO_TIME.fullmatch(value):
         text = value.replace(",", ".")
     elif braze := _BRAZE_TIME.fullmatch(value):
         text = braze.group(1)
     else:
-        raise Invalid("time: is not an ISO 8601 datetime (yyyy-MM-ddTHH:mm:ss with an optional offset)")
+        raise Invalid(f"{key}: is not an ISO 8601 datetime (yyyy-MM-ddTHH:mm:ss with an optional offset)")
     try:
         datetime.fromisoformat(text)
     except ValueError:
-        raise Invalid("time: is not a real date and time") from None
+        raise Invalid(f"{key}: is not a real date and time") from None
+
+
+_SESSION_DATES = ("date_of_first_session", "date_of_last_session")
+_DOB = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _check_attribute_dates(obj: dict[str, Any]) -> None:
+    """The standard attributes Braze documents as dates: ``dob`` as ``YYYY-MM-DD``, the session
+    dates as event times. null unsets them. Custom attributes are not checked: a string in any
+    form is a string attribute to Braze."""
+    dob = obj.get("dob")
+    if dob is not None:
+        if type(dob) is not str or not _DOB.fullmatch(dob):
+            raise Invalid("dob: must be a date written YYYY-MM-DD")
+        try:
+            datetime.strptime(dob, "%Y-%m-%d")
+        except ValueError:
+            raise Invalid("dob: is not a real date") from None
+    for key in _SESSION_DATES:
+        if obj.get(key) is not None:
+            _check_time(obj, key)
 
 
 def _check_properties(obj: dict[str, Any]) -> None:

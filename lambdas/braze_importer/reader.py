@@ -173,6 +173,7 @@ class Element:
     kind: str | None = None
     line: int | None = None
     skipped: bool = False
+    error_source: str | None = None  # what found ``error``, when not the reader (a folder's rules)
 
     @property
     def offset(self) -> int:

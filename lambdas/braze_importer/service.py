@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
+import itertools
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,9 +19,12 @@ import orjson
 
 from .csv_reader import iter_rows
 from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy, Share
+from .objects import Kind
 from .ports import (
+    BrazeAnswer,
     Clock,
     Continuer,
+    Delivery,
     ObjectRef,
     ObjectSource,
     OutputStore,
@@ -25,7 +32,8 @@ from .ports import (
     SeekPointStore,
     UnreadableInput,
 )
-from .reader import Format, iter_elements
+from .reader import BOM, Element, Format, iter_elements
+from .rows import Route, as_object, route_for, shaped
 from .runs import COMPLETED, CONTINUING, QUEUED, STOPPED, ActiveRuns, RunRecord, RunSlots, RunStore, run_id_for
 
 OUTPUT_PART_BYTES = 8 << 20
@@ -42,6 +50,13 @@ class Layout:
 
     def relative(self, key: str) -> str:
         return key[len(self.incoming_prefix) :] if key.startswith(self.incoming_prefix) else key
+
+    def route(self, key: str) -> Route:
+        """What the key's folder under the incoming prefix says (kind, dry run); keys elsewhere
+        (another pipeline's file imported where it lies) get today's per-object inference."""
+        if not key.startswith(self.incoming_prefix):
+            return Route()
+        return route_for(key[len(self.incoming_prefix) :])
 
     def report_key(self, run: RunRecord) -> str:
         return f"{self.reports_prefix}{self.relative(run.key)}/{run.tag}.json"
@@ -139,8 +154,63 @@ def _raise(error: UnreadableInput) -> Iterator[bytes]:
     yield b""  # pragma: no cover - makes this a generator
 
 
+def _array_or_lines(chunks: Iterator[bytes], run: RunRecord, checkpoint: Checkpoint) -> Iterator[Element]:
+    """The elements of a ``.json`` file: an array, or one object per line when its first line is
+    one whole object (Braze's Cloud Data Ingestion samples are JSON Lines named ``.json``; a
+    pretty-printed object alone is neither, and stops as invalid JSON). Told once, from the first
+    line, when the run starts reading: the run record keeps the answer, so every continuation
+    reads the same way."""
+    seen: list[bytes] = []
+    head = b""
+    for chunk in chunks:
+        seen.append(chunk)
+        head = b"".join(seen).removeprefix(BOM).lstrip(b" \t\r\n")
+        if head[:1] not in (b"", b"{") or b"\n" in head or len(head) > _SNIFF_BYTES:
+            break
+    first_line = head.split(b"\n", 1)[0].rstrip(b" \t\r")
+    if first_line.startswith(b"{") and (first_line.endswith(b"}") or len(first_line) > _SNIFF_BYTES):
+        run.format = Format.LINES.value
+    yield from iter_elements(itertools.chain(seen, chunks), Format(run.format), checkpoint.position)
+
+
+_SNIFF_BYTES = 8 << 20  # a first line longer than this is taken for an object per line
+
+
+def _raise_elements(error: UnreadableInput) -> Iterator[Element]:
+    raise error
+    yield  # pragma: no cover - makes this a generator
+
+
+# A dry run is paced by nothing but its own reading: no request leaves.
+_DRY_RUN_REQUESTS_PER_SECOND = 1e9
+
+
+class _DryRunBraze:
+    """Answers every request as Braze would a valid one, without sending it anywhere."""
+
+    async def track(self, body: bytes) -> BrazeAnswer:
+        return BrazeAnswer(Delivery.ANSWERED, 201, {"message": "success"})
+
+
+@asynccontextmanager
+async def _dry_run_braze() -> AsyncIterator[_DryRunBraze]:
+    yield _DryRunBraze()
+
+
+def _dry_run(deps: Deps) -> Deps:
+    """The run's dependencies for a dry run: no Braze, no run slot, no part of the workspace's
+    rate limit (the other runs are not slowed by it)."""
+    policy = dataclasses.replace(
+        deps.policy, workspace_requests_per_second=_DRY_RUN_REQUESTS_PER_SECOND, requests_per_second=None
+    )
+    return dataclasses.replace(deps, braze_factory=_dry_run_braze, slots=None, active_runs=None, policy=policy)
+
+
 def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> InvocationResult:
     """Pump the run from its checkpoint until done, stopped or out of time, then record it."""
+    route = deps.layout.route(run.key)
+    if route.dry_run:
+        deps = _dry_run(deps)
     if not _hold_slot(run, deps):
         return _queue(run, deps)
     began = time.monotonic()
@@ -161,16 +231,25 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
             on_point=seeks.seen if seeks.store else None,
         )
     )
-    if run.format == Format.CSV.value:
+    elements: Iterator[Element]
+    if route.refused is not None:
+        elements = _raise_elements(UnreadableInput(0, route.refused))
+    elif run.format == Format.CSV.value:
         # A continuation reads the header again from byte 0 (and the lines before it, for a reject).
         reopen = lambda: deps.source.chunks(ref, 0, bool(run.gzip))  # noqa: E731
         options = run.csv_options or {}
         elements = iter_rows(
             chunks, checkpoint.position, deps.csv_type_cast, reopen,
             id_column=options.get("id_column"), ignore=tuple(options.get("ignore") or ()),
+            cdi=route.kind is not None, kind=route.kind or Kind.ATTRIBUTES,
+            convert=functools.partial(as_object, kind=route.kind) if route.kind else None,
         )  # fmt: skip
+    elif run.format == Format.ARRAY.value and checkpoint.offset == 0:
+        elements = _array_or_lines(chunks, run, checkpoint)
     else:
         elements = iter_elements(chunks, Format(run.format), checkpoint.position)
+    if route.kind is not None and run.format != Format.CSV.value:
+        elements = shaped(elements, route.kind)
     base_counters = Counters.from_dict(run.counters)
     base_reasons = dict(run.failure_reasons)
     base_seconds = run.active_seconds
@@ -192,7 +271,11 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     def tell_counters() -> None:
         nonlocal told, told_at
         assert pump is not None
-        if deps.on_counters is not None and time.monotonic() - told_at >= deps.counters_every_seconds:
+        if (
+            deps.on_counters is not None
+            and not route.dry_run  # a dry run adds nothing to the function's metrics
+            and time.monotonic() - told_at >= deps.counters_every_seconds
+        ):
             now = Counters(**asdict(pump.counters))
             deps.on_counters(now.minus(told))
             told, told_at = now, time.monotonic()
@@ -232,7 +315,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     run.error = result.error
     continue_after = False
     if result.stop_reason == "superseded":
-        return InvocationResult(run.run_id, "superseded", pump.counters.minus(told), None)
+        return InvocationResult(run.run_id, "superseded", _delta(pump.counters.minus(told), route), None)
     if result.outcome is Outcome.COMPLETED:
         run.status = COMPLETED
     elif result.outcome is Outcome.PAUSED and run.invocations - run.hop_base < deps.max_hops:
@@ -249,6 +332,8 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
             Outcome.SOURCE_DENIED: "source_access_denied",
             Outcome.PAUSED: "hop_limit",
         }.get(result.outcome, "unknown")
+        if route.refused is not None:
+            run.stop_reason = "unsupported_folder"
     report = build_report(run, deps.layout)
     deps.outputs.put(deps.layout.report_key(run), orjson.dumps(report, option=orjson.OPT_INDENT_2), "application/json")
     if run.status != COMPLETED:
@@ -256,7 +341,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     if not deps.store.save(run, expected_seq=seq):
         # Someone took the run over (a forced resume); what this invocation settled is recorded
         # in its output files, and the new owner resumes from the checkpoint it read.
-        return InvocationResult(run.run_id, "superseded", pump.counters.minus(told), report)
+        return InvocationResult(run.run_id, "superseded", _delta(pump.counters.minus(told), route), report)
     if not continue_after or not beat.still_holding():
         _leave(run.run_id, deps)  # its share goes back to the other runs now, not when the lease ends
     if deps.slots is not None:
@@ -267,7 +352,13 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
             start_queued(deps)  # the freed slot goes to the oldest queued run
     if continue_after:
         deps.continuer.invoke_async({"action": "continue", "run_id": run.run_id, "seq": run.seq})
-    return InvocationResult(run.run_id, run.status, pump.counters.minus(told), report)
+    return InvocationResult(run.run_id, run.status, _delta(pump.counters.minus(told), route), report)
+
+
+def _delta(counters: Counters, route: Route) -> Counters:
+    """What the invocation adds to the function's metrics: nothing for a dry run (its report says
+    what it found), so dry runs never look like objects sent or rejected in production."""
+    return Counters() if route.dry_run else counters
 
 
 class _SeekPoints:
@@ -479,9 +570,17 @@ def build_report(run: RunRecord, layout: Layout) -> dict[str, Any]:
             },
         },
     }
+    route = layout.route(run.key)
+    if route.kind is not None:
+        report["source"]["kind"] = route.kind
+    if route.dry_run:
+        # Nothing was sent: what passed every check is what a real run would have sent.
+        report["dry_run"] = True
+        report["would_send"] = {"/users/track": {"requests": counters.requests, "objects": counters.accepted}}
+        report["accepted"] = report["requests"] = 0
     if run.status == STOPPED:
         report["stop_reason"] = run.stop_reason
-        if run.stop_reason not in ("invalid_json", "unreadable_file", "source_gone"):
+        if run.stop_reason not in ("invalid_json", "unreadable_file", "source_gone", "unsupported_folder"):
             report["resume"] = {"action": "resume", "run_id": run.run_id}
     if run.error:
         report["error"] = run.error

@@ -211,3 +211,47 @@ def test_a_malformed_import_request_is_refused_with_its_reason(
     }  # fmt: skip
     with pytest.raises(ValueError, match=message):
         importer.handler(request, FakeContext(900))
+
+
+def test_a_cdi_csv_in_the_events_folder_is_sent_as_events_from_its_s3_notification(
+    deployed: Any, braze: BrazeEmulator
+) -> None:
+    body = (
+        b"EXTERNAL_ID,PAYLOAD\n"
+        b'u1,"{""name"": ""view"", ""time"": ""2024-04-02T14:34:08"", ""properties"": {""n"": 1}}"\n'
+        b'u2,"{""name"": ""view""}"\n'
+    )
+    put = deployed.put_object(Bucket="imports", Key="incoming/events/day.csv", Body=body)
+    event = s3_event("imports", "incoming/events/day.csv", 0, put["ETag"].strip('"'), put["VersionId"])
+    report = importer.handler(event, FakeContext(900))["runs"][0]["report"]
+    assert (report["status"], report["accepted"], report["rejected"]) == ("completed", 1, 1)
+    assert [o["object"] for o in braze.objects()] == [
+        {"external_id": "u1", "name": "view", "time": "2024-04-02T14:34:08", "properties": {"n": 1}}
+    ]
+    rejects = [
+        k["Key"] for k in deployed.list_objects_v2(Bucket="imports", Prefix="rejects/events/day.csv/")["Contents"]
+    ]
+    (reject,) = [
+        orjson.loads(x)
+        for k in rejects
+        for x in deployed.get_object(Bucket="imports", Key=k)["Body"].read().splitlines()
+    ]
+    assert reject["line"] == 3 and reject["reason"] == "time: is required"
+
+
+def test_a_dry_run_file_sends_nothing_even_with_every_slot_taken(
+    deployed: Any, braze: BrazeEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from braze_importer.aws import DynamoRunSlots
+
+    monkeypatch.setenv("MAX_CONCURRENT_RUNS", "1")
+    get_settings.cache_clear()
+    importer._deps.cache_clear()
+    assert DynamoRunSlots(boto3.client("dynamodb"), "runs", 1).acquire("other-run", now=0.0, lease_seconds=1e12)
+    lines = b"\n".join(orjson.dumps({"external_id": f"u{i}", "age": i}) for i in range(100)) + b"\n{}"
+    put = deployed.put_object(Bucket="imports", Key="incoming/dry-run/attributes/a.jsonl", Body=lines)
+    event = s3_event("imports", "incoming/dry-run/attributes/a.jsonl", 0, put["ETag"].strip('"'), put["VersionId"])
+    run = importer.handler(event, FakeContext(900))["runs"][0]
+    assert run["status"] == "completed"
+    assert run["report"]["would_send"] == {"/users/track": {"requests": 2, "objects": 100}}
+    assert run["report"]["rejected"] == 1 and braze.state()["requests"] == 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from braze_importer.objects import Invalid, Kind, classify
+from braze_importer.objects import Invalid, Kind, check, classify
 
 EVENT = {"external_id": "u", "name": "played", "time": "2026-01-01T10:00:00+01:00"}
 PURCHASE = {"braze_id": "b", "product_id": "p", "currency": "USD", "price": 9.5, "time": "2026-01-01T10:00:00Z"}
@@ -70,3 +70,79 @@ def test_reasons_never_carry_the_value() -> None:
     with pytest.raises(Invalid) as raised:
         classify({"external_id": "jane.doe@example.com", "name": "e", "time": "jane.doe@example.com"})
     assert "jane" not in raised.value.reason
+
+
+# Braze's documented forms for an event's or purchase's time: ISO 8601 (with or without an
+# offset: without one, Braze reads UTC, as its Cloud Data Ingestion samples write times) and
+# yyyy-MM-dd'T'HH:mm:ss:SSSZ.
+TIMES = [
+    "2024-04-02T14:34:08",  # Braze's CDI samples: no offset, UTC
+    "2024-04-02T14:34:08.598806",  # fractions without an offset
+    "2024-04-02T14:34",
+    "2024-04-02T14:34:08Z",
+    "2024-04-02T14:34:08.123Z",
+    "2024-04-02T14:34:08+02:00",
+    "2024-04-02T14:34:08-0530",
+    "2024-04-02T14:34:08+02",
+    "2024-04-02T14:34:08:123Z",  # Braze's own format
+    "2024-04-02T14:34:08:123+0100",
+    "2024-04-02",
+]
+
+
+@pytest.mark.parametrize("time", TIMES)
+@pytest.mark.parametrize("kind", [Kind.EVENT, Kind.PURCHASE])
+def test_every_documented_time_form_is_taken_for_events_and_purchases(time: str, kind: str) -> None:
+    obj = {**(EVENT if kind == Kind.EVENT else PURCHASE), "time": time}
+    assert classify(obj) == kind
+    check(obj, kind)
+
+
+@pytest.mark.parametrize(
+    "time", ["2024-04-02 14:34:08", "2024-04-02T14:34:08:123", "1712068448", "2024-13-02T00:00:00"]
+)
+@pytest.mark.parametrize("kind", [Kind.EVENT, Kind.PURCHASE])
+def test_undocumented_time_forms_are_rejected_in_every_folder(time: str, kind: str) -> None:
+    obj = {**(EVENT if kind == Kind.EVENT else PURCHASE), "time": time}
+    with pytest.raises(Invalid, match="time: is not"):
+        check(obj, kind)
+
+
+def test_a_time_as_a_number_is_rejected() -> None:
+    with pytest.raises(Invalid, match="time: must be an ISO 8601 string"):
+        check({**EVENT, "time": 1712068448}, Kind.EVENT)
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"dob": "1980-12-21"},
+        {"dob": None},  # unsets it
+        {"date_of_first_session": "2024-04-02T14:34:08"},
+        {"date_of_last_session": "2024-04-02T14:34:08:000Z"},
+        {"date_of_last_session": None},
+        {"last_visit": "2023-08-08T16:03:26.598806", "joined": "any text at all"},  # custom: any string
+    ],
+)
+def test_attribute_dates_in_braze_forms_are_taken(attrs: dict[str, Any]) -> None:
+    obj = {"external_id": "u", **attrs}
+    assert classify(obj) == Kind.ATTRIBUTES
+    check(obj, Kind.ATTRIBUTES)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "reason"),
+    [
+        ({"dob": "21/12/1980"}, "dob: must be a date written YYYY-MM-DD"),
+        ({"dob": "1980-12-21T00:00:00Z"}, "dob: must be a date written YYYY-MM-DD"),
+        ({"dob": 19801221}, "dob: must be a date written YYYY-MM-DD"),
+        ({"dob": "1980-02-30"}, "dob: is not a real date"),
+        ({"date_of_first_session": "yesterday"}, "date_of_first_session: is not an ISO 8601"),
+        ({"date_of_last_session": 1712068448}, "date_of_last_session: must be an ISO 8601 string"),
+    ],
+)
+def test_attribute_dates_braze_would_not_take_are_rejected(attrs: dict[str, Any], reason: str) -> None:
+    obj = {"external_id": "u", **attrs}
+    for validate in (classify, lambda o: check(o, Kind.ATTRIBUTES)):
+        with pytest.raises(Invalid, match=reason):
+            validate(obj)

@@ -1,0 +1,102 @@
+"""``python -m sandbox import DIR`` with Braze's Cloud Data Ingestion samples, end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.services import BrazeEmulator
+from tests.e2e.conftest import KEY, run_cli
+
+pytestmark = pytest.mark.e2e
+DATA = Path(__file__).parent.parent / "data"
+SAMPLES = DATA / "braze-cdi"
+
+
+def sample_rows(name: str) -> list[dict[str, Any]]:
+    """The rows of one of Braze's JSON Lines samples, as Braze would hold them."""
+    rows = [json.loads(line) for line in (SAMPLES / name).read_text().splitlines() if line.strip()]
+    return [{"external_id": r["external_id"], **json.loads(r["payload"])} for r in rows]
+
+
+def csv_rows(name: str) -> list[dict[str, Any]]:
+    import csv
+
+    with (SAMPLES / name).open(newline="") as f:
+        return [{"external_id": r["external_id"], **json.loads(r["payload"])} for r in csv.DictReader(f)]
+
+
+def test_brazes_samples_in_their_folders_land_as_braze_would_hold_them(braze: BrazeEmulator) -> None:
+    code, body, stderr = run_cli("import", str(SAMPLES), "--braze-url", braze.url, "--braze-api-key", KEY, "--json")
+    assert code == 0, stderr
+    assert body is not None
+    runs = body["runs"]
+    # One file after another, in path order, each keyed by its place in the tree.
+    assert [r["source"]["key"] for r in runs] == [
+        "incoming/attributes/attributes_sample.csv",
+        "incoming/attributes/attributes_sample.json",
+        "incoming/events/custom_events_sample.json",
+        "incoming/purchases/purchases_sample.json",
+    ]
+    assert all(r["status"] == "completed" and r["rejected"] == 0 and r["failed"] == 0 for r in runs)
+    assert [r["source"]["kind"] for r in runs] == ["attributes", "attributes", "events", "purchases"]
+    stored = braze.objects()
+    held = {
+        "attributes": [o["object"] for o in stored if o["array"] == "attributes"],
+        "events": [o["object"] for o in stored if o["array"] == "events"],
+        "purchases": [o["object"] for o in stored if o["array"] == "purchases"],
+    }
+    # Every attribute (a custom one called "name" among them), event and purchase, exactly once.
+    assert held["attributes"] == csv_rows("attributes/attributes_sample.csv") + sample_rows(
+        "attributes/attributes_sample.json"
+    )
+    assert held["events"] == sample_rows("events/custom_events_sample.json")
+    assert held["purchases"] == sample_rows("purchases/purchases_sample.json")
+    assert held["events"][0]["time"] == "2024-04-02T14:34:08"  # no offset: Braze reads UTC
+
+
+def test_a_dry_run_of_the_samples_sends_nothing_and_says_what_it_would_send(braze: BrazeEmulator) -> None:
+    code, body, stderr = run_cli(
+        "import", str(SAMPLES), "--dry-run", "--braze-url", braze.url, "--braze-api-key", KEY, "--json"
+    )
+    assert code == 0, stderr
+    assert body is not None
+    runs = body["runs"]
+    assert all(r["source"]["key"].startswith("incoming/dry-run/") and r["dry_run"] for r in runs)
+    assert [r["would_send"]["/users/track"]["objects"] for r in runs] == [50, 7, 2, 2]
+    assert all(r["would_send"]["/users/track"]["requests"] == 1 and r["accepted"] == 0 for r in runs)
+    assert braze.state()["requests"] == 0 and braze.objects() == []
+
+
+def test_a_folder_with_a_bad_row_and_a_catalog_reports_each_file(tmp_path: Path, braze: BrazeEmulator) -> None:
+    tree = tmp_path / "tree"
+    shutil.copytree(SAMPLES / "events", tree / "events")
+    shutil.copytree(DATA / "cdi-catalog" / "catalogs", tree / "catalogs" / "products")
+    (tree / "events" / "more.jsonl").write_text(
+        '{"EXTERNAL_ID": "u1", "PAYLOAD": "{\\"name\\": \\"x\\", \\"time\\": \\"2024-04-02T14:34:08\\"}"}\n'
+        '{"EXTERNAL_ID": "u2", "PAYLOAD": "[1]"}\n'
+    )
+    (tree / "notes.txt").write_text("not a data file")
+    code, body, stderr = run_cli("import", str(tree), "--braze-url", braze.url, "--braze-api-key", KEY, "--json")
+    assert code == 1 and body is not None  # a file stopped: the command says so
+    assert "skipped notes.txt" in stderr
+    by_key = {r["source"]["key"]: r for r in body["runs"]}
+    catalog = by_key["incoming/catalogs/products/catalog_sample.csv"]
+    assert catalog["status"] == "stopped" and catalog["stop_reason"] == "unsupported_folder"
+    assert by_key["incoming/events/more.jsonl"]["rejected"] == 1
+    assert by_key["incoming/events/more.jsonl"]["accepted"] == 1
+    assert len(braze.objects()) == 3  # the two sample events and the good row; nothing of the catalog
+
+
+def test_the_folders_demo_step_dry_runs_then_imports_the_same_counts() -> None:
+    import io
+
+    from sandbox.__main__ import _demo_folders
+
+    out = io.StringIO()
+    assert _demo_folders(out), out.getvalue()
+    assert "would send 119 objects in 2 requests, 1 rejected; sent 0" in out.getvalue()
