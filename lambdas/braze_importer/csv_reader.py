@@ -250,6 +250,7 @@ def read_header(
     id_column: str | None = None,
     ignore: Collection[str] = (),
     cdi: bool = False,
+    kind: str = Kind.ATTRIBUTES,
 ) -> tuple[Schema | CdiSchema, _Rows]:
     """The schema from the file's first row, and the rows after it (see :meth:`Schema.from_header`).
 
@@ -282,6 +283,12 @@ def read_header(
             schema: Schema | CdiSchema
             if cdi and is_cdi_header(names):
                 schema = CdiSchema.from_header(names)
+            elif cdi and kind != Kind.ATTRIBUTES:
+                raise HeaderError(
+                    f"a CSV file in the {kind} folder must be a Cloud Data Ingestion file: identifier column(s) and "
+                    "PAYLOAD, the object as JSON (attribute columns are typed as attributes, which an event's or a "
+                    "purchase's fields are not)"
+                )
             else:
                 schema = Schema.from_header(names, casts, id_column=id_column, ignore=ignore)
         except HeaderError as exc:
@@ -315,13 +322,13 @@ def iter_rows(
     send, raising :class:`Invalid` for a reject (with its line, as the reader's own rejects).
     """
     if start.offset == 0:
-        schema, rows = read_header(chunks, casts, id_column=id_column, ignore=ignore, cdi=cdi)
+        schema, rows = read_header(chunks, casts, id_column=id_column, ignore=ignore, cdi=cdi, kind=kind)
         line_base: int | None = 0  # the lines before each row are counted as rows are read
         lines = rows.header_lines
     else:
         if reopen is None:
             raise ValueError("a CSV run continued mid-file needs the file from byte 0 for its header")
-        schema, _ = read_header(reopen(), casts, id_column=id_column, ignore=ignore, cdi=cdi)
+        schema, _ = read_header(reopen(), casts, id_column=id_column, ignore=ignore, cdi=cdi, kind=kind)
         rows = _Rows(chunks, start.offset)
         line_base = None  # counted from byte 0 if a reject needs it
         lines = 0

@@ -322,4 +322,7 @@ class CdiSchema:
         return cls(tuple(columns))
 
     def row(self, cells: list[str]) -> dict[str, Any]:
-        return {name: cell for name, cell in zip(self.columns, cells, strict=True) if cell}
+        # An empty PAYLOAD stays: the row is a reject saying so, never an identifier sent alone.
+        return {
+            name: cell for name, cell in zip(self.columns, cells, strict=True) if cell or name.casefold() == "payload"
+        }

@@ -224,6 +224,8 @@ def _eventbridge_ref(event: dict[str, Any]) -> ObjectRef | None:
 
 def _record(result: InvocationResult) -> None:
     logger.info("run invocation finished", extra={"run_id": result.run_id, "status": result.status})
+    if result.report is not None and result.report.get("dry_run"):
+        return  # a dry run says what it found in its report: no count, no stopped-run alarm
     _count(result.delta)
     if result.status == "stopped":
         metrics.add_metric(name=RUNS_STOPPED.name, unit=RUNS_STOPPED.unit, value=1)

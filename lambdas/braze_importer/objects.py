@@ -65,7 +65,6 @@ def classify(obj: Any) -> str:
     if "name" in obj and "time" in obj:
         _check_event(obj)
         return Kind.EVENT
-    _check_attribute_dates(obj)
     return Kind.ATTRIBUTES
 
 
@@ -176,8 +175,34 @@ def _check_attribute_dates(obj: dict[str, Any]) -> None:
         except ValueError:
             raise Invalid("dob: is not a real date") from None
     for key in _SESSION_DATES:
-        if obj.get(key) is not None:
-            _check_time(obj, key)
+        value = obj.get(key)
+        if value is not None and not _session_date(value):
+            raise Invalid(
+                f"{key}: must be a date in a form Braze documents (ISO 8601, yyyy-MM-dd HH:mm:ss, "
+                "yyyy-MM-dd, MM/dd/yyyy or ddd MM dd HH:mm:ss.TZD YYYY)"
+            )
+
+
+_SESSION_FORMS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%m/%d/%Y")
+_SESSION_LONG = re.compile(r"[A-Za-z]{3} \d{2} \d{2} \d{2}:\d{2}:\d{2}\.\S+ \d{4}")
+
+
+def _session_date(value: Any) -> bool:
+    """Whether a session date is in one of the forms Braze's user attributes object lists."""
+    if type(value) is not str:
+        return False
+    try:
+        _check_time({"t": value}, "t")
+        return True
+    except Invalid:
+        pass
+    for form in _SESSION_FORMS:
+        try:
+            datetime.strptime(value, form)
+            return True
+        except ValueError:
+            continue
+    return bool(_SESSION_LONG.fullmatch(value))
 
 
 def _check_properties(obj: dict[str, Any]) -> None:

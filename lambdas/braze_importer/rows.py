@@ -16,6 +16,7 @@ column(s) in any letter case (``EXTERNAL_ID``, ``ALIAS_NAME`` + ``ALIAS_LABEL``,
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -48,14 +49,22 @@ class Route:
 
 
 def route_for(relative_key: str) -> Route:
-    """The route of a key relative to the incoming prefix (``events/day-1.jsonl``)."""
-    parts = relative_key.split("/")[:-1]  # the folders, without the file's name
+    """The route of a key relative to the incoming prefix (``events/day-1.jsonl``). Empty and ``.``
+    segments are no folders (``incoming//events/``); a folder written near a reserved name
+    (``Events``, ``User-Deletes``, a look-alike hyphen) is refused: a guess could send a dry run or
+    a delete file as attributes."""
+    parts = [p for p in relative_key.split("/")[:-1] if p not in ("", ".")]  # the folders, not the file
+    if parts and parts[0] != DRY_RUN and _loose(parts[0]) == _loose(DRY_RUN):
+        return Route(None, False, _near(parts[0], DRY_RUN))
     dry_run = bool(parts) and parts[0] == DRY_RUN
     if dry_run:
         parts = parts[1:]
     if not parts:
         return Route(None, dry_run)
     top = parts[0]
+    near = next((name for name in RESERVED if top != name and _loose(top) == _loose(name)), None)
+    if near is not None:
+        return Route(None, dry_run, _near(top, near))
     if top in NOT_YET:
         return Route(
             None,
@@ -64,6 +73,22 @@ def route_for(relative_key: str) -> Route:
             "endpoints, which this version of the importer does not send to; nothing was sent",
         )
     return Route(FOLDER_KINDS.get(top), dry_run)
+
+
+RESERVED = (*FOLDER_KINDS, DRY_RUN, *NOT_YET)
+
+
+def _loose(name: str) -> str:
+    """A folder name as compared with the reserved ones: NFKC, case-folded, every dash a hyphen."""
+    text = unicodedata.normalize("NFKC", name).casefold().strip()
+    return "".join("-" if unicodedata.category(c) == "Pd" else c for c in text)
+
+
+def _near(folder: str, reserved: str) -> str:
+    return (
+        f"the folder {folder!r} is written like {reserved}/ but is not it (names are exact, lower case, with "
+        f"a plain hyphen); move the file under {reserved}/ or rename the folder; nothing was sent"
+    )
 
 
 def shaped(elements: Iterable[Element], kind: str) -> Iterator[Element]:
@@ -126,6 +151,11 @@ def from_cdi_row(row: dict[str, Any]) -> dict[str, Any]:
                 f"PAYLOAD: its {other} and the row's identifier column may name different users; "
                 "give the user by one identifier"
             )
+    if key == "phone" and obj.get("email") is not None:
+        # Without a primary identifier Braze finds the user by email before phone.
+        raise Invalid(
+            "PAYLOAD: its email would identify the user in place of the row's PHONE; give the user by one identifier"
+        )
     written = obj.pop(key, None)
     if written is not None and written != identifier:
         raise Invalid(f"PAYLOAD: its {key} and the row's identifier column name different users")

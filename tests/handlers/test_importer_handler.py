@@ -255,3 +255,22 @@ def test_a_dry_run_file_sends_nothing_even_with_every_slot_taken(
     assert run["status"] == "completed"
     assert run["report"]["would_send"] == {"/users/track": {"requests": 2, "objects": 100}}
     assert run["report"]["rejected"] == 1 and braze.state()["requests"] == 0
+
+
+def test_a_dry_run_that_stops_raises_no_stopped_run_alarm(
+    deployed: Any, braze: BrazeEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emitted: list[str] = []
+    add = importer.metrics.add_metric
+
+    def recording(**kwargs: Any) -> None:
+        emitted.append(kwargs["name"])
+        add(**kwargs)
+
+    monkeypatch.setattr(importer.metrics, "add_metric", recording)
+    key = "incoming/dry-run/events/a.json"
+    put = deployed.put_object(Bucket="imports", Key=key, Body=b'[{"external_id": "u1", ')
+    event = s3_event("imports", key, 0, put["ETag"].strip('"'), put["VersionId"])
+    (run,) = importer.handler(event, FakeContext(900))["runs"]
+    assert run["status"] == "stopped" and run["report"]["dry_run"] is True
+    assert "RunsStopped" not in emitted and "ObjectsRead" not in emitted

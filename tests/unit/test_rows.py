@@ -22,7 +22,6 @@ from braze_importer.rows import Route, as_object, is_cdi_row, route_for
         ("dry-run/a.json", Route(None, True)),
         ("dry-run/events/a.jsonl", Route(Kind.EVENT, True)),
         ("dry-run/dry-run/events/a.jsonl", Route(None, True)),
-        ("Events/a.json", Route()),  # folder names are the contract, spelt exactly
     ],
 )
 def test_the_folder_fixes_the_kind_and_the_dry_run(relative: str, route: Route) -> None:
