@@ -26,6 +26,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pipeline_common.tracing import annotate, tracer
 
 from .aws import (
     DynamoActiveRuns,
@@ -61,7 +62,6 @@ from .telemetry import (
     THROTTLED,
     MetricSpec,
 )
-from .tracing import annotate, tracer
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)

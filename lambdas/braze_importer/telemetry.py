@@ -6,26 +6,12 @@ emits. Standard library only: the CDK app imports this module too."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True, slots=True)
-class MetricSpec:
-    """One custom metric: Powertools Metrics emits it in ``namespace`` with one dimension, ``service``."""
-
-    namespace: str
-    service: str
-    name: str
-    unit: str = "Count"  # a CloudWatch unit name Powertools accepts as a string
-
-    @property
-    def dimensions(self) -> dict[str, str]:
-        return {"service": self.service}
+from pipeline_common.metrics import MetricSpec, specs_in
 
 
 def declared() -> tuple[MetricSpec, ...]:
     """Every metric declared in this module, in declaration order."""
-    return tuple(v for v in globals().values() if isinstance(v, MetricSpec))
+    return specs_in(globals())
 
 
 NAMESPACE = "BrazeImport"

@@ -13,11 +13,11 @@ import boto3
 import orjson
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pipeline_common.tracing import annotate, tracer
 
 from .aws import FAILED, JobTable
 from .delivery import Runs
 from .settings import get_settings
-from .tracing import annotate, tracer
 from .webhook import BadRequest, object_key, parse
 
 logger = Logger(service="bulk-upload-api")

@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
+from pipeline_common.tracing import annotate, tracer
 
 from .aws import COPYING, DONE, FAILED, HANDOVER, RETRY, HttpDownload, JobTable, S3Target
 from .copier import Checkpoint, HandedOver, PermanentFailure, copy, header_line
@@ -35,7 +36,6 @@ from .telemetry import (
     NAMESPACE,
     SERVICE,
 )
-from .tracing import annotate, tracer
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)

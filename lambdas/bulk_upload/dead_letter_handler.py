@@ -13,12 +13,12 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pipeline_common.tracing import annotate, tracer
 
 from .aws import COPYING, DONE, FAILED, JobTable, S3Target
 from .copier import Checkpoint
 from .settings import get_settings
 from .telemetry import COPIES_FAILED, NAMESPACE, SERVICE
-from .tracing import annotate, tracer
 
 logger = Logger(service="bulk-upload-dead-letters")
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)

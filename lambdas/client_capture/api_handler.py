@@ -12,11 +12,11 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from botocore.exceptions import BotoCoreError, ClientError
+from pipeline_common.tracing import annotate, tracer
 
 from .settings import api_settings
 from .submit import BusUnavailable, submit
 from .telemetry import API_SERVICE, EVENTS_ACCEPTED, EVENTS_PUT_FAILED, EVENTS_REFUSED, NAMESPACE
-from .tracing import annotate, tracer
 
 logger = Logger(service=API_SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=API_SERVICE)

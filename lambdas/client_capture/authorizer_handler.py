@@ -18,10 +18,10 @@ from typing import Any
 import boto3
 import jwt
 from aws_lambda_powertools import Logger
+from pipeline_common.tracing import annotate, tracer
 
 from .settings import authorizer_settings
 from .tokens import TokenRejected, presented, verify
-from .tracing import annotate, tracer
 
 logger = Logger(service="client-capture-authorizer")
 _EXTERNAL_IDS: dict[tuple[str, str], tuple[float, str | None]] = {}

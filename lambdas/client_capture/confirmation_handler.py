@@ -10,9 +10,9 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
+from pipeline_common.tracing import tracer
 
 from .settings import confirmation_settings
-from .tracing import tracer
 
 logger = Logger(service="client-capture-confirmation")
 

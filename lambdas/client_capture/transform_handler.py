@@ -9,10 +9,10 @@ import base64
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
+from pipeline_common.tracing import annotate, tracer
 
 from .events import Invalid, braze_event, dumps, loads
 from .telemetry import EVENTS_FAILED_TRANSFORM, EVENTS_TRANSFORMED, NAMESPACE, TRANSFORM_SERVICE
-from .tracing import annotate, tracer
 
 logger = Logger(service=TRANSFORM_SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=TRANSFORM_SERVICE)

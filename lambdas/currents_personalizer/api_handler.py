@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pipeline_common.tracing import annotate, tracer
 
 from .content_api import respond
 from .settings import get_settings
-from .tracing import annotate, tracer
 from .wiring import content_table
 
 logger = Logger(service="content-api")

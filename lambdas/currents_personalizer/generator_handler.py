@@ -20,12 +20,12 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pipeline_common.tracing import annotate, tracer
 
 from .bedrock import ATTEMPT_SECONDS, BedrockGenerator
 from .handler import _personalizer
 from .personalize import decode_message
 from .telemetry import BEDROCK_LATENCY, BEDROCK_THROTTLES, GENERATOR, NAMESPACE, NO_TIME_LEFT, OUTCOME_METRICS
-from .tracing import annotate, tracer
 
 logger = Logger(service=GENERATOR)
 metrics = Metrics(namespace=NAMESPACE, service=GENERATOR)

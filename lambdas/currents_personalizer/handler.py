@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pipeline_common.tracing import annotate, tracer
 
 from .aws import HourlyBudget, SqsQueue
 from .events import event_type_from_key, read_records
@@ -22,7 +23,6 @@ from .generators import OfflineGenerator
 from .personalize import Personalizer, Report
 from .settings import get_settings
 from .telemetry import FILE_METRICS, NAMESPACE, PERSONALIZER
-from .tracing import annotate, tracer
 from .wiring import content_generator, content_table, sqs_client
 
 logger = Logger(service=PERSONALIZER)

@@ -16,8 +16,7 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
-
-from .tracing import annotate, tracer
+from pipeline_common.tracing import annotate, tracer
 
 _CACHE: dict[str, Any] = {}
 CACHE_SECONDS = 60

@@ -1,7 +1,8 @@
 """A Python 3.14 arm64 Lambda function bundled without Docker, with its own log group and role.
 
 Bundling installs the package's requirements with pip for the Lambda platform and copies the
-package next to them; handlers are ``<package>.<module>.<function>``. pip sees wheels for both
+package next to them, with ``pipeline_common`` (what every package shares); handlers are
+``<package>.<module>.<function>``. pip sees wheels for both
 ``manylinux_2_28_aarch64`` and ``manylinux2014_aarch64`` (Lambda's Amazon Linux 2023 has glibc
 2.34), CPython 3.14 only, wheels only, so it never picks wheels for the Python running it. Every
 distribution, transitive ones included, is pinned by the package's ``requirements.lock``
@@ -51,6 +52,7 @@ PIP_PLATFORM = (
     "--implementation", "cp", "--python-version", "3.14", "--only-binary=:all:",
 )  # fmt: skip
 LOCK = "requirements.lock"
+SHARED = "pipeline_common"  # copied into every bundle beside the package (telemetry and tracing helpers)
 # The AWS SDK and what it needs ship with the Python runtime. A package that pulls them in (the
 # X-Ray SDK needs botocore) must not bundle its own: a bundled botocore would shadow the runtime's
 # and break its boto3, which expects the botocore it came with. Left out of the lock and the
@@ -76,7 +78,10 @@ def bundle(package: str, output_dir: Path) -> None:
     problems = lambda_incompatible(output_dir)
     if problems:
         raise RuntimeError(f"the {package} bundle holds wheels Lambda cannot run: {'; '.join(problems)}")
-    shutil.copytree(source, output_dir / package, ignore=shutil.ignore_patterns(*_NOT_BUNDLED), dirs_exist_ok=True)
+    for name in (package, SHARED):
+        shutil.copytree(
+            LAMBDAS_DIR / name, output_dir / name, ignore=shutil.ignore_patterns(*_NOT_BUNDLED), dirs_exist_ok=True
+        )
 
 
 def lock(package: str) -> Path:
@@ -180,10 +185,12 @@ def tag_runs_on_lambda(tag: str) -> bool:
 def asset_hash(package: str) -> str:
     """A hash of everything the bundle is built from: the package's files, its pins, pip's target."""
     digest = hashlib.sha256(json.dumps(PIP_PLATFORM).encode())
-    source = LAMBDAS_DIR / package
-    for path in sorted(source.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-            digest.update(path.relative_to(source).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for name in (package, SHARED):
+        source = LAMBDAS_DIR / name
+        for path in sorted(source.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                relative = (Path(name) / path.relative_to(source)).as_posix()
+                digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 

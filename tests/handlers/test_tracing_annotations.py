@@ -66,7 +66,7 @@ def test_a_ci360_job_is_found_by_its_id_in_the_receiver_and_the_copier(
     source: Source,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from bulk_upload import tracing
+    from pipeline_common import tracing
 
     put: list[tuple[str, Any]] = []
     monkeypatch.setattr(tracing.tracer, "put_annotation", lambda key, value: put.append((key, value)))

@@ -81,3 +81,9 @@ def test_pip_finds_releases_built_only_for_manylinux_2_28(tmp_path: Path) -> Non
     [wheel] = [i["download_info"]["url"].rsplit("/", 1)[1] for i in json.loads(report.read_text())["install"]]
     tags = wheel.removesuffix(".whl").split("-")[-3:]
     assert tags[2].startswith("manylinux_2_28") and tag_runs_on_lambda("-".join(tags)), wheel
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_bundle_carries_the_shared_package_its_handlers_import(package: str, bundles: dict[str, Path]) -> None:
+    assert (bundles[package] / "pipeline_common" / "tracing.py").is_file()
+    assert (bundles[package] / "pipeline_common" / "metrics.py").is_file()

@@ -94,6 +94,7 @@ def test_asset_hash_changes_with_the_lock_the_code_and_nothing_else(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shutil.copytree(LAMBDAS_DIR / "bulk_upload", tmp_path / "bulk_upload")
+    shutil.copytree(LAMBDAS_DIR / "pipeline_common", tmp_path / "pipeline_common")
     monkeypatch.setattr(python_function, "LAMBDAS_DIR", tmp_path)
     before = asset_hash("bulk_upload")
     (tmp_path / "bulk_upload" / "__pycache__").mkdir(exist_ok=True)
@@ -104,7 +105,10 @@ def test_asset_hash_changes_with_the_lock_the_code_and_nothing_else(
     after_lock = asset_hash("bulk_upload")
     assert after_lock != before, "a transitive pin changed: the bundle changes"
     (tmp_path / "bulk_upload" / "webhook.py").write_text("# changed\n")
-    assert asset_hash("bulk_upload") != after_lock
+    after_code = asset_hash("bulk_upload")
+    assert after_code != after_lock
+    (tmp_path / "pipeline_common" / "tracing.py").write_text("# changed\n")
+    assert asset_hash("bulk_upload") != after_code, "the shared package is in every bundle"
 
 
 def test_the_runtime_sdk_is_uninstalled_from_a_bundle_unless_asked_for(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""X-Ray tracing of this package's handlers (Powertools Tracer; off with POWERTOOLS_TRACE_DISABLED=true,
+"""X-Ray tracing of every package's handlers (Powertools Tracer; off with POWERTOOLS_TRACE_DISABLED=true,
 as in tests, the sandbox and with ``tracing:enabled=false``).
 
 Only botocore is patched: every AWS call becomes a subsegment with its latency and error, minus the
