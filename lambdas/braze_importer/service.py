@@ -148,10 +148,11 @@ def _decide_gzip(run: RunRecord, ref: ObjectRef, deps: Deps) -> UnreadableInput 
     return None
 
 
-def _raise(error: UnreadableInput) -> Iterator[bytes]:
-    """A stream that fails with ``error`` when first read, as the source's own streams do."""
+def _raise(error: UnreadableInput) -> Iterator[Any]:
+    """A stream (of bytes or elements) that fails with ``error`` when first read, as the source's
+    own streams do."""
     raise error
-    yield b""  # pragma: no cover - makes this a generator
+    yield  # pragma: no cover - makes this a generator
 
 
 def _array_or_lines(chunks: Iterator[bytes], run: RunRecord, checkpoint: Checkpoint) -> Iterator[Element]:
@@ -174,11 +175,6 @@ def _array_or_lines(chunks: Iterator[bytes], run: RunRecord, checkpoint: Checkpo
 
 
 _SNIFF_BYTES = 8 << 20  # a first line longer than this is taken for an object per line
-
-
-def _raise_elements(error: UnreadableInput) -> Iterator[Element]:
-    raise error
-    yield  # pragma: no cover - makes this a generator
 
 
 # A dry run is paced by nothing but its own reading: no request leaves.
@@ -233,7 +229,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     )
     elements: Iterator[Element]
     if route.refused is not None:
-        elements = _raise_elements(UnreadableInput(0, route.refused))
+        elements = _raise(UnreadableInput(0, route.refused))
     elif run.format == Format.CSV.value:
         # A continuation reads the header again from byte 0 (and the lines before it, for a reject).
         reopen = lambda: deps.source.chunks(ref, 0, bool(run.gzip))  # noqa: E731
