@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from .objects import Invalid, Kind, check
+from .objects import Invalid, Kind, _json_type, check
 from .reader import Element
 
 FOLDER_KINDS = {"attributes": Kind.ATTRIBUTES, "events": Kind.EVENT, "purchases": Kind.PURCHASE}
@@ -195,13 +195,3 @@ def _identifier(ids: dict[str, tuple[str, Any]]) -> tuple[str, Any]:
     if alias:
         return "user_alias", {"alias_name": ids["alias_name"][1], "alias_label": ids["alias_label"][1]}
     return kinds[0], ids[kinds[0]][1]
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, list):
-        return "array"
-    return "string" if isinstance(value, str) else "null"
