@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .objects import Invalid
+from .rows import CDI_ALIAS, CDI_COLUMNS, CDI_IDENTIFIERS, CDI_PAYLOAD
 
 # In the order they are looked for; the first one in the header identifies the user.
 IDENTIFIER_COLUMNS = ("external_id", "braze_id", "user_alias_name", "email", "phone")
@@ -276,16 +277,14 @@ class Schema:
         return obj if len(obj) > 1 else None
 
 
-# Braze Cloud Data Ingestion's columns (compared casefolded): identifiers, PAYLOAD, and a
-# warehouse table's UPDATED_AT, which a file sync does not use.
-_CDI_IDS = ("external_id", "braze_id", "email", "phone", "alias_name", "alias_label")
-_CDI_PAYLOAD = "payload"
-_CDI_IGNORED = ("updated_at",)
+# Braze Cloud Data Ingestion's columns (compared casefolded), as the folder rules define them:
+# identifiers, PAYLOAD, and a warehouse table's UPDATED_AT, which a file sync does not use.
+_CDI_IDS = frozenset((*CDI_IDENTIFIERS, *CDI_ALIAS))
 
 
 def is_cdi_header(columns: list[str]) -> bool:
     """A header with a PAYLOAD column (any letter case): a Cloud Data Ingestion file."""
-    return any(c.casefold() == _CDI_PAYLOAD for c in columns)
+    return any(c.casefold() == CDI_PAYLOAD for c in columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,13 +305,13 @@ class CdiSchema:
             if folded in seen:
                 raise HeaderError(f"column {name!r} appears twice in the header (letter case aside)")
             seen.add(folded)
-            if folded not in (*_CDI_IDS, _CDI_PAYLOAD, *_CDI_IGNORED):
+            if folded not in CDI_COLUMNS:
                 raise HeaderError(
                     f"column {name!r}: a Cloud Data Ingestion file (it has a PAYLOAD column) holds only "
                     "identifier columns (EXTERNAL_ID, BRAZE_ID, EMAIL, PHONE, ALIAS_NAME with ALIAS_LABEL) "
                     "and PAYLOAD; put other fields inside PAYLOAD"
                 )
-        if not seen & set(_CDI_IDS):
+        if not seen & _CDI_IDS:
             raise HeaderError(
                 "the header has PAYLOAD but no identifier column: add EXTERNAL_ID, BRAZE_ID, EMAIL, PHONE, "
                 "or ALIAS_NAME with ALIAS_LABEL"
@@ -324,5 +323,5 @@ class CdiSchema:
     def row(self, cells: list[str]) -> dict[str, Any]:
         # An empty PAYLOAD stays: the row is a reject saying so, never an identifier sent alone.
         return {
-            name: cell for name, cell in zip(self.columns, cells, strict=True) if cell or name.casefold() == "payload"
+            name: cell for name, cell in zip(self.columns, cells, strict=True) if cell or name.casefold() == CDI_PAYLOAD
         }
