@@ -195,11 +195,13 @@ async def _dry_run_braze() -> AsyncIterator[_DryRunBraze]:
 
 def _dry_run(deps: Deps) -> Deps:
     """The run's dependencies for a dry run: no Braze, no run slot, no part of the workspace's
-    rate limit (the other runs are not slowed by it)."""
+    rate limit (the other runs are not slowed by it), nothing added to the function's metrics."""
     policy = dataclasses.replace(
         deps.policy, workspace_requests_per_second=_DRY_RUN_REQUESTS_PER_SECOND, requests_per_second=None
     )
-    return dataclasses.replace(deps, braze_factory=_dry_run_braze, slots=None, active_runs=None, policy=policy)
+    return dataclasses.replace(
+        deps, braze_factory=_dry_run_braze, slots=None, active_runs=None, policy=policy, on_counters=None
+    )
 
 
 def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> InvocationResult:
@@ -267,11 +269,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     def tell_counters() -> None:
         nonlocal told, told_at
         assert pump is not None
-        if (
-            deps.on_counters is not None
-            and not route.dry_run  # a dry run adds nothing to the function's metrics
-            and time.monotonic() - told_at >= deps.counters_every_seconds
-        ):
+        if deps.on_counters is not None and time.monotonic() - told_at >= deps.counters_every_seconds:
             now = Counters(**asdict(pump.counters))
             deps.on_counters(now.minus(told))
             told, told_at = now, time.monotonic()
