@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import ast
 import re
-import unicodedata
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from pipeline_common.names import loose_name
 
 from .objects import Invalid
 from .rows import CDI_ALIAS, CDI_COLUMNS, CDI_IDENTIFIERS, CDI_PAYLOAD
@@ -41,13 +42,6 @@ _MISSING = object()
 _CACHE_SIZE = 1 << 16
 _INT_RANGE = (-(1 << 63), 1 << 64)
 _INFINITE = (float("inf"), float("-inf"))
-
-
-def loose_name(name: str) -> str:
-    """A column name as compared with a name to ignore: NFKC, case-folded, without format
-    characters (zero-width spaces and the like), spaces, underscores and hyphens."""
-    text = unicodedata.normalize("NFKC", name).casefold()
-    return "".join(c for c in text if c not in " _-" and unicodedata.category(c) != "Cf" and not c.isspace())
 
 
 def typed(cells: list[str], width: int, row_of: Callable[[list[str]], Any]) -> tuple[Any, str | None]:

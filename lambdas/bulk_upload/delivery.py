@@ -8,11 +8,11 @@ request is a duplicate run that sends nothing.
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 import orjson
 from botocore.exceptions import ClientError
+from pipeline_common.names import loose_name
 
 from .copier import PermanentFailure
 
@@ -50,13 +50,6 @@ def check_columns(columns: list[str] | None, id_column: str) -> None:
     other = next((n for n in names if n != id_column and n not in ignored and n in OTHER_IDENTIFIERS), None)
     if other is not None:
         raise PermanentFailure(f"the task's metadata has both {id_column} and {other}: Braze takes one identifier")
-
-
-def loose_name(name: str) -> str:
-    """A column name as compared with CI360's key (``braze_importer.csv_types.loose_name``): NFKC,
-    case-folded, without format characters, spaces, underscores and hyphens."""
-    text = unicodedata.normalize("NFKC", name).casefold()
-    return "".join(c for c in text if c not in " _-" and unicodedata.category(c) != "Cf" and not c.isspace())
 
 
 def run_id(bucket: str, key: str, version_id: str | None) -> str:
