@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from pipeline_common.runs import run_id_for as run_id_for  # a run's id is the copier's contract too
+
 RUNNING = "running"
 CONTINUING = "continuing"
 COMPLETED = "completed"
@@ -75,11 +77,6 @@ def run_tag(run_id: str) -> str:
     """A short, stable name of a run that does not reveal its object (a hash of its id): the run's
     output files and traces carry it."""
     return hashlib.sha256(run_id.encode()).hexdigest()[:12]
-
-
-def run_id_for(bucket: str, key: str, version_id: str | None, etag: str | None) -> str:
-    """One run per object version: a re-uploaded file is a new run, a duplicated event is not."""
-    return f"{bucket}/{key}#{version_id or etag or 'unversioned'}"
 
 
 class RunStore(Protocol):

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from botocore.exceptions import ClientError
 from pipeline_common.names import loose_name
+from pipeline_common.runs import run_id_for
 
 from .copier import PermanentFailure
 
@@ -53,8 +54,8 @@ def check_columns(columns: list[str] | None, id_column: str) -> None:
 
 
 def run_id(bucket: str, key: str, version_id: str | None) -> str:
-    """The importer's run id for an object version (``braze_importer.runs.run_id_for``)."""
-    return f"{bucket}/{key}#{version_id or 'unversioned'}"
+    """The importer's run id for an object version."""
+    return run_id_for(bucket, key, version_id, None)
 
 
 def import_request(bucket: str, key: str, version_id: str, id_column: str) -> dict[str, Any]:
