@@ -20,9 +20,9 @@ from .config import AppConfig
 from .constructs.alarm_topic import AlarmTopic, alarms_at_one
 from .constructs.braze_importer import retention_days
 from .constructs.dashboard import (
-    FIVE_MINUTES,
     ONE_MINUTE,
     PipelineDashboard,
+    api_traffic,
     denials,
     function_widgets,
     graph,
@@ -183,14 +183,7 @@ class BulkUploadStack(Stack):
             ],
         )
         api = self.api.api
-        webhook = graph(
-            "Webhook: requests, 4xx, 5xx",
-            [api.metric_count(period=FIVE_MINUTES, label="Requests")],
-            right=[
-                api.metric_client_error(period=FIVE_MINUTES, label="4XX"),
-                api.metric_server_error(period=FIVE_MINUTES, label="5XX"),
-            ],
-        )
+        webhook = api_traffic("Webhook: requests, 4xx, 5xx", api)
         access_logs = cast(logs.ILogGroup, self.api.node.find_child("AccessLogs"))
         widgets: list[list[cloudwatch.IWidget]] = [
             [jobs, copied, duration],

@@ -15,7 +15,15 @@ from .config import AppConfig
 from .constructs.alarm_topic import AlarmTopic
 from .constructs.braze_importer import retention_days
 from .constructs.currents_personalizer import CurrentsPersonalizer
-from .constructs.dashboard import FIVE_MINUTES, PipelineDashboard, denials, function_widgets, graph, queue_depth
+from .constructs.dashboard import (
+    FIVE_MINUTES,
+    PipelineDashboard,
+    api_traffic,
+    denials,
+    function_widgets,
+    graph,
+    queue_depth,
+)
 from .constructs.keyed_api import KeyedApi
 from .constructs.secure_bucket import SecureBucket
 from .import_stack import acknowledge_notification_handler
@@ -112,14 +120,7 @@ class CurrentsStack(Stack):
             right=[metric(telemetry.BEDROCK_THROTTLES, label="Throttled calls")],
         )
         api = self.api.api
-        content_api = graph(
-            "Content API: requests, 4xx, 5xx",
-            [api.metric_count(period=FIVE_MINUTES, label="Requests")],
-            right=[
-                api.metric_client_error(period=FIVE_MINUTES, label="4XX"),
-                api.metric_server_error(period=FIVE_MINUTES, label="5XX"),
-            ],
-        )
+        content_api = api_traffic("Content API: requests, 4xx, 5xx", api)
         latency = graph(
             "Content API latency (ms)",
             [
