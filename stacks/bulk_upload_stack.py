@@ -31,7 +31,7 @@ from .constructs.dashboard import (
 from .constructs.dead_letter_queue import dead_letter_queue
 from .constructs.keyed_api import KeyedApi
 from .constructs.python_function import PythonFunction
-from .constructs.secure_bucket import SecureBucket
+from .constructs.secure_bucket import SecureBucket, nag_arn
 from .constructs.table import keyed_table
 from .import_stack import ImporterExports
 from .telemetry import bulk_upload as telemetry
@@ -222,7 +222,7 @@ class BulkUploadStack(Stack):
                 )
             ],
         )
-        bucket_arn = f"<{self.get_logical_id(self.bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
+        bucket_arn = nag_arn(self.bucket)
         Validations.of(reads).acknowledge(
             Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::{bucket_arn}/{prefix}*]",
@@ -250,7 +250,7 @@ class BulkUploadStack(Stack):
             iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:PutItem"], resources=[self.jobs.table_arn])
         )
         self.queue.grant_send_messages(self.receiver.role)
-        bucket_arn = f"<{self.get_logical_id(self.bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
+        bucket_arn = nag_arn(self.bucket)
         for role, does in ((self.copier.role, "Writes"), (self.dead_letter_consumer.role, "Aborts uploads of")):
             Validations.of(role).acknowledge(
                 Acknowledgment(

@@ -25,7 +25,7 @@ from .constructs.dashboard import (
     queue_depth,
 )
 from .constructs.keyed_api import KeyedApi
-from .constructs.secure_bucket import SecureBucket
+from .constructs.secure_bucket import SecureBucket, nag_arn
 from .import_stack import acknowledge_notification_handler
 from .telemetry import currents as telemetry
 from .telemetry import metric
@@ -73,7 +73,7 @@ class CurrentsStack(Stack):
             )
             for actions, resources in braze_writer_grants(self.bucket.bucket_arn, currents.prefix):
                 writer.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources))
-            bucket_arn = f"<{self.get_logical_id(self.bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
+            bucket_arn = nag_arn(self.bucket)
             Validations.of(writer).acknowledge(
                 Acknowledgment(
                     id=f"AwsSolutions-IAM5[Resource::{bucket_arn}/{currents.prefix}*]",
