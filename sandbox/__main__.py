@@ -209,7 +209,7 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         if not path.is_file():
             print(f"error: {path} is not a file", file=sys.stderr)
             return 2
-        if not path.name.removesuffix(".gz").endswith((".json", ".jsonl", ".ndjson", ".csv")):
+        if not path.name.removesuffix(".gz").endswith(_IMPORTABLE):
             formats = ".json, .jsonl, .ndjson and .csv files, optionally .gz"
             print(f"error: {path}: the importer reads {formats}", file=sys.stderr)
             return 2

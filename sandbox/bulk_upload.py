@@ -176,13 +176,13 @@ def upload(
             return {"http_status": status, "response": response}
         invocations = box.run_copies()
         report = None
-        if imports is not None:
-            # The copier's asynchronous invocation of the importer, as Lambda would deliver it.
-            while not imports.front.pending.empty():
-                _name, request = imports.front.pending.get()
-                first = imports.deliver(request)[0]
-                run_id = first["runs"][0]["run_id"] if first.get("runs") else None
-                report = imports.report(run_id) if run_id else None
+        # The copier's asynchronous invocation of the importer, as Lambda would deliver it
+        # (deliver runs every invocation queued after it too).
+        if imports is not None and not imports.front.pending.empty():
+            _name, request = imports.front.pending.get()
+            first = imports.deliver(request)[0]
+            run_id = first["runs"][0]["run_id"] if first.get("runs") else None
+            report = imports.report(run_id) if run_id else None
         job = box.job(response["job_id"])
         landed = job.get("status") == "done" or job.get("size") is not None
         size = box.s3.head_object(Bucket=BUCKET, Key=response["s3_key"])["ContentLength"] if landed else None

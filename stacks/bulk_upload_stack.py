@@ -20,9 +20,9 @@ from .config import AppConfig
 from .constructs.alarm_topic import AlarmTopic, alarms_at_one
 from .constructs.braze_importer import retention_days
 from .constructs.dashboard import (
-    FIVE_MINUTES,
     ONE_MINUTE,
     PipelineDashboard,
+    api_traffic,
     denials,
     function_widgets,
     graph,
@@ -31,7 +31,7 @@ from .constructs.dashboard import (
 from .constructs.dead_letter_queue import dead_letter_queue
 from .constructs.keyed_api import KeyedApi
 from .constructs.python_function import PythonFunction
-from .constructs.secure_bucket import SecureBucket
+from .constructs.secure_bucket import SecureBucket, nag_arn
 from .constructs.table import keyed_table
 from .import_stack import ImporterExports
 from .telemetry import bulk_upload as telemetry
@@ -183,14 +183,7 @@ class BulkUploadStack(Stack):
             ],
         )
         api = self.api.api
-        webhook = graph(
-            "Webhook: requests, 4xx, 5xx",
-            [api.metric_count(period=FIVE_MINUTES, label="Requests")],
-            right=[
-                api.metric_client_error(period=FIVE_MINUTES, label="4XX"),
-                api.metric_server_error(period=FIVE_MINUTES, label="5XX"),
-            ],
-        )
+        webhook = api_traffic("Webhook: requests, 4xx, 5xx", api)
         access_logs = cast(logs.ILogGroup, self.api.node.find_child("AccessLogs"))
         widgets: list[list[cloudwatch.IWidget]] = [
             [jobs, copied, duration],
@@ -229,7 +222,7 @@ class BulkUploadStack(Stack):
                 )
             ],
         )
-        bucket_arn = f"<{self.get_logical_id(self.bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
+        bucket_arn = nag_arn(self.bucket)
         Validations.of(reads).acknowledge(
             Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::{bucket_arn}/{prefix}*]",
@@ -257,7 +250,7 @@ class BulkUploadStack(Stack):
             iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:PutItem"], resources=[self.jobs.table_arn])
         )
         self.queue.grant_send_messages(self.receiver.role)
-        bucket_arn = f"<{self.get_logical_id(self.bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
+        bucket_arn = nag_arn(self.bucket)
         for role, does in ((self.copier.role, "Writes"), (self.dead_letter_consumer.role, "Aborts uploads of")):
             Validations.of(role).acknowledge(
                 Acknowledgment(

@@ -24,7 +24,15 @@ from constructs import Construct
 from .config import AppConfig, CaptureConfig
 from .constructs.alarm_topic import AlarmTopic, alarms_at_one
 from .constructs.braze_importer import retention_days
-from .constructs.dashboard import FIVE_MINUTES, PipelineDashboard, denials, function_widgets, graph, queue_depth
+from .constructs.dashboard import (
+    FIVE_MINUTES,
+    PipelineDashboard,
+    api_traffic,
+    denials,
+    function_widgets,
+    graph,
+    queue_depth,
+)
 from .constructs.dead_letter_queue import dead_letter_queue
 from .constructs.keyed_api import logged_rest_api
 from .constructs.python_function import PythonFunction
@@ -499,14 +507,7 @@ class CaptureStack(Stack):
                 self.transform.function.metric_errors(period=FIVE_MINUTES, label="Transform errors"),
             ],
         )
-        api = graph(
-            "Capture API: requests, 4xx, 5xx",
-            [self.api.metric_count(period=FIVE_MINUTES, label="Requests")],
-            right=[
-                self.api.metric_client_error(period=FIVE_MINUTES, label="4XX"),
-                self.api.metric_server_error(period=FIVE_MINUTES, label="5XX"),
-            ],
-        )
+        api = api_traffic("Capture API: requests, 4xx, 5xx", self.api)
         latency = graph(
             "Capture API latency (ms)",
             [

@@ -15,9 +15,17 @@ from .config import AppConfig
 from .constructs.alarm_topic import AlarmTopic
 from .constructs.braze_importer import retention_days
 from .constructs.currents_personalizer import CurrentsPersonalizer
-from .constructs.dashboard import FIVE_MINUTES, PipelineDashboard, denials, function_widgets, graph, queue_depth
+from .constructs.dashboard import (
+    FIVE_MINUTES,
+    PipelineDashboard,
+    api_traffic,
+    denials,
+    function_widgets,
+    graph,
+    queue_depth,
+)
 from .constructs.keyed_api import KeyedApi
-from .constructs.secure_bucket import SecureBucket
+from .constructs.secure_bucket import SecureBucket, nag_arn
 from .import_stack import acknowledge_notification_handler
 from .telemetry import currents as telemetry
 from .telemetry import metric
@@ -65,7 +73,7 @@ class CurrentsStack(Stack):
             )
             for actions, resources in braze_writer_grants(self.bucket.bucket_arn, currents.prefix):
                 writer.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources))
-            bucket_arn = f"<{self.get_logical_id(self.bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
+            bucket_arn = nag_arn(self.bucket)
             Validations.of(writer).acknowledge(
                 Acknowledgment(
                     id=f"AwsSolutions-IAM5[Resource::{bucket_arn}/{currents.prefix}*]",
@@ -112,14 +120,7 @@ class CurrentsStack(Stack):
             right=[metric(telemetry.BEDROCK_THROTTLES, label="Throttled calls")],
         )
         api = self.api.api
-        content_api = graph(
-            "Content API: requests, 4xx, 5xx",
-            [api.metric_count(period=FIVE_MINUTES, label="Requests")],
-            right=[
-                api.metric_client_error(period=FIVE_MINUTES, label="4XX"),
-                api.metric_server_error(period=FIVE_MINUTES, label="5XX"),
-            ],
-        )
+        content_api = api_traffic("Content API: requests, 4xx, 5xx", api)
         latency = graph(
             "Content API latency (ms)",
             [

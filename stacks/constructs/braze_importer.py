@@ -3,7 +3,7 @@ its dead-letter queue, its S3 trigger, the schedule that starts queued runs, and
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -22,6 +22,7 @@ from ..telemetry import metric
 from .alarm_topic import alarms_at_one
 from .dead_letter_queue import dead_letter_queue
 from .python_function import PythonFunction
+from .secure_bucket import nag_arn
 from .table import keyed_table
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".gz")  # .gz covers .csv.gz and .jsonl.gz
@@ -145,8 +146,7 @@ class BrazeImporter(Construct):
             roles=[role],
             statements=[iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[self.function.function_arn])],
         )
-        stack = Stack.of(self)
-        bucket_arn = f"<{stack.get_logical_id(bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
+        bucket_arn = nag_arn(bucket)
         Validations.of(role).acknowledge(
             Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::{bucket_arn}/{config.incoming_prefix}*]",

@@ -23,6 +23,7 @@ from .alarm_topic import alarms_at_one
 from .braze_importer import retention_days
 from .dead_letter_queue import dead_letter_queue
 from .python_function import PythonFunction
+from .secure_bucket import nag_arn
 from .table import keyed_table
 
 PACKAGE = "currents_personalizer"
@@ -185,7 +186,7 @@ class CurrentsPersonalizer(Construct):
                 resources=[self.table.table_arn, f"{self.table.table_arn}/index/by-external-id"],
             )
         )
-        bucket_arn = f"<{stack.get_logical_id(bucket.node.default_child)}.Arn>"  # type: ignore[arg-type]
+        bucket_arn = nag_arn(bucket)
         Validations.of(self.personalizer.role).acknowledge(
             Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::{bucket_arn}/{config.prefix}*]",

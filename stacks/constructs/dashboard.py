@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aws_cdk import Aws, CfnMapping, CfnOutput, Duration, Stack
+from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -57,6 +58,18 @@ def function_widgets(title: str, function: lambda_.IFunction) -> list[cloudwatch
             ],
         ),
     ]
+
+
+def api_traffic(title: str, api: apigw.RestApiBase) -> cloudwatch.GraphWidget:
+    """Requests of a REST API, and its 4XX and 5XX answers."""
+    return graph(
+        title,
+        [api.metric_count(period=FIVE_MINUTES, label="Requests")],
+        right=[
+            api.metric_client_error(period=FIVE_MINUTES, label="4XX"),
+            api.metric_server_error(period=FIVE_MINUTES, label="5XX"),
+        ],
+    )
 
 
 def queue_depth(title: str, queues: Sequence[tuple[str, sqs.IQueue]]) -> cloudwatch.GraphWidget:
