@@ -26,7 +26,7 @@ from braze_importer import gzip_index
 from braze_importer.aws import S3Source
 from braze_importer.engine import SendPolicy
 from braze_importer.objects import classify
-from braze_importer.ports import BrazeAnswer, Delivery, SeekPoint, SystemClock
+from braze_importer.ports import BrazeAnswer, Delivery, Endpoint, SeekPoint, SystemClock
 from braze_importer.reader import Format, iter_elements
 from braze_importer.runs import CONTINUING, RunRecord
 from braze_importer.service import Deps, Layout, handle_continue
@@ -143,7 +143,7 @@ class FirstSend:
     def __init__(self) -> None:
         self.first: float | None = None
 
-    async def track(self, body: bytes) -> BrazeAnswer:
+    async def send(self, endpoint: Endpoint, body: bytes) -> BrazeAnswer:
         if self.first is None:
             self.first = time.perf_counter()
         return BrazeAnswer(Delivery.ANSWERED, status=201, body={"message": "success"})

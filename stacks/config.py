@@ -41,8 +41,18 @@ class ImportConfig:
     output_retention_days: int = 90
     log_retention_days: int = 90
     csv_type_cast: str = ""  # CSV column types overriding inference: "zip=string,level=integer"
+    # The limits of Braze's other endpoint groups, each shared only by the runs sending to it.
+    catalog_requests_per_minute: int = 16_000  # the asynchronous catalog item endpoints together
+    user_delete_requests_per_minute: int = 20_000  # /users/delete
+    allow_user_deletes: bool = False  # files under user-deletes/ delete users only when true
 
     def __post_init__(self) -> None:
+        for name, value in (
+            ("catalogRequestsPerMinute", self.catalog_requests_per_minute),
+            ("userDeleteRequestsPerMinute", self.user_delete_requests_per_minute),
+        ):
+            if not 1 <= value <= 1_000_000:
+                raise ConfigError(f"import {name} must be between 1 and 1000000")
         if self.csv_type_cast and not _CSV_CAST.fullmatch(self.csv_type_cast):
             raise ConfigError(
                 "import csvTypeCast must be column=type pairs separated by commas, "

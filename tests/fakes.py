@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from botocore.exceptions import ClientError
 from braze_importer.engine import SendPolicy
-from braze_importer.ports import BrazeAnswer, Delivery, ObjectRef, SeekPoint
+from braze_importer.ports import BrazeAnswer, Delivery, Endpoint, Group, ObjectRef, SeekPoint
 from braze_importer.runs import CONTINUING, QUEUED, RUNNING, STOPPED, RunRecord
 from braze_importer.service import Deps, Layout, handle_continue, handle_start
 
@@ -48,16 +48,27 @@ def answer(status: int = 201, body: dict[str, Any] | None = None, **kw: Any) -> 
 
 class FakeBraze:
     """Answers from ``script`` (a list consumed per request, then ``default``) and records what it
-    stored: everything answered 2xx minus the objects listed in errors, plus 'ambiguous-stored'."""
+    stored: everything answered 2xx minus the objects listed in errors, plus 'ambiguous-stored'.
+
+    Every endpoint's requests are noted in ``sent`` as (endpoint, payload); /users/track's alone
+    also in ``requests``. A stored catalog request applies to ``catalogs`` (name -> id -> item) in
+    arrival order, and a stored /users/delete adds its identifiers to ``deleted``. The default
+    answer of a catalog endpoint is 202, of /users/delete 201, as Braze's."""
 
     def __init__(self, script: list[Any] | None = None, default: Callable[[dict[str, Any]], Any] | None = None) -> None:
         self.script = list(script or [])
         self.default = default or (lambda payload: answer())
         self.requests: list[dict[str, Any]] = []
         self.stored: list[dict[str, Any]] = []
+        self.sent: list[tuple[Endpoint, dict[str, Any]]] = []
+        self.catalogs: dict[str, dict[str, dict[str, Any]]] = {}
+        self.deleted: list[tuple[str, Any]] = []
 
-    async def track(self, body: bytes) -> BrazeAnswer:
+    async def send(self, endpoint: Endpoint, body: bytes) -> BrazeAnswer:
         payload = orjson.loads(body)
+        self.sent.append((endpoint, payload))
+        if endpoint.group is not Group.TRACK:
+            return await self._other(endpoint, payload)
         self.requests.append(payload)
         step = self.script.pop(0) if self.script else self.default(payload)
         if callable(step):
@@ -76,6 +87,42 @@ class FakeBraze:
                     if (array, i) not in refused:
                         self.stored.append(obj)
         return step
+
+    async def _other(self, endpoint: Endpoint, payload: dict[str, Any]) -> BrazeAnswer:
+        await asyncio.sleep(0)  # requests in flight at once may finish in any order
+        if self.script:
+            step = self.script.pop(0)
+        else:
+            step = self.default(payload) if self.default_for_all else self.braze_answer(endpoint, payload)
+        if callable(step):
+            step = step(endpoint, payload)
+        stored = False
+        if step == "ambiguous_stored":
+            stored, step = True, BrazeAnswer(Delivery.AMBIGUOUS, detail="ServerDisconnectedError")
+        elif step == "ambiguous_lost":
+            step = BrazeAnswer(Delivery.AMBIGUOUS, detail="ServerDisconnectedError")
+        if stored or (step.delivery is Delivery.ANSWERED and 200 <= step.status < 300):
+            self.apply(endpoint, payload)
+        return step
+
+    default_for_all = False  # True: ``default`` answers every endpoint's requests, not Braze's rules
+
+    def braze_answer(self, endpoint: Endpoint, payload: dict[str, Any]) -> BrazeAnswer:
+        """What Braze answers a valid request of ``endpoint``."""
+        if endpoint.group is Group.CATALOG:
+            return answer(202)
+        return answer(201, {"deleted": sum(len(v) for v in payload.values()), "message": "success"})
+
+    def apply(self, endpoint: Endpoint, payload: dict[str, Any]) -> None:
+        if endpoint.group is Group.CATALOG:
+            items = self.catalogs.setdefault(endpoint.path.split("/")[2], {})
+            for item in payload["items"]:
+                if endpoint.method == "DELETE":
+                    items.pop(item["id"], None)
+                else:
+                    items[item["id"]] = item
+        else:
+            self.deleted.extend((array, value) for array, values in payload.items() for value in values)
 
     def factory(self) -> Any:
         @asynccontextmanager
@@ -197,25 +244,34 @@ class MemorySlots:
 
 
 class MemoryActiveRuns:
-    """ActiveRuns over dicts: run_id -> lease_until, run_id -> recent rate."""
+    """ActiveRuns over dicts: run_id -> lease_until, run_id -> recent rate (``leases`` and ``rates``
+    are /users/track's; each other endpoint group has its own pair in ``groups``)."""
 
     def __init__(self) -> None:
         self.leases: dict[str, float] = {}
         self.rates: dict[str, float] = {}
+        self.groups: dict[str, tuple[dict[str, float], dict[str, float]]] = {"track": (self.leases, self.rates)}
         self.beats = 0
 
-    def beat(self, run_id: str, now: float, lease_seconds: float, rate: float | None = None) -> dict[str, float | None]:
-        self.beats += 1
-        self.leases[run_id] = now + lease_seconds
-        if rate is None:
-            self.rates.pop(run_id, None)
-        else:
-            self.rates[run_id] = rate
-        return {k: self.rates.get(k) for k, until in self.leases.items() if until >= now}
+    def _of(self, group: str) -> tuple[dict[str, float], dict[str, float]]:
+        return self.groups.setdefault(group, ({}, {}))
 
-    def leave(self, run_id: str) -> None:
-        self.leases.pop(run_id, None)
-        self.rates.pop(run_id, None)
+    def beat(
+        self, run_id: str, now: float, lease_seconds: float, rate: float | None = None, *, group: str = "track"
+    ) -> dict[str, float | None]:
+        self.beats += 1
+        leases, rates = self._of(group)
+        leases[run_id] = now + lease_seconds
+        if rate is None:
+            rates.pop(run_id, None)
+        else:
+            rates[run_id] = rate
+        return {k: rates.get(k) for k, until in leases.items() if until >= now}
+
+    def leave(self, run_id: str, *, group: str = "track") -> None:
+        leases, rates = self._of(group)
+        leases.pop(run_id, None)
+        rates.pop(run_id, None)
 
 
 class MemorySeekPoints:

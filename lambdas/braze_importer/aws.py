@@ -23,7 +23,14 @@ PREFETCH_CHUNKS = 8
 RUN_TTL_SECONDS = 90 * 24 * 3600
 QUEUE_KEY = "queue#runs"  # the runs table item listing queued runs
 QUEUE_WRITE_ATTEMPTS = 50
-ACTIVE_KEY = "workspace#runs"  # the runs table item listing the runs sending right now
+ACTIVE_KEY = "workspace#runs"  # the runs table item listing the runs sending to /users/track right now
+TRACK_GROUP = "track"
+
+
+def active_key(group: str = TRACK_GROUP) -> str:
+    """The runs-table item listing the active runs of an endpoint group: /users/track's is the item
+    every version has used; each other group (catalog, user_delete) has its own."""
+    return ACTIVE_KEY if group == TRACK_GROUP else f"{ACTIVE_KEY}#{group}"
 
 
 # What S3 answers a read pinned to a version (VersionId, or If-Match on an unversioned bucket)
@@ -404,10 +411,10 @@ class DynamoRunSlots:
 
 
 class DynamoActiveRuns:
-    """Active runs as two maps of one runs-table item (see :class:`ActiveRuns`): ``members``
-    (run id → lease end) and ``rates`` (run id → its recent requests per second). A renewal is one
-    UpdateItem of the run's own entries, never a read-modify-write of the whole maps, and its
-    answer is the whole item: one request per beat."""
+    """Active runs as two maps of one runs-table item per endpoint group (see :class:`ActiveRuns`
+    and :func:`active_key`): ``members`` (run id → lease end) and ``rates`` (run id → its recent
+    requests per second). A renewal is one UpdateItem of the run's own entries, never a
+    read-modify-write of the whole maps, and its answer is the whole item: one request per beat."""
 
     TIDY_PER_BEAT = 5  # expired entries removed per beat, at most
 
@@ -415,9 +422,12 @@ class DynamoActiveRuns:
         self._db = dynamodb
         self._table = table
 
-    def beat(self, run_id: str, now: float, lease_seconds: float, rate: float | None = None) -> dict[str, float | None]:
+    def beat(
+        self, run_id: str, now: float, lease_seconds: float, rate: float | None = None, *, group: str = TRACK_GROUP
+    ) -> dict[str, float | None]:
+        key = {"run_id": {"S": active_key(group)}}
         try:
-            item = self._renew(run_id, now + lease_seconds, rate)
+            item = self._renew(key, run_id, now + lease_seconds, rate)
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ValidationException":
                 raise
@@ -425,31 +435,27 @@ class DynamoActiveRuns:
             # exist yet, and a nested path needs them.
             self._db.update_item(
                 TableName=self._table,
-                Key=self._key,
+                Key=key,
                 UpdateExpression="SET members = if_not_exists(members, :empty), rates = if_not_exists(rates, :empty)",
                 ExpressionAttributeValues={":empty": {"M": {}}},
             )
-            item = self._renew(run_id, now + lease_seconds, rate)
+            item = self._renew(key, run_id, now + lease_seconds, rate)
         leases = {k: float(v["N"]) for k, v in item.get("members", {}).get("M", {}).items()}
         rates = {k: float(v["N"]) for k, v in item.get("rates", {}).get("M", {}).items()}
         # The answer is counted before any tidying: the renewal has succeeded whatever follows.
         active = {k: rates.get(k) for k, until in leases.items() if until >= now}
         for expired in [k for k, until in leases.items() if until < now][: self.TIDY_PER_BEAT]:
             try:
-                self._remove(expired, condition_before=now)
+                self._remove(key, expired, condition_before=now)
             except Exception as exc:  # a throttled tidy-up: the next beat (of any run) tries again
                 logging.getLogger(__name__).warning("tidying an expired active run failed: %s", type(exc).__name__)
                 break
         return active
 
-    def leave(self, run_id: str) -> None:
-        self._remove(run_id)
+    def leave(self, run_id: str, *, group: str = TRACK_GROUP) -> None:
+        self._remove({"run_id": {"S": active_key(group)}}, run_id)
 
-    @property
-    def _key(self) -> dict[str, Any]:
-        return {"run_id": {"S": ACTIVE_KEY}}
-
-    def _renew(self, run_id: str, until: float, rate: float | None) -> dict[str, Any]:
+    def _renew(self, key: dict[str, Any], run_id: str, until: float, rate: float | None) -> dict[str, Any]:
         values = {
             ":until": {"N": f"{until:.3f}"},
             ":expires": {"N": str(int(max(until, time.time())) + RUN_TTL_SECONDS)},
@@ -462,7 +468,7 @@ class DynamoActiveRuns:
             values[":rate"] = {"N": f"{max(0.0, rate):.3f}"}
         answer = self._db.update_item(
             TableName=self._table,
-            Key=self._key,
+            Key=key,
             UpdateExpression=update,
             ExpressionAttributeNames={"#run": run_id},
             ExpressionAttributeValues=values,
@@ -470,12 +476,12 @@ class DynamoActiveRuns:
         )
         return dict(answer.get("Attributes") or {})
 
-    def _remove(self, run_id: str, *, condition_before: float | None = None) -> None:
+    def _remove(self, key: dict[str, Any], run_id: str, *, condition_before: float | None = None) -> None:
         """Drop a run's entries (only if its lease ended before ``condition_before``, when given:
         a run that renewed meanwhile stays)."""
         update: dict[str, Any] = {
             "TableName": self._table,
-            "Key": self._key,
+            "Key": key,
             "ExpressionAttributeNames": {"#run": run_id},
         }
         if condition_before is not None:

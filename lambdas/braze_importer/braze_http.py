@@ -1,4 +1,4 @@
-"""Braze /users/track over HTTP: the httpx API on the aiohttp transport.
+"""Braze's REST API over HTTP: the httpx API on the aiohttp transport.
 
 Plain httpx loses most of its throughput beyond ~20 requests in flight; its API over the
 aiohttp transport holds 40-80 at a real round trip. What matters here besides speed is telling
@@ -19,21 +19,23 @@ import httpx
 import orjson
 from httpx_aiohttp import AiohttpTransport
 
-from .ports import BrazeAnswer, Delivery
-
-TRACK_PATH = "/users/track"
+from .ports import BrazeAnswer, Delivery, Endpoint
 
 
 class BrazeHttp:
     def __init__(self, client: httpx.AsyncClient, base_url: str, api_key: str) -> None:
         self._client = client
-        # Built once: httpx parses a URL string and normalises a headers dict on every request.
-        self._url = httpx.URL(base_url.rstrip("/") + TRACK_PATH)
+        # Built once per endpoint: httpx parses a URL string and normalises a headers dict on every request.
+        self._base = base_url.rstrip("/")
+        self._urls: dict[Endpoint, httpx.URL] = {}
         self._headers = httpx.Headers({"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"})
 
-    async def track(self, body: bytes) -> BrazeAnswer:
+    async def send(self, endpoint: Endpoint, body: bytes) -> BrazeAnswer:
+        url = self._urls.get(endpoint)
+        if url is None:
+            url = self._urls[endpoint] = httpx.URL(self._base + endpoint.path)
         try:
-            response = await self._client.post(self._url, content=body, headers=self._headers)
+            response = await self._client.request(endpoint.method, url, content=body, headers=self._headers)
             payload = response.content
         except (TimeoutError, httpx.HTTPError, aiohttp.ClientError) as exc:
             return BrazeAnswer(classify_failure(exc), detail=type(exc.__cause__ or exc).__name__)

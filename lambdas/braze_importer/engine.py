@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
+import dataclasses
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
@@ -20,7 +22,20 @@ from typing import Any
 import orjson
 
 from .objects import Invalid, Kind, classify
-from .ports import BrazeAnswer, BrazeTrack, Clock, Delivery, SourceDenied, SourceGone, UnreadableInput
+from .ports import (
+    TRACK,
+    USERS_DELETE,
+    BrazeAnswer,
+    BrazeApi,
+    Clock,
+    Delivery,
+    Endpoint,
+    Group,
+    SourceDenied,
+    SourceGone,
+    UnreadableInput,
+    catalog_items,
+)
 from .reader import Element, JsonSyntaxError, Position
 
 _SLICE_SECONDS = 1.0  # longest wait between two looks at the time limit
@@ -58,6 +73,24 @@ class SendPolicy:
     # value was first seen, the window's length learnt from successive reset values (this guess
     # until then: Braze's /users/track window is 3 s).
     window_guess_seconds: float = 6.0
+    # The limits of the other endpoint groups, each shared only by the runs sending to that group:
+    # the asynchronous catalog item endpoints (16,000 a minute together) and /users/delete (20,000).
+    catalog_requests_per_second: float = 16_000 / 60
+    user_delete_requests_per_second: float = 20_000 / 60
+
+    def for_group(self, group: Group) -> SendPolicy:
+        """The policy of a run sending to ``group``: its limit stands for the workspace figure, and
+        the catalog and delete endpoints take 50 objects a request, in one-minute windows."""
+        if group is Group.TRACK:
+            return self
+        limit = self.catalog_requests_per_second if group is Group.CATALOG else self.user_delete_requests_per_second
+        return dataclasses.replace(
+            self,
+            workspace_requests_per_second=limit,
+            batch_rule=BatchRule.COMBINED,
+            max_batch_objects=50,
+            window_guess_seconds=66.0,  # a minute's window, and some of Braze's clock skew
+        )
 
 
 @dataclass(slots=True)
@@ -124,6 +157,64 @@ class Checkpoint:
         return cls(int(data["offset"]), int(data["index"]), skip, int(data.get("read", data["index"])))
 
 
+# Kinds of rows in a catalog's folder (the array of every catalog request is ``items``).
+CATALOG_UPSERT = "catalog_upsert"  # PUT: creates or replaces the item, so a resent batch is harmless
+CATALOG_DELETE = "catalog_delete"  # DELETE: the item's ``{"id"}``
+# The arrays of /users/delete, one identifier type per request.
+DELETE_ARRAYS = ("external_ids", "braze_ids", "user_aliases", "email_addresses", "phone_numbers")
+
+
+class Destination:
+    """Where a run's objects go: the endpoint and body array of each kind of row, and which rows
+    must reach Braze in file order (those with the same ``key``). /users/track, by default."""
+
+    group = Group.TRACK
+    mixes_arrays = True  # one request may carry several arrays (attributes, events, purchases)
+
+    def route(self, kind: str, obj: Any) -> tuple[Endpoint, str, str | None]:
+        """(endpoint, the body's array, the ordering key or None) of an object of ``kind``."""
+        return TRACK, kind, None
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """The endpoints a report names even when nothing was sent to them."""
+        return (TRACK,)
+
+
+class CatalogDestination(Destination):
+    """A catalog's asynchronous item endpoints: PUT for upserts, DELETE for deletes. Rows with the
+    same item id reach Braze in file order."""
+
+    group = Group.CATALOG
+    mixes_arrays = False
+
+    def __init__(self, catalog: str) -> None:
+        self.catalog = catalog
+        self.put = catalog_items(catalog, "PUT")
+        self.delete = catalog_items(catalog, "DELETE")
+
+    def route(self, kind: str, obj: Any) -> tuple[Endpoint, str, str | None]:
+        return (self.delete if kind == CATALOG_DELETE else self.put), "items", str(obj["id"])
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        return (self.put, self.delete)
+
+
+class UserDeleteDestination(Destination):
+    """/users/delete: one identifier type per request (its array is the row's kind)."""
+
+    group = Group.USER_DELETE
+    mixes_arrays = False
+
+    def route(self, kind: str, obj: Any) -> tuple[Endpoint, str, str | None]:
+        return USERS_DELETE, kind, None
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        return (USERS_DELETE,)
+
+
 class Outcome(Enum):
     COMPLETED = "completed"  # every element read and settled
     PAUSED = "paused"  # stopped dispatching before the time limit; continue from the checkpoint
@@ -146,19 +237,22 @@ class PumpResult:
 class Item:
     index: int
     element: Element  # for its exact offset, looked up only if the object is rejected
-    kind: str  # a Kind
-    obj: dict[str, Any]
+    kind: str  # the body's array: a Kind for /users/track, ``items`` for a catalog, an identifier type
+    obj: Any  # a JSON object, or a bare identifier for /users/delete
     size: int
+    endpoint: Endpoint = TRACK
+    key: str | None = None  # rows with the same key reach Braze in file order (a catalog item's id)
 
 
 RecordSink = Callable[[dict[str, Any]], None]
 
 
 class Batch:
-    __slots__ = ("items",)
+    __slots__ = ("endpoint", "items")
 
-    def __init__(self, items: list[Item]) -> None:
+    def __init__(self, items: list[Item], endpoint: Endpoint | None = None) -> None:
         self.items = items
+        self.endpoint = endpoint or (items[0].endpoint if items else TRACK)
 
     def body(self) -> bytes:
         arrays: dict[str, list[dict[str, Any]]] = {}
@@ -172,7 +266,7 @@ class Batch:
 
     def halves(self) -> tuple[Batch, Batch]:
         mid = len(self.items) // 2
-        return Batch(self.items[:mid]), Batch(self.items[mid:])
+        return Batch(self.items[:mid], self.endpoint), Batch(self.items[mid:], self.endpoint)
 
     def locate(self, input_array: str, index: int) -> Item | None:
         """The item Braze means by (input_array, index)."""
@@ -216,7 +310,7 @@ class Batcher:
     def flush(self) -> Batch | None:
         if not self._items:
             return None
-        batch = Batch(self._items)
+        batch = Batch(self._items, self._items[0].endpoint)
         self._items = []
         self._per_kind = {}
         self._bytes = self._OVERHEAD
@@ -499,7 +593,7 @@ class Pump:
 
     def __init__(
         self,
-        braze: BrazeTrack,
+        braze: BrazeApi,
         policy: SendPolicy,
         clock: Clock,
         *,
@@ -509,8 +603,17 @@ class Pump:
         progress_seconds: float = 5.0,
         counters: Counters | None = None,
         share: Share | None = None,
+        destination: Destination | None = None,
     ) -> None:
         self._braze = braze
+        self._destination = destination or Destination()
+        # Per endpoint label: requests started and objects Braze took (for the report).
+        self.endpoints: dict[str, dict[str, int]] = {}
+        self.stop_error: dict[str, Any] | None = None  # why the run stopped, when Braze said so
+        self._batchers: dict[Hashable, Batcher] = {}
+        self._open_keys: dict[str, Hashable] = {}  # ordering key -> the lane whose open batch holds it
+        self._flying: dict[str, int] = {}  # ordering key -> batches holding it that are on their way
+        self._landed = asyncio.Event()  # set whenever a batch's sending ends
         self._policy = policy
         self._clock = clock
         self._on_reject = on_reject
@@ -543,7 +646,6 @@ class Pump:
         flight finish and returns a checkpoint naming exactly what is still unsettled."""
         self._keep_going = keep_going
         self._inherited = start.skip
-        batcher = Batcher(self._policy)
         next_read = start.position
         read_end = start.index
         skip = start.skip if start.skip.ranges else None
@@ -556,9 +658,8 @@ class Pump:
                     if element.index >= start.read:
                         self.counters.objects_read += 1
                     item = self._admit(element)
-                    if item is not None and (batch := batcher.add(item)) is not None:
-                        await self._dispatch(batch)
-                        look = True
+                    if item is not None:
+                        look = await self._place(item) or look
                 next_read = element.next
                 read_end = element.index + 1
                 if look:
@@ -567,8 +668,7 @@ class Pump:
                         outcome = Outcome.PAUSED  # what is still in the batcher stays unsettled
                         break
             else:
-                if (batch := batcher.flush()) is not None:
-                    await self._dispatch(batch)
+                await self._flush_all()
         except (SourceGone, SourceDenied) as exc:
             # The file cannot be read from here: stop at once, what is still batched stays unsettled.
             outcome = Outcome.SOURCE_GONE if isinstance(exc, SourceGone) else Outcome.SOURCE_DENIED
@@ -576,11 +676,11 @@ class Pump:
         except UnreadableInput as exc:
             outcome = Outcome.INVALID_JSON if isinstance(exc, JsonSyntaxError) else Outcome.UNREADABLE
             error = {"offset": exc.offset, "message": exc.message}
-            if (batch := batcher.flush()) is not None:
-                await self._dispatch(batch)
+            await self._flush_all()
         await self._drain()
         if self._stop_reason is not None:
             outcome = Outcome.STOPPED
+            error = self.stop_error or error
         elif outcome is Outcome.COMPLETED and self._unsettled:
             outcome = Outcome.PAUSED  # the time limit came while retries were pending
         return PumpResult(outcome, self._checkpoint(next_read, read_end, start.read), self._stop_reason, error)
@@ -620,7 +720,43 @@ class Pump:
                 self._reject(element.index, element.offset, "validation", exc.reason)
                 return None
         self._unsettled[element.index] = element.anchor
-        return Item(element.index, element, kind, element.value, element.size)
+        endpoint, array, key = self._destination.route(kind, element.value)
+        return Item(element.index, element, array, element.value, element.size, endpoint, key)
+
+    async def _place(self, item: Item) -> bool:
+        """Batch an item, sending the batches it closes; True if one was sent.
+
+        Rows with the same key (a catalog item's id) reach Braze in file order: before an item
+        joins a batch, the open batch holding its key is sent, and the item waits until no batch
+        holding its key is on its way (however many retries that batch takes). Requests never
+        overtake each other for one key, at the cost of one round trip per repeated key."""
+        sent = False
+        if item.key is not None:
+            lane = self._open_keys.get(item.key)
+            if lane is not None and (batch := self._batchers[lane].flush()) is not None:
+                await self._dispatch(batch)
+                sent = True
+            while item.key in self._flying:
+                if self._should_stop():
+                    return True  # the item stays unsettled, for the next invocation; the caller looks
+                self._landed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._landed.wait(), _SLICE_SECONDS)
+        lane = item.endpoint if self._destination.mixes_arrays else (item.endpoint, item.kind)
+        batcher = self._batchers.get(lane)
+        if batcher is None:
+            batcher = self._batchers[lane] = Batcher(self._policy)
+        if item.key is not None:
+            self._open_keys[item.key] = lane
+        if (batch := batcher.add(item)) is not None:
+            await self._dispatch(batch)
+            sent = True
+        return sent
+
+    async def _flush_all(self) -> None:
+        for batcher in list(self._batchers.values()):
+            if (batch := batcher.flush()) is not None:
+                await self._dispatch(batch)
 
     def _reject(self, index: int, offset: int, source: str, reason: str, line: int | None = None) -> None:
         self.counters.rejected += 1
@@ -632,11 +768,16 @@ class Pump:
     # -- sending -----------------------------------------------------------------------------
 
     async def _dispatch(self, batch: Batch) -> None:
+        keys = [item.key for item in batch.items if item.key is not None]
+        for key in keys:  # on its way from now: no other batch holding the key may start
+            self._open_keys.pop(key, None)
+            self._flying[key] = self._flying.get(key, 0) + 1
         await self._slots.acquire()
         if self._stopping.is_set():
             self._slots.release()
+            self._landing(keys)
             return
-        task = asyncio.ensure_future(self._send_in_slot(batch))
+        task = asyncio.ensure_future(self._send_in_slot(batch, keys))
         self._tasks.add(task)
         task.add_done_callback(self._finished)
 
@@ -647,11 +788,28 @@ class Pump:
             self._errors.append(task.exception())  # type: ignore[arg-type]
             self._stopping.set()
 
-    async def _send_in_slot(self, batch: Batch) -> None:
+    async def _send_in_slot(self, batch: Batch, keys: list[str]) -> None:
         try:
             await self._send(batch)
         finally:
             self._slots.release()
+            self._landing(keys)
+
+    def _landing(self, keys: list[str]) -> None:
+        for key in keys:
+            left = self._flying.get(key, 0) - 1
+            if left > 0:
+                self._flying[key] = left
+            else:
+                self._flying.pop(key, None)
+        self._landed.set()
+
+    def _count_request(self, endpoint: Endpoint) -> None:
+        self.counters.requests += 1
+        counts = self.endpoints.get(endpoint.label)
+        if counts is None:
+            counts = self.endpoints[endpoint.label] = {"requests": 0, "objects": 0}
+        counts["requests"] += 1
 
     async def _send(self, batch: Batch) -> None:
         body = batch.body()
@@ -662,10 +820,10 @@ class Pump:
         while True:
             if not await self._governor.acquire(self._should_stop):
                 return  # stopping: the batch stays unsettled and is sent by the next invocation
-            self.counters.requests += 1
+            self._count_request(batch.endpoint)
             self._governor.in_flight += 1
             try:
-                answer = await self._braze.track(body)
+                answer = await self._braze.send(batch.endpoint, body)
             finally:
                 self._governor.in_flight -= 1
             self._answered += 1
@@ -684,13 +842,20 @@ class Pump:
                     self._stop_reason = f"braze_auth_{status}"
                     self._stopping.set()
                     return
-                if status == 400 and len(batch.items) > 1 and (named := self._refused(batch, answer)):
+                if status == 404 and batch.endpoint.group is Group.CATALOG:
+                    # The catalog does not exist: never created here. The batch stays unsettled,
+                    # and a resume once the catalog exists sends it.
+                    self._stop_catalog_not_found(batch.endpoint, answer)
+                    return
+                if status == 400 and ((named := self._refused(batch, answer)) or self._absent(batch, answer)):
                     # Nothing was stored, and Braze named the objects it refuses: reject those and
                     # send the rest as one request, instead of splitting down to single objects.
-                    rest = [item for item in batch.items if item.index not in named]
+                    gone = self._absent(batch, answer)
+                    rest = [item for item in batch.items if item.index not in named and item.index not in gone]
+                    self._accept_items([i for i in batch.items if i.index in gone])
                     self._reject_items([i for i in batch.items if i.index in named], "braze", named)
                     if rest:
-                        await self._send(Batch(rest))
+                        await self._send(Batch(rest, batch.endpoint))
                     return
                 if status in (400, 413) and len(batch.items) > 1:
                     await self._split(batch)  # nothing was stored: isolate the offending objects
@@ -747,16 +912,58 @@ class Pump:
 
     @staticmethod
     def _refused(batch: Batch, answer: BrazeAnswer) -> dict[int, str]:
-        """The objects Braze's ``errors[]`` names, by element index, with its reason."""
+        """The objects Braze's ``errors[]`` names, by element index, with its reason: /users/track
+        names them by array and index, the catalog endpoints by item id (``parameters`` /
+        ``parameter_values``). A DELETE's "not found" names no refusal (see :meth:`_absent`)."""
         refused: dict[int, str] = {}
         errors = answer.body.get("errors")
         for error in errors if isinstance(errors, list) else []:
             if not isinstance(error, dict):
                 continue
-            item = batch.locate(str(error.get("input_array", "")), _int(error.get("index")))
-            if item is not None:
-                refused[item.index] = str(error.get("type") or "rejected by Braze")
+            if "input_array" in error:
+                item = batch.locate(str(error.get("input_array", "")), _int(error.get("index")))
+                if item is not None:
+                    refused[item.index] = str(error.get("type") or "rejected by Braze")
+                continue
+            if batch.endpoint.group is not Group.CATALOG or _not_found(batch, error):
+                continue
+            reason = _catalog_reason(error)
+            for item in _named_items(batch, error):
+                refused.setdefault(item.index, reason)
         return refused
+
+    @staticmethod
+    def _absent(batch: Batch, answer: BrazeAnswer) -> set[int]:
+        """Items a catalog DELETE names as not found: deleting what is not there is done."""
+        errors = answer.body.get("errors")
+        return {
+            item.index
+            for error in (errors if isinstance(errors, list) else [])
+            if isinstance(error, dict) and _not_found(batch, error)
+            for item in _named_items(batch, error)
+        }
+
+    def _stop_catalog_not_found(self, endpoint: Endpoint, answer: BrazeAnswer) -> None:
+        catalog = endpoint.path.split("/")[2]
+        self._stop_reason = "catalog_not_found"
+        self.stop_error = {
+            "message": f"Braze has no catalog named {catalog!r} ({_braze_message(answer, 'not found (404)')}); "
+            "the importer never creates a catalog: create it in Braze with the fields of its items, then resume "
+            "the run"
+        }
+        self._stopping.set()
+
+    def _accept_items(self, items: list[Item]) -> None:
+        for item in items:
+            del self._unsettled[item.index]
+            self._accepted(item)
+
+    def _accepted(self, item: Item) -> None:
+        self.counters.accepted += 1
+        counts = self.endpoints.get(item.endpoint.label)
+        if counts is None:
+            counts = self.endpoints[item.endpoint.label] = {"requests": 0, "objects": 0}
+        counts["objects"] += 1
 
     def _reject_items(self, items: list[Item], source: str, reasons: dict[int, str]) -> None:
         for item in items:
@@ -769,7 +976,7 @@ class Pump:
             del self._unsettled[item.index]
             reason = refused.get(item.index)
             if reason is None:
-                self.counters.accepted += 1
+                self._accepted(item)
             else:
                 self._reject(item.index, item.element.offset, "braze", reason, item.element.line)
 
@@ -826,10 +1033,33 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+def _named_items(batch: Batch, error: dict[str, Any]) -> list[Item]:
+    """The items of a catalog request an error names by id."""
+    params, values = error.get("parameters"), error.get("parameter_values")
+    if not isinstance(params, list) or not isinstance(values, list):
+        return []
+    ids = {str(v) for p, v in zip(params, values, strict=False) if p in ("id", "item_id", "items")}
+    if not ids and "id" in params:  # one "id" parameter naming several values
+        ids = {str(v) for v in values}
+    return [item for item in batch.items if item.key in ids]
+
+
+def _not_found(batch: Batch, error: dict[str, Any]) -> bool:
+    return batch.endpoint.method == "DELETE" and "not-found" in str(error.get("id", ""))
+
+
+def _catalog_reason(error: dict[str, Any]) -> str:
+    code, message = error.get("id"), error.get("message")
+    text = " ".join(str(part) for part in (code, message) if part)
+    return text or "rejected by Braze"
+
+
 def _braze_message(answer: BrazeAnswer, default: str) -> str:
     errors = answer.body.get("errors")
     if isinstance(errors, list) and errors and isinstance(errors[0], dict) and errors[0].get("type"):
         return f"Braze: {errors[0]['type']}"
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict) and errors[0].get("id"):
+        return f"Braze: {_catalog_reason(errors[0])}"
     message = answer.body.get("message")
     return f"Braze: {message}" if isinstance(message, str) and message else default
 

@@ -102,6 +102,7 @@ def _deps() -> Deps:
         layout=settings.layout(),
         max_hops=settings.max_hops,
         csv_type_cast=settings.csv_casts(),
+        allow_user_deletes=settings.allow_user_deletes,
         on_counters=_tell,
     )
 

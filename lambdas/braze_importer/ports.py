@@ -56,8 +56,40 @@ class BrazeAnswer:
     detail: str = ""  # transport error class, for reports
 
 
-class BrazeTrack(Protocol):
-    async def track(self, body: bytes) -> BrazeAnswer: ...
+class Group(Enum):
+    """Braze endpoints that share one rate limit: runs divide a group's limit among themselves
+    only, so catalog and delete traffic never eats /users/track's."""
+
+    TRACK = "track"  # /users/track: the workspace's limit (3,000 per 3 s unless raised)
+    CATALOG = "catalog"  # the asynchronous catalog item endpoints: 16,000 per minute together
+    USER_DELETE = "user_delete"  # /users/delete: 20,000 per minute
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One Braze REST endpoint: a method and a path (below the REST endpoint's base URL)."""
+
+    method: str
+    path: str
+    group: Group
+
+    @property
+    def label(self) -> str:
+        """How reports name it: the path alone for a POST (``/users/track``), else ``PUT /catalogs/x/items``."""
+        return self.path if self.method == "POST" else f"{self.method} {self.path}"
+
+
+TRACK = Endpoint("POST", "/users/track", Group.TRACK)
+USERS_DELETE = Endpoint("POST", "/users/delete", Group.USER_DELETE)
+
+
+def catalog_items(catalog: str, method: str) -> Endpoint:
+    """The asynchronous bulk endpoint of a catalog's items: PUT replaces (or creates), DELETE deletes."""
+    return Endpoint(method, f"/catalogs/{catalog}/items", Group.CATALOG)
+
+
+class BrazeApi(Protocol):
+    async def send(self, endpoint: Endpoint, body: bytes) -> BrazeAnswer: ...
 
 
 class Clock(Protocol):

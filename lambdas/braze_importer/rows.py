@@ -4,8 +4,9 @@ Under the incoming prefix, the folder a file lies in fixes the kind of every row
 
 - ``attributes/``, ``events/``, ``purchases/``: that kind, never guessed from the row's keys;
 - ``dry-run/`` before any of these (or alone): read, checked and counted, nothing sent;
-- ``catalogs/`` and ``user-deletes/``: other Braze endpoints, not imported by this version (a run
-  there stops at once with that reason, sending nothing, rather than guessing kinds);
+- ``catalogs/<catalog_name>/``: items of that catalog, sent to its asynchronous item endpoints
+  (PUT replaces or creates an item; a row with ``DELETED`` true deletes it);
+- ``user-deletes/``: identifier-only rows sent to ``/users/delete`` (only where the setting allows);
 - anywhere else (files directly under the prefix): each object's kind is inferred from its keys.
 
 In a kind folder a row is a Braze object, or a Cloud Data Ingestion (CDI) row: identifier
@@ -16,19 +17,25 @@ column(s) in any letter case (``EXTERNAL_ID``, ``ALIAS_NAME`` + ``ALIAS_LABEL``,
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from .engine import CATALOG_DELETE, CATALOG_UPSERT
 from .objects import Invalid, Kind, _json_type, check
+from .ports import Group
 from .reader import Element
 
 FOLDER_KINDS = {"attributes": Kind.ATTRIBUTES, "events": Kind.EVENT, "purchases": Kind.PURCHASE}
 DRY_RUN = "dry-run"
-NOT_YET = ("catalogs", "user-deletes")  # Braze endpoints this version does not send to
+CATALOGS = "catalogs"
+USER_DELETES = "user-deletes"
+# Braze's rule for catalog names and item ids: letters, digits, hyphens and underscores, up to 250.
+_BRAZE_NAME = re.compile(r"[A-Za-z0-9_-]{1,250}")
 
 # CDI's identifier columns (casefolded) and what each becomes in a Braze object.
 CDI_IDENTIFIERS = ("external_id", "braze_id", "email", "phone")
@@ -46,6 +53,15 @@ class Route:
     kind: str | None = None  # a Kind; None: inferred per object, as for files directly under incoming/
     dry_run: bool = False
     refused: str | None = None  # why files in this folder are not imported
+    catalog: str | None = None  # catalogs/<name>/: the catalog its items go to
+    user_deletes: bool = False  # user-deletes/: identifiers of users to delete
+
+    @property
+    def group(self) -> Group:
+        """The endpoint group the folder's rows go to (whose rate limit the run shares)."""
+        if self.catalog is not None:
+            return Group.CATALOG
+        return Group.USER_DELETE if self.user_deletes else Group.TRACK
 
 
 def route_for(relative_key: str) -> Route:
@@ -65,17 +81,21 @@ def route_for(relative_key: str) -> Route:
     near = next((name for name in RESERVED if top != name and _loose(top) == _loose(name)), None)
     if near is not None:
         return Route(None, dry_run, _near(top, near))
-    if top in NOT_YET:
-        return Route(
-            None,
-            dry_run,
-            f"files under {top}/ go to Braze's {'catalog' if top == 'catalogs' else '/users/delete'} "
-            "endpoints, which this version of the importer does not send to; nothing was sent",
-        )
+    if top == USER_DELETES:
+        return Route(None, dry_run, user_deletes=True)
+    if top == CATALOGS:
+        if len(parts) < 2:
+            return Route(None, dry_run, "a catalog's file lies in catalogs/<catalog name>/ (the folder names the "
+                         "catalog); nothing was sent")  # fmt: skip
+        name = parts[1]
+        if not _BRAZE_NAME.fullmatch(name):
+            return Route(None, dry_run, f"the folder {name!r} under catalogs/ is no Braze catalog name (letters, "
+                         "digits, hyphens and underscores, up to 250); nothing was sent", catalog=None)  # fmt: skip
+        return Route(None, dry_run, catalog=name)
     return Route(FOLDER_KINDS.get(top), dry_run)
 
 
-RESERVED = (*FOLDER_KINDS, DRY_RUN, *NOT_YET)
+RESERVED = (*FOLDER_KINDS, DRY_RUN, CATALOGS, USER_DELETES)
 
 
 def _loose(name: str) -> str:
@@ -93,17 +113,150 @@ def _near(folder: str, reserved: str) -> str:
 
 def shaped(elements: Iterable[Element], kind: str) -> Iterator[Element]:
     """Every element as an object of ``kind`` (CDI rows merged), or a reject saying why not."""
+    return converted(elements, lambda value: (kind, as_object(value, kind)))
+
+
+def for_route(elements: Iterable[Element], route: Route) -> Iterable[Element]:
+    """The elements as the route's folder makes them (JSON rows; CSV rows are made by their reader)."""
+    if route.catalog is not None:
+        return converted(elements, catalog_item)
+    if route.user_deletes:
+        return converted(elements, delete_identifier)
+    if route.kind is not None:
+        return shaped(elements, route.kind)
+    return elements
+
+
+def converted(elements: Iterable[Element], convert: Callable[[Any], tuple[str, Any]]) -> Iterator[Element]:
+    """Every element made by ``convert`` into (kind, what to send), or a reject saying why not."""
     for element in elements:
         if element.error is None and not element.skipped:
             try:
-                element.value = as_object(element.value, kind)
+                element.kind, element.value = convert(element.value)
             except Invalid as exc:
                 element.value = None
                 element.error = exc.reason
                 element.error_source = "validation"
-            else:
-                element.kind = kind
         yield element
+
+
+# -- catalogs ---------------------------------------------------------------------------------
+
+CDI_CATALOG_COLUMNS = frozenset(("id", "payload", "deleted", *CDI_IGNORED))
+_TRUE = frozenset(("true", "t", "yes", "y", "1"))
+_FALSE = frozenset(("false", "f", "no", "n", "0", ""))
+
+
+def catalog_item(value: Any) -> tuple[str, dict[str, Any]]:
+    """(CATALOG_UPSERT or CATALOG_DELETE, the item) a row of a catalog's folder stands for: a Braze
+    item object (``id`` and its fields), or a CDI row (``ID``, ``PAYLOAD``, optional ``DELETED``,
+    any letter case). Raises :class:`Invalid`.
+
+    An item object whose only fields are ``payload`` or ``deleted`` reads as a CDI row."""
+    if type(value) is not dict:
+        raise Invalid(f"a catalog item is a JSON object, not a JSON {_json_type(value)}")
+    if (
+        value
+        and all(type(k) is str and k.casefold() in CDI_CATALOG_COLUMNS for k in value)
+        and any(k.casefold() in ("payload", "deleted") for k in value)
+    ):
+        return _catalog_cdi_row(value)
+    item_id = value.get("id")
+    _check_item_id(item_id, "id")
+    return CATALOG_UPSERT, value
+
+
+def _catalog_cdi_row(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    columns: dict[str, tuple[str, Any]] = {}
+    for column, value in row.items():
+        name = column.casefold()
+        if name in columns:
+            raise Invalid(f"{columns[name][0]} and {column}: the same column twice, in different letter case")
+        columns[name] = (column, value)
+    if "id" not in columns:
+        raise Invalid("no ID: a catalog row names its item by an ID column")
+    id_column, item_id = columns["id"]
+    _check_item_id(item_id, id_column)
+    if "deleted" in columns and _deleted(*columns["deleted"]):
+        return CATALOG_DELETE, {"id": item_id}
+    payload = _payload_object(columns.get("payload", ("PAYLOAD", None))[1])
+    written = payload.get("id")
+    if written is not None and written != item_id:
+        raise Invalid(f"PAYLOAD: its id and the row's {id_column} name different items")
+    return CATALOG_UPSERT, {"id": item_id, **{k: v for k, v in payload.items() if k != "id"}}
+
+
+def _check_item_id(item_id: Any, column: str) -> None:
+    if item_id is None or item_id == "":
+        raise Invalid(f"{column}: missing; every catalog item needs an id")
+    if type(item_id) is not str:
+        raise Invalid(f"{column}: must be a string, not a JSON {_json_type(item_id)}")
+    if not _BRAZE_NAME.fullmatch(item_id):
+        raise Invalid(f"{column}: a catalog item id is letters, digits, hyphens and underscores, up to 250")
+
+
+def _deleted(column: str, value: Any) -> bool:
+    if value is None or type(value) is bool:
+        return bool(value)
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    if type(value) is str and value.strip().casefold() in _TRUE | _FALSE:
+        return value.strip().casefold() in _TRUE
+    raise Invalid(f"{column}: must be true or false")
+
+
+# -- user deletes -----------------------------------------------------------------------------
+
+# A Braze identifier (CDI column, casefolded) -> the /users/delete array it goes in.
+DELETE_ARRAY_OF = {
+    "external_id": "external_ids",
+    "braze_id": "braze_ids",
+    "user_alias": "user_aliases",
+    "email": "email_addresses",
+    "phone": "phone_numbers",
+}
+_DELETE_ONLY = "a delete row carries only its identifier"
+
+
+def delete_identifier(value: Any) -> tuple[str, Any]:
+    """(the /users/delete array, the identifier) of a row of ``user-deletes/``: a Braze object with
+    exactly one identifier (``external_id``, ``braze_id``, ``user_alias``, ``email`` or ``phone``),
+    or a CDI row of identifier column(s) with no (or an empty) PAYLOAD. Raises :class:`Invalid`."""
+    if type(value) is not dict:
+        raise Invalid(f"a delete row is a JSON object, not a JSON {_json_type(value)}")
+    ids: dict[str, tuple[str, Any]] = {}
+    for column, cell in value.items():
+        name = column.casefold() if type(column) is str else column
+        if name == CDI_PAYLOAD:
+            if cell not in (None, "", {}, "{}"):
+                raise Invalid(f"{column}: {_DELETE_ONLY}; this row has a payload")
+            continue
+        if name in CDI_IGNORED or cell is None or cell == "":
+            continue
+        if name not in (*CDI_IDENTIFIERS, *CDI_ALIAS, "user_alias"):
+            raise Invalid(f"{column}: {_DELETE_ONLY} (external_id, braze_id, user_alias, email or phone)")
+        if name in ids:
+            raise Invalid(f"{ids[name][0]} and {column}: the same column twice, in different letter case")
+        ids[name] = (column, cell)
+    if "user_alias" in ids:
+        column, alias = ids.pop("user_alias")
+        if ids:
+            raise Invalid(f"more than one identifier ({column}, {', '.join(c for c, _ in ids.values())}): "
+                          "a row names its user by one identifier")  # fmt: skip
+        if (
+            type(alias) is not dict
+            or set(alias) != {"alias_name", "alias_label"}
+            or not all(type(v) is str and v for v in alias.values())
+        ):
+            raise Invalid(f"{column}: a user alias is an object of alias_name and alias_label, both strings")
+        return "user_aliases", alias
+    key, identifier = _identifier(ids)
+    if key == "user_alias":
+        if not all(identifier.values()):
+            raise Invalid("ALIAS_NAME and ALIAS_LABEL: a user alias needs both")
+    elif identifier == "":
+        raise Invalid(f"{ids[key][0]}: is empty")
+    return DELETE_ARRAY_OF[key], identifier
 
 
 def as_object(value: Any, kind: str) -> dict[str, Any]:

@@ -58,6 +58,8 @@ class RunRecord:
     queued_at: float | None = None  # when it was last queued; the oldest queued run starts first
     # A CSV run started for another pipeline (a CI360 audience): {"id_column": …, "ignore": […]}.
     csv_options: dict[str, Any] | None = None
+    # Per Braze endpoint (``/users/track``, ``PUT /catalogs/x/items``): requests started, objects taken.
+    endpoints: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def tag(self) -> str:
@@ -140,10 +142,13 @@ class ActiveRuns(Protocol):
     a run that ends leaves, and one whose invocation died drops out when its lease runs out.
     """
 
-    def beat(self, run_id: str, now: float, lease_seconds: float, rate: float | None = None) -> dict[str, float | None]:
-        """Note ``run_id`` as active until ``now + lease_seconds``, sending ``rate`` requests per
-        second of late (None: not measured yet); the runs active now, this one included, each with
-        the rate it last noted."""
+    def beat(
+        self, run_id: str, now: float, lease_seconds: float, rate: float | None = None, *, group: str = "track"
+    ) -> dict[str, float | None]:
+        """Note ``run_id`` as active in the endpoint ``group`` (a :class:`Group` value) until
+        ``now + lease_seconds``, sending ``rate`` requests per second of late (None: not measured
+        yet); the runs active now in that group, this one included, each with the rate it last
+        noted. Groups have limits of their own: runs of one group never count those of another."""
         ...
 
-    def leave(self, run_id: str) -> None: ...
+    def leave(self, run_id: str, *, group: str = "track") -> None: ...

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,13 +18,25 @@ from typing import Any
 import orjson
 
 from .csv_reader import iter_rows
-from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy, Share
+from .engine import (
+    CatalogDestination,
+    Checkpoint,
+    Counters,
+    Destination,
+    Outcome,
+    Pump,
+    SendPolicy,
+    Share,
+    UserDeleteDestination,
+)
 from .objects import Kind
 from .ports import (
     BrazeAnswer,
     Clock,
     Continuer,
     Delivery,
+    Endpoint,
+    Group,
     ObjectRef,
     ObjectSource,
     OutputStore,
@@ -33,7 +45,7 @@ from .ports import (
     UnreadableInput,
 )
 from .reader import BOM, Element, Format, iter_elements
-from .rows import Route, as_object, route_for, shaped
+from .rows import Route, as_object, for_route, route_for
 from .runs import COMPLETED, CONTINUING, QUEUED, STOPPED, ActiveRuns, RunRecord, RunSlots, RunStore, run_id_for
 
 OUTPUT_PART_BYTES = 8 << 20
@@ -75,7 +87,7 @@ class Deps:
     source: ObjectSource
     outputs: OutputStore
     continuer: Continuer
-    braze_factory: Callable[[], Any]  # an async context manager yielding a BrazeTrack
+    braze_factory: Callable[[], Any]  # an async context manager yielding a BrazeApi
     clock: Clock
     policy: SendPolicy
     layout: Layout
@@ -92,6 +104,8 @@ class Deps:
     # metrics show a long invocation's pace minute by minute (the rest is the result's ``delta``).
     on_counters: Callable[[Counters], None] | None = None
     counters_every_seconds: float = 60.0
+    # Files under user-deletes/ delete users for good: refused unless this is set (import:allowUserDeletes).
+    allow_user_deletes: bool = False
 
 
 @dataclass(slots=True)
@@ -184,7 +198,12 @@ _DRY_RUN_REQUESTS_PER_SECOND = 1e9
 class _DryRunBraze:
     """Answers every request as Braze would a valid one, without sending it anywhere."""
 
-    async def track(self, body: bytes) -> BrazeAnswer:
+    async def send(self, endpoint: Endpoint, body: bytes) -> BrazeAnswer:
+        if endpoint.group is Group.CATALOG:
+            return BrazeAnswer(Delivery.ANSWERED, 202, {"message": "success"})
+        if endpoint.group is Group.USER_DELETE:
+            deleted = sum(len(v) for v in orjson.loads(body).values() if isinstance(v, list))
+            return BrazeAnswer(Delivery.ANSWERED, 201, {"deleted": deleted, "message": "success"})
         return BrazeAnswer(Delivery.ANSWERED, 201, {"message": "success"})
 
 
@@ -207,6 +226,9 @@ def _dry_run(deps: Deps) -> Deps:
 def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> InvocationResult:
     """Pump the run from its checkpoint until done, stopped or out of time, then record it."""
     route = deps.layout.route(run.key)
+    # The run shares its endpoint group's limit, with the runs of that group only.
+    deps = dataclasses.replace(deps, policy=deps.policy.for_group(route.group))
+    refusal = _refusal(route, run, deps)
     if route.dry_run:
         deps = _dry_run(deps)
     if not _hold_slot(run, deps):
@@ -229,9 +251,9 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
             on_point=seeks.seen if seeks.store else None,
         )
     )
-    elements: Iterator[Element]
-    if route.refused is not None:
-        elements = _raise(UnreadableInput(0, route.refused))
+    elements: Iterable[Element]
+    if refusal is not None:
+        elements = _raise(UnreadableInput(0, refusal[1]))
     elif run.format == Format.CSV.value:
         # A continuation reads the header again from byte 0 (and the lines before it, for a reject).
         reopen = lambda: deps.source.chunks(ref, 0, bool(run.gzip))  # noqa: E731
@@ -246,11 +268,12 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         elements = _array_or_lines(chunks, run, checkpoint)
     else:
         elements = iter_elements(chunks, Format(run.format), checkpoint.position)
-    if route.kind is not None and run.format != Format.CSV.value:
-        elements = shaped(elements, route.kind)
+    if run.format != Format.CSV.value:
+        elements = for_route(elements, route)
     base_counters = Counters.from_dict(run.counters)
     base_reasons = dict(run.failure_reasons)
     base_seconds = run.active_seconds
+    base_endpoints = {k: dict(v) for k, v in run.endpoints.items()}
     pump: Pump | None = None
 
     def record(point: Checkpoint) -> None:
@@ -262,6 +285,11 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
             run.failure_reasons[reason] = run.failure_reasons.get(reason, 0) + count
         run.active_seconds = base_seconds + time.monotonic() - began
         run.updated_at = time.time()
+        run.endpoints = {k: dict(v) for k, v in base_endpoints.items()}
+        for label, counts in pump.endpoints.items():
+            mine = run.endpoints.setdefault(label, {"requests": 0, "objects": 0})
+            for name, count in counts.items():
+                mine[name] = mine.get(name, 0) + count
 
     told = Counters()
     told_at = time.monotonic()
@@ -294,13 +322,15 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
                 on_progress=progress,
                 progress_seconds=deps.progress_seconds,
                 share=share,
+                destination=destination,
             )
             # A run whose slot lease was lost (taken over after a long stall) pauses: its
             # continuation finds the slots taken and queues, instead of running beyond the bound.
             return await pump.run(elements, checkpoint, lambda: holding() and keep_going())
 
+    destination = _destination(route)
     share = Share(deps.policy.workspace_requests_per_second)
-    with _Heartbeat(run.run_id, deps, share) as beat:
+    with _Heartbeat(run.run_id, deps, share, route.group) as beat:
         result = asyncio.run(pump_it(beat.still_holding))
     assert pump is not None
     writer.flush()
@@ -326,9 +356,9 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
             Outcome.SOURCE_DENIED: "source_access_denied",
             Outcome.PAUSED: "hop_limit",
         }.get(result.outcome, "unknown")
-        if route.refused is not None:
-            run.stop_reason = "unsupported_folder"
-    report = build_report(run, deps.layout)
+        if refusal is not None:
+            run.stop_reason = refusal[0]
+    report = build_report(run, deps.layout, allow_user_deletes=deps.allow_user_deletes)
     deps.outputs.put(deps.layout.report_key(run), orjson.dumps(report, option=orjson.OPT_INDENT_2), "application/json")
     if run.status != COMPLETED:
         seeks.keep(result.checkpoint.offset)
@@ -337,7 +367,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
         # in its output files, and the new owner resumes from the checkpoint it read.
         return InvocationResult(run.run_id, "superseded", _delta(pump.counters.minus(told), route), report)
     if not continue_after or not beat.still_holding():
-        _leave(run.run_id, deps)  # its share goes back to the other runs now, not when the lease ends
+        _leave(run.run_id, deps, route.group)  # its share goes back to the other runs now, not when the lease ends
     if deps.slots is not None:
         if continue_after:  # keep the slot for the continuation
             deps.slots.acquire(run.run_id, deps.clock.time(), deps.slot_lease_seconds)
@@ -347,6 +377,36 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     if continue_after:
         deps.continuer.invoke_async({"action": "continue", "run_id": run.run_id, "seq": run.seq})
     return InvocationResult(run.run_id, run.status, _delta(pump.counters.minus(told), route), report)
+
+
+def _refusal(route: Route, run: RunRecord, deps: Deps) -> tuple[str, str] | None:
+    """(stop reason, message) when the run's folder or file is not imported; nothing is sent."""
+    if route.refused is not None:
+        return "unsupported_folder", route.refused
+    if (route.catalog is not None or route.user_deletes) and run.format == Format.CSV.value:
+        folder = "catalogs/" if route.catalog is not None else "user-deletes/"
+        return "unsupported_folder", (
+            f"CSV files under {folder} are not read by this version: give the rows as JSON Lines or a JSON "
+            "array; nothing was sent"
+        )
+    if route.user_deletes and not route.dry_run and not deps.allow_user_deletes:
+        return "user_deletes_not_allowed", USER_DELETES_REFUSED
+    return None
+
+
+USER_DELETES_REFUSED = (
+    "files under user-deletes/ delete Braze users for good, and this deployment does not allow it: set the "
+    "context value import:allowUserDeletes to true in cdk.json and deploy, then resume this run (or drop the "
+    "file under dry-run/user-deletes/ first to see what it would delete); nothing was sent"
+)
+
+
+def _destination(route: Route) -> Destination:
+    if route.catalog is not None:
+        return CatalogDestination(route.catalog)
+    if route.user_deletes:
+        return UserDeleteDestination()
+    return Destination()
 
 
 def _delta(counters: Counters, route: Route) -> Counters:
@@ -396,10 +456,11 @@ class _Heartbeat:
     the slot. A renewal that finds the slot taken by another run (this one stalled past its
     lease) clears ``still_holding``, and the pump pauses."""
 
-    def __init__(self, run_id: str, deps: Deps, share: Share) -> None:
+    def __init__(self, run_id: str, deps: Deps, share: Share, group: Group = Group.TRACK) -> None:
         self._run_id = run_id
         self._deps = deps
         self._share = share
+        self._group = group.value
         self._stop = threading.Event()
         self._lost = threading.Event()
         self._thread: threading.Thread | None = None
@@ -439,7 +500,7 @@ class _Heartbeat:
         now = deps.clock.time()
         rate = self._share.measured_rate(deps.clock.monotonic())
         try:
-            active = deps.active_runs.beat(self._run_id, now, deps.share_lease_seconds, rate)
+            active = deps.active_runs.beat(self._run_id, now, deps.share_lease_seconds, rate, group=self._group)
         except Exception as exc:  # the next beat tries again
             logging.getLogger(__name__).warning("active-run renewal failed: %s", type(exc).__name__)
             if now - self._noted_at >= deps.share_lease_seconds:
@@ -460,11 +521,11 @@ class _Heartbeat:
             self._lost.set()
 
 
-def _leave(run_id: str, deps: Deps) -> None:
+def _leave(run_id: str, deps: Deps, group: Group = Group.TRACK) -> None:
     if deps.active_runs is None:
         return
     try:
-        deps.active_runs.leave(run_id)
+        deps.active_runs.leave(run_id, group=group.value)
     except Exception as exc:  # the lease runs out on its own within seconds
         logging.getLogger(__name__).warning("leaving the active runs failed: %s", type(exc).__name__)
 
@@ -534,7 +595,7 @@ def handle_sweep(deps: Deps) -> InvocationResult:
     return InvocationResult("sweep", f"started {len(started)}")
 
 
-def build_report(run: RunRecord, layout: Layout) -> dict[str, Any]:
+def build_report(run: RunRecord, layout: Layout, *, allow_user_deletes: bool = False) -> dict[str, Any]:
     counters = Counters.from_dict(run.counters)
     status = run.status if run.status in (COMPLETED, STOPPED) else "running"
     report: dict[str, Any] = {
@@ -567,11 +628,26 @@ def build_report(run: RunRecord, layout: Layout) -> dict[str, Any]:
     route = layout.route(run.key)
     if route.kind is not None:
         report["source"]["kind"] = route.kind
+    if route.catalog is not None:
+        report["source"]["catalog"] = route.catalog
+    if route.user_deletes:
+        report["source"]["user_deletes"] = True
+    # Per endpoint: requests started and objects Braze took (a DELETE of a catalog item Braze
+    # does not have counts as taken: deleting it again changes nothing).
+    endpoints = {e.label: {"requests": 0, "objects": 0} for e in _destination(route).endpoints[:1]}
+    endpoints |= {label: dict(counts) for label, counts in run.endpoints.items()}
     if route.dry_run:
         # Nothing was sent: what passed every check is what a real run would have sent.
         report["dry_run"] = True
-        report["would_send"] = {"/users/track": {"requests": counters.requests, "objects": counters.accepted}}
+        report["would_send"] = endpoints
         report["accepted"] = report["requests"] = 0
+        if route.user_deletes and not allow_user_deletes:
+            report["real_run"] = {"refused": True, "stop_reason": "user_deletes_not_allowed",
+                                  "message": USER_DELETES_REFUSED}  # fmt: skip
+        elif route.user_deletes:
+            report["real_run"] = {"refused": False}
+    else:
+        report["endpoints"] = endpoints
     if run.status == STOPPED:
         report["stop_reason"] = run.stop_reason
         if run.stop_reason not in ("invalid_json", "unreadable_file", "source_gone", "unsupported_folder"):

@@ -40,6 +40,11 @@ class Settings(BaseModel):
     function_name: str = Field(alias="AWS_LAMBDA_FUNCTION_NAME")
     # Per-column types for CSV files, overriding inference: "zip=string,level=integer".
     csv_type_cast: str = Field("", alias="CSV_TYPE_CAST")
+    # The limits of Braze's other endpoint groups, each shared only by the runs sending to that group.
+    catalog_requests_per_minute: int = Field(16_000, ge=1, le=1_000_000, alias="CATALOG_REQUESTS_PER_MINUTE")
+    user_delete_requests_per_minute: int = Field(20_000, ge=1, le=1_000_000, alias="USER_DELETE_REQUESTS_PER_MINUTE")
+    # Files under user-deletes/ delete users for good: refused unless this is true.
+    allow_user_deletes: bool = Field(False, alias="ALLOW_USER_DELETES")
 
     @field_validator("requests_per_second", mode="before")
     @classmethod
@@ -85,6 +90,8 @@ class Settings(BaseModel):
             max_batch_objects=50 if self.batch_rule == "combined_50" else 75,
             max_attempts=self.max_attempts,
             ambiguous=AmbiguousPolicy(self.ambiguous),
+            catalog_requests_per_second=self.catalog_requests_per_minute / 60,
+            user_delete_requests_per_second=self.user_delete_requests_per_minute / 60,
         )
 
     def layout(self) -> Layout:

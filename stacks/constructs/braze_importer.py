@@ -76,6 +76,9 @@ class BrazeImporter(Construct):
                 "MAX_HOPS": str(config.max_hops),
                 "MAX_CONCURRENT_RUNS": str(config.max_concurrent_runs),
                 "CSV_TYPE_CAST": config.csv_type_cast,
+                "CATALOG_REQUESTS_PER_MINUTE": str(config.catalog_requests_per_minute),
+                "USER_DELETE_REQUESTS_PER_MINUTE": str(config.user_delete_requests_per_minute),
+                "ALLOW_USER_DELETES": "true" if config.allow_user_deletes else "false",
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
             # Long imports continue in fresh invocations of this function; the run records and

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from braze_importer import handler as importer
 from braze_importer.braze_http import braze_client, classify_failure
-from braze_importer.ports import Delivery
+from braze_importer.ports import TRACK, Delivery
 from braze_importer.settings import SettingsError, get_settings
 from moto import mock_aws
 
@@ -84,12 +84,12 @@ async def _transport_checks(braze: BrazeEmulator) -> None:
     from sandbox.services import free_port
 
     async with braze_client(f"http://127.0.0.1:{free_port()}", "k", max_in_flight=2, timeout_seconds=2) as client:
-        refused = await client.track(b"{}")
+        refused = await client.send(TRACK, b"{}")
     assert refused.delivery is Delivery.NOT_SENT
     braze.configure(script=["drop_after"])
     async with braze_client(braze.url, "sandbox-braze-key", max_in_flight=2, timeout_seconds=5) as client:
-        dropped = await client.track(orjson.dumps({"attributes": [{"external_id": "x", "a": 1}]}))
-        fine = await client.track(orjson.dumps({"attributes": [{"external_id": "y", "a": 1}]}))
+        dropped = await client.send(TRACK, orjson.dumps({"attributes": [{"external_id": "x", "a": 1}]}))
+        fine = await client.send(TRACK, orjson.dumps({"attributes": [{"external_id": "y", "a": 1}]}))
     assert dropped.delivery is Delivery.AMBIGUOUS
     assert fine.delivery is Delivery.ANSWERED and fine.status == 201
     assert fine.remaining is not None and fine.reset_at is not None

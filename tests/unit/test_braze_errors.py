@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 from braze_importer.engine import BatchRule, Checkpoint, Outcome, Pump, SendPolicy
-from braze_importer.ports import BrazeAnswer
+from braze_importer.ports import BrazeAnswer, Endpoint
 from braze_importer.reader import Format, iter_elements
 
 from tests.fakes import FakeBraze, FakeClock, answer
@@ -107,6 +107,6 @@ class Scripted:
         self.reply = reply
         self.requests = 0
 
-    async def track(self, body: bytes) -> BrazeAnswer:
+    async def send(self, endpoint: Endpoint, body: bytes) -> BrazeAnswer:
         self.requests += 1
         return self.reply

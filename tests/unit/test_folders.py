@@ -195,7 +195,7 @@ def test_a_dry_run_reads_checks_and_counts_sends_nothing_and_takes_no_slot_or_sh
 
 
 @pytest.mark.parametrize("folder", ["catalogs/shoes/", "user-deletes/", "dry-run/catalogs/shoes/"])
-def test_catalog_and_user_delete_files_stop_with_a_reason_and_send_nothing(folder: str) -> None:
+def test_csv_files_in_the_catalog_and_user_delete_folders_stop_with_a_reason_and_send_nothing(folder: str) -> None:
     s3 = FakeS3()
     key = f"incoming/{folder}a.csv"
     s3.objects[(BUCKET, key)] = b"ID,PAYLOAD\n1,{}\n"

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 from braze_importer.engine import Checkpoint, Outcome, Pump, SendPolicy, Share
-from braze_importer.ports import BrazeAnswer, Delivery
+from braze_importer.ports import BrazeAnswer, Delivery, Endpoint
 from braze_importer.reader import Format, iter_elements
 
 from tests.fakes import MemoryActiveRuns
@@ -94,7 +94,7 @@ class Workspace:
         workspace = self
 
         class Client:
-            async def track(self, body: bytes) -> BrazeAnswer:
+            async def send(self, endpoint: Endpoint, body: bytes) -> BrazeAnswer:
                 return await workspace.track(run)
 
         return Client()

@@ -28,10 +28,24 @@ def test_the_folder_fixes_the_kind_and_the_dry_run(relative: str, route: Route) 
     assert route_for(relative) == route
 
 
-@pytest.mark.parametrize("relative", ["catalogs/shoes/a.csv", "user-deletes/a.csv", "dry-run/user-deletes/a.json"])
-def test_catalog_and_user_delete_folders_are_refused_with_a_reason_not_guessed(relative: str) -> None:
+@pytest.mark.parametrize(
+    ("relative", "route"),
+    [
+        ("catalogs/shoes/a.json", Route(catalog="shoes")),
+        ("catalogs/shoes/2026/01/a.jsonl", Route(catalog="shoes")),
+        ("dry-run/catalogs/Shoe_list-2/a.json", Route(dry_run=True, catalog="Shoe_list-2")),
+        ("user-deletes/a.jsonl", Route(user_deletes=True)),
+        ("dry-run/user-deletes/a.json", Route(dry_run=True, user_deletes=True)),
+    ],
+)
+def test_catalog_and_user_delete_folders_name_their_endpoint(relative: str, route: Route) -> None:
+    assert route_for(relative) == route
+
+
+@pytest.mark.parametrize("relative", ["catalogs/a.json", "catalogs/shoes and socks/a.json", "catalogs/é/a.json"])
+def test_a_catalog_folder_that_names_no_valid_catalog_is_refused(relative: str) -> None:
     route = route_for(relative)
-    assert route.kind is None and route.refused is not None and "nothing was sent" in route.refused
+    assert route.catalog is None and route.refused is not None and "nothing was sent" in route.refused
 
 
 def test_an_attributes_object_with_name_and_time_is_attributes_in_the_attributes_folder() -> None:

@@ -77,10 +77,12 @@ class _Failing(MemoryActiveRuns):
 
     failing = False
 
-    def beat(self, run_id: str, now: float, lease_seconds: float, rate: float | None = None) -> dict[str, float | None]:
+    def beat(
+        self, run_id: str, now: float, lease_seconds: float, rate: float | None = None, *, group: str = "track"
+    ) -> dict[str, float | None]:
         if self.failing:
             raise ConnectionError("the runs table is unreachable")
-        return super().beat(run_id, now, lease_seconds, rate)
+        return super().beat(run_id, now, lease_seconds, rate, group=group)
 
 
 def test_a_run_that_cannot_renew_its_note_for_a_whole_lease_goes_on_cautiously() -> None:
