@@ -38,6 +38,11 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         "--dry-run", action="store_true",
         help="read, check and count under incoming/dry-run/, sending nothing; the report says what would be sent",
     )  # fmt: skip
+    imp.add_argument(
+        "--allow-user-deletes", action="store_true",
+        help="let files under user-deletes/ delete users (import:allowUserDeletes); without it such runs stop, "
+        "sending nothing",
+    )  # fmt: skip
     imp.add_argument("--braze-url", help="send to this Braze REST endpoint instead of the built-in emulator")
     imp.add_argument("--braze-api-key", help="Braze REST API key (default: the emulator's key)")
     imp.add_argument("--invocation-seconds", type=float, default=900.0, help="time each invocation starts with")
@@ -227,6 +232,7 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
             ("REQUESTS_PER_SECOND", args.requests_per_second or None),  # 0: no ceiling, so nothing
             ("BATCH_RULE", args.batch_rule),
             ("CSV_TYPE_CAST", args.csv_type_cast),
+            ("ALLOW_USER_DELETES", "true" if args.allow_user_deletes else None),
         )
         if value is not None
     }
@@ -260,6 +266,12 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if all(r["status"] == "completed" and r["failed"] == 0 for r in reports) else 1
 
 
+def _error_line(error: dict[str, Any]) -> str:
+    """A stop's error: at a byte of the file, or from Braze (a missing catalog) or the settings."""
+    where = f" at byte {error['offset']:,}" if "offset" in error else ""
+    return f"  error{where}: {error['message']}"
+
+
 def _summary(report: dict[str, Any]) -> str:
     lines = [
         f"run {report['status']}" + (f" ({report['stop_reason']})" if report.get("stop_reason") else ""),
@@ -271,7 +283,7 @@ def _summary(report: dict[str, Any]) -> str:
             lines.append(f"    {endpoint:<12}{would['objects']:>10,} objects in {would['requests']:,} requests")
         lines.append(f"  rejected      {report['rejected']:>10,}   (rejects: {report['outputs']['rejects']['prefix']})")
         if report.get("error"):
-            lines.append(f"  error at byte {report['error']['offset']:,}: {report['error']['message']}")
+            lines.append(_error_line(report["error"]))
         return "\n".join(lines)
     lines += [
         f"  accepted      {report['accepted']:>10,}",
@@ -283,7 +295,7 @@ def _summary(report: dict[str, Any]) -> str:
         f"  invocations   {report['invocations']:>10,}   in {report['seconds']:.1f} s",
     ]
     if report.get("error"):
-        lines.append(f"  error at byte {report['error']['offset']:,}: {report['error']['message']}")
+        lines.append(_error_line(report["error"]))
     return "\n".join(lines)
 
 

@@ -230,7 +230,8 @@ class ImportSandbox(LocalStack):
         run = DynamoRunStore(self.dynamodb, TABLE).get(run_id)
         if run is None:
             raise RuntimeError(f"no run {run_id}")
-        return build_report(run, get_settings().layout())
+        settings = get_settings()
+        return build_report(run, settings.layout(), allow_user_deletes=settings.allow_user_deletes)
 
     def read_output(self, key: str) -> bytes:
         return bytes(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())

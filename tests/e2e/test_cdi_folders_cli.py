@@ -100,3 +100,23 @@ def test_the_folders_demo_step_dry_runs_then_imports_the_same_counts() -> None:
     out = io.StringIO()
     assert _demo_folders(out), out.getvalue()
     assert "would send 119 objects in 2 requests, 1 rejected; sent 0" in out.getvalue()
+
+
+def test_user_deletes_stop_unless_allowed_and_a_dry_run_says_so(tmp_path: Path, braze: BrazeEmulator) -> None:
+    tree = tmp_path / "tree"
+    (tree / "user-deletes").mkdir(parents=True)
+    rows = [{"external_id": f"u{i}"} for i in range(60)] + [{"EMAIL": "a@example.com", "PAYLOAD": ""}]
+    (tree / "user-deletes" / "churned.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = ("--braze-url", braze.url, "--braze-api-key", KEY, "--json")
+    code, body, stderr = run_cli("import", str(tree), *common)
+    assert code == 1 and body is not None, stderr
+    (refused,) = body["runs"]
+    assert refused["status"] == "stopped" and refused["stop_reason"] == "user_deletes_not_allowed"
+    assert "import:allowUserDeletes" in refused["error"]["message"]
+    for flags, refused_for_real in (((), True), (("--allow-user-deletes",), False)):
+        code, body, stderr = run_cli("import", str(tree), "--dry-run", *flags, *common)
+        assert code == 0 and body is not None, stderr
+        (dry,) = body["runs"]
+        assert dry["would_send"] == {"/users/delete": {"requests": 3, "objects": 61}}
+        assert dry["real_run"]["refused"] is refused_for_real
+    assert braze.state()["requests"] == 0

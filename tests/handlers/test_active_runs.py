@@ -89,3 +89,19 @@ def test_an_item_noted_before_rates_existed_keeps_working(active: DynamoActiveRu
     assert active.beat("new", now=1000.0, lease_seconds=6.0, rate=5.0) == {"old": None, "new": 5.0}
     active.leave("old")
     assert active.beat("new", now=1001.0, lease_seconds=6.0) == {"new": None}
+
+
+def test_each_endpoint_group_counts_only_its_own_runs(active: DynamoActiveRuns) -> None:
+    from braze_importer.aws import active_key
+
+    assert active.beat("track-a", now=1000.0, lease_seconds=6.0) == {"track-a": None}
+    assert active.beat("catalog-a", now=1000.0, lease_seconds=6.0, rate=5.0, group="catalog") == {"catalog-a": 5.0}
+    assert active.beat("delete-a", now=1000.0, lease_seconds=6.0, group="user_delete") == {"delete-a": None}
+    assert set(active.beat("catalog-b", now=1001.0, lease_seconds=6.0, group="catalog")) == {"catalog-a", "catalog-b"}
+    assert active.beat("track-a", now=1001.0, lease_seconds=6.0) == {"track-a": None}  # /users/track's own item
+    active.leave("catalog-a", group="catalog")
+    assert active.beat("catalog-b", now=1002.0, lease_seconds=6.0, group="catalog") == {"catalog-b": None}
+    assert active_key() == ACTIVE_KEY and active_key("catalog") == f"{ACTIVE_KEY}#catalog"
+    client = boto3.client("dynamodb")
+    item = client.get_item(TableName="runs", Key={"run_id": {"S": active_key("catalog")}})["Item"]
+    assert set(item["members"]["M"]) == {"catalog-b"}
