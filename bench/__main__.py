@@ -112,6 +112,7 @@ def main() -> None:
     v_large = run("bench.csv_import", "rss", str(large_mb))
     d = run("bench.long_digits", os.environ.get("BENCH_LONG_DIGITS_OBJECTS", "300000"))
     cdi = run("bench.cdi_rows", os.environ.get("BENCH_CDI_ROWS", "200000"))
+    cat = run("bench.catalogs")["paced"]  # catalog items at 300 requests / 30 s (600 a minute)
     rows = [
         ("(a) loopback, no rate limit", f"{t['a_importer']:,.0f} obj/s",
          f"bare ijson + batch + send: {t['a_bare']:,.0f} obj/s", t["a_importer"] / t["a_bare"], "≥ 0.8"),
@@ -204,6 +205,9 @@ def main() -> None:
         ("CDI rows in events/, CSV (read, merge PAYLOAD, check)", f"{cdi['cdi_csv_rows_per_second']:,.0f} rows/s",
          f"plain event objects at incoming/: {cdi['plain_rows_per_second']:,.0f} obj/s", cdi["cdi_csv_ratio"],
          "for scale"),
+        ("catalog items, PUT 50 a request, 30 ms, limit 600 / min", f"{cat['items_per_second']:,.0f} items/s, "
+         f"{cat['throttled']} x 429", f"the limit: {cat['limit_items_per_second']:,.0f} items/s", cat["vs_limit"],
+         "≥ 0.9"),
     ]  # fmt: skip
     lines = [
         f"Measured {started} on {machine()}; {objects:,} objects ({t['file_bytes'] / 1e6:.0f} MB JSON array).",
