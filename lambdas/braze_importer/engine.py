@@ -842,12 +842,12 @@ class Pump:
                     self._stop_reason = f"braze_auth_{status}"
                     self._stopping.set()
                     return
-                if status == 404 and batch.endpoint.group is Group.CATALOG:
+                if status == 404 and batch.endpoint.group is Group.CATALOG and not self._absent(batch, answer):
                     # The catalog does not exist: never created here. The batch stays unsettled,
                     # and a resume once the catalog exists sends it.
                     self._stop_catalog_not_found(batch.endpoint, answer)
                     return
-                if status == 400 and ((named := self._refused(batch, answer)) or self._absent(batch, answer)):
+                if status in (400, 404) and ((named := self._refused(batch, answer)) or self._absent(batch, answer)):
                     # Nothing was stored, and Braze named the objects it refuses: reject those and
                     # send the rest as one request, instead of splitting down to single objects.
                     gone = self._absent(batch, answer)

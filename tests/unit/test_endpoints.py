@@ -244,7 +244,8 @@ def test_items_braze_refuses_by_id_are_rejects_with_its_reason_and_the_rest_is_r
     assert run.pump.counters.accepted == 18 and run.pump.counters.splits == 0
 
 
-def test_deleting_an_item_braze_does_not_have_is_settled_not_rejected() -> None:
+@pytest.mark.parametrize("status", [400, 404])
+def test_deleting_an_item_braze_does_not_have_is_settled_not_rejected(status: int) -> None:
     not_found = {
         "errors": [
             {
@@ -256,7 +257,7 @@ def test_deleting_an_item_braze_does_not_have_is_settled_not_rejected() -> None:
         ],
         "message": "Invalid Request",
     }
-    braze = FakeBraze(script=[answer(400, not_found)])
+    braze = FakeBraze(script=[answer(status, not_found)])
     run = Pumped(braze, Route(catalog="shoes"))
     rows = [{"ID": f"gone-{i}", "DELETED": True} for i in range(3)]
     assert run.go(rows).outcome is Outcome.COMPLETED
