@@ -185,3 +185,12 @@ def test_a_schedule_sweeps_the_run_queue_with_its_own_failure_handling(template:
         template, "AWS::Lambda::Permission", lambda r: r["Properties"]["Principal"] == "events.amazonaws.com"
     )["Properties"]
     assert permission["Action"] == "lambda:InvokeFunction" and "SourceArn" in permission
+
+
+def test_catalog_and_delete_limits_reach_the_function_and_user_deletes_are_off_by_default(
+    template: dict[str, Any],
+) -> None:
+    env = importer(template)["Properties"]["Environment"]["Variables"]
+    assert env["CATALOG_REQUESTS_PER_MINUTE"] == "16000"
+    assert env["USER_DELETE_REQUESTS_PER_MINUTE"] == "20000"
+    assert env["ALLOW_USER_DELETES"] == "false"  # deleting users is irreversible: an explicit opt-in
