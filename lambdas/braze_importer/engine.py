@@ -162,6 +162,7 @@ CATALOG_UPSERT = "catalog_upsert"  # PUT: creates or replaces the item, so a res
 CATALOG_DELETE = "catalog_delete"  # DELETE: the item's ``{"id"}``
 # The arrays of /users/delete, one identifier type per request.
 DELETE_ARRAYS = ("external_ids", "braze_ids", "user_aliases", "email_addresses", "phone_numbers")
+_IDENTIFIER_OF = dict(zip(DELETE_ARRAYS, ("external_id", "braze_id", "user_alias", "email", "phone"), strict=True))
 
 
 class Destination:
@@ -174,6 +175,12 @@ class Destination:
     def route(self, kind: str, obj: Any) -> tuple[Endpoint, str, str | None]:
         """(endpoint, the body's array, the ordering key or None) of an object of ``kind``."""
         return TRACK, kind, None
+
+    def replayable(self, item: Item) -> dict[str, Any]:
+        """The failed file's line for an item: a row that, copied back into the folder it came
+        from, is sent the same way again."""
+        obj: dict[str, Any] = item.obj
+        return obj
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
@@ -196,6 +203,10 @@ class CatalogDestination(Destination):
     def route(self, kind: str, obj: Any) -> tuple[Endpoint, str, str | None]:
         return (self.delete if kind == CATALOG_DELETE else self.put), "items", str(obj["id"])
 
+    def replayable(self, item: Item) -> dict[str, Any]:
+        # A delete's item is its bare {"id"}: as a row that alone would replace the item with an empty one.
+        return {"ID": item.obj["id"], "DELETED": True} if item.endpoint.method == "DELETE" else dict(item.obj)
+
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
         return (self.put, self.delete)
@@ -209,6 +220,9 @@ class UserDeleteDestination(Destination):
 
     def route(self, kind: str, obj: Any) -> tuple[Endpoint, str, str | None]:
         return USERS_DELETE, kind, None
+
+    def replayable(self, item: Item) -> dict[str, Any]:
+        return {_IDENTIFIER_OF[item.kind]: item.obj}  # {"external_id": "u1"}, not the bare "u1"
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
@@ -990,7 +1004,7 @@ class Pump:
         for item in batch.items:
             del self._unsettled[item.index]
             self.counters.failed += 1
-            self._on_failed(item.obj)
+            self._on_failed(self._destination.replayable(item))
 
     async def _drain(self) -> None:
         while self._tasks:

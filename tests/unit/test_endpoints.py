@@ -13,6 +13,7 @@ from braze_importer.braze_http import BrazeHttp
 from braze_importer.engine import (
     CATALOG_DELETE,
     CATALOG_UPSERT,
+    AmbiguousPolicy,
     CatalogDestination,
     Checkpoint,
     Destination,
@@ -493,3 +494,33 @@ def test_the_http_adapter_sends_each_endpoints_method_and_path() -> None:
     ]
     assert all(a.status == 202 and a.remaining == 9 for a in answers)
     assert PUT.label == "PUT /catalogs/shoes/items" and USERS_DELETE.label == "/users/delete"
+
+
+def test_failed_catalog_rows_and_user_deletes_are_written_as_rows_that_replay_the_same_way() -> None:
+    policy = SendPolicy(max_in_flight=1, ambiguous=AmbiguousPolicy.FAIL)
+    catalog = Pumped(FakeBraze(script=["ambiguous_lost", "ambiguous_lost"]), Route(catalog="shoes"),
+                     policy.for_group(Group.CATALOG))  # fmt: skip
+    catalog.go([item(1), {"ID": "item-2", "DELETED": "true"}])
+    assert catalog.failed == [item(1), {"ID": "item-2", "DELETED": True}]
+    assert [catalog_item(row) for row in catalog.failed] == [
+        (CATALOG_UPSERT, item(1)),
+        (CATALOG_DELETE, {"id": "item-2"}),  # not a replace with an empty item
+    ]
+    deletes = Pumped(FakeBraze(script=["ambiguous_lost"] * 2), Route(user_deletes=True),
+                     policy.for_group(Group.USER_DELETE))  # fmt: skip
+    alias = {"alias_name": "n", "alias_label": "l"}
+    deletes.go([{"EXTERNAL_ID": "u1"}, {"ALIAS_NAME": "n", "ALIAS_LABEL": "l"}])
+    assert deletes.failed == [{"external_id": "u1"}, {"user_alias": alias}]
+    assert [delete_identifier(row) for row in deletes.failed] == [("external_ids", "u1"), ("user_aliases", alias)]
+
+
+def test_a_delete_waits_for_the_replace_of_its_item_however_many_retries_that_takes() -> None:
+    rows: list[Any] = [item(i) for i in range(1000, 1050)]  # a first request, to learn the pace
+    rows += [item(i) for i in range(50)] + [{"ID": "item-7", "DELETED": True}]
+    busy = answer(429, {"message": "Too Many Requests"})
+    braze = FakeBraze(script=[answer(202), busy, busy, "ambiguous_lost"])
+    result = Pumped(braze, Route(catalog="shoes")).go(rows)
+    assert result.outcome is Outcome.COMPLETED
+    assert "item-7" not in braze.catalogs["shoes"] and len(braze.catalogs["shoes"]) == 99
+    touching = [e.method for e, p in braze.sent for i in p["items"] if i["id"] == "item-7"]
+    assert touching == ["PUT", "PUT", "PUT", "PUT", "DELETE"]
