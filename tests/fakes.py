@@ -101,6 +101,8 @@ class FakeBraze:
             stored, step = True, BrazeAnswer(Delivery.AMBIGUOUS, detail="ServerDisconnectedError")
         elif step == "ambiguous_lost":
             step = BrazeAnswer(Delivery.AMBIGUOUS, detail="ServerDisconnectedError")
+        elif step == "not_sent":
+            step = BrazeAnswer(Delivery.NOT_SENT)
         if stored or (step.delivery is Delivery.ANSWERED and 200 <= step.status < 300):
             self.apply(endpoint, payload)
         return step

@@ -628,6 +628,7 @@ class Pump:
         self._open_keys: dict[str, Hashable] = {}  # ordering key -> the lane whose open batch holds it
         self._flying: dict[str, int] = {}  # ordering key -> batches holding it that are on their way
         self._landed = asyncio.Event()  # set whenever a batch's sending ends
+        self._failed_keys: set[str] = set()  # keys of rows that went to the failed file
         self._policy = policy
         self._clock = clock
         self._on_reject = on_reject
@@ -756,6 +757,11 @@ class Pump:
                 self._landed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._landed.wait(), _SLICE_SECONDS)
+            if item.key in self._failed_keys:
+                # An earlier row of this item went to the failed file: this one follows it there, so
+                # replaying that file applies both in file order (sent now, a replay would undo it).
+                self._fail(Batch([item], item.endpoint), "earlier_row_of_item_failed")
+                return sent
         lane = item.endpoint if self._destination.mixes_arrays else (item.endpoint, item.kind)
         batcher = self._batchers.get(lane)
         if batcher is None:
@@ -1005,6 +1011,8 @@ class Pump:
             del self._unsettled[item.index]
             self.counters.failed += 1
             self._on_failed(self._destination.replayable(item))
+            if item.key is not None:
+                self._failed_keys.add(item.key)
 
     async def _drain(self) -> None:
         while self._tasks:

@@ -524,3 +524,16 @@ def test_a_delete_waits_for_the_replace_of_its_item_however_many_retries_that_ta
     assert "item-7" not in braze.catalogs["shoes"] and len(braze.catalogs["shoes"]) == 99
     touching = [e.method for e, p in braze.sent for i in p["items"] if i["id"] == "item-7"]
     assert touching == ["PUT", "PUT", "PUT", "PUT", "DELETE"]
+
+
+def test_once_a_row_of_an_item_fails_its_later_rows_follow_it_into_the_failed_file_in_order() -> None:
+    rows: list[Any] = [item(i) for i in range(1000, 1050)]  # a first request, to learn the pace
+    rows += [item(i) for i in range(50)] + [{"ID": "item-7", "DELETED": True}, item(8, size=88), item(60)]
+    braze = FakeBraze(script=[answer(202), "not_sent", "not_sent"])  # the batch of item-7 never gets through
+    run = Pumped(braze, Route(catalog="shoes"), SendPolicy(max_in_flight=4, max_attempts=2).for_group(Group.CATALOG))
+    assert run.go(rows).outcome is Outcome.COMPLETED
+    failed_ids = [r.get("id") or r.get("ID") for r in run.failed]
+    assert failed_ids == [f"item-{i}" for i in range(50)] + ["item-7", "item-8"]
+    assert run.failed[50] == {"ID": "item-7", "DELETED": True} and run.failed[51] == item(8, size=88)
+    assert run.pump.failure_reasons == {"not_sent_connection": 50, "earlier_row_of_item_failed": 2}
+    assert braze.catalogs["shoes"].keys() == {f"item-{i}" for i in (*range(1000, 1050), 60)}
