@@ -294,6 +294,8 @@ def _summary(report: dict[str, Any]) -> str:
         f"  requests      {report['requests']:>10,}   retries {report['retries']:,}, 429s {report['throttled']:,}",
         f"  invocations   {report['invocations']:>10,}   in {report['seconds']:.1f} s",
     ]
+    for endpoint, sent in report.get("endpoints", {}).items():
+        lines.append(f"    {endpoint}: {sent['objects']:,} objects taken, {sent['requests']:,} requests")
     if report.get("error"):
         lines.append(_error_line(report["error"]))
     return "\n".join(lines)
