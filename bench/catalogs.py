@@ -27,7 +27,8 @@ import sandbox  # noqa: F401 - first: it puts lambdas/ on the path, as a bundle'
 
 # isort: split
 from braze_importer.braze_http import braze_client
-from braze_importer.engine import CatalogDestination, Checkpoint, Pump, SendPolicy
+from braze_importer.endpoints import CatalogDestination
+from braze_importer.engine import Checkpoint, Pump, SendPolicy
 from braze_importer.ports import Group, SystemClock
 from braze_importer.reader import Format, iter_elements
 from braze_importer.rows import Route, for_route

@@ -21,10 +21,10 @@ from typing import Any
 
 import orjson
 
+from .endpoints import Destination, braze_message
 from .objects import Invalid, Kind, classify
 from .ports import (
     TRACK,
-    USERS_DELETE,
     BrazeAnswer,
     BrazeApi,
     Clock,
@@ -34,7 +34,6 @@ from .ports import (
     SourceDenied,
     SourceGone,
     UnreadableInput,
-    catalog_items,
 )
 from .reader import Element, JsonSyntaxError, Position
 
@@ -155,78 +154,6 @@ class Checkpoint:
             return cls(0, 0)
         skip = RangeSet(tuple(r) for r in data.get("skip", []))
         return cls(int(data["offset"]), int(data["index"]), skip, int(data.get("read", data["index"])))
-
-
-# Kinds of rows in a catalog's folder (the array of every catalog request is ``items``).
-CATALOG_UPSERT = "catalog_upsert"  # PUT: creates or replaces the item, so a resent batch is harmless
-CATALOG_DELETE = "catalog_delete"  # DELETE: the item's ``{"id"}``
-# The arrays of /users/delete, one identifier type per request.
-DELETE_ARRAYS = ("external_ids", "braze_ids", "user_aliases", "email_addresses", "phone_numbers")
-_IDENTIFIER_OF = dict(zip(DELETE_ARRAYS, ("external_id", "braze_id", "user_alias", "email", "phone"), strict=True))
-
-
-class Destination:
-    """Where a run's objects go: the endpoint and body array of each kind of row, and which rows
-    must reach Braze in file order (those with the same ``key``). /users/track, by default."""
-
-    group = Group.TRACK
-    mixes_arrays = True  # one request may carry several arrays (attributes, events, purchases)
-
-    def route(self, kind: str, obj: Any) -> tuple[Endpoint, str, str | None]:
-        """(endpoint, the body's array, the ordering key or None) of an object of ``kind``."""
-        return TRACK, kind, None
-
-    def replayable(self, item: Item) -> dict[str, Any]:
-        """The failed file's line for an item: a row that, copied back into the folder it came
-        from, is sent the same way again."""
-        obj: dict[str, Any] = item.obj
-        return obj
-
-    @property
-    def endpoints(self) -> tuple[Endpoint, ...]:
-        """The endpoints a report names even when nothing was sent to them."""
-        return (TRACK,)
-
-
-class CatalogDestination(Destination):
-    """A catalog's asynchronous item endpoints: PUT for upserts, DELETE for deletes. Rows with the
-    same item id reach Braze in file order."""
-
-    group = Group.CATALOG
-    mixes_arrays = False
-
-    def __init__(self, catalog: str) -> None:
-        self.catalog = catalog
-        self.put = catalog_items(catalog, "PUT")
-        self.delete = catalog_items(catalog, "DELETE")
-
-    def route(self, kind: str, obj: Any) -> tuple[Endpoint, str, str | None]:
-        return (self.delete if kind == CATALOG_DELETE else self.put), "items", str(obj["id"])
-
-    def replayable(self, item: Item) -> dict[str, Any]:
-        # A delete's item is its bare {"id"}: as a row that alone would replace the item with an empty one.
-        return {"ID": item.obj["id"], "DELETED": True} if item.endpoint.method == "DELETE" else dict(item.obj)
-
-    @property
-    def endpoints(self) -> tuple[Endpoint, ...]:
-        return (self.put, self.delete)
-
-
-class UserDeleteDestination(Destination):
-    """/users/delete: one identifier type per request (its array is the row's kind)."""
-
-    group = Group.USER_DELETE
-    mixes_arrays = False
-
-    def route(self, kind: str, obj: Any) -> tuple[Endpoint, str, str | None]:
-        return USERS_DELETE, kind, None
-
-    def replayable(self, item: Item) -> dict[str, Any]:
-        return {_IDENTIFIER_OF[item.kind]: item.obj}  # {"external_id": "u1"}, not the bare "u1"
-
-    @property
-    def endpoints(self) -> tuple[Endpoint, ...]:
-        return (USERS_DELETE,)
 
 
 class Outcome(Enum):
@@ -832,6 +759,7 @@ class Pump:
         counts["requests"] += 1
 
     async def _send(self, batch: Batch) -> None:
+        destination = self._destination
         body = batch.body()
         if len(body) > self._policy.max_batch_bytes and len(batch.items) > 1:
             await self._split(batch)
@@ -862,15 +790,18 @@ class Pump:
                     self._stop_reason = f"braze_auth_{status}"
                     self._stopping.set()
                     return
-                if status == 404 and batch.endpoint.group is Group.CATALOG and not self._absent(batch, answer):
-                    # The catalog does not exist: never created here. The batch stays unsettled,
-                    # and a resume once the catalog exists sends it.
-                    self._stop_catalog_not_found(batch.endpoint, answer)
+                if (stop := destination.stop(batch, answer)) is not None:
+                    # The endpoint cannot take anything (a catalog that does not exist): the batch
+                    # stays unsettled, and a resume once that is fixed sends it.
+                    self._stop_reason, self.stop_error = stop
+                    self._stopping.set()
                     return
-                if status in (400, 404) and ((named := self._refused(batch, answer)) or self._absent(batch, answer)):
-                    # Nothing was stored, and Braze named the objects it refuses: reject those and
-                    # send the rest as one request, instead of splitting down to single objects.
-                    gone = self._absent(batch, answer)
+                named = destination.refused(batch, answer) if status in (400, 404) else {}
+                gone = destination.absent(batch, answer) if status in (400, 404) else set()
+                if named or gone:
+                    # Nothing was stored, and Braze named the objects it refuses (or has not got, for
+                    # a delete): settle those and send the rest as one request, instead of splitting
+                    # down to single objects.
                     rest = [item for item in batch.items if item.index not in named and item.index not in gone]
                     self._accept_items([i for i in batch.items if i.index in gone])
                     self._reject_items([i for i in batch.items if i.index in named], "braze", named)
@@ -881,7 +812,7 @@ class Pump:
                     await self._split(batch)  # nothing was stored: isolate the offending objects
                     return
                 if status == 400:
-                    self._reject_batch(batch, "braze", _braze_message(answer, "rejected by Braze (400)"))
+                    self._reject_batch(batch, "braze", braze_message(answer, "rejected by Braze (400)"))
                     return
                 if status == 413:
                     self._reject_batch(batch, "braze", "object too large for Braze (413)")
@@ -930,49 +861,6 @@ class Pump:
 
     # -- settling ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _refused(batch: Batch, answer: BrazeAnswer) -> dict[int, str]:
-        """The objects Braze's ``errors[]`` names, by element index, with its reason: /users/track
-        names them by array and index, the catalog endpoints by item id (``parameters`` /
-        ``parameter_values``). A DELETE's "not found" names no refusal (see :meth:`_absent`)."""
-        refused: dict[int, str] = {}
-        errors = answer.body.get("errors")
-        for error in errors if isinstance(errors, list) else []:
-            if not isinstance(error, dict):
-                continue
-            if "input_array" in error:
-                item = batch.locate(str(error.get("input_array", "")), _int(error.get("index")))
-                if item is not None:
-                    refused[item.index] = str(error.get("type") or "rejected by Braze")
-                continue
-            if batch.endpoint.group is not Group.CATALOG or _not_found(batch, error):
-                continue
-            reason = _catalog_reason(error)
-            for item in _named_items(batch, error):
-                refused.setdefault(item.index, reason)
-        return refused
-
-    @staticmethod
-    def _absent(batch: Batch, answer: BrazeAnswer) -> set[int]:
-        """Items a catalog DELETE names as not found: deleting what is not there is done."""
-        errors = answer.body.get("errors")
-        return {
-            item.index
-            for error in (errors if isinstance(errors, list) else [])
-            if isinstance(error, dict) and _not_found(batch, error)
-            for item in _named_items(batch, error)
-        }
-
-    def _stop_catalog_not_found(self, endpoint: Endpoint, answer: BrazeAnswer) -> None:
-        catalog = endpoint.path.split("/")[2]
-        self._stop_reason = "catalog_not_found"
-        self.stop_error = {
-            "message": f"Braze has no catalog named {catalog!r} ({_braze_message(answer, 'not found (404)')}); "
-            "the importer never creates a catalog: create it in Braze with the fields of its items, then resume "
-            "the run"
-        }
-        self._stopping.set()
-
     def _accept_items(self, items: list[Item]) -> None:
         for item in items:
             del self._unsettled[item.index]
@@ -991,7 +879,7 @@ class Pump:
             self._reject(item.index, item.element.offset, source, f"Braze: {reasons[item.index]}", item.element.line)
 
     def _accept(self, batch: Batch, answer: BrazeAnswer) -> None:
-        refused = self._refused(batch, answer)
+        refused = self._destination.refused(batch, answer)
         for item in batch.items:
             del self._unsettled[item.index]
             reason = refused.get(item.index)
@@ -1053,41 +941,3 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
         else:
             out.append((a, b))
     return out
-
-
-def _named_items(batch: Batch, error: dict[str, Any]) -> list[Item]:
-    """The items of a catalog request an error names by id."""
-    params, values = error.get("parameters"), error.get("parameter_values")
-    if not isinstance(params, list) or not isinstance(values, list):
-        return []
-    ids = {str(v) for p, v in zip(params, values, strict=False) if p in ("id", "item_id", "items")}
-    if not ids and "id" in params:  # one "id" parameter naming several values
-        ids = {str(v) for v in values}
-    return [item for item in batch.items if item.key in ids]
-
-
-def _not_found(batch: Batch, error: dict[str, Any]) -> bool:
-    return batch.endpoint.method == "DELETE" and "not-found" in str(error.get("id", ""))
-
-
-def _catalog_reason(error: dict[str, Any]) -> str:
-    code, message = error.get("id"), error.get("message")
-    text = " ".join(str(part) for part in (code, message) if part)
-    return text or "rejected by Braze"
-
-
-def _braze_message(answer: BrazeAnswer, default: str) -> str:
-    errors = answer.body.get("errors")
-    if isinstance(errors, list) and errors and isinstance(errors[0], dict) and errors[0].get("type"):
-        return f"Braze: {errors[0]['type']}"
-    if isinstance(errors, list) and errors and isinstance(errors[0], dict) and errors[0].get("id"):
-        return f"Braze: {_catalog_reason(errors[0])}"
-    message = answer.body.get("message")
-    return f"Braze: {message}" if isinstance(message, str) and message else default
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return -1

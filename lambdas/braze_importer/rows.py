@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from .engine import CATALOG_DELETE, CATALOG_UPSERT
+from .endpoints import CATALOG_DELETE, CATALOG_UPSERT
 from .objects import Invalid, Kind, _json_type, check
 from .ports import Group
 from .reader import Element

@@ -18,17 +18,8 @@ from typing import Any
 import orjson
 
 from .csv_reader import iter_rows
-from .engine import (
-    CatalogDestination,
-    Checkpoint,
-    Counters,
-    Destination,
-    Outcome,
-    Pump,
-    SendPolicy,
-    Share,
-    UserDeleteDestination,
-)
+from .endpoints import CatalogDestination, Destination, UserDeleteDestination
+from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy, Share
 from .objects import Kind
 from .ports import (
     BrazeAnswer,

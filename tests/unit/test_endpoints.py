@@ -10,20 +10,14 @@ import httpx
 import orjson
 import pytest
 from braze_importer.braze_http import BrazeHttp
-from braze_importer.engine import (
+from braze_importer.endpoints import (
     CATALOG_DELETE,
     CATALOG_UPSERT,
-    AmbiguousPolicy,
     CatalogDestination,
-    Checkpoint,
     Destination,
-    Outcome,
-    Pump,
-    PumpResult,
-    SendPolicy,
-    Share,
     UserDeleteDestination,
 )
+from braze_importer.engine import AmbiguousPolicy, Checkpoint, Outcome, Pump, PumpResult, SendPolicy, Share
 from braze_importer.objects import Invalid
 from braze_importer.ports import TRACK, USERS_DELETE, BrazeAnswer, Endpoint, Group, ObjectRef, catalog_items
 from braze_importer.reader import Format, iter_elements
