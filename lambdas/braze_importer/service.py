@@ -621,6 +621,10 @@ def build_report(run: RunRecord, layout: Layout, *, allow_user_deletes: bool = F
         report["source"]["kind"] = route.kind
     if route.catalog is not None:
         report["source"]["catalog"] = route.catalog
+        report["notes"] = [
+            "accepted catalog items were queued by Braze's asynchronous catalog endpoints (202)",
+            "a DELETE of an item the catalog does not have counts as accepted: deleting is idempotent",
+        ]
     if route.user_deletes:
         report["source"]["user_deletes"] = True
     # Per endpoint: requests started and objects Braze took (a DELETE of a catalog item Braze

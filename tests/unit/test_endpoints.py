@@ -379,6 +379,7 @@ def test_a_dry_run_of_a_catalog_counts_requests_and_items_per_endpoint() -> None
         "DELETE /catalogs/shoes/items": {"requests": 1, "objects": 5},
     }
     assert result.report["rejected"] == 1 and result.report["source"]["catalog"] == "shoes"
+    assert any("idempotent" in note for note in result.report["notes"])
 
 
 def test_a_real_track_run_reports_its_endpoint_too() -> None:
