@@ -548,11 +548,14 @@ class Pump:
     ) -> None:
         self._braze = braze
         self._destination = destination or Destination()
+        self._tracking = type(self._destination) is Destination
+        # /users/track's one batcher, looked up once rather than per object
+        self._track_batcher = Batcher(policy) if self._tracking else None
         # Per endpoint label: requests started and objects Braze took (for the report).
         self.endpoints: dict[str, dict[str, int]] = {}
         self.stop_error: dict[str, Any] | None = None  # why the run stopped, when Braze said so
-        self._batchers: dict[Hashable, Batcher] = {}
-        self._open_keys: dict[str, Hashable] = {}  # ordering key -> the lane whose open batch holds it
+        self._batchers: dict[Hashable, Batcher] = {TRACK: self._track_batcher} if self._track_batcher else {}
+        self._open_keys: dict[str, Batcher] = {}  # ordering key -> the batcher whose open batch holds it
         self._flying: dict[str, int] = {}  # ordering key -> batches holding it that are on their way
         self._landed = asyncio.Event()  # set whenever a batch's sending ends
         self._failed_keys: set[str] = set()  # keys of rows that went to the failed file
@@ -600,8 +603,13 @@ class Pump:
                     if element.index >= start.read:
                         self.counters.objects_read += 1
                     item = self._admit(element)
-                    if item is not None:
+                    if item is None:
+                        pass
+                    elif item.key is not None:
                         look = await self._place(item) or look
+                    elif (batch := (self._track_batcher or self._batcher(item)).add(item)) is not None:
+                        await self._dispatch(batch)
+                        look = True
                 next_read = element.next
                 read_end = element.index + 1
                 if look:
@@ -662,39 +670,46 @@ class Pump:
                 self._reject(element.index, element.offset, "validation", exc.reason)
                 return None
         self._unsettled[element.index] = element.anchor
+        if self._tracking:  # /users/track's own: the kind is the array, no order key
+            return Item(element.index, element, kind, element.value, element.size)
         endpoint, array, key = self._destination.route(kind, element.value)
         return Item(element.index, element, array, element.value, element.size, endpoint, key)
 
+    def _batcher(self, item: Item) -> Batcher:
+        """The batcher of an item's lane: one per endpoint, and per array where requests hold one."""
+        lane = item.endpoint if self._destination.mixes_arrays else (item.endpoint, item.kind)
+        batcher = self._batchers.get(lane)
+        if batcher is None:
+            batcher = self._batchers[lane] = Batcher(self._policy)
+        return batcher
+
     async def _place(self, item: Item) -> bool:
-        """Batch an item, sending the batches it closes; True if one was sent.
+        """Batch an item that has an order key, sending the batches it closes; True if one was sent.
 
         Rows with the same key (a catalog item's id) reach Braze in file order: before an item
         joins a batch, the open batch holding its key is sent, and the item waits until no batch
         holding its key is on its way (however many retries that batch takes). Requests never
         overtake each other for one key, at the cost of one round trip per repeated key."""
+        key = item.key
+        assert key is not None
         sent = False
-        if item.key is not None:
-            lane = self._open_keys.get(item.key)
-            if lane is not None and (batch := self._batchers[lane].flush()) is not None:
-                await self._dispatch(batch)
-                sent = True
-            while item.key in self._flying:
-                if self._should_stop():
-                    return True  # the item stays unsettled, for the next invocation; the caller looks
-                self._landed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._landed.wait(), _SLICE_SECONDS)
-            if item.key in self._failed_keys:
-                # An earlier row of this item went to the failed file: this one follows it there, so
-                # replaying that file applies both in file order (sent now, a replay would undo it).
-                self._fail(Batch([item], item.endpoint), "earlier_row_of_item_failed")
-                return sent
-        lane = item.endpoint if self._destination.mixes_arrays else (item.endpoint, item.kind)
-        batcher = self._batchers.get(lane)
-        if batcher is None:
-            batcher = self._batchers[lane] = Batcher(self._policy)
-        if item.key is not None:
-            self._open_keys[item.key] = lane
+        open_in = self._open_keys.get(key)
+        if open_in is not None and (batch := open_in.flush()) is not None:
+            await self._dispatch(batch)
+            sent = True
+        while key in self._flying:
+            if self._should_stop():
+                return True  # the item stays unsettled, for the next invocation; the caller looks
+            self._landed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._landed.wait(), _SLICE_SECONDS)
+        if key in self._failed_keys:
+            # An earlier row of this item went to the failed file: this one follows it there, so
+            # replaying that file applies both in file order (sent now, a replay would undo it).
+            self._fail(Batch([item], item.endpoint), "earlier_row_of_item_failed")
+            return sent
+        batcher = self._batcher(item)
+        self._open_keys[key] = batcher
         if (batch := batcher.add(item)) is not None:
             await self._dispatch(batch)
             sent = True
@@ -715,7 +730,7 @@ class Pump:
     # -- sending -----------------------------------------------------------------------------
 
     async def _dispatch(self, batch: Batch) -> None:
-        keys = [item.key for item in batch.items if item.key is not None]
+        keys = [] if self._tracking else [item.key for item in batch.items if item.key is not None]
         for key in keys:  # on its way from now: no other batch holding the key may start
             self._open_keys.pop(key, None)
             self._flying[key] = self._flying.get(key, 0) + 1
@@ -803,7 +818,7 @@ class Pump:
                     # a delete): settle those and send the rest as one request, instead of splitting
                     # down to single objects.
                     rest = [item for item in batch.items if item.index not in named and item.index not in gone]
-                    self._accept_items([i for i in batch.items if i.index in gone])
+                    self._accept_items([i for i in batch.items if i.index in gone], batch.endpoint)
                     self._reject_items([i for i in batch.items if i.index in named], "braze", named)
                     if rest:
                         await self._send(Batch(rest, batch.endpoint))
@@ -861,17 +876,17 @@ class Pump:
 
     # -- settling ----------------------------------------------------------------------------
 
-    def _accept_items(self, items: list[Item]) -> None:
+    def _accept_items(self, items: list[Item], endpoint: Endpoint) -> None:
         for item in items:
             del self._unsettled[item.index]
-            self._accepted(item)
+        self._accepted(endpoint, len(items))
 
-    def _accepted(self, item: Item) -> None:
-        self.counters.accepted += 1
-        counts = self.endpoints.get(item.endpoint.label)
+    def _accepted(self, endpoint: Endpoint, objects: int) -> None:
+        self.counters.accepted += objects
+        counts = self.endpoints.get(endpoint.label)
         if counts is None:
-            counts = self.endpoints[item.endpoint.label] = {"requests": 0, "objects": 0}
-        counts["objects"] += 1
+            counts = self.endpoints[endpoint.label] = {"requests": 0, "objects": 0}
+        counts["objects"] += objects
 
     def _reject_items(self, items: list[Item], source: str, reasons: dict[int, str]) -> None:
         for item in items:
@@ -880,13 +895,12 @@ class Pump:
 
     def _accept(self, batch: Batch, answer: BrazeAnswer) -> None:
         refused = self._destination.refused(batch, answer)
+        unsettled = self._unsettled
         for item in batch.items:
-            del self._unsettled[item.index]
-            reason = refused.get(item.index)
-            if reason is None:
-                self._accepted(item)
-            else:
+            del unsettled[item.index]
+            if refused and (reason := refused.get(item.index)) is not None:
                 self._reject(item.index, item.element.offset, "braze", reason, item.element.line)
+        self._accepted(batch.endpoint, len(batch.items) - len(refused))
 
     def _reject_batch(self, batch: Batch, source: str, reason: str) -> None:
         for item in batch.items:
