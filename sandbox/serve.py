@@ -416,7 +416,8 @@ def _report(run_id: str) -> dict[str, Any]:
     run = DynamoRunStore(boto3.client("dynamodb"), import_sandbox.TABLE).get(run_id)
     if run is None:
         raise RuntimeError(f"no run {run_id}")
-    return build_report(run, get_settings().layout())
+    settings = get_settings()
+    return build_report(run, settings.layout(), allow_user_deletes=settings.allow_user_deletes)
 
 
 class _JsonFront(HttpFront):

@@ -586,7 +586,7 @@ def handle_sweep(deps: Deps) -> InvocationResult:
     return InvocationResult("sweep", f"started {len(started)}")
 
 
-def build_report(run: RunRecord, layout: Layout, *, allow_user_deletes: bool = False) -> dict[str, Any]:
+def build_report(run: RunRecord, layout: Layout, *, allow_user_deletes: bool) -> dict[str, Any]:
     counters = Counters.from_dict(run.counters)
     status = run.status if run.status in (COMPLETED, STOPPED) else "running"
     report: dict[str, Any] = {
