@@ -95,7 +95,7 @@ def _json_value(value: Any) -> Any:
 def _iso_utc(value: dt.datetime) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value.isoformat() + "Z"
+    return value.isoformat(timespec="microseconds") + "Z"
 
 
 def _reason(column: str, exc: Exception) -> str:
@@ -301,13 +301,13 @@ class _ParquetPlan:
 
         names = self.names
         errors: dict[int, str] = {}
+        kept: list[str] = []  # the columns that make the objects
         columns: list[list[Any]] = []
         nulls: Any = None
         for i, array in enumerate(batch.columns):
             if i in self.refuse:
                 for r in _true_rows(array.is_valid()):
                     errors.setdefault(r, self.refuse[i])
-                columns.append([None] * len(array))
                 continue
             if i in self.floats and array.null_count < len(array):
                 bad = pc.invert(pc.is_finite(array))
@@ -320,10 +320,11 @@ class _ParquetPlan:
             values = (cast(array) if cast is not None else array).to_pylist(maps_as_pydicts="lossy")
             if i in self.walk:
                 values = self._walked(names[i], values, errors)
+            kept.append(names[i])
             columns.append(values)
         if not columns:
             return [{} for _ in range(batch.num_rows)], errors
-        rows = [dict(zip(names, cells, strict=True)) for cells in zip(*columns, strict=True)]
+        rows = [dict(zip(kept, cells, strict=True)) for cells in zip(*columns, strict=True)]
         if nulls is not None:
             for r in _true_rows(nulls):
                 rows[r] = {k: v for k, v in rows[r].items() if v is not None or k.casefold() == "payload"}
@@ -387,7 +388,7 @@ class _Stream:
         self._resume_at = resume_at
 
     def tell(self) -> int:
-        if self._consumed <= self._header:
+        if self._consumed < self._header:
             return self._consumed
         return self._consumed - self._header + self._resume_at
 
@@ -456,7 +457,9 @@ def _avro_header(source: ObjectSource, ref: ObjectRef) -> bytes:
         length *= 4
 
 
-AVRO_CODECS = ("null", "deflate", "snappy")
+# Codecs fastavro reads with the standard library or cramjam (bundled); zstandard and lz4 would need
+# more native packages in the bundle.
+AVRO_CODECS = ("null", "deflate", "snappy", "bzip2", "xz")
 
 
 def iter_avro(source: ObjectSource, ref: ObjectRef, start: Position) -> Iterator[Element]:
@@ -479,7 +482,8 @@ def iter_avro(source: ObjectSource, ref: ObjectRef, start: Position) -> Iterator
     codec = blocks.metadata.get("avro.codec", "null")
     if codec not in AVRO_CODECS:
         raise UnreadableInput(
-            0, f"Avro codec {codec!r} is not read by the importer; write the file with null, deflate or snappy"
+            0,
+            f"Avro codec {codec!r} is not read by the importer; write the file with the null, deflate or snappy codec",
         )
     plan = _AvroPlan(blocks.writer_schema)
     index = start.index
