@@ -66,36 +66,80 @@ class _NoJson(Exception):
 
 def _json_value(value: Any) -> Any:
     """A decoded value (pyarrow's or fastavro's Python objects) as plain JSON types."""
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    convert = _CONVERT.get(type(value))
+    if convert is not None:
+        return convert(value)
+    if value is None or type(value) in _AS_IS:
         return value
-    if kind is float:
-        if not math.isfinite(value):
-            raise _NoJson("NaN or an infinity has no JSON form")
-        return value
-    if kind is dict:
-        return {k if type(k) is str else str(k): _json_value(v) for k, v in value.items()}
-    if kind is list or kind is tuple:
-        return [_json_value(v) for v in value]
-    if isinstance(value, dt.datetime):
-        return _iso_utc(value)
-    if isinstance(value, (dt.date, dt.time)):
-        return value.isoformat()
-    if kind is Decimal:
-        if not value.is_finite():
-            raise _NoJson("a decimal NaN or infinity has no JSON form")
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raise _NoJson("binary data (bytes) has no JSON form; write it as a string column")
-    if kind is uuid.UUID:
-        return str(value)
-    raise _NoJson(f"a {kind.__name__} value has no JSON form")
+    for kind, convert in _CONVERT_SUBCLASS:
+        if isinstance(value, kind):
+            return convert(value)
+    raise _NoJson(f"a {type(value).__name__} value has no JSON form")
+
+
+def _float(value: float) -> float:
+    if not math.isfinite(value):
+        raise _NoJson("NaN or an infinity has no JSON form")
+    return value
+
+
+def _dict(value: dict[Any, Any]) -> dict[str, Any]:
+    return {k if type(k) is str else str(k): _json_value(v) for k, v in value.items()}
+
+
+def _list(value: list[Any] | tuple[Any, ...]) -> list[Any]:
+    return [_json_value(v) for v in value]
 
 
 def _iso_utc(value: dt.datetime) -> str:
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value.isoformat(timespec="microseconds") + "Z"
+    """ISO 8601 in UTC with a Z; a time without a zone is taken as UTC, as Braze takes it."""
+    zone = value.tzinfo
+    if zone is None:
+        return value.isoformat(timespec="microseconds") + "Z"
+    if zone is not dt.UTC:
+        value = value.astimezone(dt.UTC)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"  # without its +00:00
+
+
+def _date_or_time(value: dt.date | dt.time) -> str:
+    return value.isoformat()
+
+
+def _decimal(value: Decimal) -> int | float:
+    if not value.is_finite():
+        raise _NoJson("a decimal NaN or infinity has no JSON form")
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _binary(value: Any) -> Any:
+    raise _NoJson("binary data (bytes) has no JSON form; write it as a string column")
+
+
+_AS_IS = frozenset({str, int, bool})
+_CONVERT: dict[type, Callable[[Any], Any]] = {
+    float: _float,
+    dict: _dict,
+    list: _list,
+    tuple: _list,
+    dt.datetime: _iso_utc,
+    dt.date: _date_or_time,
+    dt.time: _date_or_time,
+    Decimal: _decimal,
+    bytes: _binary,
+    bytearray: _binary,
+    memoryview: _binary,
+    uuid.UUID: str,
+}
+_CONVERT_SUBCLASS: tuple[tuple[type, Callable[[Any], Any]], ...] = (
+    (dt.datetime, _iso_utc),  # before date: a datetime is a date
+    (dt.date, _date_or_time),
+    (dt.time, _date_or_time),
+    (str, str),
+    (bool, bool),
+    (int, int),
+    (float, _float),
+    (bytes, _binary),
+)
 
 
 def _reason(column: str, exc: Exception) -> str:
@@ -317,7 +361,7 @@ class _ParquetPlan:
                 missing = array.is_null()
                 nulls = missing if nulls is None else pc.or_(nulls, missing)
             cast = self.casts.get(i)
-            values = (cast(array) if cast is not None else array).to_pylist(maps_as_pydicts="lossy")
+            values = _pylist(cast(array) if cast is not None else array)
             if i in self.walk:
                 values = self._walked(names[i], values, errors)
             kept.append(names[i])
@@ -340,6 +384,25 @@ class _ParquetPlan:
                 errors.setdefault(r, _reason(name, exc))
                 out.append(None)
         return out
+
+
+def _pylist(array: Any) -> list[Any]:
+    """An array's Python values, as ``to_pylist`` gives them; a struct's rows made from its
+    fields' lists (pyarrow makes each one through a Python mapping, several times slower)."""
+    import pyarrow as pa
+
+    kind = array.type
+    if not pa.types.is_struct(kind) or kind.num_fields == 0:
+        return list(array.to_pylist(maps_as_pydicts="lossy"))
+    names = [kind.field(i).name for i in range(kind.num_fields)]
+    if len(set(names)) != len(names):
+        return list(array.to_pylist(maps_as_pydicts="lossy"))
+    fields = [_pylist(child) for child in array.flatten()]
+    rows: list[Any] = [dict(zip(names, cells, strict=True)) for cells in zip(*fields, strict=True)]
+    if array.null_count:
+        for r in _true_rows(array.is_null()):
+            rows[r] = None
+    return rows
 
 
 def _same(array: Any) -> Any:
