@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.columnar import table_rows as columnar_rows
 from bench.throughput import BRAZE_CAP_OBJECTS_PER_SECOND as CAP
 
 
@@ -204,6 +205,7 @@ def main() -> None:
         ("CDI rows in events/, CSV (read, merge PAYLOAD, check)", f"{cdi['cdi_csv_rows_per_second']:,.0f} rows/s",
          f"plain event objects at incoming/: {cdi['plain_rows_per_second']:,.0f} obj/s", cdi["cdi_csv_ratio"],
          "for scale"),
+        *columnar_rows(run),
     ]  # fmt: skip
     lines = [
         f"Measured {started} on {machine()}; {objects:,} objects ({t['file_bytes'] / 1e6:.0f} MB JSON array).",

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ class LocalS3:
         size = path.stat().st_size
         start, end = 0, size - 1
         if Range:
-            first, _, last = Range.removeprefix("bytes=").partition("-")
+            first, _dash, last = Range.removeprefix("bytes=").partition("-")
             start, end = int(first), min(size - 1, int(last) if last else size - 1)
         return {"Body": _Body(path, start, end + 1), "ContentRange": f"bytes {start}-{end}/{size}"}
 
@@ -234,24 +235,32 @@ def throughput(n: int) -> dict[str, Any]:
     return out
 
 
-def rss(megabytes: int) -> dict[str, Any]:
+def write_rss_file(path: Path, megabytes: int) -> None:
+    """About ``megabytes`` of incompressible rows in row groups of 8 MB (a process of its own: what
+    writing leaves in the allocator must not count in the import's peak)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = max(RSS_ROW_GROUP_ROWS, megabytes * 1_000_000 // (RSS_ROW_BYTES + 40))
+    schema = pa.schema([("external_id", pa.string()), ("blob", pa.string())])
+    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
+        for first in range(0, rows, RSS_ROW_GROUP_ROWS):
+            count = min(RSS_ROW_GROUP_ROWS, rows - first)
+            ids = [f"user-{i:09d}" for i in range(first, first + count)]
+            blobs = [os.urandom(RSS_ROW_BYTES // 2).hex() for _ in range(count)]
+            writer.write_table(pa.table({"external_id": ids, "blob": blobs}, schema=schema))
+
+
+def rss(megabytes: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-columnar-rss-") as tmp:
         path = Path(tmp) / "users.parquet"
-        schema = pa.schema([("external_id", pa.string()), ("blob", pa.string())])
-        with pq.ParquetWriter(path, schema, compression="snappy") as writer:
-            for first in range(0, rows, RSS_ROW_GROUP_ROWS):
-                count = min(RSS_ROW_GROUP_ROWS, rows - first)
-                ids = [f"user-{i:09d}" for i in range(first, first + count)]
-                blobs = [os.urandom(RSS_ROW_BYTES // 2).hex() for _ in range(count)]
-                writer.write_table(pa.table({"external_id": ids, "blob": blobs}, schema=schema))
-        size = path.stat().st_size
+        subprocess.run([sys.executable, "-m", "bench.columnar", "write", str(megabytes), str(path)], check=True)
+        import pyarrow.parquet  # noqa: F401 - loaded before the peak is reset, as in a warm function
+
         reset_peak()
         run = import_file(path, "incoming/attributes/rss.parquet")
         peak = peak_rss_mb()
+        size = path.stat().st_size
     return {
         "file_bytes": size,
         "objects": run["report"]["objects_read"],
@@ -263,4 +272,24 @@ def rss(megabytes: int) -> dict[str, Any]:
 
 if __name__ == "__main__":
     what, size = sys.argv[1], int(sys.argv[2])
-    print(json.dumps(throughput(size) if what == "throughput" else rss(size)))
+    if what == "write":
+        write_rss_file(Path(sys.argv[3]), size)
+    else:
+        print(json.dumps(throughput(size) if what == "throughput" else rss(size)))
+
+
+def table_rows(run: Callable[..., dict[str, Any]]) -> list[tuple[str, str, str, float, str]]:
+    """This module's rows of ``make bench``'s table, each run in a process of its own by ``run``."""
+    t = run("bench.columnar", "throughput", os.environ.get("BENCH_COLUMNAR_ROWS", "200000"))
+    small = run("bench.columnar", "rss", "10")
+    large = run("bench.columnar", "rss", os.environ.get("BENCH_LARGE_MB", "1000"))
+    return [
+        (f"Parquet import, {t['rows']:,} events, instant Braze", f"{t['parquet']:,.0f} obj/s",
+         f"bare iter_batches + to_pylist + orjson bodies of 75: {t['parquet_bare']:,.0f} obj/s",
+         t["parquet_ratio"], "≥ 0.8"),
+        (f"Avro import, {t['rows']:,} events, instant Braze", f"{t['avro']:,.0f} obj/s",
+         f"bare fastavro.reader + orjson bodies of 75: {t['avro_bare']:,.0f} obj/s", t["avro_ratio"], "≥ 0.8"),
+        (f"peak RSS, {large['file_bytes'] / 1e6:,.0f} MB Parquet, 8 MB row groups", f"{large['peak_rss_mb']:.0f} MB",
+         f"{small['file_bytes'] / 1e6:,.0f} MB Parquet: {small['peak_rss_mb']:.0f} MB",
+         large["peak_rss_mb"] - small["peak_rss_mb"], "within 64 MB (difference)"),
+    ]  # fmt: skip
