@@ -295,7 +295,10 @@ def iter_parquet(
 
 class _ParquetPlan:
     """How each top-level column of a schema becomes JSON: vectorised casts where Arrow can
-    (timestamps, dates, times), a Python walk for values that need one, rejects for the rest."""
+    (timestamps, dates, times), a Python walk for values that need one, rejects for the rest.
+
+    pyarrow.compute (a tenth of a second or more to import) is imported only for a schema with
+    timestamps, dates or times; everything else is done on the Python lists."""
 
     def __init__(self, schema: Any) -> None:
         import pyarrow as pa
@@ -315,11 +318,12 @@ class _ParquetPlan:
 
     def _plan(self, i: int, name: str, kind: Any) -> None:
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         types = pa.types
         first = self.casts.get(i, _same)
         if types.is_timestamp(kind):
+            import pyarrow.compute as pc
+
             unit = "us" if kind.unit == "ns" else kind.unit
             utc = pa.timestamp(unit, "UTC")
             self.casts[i] = lambda a: pc.strftime(first(a).cast(utc, safe=False), format="%Y-%m-%dT%H:%M:%SZ")
@@ -341,37 +345,35 @@ class _ParquetPlan:
 
     def rows(self, batch: Any) -> tuple[list[dict[str, Any]], dict[int, str]]:
         """The batch's rows as objects, and the reason of each row that cannot be one."""
-        import pyarrow.compute as pc
-
         names = self.names
         errors: dict[int, str] = {}
         kept: list[str] = []  # the columns that make the objects
         columns: list[list[Any]] = []
-        nulls: Any = None
+        nulls: set[int] = set()  # rows with a null column to leave out
         for i, array in enumerate(batch.columns):
             if i in self.refuse:
-                for r in _true_rows(array.is_valid()):
-                    errors.setdefault(r, self.refuse[i])
+                if array.null_count < len(array):
+                    for r, value in enumerate(array.to_pylist()):
+                        if value is not None:
+                            errors.setdefault(r, self.refuse[i])
                 continue
-            if i in self.floats and array.null_count < len(array):
-                bad = pc.invert(pc.is_finite(array))
-                for r in _true_rows(pc.fill_null(bad, False)):
-                    errors.setdefault(r, _reason(names[i], _NoJson("NaN or an infinity has no JSON form")))
-            if array.null_count and i not in self.keep_null:
-                missing = array.is_null()
-                nulls = missing if nulls is None else pc.or_(nulls, missing)
             cast = self.casts.get(i)
             values = _pylist(cast(array) if cast is not None else array)
+            if i in self.floats and array.null_count < len(array):
+                # x - x is 0.0 for every finite float, NaN for NaN and the infinities
+                for r in [r for r, v in enumerate(values) if v is not None and v - v != 0]:
+                    errors.setdefault(r, _reason(names[i], _NoJson("NaN or an infinity has no JSON form")))
             if i in self.walk:
                 values = self._walked(names[i], values, errors)
+            if array.null_count and i not in self.keep_null:
+                nulls.update([r for r, v in enumerate(values) if v is None])
             kept.append(names[i])
             columns.append(values)
         if not columns:
             return [{} for _ in range(batch.num_rows)], errors
         rows = [dict(zip(kept, cells, strict=True)) for cells in zip(*columns, strict=True)]
-        if nulls is not None:
-            for r in _true_rows(nulls):
-                rows[r] = {k: v for k, v in rows[r].items() if v is not None or k.casefold() == "payload"}
+        for r in nulls:
+            rows[r] = {k: v for k, v in rows[r].items() if v is not None or k.casefold() == "payload"}
         return rows, errors
 
     @staticmethod
@@ -395,14 +397,10 @@ def _pylist(array: Any) -> list[Any]:
     if not pa.types.is_struct(kind) or kind.num_fields == 0:
         return list(array.to_pylist(maps_as_pydicts="lossy"))
     names = [kind.field(i).name for i in range(kind.num_fields)]
-    if len(set(names)) != len(names):
+    if array.null_count or len(set(names)) != len(names):
         return list(array.to_pylist(maps_as_pydicts="lossy"))
     fields = [_pylist(child) for child in array.flatten()]
-    rows: list[Any] = [dict(zip(names, cells, strict=True)) for cells in zip(*fields, strict=True)]
-    if array.null_count:
-        for r in _true_rows(array.is_null()):
-            rows[r] = None
-    return rows
+    return [dict(zip(names, cells, strict=True)) for cells in zip(*fields, strict=True)]
 
 
 def _same(array: Any) -> Any:
@@ -427,12 +425,6 @@ def _plain(kind: Any) -> bool:
     if types.is_list(kind) or types.is_large_list(kind) or types.is_fixed_size_list(kind):
         return _plain(kind.value_type)
     return False  # maps (keys may not be strings), floats inside, timestamps, decimals...
-
-
-def _true_rows(mask: Any) -> list[int]:
-    import pyarrow.compute as pc
-
-    return pc.indices_nonzero(mask).to_pylist() if mask.true_count else []
 
 
 # -- Avro ---------------------------------------------------------------------------------------

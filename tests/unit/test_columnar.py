@@ -633,3 +633,29 @@ def test_a_source_gone_or_denied_mid_run_stops_with_its_own_reason(fmt: str, cas
         resumed = handle_resume(started.run_id, "c", deps, lambda: True, force=False)
         assert resumed.status == "completed"
         assert braze.stored == sent_form(ROWS)
+
+
+def test_a_parquet_file_without_times_is_read_without_importing_pyarrow_compute() -> None:
+    # pyarrow.compute takes a tenth of a second or more to import: only timestamps, dates and
+    # times (converted vectorised) need it.
+    code = """
+import io, sys
+import pyarrow as pa, pyarrow.parquet as pq
+from braze_importer import columnar
+from braze_importer.ports import ObjectRef
+from braze_importer.reader import Position
+from tests.fakes import FakeBraze, FakeS3, make_deps
+buf = io.BytesIO()
+rows = [{"external_id": "u1", "n": 1.5, "tags": ["a"], "p": {"x": 1}}, {"external_id": "u2", "n": None, "p": None}]
+pq.write_table(pa.Table.from_pylist(rows), buf)
+assert "pyarrow.compute" not in sys.modules
+s3 = FakeS3()
+s3.objects[("b", "k")] = buf.getvalue()
+got = [e.value for e in columnar.iter_parquet(make_deps(FakeBraze(), s3).source, ObjectRef("b", "k", "v", None), Position(0, 0))]
+assert got == [rows[0], {"external_id": "u2"}], got
+assert "pyarrow.compute" not in sys.modules, "imported"
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={"PYTHONPATH": "lambdas:."}, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
