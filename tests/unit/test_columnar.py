@@ -651,7 +651,8 @@ pq.write_table(pa.Table.from_pylist(rows), buf)
 assert "pyarrow.compute" not in sys.modules
 s3 = FakeS3()
 s3.objects[("b", "k")] = buf.getvalue()
-got = [e.value for e in columnar.iter_parquet(make_deps(FakeBraze(), s3).source, ObjectRef("b", "k", "v", None), Position(0, 0))]
+source = make_deps(FakeBraze(), s3).source
+got = [e.value for e in columnar.iter_parquet(source, ObjectRef("b", "k", "v", None), Position(0, 0))]
 assert got == [rows[0], {"external_id": "u2"}], got
 assert "pyarrow.compute" not in sys.modules, "imported"
 """
