@@ -530,9 +530,9 @@ def iter_avro(source: ObjectSource, ref: ObjectRef, start: Position) -> Iterator
         stream = _Stream(_chain(parts, source.chunks(ref, start.offset, False)), len(header), start.offset)
     try:
         blocks = fastavro.block_reader(stream)  # type: ignore[arg-type]  # a file as far as fastavro reads one
-    except UnreadableInput:
-        raise
-    except Exception as exc:  # fastavro raises ValueError, EOFError, KeyError... on a bad header
+    except Exception as exc:
+        if not _bad_data(exc):
+            raise
         raise UnreadableInput(0, f"the Avro header cannot be read ({type(exc).__name__}: {exc})") from None
     codec = blocks.metadata.get("avro.codec", "null")
     if codec not in AVRO_CODECS:
@@ -546,9 +546,9 @@ def iter_avro(source: ObjectSource, ref: ObjectRef, start: Position) -> Iterator
     while True:
         try:
             block = next(blocks, None)
-        except UnreadableInput:
-            raise
         except Exception as exc:
+            if not _bad_data(exc):
+                raise
             raise UnreadableInput(
                 offset, f"the Avro block at byte {offset} cannot be read ({type(exc).__name__}: {exc})"
             ) from None
@@ -558,6 +558,8 @@ def iter_avro(source: ObjectSource, ref: ObjectRef, start: Position) -> Iterator
         try:
             records = list(block)
         except Exception as exc:
+            if not _bad_data(exc):
+                raise
             raise UnreadableInput(
                 offset, f"the Avro block at byte {offset} cannot be decoded ({type(exc).__name__}: {exc})"
             ) from None
@@ -580,6 +582,16 @@ def iter_avro(source: ObjectSource, ref: ObjectRef, start: Position) -> Iterator
             )
         index += len(records)
         offset = after.offset
+
+
+_NOT_THE_FILE = (UnreadableInput, ConnectionError, TimeoutError, MemoryError, AttributeError, NameError, AssertionError)
+
+
+def _bad_data(exc: Exception) -> bool:
+    """Whether fastavro's exception says the file's bytes are wrong (it raises ValueError, EOFError,
+    KeyError, its SchemaParseException, a codec's own error...), not the source (S3, the network:
+    those go up as they are) or a fault of this code."""
+    return not isinstance(exc, _NOT_THE_FILE) and not type(exc).__module__.startswith(("botocore", "urllib3"))
 
 
 def _chain(first: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
