@@ -6,7 +6,9 @@ rules, validation, batching, the pump) reading the file by ranges from a local-f
 S3 and sending to a Braze that answers at once (no rate limit, no network). Beside each, the bare
 loop doing the least the same job needs, on the same file, in the same process: pyarrow
 ``iter_batches`` -> ``to_pylist`` dicts -> ``orjson`` bodies of 75, and ``fastavro.reader`` -> the
-same bodies. Best of two, alternated.
+same bodies. Best of two, alternated. For scale: the importer's readers alone feeding the same
+bodies (what reading costs beside validating and sending), and the same events as JSON Lines
+through the same importer.
 
 ``python -m bench.columnar rss MB``: peak resident memory of the process importing a Parquet file
 of about MB megabytes (incompressible rows, row groups of 8 MB whatever the file's size), the file
@@ -170,6 +172,19 @@ def bare_avro(path: Path) -> float:
     return n / (time.perf_counter() - start)
 
 
+def reader_alone(path: Path, key: str) -> float:
+    """The importer's reader (ranged reads, values to JSON) feeding the bare loop's bodies of 75."""
+    from braze_importer import columnar
+    from braze_importer.reader import START
+
+    s3 = LocalS3()
+    s3.files[key] = path
+    read = columnar.iter_parquet if key.endswith(".parquet") else columnar.iter_avro
+    start = time.perf_counter()
+    n = bodies(e.value for e in read(S3Source(s3), ObjectRef(BUCKET, key, "v1", "etag"), START))
+    return n / (time.perf_counter() - start)
+
+
 def events(n: int) -> list[dict[str, Any]]:
     import datetime as dt
 
@@ -216,22 +231,32 @@ def throughput(n: int) -> dict[str, Any]:
     out: dict[str, Any] = {"rows": n}
     with tempfile.TemporaryDirectory(prefix="bench-columnar-") as tmp:
         parquet, avro = Path(tmp) / "events.parquet", Path(tmp) / "events.avro"
+        lines = Path(tmp) / "events.jsonl"
         rows = events(n)
+        lines.write_bytes(b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in rows))
         pq.write_table(pa.Table.from_pylist(rows), parquet, row_group_size=ROW_GROUP_ROWS)
         with avro.open("wb") as f:
             fastavro.writer(f, fastavro.parse_schema(AVRO_SCHEMA), rows, codec="deflate")
         del rows
         out["parquet_bytes"], out["avro_bytes"] = parquet.stat().st_size, avro.stat().st_size
-        runs: dict[str, list[float]] = {"parquet": [], "parquet_bare": [], "avro": [], "avro_bare": []}
+        runs: dict[str, list[float]] = {
+            "parquet": [], "parquet_bare": [], "avro": [], "avro_bare": [],
+            "parquet_reader": [], "avro_reader": [], "jsonl": [],
+        }  # fmt: skip
         for k in range(2):  # alternate, so drift on a shared machine falls on both alike
             runs["parquet_bare"].append(bare_parquet(parquet))
             runs["parquet"].append(n / import_file(parquet, f"incoming/events/p{k}.parquet")["seconds"])
             runs["avro_bare"].append(bare_avro(avro))
             runs["avro"].append(n / import_file(avro, f"incoming/events/a{k}.avro")["seconds"])
+            runs["parquet_reader"].append(reader_alone(parquet, "p.parquet"))
+            runs["avro_reader"].append(reader_alone(avro, "a.avro"))
+            runs["jsonl"].append(n / import_file(lines, f"incoming/events/j{k}.jsonl")["seconds"])
     for name, figures in runs.items():
         out[name] = max(figures)
     out["parquet_ratio"] = out["parquet"] / out["parquet_bare"]
     out["avro_ratio"] = out["avro"] / out["avro_bare"]
+    out["parquet_reader_ratio"] = out["parquet_reader"] / out["parquet_bare"]
+    out["avro_reader_ratio"] = out["avro_reader"] / out["avro_bare"]
     return out
 
 
@@ -289,6 +314,12 @@ def table_rows(run: Callable[..., dict[str, Any]]) -> list[tuple[str, str, str, 
          t["parquet_ratio"], "≥ 0.8"),
         (f"Avro import, {t['rows']:,} events, instant Braze", f"{t['avro']:,.0f} obj/s",
          f"bare fastavro.reader + orjson bodies of 75: {t['avro_bare']:,.0f} obj/s", t["avro_ratio"], "≥ 0.8"),
+        ("Parquet reader alone (ranged reads, values to JSON) + bodies of 75", f"{t['parquet_reader']:,.0f} obj/s",
+         f"bare loop: {t['parquet_bare']:,.0f} obj/s", t["parquet_reader_ratio"], "for scale"),
+        ("Avro reader alone (blocks, values to JSON) + bodies of 75", f"{t['avro_reader']:,.0f} obj/s",
+         f"bare loop: {t['avro_bare']:,.0f} obj/s", t["avro_reader_ratio"], "for scale"),
+        ("Parquet import vs the same events as JSON Lines, same importer", f"{t['parquet']:,.0f} obj/s",
+         f"JSON Lines import: {t['jsonl']:,.0f} obj/s", t["parquet"] / t["jsonl"], "for scale"),
         (f"peak RSS, {large['file_bytes'] / 1e6:,.0f} MB Parquet, 8 MB row groups", f"{large['peak_rss_mb']:.0f} MB",
          f"{small['file_bytes'] / 1e6:,.0f} MB Parquet: {small['peak_rss_mb']:.0f} MB",
          large["peak_rss_mb"] - small["peak_rss_mb"], "within 64 MB (difference)"),
