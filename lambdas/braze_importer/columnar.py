@@ -463,7 +463,11 @@ class _Stream:
         if n is None or n < 0:
             n = 1 << 62
         if n > MAX_AVRO_BLOCK_BYTES:
-            raise UnreadableInput(self.tell(), f"a length of {n:,} bytes: corrupt Avro data")
+            raise UnreadableInput(
+                self.tell(),
+                f"the Avro data declares {n:,} bytes at once, more than the {MAX_AVRO_BLOCK_BYTES:,} the importer "
+                "holds: the file is corrupt, or was written with blocks that large (write smaller blocks)",
+            )
         while len(self._buf) - self._pos < n:
             part = next(self._parts, None)
             if part is None:
