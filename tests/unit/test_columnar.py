@@ -660,3 +660,14 @@ assert "pyarrow.compute" not in sys.modules, "imported"
         [sys.executable, "-c", code], env={"PYTHONPATH": "lambdas:."}, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_an_avro_block_declaring_more_bytes_than_the_importer_holds_stops_the_run_without_reading_them() -> None:
+    good = avro_bytes(ROWS, sync_interval=100)
+    blocks = avro_blocks(good)
+    offset, _ = blocks[1]
+    data = good[:offset] + _long(5) + _long(1 << 40) + b"x" * 100  # a block saying it holds 1 TB
+    result, braze, _ = run_key("incoming/events/huge.avro", data, [1000])
+    assert result.status == "stopped" and result.report["stop_reason"] == "unreadable_file"
+    assert "1,099,511,627,776 bytes" in result.report["error"]["message"]
+    assert braze.stored == sent_form(ROWS[: blocks[0][1]])
