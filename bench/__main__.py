@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.columnar import table_rows as columnar_rows
 from bench.throughput import BRAZE_CAP_OBJECTS_PER_SECOND as CAP
 
 
@@ -208,6 +209,7 @@ def main() -> None:
         ("catalog items, PUT 50 a request, 30 ms, limit 600 / min", f"{cat['items_per_second']:,.0f} items/s, "
          f"{cat['throttled']} x 429", f"the limit: {cat['limit_items_per_second']:,.0f} items/s", cat["vs_limit"],
          "≥ 0.9"),
+        *columnar_rows(run),
     ]  # fmt: skip
     lines = [
         f"Measured {started} on {machine()}; {objects:,} objects ({t['file_bytes'] / 1e6:.0f} MB JSON array).",

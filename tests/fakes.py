@@ -164,7 +164,12 @@ class FakeS3:
             if int(start) >= len(data):
                 error = {"Error": {"Code": "InvalidRange", "Message": "The requested range is not satisfiable"}}
                 raise ClientError(error, "GetObject")  # S3 answers 416, also for any range of an empty object
+            size = len(data)
             data = data[int(start) : int(end) + 1 if end else None]
+            return {
+                "Body": FakeBody(data, self.chunk),
+                "ContentRange": f"bytes {start}-{int(start) + len(data) - 1}/{size}",
+            }
         return {"Body": FakeBody(data, self.chunk)}
 
     def put_object(self, Bucket: str, Key: str, Body: bytes, **_: Any) -> dict[str, Any]:

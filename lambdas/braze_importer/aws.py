@@ -81,6 +81,23 @@ class S3Source:
             raise
         return bool(head == b"\x1f\x8b")
 
+    def read_range(self, ref: Any, start: int, length: int) -> tuple[bytes, int]:
+        """One ranged GET of the object version: ``length`` bytes from ``start`` and the object's
+        size (from Content-Range); nothing past the end."""
+        if length <= 0:
+            raise ValueError("a range of no bytes")
+        try:
+            answer = self._s3.get_object(**self._target(ref), Range=f"bytes={start}-{start + length - 1}")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b"", start if start else 0  # at or past the end (any range of an empty object)
+            if (error := _source_error(exc, start)) is not None:
+                raise error from None
+            raise
+        data = answer["Body"].read()
+        total = str(answer.get("ContentRange", "")).rpartition("/")[2]
+        return data, int(total) if total.isdigit() else start + len(data)
+
     def chunks(
         self,
         ref: Any,

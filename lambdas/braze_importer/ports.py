@@ -168,6 +168,13 @@ class ObjectSource(Protocol):
         byte 0, and ``on_point`` is given seek points as the stream is read."""
         ...
 
+    def read_range(self, ref: ObjectRef, start: int, length: int) -> tuple[bytes, int]:
+        """``length`` raw bytes of the object version from byte ``start`` (fewer at its end, none
+        past it) and the object's size, for formats read by random access (Parquet's footer and
+        row groups, Avro's header); raises :class:`SourceGone` or :class:`SourceDenied` as
+        :meth:`chunks` does."""
+        ...
+
     def is_gzip(self, ref: ObjectRef) -> bool:
         """Whether the object is gzip, told by its first bytes; raises :class:`SourceGone` or
         :class:`SourceDenied` when they cannot be read."""

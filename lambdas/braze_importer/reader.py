@@ -108,6 +108,9 @@ class Format(Enum):
     ARRAY = "array"
     LINES = "lines"
     CSV = "csv"  # read by csv_reader.iter_rows
+    PARQUET = "parquet"  # read by columnar.iter_parquet
+    AVRO = "avro"  # read by columnar.iter_avro
+    DETECT = "detect"  # a key without a known suffix: told by its first bytes when the run first reads
 
 
 class JsonSyntaxError(UnreadableInput):

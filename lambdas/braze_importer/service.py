@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from . import columnar
 from .csv_reader import iter_rows
 from .endpoints import CatalogDestination, Destination, UserDeleteDestination
 from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy, Share
@@ -107,15 +108,28 @@ class InvocationResult:
     report: dict[str, Any] | None = None
 
 
-def format_for(key: str) -> Format | None:
-    """JSON Lines or CSV by suffix; a ``.json`` must be an array. None for keys this importer ignores."""
-    name = key[:-3] if key.endswith(".gz") else key
-    if name.endswith(".csv"):
+def format_for(key: str, size: int | None = None) -> Format | None:
+    """The format by suffix (a ``.json`` must be an array); DETECT for a name without one, as
+    warehouse exports (Athena, Redshift UNLOAD) write them: told by content at the first read.
+    None for keys this importer ignores: unknown suffixes, empty objects and the markers and
+    side files of writers (``_SUCCESS``, ``.crc``, ``.tmp``, hidden names, manifests)."""
+    name = key.rpartition("/")[2]
+    if not name or name.startswith(("_", ".")):
+        return None
+    name = name.lower()
+    bare = name[:-3] if name.endswith(".gz") else name
+    if bare.endswith(".csv"):
         return Format.CSV
-    if name.endswith((".jsonl", ".ndjson")):
+    if bare.endswith((".jsonl", ".ndjson")):
         return Format.LINES
-    if name.endswith(".json"):
+    if bare.endswith(".json"):
         return Format.ARRAY
+    if bare.endswith((".parquet", ".parq")):
+        return Format.PARQUET
+    if bare.endswith(".avro"):
+        return Format.AVRO
+    if "." not in bare and not bare.endswith("manifest") and size != 0:
+        return Format.DETECT
     return None
 
 
@@ -151,6 +165,47 @@ def _decide_gzip(run: RunRecord, ref: ObjectRef, deps: Deps) -> UnreadableInput 
     except UnreadableInput as exc:
         return exc
     return None
+
+
+def _decide_format(run: RunRecord, ref: ObjectRef, deps: Deps) -> UnreadableInput | None:
+    """Tell a suffix-less run's format (and gzip) from its first bytes, once: Parquet ``PAR1``,
+    Avro ``Obj\\x01``, gzip (then the text inside it, as for a plain file), text: ``[`` or ``{``
+    JSON (an array, or JSON Lines: see _array_or_lines), anything else CSV. Kept in the run record,
+    so every continuation reads the same way; left undecided when S3 will not give the bytes."""
+    if run.format != Format.DETECT.value:
+        return None
+    try:
+        head, _ = deps.source.read_range(ref, 0, 4)
+        if head.startswith(columnar.GZIP_MAGIC):
+            run.gzip = True
+            head = b"".join(itertools.islice(deps.source.chunks(ref, 0, True), 1))
+        else:
+            run.gzip = False
+    except UnreadableInput as exc:
+        return exc
+    if head.startswith(columnar.PARQUET_MAGIC):
+        run.format = Format.PARQUET.value
+    elif head.startswith(columnar.AVRO_MAGIC):
+        run.format = Format.AVRO.value
+    elif head.removeprefix(BOM).lstrip(b" \t\r\n")[:1] in (b"[", b"{", b""):
+        run.format = Format.ARRAY.value
+    else:
+        run.format = Format.CSV.value
+    return None
+
+
+def _columnar(run: RunRecord, ref: ObjectRef, deps: Deps, checkpoint: Checkpoint) -> Iterator[Element]:
+    if run.gzip:
+        name = "Parquet" if run.format == Format.PARQUET.value else "Avro"
+        raise UnreadableInput(
+            0,
+            f"a gzip of a {name} file is not read: {name} compresses inside the file; "
+            f"upload the {name} file itself (its codec does the compressing)",
+        )
+    if run.format == Format.PARQUET.value:
+        yield from columnar.iter_parquet(deps.source, ref, checkpoint.position)
+    else:
+        yield from columnar.iter_avro(deps.source, ref, checkpoint.position)
 
 
 def _raise(error: UnreadableInput) -> Iterator[Any]:
@@ -229,7 +284,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     checkpoint = Checkpoint.from_dict(run.checkpoint)
     ref = ObjectRef(run.bucket, run.key, run.version_id, run.etag)
     writer = _OutputWriter(run, deps)
-    unreadable = _decide_gzip(run, ref, deps)
+    unreadable = _decide_format(run, ref, deps) or _decide_gzip(run, ref, deps)
     seeks = _SeekPoints(run, deps.seek_points, checkpoint.offset)
     chunks = (
         _raise(unreadable)
@@ -255,6 +310,8 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
             cdi=route.kind is not None, kind=route.kind or Kind.ATTRIBUTES,
             convert=functools.partial(as_object, kind=route.kind) if route.kind else None,
         )  # fmt: skip
+    elif run.format in (Format.PARQUET.value, Format.AVRO.value):
+        elements = _raise(unreadable) if unreadable is not None else _columnar(run, ref, deps, checkpoint)
     elif run.format == Format.ARRAY.value and checkpoint.offset == 0:
         elements = _array_or_lines(chunks, run, checkpoint)
     else:
@@ -701,7 +758,7 @@ def handle_start(
 ) -> InvocationResult:
     """Start the run of an object version: its format by its suffix unless ``fmt`` says."""
     run_id = run_id_for(ref.bucket, ref.key, ref.version_id, ref.etag)
-    fmt = fmt or format_for(ref.key)
+    fmt = fmt or format_for(ref.key, ref.size)
     if fmt is None:
         return InvocationResult(run_id, "ignored")  # e.g. a .tsv.gz let through by the .gz filter
     run = start(ref, fmt, owner, deps, csv_options)

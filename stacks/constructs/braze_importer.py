@@ -25,7 +25,12 @@ from .python_function import PythonFunction
 from .secure_bucket import nag_arn
 from .table import keyed_table
 
-SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".gz")  # .gz covers .csv.gz and .jsonl.gz
+# The suffixes the importer reads by name (service.format_for; .gz covers .csv.gz and .jsonl.gz). The
+# notification cannot list them: warehouse exports (Athena, Redshift UNLOAD) write keys without a
+# suffix, which an S3 filter (one prefix and one suffix per rule, rules for the same event never
+# overlapping) cannot name beside the others. So every key under the incoming prefix is delivered,
+# and the function ignores what it does not read (_SUCCESS, .crc, .tmp, empty suffix-less objects).
+SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", ".gz", ".parquet", ".parq", ".avro")
 METRICS_NAMESPACE = telemetry.NAMESPACE
 SWEEP_EVERY = Duration.minutes(1)
 
@@ -90,12 +95,11 @@ class BrazeImporter(Construct):
         )
         self.function = self.lambda_.function
         self._grant(config, bucket, api_key_secret)
-        for suffix in SUFFIXES:
-            bucket.add_event_notification(
-                s3.EventType.OBJECT_CREATED,
-                s3n.LambdaDestination(self.function),
-                s3.NotificationKeyFilter(prefix=config.incoming_prefix, suffix=suffix),
-            )
+        bucket.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3n.LambdaDestination(self.function),
+            s3.NotificationKeyFilter(prefix=config.incoming_prefix),
+        )
         self.sweep_rule = self._sweep()
         self.alarms = self._alarms()
 

@@ -66,14 +66,17 @@ def test_importer_function_runtime_limits_and_failure_handling(template: dict[st
     assert "OnFailure" in invoke["DestinationConfig"]
 
 
-def test_notifications_only_for_incoming_json_suffixes(template: dict[str, Any]) -> None:
+def test_notifications_deliver_every_key_under_the_incoming_prefix_and_nothing_else(template: dict[str, Any]) -> None:
+    """Suffix-less warehouse exports (Athena, Redshift UNLOAD) and .parquet/.avro files start runs
+    too: one rule by prefix alone (S3 cannot add suffix rules beside it without overlapping); the
+    function ignores keys it does not read."""
     notifications = one(template, "Custom::S3BucketNotifications")["Properties"]["NotificationConfiguration"]
     filters = [
         {r["Name"]: r["Value"] for r in c["Filter"]["Key"]["FilterRules"]}
         for c in notifications["LambdaFunctionConfigurations"]
     ]
-    assert sorted(f["suffix"] for f in filters) == [".csv", ".gz", ".json", ".jsonl", ".ndjson"]
-    assert {f["prefix"] for f in filters} == {"incoming/"}
+    assert filters == [{"prefix": "incoming/"}]
+    assert [c["Events"] for c in notifications["LambdaFunctionConfigurations"]] == [["s3:ObjectCreated:*"]]
 
 
 def test_bucket_is_private_encrypted_versioned_tls_only_and_expires_outputs(template: dict[str, Any]) -> None:

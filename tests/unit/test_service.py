@@ -206,7 +206,7 @@ def test_hop_limit_stops_a_chain() -> None:
 
 def test_keys_that_are_not_json_are_ignored() -> None:
     deps = make_deps(FakeBraze(), FakeS3())
-    for key in ("incoming/x.tsv.gz", "incoming/x.parquet", "incoming/x.csv.bak"):
+    for key in ("incoming/x.tsv.gz", "incoming/x.xml", "incoming/spark/_SUCCESS", "incoming/x.csv.bak"):
         assert handle_start(ObjectRef(BUCKET, key, "v1", None), "a", deps, lambda: True).status == "ignored"
 
 
