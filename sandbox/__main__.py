@@ -184,7 +184,14 @@ def _currents(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if report["failed"] else 0
 
 
-_IMPORTABLE = (".json", ".jsonl", ".ndjson", ".csv")
+_FORMATS = ".json, .jsonl, .ndjson and .csv files (optionally .gz), .parquet and .avro files, or files without a suffix"
+
+
+def _importable(path: Path) -> bool:
+    """Whether the importer would read this file: the function's own rule (its suffix, or none)."""
+    from braze_importer.service import format_for
+
+    return format_for(path.name, path.stat().st_size) is not None
 
 
 def _folder_files(folder: Path, dry_run: bool) -> list[tuple[Path, str]]:
@@ -193,8 +200,8 @@ def _folder_files(folder: Path, dry_run: bool) -> list[tuple[Path, str]]:
     found: list[tuple[Path, str]] = []
     for path in sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.relative_to(folder).parts):
         relative = path.relative_to(folder).as_posix()
-        if not path.name.removesuffix(".gz").endswith(_IMPORTABLE):
-            print(f"skipped {relative}: not .json, .jsonl, .ndjson or .csv (optionally .gz)", file=sys.stderr)
+        if not _importable(path):
+            print(f"skipped {relative}: the importer reads {_FORMATS}", file=sys.stderr)
             continue
         found.append((path, ("dry-run/" if dry_run else "") + relative))
     return found
@@ -214,9 +221,8 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         if not path.is_file():
             print(f"error: {path} is not a file", file=sys.stderr)
             return 2
-        if not path.name.removesuffix(".gz").endswith(_IMPORTABLE):
-            formats = ".json, .jsonl, .ndjson and .csv files, optionally .gz"
-            print(f"error: {path}: the importer reads {formats}", file=sys.stderr)
+        if not _importable(path):
+            print(f"error: {path}: the importer reads {_FORMATS}", file=sys.stderr)
             return 2
     try:
         emulator_settings = json.loads(args.emulator)

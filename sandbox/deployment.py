@@ -27,7 +27,6 @@ from .api_front import refused
 from .importer import REGION, FakeContext, _environment
 from .services import PLACEHOLDER_CREDENTIALS, HttpFront, LocalStack, moto_server
 
-SUFFIXES = (".json", ".jsonl", ".ndjson", ".gz")
 MODEL_ID = "anthropic.claude-3-5-haiku-20241022-v1:0"
 
 
@@ -82,11 +81,10 @@ class SandboxDeployment(LocalStack):
         s3.put_bucket_notification_configuration(
             Bucket=bucket,
             NotificationConfiguration={
+                # As the stack: every key under the prefix (the function ignores what it does not read).
                 "LambdaFunctionConfigurations": [
                     {"LambdaFunctionArn": function, "Events": ["s3:ObjectCreated:*"],
-                     "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "incoming/"},
-                                                        {"Name": "suffix", "Value": suffix}]}}}
-                    for suffix in SUFFIXES
+                     "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "incoming/"}]}}}
                 ]
             },
         )  # fmt: skip

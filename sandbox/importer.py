@@ -144,7 +144,10 @@ class ImportSandbox(LocalStack):
         """The report of the run the file's first invocation started."""
         runs = first.get("runs") or []
         if not runs or runs[0]["status"] == "ignored":
-            raise RuntimeError(f"the importer ignored {path.name}: use .json, .jsonl, .ndjson or .csv (optionally .gz)")
+            raise RuntimeError(
+                f"the importer ignored {path.name}: use .json, .jsonl, .ndjson or .csv (optionally .gz), "
+                ".parquet or .avro, or a name without a suffix"
+            )
         return self.report(runs[0]["run_id"])
 
     def deliver_concurrently(self, events: list[dict[str, Any]], *, workers: int | None = None) -> list[dict[str, Any]]:

@@ -46,7 +46,6 @@ from .services import PLACEHOLDER_CREDENTIALS, HttpFront, LambdaFront, LocalStac
 
 TOKEN_SECRET = "sandbox/api-token"  # noqa: S105 - the secret's name, not its value
 NOTIFICATIONS = "sandbox-s3-notifications"
-IMPORT_SUFFIXES = (".json", ".jsonl", ".ndjson", ".gz")
 # Each importer invocation gets a minute (Lambda gives up to 15): a long import continues across
 # invocations, and every continuation is a line of progress.
 INVOCATION_SECONDS = 60.0
@@ -151,12 +150,11 @@ class Serve(LocalStack):
         os.environ["COPY_QUEUE_URL"] = self.copy_queue
         self.notifications = sqs.create_queue(QueueName=NOTIFICATIONS)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=self.notifications, AttributeNames=["QueueArn"])["Attributes"]
-        # The stacks' S3 triggers: the importer per suffix under the incoming prefix; Currents' .avro.
+        # The stacks' S3 triggers: the importer for every key under the incoming prefix (it ignores
+        # what it does not read); Currents' .avro.
         imports = [
             {"QueueArn": arn["QueueArn"], "Events": ["s3:ObjectCreated:*"],
-             "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": import_sandbox.INCOMING},
-                                                {"Name": "suffix", "Value": suffix}]}}}
-            for suffix in IMPORT_SUFFIXES
+             "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": import_sandbox.INCOMING}]}}}
         ]  # fmt: skip
         currents = [
             {"QueueArn": arn["QueueArn"], "Events": ["s3:ObjectCreated:*"],

@@ -120,3 +120,46 @@ def test_user_deletes_stop_unless_allowed_and_a_dry_run_says_so(tmp_path: Path, 
         assert dry["would_send"] == {"/users/delete": {"requests": 3, "objects": 61}}
         assert dry["real_run"]["refused"] is refused_for_real
     assert braze.state()["requests"] == 0
+
+
+def test_brazes_samples_as_parquet_and_avro_land_as_the_json_ones_do(tmp_path: Path, braze: BrazeEmulator) -> None:
+    """Braze's attribute and event samples written as a warehouse would (Parquet, one of them
+    without a suffix, as Athena and Redshift UNLOAD name their files; Avro with a record payload)."""
+    import fastavro
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    attributes = [json.loads(line) for line in (SAMPLES / "attributes/attributes_sample.json").read_text().splitlines()]
+    events = [json.loads(line) for line in (SAMPLES / "events/custom_events_sample.json").read_text().splitlines()]
+    tree = tmp_path / "tree"
+    (tree / "attributes").mkdir(parents=True)
+    (tree / "events").mkdir()
+    ids, payloads = [r["external_id"] for r in attributes], [r["payload"] for r in attributes]
+    table = pa.table({"EXTERNAL_ID": ids, "PAYLOAD": payloads})
+    pq.write_table(table, tree / "attributes" / "0000_part_00", row_group_size=3)
+    schema = {
+        "type": "record", "name": "Row",
+        "fields": [
+            {"name": "external_id", "type": "string"},
+            {"name": "payload", "type": {"type": "map", "values": [
+                "string", "long", "double", "boolean", {"type": "map", "values": ["string", "long", "boolean"]},
+            ]}},
+        ],
+    }  # fmt: skip
+    with (tree / "events" / "views.avro").open("wb") as f:
+        fastavro.writer(
+            f, schema, [{"external_id": r["external_id"], "payload": json.loads(r["payload"])} for r in events],
+            codec="deflate", sync_interval=64,
+        )  # fmt: skip
+    code, body, stderr = run_cli("import", str(tree), "--braze-url", braze.url, "--braze-api-key", KEY, "--json")
+    assert code == 0 and body is not None, stderr
+    runs = body["runs"]
+    assert [(r["source"]["key"], r["source"]["format"]) for r in runs] == [
+        ("incoming/attributes/0000_part_00", "parquet"),
+        ("incoming/events/views.avro", "avro"),
+    ]
+    assert all(r["status"] == "completed" and r["rejected"] == 0 and r["failed"] == 0 for r in runs), runs
+    stored = braze.objects()
+    held = {kind: [o["object"] for o in stored if o["array"] == kind] for kind in ("attributes", "events")}
+    assert held["attributes"] == sample_rows("attributes/attributes_sample.json")
+    assert held["events"] == sample_rows("events/custom_events_sample.json")
