@@ -370,7 +370,7 @@ def iter_rows(
         schema_row = schema.row
 
         def row_of(cells: list[str]) -> Any:
-            value = schema_row(cells)
+            value: Any = schema_row(cells)
             return None if value is None else convert(value)
 
     index = start.index

@@ -26,7 +26,16 @@ from typing import Any, ClassVar
 from pipeline_common.names import loose_name
 
 from .objects import Invalid
-from .rows import CDI_ALIAS, CDI_COLUMNS, CDI_IDENTIFIERS, CDI_IGNORED, CDI_PAYLOAD, catalog_cdi_row, catalog_item, delete_identifier
+from .rows import (
+    CDI_ALIAS,
+    CDI_COLUMNS,
+    CDI_IDENTIFIERS,
+    CDI_IGNORED,
+    CDI_PAYLOAD,
+    catalog_cdi_row,
+    catalog_item,
+    delete_identifier,
+)
 
 # In the order they are looked for; the first one in the header identifies the user.
 IDENTIFIER_COLUMNS = ("external_id", "braze_id", "user_alias_name", "email", "phone")

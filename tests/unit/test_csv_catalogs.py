@@ -7,8 +7,11 @@ from typing import Any
 
 import orjson
 import pytest
+from braze_importer.csv_reader import iter_rows
+from braze_importer.endpoints import CATALOG_UPSERT
 from braze_importer.engine import SendPolicy
-from braze_importer.ports import ObjectRef
+from braze_importer.ports import Group, ObjectRef
+from braze_importer.reader import START
 
 from tests.fakes import FakeBraze, FakeS3, gz, make_deps, run_chain
 
@@ -20,7 +23,9 @@ def quoted(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def as_csv(columns: list[str], rows: list[dict[str, Any]], newline: str = "\n", header: list[str] | None = None) -> bytes:
+def as_csv(
+    columns: list[str], rows: list[dict[str, Any]], newline: str = "\n", header: list[str] | None = None
+) -> bytes:
     """Rows as a CSV of ``columns`` (named ``header`` in the file, if given): a missing key is an
     empty cell, a cell with a quote or comma is quoted."""
     lines = [",".join(header or columns)]
@@ -49,6 +54,32 @@ def run(data: bytes, key: str, policy: SendPolicy | None = None, **kw: Any) -> t
 
 def report_of(data: bytes, key: str, **kw: Any) -> tuple[dict[str, Any], FakeBraze, Any]:
     return run(data, key, **kw)
+
+
+# -- spaces after a closing quote -------------------------------------------------------------
+
+
+def test_spaces_after_a_closing_quote_are_outside_the_field_and_other_bytes_there_stay_malformed() -> None:
+    data = (
+        b"external_id,note,city\n"
+        b'u1,"a ""b"" c" \t,"x" \n'  # spaces and a tab after two closing quotes: dropped
+        b'u2," kept ", "y"\n'  # spaces inside the quotes stay; a space before an opening quote: malformed
+        b'u3,"two\nlines"  ,z\r\n'  # a quoted line break, then spaces
+        b'u4,"a" b,z\n'  # a letter after the closing quote: malformed
+    )
+    read = [(e.line, e.value, e.error) for e in iter_rows([data], START)]
+    assert read[0] == (None, {"external_id": "u1", "note": 'a "b" c', "city": "x"}, None)
+    assert read[1][0] == 3 and "malformed quoting" in str(read[1][2])
+    assert read[2] == (None, {"external_id": "u3", "note": "two\nlines", "city": "z"}, None)
+    assert read[3][0] == 6 and "malformed quoting" in str(read[3][2])
+
+
+def test_a_large_file_with_spaces_after_its_quotes_reads_every_row_across_chunks() -> None:
+    body = b"".join(b'%d,"{""n"": %d}" \n' % (i, i) for i in range(20000))
+    data = b"ID,PAYLOAD \n" + body
+    read = list(iter_rows([data[i : i + 4093] for i in range(0, len(data), 4093)], START, group=Group.CATALOG))
+    assert [e.value for e in read] == [{"id": str(i), "n": i} for i in range(20000)]
+    assert all(e.error is None and e.kind == CATALOG_UPSERT for e in read)
 
 
 # -- catalogs ------------------------------------------------------------------------------------
@@ -127,13 +158,14 @@ def test_a_catalog_csv_resumes_exactly_across_invocations() -> None:
     sent = sorted((e.method, i["id"]) for e, p in braze.sent for i in p["items"])
     assert sent == sorted((e.method, i["id"]) for e, p in once.sent for i in p["items"])  # each row once
     assert braze.catalogs == once.catalogs
-    assert [r["line"] for r in deps.outputs.lines("rejects/")] == [r["index"] + 2 for r in deps.outputs.lines("rejects/")]
+    rejects = deps.outputs.lines("rejects/")
+    assert [r["line"] for r in rejects] == [r["index"] + 2 for r in rejects]
     assert report["rejected"] == whole["rejected"] == 49
 
 
 def test_a_catalog_csv_with_only_id_and_deleted_deletes_its_items() -> None:
     data = b"id,deleted\nitem-1,true\nitem-2,TRUE\nitem-3,false\n"
-    report, braze, deps = report_of(data, "incoming/catalogs/shoes/gone.csv")
+    _, braze, deps = report_of(data, "incoming/catalogs/shoes/gone.csv")
     assert [(e.method, [i["id"] for i in p["items"]]) for e, p in braze.sent] == [("DELETE", ["item-1", "item-2"])]
     [reject] = deps.outputs.lines("rejects/")
     assert reject["line"] == 4 and reject["reason"].startswith("PAYLOAD: is empty")
@@ -142,13 +174,13 @@ def test_a_catalog_csv_with_only_id_and_deleted_deletes_its_items() -> None:
 def test_a_plain_catalog_csv_types_its_fields_as_attributes_and_keeps_the_id_a_string() -> None:
     data = (
         b"ID,name,price,in_stock,sizes,code,note\n"
-        b"007,Runner,12.5,true,\"[40, 41]\",0042,\n"
+        b'007,Runner,12.5,true,"[40, 41]",0042,\n'
         b"8,Walker,3,FALSE,[],17,null\n"
         b",Nameless,1,true,[],1,\n"
         b"9\n"
     )
-    report, braze, deps = report_of(data, "incoming/catalogs/shoes/plain.csv",
-                                    csv_type_cast={"code": "string"})  # fmt: skip
+    _, braze, deps = report_of(data, "incoming/catalogs/shoes/plain.csv",
+                               csv_type_cast={"code": "string"})  # fmt: skip
     assert braze.catalogs["shoes"] == {
         "007": {"id": "007", "name": "Runner", "price": 12.5, "in_stock": True, "sizes": [40, 41], "code": "0042"},
         "8": {"id": "8", "name": "Walker", "price": 3, "in_stock": False, "sizes": [], "code": "17", "note": None},
@@ -223,8 +255,8 @@ def test_a_user_deletes_csv_batches_by_identifier_type_and_rejects_as_json_does(
     rejects = deps.outputs.lines("rejects/")
     assert len(rejects) == 12 and all(r["line"] == r["index"] + 2 for r in rejects)
     json_rows = [{k: v for k, v in r.items() if v != ""} for r in rows]
-    by_json, json_braze, json_deps = report_of(as_jsonl(json_rows), "incoming/user-deletes/churned.jsonl",
-                                               allow_user_deletes=True)  # fmt: skip
+    _, json_braze, json_deps = report_of(as_jsonl(json_rows), "incoming/user-deletes/churned.jsonl",
+                                         allow_user_deletes=True)  # fmt: skip
     assert json_braze.sent == braze.sent
     assert [(r["index"], r["reason"]) for r in json_deps.outputs.lines("rejects/")] == [
         (r["index"], r["reason"]) for r in rejects
