@@ -250,42 +250,35 @@ class Schema:
             if not ident:
                 raise Invalid(f"no identifier: {self.identifier} is empty")
             obj = {self.identifier: ident}
-        _fill(obj, cells, self.attributes, self._cache)
+        cache = self._cache
+        for i, name, cast in self.attributes:
+            cell = cells[i]
+            if not cell:
+                continue
+            if cast is None:
+                # Columns repeat their values (tiers, flags, cities): each distinct cell is typed once.
+                value = cache.get(cell, _MISSING)
+                if value is _MISSING:
+                    value = infer(cell)
+                    if type(value) is not list:  # a list is mutable: never shared between objects
+                        if len(cache) >= _CACHE_SIZE:
+                            cache.clear()
+                        cache[cell] = value
+                obj[name] = value
+            elif cast == "string":
+                obj[name] = cell
+            elif cast == "integer" and _NUMBER.fullmatch(cell):
+                # From the written digits, not through a float: 9007199254740993.5 -> 9007199254740993.
+                number = int(cell.partition(".")[0])
+                if not _INT_RANGE[0] <= number < _INT_RANGE[1]:
+                    raise Invalid(f"{name}: cannot be cast to integer (beyond 64 bits)")
+                obj[name] = number
+            else:
+                try:
+                    obj[name] = _CASTS[cast](infer(cell))
+                except ValueError:
+                    raise Invalid(f"{name}: cannot be cast to {cast}") from None
         return obj if len(obj) > 1 else None
-
-
-def _fill(
-    obj: dict[str, Any], cells: list[str], attributes: tuple[tuple[int, str, str | None], ...], cache: dict[str, Any]
-) -> None:
-    """Add the row's non-empty cells to ``obj``, each typed by its column's cast or inferred;
-    raises :class:`Invalid` when a cast does not apply."""
-    for i, name, cast in attributes:
-        cell = cells[i]
-        if not cell:
-            continue
-        if cast is None:
-            # Columns repeat their values (tiers, flags, cities): each distinct cell is typed once.
-            value = cache.get(cell, _MISSING)
-            if value is _MISSING:
-                value = infer(cell)
-                if type(value) is not list:  # a list is mutable: never shared between objects
-                    if len(cache) >= _CACHE_SIZE:
-                        cache.clear()
-                    cache[cell] = value
-            obj[name] = value
-        elif cast == "string":
-            obj[name] = cell
-        elif cast == "integer" and _NUMBER.fullmatch(cell):
-            # From the written digits, not through a float: 9007199254740993.5 -> 9007199254740993.
-            number = int(cell.partition(".")[0])
-            if not _INT_RANGE[0] <= number < _INT_RANGE[1]:
-                raise Invalid(f"{name}: cannot be cast to integer (beyond 64 bits)")
-            obj[name] = number
-        else:
-            try:
-                obj[name] = _CASTS[cast](infer(cell))
-            except ValueError:
-                raise Invalid(f"{name}: cannot be cast to {cast}") from None
 
 
 # Braze Cloud Data Ingestion's columns (compared casefolded), as the folder rules define them:
@@ -398,13 +391,12 @@ class CatalogCdiSchema:
 @dataclass(frozen=True, slots=True)
 class CatalogSchema:
     """A catalog CSV of item fields: ``id`` (any letter case) a string as written, every other
-    non-empty cell typed as an attribute's (or cast per column)."""
+    non-empty cell typed as an attribute's (or cast per column): the fields are typed by an
+    attributes :class:`Schema` whose identifier is the id column."""
 
     columns: tuple[str, ...]
-    id_position: int
-    attributes: tuple[tuple[int, str, str | None], ...]
+    fields: Schema
     kinded: ClassVar[bool] = True
-    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_header(cls, columns: list[str], casts: Mapping[str, str] | None = None) -> CatalogSchema:
@@ -415,12 +407,18 @@ class CatalogSchema:
             for i, name in enumerate(columns)
             if i != id_position
         )
-        return cls(tuple(columns), id_position, attributes)
+        # The id goes under the key "", which no column has (a nameless column is refused), so a
+        # field named like an identifier (external_id) stays a field.
+        return cls(tuple(columns), Schema(tuple(columns), "", (id_position,), attributes))
 
     def row(self, cells: list[str]) -> tuple[str, dict[str, Any]]:
-        obj: dict[str, Any] = {"id": cells[self.id_position]}
-        _fill(obj, cells, self.attributes, self._cache)
-        return catalog_item(obj)
+        item_id = cells[self.fields.id_positions[0]]
+        item = {"id": item_id}
+        fields = self.fields.row(cells) if item_id else None  # no id: the reject says so
+        if fields is not None:
+            del fields[""]
+            item.update(fields)
+        return catalog_item(item)
 
 
 _DELETE_COLUMNS = frozenset((*CDI_IDENTIFIERS, *CDI_ALIAS, CDI_PAYLOAD, *CDI_IGNORED))

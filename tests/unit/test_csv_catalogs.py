@@ -173,21 +173,30 @@ def test_a_catalog_csv_with_only_id_and_deleted_deletes_its_items() -> None:
 
 def test_a_plain_catalog_csv_types_its_fields_as_attributes_and_keeps_the_id_a_string() -> None:
     data = (
-        b"ID,name,price,in_stock,sizes,code,note\n"
-        b'007,Runner,12.5,true,"[40, 41]",0042,\n'
-        b"8,Walker,3,FALSE,[],17,null\n"
-        b",Nameless,1,true,[],1,\n"
+        b"ID,name,price,in_stock,sizes,code,note,external_id\n"
+        b'007,Runner,12.5,true,"[40, 41]",0042,,\n'
+        b"8,Walker,3,FALSE,[],17,null,e8\n"
+        b",Nameless,1,true,[],1,,\n"
         b"9\n"
     )
     _, braze, deps = report_of(data, "incoming/catalogs/shoes/plain.csv",
                                csv_type_cast={"code": "string"})  # fmt: skip
     assert braze.catalogs["shoes"] == {
         "007": {"id": "007", "name": "Runner", "price": 12.5, "in_stock": True, "sizes": [40, 41], "code": "0042"},
-        "8": {"id": "8", "name": "Walker", "price": 3, "in_stock": False, "sizes": [], "code": "17", "note": None},
+        "8": {
+            "id": "8",
+            "name": "Walker",
+            "price": 3,
+            "in_stock": False,
+            "sizes": [],
+            "code": "17",
+            "note": None,
+            "external_id": "e8",
+        },  # a field like any other
     }
     assert [(r["line"], r["reason"]) for r in deps.outputs.lines("rejects/")] == [
         (4, "id: missing; every catalog item needs an id"),
-        (5, "row has 1 fields, the header has 7"),
+        (5, "row has 1 fields, the header has 8"),
     ]
 
 
