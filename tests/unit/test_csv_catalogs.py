@@ -299,3 +299,10 @@ def test_a_user_deletes_csv_with_a_bad_header_stops_clearly_and_sends_nothing(he
     report, braze, _ = report_of(header + b"\nu1,\n", "incoming/user-deletes/bad.csv", allow_user_deletes=True)
     assert report["status"] == "stopped" and message in report["error"]["message"]
     assert braze.sent == []
+
+
+def test_a_dry_run_of_a_user_deletes_csv_counts_what_it_would_delete_and_sends_nothing() -> None:
+    report, braze, _ = report_of(as_csv(DELETE_COLUMNS, delete_rows()), "incoming/dry-run/user-deletes/a.csv")
+    assert report["status"] == "completed" and braze.sent == []
+    assert report["would_send"] == {"/users/delete": {"requests": 5, "objects": 130}}
+    assert report["rejected"] == 12 and report["real_run"]["refused"] is True
