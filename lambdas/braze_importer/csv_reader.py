@@ -19,9 +19,19 @@ import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
-from .csv_types import CdiSchema, HeaderError, Schema, is_cdi_header, typed
+from .csv_types import (
+    CatalogCdiSchema,
+    CatalogSchema,
+    CdiSchema,
+    DeleteSchema,
+    HeaderError,
+    Schema,
+    catalog_schema,
+    is_cdi_header,
+    typed,
+)
 from .objects import Kind
-from .ports import UnreadableInput
+from .ports import Group, UnreadableInput
 from .reader import (
     BOM,
     CHUNK_SIZE,
@@ -40,6 +50,9 @@ BLOCK = -1  # marks a run of whole quote-free rows, one per line
 BLOCK_MIN = 64 << 10  # below this many bytes in the window, rows go one by one
 BLOCK_MAX = 256 << 10  # at most this many bytes a block: its rows and cells are alive at once
 BLOCK_ROWS = 8  # fewer rows than this before a quote go one by one
+
+
+AnySchema = Schema | CdiSchema | CatalogSchema | CatalogCdiSchema | DeleteSchema
 
 
 class CsvError(UnreadableInput):
@@ -205,6 +218,10 @@ _QUOTE, _COMMA, _NEWLINE = ord('"'), ord(","), ord("\n")
 # A row whose every field is quoted whole (its quotes doubled inside) or holds no quote at all.
 _FIELD = rb'(?:"(?:[^"]++|"")*+"|[^",]*+)'
 _WELL_QUOTED = re.compile(_FIELD + rb"(?:," + _FIELD + rb")*+")
+# The same with spaces or tabs after a quoted field's closing quote, and what removes them.
+_SPACED_FIELD = rb'(?:"(?:[^"]++|"")*+"[ \t]*+|[^",]*+)'
+_SPACED = re.compile(_SPACED_FIELD + rb"(?:," + _SPACED_FIELD + rb")*+")
+_SPACE_AFTER_QUOTE = re.compile(rb'("(?:[^"]++|"")*+")[ \t]++(?=,|\Z)')
 # Lines that are such rows each, with no line break inside a field: a block parses them together.
 _LINE_FIELD = rb'(?:"(?:[^"\n]++|"")*+"|[^",\n]*+)'
 _WHOLE_LINES = re.compile(rb"(?:" + _LINE_FIELD + rb"(?:," + _LINE_FIELD + rb")*+\r?\n)*+")
@@ -226,7 +243,11 @@ def _cells(raw: bytes) -> tuple[list[str] | None, str | None]:
     if raw.endswith(b"\r"):
         raw = raw[:-1]
     if b'"' in raw and _WELL_QUOTED.fullmatch(raw) is None:
-        return None, _MALFORMED
+        if _SPACED.fullmatch(raw) is None:
+            return None, _MALFORMED
+        # Spaces or tabs after a closing quote, before the comma or the line end (Braze's own
+        # catalog sample ends its lines so): outside every field, they hold no data.
+        raw = _SPACE_AFTER_QUOTE.sub(rb"\1", raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -251,11 +272,14 @@ def read_header(
     ignore: Collection[str] = (),
     cdi: bool = False,
     kind: str = Kind.ATTRIBUTES,
-) -> tuple[Schema | CdiSchema, _Rows]:
+    group: Group = Group.TRACK,
+) -> tuple[AnySchema, _Rows]:
     """The schema from the file's first row, and the rows after it (see :meth:`Schema.from_header`).
 
     With ``cdi``, a header with a PAYLOAD column makes a Cloud Data Ingestion file (see
-    :class:`CdiSchema`); without, PAYLOAD is an attribute like any other column."""
+    :class:`CdiSchema`); without, PAYLOAD is an attribute like any other column. ``group`` says
+    which endpoints the rows go to: a catalog's (see :func:`catalog_schema`) or /users/delete
+    (see :class:`DeleteSchema`) make rows of their own kinds."""
     rows = _Rows(chunks, 0)
     rows.blocks = False
     try:
@@ -280,8 +304,12 @@ def read_header(
         rows.header_lines = lines
         try:
             names = [c.strip() for c in cells]
-            schema: Schema | CdiSchema
-            if cdi and is_cdi_header(names):
+            schema: AnySchema
+            if group is Group.CATALOG:
+                schema = catalog_schema(names, casts)
+            elif group is Group.USER_DELETE:
+                schema = DeleteSchema.from_header(names)
+            elif cdi and is_cdi_header(names):
                 schema = CdiSchema.from_header(names)
             elif cdi and kind != Kind.ATTRIBUTES:
                 raise HeaderError(
@@ -310,6 +338,7 @@ def iter_rows(
     cdi: bool = False,
     kind: str = Kind.ATTRIBUTES,
     convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    group: Group = Group.TRACK,
 ) -> Iterator[Element]:
     """Yield every data row from ``start`` on, in order, with its index and offset.
 
@@ -320,25 +349,28 @@ def iter_rows(
 
     Rows are ``kind`` objects; ``convert`` (a folder's rules) makes each row's object the one to
     send, raising :class:`Invalid` for a reject (with its line, as the reader's own rejects).
+    In a catalog's or the user deletes' ``group``, each row's kind is its own (an upsert or a
+    delete; the identifier's /users/delete array).
     """
     if start.offset == 0:
-        schema, rows = read_header(chunks, casts, id_column=id_column, ignore=ignore, cdi=cdi, kind=kind)
+        schema, rows = read_header(chunks, casts, id_column=id_column, ignore=ignore, cdi=cdi, kind=kind, group=group)
         line_base: int | None = 0  # the lines before each row are counted as rows are read
         lines = rows.header_lines
     else:
         if reopen is None:
             raise ValueError("a CSV run continued mid-file needs the file from byte 0 for its header")
-        schema, _ = read_header(reopen(), casts, id_column=id_column, ignore=ignore, cdi=cdi, kind=kind)
+        schema, _ = read_header(reopen(), casts, id_column=id_column, ignore=ignore, cdi=cdi, kind=kind, group=group)
         rows = _Rows(chunks, start.offset)
         line_base = None  # counted from byte 0 if a reject needs it
         lines = 0
     width = len(schema.columns)
-    row_of = schema.row
+    kinded = schema.kinded  # rows are (kind, value)
+    row_of: Callable[[list[str]], Any] = schema.row
     if convert is not None:
         schema_row = schema.row
 
         def row_of(cells: list[str]) -> Any:
-            value = schema_row(cells)
+            value: Any = schema_row(cells)
             return None if value is None else convert(value)
 
     index = start.index
@@ -362,7 +394,10 @@ def iter_rows(
                     value, error = typed(cells, width, row_of)
                 next_ = after if i == last else anchor
                 if error is None:
-                    yield Element(index, anchor, next_, size, value, None, block, i, kind, None, value is None)
+                    row_kind = kind
+                    if kinded:
+                        row_kind, value = value
+                    yield Element(index, anchor, next_, size, value, None, block, i, row_kind, None, value is None)
                 else:
                     if line_base is None:
                         line_base = _lines_before(reopen, start.offset) if reopen is not None else 0
@@ -382,8 +417,11 @@ def iter_rows(
             if cells is not None:
                 value, error = typed(cells, width, row_of)
                 if error is None:
+                    row_kind = kind
+                    if kinded:
+                        row_kind, value = value
                     here, after = Position(offset, index), Position(end, index + 1)
-                    yield Element(index, here, after, len(raw), value, kind=kind, skipped=value is None)
+                    yield Element(index, here, after, len(raw), value, kind=row_kind, skipped=value is None)
                     index += 1
                     continue
         if line_base is None:

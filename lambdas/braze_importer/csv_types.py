@@ -21,12 +21,21 @@ import ast
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from pipeline_common.names import loose_name
 
 from .objects import Invalid
-from .rows import CDI_ALIAS, CDI_COLUMNS, CDI_IDENTIFIERS, CDI_PAYLOAD
+from .rows import (
+    CDI_ALIAS,
+    CDI_COLUMNS,
+    CDI_IDENTIFIERS,
+    CDI_IGNORED,
+    CDI_PAYLOAD,
+    catalog_cdi_row,
+    catalog_item,
+    delete_identifier,
+)
 
 # In the order they are looked for; the first one in the header identifies the user.
 IDENTIFIER_COLUMNS = ("external_id", "braze_id", "user_alias_name", "email", "phone")
@@ -166,6 +175,7 @@ class Schema:
     identifier: str  # external_id, braze_id, email, phone or user_alias
     id_positions: tuple[int, ...]  # one position, or (name, label) for a user alias
     attributes: tuple[tuple[int, str, str | None], ...]  # (position, name, cast or "string" or None)
+    kinded: ClassVar[bool] = False  # a row is its object, of the file's one kind
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -288,6 +298,7 @@ class CdiSchema:
     folder's rules (``rows.from_cdi_row``)."""
 
     columns: tuple[str, ...]
+    kinded: ClassVar[bool] = False
 
     @classmethod
     def from_header(cls, columns: list[str]) -> CdiSchema:
@@ -319,3 +330,127 @@ class CdiSchema:
         return {
             name: cell for name, cell in zip(self.columns, cells, strict=True) if cell or name.casefold() == CDI_PAYLOAD
         }
+
+
+def _names(columns: list[str]) -> set[str]:
+    """The header's casefolded names; raises :class:`HeaderError` for a nameless or repeated column."""
+    seen: set[str] = set()
+    for i, name in enumerate(columns):
+        if not name:
+            raise HeaderError(f"column {i + 1} of the header has no name")
+        folded = name.casefold()
+        if folded in seen:
+            raise HeaderError(f"column {name!r} appears twice in the header (letter case aside)")
+        seen.add(folded)
+    return seen
+
+
+_CATALOG_CDI = frozenset(("id", CDI_PAYLOAD, "deleted", *CDI_IGNORED))
+_CATALOG_HEADER = (
+    "a catalog CSV is either Braze Cloud Data Ingestion's (ID, PAYLOAD with the item's fields as a JSON "
+    "object, optional DELETED and UPDATED_AT) or one of item fields (id, then one column per field)"
+)
+
+
+def catalog_schema(columns: list[str], casts: Mapping[str, str] | None = None) -> CatalogCdiSchema | CatalogSchema:
+    """The schema of a CSV file in ``catalogs/<name>/``: a CDI file when the header has PAYLOAD or
+    DELETED (any letter case), else one column per item field."""
+    seen = _names(columns)
+    if "id" not in seen:
+        raise HeaderError(f"the header has no ID column: {_CATALOG_HEADER}")
+    if seen & {CDI_PAYLOAD, "deleted"}:
+        return CatalogCdiSchema.from_header(columns, seen)
+    return CatalogSchema.from_header(columns, casts)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogCdiSchema:
+    """A Cloud Data Ingestion catalog CSV: each row is (upsert or delete, the item), by the same
+    rules as a JSON row (``rows.catalog_cdi_row``): ``ID`` a string as written, ``PAYLOAD`` a
+    JSON object, ``DELETED`` true or false (empty: false)."""
+
+    columns: tuple[str, ...]
+    kinded: ClassVar[bool] = True  # a row is (kind, what to send): each row says whether it upserts or deletes
+
+    @classmethod
+    def from_header(cls, columns: list[str], seen: set[str]) -> CatalogCdiSchema:
+        for name in columns:
+            if name.casefold() not in _CATALOG_CDI:
+                raise HeaderError(
+                    f"column {name!r}: a Cloud Data Ingestion catalog file (it has a PAYLOAD or DELETED column) "
+                    "holds only ID, PAYLOAD, DELETED and UPDATED_AT; put the item's fields inside PAYLOAD, or drop "
+                    "PAYLOAD and DELETED and give one column per field"
+                )
+        return cls(tuple(columns))
+
+    def row(self, cells: list[str]) -> tuple[str, dict[str, Any]]:
+        # Every cell stays, empty ones too: an empty ID or PAYLOAD is a reject saying so.
+        return catalog_cdi_row(dict(zip(self.columns, cells, strict=True)))
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogSchema:
+    """A catalog CSV of item fields: ``id`` (any letter case) a string as written, every other
+    non-empty cell typed as an attribute's (or cast per column): the fields are typed by an
+    attributes :class:`Schema` whose identifier is the id column."""
+
+    columns: tuple[str, ...]
+    fields: Schema
+    kinded: ClassVar[bool] = True
+
+    @classmethod
+    def from_header(cls, columns: list[str], casts: Mapping[str, str] | None = None) -> CatalogSchema:
+        casts = casts or {}
+        id_position = next(i for i, name in enumerate(columns) if name.casefold() == "id")
+        attributes = tuple(
+            (i, name, "string" if name in _ALWAYS_STRING else casts.get(name))
+            for i, name in enumerate(columns)
+            if i != id_position
+        )
+        # The id goes under the key "", which no column has (a nameless column is refused), so a
+        # field named like an identifier (external_id) stays a field.
+        return cls(tuple(columns), Schema(tuple(columns), "", (id_position,), attributes))
+
+    def row(self, cells: list[str]) -> tuple[str, dict[str, Any]]:
+        item_id = cells[self.fields.id_positions[0]]
+        item = {"id": item_id}
+        fields = self.fields.row(cells) if item_id else None  # no id: the reject says so
+        if fields is not None:
+            del fields[""]
+            item.update(fields)
+        return catalog_item(item)
+
+
+_DELETE_COLUMNS = frozenset((*CDI_IDENTIFIERS, *CDI_ALIAS, CDI_PAYLOAD, *CDI_IGNORED))
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteSchema:
+    """A CSV file in ``user-deletes/``: identifier column(s) in any letter case (EXTERNAL_ID,
+    BRAZE_ID, EMAIL, PHONE, ALIAS_NAME with ALIAS_LABEL), and CDI's PAYLOAD and UPDATED_AT,
+    allowed; each row is (the /users/delete array, the identifier) by the JSON rows' rules
+    (``rows.delete_identifier``): one identifier a row, PAYLOAD empty."""
+
+    columns: tuple[str, ...]
+    kinded: ClassVar[bool] = True
+
+    @classmethod
+    def from_header(cls, columns: list[str]) -> DeleteSchema:
+        seen = _names(columns)
+        for name in columns:
+            if name.casefold() not in _DELETE_COLUMNS:
+                raise HeaderError(
+                    f"column {name!r}: a user-deletes file holds only identifier columns (EXTERNAL_ID, BRAZE_ID, "
+                    "EMAIL, PHONE, ALIAS_NAME with ALIAS_LABEL), one of them filled on each row; remove the others"
+                )
+        if not seen & _CDI_IDS:
+            raise HeaderError(
+                "the header has no identifier column: add EXTERNAL_ID, BRAZE_ID, EMAIL, PHONE, "
+                "or ALIAS_NAME with ALIAS_LABEL"
+            )
+        if ("alias_name" in seen) != ("alias_label" in seen):
+            raise HeaderError("a user alias needs both ALIAS_NAME and ALIAS_LABEL columns")
+        return cls(tuple(columns))
+
+    def row(self, cells: list[str]) -> tuple[str, Any]:
+        return delete_identifier({name: cell for name, cell in zip(self.columns, cells, strict=True) if cell})

@@ -160,13 +160,15 @@ def catalog_item(value: Any) -> tuple[str, dict[str, Any]]:
         and all(type(k) is str and k.casefold() in CDI_CATALOG_COLUMNS for k in value)
         and any(k.casefold() in ("payload", "deleted") for k in value)
     ):
-        return _catalog_cdi_row(value)
+        return catalog_cdi_row(value)
     item_id = value.get("id")
     _check_item_id(item_id, "id")
     return CATALOG_UPSERT, value
 
 
-def _catalog_cdi_row(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def catalog_cdi_row(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(CATALOG_UPSERT or CATALOG_DELETE, the item) of a CDI catalog row: ``ID``, ``PAYLOAD`` and
+    ``DELETED`` in any letter case (``UPDATED_AT`` ignored). Raises :class:`Invalid`."""
     columns: dict[str, tuple[str, Any]] = {}
     for column, value in row.items():
         name = column.casefold()

@@ -309,6 +309,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
             id_column=options.get("id_column"), ignore=tuple(options.get("ignore") or ()),
             cdi=route.kind is not None, kind=route.kind or Kind.ATTRIBUTES,
             convert=functools.partial(as_object, kind=route.kind) if route.kind else None,
+            group=route.group,  # a catalog's or user-deletes/ rows: their own header rules and kinds
         )  # fmt: skip
     elif run.format in (Format.PARQUET.value, Format.AVRO.value):
         elements = _raise(unreadable) if unreadable is not None else _columnar(run, ref, deps, checkpoint)
@@ -431,12 +432,6 @@ def _refusal(route: Route, run: RunRecord, deps: Deps) -> tuple[str, str] | None
     """(stop reason, message) when the run's folder or file is not imported; nothing is sent."""
     if route.refused is not None:
         return "unsupported_folder", route.refused
-    if (route.catalog is not None or route.user_deletes) and run.format == Format.CSV.value:
-        folder = "catalogs/" if route.catalog is not None else "user-deletes/"
-        return "unsupported_folder", (
-            f"CSV files under {folder} are not read by this version: give the rows as JSON Lines or a JSON "
-            "array; nothing was sent"
-        )
     if route.user_deletes and not route.dry_run and not deps.allow_user_deletes:
         return "user_deletes_not_allowed", USER_DELETES_REFUSED
     return None

@@ -194,19 +194,6 @@ def test_a_dry_run_reads_checks_and_counts_sends_nothing_and_takes_no_slot_or_sh
     assert deps.outputs.lines("failed/") == []
 
 
-@pytest.mark.parametrize("folder", ["catalogs/shoes/", "user-deletes/", "dry-run/catalogs/shoes/"])
-def test_csv_files_in_the_catalog_and_user_delete_folders_stop_with_a_reason_and_send_nothing(folder: str) -> None:
-    s3 = FakeS3()
-    key = f"incoming/{folder}a.csv"
-    s3.objects[(BUCKET, key)] = b"ID,PAYLOAD\n1,{}\n"
-    braze = FakeBraze()
-    deps = make_deps(braze, s3)
-    result = handle_start(ObjectRef(BUCKET, key, "v1", None), "r", deps, lambda: True)
-    assert result.report is not None and result.report["stop_reason"] == "unsupported_folder"
-    assert "resume" not in result.report and "nothing was sent" in result.report["error"]["message"]
-    assert braze.requests == []
-
-
 @pytest.mark.parametrize(
     ("data", "fmt", "status"),
     [
