@@ -61,7 +61,8 @@ request with no valid object gets 400. Every accepted object is recorded in orde
   ``user_alias`` on an object found by another identifier adds that alias if no other profile has
   it. The identifiers themselves are not attributes;
 - events and purchases are appended to the profile's ``events`` / ``purchases`` lists (the object
-  without its identifiers) and counted per event name / product id.
+  without its identifiers) and counted per event name / product id. With ``record: false`` (what
+  the benchmarks use) only the counts are kept, so memory does not grow with every event.
 
 Catalogs
 --------
@@ -86,7 +87,7 @@ again keeps the items of catalogs that stay and drops those of catalogs that go.
   ``too-deep-nesting-in-value-object`` (over 50 levels), ``items-too-large`` (an item over 5,000
   characters as JSON, its id excluded), ``unable-to-coerce-value`` (a value that is not of its
   field's type: numbers are JSON numbers, not strings; times are ISO 8601 strings; arrays hold at
-  most 100 strings). One error per id, naming the offending items as ``parameters: ["id", ...]``
+  most 100 strings). One entry per error id, naming the offending items as ``parameters: ["id", ...]``
   and ``parameter_values: [<item id>, ...]`` (one ``"id"`` per item; the positions of items with
   no usable id are not named, as in Braze's ``items-missing-ids`` example).
 
@@ -96,7 +97,10 @@ editing / deleting one that does not, is accepted with 202, changes nothing for 
 listed under ``failures`` of ``GET /_emulator/catalogs/{name}`` (``item-already-exists`` /
 ``item-not-found``, the ids Braze's synchronous endpoints use). Fields an item leaves out are
 absent (Braze's create asks for every field; the emulator does not enforce it); ``null`` is
-accepted for every field and clears it.
+accepted for every field and clears it. ``DELETE`` reads only the items' ids. ``$add`` appends
+values not already in the array, after ``$remove``. Times are checked with Python's ISO 8601
+parser (``2024-04-02``, ``2024-04-02T14:34:08``, ``...Z``, ``...+00:00``). Geolocation fields are
+not emulated.
 
 ``POST /users/delete``
 ----------------------
@@ -107,6 +111,14 @@ queued for deletion (Braze: "number of user ids queued for deletion"; identifier
 user count too, since Braze does not look them up before queueing). Every profile an identifier
 names is removed (for an email or phone: every profile that has it); ``users_deleted`` in
 ``/_emulator/state`` counts the profiles removed.
+
+Settings (``--config`` at start, ``POST /_emulator/config`` later; defaults)
+---------------------------------------------------------------------------
+``api_key`` ("sandbox-braze-key"), ``batch_rule`` ("combined"), ``max_objects`` (75),
+``max_body_bytes`` (4 MiB), the rate limits above, ``retry_after_header`` (""), ``foreign_share``
+(0), ``latency_ms`` (0), ``script`` ([]), ``rates`` ({}), ``seed`` (7), ``record`` (true),
+``profiles`` (true: apply ``/users/track`` to profiles), ``max_array_length`` (25), ``catalogs`` ({}).
+An unknown setting or a bad value is refused with 400 and changes nothing.
 
 Control API (loopback only)
 ---------------------------
@@ -179,7 +191,9 @@ class Config:
     script: list[str] = field(default_factory=list)
     rates: dict[str, float] = field(default_factory=dict)
     seed: int = 7
-    record: bool = True  # keep every accepted /users/track object for GET /_emulator/objects
+    # Keep every accepted /users/track object (GET /_emulator/objects) and every event and purchase
+    # on its profile. False (benchmarks): memory stays bounded by the number of users.
+    record: bool = True
     profiles: bool = True  # apply /users/track objects to per-user profiles
     max_array_length: int = 25
     catalogs: dict[str, Any] = field(default_factory=dict)
@@ -190,9 +204,20 @@ class Config:
         share = data.get("foreign_share", 0.0)
         if isinstance(share, bool) or not isinstance(share, int | float) or not 0.0 <= share < 1.0:
             raise ValueError("foreign_share must be a number, at least 0 and less than 1")
-        for key in data:
+        for key, value in data.items():
             if not hasattr(self, key):
                 raise ValueError(f"unknown setting {key!r}")
+            default = getattr(Config(), key)
+            if isinstance(default, bool):
+                fits = isinstance(value, bool)
+            elif isinstance(default, int | float):
+                fits = _is_number(value) and (isinstance(value, int) or isinstance(default, float))
+            else:
+                fits = isinstance(value, type(default))
+            if not fits:
+                raise ValueError(f"{key} must be of type {type(default).__name__}")
+        if any(not _is_number(rate) or rate < 0 for rate in data.get("rates", {}).values()):
+            raise ValueError("rates must be numbers, at least 0")
         for key in ("rate_limit", "catalog_rate_limit", "catalogs_rate_limit", "delete_rate_limit"):
             if key in data and (not _is_number(data[key]) or data[key] < 0):
                 raise ValueError(f"{key} must be a number, at least 0")
@@ -204,10 +229,6 @@ class Config:
         ):
             if key in data and (not _is_number(data[key]) or data[key] <= 0):
                 raise ValueError(f"{key} must be a number above 0")
-        if "max_array_length" in data and (
-            not isinstance(data["max_array_length"], int) or isinstance(data["max_array_length"], bool)
-        ):
-            raise ValueError("max_array_length must be an integer")
         if "catalogs" in data:
             data = {**data, "catalogs": _checked_catalogs(data["catalogs"])}
         for outcome in [*data.get("script", []), *data.get("rates", {})]:
@@ -413,8 +434,7 @@ class Emulator:
         if self.config.record:
             self.objects.extend({"array": name, "object": obj} for name, obj in accepted)
         if self.config.profiles:
-            for name, obj in accepted:
-                self.users.apply(name, obj, self.config.max_array_length)
+            self.users.apply(accepted, self.config.max_array_length, self.config.record)
 
     # -- /users/delete -------------------------------------------------------------------------
 
@@ -594,125 +614,186 @@ def _now() -> str:
 # -- per-user state ----------------------------------------------------------------------------
 
 
+class Profile:
+    """One user as Braze would hold it. Containers are made on first use: a profile is one object
+    until it needs more, which keeps the emulator's garbage collector cheap at bench rates."""
+
+    __slots__ = (
+        "attributes",
+        "braze_id",
+        "email",
+        "event_counts",
+        "events",
+        "external_id",
+        "phone",
+        "purchase_counts",
+        "purchases",
+        "updated",
+        "user_aliases",
+    )
+
+    def __init__(self, braze_id: str, external_id: str | None) -> None:
+        self.braze_id = braze_id
+        self.external_id = external_id
+        self.email: str | None = None
+        self.phone: str | None = None
+        self.attributes: dict[str, Any] | None = None
+        self.user_aliases: list[dict[str, str]] | None = None
+        self.events: list[dict[str, Any]] | None = None
+        self.purchases: list[dict[str, Any]] | None = None
+        self.event_counts: dict[str, int] | None = None
+        self.purchase_counts: dict[str, int] | None = None
+        self.updated = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "braze_id": self.braze_id,
+            "external_id": self.external_id,
+            "user_aliases": self.user_aliases or [],
+            "email": self.email,
+            "phone": self.phone,
+            "attributes": self.attributes or {},
+            "events": self.events or [],
+            "purchases": self.purchases or [],
+            "event_counts": self.event_counts or {},
+            "purchase_counts": self.purchase_counts or {},
+        }
+
+
 class Users:
     """The profiles Braze would hold, indexed by every identifier it resolves users by."""
 
     def __init__(self) -> None:
-        self.profiles: dict[str, dict[str, Any]] = {}  # by braze_id
-        self.by_external: dict[str, str] = {}
-        self.by_alias: dict[tuple[str, str], str] = {}
-        self.by_email: dict[str, list[str]] = {}
-        self.by_phone: dict[str, list[str]] = {}
+        self.profiles: dict[str, Profile] = {}  # by braze_id
+        self.by_external: dict[str, Profile] = {}
+        self.by_alias: dict[tuple[str, str], Profile] = {}
+        self.by_email: dict[str, list[Profile]] = {}
+        self.by_phone: dict[str, list[Profile]] = {}
         self.next_id = 0
         self.clock = 0  # orders updates: "most recently updated" among profiles sharing an email
         self.unmatched = 0
 
-    def apply(self, array: str, obj: dict[str, Any], max_array: int) -> None:
-        profile = self._resolve(obj)
-        if profile is None:
-            self.unmatched += 1
-            return
-        self.clock += 1
-        profile["_updated"] = self.clock
-        alias = obj.get("user_alias")
-        if isinstance(alias, dict) and ("external_id" in obj or "braze_id" in obj):
-            self._add_alias(profile, alias)
-        if array == "attributes":
-            self._attributes(profile, obj, max_array)
-            return
-        entry = {k: v for k, v in obj.items() if k not in NOT_ATTRIBUTES and k not in ("email", "phone")}
-        if array == "events":
-            profile["events"].append(entry)
-            counts = profile["event_counts"]
-            counts[obj["name"]] = counts.get(obj["name"], 0) + 1
-        else:
-            profile["purchases"].append(entry)
-            counts = profile["purchase_counts"]
-            counts[obj["product_id"]] = counts.get(obj["product_id"], 0) + 1
+    def apply(self, accepted: list[tuple[str, Any]], max_array: int, keep_entries: bool) -> None:
+        """Apply accepted objects in order; ``keep_entries``: also keep each event or purchase itself."""
+        by_external = self.by_external
+        for array, obj in accepted:
+            external_id = obj.get("external_id")
+            if external_id.__class__ is str and external_id and "user_alias" not in obj:
+                # The common case, kept short: a user named by external_id.
+                known = by_external.get(external_id)
+                if known is None:
+                    if obj.get("_update_existing_only") is True:
+                        self.unmatched += 1
+                        continue
+                    known = self._create(external_id)
+                profile = known
+            else:
+                found = self._resolve(obj)
+                if found is None:
+                    self.unmatched += 1
+                    continue
+                profile = found
+                alias = obj.get("user_alias")
+                if alias is not None and ("external_id" in obj or "braze_id" in obj):
+                    self._add_alias(profile, alias)
+            self.clock += 1
+            profile.updated = self.clock
+            if array == "events":
+                counts = profile.event_counts
+                if counts is None:
+                    counts = profile.event_counts = {}
+                counts[obj["name"]] = counts.get(obj["name"], 0) + 1
+                if keep_entries:
+                    if profile.events is None:
+                        profile.events = []
+                    profile.events.append(_entry(obj))
+            elif array == "purchases":
+                counts = profile.purchase_counts
+                if counts is None:
+                    counts = profile.purchase_counts = {}
+                counts[obj["product_id"]] = counts.get(obj["product_id"], 0) + 1
+                if keep_entries:
+                    if profile.purchases is None:
+                        profile.purchases = []
+                    profile.purchases.append(_entry(obj))
+            else:
+                self._attributes(profile, obj, max_array)
 
-    def _resolve(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+    def _resolve(self, obj: dict[str, Any]) -> Profile | None:
         only_existing = obj.get("_update_existing_only")
         external_id = obj.get("external_id")
-        if external_id not in (None, ""):
-            key = self.by_external.get(str(external_id))
-            if key is not None:
-                return self.profiles[key]
-            return None if only_existing is True else self._create(external_id=str(external_id))
+        if external_id is not None and external_id != "":
+            external_id = str(external_id)
+            found = self.by_external.get(external_id)
+            if found is not None or only_existing is True:
+                return found
+            return self._create(external_id)
         braze_id = obj.get("braze_id")
-        if braze_id not in (None, ""):
+        if braze_id is not None and braze_id != "":
             return self.profiles.get(str(braze_id))
         alias = obj.get("user_alias")
         if isinstance(alias, dict) and alias.get("alias_name") and alias.get("alias_label"):
-            pair = (str(alias["alias_name"]), str(alias["alias_label"]))
-            key = self.by_alias.get(pair)
-            if key is not None:
-                return self.profiles[key]
-            if only_existing is False:
-                profile = self._create()
-                self._add_alias(profile, alias)
-                return profile
-            return None
+            found = self.by_alias.get((str(alias["alias_name"]), str(alias["alias_label"])))
+            if found is not None or only_existing is not False:
+                return found
+            profile = self._create(None)
+            self._add_alias(profile, alias)
+            return profile
         for attribute, index in (("email", self.by_email), ("phone", self.by_phone)):
             value = obj.get(attribute)
             if isinstance(value, str) and value:
-                keys = index.get(_index_key(attribute, value))
-                if keys:
-                    return max((self.profiles[k] for k in keys), key=lambda p: p["_updated"])
+                sharing = index.get(_index_key(attribute, value))
+                if sharing:
+                    return max(sharing, key=lambda p: p.updated)
                 if only_existing is True:
                     return None
-                profile = self._create()
+                profile = self._create(None)
                 self._set_contact(profile, attribute, value)
                 return profile
         return None
 
-    def _create(self, external_id: str | None = None) -> dict[str, Any]:
+    def _create(self, external_id: str | None) -> Profile:
         self.next_id += 1
-        braze_id = f"emu-{self.next_id}"
-        profile: dict[str, Any] = {
-            "braze_id": braze_id,
-            "external_id": external_id,
-            "user_aliases": [],
-            "email": None,
-            "phone": None,
-            "attributes": {},
-            "events": [],
-            "purchases": [],
-            "event_counts": {},
-            "purchase_counts": {},
-            "_updated": 0,
-        }
-        self.profiles[braze_id] = profile
+        profile = Profile(f"emu-{self.next_id}", external_id)
+        self.profiles[profile.braze_id] = profile
         if external_id is not None:
-            self.by_external[external_id] = braze_id
+            self.by_external[external_id] = profile
         return profile
 
-    def _add_alias(self, profile: dict[str, Any], alias: Any) -> None:
+    def _add_alias(self, profile: Profile, alias: Any) -> None:
         if not (isinstance(alias, dict) and alias.get("alias_name") and alias.get("alias_label")):
             return
         pair = (str(alias["alias_name"]), str(alias["alias_label"]))
         if pair in self.by_alias:
             return
-        self.by_alias[pair] = profile["braze_id"]
-        profile["user_aliases"].append({"alias_name": pair[0], "alias_label": pair[1]})
+        self.by_alias[pair] = profile
+        if profile.user_aliases is None:
+            profile.user_aliases = []
+        profile.user_aliases.append({"alias_name": pair[0], "alias_label": pair[1]})
 
-    def _set_contact(self, profile: dict[str, Any], attribute: str, value: str | None) -> None:
+    def _set_contact(self, profile: Profile, attribute: str, value: str | None) -> None:
         index = self.by_email if attribute == "email" else self.by_phone
-        old = profile[attribute]
+        old = profile.email if attribute == "email" else profile.phone
         if old is not None:
-            keys = index.get(_index_key(attribute, old), [])
-            if profile["braze_id"] in keys:
-                keys.remove(profile["braze_id"])
-        profile[attribute] = value
+            sharing = index.get(_index_key(attribute, old), [])
+            if profile in sharing:
+                sharing.remove(profile)
+        if attribute == "email":
+            profile.email = value
+        else:
+            profile.phone = value
         if value is not None:
-            index.setdefault(_index_key(attribute, value), []).append(profile["braze_id"])
+            index.setdefault(_index_key(attribute, value), []).append(profile)
 
-    def _attributes(self, profile: dict[str, Any], obj: dict[str, Any], max_array: int) -> None:
-        attributes = profile["attributes"]
+    def _attributes(self, profile: Profile, obj: dict[str, Any], max_array: int) -> None:
+        if profile.attributes is None:
+            profile.attributes = {}
+        attributes = profile.attributes
         merge = obj.get("_merge_objects") is True
         for key, value in obj.items():
             if key in NOT_ATTRIBUTES:
                 continue
-            if key in ("email", "phone"):
+            if key == "email" or key == "phone":
                 if value is None or isinstance(value, str):
                     self._set_contact(profile, key, value or None)
                 continue
@@ -727,51 +808,54 @@ class Users:
 
     def delete(self, key: str, identifiers: list[Any]) -> int:
         """Remove every profile the identifiers name; the number of profiles removed."""
-        doomed: set[str] = set()
+        doomed: dict[str, Profile] = {}
         for identifier in identifiers:
+            found: list[Profile | None]
             if key == "external_ids":
-                found = self.by_external.get(identifier)
-                doomed.update([found] if found else [])
+                found = [self.by_external.get(identifier)]
             elif key == "braze_ids":
-                doomed.update([identifier] if identifier in self.profiles else [])
+                found = [self.profiles.get(identifier)]
             elif key == "user_aliases":
-                found = self.by_alias.get((identifier["alias_name"], identifier["alias_label"]))
-                doomed.update([found] if found else [])
+                found = [self.by_alias.get((identifier["alias_name"], identifier["alias_label"]))]
             elif key == "email_addresses":
-                doomed.update(self.by_email.get(_index_key("email", identifier), []))
+                found = list(self.by_email.get(_index_key("email", identifier), []))
             else:
-                doomed.update(self.by_phone.get(_index_key("phone", identifier), []))
-        for braze_id in doomed:
-            profile = self.profiles.pop(braze_id)
-            if profile["external_id"] is not None:
-                self.by_external.pop(profile["external_id"], None)
-            for alias in profile["user_aliases"]:
+                found = list(self.by_phone.get(_index_key("phone", identifier), []))
+            doomed.update((p.braze_id, p) for p in found if p is not None)
+        for profile in doomed.values():
+            del self.profiles[profile.braze_id]
+            if profile.external_id is not None:
+                self.by_external.pop(profile.external_id, None)
+            for alias in profile.user_aliases or []:
                 self.by_alias.pop((alias["alias_name"], alias["alias_label"]), None)
             self._set_contact(profile, "email", None)
             self._set_contact(profile, "phone", None)
         return len(doomed)
 
     def find(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        found: list[Profile | None]
         if not query:
-            keys = list(self.profiles)
+            found = list(self.profiles.values())
         elif set(query) == {"alias_name", "alias_label"}:
-            found = self.by_alias.get((query["alias_name"], query["alias_label"]))
-            keys = [found] if found else []
+            found = [self.by_alias.get((query["alias_name"], query["alias_label"]))]
         elif len(query) != 1:
             raise ValueError("query by one of external_id, braze_id, email, phone, or alias_name + alias_label")
         else:
             ((name, value),) = query.items()
             if name == "external_id":
-                found = self.by_external.get(value)
-                keys = [found] if found else []
+                found = [self.by_external.get(value)]
             elif name == "braze_id":
-                keys = [value] if value in self.profiles else []
+                found = [self.profiles.get(value)]
             elif name in ("email", "phone"):
-                index = self.by_email if name == "email" else self.by_phone
-                keys = list(index.get(_index_key(name, value), []))
+                found = list((self.by_email if name == "email" else self.by_phone).get(_index_key(name, value), []))
             else:
                 raise ValueError(f"unknown query {name!r}")
-        return [{k: v for k, v in self.profiles[key].items() if k != "_updated"} for key in keys]
+        return [p.as_json() for p in found if p is not None]
+
+
+def _entry(obj: dict[str, Any]) -> dict[str, Any]:
+    """An event or purchase as the profile keeps it: without the identifiers that found the user."""
+    return {k: v for k, v in obj.items() if k not in NOT_ATTRIBUTES and k != "email" and k != "phone"}
 
 
 def _index_key(attribute: str, value: str) -> str:

@@ -176,6 +176,12 @@ def test_state_counts_requests_per_endpoint(braze: Running) -> None:
         {"catalog_rate_window_seconds": 0},
         {"delete_rate_window_seconds": True},
         {"max_array_length": 2.5},
+        {"latency_ms": "slow"},
+        {"record": 1},
+        {"rate_limit": 2.5},
+        {"rates": {"503": "often"}},
+        {"rates": ["503"]},
+        {"catalogs": {"shop": {"fields": "id"}}},
         {"script": ["boom"]},
         {"no_such_setting": 1},
     ],
@@ -184,7 +190,8 @@ def test_bad_settings_are_refused_and_change_nothing(braze: Running, settings: d
     answer = braze.http.post("/_emulator/config", json=settings)
     assert answer.status_code == 400 and answer.json()["message"]
     assert send(braze, "catalog_items").headers["X-RateLimit-Limit"] == "16000"
-    assert braze.emulator.config.script == []
+    assert braze.emulator.config.script == [] and braze.emulator.config.latency_ms == 0
+    assert braze.emulator.config.catalogs["shop"]["fields"] == CATALOG["shop"]["fields"]
 
 
 def test_settings_at_start_reach_the_groups() -> None:

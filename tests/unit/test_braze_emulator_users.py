@@ -271,3 +271,14 @@ def test_delete_needs_the_key(braze: Running) -> None:
     set_attributes(braze, {"external_id": "u1"})
     assert braze.call("POST", "/users/delete", {"external_ids": ["u1"]}, auth=False).status_code == 401
     assert len(braze.users()) == 1
+
+
+def test_without_record_only_the_counts_of_events_and_purchases_are_kept(braze: Running) -> None:
+    braze.configure(record=False)
+    event = {"external_id": "u1", "name": "played", "time": "2024-04-02T14:34:08"}
+    purchase = {"external_id": "u1", "product_id": "p1", "currency": "EUR", "price": 1, "time": "2024-04-02"}
+    braze.track(events=[event, event], purchases=[purchase], attributes=[{"external_id": "u1", "a": 1}])
+    user = braze.user("u1")
+    assert user["events"] == [] and user["purchases"] == []
+    assert user["event_counts"] == {"played": 2} and user["purchase_counts"] == {"p1": 1}
+    assert user["attributes"] == {"a": 1}
