@@ -1053,7 +1053,7 @@ def _item_problems(method: str, item: dict[str, Any], fields: dict[str, str]) ->
         problems.append("invalid-keys-in-value-object")
     if any(_depth(v) > CATALOG_MAX_NESTING for v in values.values()):
         problems.append("too-deep-nesting-in-value-object")
-    if len(orjson.dumps(values)) > CATALOG_MAX_ITEM_CHARS:
+    if len(orjson.dumps(values).decode()) > CATALOG_MAX_ITEM_CHARS:
         problems.append("items-too-large")
     for key, value in values.items():
         kind = fields.get(key)

@@ -302,3 +302,7 @@ def test_reset_forgets_catalogs_and_items(braze: Running) -> None:
     braze.reset()
     assert braze.call("GET", "/catalogs").json()["catalogs"] == []
     assert braze.http.get("/_emulator/catalogs").json() == {"catalogs": {}}
+
+
+def test_item_size_counts_characters_not_bytes(braze: Running) -> None:
+    assert braze.call("PUT", ITEMS, {"items": [item("a", name="東" * 4980)]}).status_code == 202
