@@ -676,6 +676,7 @@ class Users:
     def apply(self, accepted: list[tuple[str, Any]], max_array: int, keep_entries: bool) -> None:
         """Apply accepted objects in order; ``keep_entries``: also keep each event or purchase itself."""
         by_external = self.by_external
+        clock = self.clock
         for array, obj in accepted:
             external_id = obj.get("external_id")
             if external_id.__class__ is str and external_id and "user_alias" not in obj:
@@ -696,13 +697,14 @@ class Users:
                 alias = obj.get("user_alias")
                 if alias is not None and ("external_id" in obj or "braze_id" in obj):
                     self._add_alias(profile, alias)
-            self.clock += 1
-            profile.updated = self.clock
+            clock += 1
+            profile.updated = clock
             if array == "events":
                 counts = profile.event_counts
                 if counts is None:
                     counts = profile.event_counts = {}
-                counts[obj["name"]] = counts.get(obj["name"], 0) + 1
+                name = obj["name"]
+                counts[name] = counts.get(name, 0) + 1
                 if keep_entries:
                     if profile.events is None:
                         profile.events = []
@@ -711,13 +713,15 @@ class Users:
                 counts = profile.purchase_counts
                 if counts is None:
                     counts = profile.purchase_counts = {}
-                counts[obj["product_id"]] = counts.get(obj["product_id"], 0) + 1
+                product = obj["product_id"]
+                counts[product] = counts.get(product, 0) + 1
                 if keep_entries:
                     if profile.purchases is None:
                         profile.purchases = []
                     profile.purchases.append(_entry(obj))
             else:
                 self._attributes(profile, obj, max_array)
+        self.clock = clock
 
     def _resolve(self, obj: dict[str, Any]) -> Profile | None:
         only_existing = obj.get("_update_existing_only")
