@@ -1139,10 +1139,7 @@ def build_app(emulator: Emulator) -> web.Application:
     return app
 
 
-async def _serve(host: str, port: int, config: dict[str, Any]) -> None:
-    emulator = Emulator()
-    emulator.config.update(config)
-    emulator._sync_catalogs()
+async def _serve(host: str, port: int, emulator: Emulator) -> None:
     runner = web.AppRunner(build_app(emulator), access_log=None, handle_signals=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -1158,8 +1155,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--config", default="{}", help="initial settings as JSON")
     args = parser.parse_args(argv)
+    emulator = Emulator()
     try:
-        asyncio.run(_serve(args.host, args.port, orjson.loads(args.config)))
+        emulator.config.update(orjson.loads(args.config))
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        parser.error(f"--config: {exc}")
+    emulator._sync_catalogs()
+    try:
+        asyncio.run(_serve(args.host, args.port, emulator))
     except KeyboardInterrupt:
         sys.exit(0)
 
