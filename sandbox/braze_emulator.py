@@ -18,8 +18,9 @@ Every API endpoint
   ``catalog_items``   ``POST/PUT/PATCH/DELETE                16,000 per 60 s
                       /catalogs/{name}/items``               (``catalog_rate_limit``,
                                                              ``catalog_rate_window_seconds``)
-  ``catalogs``        ``GET /catalogs``                      50 per 60 s (``catalogs_rate_limit``,
-                                                             ``catalogs_rate_window_seconds``)
+  ``catalog_list``    ``GET /catalogs``                      50 per 60 s
+                                                             (``catalog_list_rate_limit``,
+                                                             ``catalog_list_rate_window_seconds``)
   ``users_delete``    ``POST /users/delete``                 20,000 per 60 s (``delete_rate_limit``,
                                                              ``delete_rate_window_seconds``)
   ==================  =====================================  ====================================
@@ -179,8 +180,8 @@ class Config:
     rate_window_seconds: float = 3.0
     catalog_rate_limit: int = 16_000
     catalog_rate_window_seconds: float = 60.0
-    catalogs_rate_limit: int = 50
-    catalogs_rate_window_seconds: float = 60.0
+    catalog_list_rate_limit: int = 50
+    catalog_list_rate_window_seconds: float = 60.0
     delete_rate_limit: int = 20_000
     delete_rate_window_seconds: float = 60.0
     # Also answer a 429 with this header (seconds until the window ends): "Retry-After", or
@@ -218,13 +219,13 @@ class Config:
                 raise ValueError(f"{key} must be of type {type(default).__name__}")
         if any(not _is_number(rate) or rate < 0 for rate in data.get("rates", {}).values()):
             raise ValueError("rates must be numbers, at least 0")
-        for key in ("rate_limit", "catalog_rate_limit", "catalogs_rate_limit", "delete_rate_limit"):
+        for key in ("rate_limit", "catalog_rate_limit", "catalog_list_rate_limit", "delete_rate_limit"):
             if key in data and (not _is_number(data[key]) or data[key] < 0):
                 raise ValueError(f"{key} must be a number, at least 0")
         for key in (
             "rate_window_seconds",
             "catalog_rate_window_seconds",
-            "catalogs_rate_window_seconds",
+            "catalog_list_rate_window_seconds",
             "delete_rate_window_seconds",
         ):
             if key in data and (not _is_number(data[key]) or data[key] <= 0):
@@ -309,7 +310,7 @@ class Emulator:
         self.requests = 0
         self.statuses: dict[str, int] = {}
         self.endpoints: dict[str, int] = {}
-        self.windows = {group: Window() for group in ("track", "catalog_items", "catalogs", "users_delete")}
+        self.windows = {group: Window() for group in ("track", "catalog_items", "catalog_list", "users_delete")}
         self.users = Users()
         self.users_deleted = 0
         self.catalog_items: dict[str, dict[str, dict[str, Any]]] = {}
@@ -356,8 +357,8 @@ class Emulator:
             return window.take(c.rate_limit, c.rate_window_seconds, c.foreign_share)
         if group == "catalog_items":
             return window.take(c.catalog_rate_limit, c.catalog_rate_window_seconds)
-        if group == "catalogs":
-            return window.take(c.catalogs_rate_limit, c.catalogs_rate_window_seconds)
+        if group == "catalog_list":
+            return window.take(c.catalog_list_rate_limit, c.catalog_list_rate_window_seconds)
         return window.take(c.delete_rate_limit, c.delete_rate_window_seconds)
 
     def _next_outcome(self) -> str:
@@ -471,7 +472,7 @@ class Emulator:
 
     async def list_catalogs(self, request: web.Request) -> web.StreamResponse:
         try:
-            _, limit_headers, outcome = await self._admit(request, "catalogs", "catalogs")
+            _, limit_headers, outcome = await self._admit(request, "catalog_list", "GET catalogs")
         except _Answer as stop:
             return stop.response
         catalogs = [

@@ -19,16 +19,16 @@ ATTRIBUTE = {"attributes": [{"external_id": "u1", "a": 1}]}
 REQUESTS: dict[str, tuple[str, str, Any]] = {
     "track": ("POST", "/users/track", ATTRIBUTE),
     "catalog_items": ("PUT", ITEMS, {"items": [{"id": "a", "price": 1}]}),
-    "catalogs": ("GET", "/catalogs", None),
+    "catalog_list": ("GET", "/catalogs", None),
     "users_delete": ("POST", "/users/delete", {"external_ids": ["nobody"]}),
 }
 SETTINGS = {
     "track": ("rate_limit", "rate_window_seconds"),
     "catalog_items": ("catalog_rate_limit", "catalog_rate_window_seconds"),
-    "catalogs": ("catalogs_rate_limit", "catalogs_rate_window_seconds"),
+    "catalog_list": ("catalog_list_rate_limit", "catalog_list_rate_window_seconds"),
     "users_delete": ("delete_rate_limit", "delete_rate_window_seconds"),
 }
-SUCCESS = {"track": 201, "catalog_items": 202, "catalogs": 200, "users_delete": 201}
+SUCCESS = {"track": 201, "catalog_items": 202, "catalog_list": 200, "users_delete": 201}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def send(braze: Running, group: str) -> httpx.Response:
 
 @pytest.mark.parametrize(
     ("group", "limit", "window"),
-    [("track", 3000, 3.0), ("catalog_items", 16_000, 60.0), ("catalogs", 50, 60.0), ("users_delete", 20_000, 60.0)],
+    [("track", 3000, 3.0), ("catalog_items", 16_000, 60.0), ("catalog_list", 50, 60.0), ("users_delete", 20_000, 60.0)],
 )
 def test_every_group_has_braze_s_default_limit_in_its_headers(
     braze: Running, group: str, limit: int, window: float
@@ -160,7 +160,7 @@ def test_state_counts_requests_per_endpoint(braze: Running) -> None:
     assert state["endpoints"] == {
         "users/track": 1,
         "PUT catalogs/items": 1,
-        "catalogs": 1,
+        "GET catalogs": 1,
         "users/delete": 1,
         "PATCH catalogs/items": 1,
     }
