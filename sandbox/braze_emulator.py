@@ -126,7 +126,11 @@ Control API (loopback only)
 - ``POST /_emulator/config``: settings as JSON (any of the ``Config`` fields), 400 on a bad one;
 - ``POST /_emulator/reset``: default settings, and no objects, users, catalogs or counts;
 - ``GET /_emulator/state``: ``{"requests", "stored", "statuses", "endpoints", "users",
-  "unmatched", "users_deleted", "catalog_items"}``;
+  "unmatched", "users_deleted", "catalog_items"}``: ``requests`` counts every API request,
+  ``endpoints`` per endpoint (``users/track``, ``users/delete``, ``GET catalogs``, ``POST
+  catalogs/items`` and so on), ``statuses`` per answer status (and ``dropped``), ``stored`` the
+  accepted ``/users/track`` objects, ``users`` the profiles held, ``catalog_items`` the items per
+  catalog;
 - ``GET /_emulator/objects``: every accepted ``/users/track`` object, ``[{"array", "object"}]``;
 - ``GET /_emulator/users``: ``{"users": [profile, ...]}``, all or those matching one of
   ``?external_id=``, ``?braze_id=``, ``?email=``, ``?phone=``, ``?alias_name=&alias_label=``; a profile
