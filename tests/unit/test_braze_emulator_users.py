@@ -282,3 +282,34 @@ def test_without_record_only_the_counts_of_events_and_purchases_are_kept(braze: 
     assert user["events"] == [] and user["purchases"] == []
     assert user["event_counts"] == {"played": 2} and user["purchase_counts"] == {"p1": 1}
     assert user["attributes"] == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("array", "obj", "problem"),
+    [
+        ("attributes", {"a": 1}, "'external_id', 'braze_id', 'user_alias', 'email' or 'phone' is required"),
+        ("attributes", {"external_id": "", "a": 1}, "'external_id', 'braze_id', 'user_alias', 'email' or 'phone' is"),
+        ("events", {"external_id": "u", "time": "2024-01-01"}, "Event name is required"),
+        ("events", {"external_id": "u", "name": "", "time": "2024-01-01"}, "Event name is required"),
+        ("events", {"external_id": "u", "name": "x"}, "Event time is required"),
+        ("purchases", {"external_id": "u", "currency": "EUR", "price": 1, "time": "t"}, "Purchase product_id is"),
+        ("purchases", {"external_id": "u", "product_id": "p", "currency": "EUR", "price": True, "time": "t"}, "price"),
+        ("purchases", {"external_id": "u", "product_id": "p", "currency": "EUR", "price": "1", "time": "t"}, "price"),
+        ("events", {"email": "a@example.com", "name": "x", "time": "t", "properties": {"$k": 1}}, "cannot begin"),
+        ("events", {"external_id": "u", "name": "x", "time": "t", "properties": {"k": "v" * 256}}, "at most 255"),
+    ],
+)
+def test_invalid_objects_are_named_with_braze_s_reason(braze: Running, array: str, obj: Any, problem: str) -> None:
+    answer = braze.track(**{array: [obj]})
+    assert answer.status_code == 400
+    (error,) = answer.json()["errors"]
+    assert error["input_array"] == array and error["index"] == 0 and problem in error["type"]
+    assert braze.users() == []
+
+
+def test_any_identifier_makes_an_object_valid(braze: Running) -> None:
+    objects = [{"braze_id": "b"}, {"user_alias": ALIAS}, {"email": "a@example.com"}, {"phone": "+1555"}]
+    answer = braze.track(
+        attributes=objects, purchases=[{**objects[3], "product_id": "p", "currency": "EUR", "price": 2.5, "time": "t"}]
+    )
+    assert answer.status_code == 201 and "errors" not in answer.json()
