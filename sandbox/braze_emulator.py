@@ -98,7 +98,8 @@ editing / deleting one that does not, is accepted with 202, changes nothing for 
 listed under ``failures`` of ``GET /_emulator/catalogs/{name}`` (``item-already-exists`` /
 ``item-not-found``, the ids Braze's synchronous endpoints use). Fields an item leaves out are
 absent (Braze's create asks for every field; the emulator does not enforce it); ``null`` is
-accepted for every field and clears it. ``DELETE`` reads only the items' ids. ``$add`` appends
+accepted for every field and clears it. ``PATCH`` replaces each field it gives whole (an object
+field is not merged). ``DELETE`` reads only the items' ids. ``$add`` appends
 values not already in the array, after ``$remove``. Times are checked with Python's ISO 8601
 parser (``2024-04-02``, ``2024-04-02T14:34:08``, ``...Z``, ``...+00:00``). Geolocation fields are
 not emulated.
