@@ -125,6 +125,17 @@ class BrazeEmulator:
         result: list[dict[str, Any]] = self._call("GET", "/_emulator/objects")
         return result
 
+    def users(self, **identifier: str) -> list[dict[str, Any]]:
+        """The profiles Braze would hold (all, or those one identifier names: ``external_id="u1"``)."""
+        query = "?" + urllib.parse.urlencode(identifier) if identifier else ""
+        result: list[dict[str, Any]] = self._call("GET", "/_emulator/users" + query)["users"]
+        return result
+
+    def catalog(self, name: str) -> dict[str, Any]:
+        """A catalog's fields, items (sorted by id) and the items its asynchronous answers failed."""
+        result: dict[str, Any] = self._call("GET", "/_emulator/catalogs/" + urllib.parse.quote(name, safe=""))
+        return result
+
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310 - loopback http

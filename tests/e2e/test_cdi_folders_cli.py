@@ -164,3 +164,55 @@ def test_brazes_samples_as_parquet_and_avro_land_as_the_json_ones_do(tmp_path: P
     held = {kind: [o["object"] for o in stored if o["array"] == kind] for kind in ("attributes", "events")}
     assert held["attributes"] == sample_rows("attributes/attributes_sample.json")
     assert held["events"] == sample_rows("events/custom_events_sample.json")
+
+
+PRODUCTS = {"fields": [{"name": "id", "type": "string"}, {"name": "product_name", "type": "string"},
+                       {"name": "price", "type": "number"}]}  # fmt: skip
+
+
+def test_every_sample_lands_in_braze_as_braze_would_hold_it_and_deletes_remove_exactly_their_users(
+    tmp_path: Path, braze: BrazeEmulator
+) -> None:
+    """Braze's CDI samples (attributes, events, purchases, the catalog) in their folders, then a
+    user-deletes file: the emulator's profiles and catalog are what Braze would hold."""
+    braze.configure(catalogs={"products": PRODUCTS})
+    tree = tmp_path / "tree"
+    shutil.copytree(SAMPLES, tree)
+    shutil.copytree(DATA / "cdi-catalog" / "catalogs", tree / "catalogs" / "products")
+    common = ("--braze-url", braze.url, "--braze-api-key", KEY, "--json")
+    code, body, stderr = run_cli("import", str(tree), *common)
+    assert code == 0 and body is not None, stderr
+    assert all(r["status"] == "completed" and r["rejected"] == 0 and r["failed"] == 0 for r in body["runs"])
+
+    # Every user with every attribute of the last file that set it, every event and purchase.
+    expected: dict[str, dict[str, Any]] = {}
+    for row in csv_rows("attributes/attributes_sample.csv") + sample_rows("attributes/attributes_sample.json"):
+        expected.setdefault(row["external_id"], {}).update({k: v for k, v in row.items() if k != "external_id"})
+    users = {u["external_id"]: u for u in braze.users()}
+    for external_id, attributes in expected.items():
+        held = users[external_id]["attributes"]
+        assert {k: held.get(k) for k in attributes} == attributes, external_id
+    events, purchases = sample_rows("events/custom_events_sample.json"), sample_rows("purchases/purchases_sample.json")
+    for sent, field in ((events, "events"), (purchases, "purchases")):
+        for external_id in {r["external_id"] for r in sent}:
+            mine = [r for r in sent if r["external_id"] == external_id]
+            assert len(users[external_id][field]) == len(mine), (external_id, field)
+    catalog = braze.catalog("products")
+    assert catalog["items"] == [
+        {"id": "1", "product_name": "Product 1", "price": 1.01},
+        {"id": "85", "product_name": "Product 85", "price": 85.85},
+    ]
+    assert catalog["failures"] == []
+
+    # Deleting two users: refused (nothing deleted) until allowed, then exactly those two go.
+    doomed = sorted(expected)[:2]
+    deletes = tmp_path / "deletes"
+    (deletes / "user-deletes").mkdir(parents=True)
+    (deletes / "user-deletes" / "gone.csv").write_text("EXTERNAL_ID\n" + "\n".join(doomed) + "\n")
+    code, body, stderr = run_cli("import", str(deletes), *common)
+    assert code == 1 and body is not None and body["runs"][0]["stop_reason"] == "user_deletes_not_allowed", stderr
+    assert {u["external_id"] for u in braze.users()} == set(users)
+    code, body, stderr = run_cli("import", str(deletes), "--allow-user-deletes", *common)
+    assert code == 0 and body is not None, stderr
+    assert body["runs"][0]["endpoints"]["/users/delete"] == {"requests": 1, "objects": 2}
+    assert {u["external_id"] for u in braze.users()} == set(users) - set(doomed)
