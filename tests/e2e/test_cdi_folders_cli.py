@@ -216,3 +216,14 @@ def test_every_sample_lands_in_braze_as_braze_would_hold_it_and_deletes_remove_e
     assert code == 0 and body is not None, stderr
     assert body["runs"][0]["endpoints"]["/users/delete"] == {"requests": 1, "objects": 2}
     assert {u["external_id"] for u in braze.users()} == set(users) - set(doomed)
+
+
+def test_the_catalog_demo_step_dry_runs_then_leaves_the_catalog_as_the_file_says() -> None:
+    import io
+
+    from sandbox.__main__ import _demo_catalog
+
+    out = io.StringIO()
+    assert _demo_catalog(out), out.getvalue()
+    assert "would send 130 items in 3 requests to PUT /catalogs/products/items" in out.getvalue()
+    assert "catalog holds 129 items" in out.getvalue()
