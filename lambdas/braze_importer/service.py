@@ -222,12 +222,18 @@ def _array_or_lines(chunks: Iterator[bytes], run: RunRecord, checkpoint: Checkpo
     line, when the run starts reading: the run record keeps the answer, so every continuation
     reads the same way."""
     seen: list[bytes] = []
+    size = 0
     head = b""
     for chunk in chunks:
         seen.append(chunk)
+        size += len(chunk)
+        if head[:1] == b"{" and b"\n" not in chunk and size <= _SNIFF_BYTES:
+            continue  # inside the first line: nothing new until it ends or grows too long (no re-join)
         head = b"".join(seen).removeprefix(BOM).lstrip(b" \t\r\n")
         if head[:1] not in (b"", b"{") or b"\n" in head or len(head) > _SNIFF_BYTES:
             break
+    else:
+        head = b"".join(seen).removeprefix(BOM).lstrip(b" \t\r\n")  # the file ended inside its first line
     first_line = head.split(b"\n", 1)[0].rstrip(b" \t\r")
     if first_line.startswith(b"{") and (first_line.endswith(b"}") or len(first_line) > _SNIFF_BYTES):
         run.format = Format.LINES.value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,9 @@ def test_a_dry_run_reads_checks_and_counts_sends_nothing_and_takes_no_slot_or_sh
         (b'\xef\xbb\xbf  \n{"external_id": "u1", "age": 1}\n{"external_id": "u2", "age": 2}', "lines", "completed"),
         (b'[{"external_id": "u1", "age": 1}, {"external_id": "u2", "age": 2}]', "array", "completed"),
         (b'{\n "external_id": "u1"\n}\n', "array", "stopped"),  # one pretty-printed object: not lines
+        # a first line many chunks long, after blank lines: its end is found as chunks come
+        (b'\r\n\n{"external_id": "u1", "bio": "' + b"x" * 300 + b'"}\r\n{"external_id": "u2"}', "lines", "completed"),
+        (b'{"external_id": "u1", "bio": "' + b"x" * 300 + b'"}', "lines", "completed"),  # no line break at all
     ],
 )
 def test_a_json_file_holding_one_object_per_line_is_read_as_json_lines(data: bytes, fmt: str, status: str) -> None:
@@ -211,6 +215,6 @@ def test_a_json_file_holding_one_object_per_line_is_read_as_json_lines(data: byt
     assert result.report is not None and result.report["status"] == status
     assert result.report["source"]["format"] == fmt
     if status == "completed":
-        assert [o["external_id"] for o in braze.stored] == ["u1", "u2"]
+        assert [o["external_id"] for o in braze.stored] == re.findall(r'"external_id": "(u\d)"', data.decode())
     else:
         assert result.report["stop_reason"] == "invalid_json" and braze.requests == []
