@@ -26,13 +26,13 @@ pyarrow is imported only when a Parquet file is read; fastavro only when an Avro
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -63,17 +63,26 @@ def memory_limit(memory_mb: int | None = None) -> int | None:
     return (total - RESERVED_BYTES) // SAFETY if total > 2 * RESERVED_BYTES else total // 4
 
 
-@dataclass(slots=True)
 class TypedRow(Element):
     """A row of a Parquet or Avro file, with what its reader knows of every row of its batch.
 
     ``made_times``: the top-level fields whose string values the reader wrote itself from a
     timestamp column (ISO 8601 UTC, a year from 1 to 9999), valid by construction: the object
     checks do not match their form again. ``may_be_cdi``: False when the file has no PAYLOAD
-    column, so no row can be a Cloud Data Ingestion row."""
+    column, so no row can be a Cloud Data Ingestion row.
 
-    made_times: frozenset[str] = frozenset()
-    may_be_cdi: bool = True
+    Both are the same for every row of a batch: they are attributes of a subclass made once per
+    set of facts (:func:`typed_rows`), so a row costs no more to make than any element."""
+
+    __slots__ = ()
+    made_times: ClassVar[frozenset[str]] = frozenset()
+    may_be_cdi: ClassVar[bool] = True
+
+
+@functools.cache
+def typed_rows(made_times: frozenset[str], may_be_cdi: bool) -> type[TypedRow]:
+    """The class of rows that share these facts."""
+    return type("TypedRow", (TypedRow,), {"__slots__": (), "made_times": made_times, "may_be_cdi": may_be_cdi})
 
 
 class _NoJson(Exception):
@@ -298,7 +307,7 @@ def iter_parquet(
                 rows -= skip
                 skip = 0
             values, errors = plan.rows(batch)
-            made, cdi = plan.made_times, plan.may_be_cdi
+            row = typed_rows(plan.made_times, plan.may_be_cdi)
             size = max(1, batch.nbytes // max(1, rows))
             positions = [Position(group, i) for i in range(index, index + rows)]
             positions.append(Position(group if index + rows < end else group + 1, index + rows))
@@ -308,9 +317,7 @@ def iter_parquet(
                         index + i, positions[i], positions[i + 1], size, None, errors[i], error_source="parquet"
                     )
                 else:
-                    yield TypedRow(
-                        index + i, positions[i], positions[i + 1], size, value, made_times=made, may_be_cdi=cdi
-                    )
+                    yield row(index + i, positions[i], positions[i + 1], size, value)
             index += rows
         if index != end:
             raise UnreadableInput(
@@ -642,13 +649,11 @@ def iter_avro(source: ObjectSource, ref: ObjectRef, start: Position) -> Iterator
         after = Position(offset + block.size, index + len(records))
         size = max(1, block.size // max(1, len(records)))
         last = len(records) - 1
-        made, cdi = plan.made_times, plan.may_be_cdi
+        row = typed_rows(plan.made_times, plan.may_be_cdi)
         for i, record in enumerate(records):
             value, error = plan.row(record)
             if error is None:
-                yield TypedRow(
-                    index + i, anchor, after if i == last else anchor, size, value, made_times=made, may_be_cdi=cdi
-                )
+                yield row(index + i, anchor, after if i == last else anchor, size, value)
             else:
                 yield Element(index + i, anchor, after if i == last else anchor, size, None, error, error_source="avro")
         index += len(records)
@@ -699,7 +704,9 @@ class _AvroPlan:
                 return None, f"the record: {exc}"
         for name in self.walk:
             value = record.get(name)
-            if value is not None:
+            if type(value) is dt.datetime:  # a timestamp's, the most common by far
+                record[name] = _iso_utc(value)
+            elif value is not None:
                 try:
                     record[name] = _json_value(value)
                 except _NoJson as exc:

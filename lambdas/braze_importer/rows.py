@@ -121,7 +121,7 @@ def shaped(elements: Iterable[Element], kind: str) -> Iterator[Element]:
         if element.error is None and not element.skipped:
             value = element.value
             try:
-                if type(element) is TypedRow:
+                if isinstance(element, TypedRow):
                     if element.may_be_cdi and type(value) is dict and is_cdi_row(value):
                         value = from_cdi_row(value)  # its fields come from the payload: all checked
                         check(value, kind)
