@@ -7,8 +7,10 @@ S3 and sending to a Braze that answers at once (no rate limit, no network). Besi
 loop doing the least the same job needs, on the same file, in the same process: pyarrow
 ``iter_batches`` -> ``to_pylist`` dicts -> ``orjson`` bodies of 75, and ``fastavro.reader`` -> the
 same bodies. Best of two, alternated. For scale: the importer's readers alone feeding the same
-bodies (what reading costs beside validating and sending), and the same events as JSON Lines
-through the same importer.
+bodies (what reading costs beside validating and sending), the same again with every row made
+and checked as an event (what the checks cost), the microseconds per object each stage adds
+(``*_us_per_object``: noisy on a shared machine, read them as a breakdown, not a measure), and the
+same events as JSON Lines through the same importer.
 
 ``python -m bench.columnar rss MB``: peak resident memory of the process importing a Parquet file
 of about MB megabytes (incompressible rows, row groups of 8 MB whatever the file's size), the file
@@ -37,7 +39,7 @@ import sandbox  # noqa: F401 - first: it puts lambdas/ on the path, as a bundle'
 # isort: split
 from braze_importer.aws import S3Source
 from braze_importer.engine import SendPolicy
-from braze_importer.ports import BrazeAnswer, Delivery, ObjectRef, SystemClock
+from braze_importer.ports import BrazeAnswer, Delivery, Endpoint, ObjectRef, SystemClock
 from braze_importer.service import Deps, Layout, handle_start
 
 from bench.rss import peak_rss_mb, reset_peak
@@ -83,7 +85,7 @@ class _Body:
 
 
 class _InstantBraze:
-    async def track(self, body: bytes) -> BrazeAnswer:
+    async def send(self, endpoint: Endpoint, body: bytes) -> BrazeAnswer:
         return BrazeAnswer(Delivery.ANSWERED, 201, {"message": "success"})
 
 
@@ -172,16 +174,23 @@ def bare_avro(path: Path) -> float:
     return n / (time.perf_counter() - start)
 
 
-def reader_alone(path: Path, key: str) -> float:
-    """The importer's reader (ranged reads, values to JSON) feeding the bare loop's bodies of 75."""
+def reader_alone(path: Path, key: str, checked: bool = False) -> float:
+    """The importer's reader (ranged reads, values to JSON) feeding the bare loop's bodies of 75;
+    ``checked``: each row also made and checked as an event (the events/ folder's rules), as the
+    import does before its pump."""
     from braze_importer import columnar
+    from braze_importer.objects import Kind
     from braze_importer.reader import START
+    from braze_importer.rows import shaped
 
     s3 = LocalS3()
     s3.files[key] = path
     read = columnar.iter_parquet if key.endswith(".parquet") else columnar.iter_avro
     start = time.perf_counter()
-    n = bodies(e.value for e in read(S3Source(s3), ObjectRef(BUCKET, key, "v1", "etag"), START))
+    elements = read(S3Source(s3), ObjectRef(BUCKET, key, "v1", "etag"), START)
+    if checked:
+        elements = shaped(elements, Kind.EVENT)
+    n = bodies(e.value for e in elements)
     return n / (time.perf_counter() - start)
 
 
@@ -242,6 +251,7 @@ def throughput(n: int) -> dict[str, Any]:
         runs: dict[str, list[float]] = {
             "parquet": [], "parquet_bare": [], "avro": [], "avro_bare": [],
             "parquet_reader": [], "avro_reader": [], "jsonl": [],
+            "parquet_checked": [], "avro_checked": [],
         }  # fmt: skip
         for k in range(2):  # alternate, so drift on a shared machine falls on both alike
             runs["parquet_bare"].append(bare_parquet(parquet))
@@ -250,6 +260,8 @@ def throughput(n: int) -> dict[str, Any]:
             runs["avro"].append(n / import_file(avro, f"incoming/events/a{k}.avro")["seconds"])
             runs["parquet_reader"].append(reader_alone(parquet, "p.parquet"))
             runs["avro_reader"].append(reader_alone(avro, "a.avro"))
+            runs["parquet_checked"].append(reader_alone(parquet, "p.parquet", checked=True))
+            runs["avro_checked"].append(reader_alone(avro, "a.avro", checked=True))
             runs["jsonl"].append(n / import_file(lines, f"incoming/events/j{k}.jsonl")["seconds"])
     for name, figures in runs.items():
         out[name] = max(figures)
@@ -257,6 +269,18 @@ def throughput(n: int) -> dict[str, Any]:
     out["avro_ratio"] = out["avro"] / out["avro_bare"]
     out["parquet_reader_ratio"] = out["parquet_reader"] / out["parquet_bare"]
     out["avro_reader_ratio"] = out["avro_reader"] / out["avro_bare"]
+    # Where an object's time goes, in microseconds: the bare loop's, what the reader adds to it,
+    # what the folder's checks add, and what the rest of the import (the pump: admission,
+    # batching, settling; the run's bookkeeping) adds.
+    for fmt in ("parquet", "avro"):
+        us = {k: 1e6 / out[f"{fmt}_{k}"] for k in ("bare", "reader", "checked")}
+        us["import"] = 1e6 / out[fmt]
+        out[f"{fmt}_us_per_object"] = {
+            "bare": round(us["bare"], 2),
+            "reader_over_bare": round(us["reader"] - us["bare"], 2),
+            "checks": round(us["checked"] - us["reader"], 2),
+            "pump_and_run": round(us["import"] - us["checked"], 2),
+        }
     return out
 
 

@@ -236,13 +236,23 @@ class Batcher:
 
     def add(self, item: Item) -> Batch | None:
         """Add an item; returns the batch it closed, if adding it would overflow the current one."""
+        if not self._per_array:  # one count for the whole request (inlined: once per object)
+            closed = None
+            items = self._items
+            if items and (self._bytes + item.size + 1 > self._max_bytes or len(items) >= self._max_objects):
+                closed = self.flush()
+                items = self._items
+            items.append(item)
+            self._bytes += item.size + 1
+            if len(items) >= self._max_objects:
+                return self.flush()
+            return closed
         closed = None
         if self._items and not self._fits(item):
             closed = self.flush()
         self._items.append(item)
         self._bytes += item.size + 1
-        if self._per_array:
-            self._per_kind[item.kind] = self._per_kind.get(item.kind, 0) + 1
+        self._per_kind[item.kind] = self._per_kind.get(item.kind, 0) + 1
         if self._full():
             assert closed is None
             return self.flush()
@@ -596,24 +606,35 @@ class Pump:
         skip = start.skip if start.skip.ranges else None
         outcome = Outcome.COMPLETED
         error = None
+        counters, unsettled, counted = self.counters, self._unsettled, start.read
+        track = self._track_batcher
         try:
             for element in elements:
-                look = (element.index & 0xFFF) == 0  # also look now and then when nothing is sent
-                if skip is None or element.index not in skip:
-                    if element.index >= start.read:
-                        self.counters.objects_read += 1
-                    item = self._admit(element)
-                    if item is None:
+                index = element.index
+                look = (index & 0xFFF) == 0  # also look now and then when nothing is sent
+                if skip is None or index not in skip:
+                    if index >= counted:
+                        counters.objects_read += 1
+                    if track is not None and element.kind is not None and element.error is None and not element.skipped:
+                        # An object typed and checked by its reader or its folder's rules, for
+                        # /users/track: _admit's own path, inlined (it runs once per object).
+                        unsettled[index] = element.anchor
+                        if (
+                            batch := track.add(Item(index, element, element.kind, element.value, element.size))
+                        ) is not None:
+                            await self._dispatch(batch)
+                            look = True
+                    elif (item := self._admit(element)) is None:
                         pass
                     elif item.key is not None:
                         look = await self._place(item) or look
-                    elif (batch := (self._track_batcher or self._batcher(item)).add(item)) is not None:
+                    elif (batch := (track or self._batcher(item)).add(item)) is not None:
                         await self._dispatch(batch)
                         look = True
                 next_read = element.next
-                read_end = element.index + 1
+                read_end = index + 1
                 if look:
-                    self._progress(next_read, read_end, start.read)
+                    self._progress(next_read, read_end, counted)
                     if self._should_stop():
                         outcome = Outcome.PAUSED  # what is still in the batcher stays unsettled
                         break

@@ -7,6 +7,7 @@ into reports and logs.
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from datetime import datetime
 from typing import Any
 
@@ -68,21 +69,26 @@ def classify(obj: Any) -> str:
     return Kind.ATTRIBUTES
 
 
-def check(obj: Any, kind: str) -> None:
+def check(obj: Any, kind: str, made_times: Container[str] = ()) -> None:
     """Check an object of a kind fixed by its folder (no guessing from its keys); raise
     :class:`Invalid`. An attributes object may hold any custom attribute, ``name``, ``time`` and
-    ``product_id`` among them."""
+    ``product_id`` among them.
+
+    ``made_times`` names the fields whose string values a typed reader wrote itself from a
+    timestamp column, in a form that is valid by construction (a Parquet or Avro timestamp as
+    ISO 8601 UTC): their form is not checked again. A field not named there, or whose value is not
+    a string, is checked as always."""
     if type(obj) is not dict:
         raise Invalid(f"element is a JSON {_json_type(obj)}, not an object")
     external_id = obj.get("external_id")
     if type(external_id) is not str or not external_id or "braze_id" in obj or "user_alias" in obj:
         _check_identifier(obj)
     if kind == Kind.PURCHASE:
-        _check_purchase(obj)
+        _check_purchase(obj, made_times)
     elif kind == Kind.EVENT:
-        _check_event(obj)
+        _check_event(obj, made_times)
     else:
-        _check_attribute_dates(obj)
+        _check_attribute_dates(obj, made_times)
 
 
 def _check_identifier(obj: dict[str, Any]) -> None:
@@ -111,17 +117,18 @@ def _check_identifier(obj: dict[str, Any]) -> None:
     raise Invalid("no identifier: one of external_id, braze_id, user_alias, email or phone is required")
 
 
-def _check_event(obj: dict[str, Any]) -> None:
+def _check_event(obj: dict[str, Any], made_times: Container[str] = ()) -> None:
     name = obj.get("name")
     if type(name) is not str or not name:
         raise Invalid("name: must be a non-empty string")
-    _check_time(obj)
+    if "time" not in made_times or type(obj.get("time")) is not str:
+        _check_time(obj)
     props = obj.get("properties")
     if props is not None and type(props) is not dict:
         raise Invalid("properties: must be an object")
 
 
-def _check_purchase(obj: dict[str, Any]) -> None:
+def _check_purchase(obj: dict[str, Any], made_times: Container[str] = ()) -> None:
     product_id = obj.get("product_id")
     if type(product_id) is not str or not product_id:
         raise Invalid("product_id: must be a non-empty string")
@@ -133,7 +140,8 @@ def _check_purchase(obj: dict[str, Any]) -> None:
     quantity = obj.get("quantity")
     if quantity is not None and (type(quantity) is not int or not 1 <= quantity <= 100):
         raise Invalid("quantity: must be an integer from 1 to 100")
-    _check_time(obj)
+    if "time" not in made_times or type(obj.get("time")) is not str:
+        _check_time(obj)
     _check_properties(obj)
 
 
@@ -162,7 +170,7 @@ _SESSION_DATES = ("date_of_first_session", "date_of_last_session")
 _DOB = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def _check_attribute_dates(obj: dict[str, Any]) -> None:
+def _check_attribute_dates(obj: dict[str, Any], made_times: Container[str] = ()) -> None:
     """The standard attributes Braze documents as dates: ``dob`` as ``YYYY-MM-DD``, the session
     dates as event times. null unsets them. Custom attributes are not checked: a string in any
     form is a string attribute to Braze."""
@@ -176,7 +184,7 @@ def _check_attribute_dates(obj: dict[str, Any]) -> None:
             raise Invalid("dob: is not a real date") from None
     for key in _SESSION_DATES:
         value = obj.get(key)
-        if value is not None and not _session_date(value):
+        if value is not None and not (key in made_times and type(value) is str) and not _session_date(value):
             raise Invalid(
                 f"{key}: must be a date in a form Braze documents (ISO 8601, yyyy-MM-dd HH:mm:ss, "
                 "yyyy-MM-dd, MM/dd/yyyy or ddd MM dd HH:mm:ss.TZD YYYY)"

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from .columnar import TypedRow
 from .endpoints import CATALOG_DELETE, CATALOG_UPSERT
 from .objects import Invalid, Kind, _json_type, check
 from .ports import Group
@@ -112,8 +113,28 @@ def _near(folder: str, reserved: str) -> str:
 
 
 def shaped(elements: Iterable[Element], kind: str) -> Iterator[Element]:
-    """Every element as an object of ``kind`` (CDI rows merged), or a reject saying why not."""
-    return converted(elements, lambda value: (kind, as_object(value, kind)))
+    """Every element as an object of ``kind`` (CDI rows merged), or a reject saying why not.
+
+    A Parquet or Avro row (:class:`TypedRow`) says what its reader knows of every row: that none
+    can be a CDI row (no PAYLOAD column), and which times it wrote itself (not matched again)."""
+    for element in elements:
+        if element.error is None and not element.skipped:
+            value = element.value
+            try:
+                if isinstance(element, TypedRow):
+                    if element.may_be_cdi and type(value) is dict and is_cdi_row(value):
+                        value = from_cdi_row(value)  # its fields come from the payload: all checked
+                        check(value, kind)
+                    else:
+                        check(value, kind, element.made_times)
+                else:
+                    value = as_object(value, kind)
+                element.kind, element.value = kind, value
+            except Invalid as exc:
+                element.value = None
+                element.error = exc.reason
+                element.error_source = "validation"
+        yield element
 
 
 def for_route(elements: Iterable[Element], route: Route) -> Iterable[Element]:
