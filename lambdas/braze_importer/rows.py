@@ -76,6 +76,10 @@ def route_for(relative_key: str) -> Route:
     dry_run = bool(parts) and parts[0] == DRY_RUN
     if dry_run:
         parts = parts[1:]
+    # dry-run/ counts only first: a deeper one (user-deletes/dry-run/) would be a real run, so refuse it.
+    if any(_loose(p) == _loose(DRY_RUN) for p in parts):
+        return Route(None, dry_run, "a dry-run/ folder counts only directly under the incoming prefix "
+                     "(incoming/dry-run/<folder>/...); move the file there; nothing was sent")  # fmt: skip
     if not parts:
         return Route(None, dry_run)
     top = parts[0]
@@ -100,9 +104,11 @@ RESERVED = (*FOLDER_KINDS, DRY_RUN, CATALOGS, USER_DELETES)
 
 
 def _loose(name: str) -> str:
-    """A folder name as compared with the reserved ones: NFKC, case-folded, every dash a hyphen."""
-    text = unicodedata.normalize("NFKC", name).casefold().strip()
-    return "".join("-" if unicodedata.category(c) == "Pd" else c for c in text)
+    """A folder name as compared with the reserved ones: NFKC, case-folded, letters and digits only
+    (dashes, underscores, spaces and dots dropped), without a plural's final ``s``: ``User_Deletes``,
+    ``userdeletes``, ``user delete``, ``dry_run`` and ``catalog`` are all near a reserved name."""
+    text = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(c for c in text if c.isalnum()).removesuffix("s")
 
 
 def _near(folder: str, reserved: str) -> str:

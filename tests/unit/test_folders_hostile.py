@@ -27,6 +27,18 @@ LINES = b'{"external_id": "victim-1"}\n{"external_id": "u1", "name": "e", "time"
         "incoming/CATALOGS/shoes/a.jsonl",
         "incoming/Events/e.jsonl",
         "incoming/dry-run/Catalogs/x/a.jsonl",
+        # underscores, spaces, no separator, a singular: still near, so never a /users/track import
+        "incoming/user_deletes/d.jsonl",
+        "incoming/userdeletes/d.jsonl",
+        "incoming/user deletes/d.jsonl",
+        "incoming/user-delete/d.jsonl",
+        "incoming/dry_run/events/e.jsonl",
+        "incoming/dryrun/events/e.jsonl",
+        "incoming/catalog/shoes/a.jsonl",
+        "incoming/event/e.jsonl",
+        # a dry-run folder below another one is no dry run: refused, not sent for real
+        "incoming/user-deletes/dry-run/d.jsonl",
+        "incoming/events/dry-run/e.jsonl",
     ],
 )
 def test_a_folder_name_near_a_reserved_one_sends_nothing(key: str) -> None:

@@ -21,11 +21,15 @@ from braze_importer.rows import Route, as_object, is_cdi_row, route_for
         ("attributes", Route()),  # a file named like a folder, directly under incoming/
         ("dry-run/a.json", Route(None, True)),
         ("dry-run/events/a.jsonl", Route(Kind.EVENT, True)),
-        ("dry-run/dry-run/events/a.jsonl", Route(None, True)),
     ],
 )
 def test_the_folder_fixes_the_kind_and_the_dry_run(relative: str, route: Route) -> None:
     assert route_for(relative) == route
+
+
+def test_a_dry_run_folder_below_the_first_is_refused_even_inside_a_dry_run() -> None:
+    route = route_for("dry-run/dry-run/events/a.jsonl")
+    assert route.dry_run and route.refused is not None and "directly under the incoming prefix" in route.refused
 
 
 @pytest.mark.parametrize(
