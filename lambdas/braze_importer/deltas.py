@@ -1,0 +1,447 @@
+"""Send Braze only what changed: the delta of a /users/track attributes object against what was last set.
+
+Pure and on the hot path (it runs once per attributes object). A ``Record`` is what this importer last
+set for one user, per attribute, in the least that tells a change apart:
+
+- ``bytes`` (an 8-byte BLAKE2b digest of the value's canonical JSON): a scalar, or anything sent whole
+  (arrays holding anything but strings, arrays of objects);
+- ``frozenset[str]``: the items of an array of strings (Braze keeps each item once; order is no change);
+- ``dict[str, bytes]``: a nested object, one digest per leaf keyed by the leaf's path as JSON array text
+  (``'["address","city"]'``; an empty object is a leaf of its own, the root's path is ``'[]'``).
+
+``diff`` gives the object to send and the ``Changes`` to make to the record once Braze accepted that
+object. Rules (Braze's /users/track attribute semantics, mirrored in sandbox/braze_emulator.py):
+
+- unchanged values are dropped; an object left with identifiers only is not sent (when a record exists);
+- a changed scalar is sent as is; a value that became null is sent as null once, then recorded as absent;
+- an array of strings becomes ``{"add": [...], "remove": [...]}``; first seen, it is sent as is;
+- a nested object sends only its changed leaves with ``"_merge_objects": true`` and null for what went;
+- anything that is not a plain value (``inc``, array edits, ``$add``/``$remove``/``$update``,
+  ``subscription_groups``, ``push_tokens``, nested objects of an input that carries ``_merge_objects``) is
+  always sent and never recorded, and the record forgets that attribute (its value is now unknown);
+- an object Braze may ignore (``_update_existing_only``, an alias without ``_update_existing_only: false``,
+  ``push_token_import``) is sent as is and only makes the record forget what it touches;
+- no record, a record older than ``max_age_seconds``, or ``full=True``: everything is sent and the record
+  is rewritten from it;
+- a user whose record would not fit one DynamoDB item is sent in full and the record is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from hashlib import blake2b
+from typing import Any
+
+import orjson
+
+Value = bytes | frozenset[str] | dict[str, bytes]
+
+# A DynamoDB item holds at most 400 KB; the record stays well under it (names, type overheads, the key).
+MAX_RECORD_BYTES = 350_000
+_ITEM_OVERHEAD = 200  # pk, updated_at, expires_at and their names
+FIELD_PREFIX = "a."  # the store's item attribute of a Braze attribute: cannot collide with pk/updated_at
+
+# Keys that steer how Braze applies an object, or name the user: sent as they are, never diffed.
+IDENTIFIERS = ("external_id", "braze_id", "user_alias")
+CONTROL_KEYS = frozenset({"_update_existing_only", "_merge_objects", "push_token_import", "app_id"})
+_PASS = frozenset(IDENTIFIERS) | CONTROL_KEYS
+# Attributes whose value is a list of operations or devices, not a value Braze stores as given.
+OPAQUE_ATTRIBUTES = frozenset({"subscription_groups", "push_tokens"})
+
+_SORT = orjson.OPT_SORT_KEYS
+
+
+def digest(value: Any) -> bytes:
+    """The short hash of a value: its canonical JSON (sorted keys), 8 bytes of BLAKE2b."""
+    return blake2b(orjson.dumps(value, option=_SORT), digest_size=8).digest()
+
+
+EMPTY_OBJECT = digest({})
+
+
+@dataclass(slots=True)
+class Record:
+    """What was last set for one user: per Braze attribute name, a ``Value``; when it was last rewritten
+    whole (``updated_at``, epoch seconds; a record older than the maximum age is ignored)."""
+
+    values: dict[str, Value]
+    updated_at: float
+
+
+@dataclass(slots=True)
+class Changes:
+    """What to do to a user's record once Braze accepted the object sent.
+
+    ``refreshed_at`` set: the record is rewritten whole with ``set`` as its values (a concurrent rewrite
+    since ``expected_updated_at`` makes the store forget ``set`` and ``remove`` instead). Otherwise each
+    attribute in ``set`` (whole value), ``remove`` (forgotten) or ``paths`` (nested leaves set / removed by
+    path) is changed only if the record still holds ``expected[attribute]`` (None: absent); if not, the
+    store forgets that attribute, which is always safe (the next file resends it). ``forget``: drop the
+    record."""
+
+    set: dict[str, Value] = field(default_factory=dict)
+    remove: list[str] = field(default_factory=list)
+    paths: dict[str, tuple[dict[str, bytes], list[str]]] = field(default_factory=dict)
+    expected: dict[str, Value | None] = field(default_factory=dict)
+    refreshed_at: float | None = None
+    expected_updated_at: float | None = None
+    forget: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.set or self.remove or self.paths or self.forget or self.refreshed_at is not None)
+
+    def touched(self) -> list[str]:
+        """Every attribute these changes write or forget."""
+        return [*self.set, *self.remove, *(a for a in self.paths if a not in self.set)]
+
+
+@dataclass(slots=True)
+class Delta:
+    """``send``: the object to send (None: nothing to send); ``changes``: to commit once Braze accepted it
+    (None: nothing to record). Counts are attribute values (identifiers and control keys not counted)."""
+
+    send: dict[str, Any] | None
+    changes: Changes | None
+    read: int
+    sent: int
+    skipped: int
+    dropped: bool = False
+    too_large: bool = False
+
+
+# -- the user's key ----------------------------------------------------------------------------
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def user_key(obj: dict[str, Any]) -> str | None:
+    """The record key of the user an attributes object names, in Braze's order: external_id ("e:"),
+    braze_id ("b:"), user alias ("a:<label>:<name>", the label's backslashes and colons escaped), then,
+    only without a primary identifier, email ("m:", trimmed and lower-cased as Braze matches it) or
+    phone ("p:", trimmed). None: the object names no user (it would be rejected)."""
+    external_id = obj.get("external_id")
+    if external_id is not None and external_id != "":
+        return "e:" + (external_id if external_id.__class__ is str else str(external_id))
+    braze_id = obj.get("braze_id")
+    if braze_id is not None and braze_id != "":
+        return "b:" + str(braze_id)
+    alias = obj.get("user_alias")
+    if isinstance(alias, dict):
+        name, label = alias.get("alias_name"), alias.get("alias_label")
+        if name and label:
+            return "a:" + _escape(str(label)) + ":" + str(name)
+    email = obj.get("email")
+    if isinstance(email, str) and email.strip():
+        return "m:" + email.strip().lower()
+    phone = obj.get("phone")
+    if isinstance(phone, str) and phone.strip():
+        return "p:" + phone.strip()
+    return None
+
+
+def _identifier_keys(obj: dict[str, Any]) -> tuple[frozenset[str], bool]:
+    """The keys that pass through untouched, and whether Braze may ignore the object (update only)."""
+    external_id = obj.get("external_id")
+    braze_id = obj.get("braze_id")
+    only = obj.get("_update_existing_only")
+    primary = (external_id is not None and external_id != "") or (braze_id is not None and braze_id != "")
+    if primary:
+        return _PASS, only is True or obj.get("push_token_import") is True
+    alias = obj.get("user_alias")
+    if isinstance(alias, dict) and alias.get("alias_name") and alias.get("alias_label"):
+        # An alias alone updates only existing users unless told otherwise.
+        return _PASS, only is not False or obj.get("push_token_import") is True
+    email = obj.get("email")
+    contact = "email" if isinstance(email, str) and email.strip() else "phone"
+    return _PASS | {contact}, only is True or obj.get("push_token_import") is True
+
+
+# -- what a value is ---------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _operation(value: dict[str, Any]) -> bool:
+    """An object Braze reads as an operation on the attribute, not as a nested value."""
+    keys = value.keys()
+    if len(keys) == 1 and "inc" in keys and _is_number(value["inc"]):
+        return True
+    if keys and keys <= {"add", "remove"} and all(isinstance(v, list) for v in value.values()):
+        return True
+    return bool(keys) and keys <= {"$add", "$remove", "$update"}
+
+
+def _empty(value: dict[str, Any]) -> bool:
+    """An object holding nothing once Braze drops its nulls."""
+    return all(item is None for item in value.values())
+
+
+def _leaves(value: dict[str, Any], prefix: tuple[str, ...], out: dict[str, bytes]) -> None:
+    if _empty(value):
+        out[orjson.dumps(prefix).decode()] = EMPTY_OBJECT
+        return
+    for key, item in value.items():
+        if item is None:
+            continue  # Braze drops a nested null: the key is absent
+        path = (*prefix, key)
+        if isinstance(item, dict):
+            _leaves(item, path, out)
+        else:
+            out[orjson.dumps(path).decode()] = digest(item)
+
+
+def leaves(value: dict[str, Any]) -> dict[str, bytes]:
+    """A nested object's leaves: path (JSON array text) -> digest."""
+    out: dict[str, bytes] = {}
+    _leaves(value, (), out)
+    return out
+
+
+def _string_array(value: list[Any]) -> bool:
+    return all(item.__class__ is str for item in value)
+
+
+def recorded(value: Any) -> Value:
+    """What the record keeps of a plain, non-null value."""
+    if isinstance(value, list):
+        return frozenset(value) if _string_array(value) else digest(value)
+    if isinstance(value, dict):
+        return leaves(value)
+    return digest(value)
+
+
+def _opaque(name: str, value: Any, merging_input: bool) -> bool:
+    if name in OPAQUE_ATTRIBUTES:
+        return True
+    return isinstance(value, dict) and (merging_input or _operation(value))
+
+
+# -- the delta ---------------------------------------------------------------------------------
+
+
+def _place(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = node[key] = {}
+        node = child
+    last = path[-1]
+    if isinstance(value, dict) and _empty(value):
+        if not isinstance(node.get(last), dict):
+            node[last] = {}  # else an emptied object: the nulls placed under it already empty it
+        return
+    node[last] = value
+
+
+def _at(value: dict[str, Any], path: list[str]) -> Any:
+    for key in path:
+        value = value[key]
+    return value
+
+
+def _nested_delta(
+    value: dict[str, Any], old: dict[str, bytes], new: dict[str, bytes]
+) -> tuple[dict[str, Any], dict[str, bytes], list[str]]:
+    """The deep-merge object that turns ``old`` into ``new``; the leaves set and the leaves removed."""
+    tree: dict[str, Any] = {}
+    gone = [p for p in old if p not in new]
+    if gone:
+        nodes = {()}
+        for p in new:
+            path = tuple(orjson.loads(p))
+            for i in range(1, len(path) + 1):
+                nodes.add(path[:i])
+        for p in gone:
+            path = orjson.loads(p)
+            for i in range(1, len(path) + 1):
+                if tuple(path[:i]) not in nodes:
+                    _place(tree, path[:i], None)
+                    break
+    changed = {p: h for p, h in new.items() if old.get(p) != h}
+    for p in changed:
+        path = orjson.loads(p)
+        if path:
+            _place(tree, path, _at(value, path))
+    return tree, changed, gone
+
+
+def record_size(values: dict[str, Value]) -> int:
+    """An upper estimate of the DynamoDB item holding these values, in bytes."""
+    size = _ITEM_OVERHEAD
+    for name, value in values.items():
+        size += len(name.encode()) + len(FIELD_PREFIX) + 3
+        if isinstance(value, bytes):
+            size += len(value)
+        elif isinstance(value, frozenset):
+            size += sum(len(item.encode()) + 4 for item in value)
+        else:
+            size += sum(len(p.encode()) + len(h) + 4 for p, h in value.items())
+    return size
+
+
+def _full(obj: dict[str, Any], record: Record | None, now: float, passing: frozenset[str]) -> Delta:
+    merging_input = "_merge_objects" in obj
+    changes = Changes(refreshed_at=now, expected_updated_at=None if record is None else record.updated_at)
+    read = 0
+    for name, value in obj.items():
+        if name in passing:
+            continue
+        read += 1
+        if value is None or _opaque(name, value, merging_input):
+            changes.remove.append(name)
+        else:
+            changes.set[name] = recorded(value)
+    if record_size(changes.set) > MAX_RECORD_BYTES:
+        return Delta(obj, Changes(forget=True), read, read, 0, too_large=True)
+    return Delta(obj, changes, read, read, 0)
+
+
+def diff(
+    obj: dict[str, Any],
+    record: Record | None,
+    *,
+    now: float,
+    max_age_seconds: float,
+    full: bool = False,
+) -> Delta:
+    """What to send for ``obj`` given the user's ``record`` (see the module's rules)."""
+    passing, update_only = _identifier_keys(obj)
+    if update_only:
+        return _forgetting(obj, record, passing)
+    if full or record is None or now - record.updated_at > max_age_seconds:
+        return _full(obj, record, now, passing)
+    values = record.values
+    merging_input = "_merge_objects" in obj
+    send: dict[str, Any] = {}
+    changes = Changes()
+    read = sent = 0
+    merge = False
+    for name, value in obj.items():
+        if name in passing:
+            send[name] = value
+            continue
+        read += 1
+        old = values.get(name)
+        if value is None:
+            if old is None:
+                continue
+            send[name] = None
+            changes.remove.append(name)
+            changes.expected[name] = old
+        elif value.__class__ is list:
+            if _string_array(value):
+                if old.__class__ is frozenset:
+                    items = frozenset(value)
+                    if items == old:
+                        continue
+                    edit: dict[str, list[str]] = {}
+                    added = [v for v in dict.fromkeys(value) if v not in old]
+                    removed = sorted(old - items)
+                    if added:
+                        edit["add"] = added
+                    if removed:
+                        edit["remove"] = removed
+                    send[name] = edit
+                    changes.set[name] = items
+                else:
+                    send[name] = value
+                    changes.set[name] = frozenset(value)
+            else:
+                h = digest(value)
+                if h == old:
+                    continue
+                send[name] = value
+                changes.set[name] = h
+            changes.expected[name] = old
+        elif value.__class__ is dict or isinstance(value, dict):
+            if _opaque(name, value, merging_input):
+                send[name] = value
+                if old is not None:
+                    changes.remove.append(name)
+                    changes.expected[name] = old
+            else:
+                new = leaves(value)
+                if old.__class__ is dict:
+                    if new == old:
+                        continue
+                    tree, changed, gone = _nested_delta(value, old, new)
+                    send[name] = tree
+                    merge = True
+                    changes.paths[name] = (changed, gone)
+                else:
+                    send[name] = value
+                    changes.set[name] = new
+                changes.expected[name] = old
+        elif name in OPAQUE_ATTRIBUTES:
+            send[name] = value
+            if old is not None:
+                changes.remove.append(name)
+                changes.expected[name] = old
+        else:
+            h = digest(value)
+            if h == old:
+                continue
+            send[name] = value
+            changes.set[name] = h
+            changes.expected[name] = old
+        sent += 1
+    if not sent:
+        return Delta(None, None, read, 0, read, dropped=True)
+    if merge:
+        send["_merge_objects"] = True
+    if (changes.set or changes.paths) and record_size(apply(record, changes).values) > MAX_RECORD_BYTES:  # type: ignore[union-attr]
+        return Delta(obj, Changes(forget=True), read, read, 0, too_large=True)
+    return Delta(send, changes if changes else None, read, sent, read - sent)
+
+
+def _forgetting(obj: dict[str, Any], record: Record | None, passing: frozenset[str]) -> Delta:
+    """An object Braze may ignore: sent as is; the record forgets every attribute it names."""
+    changes = Changes()
+    read = 0
+    for name in obj:
+        if name in passing:
+            continue
+        read += 1
+        if record is not None and name in record.values:
+            changes.remove.append(name)
+            changes.expected[name] = record.values[name]
+    return Delta(obj, changes if changes else None, read, read, 0)
+
+
+# -- applying changes --------------------------------------------------------------------------
+
+
+def _applied(old: Value | None, name: str, changes: Changes) -> Value | None:
+    if name in changes.set:
+        return changes.set[name]
+    if name in changes.paths:
+        paths_set, paths_gone = changes.paths[name]
+        nested = dict(old) if isinstance(old, dict) else {}
+        for p in paths_gone:
+            nested.pop(p, None)
+        nested.update(paths_set)
+        return nested or None
+    return None
+
+
+def apply(record: Record | None, changes: Changes) -> Record | None:
+    """The record after ``changes`` (what the store does, without concurrent writers)."""
+    if changes.forget:
+        return None
+    if changes.refreshed_at is not None:
+        return Record(dict(changes.set), changes.refreshed_at)
+    values = dict(record.values) if record is not None else {}
+    for name in changes.remove:
+        values.pop(name, None)
+    for name in (*changes.set, *changes.paths):
+        new = _applied(values.get(name), name, changes)
+        if new is None:
+            values.pop(name, None)
+        else:
+            values[name] = new
+    return Record(values, record.updated_at if record is not None else 0.0)
