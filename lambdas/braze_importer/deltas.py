@@ -416,7 +416,8 @@ def _forgetting(obj: dict[str, Any], record: Record | None, passing: frozenset[s
 # -- applying changes --------------------------------------------------------------------------
 
 
-def _applied(old: Value | None, name: str, changes: Changes) -> Value | None:
+def attribute_after(old: Value | None, name: str, changes: Changes) -> Value | None:
+    """One attribute's value after ``changes`` (None: absent), given its value before."""
     if name in changes.set:
         return changes.set[name]
     if name in changes.paths:
@@ -439,7 +440,7 @@ def apply(record: Record | None, changes: Changes) -> Record | None:
     for name in changes.remove:
         values.pop(name, None)
     for name in (*changes.set, *changes.paths):
-        new = _applied(values.get(name), name, changes)
+        new = attribute_after(values.get(name), name, changes)
         if new is None:
             values.pop(name, None)
         else:

@@ -1,0 +1,300 @@
+"""Where the records of what was last set per user live: a port, an in-memory store, and DynamoDB.
+
+Both stores keep the same promise: a record never claims a value Braze was not sent. Each commit
+changes an attribute only if the record still holds the value the delta was computed from; if another
+run changed it meanwhile, the attribute is forgotten instead (the next file resends it, which Braze
+takes as a no-op). Two runs touching different attributes of one user both keep theirs.
+
+DynamoDB item of one user (table: partition key ``pk`` string, TTL attribute ``expires_at``, on demand):
+
+- ``pk`` (S): ``deltas.user_key`` of the user ("e:<external_id>", "b:", "a:<label>:<name>", "m:", "p:");
+- ``updated_at`` (N): when the record was last rewritten whole (epoch seconds);
+- ``expires_at`` (N): ``updated_at`` + the TTL (epoch seconds), for DynamoDB's TTL;
+- ``a.<attribute>`` per Braze attribute: B (8-byte digest) for a scalar or a value sent whole, L of S
+  (sorted) for an array of strings, M of path -> B for a nested object.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from .deltas import FIELD_PREFIX, Changes, Record, Value, apply, attribute_after
+
+BATCH_GET_KEYS = 100  # BatchGetItem's limit
+UPDATE_ATTRIBUTES = 40  # attributes per UpdateItem: keeps expressions far under DynamoDB's 4 KB
+UPDATE_BYTES = 150_000  # new + expected values per UpdateItem: keeps requests under the 400 KB item limit
+GET_ATTEMPTS = 8
+
+
+class DeltaStore(Protocol):
+    """The records of what was last set per user (``deltas.user_key`` keys)."""
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        """The records of those keys that have one."""
+        ...
+
+    def commit(self, key: str, changes: Changes, now: float) -> None:
+        """Apply ``changes`` (Braze accepted the object they came with) to ``key``'s record."""
+        ...
+
+
+class DeltaStoreUnavailable(Exception):
+    """DynamoDB kept some keys unprocessed through every retry."""
+
+
+class MemoryDeltaStore:
+    """Records in a dict, with the DynamoDB store's conditional semantics (for tests, the sandbox, benches)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, Record] = {}
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        with self._lock:
+            return {k: self.records[k] for k in keys if k in self.records}
+
+    def commit(self, key: str, changes: Changes, now: float) -> None:
+        if not changes:
+            return
+        with self._lock:
+            current = self.records.get(key)
+            if changes.forget:
+                self.records.pop(key, None)
+                return
+            if changes.refreshed_at is not None:
+                if (current.updated_at if current is not None else None) == changes.expected_updated_at:
+                    new = apply(current, changes)
+                    assert new is not None
+                    self.records[key] = new
+                elif current is not None:
+                    self._forget(key, current, changes.touched())
+                return
+            values = dict(current.values) if current is not None else {}
+            stale = []
+            for name in changes.touched():
+                if values.get(name) != changes.expected.get(name):
+                    stale.append(name)
+                    continue
+                after = None if name in changes.remove else attribute_after(values.get(name), name, changes)
+                if after is None:
+                    values.pop(name, None)
+                else:
+                    values[name] = after
+            for name in stale:
+                values.pop(name, None)
+            self.records[key] = Record(values, current.updated_at if current is not None else 0.0)
+
+    def _forget(self, key: str, current: Record, names: list[str]) -> None:
+        values = {k: v for k, v in current.values.items() if k not in names}
+        self.records[key] = Record(values, current.updated_at)
+
+
+# -- DynamoDB ----------------------------------------------------------------------------------
+
+
+def _encode(value: Value) -> dict[str, Any]:
+    if isinstance(value, bytes):
+        return {"B": value}
+    if isinstance(value, frozenset):
+        return {"L": [{"S": item} for item in sorted(value)]}
+    return {"M": {path: {"B": h} for path, h in value.items()}}
+
+
+def _decode(value: dict[str, Any]) -> Value | None:
+    if "B" in value:
+        return bytes(value["B"])
+    if "L" in value:
+        return frozenset(item["S"] for item in value["L"])
+    if "M" in value:
+        return {path: bytes(h["B"]) for path, h in value["M"].items()}
+    return None
+
+
+def record_from_item(item: dict[str, Any]) -> Record:
+    """The record an item holds (an item without ``updated_at`` reads as never refreshed: stale)."""
+    values: dict[str, Value] = {}
+    for name, raw in item.items():
+        if name.startswith(FIELD_PREFIX):
+            value = _decode(raw)
+            if value is not None:
+                values[name[len(FIELD_PREFIX) :]] = value
+    stamp = item.get("updated_at")
+    return Record(values, float(stamp["N"]) if stamp else 0.0)
+
+
+def _conditional(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _size(value: Value | None) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, frozenset):
+        return sum(len(item) + 4 for item in value)
+    return sum(len(p) + len(h) + 4 for p, h in value.items())
+
+
+class DynamoDeltaStore:
+    """Records in a DynamoDB table (layout in the module's docstring).
+
+    Reads are strongly consistent: the sandbox and schedules import one file right after another, and an
+    eventually consistent read could return a record one commit behind, whose older value would then be
+    dropped as "unchanged" while Braze holds the newer one. A strongly consistent read costs one read
+    unit per 4 KB instead of half of one; a record of a few attributes is well under 4 KB.
+    """
+
+    def __init__(
+        self,
+        dynamodb: Any,
+        table: str,
+        *,
+        ttl_seconds: float,
+        sleep: Callable[[float], None] = time.sleep,
+        attempts: int = GET_ATTEMPTS,
+    ) -> None:
+        self.db = dynamodb
+        self.table = table
+        self.ttl_seconds = ttl_seconds
+        self.sleep = sleep
+        self.attempts = attempts
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        unique = list(dict.fromkeys(keys))
+        found: dict[str, Record] = {}
+        for start in range(0, len(unique), BATCH_GET_KEYS):
+            request: dict[str, Any] = {
+                self.table: {
+                    "Keys": [{"pk": {"S": k}} for k in unique[start : start + BATCH_GET_KEYS]],
+                    "ConsistentRead": True,
+                }
+            }
+            for attempt in range(self.attempts):
+                answer = self.db.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self.table, []):
+                    found[item["pk"]["S"]] = record_from_item(item)
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                # Full jitter backoff: 50 ms doubling, capped at 2 s.
+                self.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
+            else:
+                left = len(request.get(self.table, {}).get("Keys", []))
+                raise DeltaStoreUnavailable(
+                    f"DynamoDB left {left} record reads unprocessed after {self.attempts} tries"
+                )
+        return found
+
+    def commit(self, key: str, changes: Changes, now: float) -> None:
+        if not changes:
+            return
+        if changes.forget:
+            self.db.delete_item(TableName=self.table, Key={"pk": {"S": key}})
+        elif changes.refreshed_at is not None:
+            self._refresh(key, changes, now)
+        else:
+            self._update(key, changes, now)
+
+    def _refresh(self, key: str, changes: Changes, now: float) -> None:
+        assert changes.refreshed_at is not None
+        item: dict[str, Any] = {
+            "pk": {"S": key},
+            "updated_at": {"N": repr(changes.refreshed_at)},
+            "expires_at": {"N": str(int(now + self.ttl_seconds))},
+        }
+        for name, value in changes.set.items():
+            item[FIELD_PREFIX + name] = _encode(value)
+        expected = changes.expected_updated_at
+        condition: dict[str, Any]
+        if expected is None:
+            condition = {"ConditionExpression": "attribute_not_exists(pk)"}
+        elif expected == 0.0:
+            condition = {"ConditionExpression": "attribute_not_exists(updated_at)"}
+        else:
+            condition = {
+                "ConditionExpression": "updated_at = :u",
+                "ExpressionAttributeValues": {":u": {"N": repr(expected)}},
+            }
+        try:
+            self.db.put_item(TableName=self.table, Item=item, **condition)
+        except ClientError as exc:
+            if not _conditional(exc):
+                raise
+            # Another run rewrote the record since it was read: what it says about the attributes this
+            # object set may predate or follow ours at Braze. Forget those; keep the rest.
+            self._forget(key, changes.touched(), now)
+
+    def _update(self, key: str, changes: Changes, now: float) -> None:
+        chunk: list[str] = []
+        size = 0
+        for name in changes.touched():
+            weight = _size(changes.expected.get(name)) + _size(changes.set.get(name)) + 64
+            if chunk and (len(chunk) >= UPDATE_ATTRIBUTES or size + weight > UPDATE_BYTES):
+                self._update_chunk(key, chunk, changes, now)
+                chunk, size = [], 0
+            chunk.append(name)
+            size += weight
+        if chunk:
+            self._update_chunk(key, chunk, changes, now)
+
+    def _update_chunk(self, key: str, names: list[str], changes: Changes, now: float) -> None:
+        sets = ["#exp = if_not_exists(#exp, :exp)"]
+        removes: list[str] = []
+        conditions: list[str] = []
+        attr_names = {"#exp": "expires_at"}
+        attr_values: dict[str, Any] = {":exp": {"N": str(int(now + self.ttl_seconds))}}
+        for i, name in enumerate(names):
+            ref = f"#n{i}"
+            attr_names[ref] = FIELD_PREFIX + name
+            old = changes.expected.get(name)
+            after = None if name in changes.remove else attribute_after(old, name, changes)
+            if after is None:
+                removes.append(ref)
+            else:
+                sets.append(f"{ref} = :v{i}")
+                attr_values[f":v{i}"] = _encode(after)
+            if old is None:
+                conditions.append(f"attribute_not_exists({ref})")
+            else:
+                conditions.append(f"{ref} = :e{i}")
+                attr_values[f":e{i}"] = _encode(old)
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        try:
+            self.db.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": key}},
+                UpdateExpression=expression,
+                ConditionExpression=" AND ".join(conditions),
+                ExpressionAttributeNames=attr_names,
+                ExpressionAttributeValues=attr_values,
+            )
+        except ClientError as exc:
+            if _conditional(exc):
+                # Another run changed some of these attributes since they were read: forget them all.
+                self._forget(key, names, now)
+            elif exc.response.get("Error", {}).get("Code") == "ValidationException" and "size" in str(exc):
+                # Concurrent runs grew the item past DynamoDB's limit: the user is too large to record.
+                self.db.delete_item(TableName=self.table, Key={"pk": {"S": key}})
+            else:
+                raise
+
+    def _forget(self, key: str, names: list[str], now: float) -> None:
+        for start in range(0, len(names), UPDATE_ATTRIBUTES):
+            part = names[start : start + UPDATE_ATTRIBUTES]
+            refs = [f"#n{i}" for i in range(len(part))]
+            attr_names = dict(zip(refs, (FIELD_PREFIX + name for name in part), strict=True))
+            attr_names["#exp"] = "expires_at"
+            self.db.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": key}},
+                UpdateExpression="SET #exp = if_not_exists(#exp, :exp) REMOVE " + ", ".join(refs),
+                ExpressionAttributeNames=attr_names,
+                ExpressionAttributeValues={":exp": {"N": str(int(now + self.ttl_seconds))}},
+            )
