@@ -39,6 +39,7 @@ Value = bytes | frozenset[str] | dict[str, bytes]
 # A DynamoDB item holds at most 400 KB; the record stays well under it (names, type overheads, the key).
 MAX_RECORD_BYTES = 350_000
 _ITEM_OVERHEAD = 200  # pk, updated_at, expires_at and their names
+WHOLE = "*"  # the nested record's key of the whole object's digest (paths are JSON arrays: "[...")
 FIELD_PREFIX = "a."  # the store's item attribute of a Braze attribute: cannot collide with pk/updated_at
 
 # Keys that steer how Braze applies an object, or name the user: sent as they are, never diffed.
@@ -52,8 +53,12 @@ _SORT = orjson.OPT_SORT_KEYS
 
 
 def digest(value: Any) -> bytes:
-    """The short hash of a value: its canonical JSON (sorted keys), 8 bytes of BLAKE2b."""
-    return blake2b(orjson.dumps(value, option=_SORT), digest_size=8).digest()
+    """The short form of a value: its canonical JSON (sorted keys) itself when under 8 bytes (numbers,
+    flags, codes: a hash of those hides nothing), else 8 bytes of its BLAKE2b (lengths keep them apart)."""
+    data = orjson.dumps(value, option=_SORT)
+    if len(data) < 8:
+        return data
+    return blake2b(data, digest_size=8).digest()
 
 
 EMPTY_OBJECT = digest({})
@@ -201,6 +206,14 @@ def leaves(value: dict[str, Any]) -> dict[str, bytes]:
     return out
 
 
+def nested(value: dict[str, Any]) -> dict[str, bytes]:
+    """What the record keeps of a nested object: its leaves, and under ``WHOLE`` the digest of the whole
+    object (an unchanged object is then told by one digest, without walking its leaves)."""
+    out = leaves(value)
+    out[WHOLE] = digest(value)
+    return out
+
+
 def _string_array(value: list[Any]) -> bool:
     return all(item.__class__ is str for item in value)
 
@@ -210,7 +223,7 @@ def recorded(value: Any) -> Value:
     if isinstance(value, list):
         return frozenset(value) if _string_array(value) else digest(value)
     if isinstance(value, dict):
-        return leaves(value)
+        return nested(value)
     return digest(value)
 
 
@@ -327,7 +340,12 @@ def diff(
             continue
         read += 1
         old = values.get(name)
-        if value is None:
+        if name in OPAQUE_ATTRIBUTES:
+            send[name] = value
+            if old is not None:
+                changes.remove.append(name)
+                changes.expected[name] = old
+        elif value is None:
             if old is None:
                 continue
             send[name] = None
@@ -365,22 +383,24 @@ def diff(
                     changes.remove.append(name)
                     changes.expected[name] = old
             else:
-                new = leaves(value)
+                whole = digest(value)
                 if old.__class__ is dict:
-                    if new == old:
+                    if old.get(WHOLE) == whole:
                         continue
-                    tree, changed, gone = _nested_delta(value, old, new)
+                    new = leaves(value)
+                    before = {p: h for p, h in old.items() if p != WHOLE}
+                    if new == before:
+                        continue  # the same leaves (a null or key order apart): nothing to send
+                    tree, changed, gone = _nested_delta(value, before, new)
                     send[name] = tree
                     merge = True
+                    changed[WHOLE] = whole
                     changes.paths[name] = (changed, gone)
                 else:
                     send[name] = value
+                    new = leaves(value)
+                    new[WHOLE] = whole
                     changes.set[name] = new
-                changes.expected[name] = old
-        elif name in OPAQUE_ATTRIBUTES:
-            send[name] = value
-            if old is not None:
-                changes.remove.append(name)
                 changes.expected[name] = old
         else:
             h = digest(value)

@@ -89,6 +89,7 @@ def test_a_record_reads_back_as_it_was_committed(store: DeltaStore) -> None:
         '["geo","lat"]': digest(48.8),
         '["geo","lon"]': digest(2.3),
         '["empty"]': digest({}),
+        "*": digest(USER["address"]),
     }
     assert send(store, USER, T0 + 60) is None  # the same snapshot again: nothing to send
     assert store.get_many(["e:nobody"]) == {}
@@ -123,7 +124,11 @@ def test_a_change_writes_only_what_changed_and_keeps_the_refresh_time(dynamo: An
     assert item["expires_at"] == {"N": str(int(T0 + TTL))}
     assert item["a.first_name"] == {"B": digest("Ada")}
     record = store.get_many(["e:u1"])["e:u1"]
-    assert record.values["address"] == {'["city"]': digest("Lyon"), '["geo","lat"]': digest(48.8)}
+    assert record.values["address"] == {
+        '["city"]': digest("Lyon"),
+        '["geo","lat"]': digest(48.8),
+        "*": digest(changed["address"]),
+    }
     assert send(store, changed, T0 + 7200) is None
 
 
@@ -232,7 +237,7 @@ class Unprocessing:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
 
-    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:  # noqa: N803 (boto3's name)
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
         ((table, request),) = RequestItems.items()
         keys = request["Keys"]
         self.calls.append(len(keys))

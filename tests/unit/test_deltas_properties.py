@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from braze_importer.deltas import Record, apply, diff
+from braze_importer.deltas import WHOLE, Record, Value, apply, diff
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -86,6 +86,12 @@ def braze(*objects: dict[str, Any] | None) -> dict[str, Any]:
     return normal(profile.attributes or {}) if profile is not None else {}
 
 
+def claims(values: dict[str, Value]) -> dict[str, Value]:
+    """What a record says Braze holds (a nested object's whole digest is a shortcut, not a claim: it may
+    lag behind when only nulls changed)."""
+    return {n: {p: h for p, h in v.items() if p != WHOLE} if isinstance(v, dict) else v for n, v in values.items()}
+
+
 def record_of(obj: dict[str, Any], now: float) -> Record:
     delta = diff(obj, None, now=now, max_age_seconds=MAX_AGE)
     assert delta.changes is not None
@@ -107,7 +113,8 @@ def test_braze_holding_first_and_sent_the_delta_holds_second(pair: tuple[dict[st
     after = apply(record, delta.changes) if delta.changes is not None else record
     assert after is not None
     expected = {**record.values, **record_of(second, now=0.0).values}
-    assert after.values == {name: v for name, v in expected.items() if pair[1].get(name, 0) is not None}
+    kept = {name: v for name, v in expected.items() if pair[1].get(name, 0) is not None}
+    assert claims(after.values) == claims(kept)
     # ... so the same object again sends nothing.
     again = diff(second, after, now=20.0, max_age_seconds=MAX_AGE)
     assert again.send is None
