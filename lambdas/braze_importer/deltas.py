@@ -331,7 +331,10 @@ def diff(
     values = record.values
     merging_input = "_merge_objects" in obj
     send: dict[str, Any] = {}
-    changes = Changes()
+    sets: dict[str, Value] = {}
+    removes: list[str] = []
+    paths: dict[str, tuple[dict[str, bytes], list[str]]] = {}
+    expected: dict[str, Value | None] = {}
     read = sent = 0
     merge = False
     for name, value in obj.items():
@@ -343,14 +346,14 @@ def diff(
         if name in OPAQUE_ATTRIBUTES:
             send[name] = value
             if old is not None:
-                changes.remove.append(name)
-                changes.expected[name] = old
+                removes.append(name)
+                expected[name] = old
         elif value is None:
             if old is None:
                 continue
             send[name] = None
-            changes.remove.append(name)
-            changes.expected[name] = old
+            removes.append(name)
+            expected[name] = old
         elif value.__class__ is list:
             if _string_array(value):
                 if old.__class__ is frozenset:
@@ -365,23 +368,23 @@ def diff(
                     if removed:
                         edit["remove"] = removed
                     send[name] = edit
-                    changes.set[name] = items
+                    sets[name] = items
                 else:
                     send[name] = value
-                    changes.set[name] = frozenset(value)
+                    sets[name] = frozenset(value)
             else:
                 h = digest(value)
                 if h == old:
                     continue
                 send[name] = value
-                changes.set[name] = h
-            changes.expected[name] = old
+                sets[name] = h
+            expected[name] = old
         elif value.__class__ is dict or isinstance(value, dict):
             if _opaque(name, value, merging_input):
                 send[name] = value
                 if old is not None:
-                    changes.remove.append(name)
-                    changes.expected[name] = old
+                    removes.append(name)
+                    expected[name] = old
             else:
                 whole = digest(value)
                 if old.__class__ is dict:
@@ -395,28 +398,30 @@ def diff(
                     send[name] = tree
                     merge = True
                     changed[WHOLE] = whole
-                    changes.paths[name] = (changed, gone)
+                    paths[name] = (changed, gone)
                 else:
                     send[name] = value
                     new = leaves(value)
                     new[WHOLE] = whole
-                    changes.set[name] = new
-                changes.expected[name] = old
+                    sets[name] = new
+                expected[name] = old
         else:
-            h = digest(value)
+            data = orjson.dumps(value)
+            h = data if len(data) < 8 else blake2b(data, digest_size=8).digest()
             if h == old:
                 continue
             send[name] = value
-            changes.set[name] = h
-            changes.expected[name] = old
+            sets[name] = h
+            expected[name] = old
         sent += 1
     if not sent:
         return Delta(None, None, read, 0, read, dropped=True)
     if merge:
         send["_merge_objects"] = True
-    if (changes.set or changes.paths) and record_size(apply(record, changes).values) > MAX_RECORD_BYTES:  # type: ignore[union-attr]
+    changes = Changes(sets, removes, paths, expected) if sets or removes or paths else None
+    if (sets or paths) and record_size(apply(record, changes).values) > MAX_RECORD_BYTES:  # type: ignore[arg-type,union-attr]
         return Delta(obj, Changes(forget=True), read, read, 0, too_large=True)
-    return Delta(send, changes if changes else None, read, sent, read - sent)
+    return Delta(send, changes, read, sent, read - sent)
 
 
 def _forgetting(obj: dict[str, Any], record: Record | None, passing: frozenset[str]) -> Delta:
