@@ -218,10 +218,22 @@ def _string_array(value: list[Any]) -> bool:
     return all(item.__class__ is str for item in value)
 
 
+def _held(value: list[Any]) -> list[Any]:
+    """The array Braze holds for an array sent whole: an array of scalars keeps each value once (its
+    first occurrence); an array holding objects or arrays is kept as it is."""
+    held: list[Any] = []
+    for item in value:
+        if isinstance(item, dict | list):
+            return value
+        if item not in held:
+            held.append(item)
+    return held
+
+
 def recorded(value: Any) -> Value:
     """What the record keeps of a plain, non-null value."""
     if isinstance(value, list):
-        return frozenset(value) if _string_array(value) else digest(value)
+        return frozenset(value) if _string_array(value) else digest(_held(value))
     if isinstance(value, dict):
         return nested(value)
     return digest(value)
@@ -373,7 +385,7 @@ def diff(
                     send[name] = value
                     sets[name] = frozenset(value)
             else:
-                h = digest(value)
+                h = digest(_held(value))
                 if h == old:
                     continue
                 send[name] = value
@@ -436,6 +448,21 @@ def _forgetting(obj: dict[str, Any], record: Record | None, passing: frozenset[s
             changes.remove.append(name)
             changes.expected[name] = record.values[name]
     return Delta(obj, changes if changes else None, read, read, 0)
+
+
+def unanswered(delta: Delta) -> Changes | None:
+    """The changes to commit instead of ``delta.changes`` when Braze's answer to the object sent is
+    unknown (no answer, or a failure after which Braze may have applied it): the record forgets every
+    attribute the object set, so it claims nothing either way (the next file resends those)."""
+    changes = delta.changes
+    if delta.send is None or changes is None:
+        return None
+    if changes.forget:
+        return changes
+    names = changes.touched()
+    if not names:
+        return None
+    return Changes(remove=names, expected={name: changes.expected.get(name) for name in names})
 
 
 # -- applying changes --------------------------------------------------------------------------

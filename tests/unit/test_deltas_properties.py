@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from braze_importer.deltas import WHOLE, Record, Value, apply, diff
+from braze_importer.delta_store import MemoryDeltaStore
+from braze_importer.deltas import WHOLE, Record, Value, apply, diff, recorded, unanswered
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -77,13 +78,18 @@ def normal(value: Any) -> Any:
     return value
 
 
-def braze(*objects: dict[str, Any] | None) -> dict[str, Any]:
+def held(*objects: dict[str, Any] | None) -> dict[str, Any]:
+    """The attributes Braze holds for user "u" after these objects, in order."""
     users = Users()
     for obj in objects:
         if obj is not None:
             users.apply([("attributes", obj)], max_array=500, keep_entries=False)
     profile = users.by_external.get("u")
-    return normal(profile.attributes or {}) if profile is not None else {}
+    return dict(profile.attributes or {}) if profile is not None else {}
+
+
+def braze(*objects: dict[str, Any] | None) -> dict[str, Any]:
+    return normal(held(*objects))  # type: ignore[no-any-return]
 
 
 def claims(values: dict[str, Value]) -> dict[str, Value]:
@@ -136,3 +142,48 @@ def test_a_chain_of_snapshots_keeps_braze_equal_to_the_last(
         if delta.changes is not None:
             record = apply(record, delta.changes)
         assert braze(*sent) == braze(*snapshots[: now + 1])
+
+
+OUTCOMES = ["accepted", "rejected", "unanswered_applied", "unanswered_lost"]
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    pairs(),
+    attributes,
+    st.lists(st.sampled_from(OUTCOMES), min_size=2, max_size=2),
+    st.permutations([0, 1]),
+    st.permutations([0, 1]),
+)
+def test_concurrent_runs_never_leave_a_claim_braze_does_not_hold(
+    pair: tuple[dict[str, Any], dict[str, Any]],
+    third: dict[str, Any],
+    outcomes: list[str],
+    braze_order: list[int],
+    commit_order: list[int],
+) -> None:
+    """Two runs diff the same user against the same record; Braze applies what it applies in either
+    order, and the runs commit in either order. Whatever the record then claims, Braze holds."""
+    store = MemoryDeltaStore()
+    base = {"external_id": "u", **pair[0]}
+    start = diff(base, None, now=0.0, max_age_seconds=MAX_AGE)
+    assert start.changes is not None
+    store.commit("e:u", start.changes, 0.0)
+    record = store.get_many(["e:u"]).get("e:u")
+    runs = [{"external_id": "u", **pair[1]}, {"external_id": "u", **third}]
+    deltas = [diff(obj, record, now=10.0, max_age_seconds=MAX_AGE) for obj in runs]
+    applied = [base] + [deltas[i].send for i in braze_order if outcomes[i] in ("accepted", "unanswered_applied")]
+    for i in commit_order:
+        if outcomes[i] == "accepted" and deltas[i].changes is not None:
+            store.commit("e:u", deltas[i].changes, 20.0)  # type: ignore[arg-type]
+        elif outcomes[i].startswith("unanswered"):
+            changes = unanswered(deltas[i])
+            if changes is not None:
+                store.commit("e:u", changes, 20.0)
+    holds = held(*applied)
+    after = store.get_many(["e:u"]).get("e:u")
+    if after is None:
+        return
+    for name, claim in claims(after.values).items():
+        assert name in holds, name
+        assert claim == claims({name: recorded(holds[name])})[name], name
