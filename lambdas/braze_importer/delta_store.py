@@ -1,15 +1,17 @@
 """Where the records of what was last set per user live: a port, an in-memory store, and DynamoDB.
 
-Both stores keep the same promise: a record never claims a value Braze was not sent. Each commit
-changes an attribute only if the record still holds the value the delta was computed from; if another
-run changed it meanwhile, the attribute is forgotten instead (the next file resends it, which Braze
-takes as a no-op). Two runs touching different attributes of one user both keep theirs.
+Both stores keep the same promise: what a fresh record claims, Braze holds. Each commit changes an
+attribute only if the record still holds the value the delta was computed from; if another run changed
+it meanwhile, the attribute becomes UNKNOWN instead (the next file resends it, which Braze takes as a
+no-op). Two runs touching different attributes of one user both keep theirs. A rewrite whole checks the
+record's version (every write counts one), so it cannot erase what another run marked UNKNOWN.
 
 DynamoDB item of one user (table: partition key ``pk`` string, TTL attribute ``expires_at``, on demand):
 
 - ``pk`` (S): ``deltas.user_key`` of the user ("e:<external_id>", "b:", "a:<label>:<name>", "m:", "p:");
-- ``updated_at`` (N): when the record was last rewritten whole (epoch seconds);
-- ``expires_at`` (N): ``updated_at`` + the TTL (epoch seconds), for DynamoDB's TTL;
+- ``updated_at`` (N): when the record was last rewritten whole (epoch seconds; absent: stale);
+- ``v`` (N): the record's version, one more on every write;
+- ``expires_at`` (N): when the record was rewritten whole + the TTL (epoch seconds), for DynamoDB's TTL;
 - ``a.<attribute>`` per Braze attribute: B (8-byte digest) for a scalar or a value sent whole, L of S
   (sorted) for an array of strings, M of path -> B for a nested object.
 """
@@ -24,7 +26,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from .deltas import FIELD_PREFIX, Changes, Record, Value, apply, attribute_after
+from .deltas import FIELD_PREFIX, NEVER, UNKNOWN, Changes, Record, Value, apply, attribute_after
 
 BATCH_GET_KEYS = 100  # BatchGetItem's limit
 UPDATE_ATTRIBUTES = 40  # attributes per UpdateItem: keeps expressions far under DynamoDB's 4 KB
@@ -64,35 +66,33 @@ class MemoryDeltaStore:
             return
         with self._lock:
             current = self.records.get(key)
+            version = current.version + 1 if current is not None else 1
+            values = dict(current.values) if current is not None else {}
+            updated_at = current.updated_at if current is not None else NEVER
             if changes.forget:
-                self.records.pop(key, None)
+                for name in changes.remove:
+                    values.pop(name, None)
+                self.records[key] = Record(values, NEVER, version)
                 return
             if changes.refreshed_at is not None:
-                if (current.updated_at if current is not None else None) == changes.expected_updated_at:
+                if (current.version if current is not None else None) == changes.expected_version:
                     new = apply(current, changes)
                     assert new is not None
                     self.records[key] = new
-                elif current is not None:
-                    self._forget(key, current, changes.touched())
+                else:
+                    values.update(dict.fromkeys(changes.touched(), UNKNOWN))
+                    self.records[key] = Record(values, updated_at, version)
                 return
-            values = dict(current.values) if current is not None else {}
-            stale = []
             for name in changes.touched():
-                if values.get(name) != changes.expected.get(name):
-                    stale.append(name)
+                if name in changes.unknown or values.get(name) != changes.expected.get(name):
+                    values[name] = UNKNOWN
                     continue
                 after = None if name in changes.remove else attribute_after(values.get(name), name, changes)
                 if after is None:
                     values.pop(name, None)
                 else:
                     values[name] = after
-            for name in stale:
-                values.pop(name, None)
-            self.records[key] = Record(values, current.updated_at if current is not None else 0.0)
-
-    def _forget(self, key: str, current: Record, names: list[str]) -> None:
-        values = {k: v for k, v in current.values.items() if k not in names}
-        self.records[key] = Record(values, current.updated_at)
+            self.records[key] = Record(values, updated_at, version)
 
 
 # -- DynamoDB ----------------------------------------------------------------------------------
@@ -125,7 +125,8 @@ def record_from_item(item: dict[str, Any]) -> Record:
             if value is not None:
                 values[name[len(FIELD_PREFIX) :]] = value
     stamp = item.get("updated_at")
-    return Record(values, float(stamp["N"]) if stamp else 0.0)
+    version = item.get("v")
+    return Record(values, float(stamp["N"]) if stamp else NEVER, int(version["N"]) if version else 0)
 
 
 def _conditional(exc: ClientError) -> bool:
@@ -196,10 +197,12 @@ class DynamoDeltaStore:
         if not changes:
             return
         if changes.forget:
-            self.db.delete_item(TableName=self.table, Key={"pk": {"S": key}})
+            self._forget(key, changes.remove, now)
         elif changes.refreshed_at is not None:
             self._refresh(key, changes, now)
         else:
+            if changes.unknown:
+                self._mark_unknown(key, changes.unknown, now)
             self._update(key, changes, now)
 
     def _refresh(self, key: str, changes: Changes, now: float) -> None:
@@ -207,34 +210,34 @@ class DynamoDeltaStore:
         item: dict[str, Any] = {
             "pk": {"S": key},
             "updated_at": {"N": repr(changes.refreshed_at)},
+            "v": {"N": str((changes.expected_version or 0) + 1)},
             "expires_at": {"N": str(int(now + self.ttl_seconds))},
         }
         for name, value in changes.set.items():
             item[FIELD_PREFIX + name] = _encode(value)
-        expected = changes.expected_updated_at
+        expected = changes.expected_version
         condition: dict[str, Any]
         if expected is None:
             condition = {"ConditionExpression": "attribute_not_exists(pk)"}
-        elif expected == 0.0:
-            condition = {"ConditionExpression": "attribute_not_exists(updated_at)"}
+        elif expected == 0:
+            condition = {"ConditionExpression": "attribute_not_exists(v)"}
         else:
-            condition = {
-                "ConditionExpression": "updated_at = :u",
-                "ExpressionAttributeValues": {":u": {"N": repr(expected)}},
-            }
+            condition = {"ConditionExpression": "v = :v", "ExpressionAttributeValues": {":v": {"N": str(expected)}}}
         try:
             self.db.put_item(TableName=self.table, Item=item, **condition)
         except ClientError as exc:
             if not _conditional(exc):
                 raise
-            # Another run rewrote the record since it was read: what it says about the attributes this
-            # object set may predate or follow ours at Braze. Forget those; keep the rest.
-            self._forget(key, changes.touched(), now)
+            # Another run wrote the record since it was read: what it says about the attributes this
+            # object set may predate or follow ours at Braze. Those become unknown; the rest stays.
+            self._mark_unknown(key, changes.touched(), now)
 
     def _update(self, key: str, changes: Changes, now: float) -> None:
         chunk: list[str] = []
         size = 0
         for name in changes.touched():
+            if name in changes.unknown:
+                continue
             weight = _size(changes.expected.get(name)) + _size(changes.set.get(name)) + 64
             if chunk and (len(chunk) >= UPDATE_ATTRIBUTES or size + weight > UPDATE_BYTES):
                 self._update_chunk(key, chunk, changes, now)
@@ -248,8 +251,8 @@ class DynamoDeltaStore:
         sets = ["#exp = if_not_exists(#exp, :exp)"]
         removes: list[str] = []
         conditions: list[str] = []
-        attr_names = {"#exp": "expires_at"}
-        attr_values: dict[str, Any] = {":exp": {"N": str(int(now + self.ttl_seconds))}}
+        attr_names = {"#exp": "expires_at", "#v": "v"}
+        attr_values: dict[str, Any] = {":exp": {"N": str(int(now + self.ttl_seconds))}, ":one": {"N": "1"}}
         for i, name in enumerate(names):
             ref = f"#n{i}"
             attr_names[ref] = FIELD_PREFIX + name
@@ -265,7 +268,7 @@ class DynamoDeltaStore:
             else:
                 conditions.append(f"{ref} = :e{i}")
                 attr_values[f":e{i}"] = _encode(old)
-        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "") + " ADD #v :one"
         try:
             self.db.update_item(
                 TableName=self.table,
@@ -277,24 +280,52 @@ class DynamoDeltaStore:
             )
         except ClientError as exc:
             if _conditional(exc):
-                # Another run changed some of these attributes since they were read: forget them all.
-                self._forget(key, names, now)
+                # Another run changed some of these attributes since they were read: which value Braze
+                # kept is unknown.
+                self._mark_unknown(key, names, now)
             elif exc.response.get("Error", {}).get("Code") == "ValidationException" and "size" in str(exc):
                 # Concurrent runs grew the item past DynamoDB's limit: the user is too large to record.
-                self.db.delete_item(TableName=self.table, Key={"pk": {"S": key}})
+                self._forget(key, names, now)
             else:
                 raise
 
-    def _forget(self, key: str, names: list[str], now: float) -> None:
+    def _mark_unknown(self, key: str, names: list[str], now: float) -> None:
+        """Unconditionally: these attributes' values at Braze are unknown."""
         for start in range(0, len(names), UPDATE_ATTRIBUTES):
             part = names[start : start + UPDATE_ATTRIBUTES]
             refs = [f"#n{i}" for i in range(len(part))]
             attr_names = dict(zip(refs, (FIELD_PREFIX + name for name in part), strict=True))
-            attr_names["#exp"] = "expires_at"
+            attr_names |= {"#exp": "expires_at", "#v": "v"}
             self.db.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": key}},
-                UpdateExpression="SET #exp = if_not_exists(#exp, :exp) REMOVE " + ", ".join(refs),
+                UpdateExpression="SET #exp = if_not_exists(#exp, :exp), "
+                + ", ".join(f"{ref} = :unknown" for ref in refs)
+                + " ADD #v :one",
                 ExpressionAttributeNames=attr_names,
-                ExpressionAttributeValues={":exp": {"N": str(int(now + self.ttl_seconds))}},
+                ExpressionAttributeValues={
+                    ":exp": {"N": str(int(now + self.ttl_seconds))},
+                    ":unknown": {"B": UNKNOWN},
+                    ":one": {"N": "1"},
+                },
             )
+
+    def _forget(self, key: str, names: list[str], now: float) -> None:
+        """The record becomes stale (ignored until rewritten whole) and drops these attributes."""
+        names = list(names)
+        first = True
+        while first or names:
+            part, names = names[:UPDATE_ATTRIBUTES], names[UPDATE_ATTRIBUTES:]
+            refs = [f"#n{i}" for i in range(len(part))]
+            attr_names = dict(zip(refs, (FIELD_PREFIX + name for name in part), strict=True))
+            attr_names |= {"#exp": "expires_at", "#v": "v", "#u": "updated_at"}
+            self.db.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": key}},
+                UpdateExpression="SET #exp = if_not_exists(#exp, :exp) REMOVE "
+                + ", ".join(["#u", *refs])
+                + " ADD #v :one",
+                ExpressionAttributeNames=attr_names,
+                ExpressionAttributeValues={":exp": {"N": str(int(now + self.ttl_seconds))}, ":one": {"N": "1"}},
+            )
+            first = False

@@ -3,27 +3,30 @@
 Pure and on the hot path (it runs once per attributes object). A ``Record`` is what this importer last
 set for one user, per attribute, in the least that tells a change apart:
 
-- ``bytes`` (an 8-byte BLAKE2b digest of the value's canonical JSON): a scalar, or anything sent whole
-  (arrays holding anything but strings, arrays of objects);
+- ``bytes``: a scalar, or anything sent whole (arrays holding anything but strings, arrays of objects):
+  the value's canonical JSON when under 8 bytes, else 8 bytes of its BLAKE2b; ``UNKNOWN`` (b"?") when
+  the value Braze holds is not known (an operation was sent, or two runs raced on it);
 - ``frozenset[str]``: the items of an array of strings (Braze keeps each item once; order is no change);
 - ``dict[str, bytes]``: a nested object, one digest per leaf keyed by the leaf's path as JSON array text
-  (``'["address","city"]'``; an empty object is a leaf of its own, the root's path is ``'[]'``).
+  (``'["address","city"]'``; an empty object is a leaf of its own, the root's path is ``'[]'``), and the
+  whole object's digest under ``WHOLE`` ("*").
 
-``diff`` gives the object to send and the ``Changes`` to make to the record once Braze accepted that
-object. Rules (Braze's /users/track attribute semantics, mirrored in sandbox/braze_emulator.py):
+``diff`` gives the object to send and the ``Changes`` to commit once Braze accepted that object
+(``unanswered`` gives those to commit when Braze's answer is unknown). Rules (Braze's /users/track
+attribute semantics, as sandbox/braze_emulator.py applies them):
 
 - unchanged values are dropped; an object left with identifiers only is not sent (when a record exists);
 - a changed scalar is sent as is; a value that became null is sent as null once, then recorded as absent;
 - an array of strings becomes ``{"add": [...], "remove": [...]}``; first seen, it is sent as is;
 - a nested object sends only its changed leaves with ``"_merge_objects": true`` and null for what went;
 - anything that is not a plain value (``inc``, array edits, ``$add``/``$remove``/``$update``,
-  ``subscription_groups``, ``push_tokens``, nested objects of an input that carries ``_merge_objects``) is
-  always sent and never recorded, and the record forgets that attribute (its value is now unknown);
+  ``subscription_groups``, ``push_tokens``, nested objects of an input that carries ``_merge_objects``,
+  arrays longer than the workspace keeps) is always sent and recorded as ``UNKNOWN``;
 - an object Braze may ignore (``_update_existing_only``, an alias without ``_update_existing_only: false``,
-  ``push_token_import``) is sent as is and only makes the record forget what it touches;
-- no record, a record older than ``max_age_seconds``, or ``full=True``: everything is sent and the record
-  is rewritten from it;
-- a user whose record would not fit one DynamoDB item is sent in full and the record is dropped.
+  ``push_token_import``) is sent as is and makes what the record holds of its attributes ``UNKNOWN``;
+- no record, a record older than ``max_age_seconds`` (or never rewritten whole), or ``full=True``:
+  everything is sent and the record is rewritten from it;
+- a user whose record would not fit one DynamoDB item is sent in full and the record made stale.
 """
 
 from __future__ import annotations
@@ -64,40 +67,51 @@ def digest(value: Any) -> bytes:
 EMPTY_OBJECT = digest({})
 
 
+NEVER = float("-inf")  # ``updated_at`` of a record never rewritten whole: stale, so ignored
+UNKNOWN = b"?"  # an attribute whose value at Braze is unknown (never a digest: not JSON, not 8 bytes)
+
+
 @dataclass(slots=True)
 class Record:
-    """What was last set for one user: per Braze attribute name, a ``Value``; when it was last rewritten
-    whole (``updated_at``, epoch seconds; a record older than the maximum age is ignored)."""
+    """What was last set for one user: per Braze attribute name, a ``Value`` (or ``UNKNOWN``); when it was
+    last rewritten whole (``updated_at``, epoch seconds; a record older than the maximum age, or
+    ``NEVER`` rewritten whole, is ignored); ``version``, counting every write (a rewrite whole checks it)."""
 
     values: dict[str, Value]
     updated_at: float
+    version: int = 0
 
 
 @dataclass(slots=True)
 class Changes:
-    """What to do to a user's record once Braze accepted the object sent.
+    """What to do to a user's record once Braze accepted the object sent (or, from ``unanswered``, once
+    Braze's answer is unknown).
 
-    ``refreshed_at`` set: the record is rewritten whole with ``set`` as its values (a concurrent rewrite
-    since ``expected_updated_at`` makes the store forget ``set`` and ``remove`` instead). Otherwise each
-    attribute in ``set`` (whole value), ``remove`` (forgotten) or ``paths`` (nested leaves set / removed by
-    path) is changed only if the record still holds ``expected[attribute]`` (None: absent); if not, the
-    store forgets that attribute, which is always safe (the next file resends it). ``forget``: drop the
-    record."""
+    ``refreshed_at`` set: the record is rewritten whole with ``set`` as its values, if its version is still
+    ``expected_version`` (None: no record); if not, the attributes it names become ``UNKNOWN``.
+    Otherwise each attribute in ``set`` (whole value), ``remove`` (now absent) or ``paths`` (nested leaves
+    set / removed by path) changes only if the record still holds ``expected[attribute]`` (None: absent);
+    if not, it becomes ``UNKNOWN`` (another run changed it meanwhile: which value Braze kept is unknown).
+    ``unknown``: attributes to mark ``UNKNOWN`` whatever they hold. ``forget``: the record becomes stale
+    (ignored until rewritten whole) and drops the attributes in ``remove``. Every write counts a version."""
 
     set: dict[str, Value] = field(default_factory=dict)
     remove: list[str] = field(default_factory=list)
     paths: dict[str, tuple[dict[str, bytes], list[str]]] = field(default_factory=dict)
     expected: dict[str, Value | None] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)
     refreshed_at: float | None = None
-    expected_updated_at: float | None = None
+    expected_version: int | None = None
     forget: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.set or self.remove or self.paths or self.forget or self.refreshed_at is not None)
+        return bool(
+            self.set or self.remove or self.paths or self.unknown or self.forget or self.refreshed_at is not None
+        )
 
     def touched(self) -> list[str]:
         """Every attribute these changes write or forget."""
-        return [*self.set, *self.remove, *(a for a in self.paths if a not in self.set)]
+        return [*self.set, *self.remove, *(a for a in self.paths if a not in self.set), *self.unknown]
 
 
 @dataclass(slots=True)
@@ -309,20 +323,32 @@ def record_size(values: dict[str, Value]) -> int:
     return size
 
 
-def _full(obj: dict[str, Any], record: Record | None, now: float, passing: frozenset[str]) -> Delta:
+def _too_long(value: Any, max_array: int | None) -> bool:
+    """An array longer than Braze keeps: what it holds of it depends on how it was sent (a set keeps the
+    first items, an "add" the last), so it is sent whole and not recorded."""
+    return (
+        max_array is not None and isinstance(value, list) and len(value) > max_array and len(_held(value)) > max_array
+    )
+
+
+def _full(
+    obj: dict[str, Any], record: Record | None, now: float, passing: frozenset[str], max_array: int | None
+) -> Delta:
     merging_input = "_merge_objects" in obj
-    changes = Changes(refreshed_at=now, expected_updated_at=None if record is None else record.updated_at)
+    changes = Changes(refreshed_at=now, expected_version=None if record is None else record.version)
     read = 0
     for name, value in obj.items():
         if name in passing:
             continue
         read += 1
-        if value is None or _opaque(name, value, merging_input):
+        if value is None:
             changes.remove.append(name)
+        elif _opaque(name, value, merging_input) or _too_long(value, max_array):
+            changes.set[name] = UNKNOWN
         else:
             changes.set[name] = recorded(value)
     if record_size(changes.set) > MAX_RECORD_BYTES:
-        return Delta(obj, Changes(forget=True), read, read, 0, too_large=True)
+        return Delta(obj, _forget(obj, record, passing), read, read, 0, too_large=True)
     return Delta(obj, changes, read, read, 0)
 
 
@@ -333,13 +359,15 @@ def diff(
     now: float,
     max_age_seconds: float,
     full: bool = False,
+    max_array: int | None = None,
 ) -> Delta:
-    """What to send for ``obj`` given the user's ``record`` (see the module's rules)."""
+    """What to send for ``obj`` given the user's ``record`` (see the module's rules). ``max_array``: the
+    workspace's maximum array length, when known; a longer array is sent whole and never recorded."""
     passing, update_only = _identifier_keys(obj)
     if update_only:
         return _forgetting(obj, record, passing)
     if full or record is None or now - record.updated_at > max_age_seconds:
-        return _full(obj, record, now, passing)
+        return _full(obj, record, now, passing, max_array)
     values = record.values
     merging_input = "_merge_objects" in obj
     send: dict[str, Any] = {}
@@ -347,6 +375,7 @@ def diff(
     removes: list[str] = []
     paths: dict[str, tuple[dict[str, bytes], list[str]]] = {}
     expected: dict[str, Value | None] = {}
+    unknown: list[str] = []
     read = sent = 0
     merge = False
     for name, value in obj.items():
@@ -355,11 +384,10 @@ def diff(
             continue
         read += 1
         old = values.get(name)
-        if name in OPAQUE_ATTRIBUTES:
+        if name in OPAQUE_ATTRIBUTES or (max_array is not None and _too_long(value, max_array)):
             send[name] = value
-            if old is not None:
-                removes.append(name)
-                expected[name] = old
+            if old != UNKNOWN:
+                unknown.append(name)
         elif value is None:
             if old is None:
                 continue
@@ -394,9 +422,8 @@ def diff(
         elif value.__class__ is dict or isinstance(value, dict):
             if _opaque(name, value, merging_input):
                 send[name] = value
-                if old is not None:
-                    removes.append(name)
-                    expected[name] = old
+                if old != UNKNOWN:
+                    unknown.append(name)
             else:
                 whole = digest(value)
                 if old.__class__ is dict:
@@ -430,23 +457,31 @@ def diff(
         return Delta(None, None, read, 0, read, dropped=True)
     if merge:
         send["_merge_objects"] = True
-    changes = Changes(sets, removes, paths, expected) if sets or removes or paths else None
+    changes = Changes(sets, removes, paths, expected, unknown) if sets or removes or paths or unknown else None
     if (sets or paths) and record_size(apply(record, changes).values) > MAX_RECORD_BYTES:  # type: ignore[arg-type,union-attr]
-        return Delta(obj, Changes(forget=True), read, read, 0, too_large=True)
+        return Delta(obj, _forget(obj, record, passing), read, read, 0, too_large=True)
     return Delta(send, changes, read, sent, read - sent)
 
 
+def _forget(obj: dict[str, Any], record: Record | None, passing: frozenset[str]) -> Changes:
+    """The record of a user too large to record: stale, without the attributes it or the object names."""
+    names = dict.fromkeys(record.values) if record is not None else {}
+    names.update((name, None) for name in obj if name not in passing)
+    return Changes(remove=list(names), forget=True)
+
+
 def _forgetting(obj: dict[str, Any], record: Record | None, passing: frozenset[str]) -> Delta:
-    """An object Braze may ignore: sent as is; the record forgets every attribute it names."""
+    """An object Braze may ignore: sent as is; what the record holds of the attributes it names becomes
+    unknown (Braze applied them or not)."""
     changes = Changes()
     read = 0
+    values = record.values if record is not None else {}
     for name in obj:
         if name in passing:
             continue
         read += 1
-        if record is not None and name in record.values:
-            changes.remove.append(name)
-            changes.expected[name] = record.values[name]
+        if name in values and values[name] != UNKNOWN:
+            changes.unknown.append(name)
     return Delta(obj, changes if changes else None, read, read, 0)
 
 
@@ -460,9 +495,7 @@ def unanswered(delta: Delta) -> Changes | None:
     if changes.forget:
         return changes
     names = changes.touched()
-    if not names:
-        return None
-    return Changes(remove=names, expected={name: changes.expected.get(name) for name in names})
+    return Changes(unknown=names) if names else None
 
 
 # -- applying changes --------------------------------------------------------------------------
@@ -483,18 +516,22 @@ def attribute_after(old: Value | None, name: str, changes: Changes) -> Value | N
 
 
 def apply(record: Record | None, changes: Changes) -> Record | None:
-    """The record after ``changes`` (what the store does, without concurrent writers)."""
+    """The record after ``changes`` (what the store does, without concurrent writers); None: no record
+    that a diff would use (a forgotten record is stale)."""
+    version = record.version + 1 if record is not None else 1
     if changes.forget:
         return None
     if changes.refreshed_at is not None:
-        return Record(dict(changes.set), changes.refreshed_at)
+        return Record(dict(changes.set), changes.refreshed_at, version)
     values = dict(record.values) if record is not None else {}
     for name in changes.remove:
         values.pop(name, None)
+    for name in changes.unknown:
+        values[name] = UNKNOWN
     for name in (*changes.set, *changes.paths):
         new = attribute_after(values.get(name), name, changes)
         if new is None:
             values.pop(name, None)
         else:
             values[name] = new
-    return Record(values, record.updated_at if record is not None else 0.0)
+    return Record(values, record.updated_at if record is not None else NEVER, version)

@@ -14,7 +14,7 @@ from braze_importer.delta_store import (
     MemoryDeltaStore,
     record_from_item,
 )
-from braze_importer.deltas import Record, apply, diff, digest, user_key
+from braze_importer.deltas import NEVER, UNKNOWN, Record, apply, diff, digest, unanswered, user_key
 from moto import mock_aws
 
 pytestmark = pytest.mark.usefixtures("aws_env")
@@ -99,7 +99,8 @@ def test_the_item_layout(dynamo: Any) -> None:
     store = DynamoDeltaStore(dynamo, "deltas", ttl_seconds=TTL)
     send(store, USER, T0)
     item = dynamo.get_item(TableName="deltas", Key={"pk": {"S": "e:u1"}})["Item"]
-    assert set(item) == {"pk", "updated_at", "expires_at"} | {f"a.{n}" for n in USER if n != "external_id"}
+    assert set(item) == {"pk", "updated_at", "v", "expires_at"} | {f"a.{n}" for n in USER if n != "external_id"}
+    assert item["v"] == {"N": "1"}
     assert item["expires_at"] == {"N": str(int(T0 + TTL))}
     assert item["a.age"] == {"B": digest(36)}
     assert item["a.tags"] == {"L": [{"S": "a"}, {"S": "b"}]}
@@ -157,8 +158,8 @@ def test_concurrent_runs_changing_the_same_attribute_leave_it_unrecorded(store: 
     store.commit("e:u1", one.changes, T0 + 2)
     store.commit("e:u1", two.changes, T0 + 2)
     after = store.get_many(["e:u1"])["e:u1"]
-    assert "age" not in after.values
-    assert "address" not in after.values
+    assert after.values["age"] == UNKNOWN
+    assert after.values["address"] == UNKNOWN
     assert after.values["first_name"] == digest("Ada")
     assert send(store, {"external_id": "u1", "age": 41}, T0 + 3) == {"external_id": "u1", "age": 41}
 
@@ -170,7 +171,7 @@ def test_concurrent_first_sightings_forget_what_the_second_one_set(store: DeltaS
     store.commit("e:u1", one.changes, T0)
     store.commit("e:u1", two.changes, T0)
     after = store.get_many(["e:u1"])["e:u1"]
-    assert after.values == {"a": digest(1)}
+    assert after.values == {"a": digest(1), "b": UNKNOWN, "c": UNKNOWN}
 
 
 def test_a_stale_record_is_rewritten_whole(store: DeltaStore) -> None:
@@ -192,7 +193,11 @@ def test_a_user_too_large_to_record_is_forgotten(store: DeltaStore) -> None:
     send(store, USER, T0)
     huge = {"external_id": "u1", "many": [f"item-{i:06d}-{'x' * 40}" for i in range(8000)]}
     assert send(store, huge, T0 + 1) == huge
-    assert store.get_many(["e:u1"]) == {}
+    stale = store.get_many(["e:u1"])["e:u1"]
+    assert stale.updated_at == NEVER
+    assert stale.values == {}
+    assert send(store, USER, T0 + 2) == USER  # a stale record is ignored: everything is sent, and recorded
+    assert store.get_many(["e:u1"])["e:u1"].updated_at == T0 + 2
 
 
 def test_attribute_names_that_look_like_expression_syntax(store: DeltaStore) -> None:
@@ -281,3 +286,27 @@ def test_the_memory_store_is_what_apply_gives_without_concurrency() -> None:
             record = apply(record, delta.changes)
             store.commit("e:u1", delta.changes, T0 + now)
         assert store.get_many(["e:u1"]).get("e:u1") == record
+
+
+def test_an_unanswered_object_leaves_its_attributes_unknown(store: DeltaStore) -> None:
+    send(store, USER, T0)
+    record = store.get_many(["e:u1"])["e:u1"]
+    delta = diff({**USER, "age": 50}, record, now=T0 + 1, max_age_seconds=MAX_AGE)
+    changes = unanswered(delta)
+    assert changes is not None
+    store.commit("e:u1", changes, T0 + 1)
+    after = store.get_many(["e:u1"])["e:u1"]
+    assert after.values["age"] == UNKNOWN
+    assert after.values["first_name"] == digest("Ada")
+    # Braze may hold 36 or 50: whichever the next file says is sent.
+    assert send(store, USER, T0 + 2) == {"external_id": "u1", "age": 36}
+
+
+def test_a_rewrite_whole_does_not_erase_what_another_run_left_unknown(store: DeltaStore) -> None:
+    one = diff({"external_id": "u1", "a": 1}, None, now=T0, max_age_seconds=MAX_AGE)
+    two = diff({"external_id": "u1", "a": 2}, None, now=T0, max_age_seconds=MAX_AGE)
+    lost = unanswered(two)
+    assert one.changes is not None and lost is not None
+    store.commit("e:u1", lost, T0)  # Braze may have applied a=2 after a=1
+    store.commit("e:u1", one.changes, T0)
+    assert store.get_many(["e:u1"])["e:u1"].values == {"a": UNKNOWN}

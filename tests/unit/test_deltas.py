@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from braze_importer.deltas import (
     MAX_RECORD_BYTES,
+    UNKNOWN,
     WHOLE,
     Changes,
     Delta,
@@ -223,7 +224,7 @@ def test_operations_are_always_sent_never_recorded_and_clear_the_record(name: st
             after = apply(record, delta.changes)
             assert after is not None
             record = after
-        assert name not in record.values
+        assert record.values[name] == UNKNOWN
 
 
 def test_nested_objects_of_an_input_that_carries_merge_objects_are_sent_as_they_are() -> None:
@@ -232,7 +233,7 @@ def test_nested_objects_of_an_input_that_carries_merge_objects_are_sent_as_they_
     delta = again(first, second)
     assert delta.send == {"external_id": "u1", "_merge_objects": True, "n": {"a": 1}}
     assert delta.changes is not None
-    assert delta.changes.remove == ["n"]
+    assert delta.changes.unknown == ["n"]
 
 
 @pytest.mark.parametrize(
@@ -250,8 +251,11 @@ def test_an_object_braze_may_ignore_is_sent_as_is_and_only_clears_the_record(ide
     delta = diff(obj, record, now=T0 + 60, max_age_seconds=MAX_AGE)
     assert delta.send == obj
     assert delta.changes is not None
-    assert delta.changes.remove == ["age"]
+    assert delta.changes.unknown == ["age"]
     assert delta.changes.set == {}
+    after = apply(record, delta.changes)
+    assert after is not None
+    assert diff(obj, after, now=T0 + 60, max_age_seconds=MAX_AGE).changes is None  # already unknown
 
 
 def test_an_alias_that_may_create_the_user_is_diffed() -> None:
@@ -282,7 +286,7 @@ def test_a_record_older_than_the_maximum_age_is_ignored() -> None:
     assert stale.send == user
     assert stale.changes is not None
     assert stale.changes.refreshed_at == T0 + MAX_AGE + 1
-    assert stale.changes.expected_updated_at == T0
+    assert stale.changes.expected_version == record.version
 
 
 def test_a_full_send_sends_everything_and_refreshes_the_record() -> None:
@@ -300,13 +304,13 @@ def test_a_user_too_large_to_record_is_sent_in_full_and_its_record_dropped() -> 
     first = diff(huge, None, now=T0, max_age_seconds=MAX_AGE)
     assert first.too_large
     assert first.send == huge
-    assert first.changes == Changes(forget=True)
+    assert first.changes == Changes(remove=["t"], forget=True)
     # A record that grows too large on a change is dropped too, and the object goes whole.
     small = recorded({"external_id": "u1", "t": many[:10], "x": 1})
     delta = diff({"external_id": "u1", "t": many, "x": 1}, small, now=T0 + 1, max_age_seconds=MAX_AGE)
     assert delta.too_large
     assert delta.send == {"external_id": "u1", "t": many, "x": 1}
-    assert delta.changes == Changes(forget=True)
+    assert delta.changes == Changes(remove=["t", "x"], forget=True)
     assert apply(small, delta.changes) is None
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from braze_importer.delta_store import MemoryDeltaStore
-from braze_importer.deltas import WHOLE, Record, Value, apply, diff, recorded, unanswered
+from braze_importer.deltas import UNKNOWN, WHOLE, Record, Value, apply, diff, recorded, unanswered
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -78,18 +78,18 @@ def normal(value: Any) -> Any:
     return value
 
 
-def held(*objects: dict[str, Any] | None) -> dict[str, Any]:
+def held(*objects: dict[str, Any] | None, max_array: int = 500) -> dict[str, Any]:
     """The attributes Braze holds for user "u" after these objects, in order."""
     users = Users()
     for obj in objects:
         if obj is not None:
-            users.apply([("attributes", obj)], max_array=500, keep_entries=False)
+            users.apply([("attributes", obj)], max_array=max_array, keep_entries=False)
     profile = users.by_external.get("u")
     return dict(profile.attributes or {}) if profile is not None else {}
 
 
-def braze(*objects: dict[str, Any] | None) -> dict[str, Any]:
-    return normal(held(*objects))  # type: ignore[no-any-return]
+def braze(*objects: dict[str, Any] | None, max_array: int = 500) -> dict[str, Any]:
+    return normal(held(*objects, max_array=max_array))  # type: ignore[no-any-return]
 
 
 def claims(values: dict[str, Value]) -> dict[str, Value]:
@@ -144,6 +144,27 @@ def test_a_chain_of_snapshots_keeps_braze_equal_to_the_last(
         assert braze(*sent) == braze(*snapshots[: now + 1])
 
 
+@settings(max_examples=400, deadline=None)
+@given(pairs(), pairs())
+def test_arrays_longer_than_braze_keeps_are_sent_whole(
+    one: tuple[dict[str, Any], dict[str, Any]], two: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    """With a maximum array length of 3, Braze holds after the deltas what it holds after the snapshots."""
+    snapshots = [{"external_id": "u", **attrs} for attrs in (*one, *two)]
+    record: Record | None = None
+    sent: list[dict[str, Any] | None] = []
+    for now, snapshot in enumerate(snapshots):
+        delta = diff(snapshot, record, now=float(now), max_age_seconds=MAX_AGE, max_array=3)
+        sent.append(delta.send)
+        if delta.changes is not None:
+            record = apply(record, delta.changes)
+        assert braze(*sent, max_array=3) == braze(*snapshots[: now + 1], max_array=3)
+
+
+def now_stale(record: Record) -> bool:
+    return 30.0 - record.updated_at > MAX_AGE
+
+
 OUTCOMES = ["accepted", "rejected", "unanswered_applied", "unanswered_lost"]
 
 
@@ -182,8 +203,10 @@ def test_concurrent_runs_never_leave_a_claim_braze_does_not_hold(
                 store.commit("e:u", changes, 20.0)
     holds = held(*applied)
     after = store.get_many(["e:u"]).get("e:u")
-    if after is None:
-        return
+    if after is None or now_stale(after):
+        return  # a stale record claims nothing: the next diff sends everything
     for name, claim in claims(after.values).items():
+        if claim == UNKNOWN:
+            continue
         assert name in holds, name
         assert claim == claims({name: recorded(holds[name])})[name], name
