@@ -16,6 +16,7 @@ from braze_importer.deltas import (
     diff,
     digest,
     record_size,
+    unanswered,
     user_key,
 )
 
@@ -319,3 +320,24 @@ def test_record_size_estimates_a_dynamodb_item() -> None:
     size = record_size(record.values)
     assert 200 < size < 400
     assert record_size({"t": frozenset(f"{i:07d}" for i in range(40_000))}) > MAX_RECORD_BYTES
+
+
+def test_an_attribute_of_unknown_value_is_sent_whole_and_recorded_again() -> None:
+    record = Record({"s": UNKNOWN, "t": UNKNOWN, "n": UNKNOWN, "gone": UNKNOWN}, T0, 3)
+    obj = {"external_id": "u1", "s": 1, "t": ["a", "a"], "n": {"a": {"b": 1}}, "gone": None}
+    delta = diff(obj, record, now=T0 + 1, max_age_seconds=MAX_AGE)
+    assert delta.send == obj  # no add/remove, no _merge_objects: Braze's value becomes exactly these
+    assert delta.changes is not None
+    after = apply(record, delta.changes)
+    assert after is not None
+    assert after.values == recorded(obj).values
+    assert after.version == 4
+    assert diff(obj, after, now=T0 + 2, max_age_seconds=MAX_AGE).send is None
+
+
+def test_unanswered_changes_mark_what_the_object_set_unknown() -> None:
+    first = {"external_id": "u1", "a": 1, "b": ["x"], "c": 1}
+    delta = again(first, {"external_id": "u1", "a": 2, "b": ["y"], "c": 1})
+    changes = unanswered(delta)
+    assert changes == Changes(unknown=["a", "b"])
+    assert unanswered(again(first, dict(first))) is None  # nothing was sent
