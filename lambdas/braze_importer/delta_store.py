@@ -279,9 +279,13 @@ class DynamoDeltaStore:
                 ExpressionAttributeValues=attr_values,
             )
         except ClientError as exc:
-            if _conditional(exc):
-                # Another run changed some of these attributes since they were read: which value Braze
-                # kept is unknown.
+            if _conditional(exc) and len(names) > 1:
+                # Another run changed some of these attributes since they were read (rare): each alone,
+                # so those it did not touch still change.
+                for name in names:
+                    self._update_chunk(key, [name], changes, now)
+            elif _conditional(exc):
+                # Another run changed this attribute since it was read: which value Braze kept is unknown.
                 self._mark_unknown(key, names, now)
             elif exc.response.get("Error", {}).get("Code") == "ValidationException" and "size" in str(exc):
                 # Concurrent runs grew the item past DynamoDB's limit: the user is too large to record.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -310,3 +311,60 @@ def test_a_rewrite_whole_does_not_erase_what_another_run_left_unknown(store: Del
     store.commit("e:u1", lost, T0)  # Braze may have applied a=2 after a=1
     store.commit("e:u1", one.changes, T0)
     assert store.get_many(["e:u1"])["e:u1"].values == {"a": UNKNOWN}
+
+
+def _random_attributes(rng: random.Random) -> dict[str, Any]:
+    def value(depth: int) -> Any:
+        kind = rng.randrange(7 if depth < 2 else 5)
+        if kind == 0:
+            return None
+        if kind == 1:
+            return rng.choice([0, 1, "a", "b", True, 2.5])
+        if kind == 2:
+            return [rng.choice("xyzw") for _ in range(rng.randrange(4))]
+        if kind == 3:
+            return [rng.randrange(3) for _ in range(1 + rng.randrange(3))]
+        if kind == 4:
+            return {"inc": 1}
+        return {k: value(depth + 1) for k in rng.sample(["k1", "k2", "k3"], rng.randrange(4))}
+
+    return {name: value(0) for name in rng.sample(["a", "b", "c", "d", "e"], rng.randrange(6))}
+
+
+def claims(store: DeltaStore, key: str) -> tuple[dict[str, Any], float] | None:
+    """A record without its version (DynamoDB may count more writes than the memory store: chunks)."""
+    record = store.get_many([key]).get(key)
+    return None if record is None else (record.values, record.updated_at)
+
+
+def test_the_dynamodb_store_keeps_the_memory_stores_promises(dynamo: Any) -> None:
+    """Random races of two runs on one user (each accepted, rejected or unanswered; commits in either
+    order), committed to both stores: both end with the same record.
+
+    Versions are not compared: DynamoDB may write an object's changes in several updates, each counting."""
+    rng = random.Random(1717)
+    dynamodb = DynamoDeltaStore(dynamo, "deltas", ttl_seconds=TTL)
+    memory = MemoryDeltaStore()
+    for case in range(150):
+        key = f"e:u{case}"
+        base = {"external_id": f"u{case}", **_random_attributes(rng)}
+        start = diff(base, None, now=T0, max_age_seconds=MAX_AGE)
+        assert start.changes is not None
+        for store in (dynamodb, memory):
+            store.commit(key, start.changes, T0)
+        record = memory.get_many([key]).get(key)
+        assert claims(dynamodb, key) == claims(memory, key), case
+        runs = [{"external_id": f"u{case}", **_random_attributes(rng)} for _ in range(2)]
+        full = rng.random() < 0.2
+        deltas = [diff(obj, record, now=T0 + 1, max_age_seconds=MAX_AGE, full=full) for obj in runs]
+        commits = []
+        for delta in deltas:
+            outcome = rng.choice(["accepted", "rejected", "unanswered"])
+            changes = delta.changes if outcome == "accepted" else unanswered(delta) if outcome == "unanswered" else None
+            if changes is not None:
+                commits.append(changes)
+        rng.shuffle(commits)
+        for changes in commits:
+            for store in (dynamodb, memory):
+                store.commit(key, changes, T0 + 2)
+        assert claims(dynamodb, key) == claims(memory, key), case
