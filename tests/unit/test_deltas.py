@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from braze_importer.deltas import (
     MAX_RECORD_BYTES,
@@ -341,3 +342,14 @@ def test_unanswered_changes_mark_what_the_object_set_unknown() -> None:
     changes = unanswered(delta)
     assert changes == Changes(unknown=["a", "b"])
     assert unanswered(again(first, dict(first))) is None  # nothing was sent
+
+
+def test_integers_beyond_64_bits_as_the_reader_keeps_them_are_compared_by_their_digits() -> None:
+    big = "123456789012345678901234567890"
+
+    def user(digits: str) -> dict[str, Any]:
+        return {"external_id": "u1", "id": orjson.Fragment(digits.encode()), "ids": [orjson.Fragment(b"1" * 25)]}
+
+    assert again(user(big), user(big)).send is None
+    other = big[:-1] + "1"
+    assert orjson.dumps(again(user(big), user(other)).send) == f'{{"external_id":"u1","id":{other}}}'.encode()
