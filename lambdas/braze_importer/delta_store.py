@@ -12,8 +12,11 @@ DynamoDB item of one user (table: partition key ``pk`` string, TTL attribute ``e
 - ``updated_at`` (N): when the record was last rewritten whole (epoch seconds; absent: stale);
 - ``v`` (N): the record's version, one more on every write;
 - ``expires_at`` (N): when the record was rewritten whole + the TTL (epoch seconds), for DynamoDB's TTL;
-- ``a.<attribute>`` per Braze attribute: B (8-byte digest) for a scalar or a value sent whole, L of S
-  (sorted) for an array of strings, M of path -> B for a nested object.
+- ``a.<attribute>`` per Braze attribute: B for a scalar or a value sent whole (its JSON under 8 bytes,
+  else an 8-byte digest; b"?" for UNKNOWN), L of S (sorted) for an array of strings, M of path -> B for a
+  nested object (path: JSON array text; "*": the whole object's digest).
+
+The importer needs dynamodb:BatchGetItem, PutItem and UpdateItem on the table, nothing else.
 """
 
 from __future__ import annotations
