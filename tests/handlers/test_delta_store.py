@@ -1,0 +1,370 @@
+"""The per-user delta records in DynamoDB (moto) and in memory: same promises from both stores."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from braze_importer.delta_store import (
+    DeltaStore,
+    DeltaStoreUnavailable,
+    DynamoDeltaStore,
+    MemoryDeltaStore,
+    record_from_item,
+)
+from braze_importer.deltas import NEVER, UNKNOWN, Record, apply, diff, digest, unanswered, user_key
+from moto import mock_aws
+
+pytestmark = pytest.mark.usefixtures("aws_env")
+
+TTL = 40 * 86400.0
+MAX_AGE = 30 * 86400.0
+T0 = 1_800_000_000.0
+
+
+def create_deltas_table(client: Any, name: str = "deltas") -> None:
+    """The table the CDK construct must create: pk string, TTL on expires_at, on demand."""
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+
+
+@pytest.fixture
+def dynamo(aws_env: None) -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        create_deltas_table(client)
+        yield client
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def store(request: pytest.FixtureRequest, aws_env: None) -> Iterator[DeltaStore]:
+    if request.param == "memory":
+        yield MemoryDeltaStore()
+        return
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        create_deltas_table(client)
+        yield DynamoDeltaStore(client, "deltas", ttl_seconds=TTL)
+
+
+USER = {
+    "external_id": "u1",
+    "first_name": "Ada",
+    "age": 36,
+    "vip": True,
+    "tags": ["b", "a", "a"],
+    "scores": [1, 2, 3],
+    "orders": [{"id": 1, "total": 9.5}],
+    "address": {"city": "Paris", "geo": {"lat": 48.8, "lon": 2.3}, "empty": {}},
+}
+
+
+def send(store: DeltaStore, obj: dict[str, Any], now: float, *, full: bool = False) -> dict[str, Any] | None:
+    """What the engine will do: read, diff, (Braze accepts), commit."""
+    key = user_key(obj)
+    assert key is not None
+    record = store.get_many([key]).get(key)
+    delta = diff(obj, record, now=now, max_age_seconds=MAX_AGE, full=full)
+    if delta.changes is not None:
+        store.commit(key, delta.changes, now)
+    return delta.send
+
+
+def test_a_record_reads_back_as_it_was_committed(store: DeltaStore) -> None:
+    send(store, USER, T0)
+    record = store.get_many(["e:u1"])["e:u1"]
+    assert record.updated_at == T0
+    assert record.values["first_name"] == digest("Ada")
+    assert record.values["tags"] == frozenset({"a", "b"})
+    assert record.values["scores"] == digest([1, 2, 3])
+    assert record.values["address"] == {
+        '["city"]': digest("Paris"),
+        '["geo","lat"]': digest(48.8),
+        '["geo","lon"]': digest(2.3),
+        '["empty"]': digest({}),
+        "*": digest(USER["address"]),
+    }
+    assert send(store, USER, T0 + 60) is None  # the same snapshot again: nothing to send
+    assert store.get_many(["e:nobody"]) == {}
+
+
+def test_the_item_layout(dynamo: Any) -> None:
+    store = DynamoDeltaStore(dynamo, "deltas", ttl_seconds=TTL)
+    send(store, USER, T0)
+    item = dynamo.get_item(TableName="deltas", Key={"pk": {"S": "e:u1"}})["Item"]
+    assert set(item) == {"pk", "updated_at", "v", "expires_at"} | {f"a.{n}" for n in USER if n != "external_id"}
+    assert item["v"] == {"N": "1"}
+    assert item["expires_at"] == {"N": str(int(T0 + TTL))}
+    assert item["a.age"] == {"B": digest(36)}
+    assert item["a.tags"] == {"L": [{"S": "a"}, {"S": "b"}]}
+    assert item["a.address"]["M"]['["geo","lat"]'] == {"B": digest(48.8)}
+    assert record_from_item(item) == store.get_many(["e:u1"])["e:u1"]
+
+
+def test_a_change_writes_only_what_changed_and_keeps_the_refresh_time(dynamo: Any) -> None:
+    store = DynamoDeltaStore(dynamo, "deltas", ttl_seconds=TTL)
+    send(store, USER, T0)
+    changed = {**USER, "age": 37, "tags": ["a", "c"], "address": {"city": "Lyon", "geo": {"lat": 48.8}}}
+    sent = send(store, changed, T0 + 3600)
+    assert sent == {
+        "external_id": "u1",
+        "age": 37,
+        "tags": {"add": ["c"], "remove": ["b"]},
+        "address": {"city": "Lyon", "geo": {"lon": None}, "empty": None},
+        "_merge_objects": True,
+    }
+    item = dynamo.get_item(TableName="deltas", Key={"pk": {"S": "e:u1"}})["Item"]
+    assert item["updated_at"] == {"N": repr(T0)}  # only a whole rewrite moves it (the maximum age counts from it)
+    assert item["expires_at"] == {"N": str(int(T0 + TTL))}
+    assert item["a.first_name"] == {"B": digest("Ada")}
+    record = store.get_many(["e:u1"])["e:u1"]
+    assert record.values["address"] == {
+        '["city"]': digest("Lyon"),
+        '["geo","lat"]': digest(48.8),
+        "*": digest(changed["address"]),
+    }
+    assert send(store, changed, T0 + 7200) is None
+
+
+def test_concurrent_runs_changing_different_attributes_keep_both(store: DeltaStore) -> None:
+    send(store, USER, T0)
+    record = store.get_many(["e:u1"])["e:u1"]
+    one = diff({**USER, "age": 40}, record, now=T0 + 1, max_age_seconds=MAX_AGE)
+    two = diff({**USER, "first_name": "Grace", "tags": ["z"]}, record, now=T0 + 1, max_age_seconds=MAX_AGE)
+    assert one.changes is not None and two.changes is not None
+    store.commit("e:u1", one.changes, T0 + 2)
+    store.commit("e:u1", two.changes, T0 + 2)
+    after = store.get_many(["e:u1"])["e:u1"]
+    assert after.values["age"] == digest(40)
+    assert after.values["first_name"] == digest("Grace")
+    assert after.values["tags"] == frozenset({"z"})
+    assert after.values["address"] == record.values["address"]
+
+
+def test_concurrent_runs_changing_the_same_attribute_leave_it_unrecorded(store: DeltaStore) -> None:
+    """Which value Braze kept depends on which request it applied last: the record must not guess."""
+    send(store, USER, T0)
+    record = store.get_many(["e:u1"])["e:u1"]
+    one = diff({**USER, "age": 40, "address": {"city": "Rome"}}, record, now=T0 + 1, max_age_seconds=MAX_AGE)
+    two = diff({**USER, "age": 41, "address": {"city": "Oslo"}}, record, now=T0 + 1, max_age_seconds=MAX_AGE)
+    assert one.changes is not None and two.changes is not None
+    store.commit("e:u1", one.changes, T0 + 2)
+    store.commit("e:u1", two.changes, T0 + 2)
+    after = store.get_many(["e:u1"])["e:u1"]
+    assert after.values["age"] == UNKNOWN
+    assert after.values["address"] == UNKNOWN
+    assert after.values["first_name"] == digest("Ada")
+    assert send(store, {"external_id": "u1", "age": 41}, T0 + 3) == {"external_id": "u1", "age": 41}
+
+
+def test_concurrent_first_sightings_forget_what_the_second_one_set(store: DeltaStore) -> None:
+    one = diff({"external_id": "u1", "a": 1, "b": 1}, None, now=T0, max_age_seconds=MAX_AGE)
+    two = diff({"external_id": "u1", "b": 2, "c": None}, None, now=T0, max_age_seconds=MAX_AGE)
+    assert one.changes is not None and two.changes is not None
+    store.commit("e:u1", one.changes, T0)
+    store.commit("e:u1", two.changes, T0)
+    after = store.get_many(["e:u1"])["e:u1"]
+    assert after.values == {"a": digest(1), "b": UNKNOWN, "c": UNKNOWN}
+
+
+def test_a_stale_record_is_rewritten_whole(store: DeltaStore) -> None:
+    send(store, USER, T0)
+    later = T0 + MAX_AGE + 1
+    assert send(store, {"external_id": "u1", "age": 36}, later) == {"external_id": "u1", "age": 36}
+    record = store.get_many(["e:u1"])["e:u1"]
+    assert record.values == {"age": digest(36)}
+    assert record.updated_at == later
+
+
+def test_a_full_send_refreshes_the_record(store: DeltaStore) -> None:
+    send(store, USER, T0)
+    assert send(store, USER, T0 + 10, full=True) == USER
+    assert store.get_many(["e:u1"])["e:u1"].updated_at == T0 + 10
+
+
+def test_a_user_too_large_to_record_is_forgotten(store: DeltaStore) -> None:
+    send(store, USER, T0)
+    huge = {"external_id": "u1", "many": [f"item-{i:06d}-{'x' * 40}" for i in range(8000)]}
+    assert send(store, huge, T0 + 1) == huge
+    stale = store.get_many(["e:u1"])["e:u1"]
+    assert stale.updated_at == NEVER
+    assert stale.values == {}
+    assert send(store, USER, T0 + 2) == USER  # a stale record is ignored: everything is sent, and recorded
+    assert store.get_many(["e:u1"])["e:u1"].updated_at == T0 + 2
+
+
+def test_attribute_names_that_look_like_expression_syntax(store: DeltaStore) -> None:
+    odd = {"external_id": "u1", "a.b": 1, "#x": 2, ":y": 3, "pk": 4, "updated_at": 5, "größe 🙂": 6, "SET": 7}
+    send(store, odd, T0)
+    record = store.get_many(["e:u1"])["e:u1"]
+    assert record.updated_at == T0
+    assert record.values == {name: digest(v) for name, v in odd.items() if name != "external_id"}
+    changed = {**odd, "pk": 40, "updated_at": 50}
+    assert send(store, changed, T0 + 1) == {"external_id": "u1", "pk": 40, "updated_at": 50}
+    assert store.get_many(["e:u1"])["e:u1"].values["pk"] == digest(40)
+
+
+def test_a_change_to_many_attributes_is_split_across_updates(dynamo: Any) -> None:
+    store = DynamoDeltaStore(dynamo, "deltas", ttl_seconds=TTL)
+    first = {"external_id": "u1", **{f"attribute_with_a_long_name_{i:04d}": i for i in range(300)}}
+    send(store, first, T0)
+    second = {"external_id": "u1", **{f"attribute_with_a_long_name_{i:04d}": -i for i in range(300)}}
+    sent = send(store, second, T0 + 1)
+    assert sent is not None and len(sent) == 300  # attribute 0 is unchanged (-0 == 0)
+    record = store.get_many(["e:u1"])["e:u1"]
+    assert record.values == {name: digest(v) for name, v in second.items() if name != "external_id"}
+
+
+def test_reads_of_more_keys_than_one_batch(store: DeltaStore) -> None:
+    for i in range(250):
+        send(store, {"external_id": f"u{i}", "n": i}, T0)
+    keys = [f"e:u{i}" for i in range(260)] + ["e:u1"]
+    found = store.get_many(keys)
+    assert set(found) == {f"e:u{i}" for i in range(250)}
+    assert found["e:u7"].values == {"n": digest(7)}
+
+
+class Unprocessing:
+    """A DynamoDB client answering BatchGetItem with part of the keys unprocessed, ``rounds`` times."""
+
+    def __init__(self, client: Any, rounds: int) -> None:
+        self.client = client
+        self.rounds = rounds
+        self.calls: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        ((table, request),) = RequestItems.items()
+        keys = request["Keys"]
+        self.calls.append(len(keys))
+        if self.rounds <= 0 or len(keys) < 2:
+            answer: dict[str, Any] = self.client.batch_get_item(RequestItems=RequestItems)
+            return answer
+        self.rounds -= 1
+        half = len(keys) // 2
+        answer = self.client.batch_get_item(RequestItems={table: {**request, "Keys": keys[:half]}})
+        answer["UnprocessedKeys"] = {table: {**request, "Keys": keys[half:]}}
+        return answer
+
+
+def test_unprocessed_keys_are_read_again_after_a_backoff(dynamo: Any) -> None:
+    writer = DynamoDeltaStore(dynamo, "deltas", ttl_seconds=TTL)
+    for i in range(8):
+        send(writer, {"external_id": f"u{i}", "n": i}, T0)
+    flaky = Unprocessing(dynamo, rounds=2)
+    pauses: list[float] = []
+    store = DynamoDeltaStore(flaky, "deltas", ttl_seconds=TTL, sleep=pauses.append)
+    found = store.get_many([f"e:u{i}" for i in range(8)])
+    assert set(found) == {f"e:u{i}" for i in range(8)}
+    assert flaky.calls == [8, 4, 2]
+    assert len(pauses) == 2
+    assert all(0 <= p <= 2.0 for p in pauses)
+
+
+def test_keys_left_unprocessed_through_every_try_are_an_error(dynamo: Any) -> None:
+    flaky = Unprocessing(dynamo, rounds=100)
+    store = DynamoDeltaStore(flaky, "deltas", ttl_seconds=TTL, sleep=lambda _: None, attempts=3)
+    with pytest.raises(DeltaStoreUnavailable, match="unprocessed after 3 tries"):
+        store.get_many([f"e:u{i}" for i in range(64)])
+
+
+def test_the_memory_store_is_what_apply_gives_without_concurrency() -> None:
+    store = MemoryDeltaStore()
+    record: Record | None = None
+    for now, obj in enumerate([USER, {**USER, "age": 1, "tags": []}, {**USER, "address": None, "vip": None}]):
+        delta = diff(obj, record, now=T0 + now, max_age_seconds=MAX_AGE)
+        if delta.changes is not None:
+            record = apply(record, delta.changes)
+            store.commit("e:u1", delta.changes, T0 + now)
+        assert store.get_many(["e:u1"]).get("e:u1") == record
+
+
+def test_an_unanswered_object_leaves_its_attributes_unknown(store: DeltaStore) -> None:
+    send(store, USER, T0)
+    record = store.get_many(["e:u1"])["e:u1"]
+    delta = diff({**USER, "age": 50}, record, now=T0 + 1, max_age_seconds=MAX_AGE)
+    changes = unanswered(delta)
+    assert changes is not None
+    store.commit("e:u1", changes, T0 + 1)
+    after = store.get_many(["e:u1"])["e:u1"]
+    assert after.values["age"] == UNKNOWN
+    assert after.values["first_name"] == digest("Ada")
+    # Braze may hold 36 or 50: whichever the next file says is sent.
+    assert send(store, USER, T0 + 2) == {"external_id": "u1", "age": 36}
+
+
+def test_a_rewrite_whole_does_not_erase_what_another_run_left_unknown(store: DeltaStore) -> None:
+    one = diff({"external_id": "u1", "a": 1}, None, now=T0, max_age_seconds=MAX_AGE)
+    two = diff({"external_id": "u1", "a": 2}, None, now=T0, max_age_seconds=MAX_AGE)
+    lost = unanswered(two)
+    assert one.changes is not None and lost is not None
+    store.commit("e:u1", lost, T0)  # Braze may have applied a=2 after a=1
+    store.commit("e:u1", one.changes, T0)
+    assert store.get_many(["e:u1"])["e:u1"].values == {"a": UNKNOWN}
+
+
+def _random_attributes(rng: random.Random) -> dict[str, Any]:
+    def value(depth: int) -> Any:
+        kind = rng.randrange(7 if depth < 2 else 5)
+        if kind == 0:
+            return None
+        if kind == 1:
+            return rng.choice([0, 1, "a", "b", True, 2.5])
+        if kind == 2:
+            return [rng.choice("xyzw") for _ in range(rng.randrange(4))]
+        if kind == 3:
+            return [rng.randrange(3) for _ in range(1 + rng.randrange(3))]
+        if kind == 4:
+            return {"inc": 1}
+        return {k: value(depth + 1) for k in rng.sample(["k1", "k2", "k3"], rng.randrange(4))}
+
+    return {name: value(0) for name in rng.sample(["a", "b", "c", "d", "e"], rng.randrange(6))}
+
+
+def claims(store: DeltaStore, key: str) -> tuple[dict[str, Any], float] | None:
+    """A record without its version (DynamoDB may count more writes than the memory store: chunks)."""
+    record = store.get_many([key]).get(key)
+    return None if record is None else (record.values, record.updated_at)
+
+
+def test_the_dynamodb_store_keeps_the_memory_stores_promises(dynamo: Any) -> None:
+    """Random races of two runs on one user (each accepted, rejected or unanswered; commits in either
+    order), committed to both stores: both end with the same record.
+
+    Versions are not compared: DynamoDB may write an object's changes in several updates, each counting."""
+    rng = random.Random(1717)
+    dynamodb = DynamoDeltaStore(dynamo, "deltas", ttl_seconds=TTL)
+    memory = MemoryDeltaStore()
+    for case in range(150):
+        key = f"e:u{case}"
+        base = {"external_id": f"u{case}", **_random_attributes(rng)}
+        start = diff(base, None, now=T0, max_age_seconds=MAX_AGE)
+        assert start.changes is not None
+        for store in (dynamodb, memory):
+            store.commit(key, start.changes, T0)
+        record = memory.get_many([key]).get(key)
+        assert claims(dynamodb, key) == claims(memory, key), case
+        runs = [{"external_id": f"u{case}", **_random_attributes(rng)} for _ in range(2)]
+        full = rng.random() < 0.2
+        deltas = [diff(obj, record, now=T0 + 1, max_age_seconds=MAX_AGE, full=full) for obj in runs]
+        commits = []
+        for delta in deltas:
+            outcome = rng.choice(["accepted", "rejected", "unanswered"])
+            changes = delta.changes if outcome == "accepted" else unanswered(delta) if outcome == "unanswered" else None
+            if changes is not None:
+                commits.append(changes)
+        rng.shuffle(commits)
+        for changes in commits:
+            for store in (dynamodb, memory):
+                store.commit(key, changes, T0 + 2)
+        assert claims(dynamodb, key) == claims(memory, key), case
