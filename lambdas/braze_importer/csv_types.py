@@ -316,13 +316,7 @@ class CdiSchema:
                     "identifier columns (EXTERNAL_ID, BRAZE_ID, EMAIL, PHONE, ALIAS_NAME with ALIAS_LABEL) "
                     "and PAYLOAD; put other fields inside PAYLOAD"
                 )
-        if not seen & _CDI_IDS:
-            raise HeaderError(
-                "the header has PAYLOAD but no identifier column: add EXTERNAL_ID, BRAZE_ID, EMAIL, PHONE, "
-                "or ALIAS_NAME with ALIAS_LABEL"
-            )
-        if ("alias_name" in seen) != ("alias_label" in seen):
-            raise HeaderError("a user alias needs both ALIAS_NAME and ALIAS_LABEL columns")
+        _check_identifier_columns(seen, "the header has PAYLOAD but no identifier column")
         return cls(tuple(columns))
 
     def row(self, cells: list[str]) -> dict[str, Any]:
@@ -443,14 +437,17 @@ class DeleteSchema:
                     f"column {name!r}: a user-deletes file holds only identifier columns (EXTERNAL_ID, BRAZE_ID, "
                     "EMAIL, PHONE, ALIAS_NAME with ALIAS_LABEL), one of them filled on each row; remove the others"
                 )
-        if not seen & _CDI_IDS:
-            raise HeaderError(
-                "the header has no identifier column: add EXTERNAL_ID, BRAZE_ID, EMAIL, PHONE, "
-                "or ALIAS_NAME with ALIAS_LABEL"
-            )
-        if ("alias_name" in seen) != ("alias_label" in seen):
-            raise HeaderError("a user alias needs both ALIAS_NAME and ALIAS_LABEL columns")
+        _check_identifier_columns(seen, "the header has no identifier column")
         return cls(tuple(columns))
 
     def row(self, cells: list[str]) -> tuple[str, Any]:
         return delete_identifier({name: cell for name, cell in zip(self.columns, cells, strict=True) if cell})
+
+
+def _check_identifier_columns(seen: set[str], missing: str) -> None:
+    """A CDI or user-deletes header (casefolded names) names a user: an identifier column, and both
+    halves of an alias when it has either."""
+    if not seen & _CDI_IDS:
+        raise HeaderError(f"{missing}: add EXTERNAL_ID, BRAZE_ID, EMAIL, PHONE, or ALIAS_NAME with ALIAS_LABEL")
+    if ("alias_name" in seen) != ("alias_label" in seen):
+        raise HeaderError("a user alias needs both ALIAS_NAME and ALIAS_LABEL columns")
