@@ -38,6 +38,9 @@ from .ports import (
 from .reader import Element, JsonSyntaxError, Position
 
 _SLICE_SECONDS = 1.0  # longest wait between two looks at the time limit
+# Objects and arrays nested in one object that still make a request body: orjson writes at most
+# 255 levels, and the body's own object and array take two (the object itself counts as one).
+MAX_NESTING = 252
 
 
 class BatchRule(Enum):
@@ -796,7 +799,16 @@ class Pump:
 
     async def _send(self, batch: Batch) -> None:
         destination = self._destination
-        body = batch.body()
+        try:
+            body = batch.body()
+        except orjson.JSONEncodeError:
+            # Something in the batch orjson cannot write (nesting deeper than its 255 levels):
+            # only then is each object tried alone; those are rejects, the rest goes on.
+            rest = self._unwritable(batch)
+            if not rest:
+                return
+            batch = Batch(rest, batch.endpoint)
+            body = batch.body()
         if len(body) > self._policy.max_batch_bytes and len(batch.items) > 1:
             await self._split(batch)
             return
@@ -874,6 +886,19 @@ class Pump:
             if not await self._sleep(wait):
                 return
 
+    def _unwritable(self, batch: Batch) -> list[Item]:
+        """Reject the items of ``batch`` that cannot be written as a request body; the others."""
+        rest: list[Item] = []
+        for item in batch.items:
+            try:
+                Batch([item], batch.endpoint).body()
+            except orjson.JSONEncodeError as exc:
+                del self._unsettled[item.index]
+                self._reject(item.index, item.element.offset, "validation", unwritable_reason(exc), item.element.line)
+            else:
+                rest.append(item)
+        return rest
+
     async def _split(self, batch: Batch) -> None:
         self.counters.splits += 1
         for half in batch.halves():
@@ -929,11 +954,16 @@ class Pump:
             self._reject(item.index, item.element.offset, source, reason, item.element.line)
 
     def _fail(self, batch: Batch, reason: str) -> None:
-        self.failure_reasons[reason] = self.failure_reasons.get(reason, 0) + len(batch.items)
+        reasons = self.failure_reasons
         for item in batch.items:
             del self._unsettled[item.index]
+            try:
+                self._on_failed(self._destination.replayable(item))
+            except orjson.JSONEncodeError as exc:  # never sent (a later row of a failed item)
+                self._reject(item.index, item.element.offset, "validation", unwritable_reason(exc), item.element.line)
+                continue
             self.counters.failed += 1
-            self._on_failed(self._destination.replayable(item))
+            reasons[reason] = reasons.get(reason, 0) + 1
             if item.key is not None:
                 self._failed_keys.add(item.key)
 
@@ -966,6 +996,13 @@ class Pump:
             if b > read_end:
                 settled.append((max(a, read_end), b))
         return Checkpoint(resume.offset, resume.index, RangeSet(_merged(settled)), max(counted, read_end))
+
+
+def unwritable_reason(exc: Exception) -> str:
+    """Why an object cannot go into a request body (orjson's words name no value)."""
+    if "recursion" in str(exc).lower():
+        return f"nesting deeper than Braze takes (more than {MAX_NESTING} levels of objects and arrays)"
+    return f"cannot be written as JSON: {exc}"
 
 
 def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
