@@ -12,6 +12,7 @@ import asyncio
 import bisect
 import contextlib
 import dataclasses
+import hashlib
 import math
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping
@@ -41,6 +42,17 @@ _SLICE_SECONDS = 1.0  # longest wait between two looks at the time limit
 # Objects and arrays nested in one object that still make a request body: orjson writes at most
 # 255 levels, and the body's own object and array take two (the object itself counts as one).
 MAX_NESTING = 252
+# Items of a run with rows in the failed file, carried from invocation to invocation in the run
+# record as 16 hex digits each: 8,000 take 128 KB of DynamoDB's 400 KB item. A run that fails
+# rows of more items stops (resumable) rather than grow its record past what DynamoDB stores.
+FAILED_ITEMS_LIMIT = 8_000
+_MARK = 16
+
+
+def item_mark(key: str) -> str:
+    """The short, fixed-size name of an order key kept in the run record (a 64-bit hash: two
+    items that share one are both sent to the failed file once either fails; order still holds)."""
+    return hashlib.blake2b(key.encode(), digest_size=_MARK // 2).hexdigest()
 
 
 class BatchRule(Enum):
@@ -558,6 +570,8 @@ class Pump:
         counters: Counters | None = None,
         share: Share | None = None,
         destination: Destination | None = None,
+        failed_items: str = "",
+        failed_items_limit: int = FAILED_ITEMS_LIMIT,
     ) -> None:
         self._braze = braze
         self._destination = destination or Destination()
@@ -571,7 +585,10 @@ class Pump:
         self._open_keys: dict[str, Batcher] = {}  # ordering key -> the batcher whose open batch holds it
         self._flying: dict[str, int] = {}  # ordering key -> batches holding it that are on their way
         self._landed = asyncio.Event()  # set whenever a batch's sending ends
-        self._failed_keys: set[str] = set()  # keys of rows that went to the failed file
+        # Marks (item_mark) of the order keys of rows that went to the failed file, this run's
+        # earlier invocations' included: later rows of those items follow them there.
+        self._failed_keys: set[str] = {failed_items[i : i + _MARK] for i in range(0, len(failed_items), _MARK)}
+        self._failed_limit = failed_items_limit
         self._policy = policy
         self._clock = clock
         self._on_reject = on_reject
@@ -727,7 +744,7 @@ class Pump:
             self._landed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._landed.wait(), _SLICE_SECONDS)
-        if key in self._failed_keys:
+        if self._failed_keys and item_mark(key) in self._failed_keys:
             # An earlier row of this item went to the failed file: this one follows it there, so
             # replaying that file applies both in file order (sent now, a replay would undo it).
             self._fail(Batch([item], item.endpoint), "earlier_row_of_item_failed")
@@ -965,7 +982,21 @@ class Pump:
             self.counters.failed += 1
             reasons[reason] = reasons.get(reason, 0) + 1
             if item.key is not None:
-                self._failed_keys.add(item.key)
+                self._failed_keys.add(item_mark(item.key))
+        if len(self._failed_keys) > self._failed_limit and self._stop_reason is None:
+            # Forgetting an item would let its later rows overtake the failed one: stop instead.
+            self._stop_reason = "too_many_failed_items"
+            self.stop_error = {
+                "message": f"rows of more than {self._failed_limit} items could not be sent and are in the failed "
+                "file; the run keeps the order of each item's rows only up to that many: find why Braze did not "
+                "take them (see failure_reasons), then resume this run and replay the failed file"
+            }
+            self._stopping.set()
+
+    @property
+    def failed_items(self) -> str:
+        """The marks of the items with rows in the failed file, for the run record."""
+        return "".join(sorted(self._failed_keys))
 
     async def _drain(self) -> None:
         while self._tasks:
