@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from itertools import count
 from typing import Any
 
@@ -611,3 +612,21 @@ def test_the_failed_items_a_run_record_can_keep_fit_in_a_dynamodb_item() -> None
     run.failed_items = "".join(sorted(item_mark(f"{'x' * 250}{i}") for i in range(FAILED_ITEMS_LIMIT + 8 * 50)))
     run.checkpoint = {"offset": 10**12, "index": 10**9, "skip": [[i * 3, i * 3 + 1] for i in range(2000)], "read": 1}
     assert len(orjson.dumps(run.to_item())) < 300_000  # DynamoDB's limit is 400 KB
+
+
+def test_a_later_row_of_a_failed_item_nested_too_deep_to_write_is_a_reject_not_a_crash() -> None:
+    deep: dict[str, Any] = {"v": 0}
+    for level in range(300):
+        deep = {"v": level, "next": deep}
+    rows: list[Any] = [item(i) for i in range(50)] + [item(3, deep=deep), item(300)]
+    s3 = FakeS3()
+    key = "incoming/catalogs/shoes/deep.jsonl"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"\n".join(json.dumps(r).encode() for r in rows) + b"\n")
+    braze = FakeBraze(script=[answer(500)])
+    deps = make_deps(braze, s3, SendPolicy(max_in_flight=1, max_attempts=1))
+    result = handle_start(ObjectRef(BUCKET, key, "v1", key), "r", deps, lambda: True)
+    assert result.status == "completed"
+    assert len(deps.outputs.lines("failed/")) == 50  # type: ignore[attr-defined]
+    rejects = deps.outputs.lines("rejects/")  # type: ignore[attr-defined]
+    assert [r["index"] for r in rejects] == [50] and "nesting deeper than Braze takes" in rejects[0]["reason"]
+    assert braze.catalogs["shoes"].keys() == {"item-300"}
