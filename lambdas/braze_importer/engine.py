@@ -12,6 +12,7 @@ import asyncio
 import bisect
 import contextlib
 import dataclasses
+import hashlib
 import math
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping
@@ -38,6 +39,20 @@ from .ports import (
 from .reader import Element, JsonSyntaxError, Position
 
 _SLICE_SECONDS = 1.0  # longest wait between two looks at the time limit
+# Objects and arrays nested in one object that still make a request body: orjson writes at most
+# 255 levels, and the body's own object and array take two (the object itself counts as one).
+MAX_NESTING = 252
+# Items of a run with rows in the failed file, carried from invocation to invocation in the run
+# record as 16 hex digits each: 8,000 take 128 KB of DynamoDB's 400 KB item. A run that fails
+# rows of more items stops (resumable) rather than grow its record past what DynamoDB stores.
+FAILED_ITEMS_LIMIT = 8_000
+_MARK = 16
+
+
+def item_mark(key: str) -> str:
+    """The short, fixed-size name of an order key kept in the run record (a 64-bit hash: two
+    items that share one are both sent to the failed file once either fails; order still holds)."""
+    return hashlib.blake2b(key.encode(), digest_size=_MARK // 2).hexdigest()
 
 
 class BatchRule(Enum):
@@ -555,6 +570,8 @@ class Pump:
         counters: Counters | None = None,
         share: Share | None = None,
         destination: Destination | None = None,
+        failed_items: str = "",
+        failed_items_limit: int = FAILED_ITEMS_LIMIT,
     ) -> None:
         self._braze = braze
         self._destination = destination or Destination()
@@ -568,7 +585,10 @@ class Pump:
         self._open_keys: dict[str, Batcher] = {}  # ordering key -> the batcher whose open batch holds it
         self._flying: dict[str, int] = {}  # ordering key -> batches holding it that are on their way
         self._landed = asyncio.Event()  # set whenever a batch's sending ends
-        self._failed_keys: set[str] = set()  # keys of rows that went to the failed file
+        # Marks (item_mark) of the order keys of rows that went to the failed file, this run's
+        # earlier invocations' included: later rows of those items follow them there.
+        self._failed_keys: set[str] = {failed_items[i : i + _MARK] for i in range(0, len(failed_items), _MARK)}
+        self._failed_limit = failed_items_limit
         self._policy = policy
         self._clock = clock
         self._on_reject = on_reject
@@ -724,7 +744,7 @@ class Pump:
             self._landed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._landed.wait(), _SLICE_SECONDS)
-        if key in self._failed_keys:
+        if self._failed_keys and item_mark(key) in self._failed_keys:
             # An earlier row of this item went to the failed file: this one follows it there, so
             # replaying that file applies both in file order (sent now, a replay would undo it).
             self._fail(Batch([item], item.endpoint), "earlier_row_of_item_failed")
@@ -796,7 +816,16 @@ class Pump:
 
     async def _send(self, batch: Batch) -> None:
         destination = self._destination
-        body = batch.body()
+        try:
+            body = batch.body()
+        except orjson.JSONEncodeError:
+            # Something in the batch orjson cannot write (nesting deeper than its 255 levels):
+            # only then is each object tried alone; those are rejects, the rest goes on.
+            rest = self._unwritable(batch)
+            if not rest:
+                return
+            batch = Batch(rest, batch.endpoint)
+            body = batch.body()
         if len(body) > self._policy.max_batch_bytes and len(batch.items) > 1:
             await self._split(batch)
             return
@@ -874,6 +903,19 @@ class Pump:
             if not await self._sleep(wait):
                 return
 
+    def _unwritable(self, batch: Batch) -> list[Item]:
+        """Reject the items of ``batch`` that cannot be written as a request body; the others."""
+        rest: list[Item] = []
+        for item in batch.items:
+            try:
+                Batch([item], batch.endpoint).body()
+            except orjson.JSONEncodeError as exc:
+                del self._unsettled[item.index]
+                self._reject(item.index, item.element.offset, "validation", unwritable_reason(exc), item.element.line)
+            else:
+                rest.append(item)
+        return rest
+
     async def _split(self, batch: Batch) -> None:
         self.counters.splits += 1
         for half in batch.halves():
@@ -929,13 +971,32 @@ class Pump:
             self._reject(item.index, item.element.offset, source, reason, item.element.line)
 
     def _fail(self, batch: Batch, reason: str) -> None:
-        self.failure_reasons[reason] = self.failure_reasons.get(reason, 0) + len(batch.items)
+        reasons = self.failure_reasons
         for item in batch.items:
             del self._unsettled[item.index]
+            try:
+                self._on_failed(self._destination.replayable(item))
+            except orjson.JSONEncodeError as exc:  # never sent (a later row of a failed item)
+                self._reject(item.index, item.element.offset, "validation", unwritable_reason(exc), item.element.line)
+                continue
             self.counters.failed += 1
-            self._on_failed(self._destination.replayable(item))
+            reasons[reason] = reasons.get(reason, 0) + 1
             if item.key is not None:
-                self._failed_keys.add(item.key)
+                self._failed_keys.add(item_mark(item.key))
+        if len(self._failed_keys) > self._failed_limit and self._stop_reason is None:
+            # Forgetting an item would let its later rows overtake the failed one: stop instead.
+            self._stop_reason = "too_many_failed_items"
+            self.stop_error = {
+                "message": f"rows of more than {self._failed_limit} items could not be sent and are in the failed "
+                "file; the run keeps the order of each item's rows only up to that many: find why Braze did not "
+                "take them (see failure_reasons), then resume this run and replay the failed file"
+            }
+            self._stopping.set()
+
+    @property
+    def failed_items(self) -> str:
+        """The marks of the items with rows in the failed file, for the run record."""
+        return "".join(sorted(self._failed_keys))
 
     async def _drain(self) -> None:
         while self._tasks:
@@ -966,6 +1027,13 @@ class Pump:
             if b > read_end:
                 settled.append((max(a, read_end), b))
         return Checkpoint(resume.offset, resume.index, RangeSet(_merged(settled)), max(counted, read_end))
+
+
+def unwritable_reason(exc: Exception) -> str:
+    """Why an object cannot go into a request body (orjson's words name no value)."""
+    if "recursion" in str(exc).lower():
+        return f"nesting deeper than Braze takes (more than {MAX_NESTING} levels of objects and arrays)"
+    return f"cannot be written as JSON: {exc}"
 
 
 def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

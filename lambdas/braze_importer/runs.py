@@ -60,6 +60,9 @@ class RunRecord:
     csv_options: dict[str, Any] | None = None
     # Per Braze endpoint (``/users/track``, ``PUT /catalogs/x/items``): requests started, objects taken.
     endpoints: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Items (catalog item ids, hashed: 16 hex digits each) with rows in the failed file: their
+    # later rows follow them there in every invocation of the run (see engine.FAILED_ITEMS_LIMIT).
+    failed_items: str = ""
 
     @property
     def tag(self) -> str:

@@ -334,6 +334,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
     def record(point: Checkpoint) -> None:
         assert pump is not None
         run.checkpoint = point.to_dict()
+        run.failed_items = pump.failed_items  # with the checkpoint: a continuation keeps each item's order
         run.counters = asdict(base_counters.add(pump.counters))
         run.failure_reasons = {**base_reasons}
         for reason, count in pump.failure_reasons.items():
@@ -378,6 +379,7 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
                 progress_seconds=deps.progress_seconds,
                 share=share,
                 destination=destination,
+                failed_items=run.failed_items,
             )
             # A run whose slot lease was lost (taken over after a long stall) pauses: its
             # continuation finds the slots taken and queues, instead of running beyond the bound.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from itertools import count
 from typing import Any
 
@@ -532,3 +533,100 @@ def test_once_a_row_of_an_item_fails_its_later_rows_follow_it_into_the_failed_fi
     assert run.failed[50] == {"ID": "item-7", "DELETED": True} and run.failed[51] == item(8, size=88)
     assert run.pump.failure_reasons == {"not_sent_connection": 50, "earlier_row_of_item_failed": 2}
     assert braze.catalogs["shoes"].keys() == {f"item-{i}" for i in (*range(1000, 1050), 60)}
+
+
+def _cut_catalog_run(batches_per_invocation: int) -> tuple[dict[str, Any], list[Any], list[str]]:
+    """A catalog file whose first request never gets through: its items' later rows (a delete, a
+    newer replace) come after many other items, so a short invocation ends between them."""
+    rows: list[Any] = [item(i) for i in range(50)]  # the first request: it fails
+    rows += [item(i) for i in range(100, 260)]
+    rows += [{"ID": "item-3", "DELETED": True}, item(4, size=444), item(300)]
+    s3 = FakeS3()
+    ref = put(s3, "incoming/catalogs/shoes/cut.jsonl", rows)
+    braze = FakeBraze(script=[answer(500)])
+    deps = make_deps(braze, s3, SendPolicy(max_in_flight=1, max_attempts=1))
+    statuses = run_chain(deps, ref, batches_per_invocation)
+    assert statuses[-1] == "completed"
+    failed = [orjson.loads(line) for k in sorted(deps.outputs.files) if k.startswith("failed/")  # type: ignore[attr-defined]
+              for line in deps.outputs.files[k].splitlines() if line]  # type: ignore[attr-defined]  # fmt: skip
+    return braze.catalogs["shoes"], failed, statuses
+
+
+def test_later_rows_of_a_failed_item_follow_it_into_the_failed_file_however_the_run_is_cut() -> None:
+    whole_catalog, whole_failed, statuses = _cut_catalog_run(10_000)
+    assert statuses == ["completed"]
+    assert [r.get("id") or r.get("ID") for r in whole_failed][-2:] == ["item-3", "item-4"]
+    for budget in (1, 2, 3):
+        catalog, failed, statuses = _cut_catalog_run(budget)
+        assert len(statuses) >= 3  # cut into several invocations
+        assert catalog == whole_catalog and failed == whole_failed
+    # replaying the failed file in order on top of Braze gives what every row sent in order gives
+    replayed = dict(whole_catalog)
+    for row in whole_failed:
+        endpoint, obj = catalog_item(row)
+        if endpoint == CATALOG_DELETE:
+            replayed.pop(obj["id"], None)
+        else:
+            replayed[obj["id"]] = obj
+    assert "item-3" not in replayed and replayed["item-4"] == item(4, size=444)
+
+
+def test_a_resumed_run_still_sends_later_rows_of_items_that_failed_before_it_stopped_to_the_failed_file() -> None:
+    rows: list[Any] = [item(i) for i in range(50)] + [item(i) for i in range(100, 150)]
+    rows += [{"ID": "item-3", "DELETED": True}, item(4, size=444), item(300)]
+    s3 = FakeS3()
+    ref = put(s3, "incoming/catalogs/shoes/stop.jsonl", rows)
+    braze = FakeBraze(script=[answer(500), answer(401)])  # the first batch fails, then the key is refused
+    deps = make_deps(braze, s3, SendPolicy(max_in_flight=1, max_attempts=1))
+    first = handle_start(ref, "r", deps, lambda: True)
+    assert first.status == "stopped" and deps.store.get(first.run_id).failed_items  # type: ignore[union-attr]
+    again = handle_resume(first.run_id, "r2", deps, lambda: True, force=False)
+    assert again.status == "completed"
+    failed = deps.outputs.lines("failed/")  # type: ignore[attr-defined]
+    assert [r.get("id") or r.get("ID") for r in failed] == [f"item-{i}" for i in range(50)] + ["item-3", "item-4"]
+    assert braze.catalogs["shoes"].keys() == {f"item-{i}" for i in (*range(100, 150), 300)}
+
+
+def test_a_run_that_fails_rows_of_more_items_than_its_record_can_keep_stops_with_a_reason() -> None:
+    rows = [item(i) for i in range(400)]
+    braze = FakeBraze(script=[answer(500)] * 8)
+    failed: list[Any] = []
+    pump = Pump(braze, SendPolicy(max_in_flight=2, max_attempts=1).for_group(Group.CATALOG), FakeClock(),
+                on_reject=[].append, on_failed=failed.append, destination=CatalogDestination("shoes"),
+                failed_items_limit=120)  # fmt: skip
+    elements = for_route(iter_elements([jsonl(rows)], Format.LINES, Checkpoint(0, 0).position), Route(catalog="shoes"))
+    result = asyncio.run(pump.run(elements, Checkpoint(0, 0), lambda: True))
+    assert result.outcome is Outcome.STOPPED and result.stop_reason == "too_many_failed_items"
+    assert "more than 120 items" in (result.error or {})["message"]
+    assert 120 < len(failed) <= 120 + 2 * 50  # what was on its way when the bound was passed
+    assert len(pump.failed_items) == 16 * len(failed)  # a fixed 16 characters an item, whatever its id
+    # nothing is lost: the checkpoint restarts at the first row neither sent nor in the failed file
+    assert result.checkpoint.index == len(failed)
+
+
+def test_the_failed_items_a_run_record_can_keep_fit_in_a_dynamodb_item() -> None:
+    from braze_importer.engine import FAILED_ITEMS_LIMIT, item_mark
+    from braze_importer.runs import RunRecord
+
+    run = RunRecord("r" * 200, "b" * 63, "k" * 1024, "v" * 64, "e" * 34, "lines", False)
+    run.failed_items = "".join(sorted(item_mark(f"{'x' * 250}{i}") for i in range(FAILED_ITEMS_LIMIT + 8 * 50)))
+    run.checkpoint = {"offset": 10**12, "index": 10**9, "skip": [[i * 3, i * 3 + 1] for i in range(2000)], "read": 1}
+    assert len(orjson.dumps(run.to_item())) < 300_000  # DynamoDB's limit is 400 KB
+
+
+def test_a_later_row_of_a_failed_item_nested_too_deep_to_write_is_a_reject_not_a_crash() -> None:
+    deep: dict[str, Any] = {"v": 0}
+    for level in range(300):
+        deep = {"v": level, "next": deep}
+    rows: list[Any] = [item(i) for i in range(50)] + [item(3, deep=deep), item(300)]
+    s3 = FakeS3()
+    key = "incoming/catalogs/shoes/deep.jsonl"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"\n".join(json.dumps(r).encode() for r in rows) + b"\n")
+    braze = FakeBraze(script=[answer(500)])
+    deps = make_deps(braze, s3, SendPolicy(max_in_flight=1, max_attempts=1))
+    result = handle_start(ObjectRef(BUCKET, key, "v1", key), "r", deps, lambda: True)
+    assert result.status == "completed"
+    assert len(deps.outputs.lines("failed/")) == 50  # type: ignore[attr-defined]
+    rejects = deps.outputs.lines("rejects/")  # type: ignore[attr-defined]
+    assert [r["index"] for r in rejects] == [50] and "nesting deeper than Braze takes" in rejects[0]["reason"]
+    assert braze.catalogs["shoes"].keys() == {"item-300"}

@@ -378,3 +378,66 @@ def test_retry_after_headers_are_read_in_seconds_or_as_a_date() -> None:
     assert retry_after_seconds({"retry-after": "inf"}, now) is None
     assert retry_after_seconds({"retry-after": "soon"}, now) is None
     assert retry_after_seconds({}, now) is None
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    node: dict[str, Any] | None = None
+    for level in range(depth):
+        node = {"v": level, "next": node}
+    assert node is not None
+    return node
+
+
+def test_an_object_nested_deeper_than_braze_takes_is_a_reject_and_the_rest_of_its_batch_is_sent() -> None:
+    import json
+
+    objs = [*events(2), {**events(1, 2)[0], "properties": _nested(300)}, *events(3, 3)]
+    data = b"".join(json.dumps(o).encode() + b"\n" for o in objs)  # orjson writes no such nesting
+    run = Run(FakeBraze())
+    elements = iter_elements([data], Format.LINES, Checkpoint(0, 0).position)
+    result = asyncio.run(run.pump.run(elements, Checkpoint(0, 0), lambda: True))
+    assert result.outcome is Outcome.COMPLETED
+    assert run.braze.stored == [o for i, o in enumerate(objs) if i != 2]
+    assert len(run.rejects) == 1
+    reject = run.rejects[0]
+    assert reject["index"] == 2 and reject["source"] == "validation"
+    assert data[reject["offset"] :].startswith(json.dumps(objs[2]).encode()[:30])
+    assert "nesting deeper than Braze takes" in reject["reason"]
+    assert run.pump.counters.rejected == 1 and run.pump.counters.accepted == 5
+
+
+def test_an_avro_record_nested_300_deep_is_a_reject_of_the_run_not_a_crash() -> None:
+    import io
+
+    import fastavro
+    from braze_importer.ports import ObjectRef
+    from braze_importer.service import handle_start
+
+    from tests.fakes import FakeS3, make_deps
+
+    schema = {
+        "type": "record", "name": "Event",
+        "fields": [
+            {"name": "external_id", "type": "string"}, {"name": "name", "type": "string"},
+            {"name": "time", "type": "string"},
+            {"name": "properties", "type": ["null", {
+                "type": "record", "name": "Node",
+                "fields": [{"name": "v", "type": "int"}, {"name": "next", "type": ["null", "Node"]}],
+            }]},
+        ],
+    }  # fmt: skip
+    rows = [{**e, "properties": None} for e in events(4)]
+    rows[1]["properties"] = _nested(300)
+    buf = io.BytesIO()
+    fastavro.writer(buf, fastavro.parse_schema(schema), rows)
+    s3 = FakeS3()
+    s3.objects[("b", "incoming/events/deep.avro")] = buf.getvalue()
+    braze = FakeBraze()
+    deps = make_deps(braze, s3, SendPolicy(max_in_flight=1))
+    result = handle_start(ObjectRef("b", "incoming/events/deep.avro", "v1", "e", len(buf.getvalue())), "r", deps,
+                          lambda: True)  # fmt: skip
+    assert result.status == "completed"
+    assert [o["external_id"] for o in braze.stored] == ["u0", "u2", "u3"]
+    rejects = deps.outputs.lines("rejects/")  # type: ignore[attr-defined]
+    assert [r["index"] for r in rejects] == [1]
+    assert "nesting deeper than Braze takes" in rejects[0]["reason"]
