@@ -300,6 +300,7 @@ def iter_parquet(
     refuse_repeated_columns(parquet.schema_arrow.names)
     plan = _ParquetPlan(parquet.schema_arrow)
     per_row = 1  # the most a row has decoded to so far (bytes), for how many rows to read at once
+    measured = False
     firsts = [0]
     for group in range(meta.num_row_groups):
         firsts.append(firsts[-1] + meta.row_group(group).num_rows)
@@ -318,7 +319,12 @@ def iter_parquet(
         skip = start.index - index if group == start.offset else 0
         # Rows read at once: what fits the byte budget by the larger of the row group's average and
         # what rows have decoded to so far (a dictionary's values count as often as they are used).
-        per_row = max(per_row, meta.row_group(group).total_byte_size // max(1, end - index))
+        # A dictionary-encoded text column can decode to far more than the row group's size says:
+        # unless rows were measured already, a few are read first to measure them.
+        per_row = max(per_row, meta.row_group(group).total_byte_size // max(1, end - firsts[group]))
+        if not measured and _dictionary_pages(meta.row_group(group), parquet.schema):
+            per_row = max(per_row, _probe(parquet, group, plan.dictionaries, file, pa))
+            measured = True
         batch_size = max(1, min(BATCH_ROWS, BATCH_BYTES // per_row))
         batches = parquet.iter_batches(batch_size=batch_size, row_groups=[group], use_pandas_metadata=False)
         while True:
@@ -343,6 +349,7 @@ def iter_parquet(
             for part, decoded in _slices(batch, plan.dictionaries):
                 rows = part.num_rows
                 per_row = max(per_row, decoded // rows)
+                measured = True
                 if rows == 1 and limit is not None and decoded > limit:
                     raise UnreadableInput(
                         group,
@@ -368,6 +375,37 @@ def iter_parquet(
             raise UnreadableInput(
                 group, f"row group {group} holds {index - firsts[group]} rows, its footer says {end - firsts[group]}"
             )
+
+
+PROBE_ROWS = 64  # rows read to measure what a row decodes to, before a row group's batch size is chosen
+
+
+def _dictionary_pages(group: Any, schema: Any) -> bool:
+    """Whether a row group's text (byte array) columns with dictionary pages may decode to more
+    than the byte budget in a batch: a row holds one value of a column that is not repeated, at
+    most its column chunk long; a repeated one's rows can hold any number."""
+    bound = 0
+    for c in range(group.num_columns):
+        column = group.column(c)
+        if column.physical_type == "BYTE_ARRAY" and column.has_dictionary_page:
+            if schema.column(c).max_repetition_level > 0:
+                return True
+            bound += column.total_uncompressed_size
+    return bound * BATCH_ROWS > BATCH_BYTES
+
+
+def _probe(parquet: Any, group: int, dictionaries: bool, file: _RangedFile, pa: Any) -> int:
+    """The bytes the first rows of a row group decode to, per row."""
+    try:
+        batch = next(parquet.iter_batches(batch_size=PROBE_ROWS, row_groups=[group], use_pandas_metadata=False), None)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise file.error or UnreadableInput(
+            group, f"row group {group} cannot be read ({exc}): the file is truncated or corrupt"
+        ) from None
+    if batch is None or batch.num_rows == 0:
+        return 1
+    decoded = sum(_decoded_size(column) for column in batch.columns) if dictionaries else int(batch.nbytes)
+    return max(1, decoded // batch.num_rows)
 
 
 class _ParquetPlan:

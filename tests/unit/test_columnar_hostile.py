@@ -112,11 +112,12 @@ def test_invalid_utf8_inside_a_struct_rejects_its_row() -> None:
 # -- decoded size --------------------------------------------------------------------------------
 
 
-def dictionary_bomb(rows: int, length: int) -> bytes:
-    """One string of ``length`` characters in every row, dictionary-encoded: a small file."""
+def dictionary_bomb(rows: int, length: int, store_schema: bool = True) -> bytes:
+    """One string of ``length`` characters in every row, dictionary-encoded: a small file. Without
+    the Arrow schema stored (as Spark writes), pyarrow reads the column as plain strings."""
     bio = pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), pa.array(["x" * length]))
     table = pa.table({"external_id": [f"u{i}" for i in range(rows)], "bio": bio})
-    return pq_bytes(table, row_group_size=rows)
+    return pq_bytes(table, row_group_size=rows, store_schema=store_schema)
 
 
 def read_all(data: bytes, start: Position | None = None, memory_mb: int | None = None) -> list[Any]:
@@ -149,6 +150,26 @@ def test_a_dictionary_column_is_decoded_in_slices_within_the_byte_budget(monkeyp
     assert elements[-1].next == Position(1, 3000)
     resumed = read_all(data, Position(0, 2500), memory_mb=1769)
     assert [e.value for e in resumed] == [e.value for e in elements[2500:]]
+
+
+def test_a_dictionary_encoded_text_column_read_as_plain_strings_is_read_few_rows_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = dictionary_bomb(3000, 20_000, store_schema=False)
+    assert pq.ParquetFile(io.BytesIO(data)).schema_arrow.field("bio").type == pa.string()
+    read: list[int] = []
+    real = columnar._slices
+
+    def slices(batch: Any, dictionaries: bool) -> Any:
+        read.append(batch.num_rows)  # the batch as pyarrow decoded it, before any slicing
+        return real(batch, dictionaries)
+
+    monkeypatch.setattr(columnar, "_slices", slices)
+    monkeypatch.setattr(columnar, "BATCH_BYTES", 1 << 20)
+    elements = read_all(data, memory_mb=1769)
+    assert len(elements) == 3000 and sum(read) == 3000
+    assert max(read) * 20_000 <= 1 << 20
+    assert [e.anchor for e in elements[-2:]] == [Position(0, 2998), Position(0, 2999)]
 
 
 def test_a_row_decoding_larger_than_the_function_can_hold_stops_the_run_with_its_reason(
