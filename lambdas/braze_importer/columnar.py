@@ -5,7 +5,11 @@ footer first, then each row group's column chunks): an element's position is (ro
 row index), so a resume reads the footer and the row group it names and skips to the row. A row
 group is held whole while it is read (its compressed column chunks, decoded a batch of rows at a
 time); one whose uncompressed size would not fit the function's memory stops the run with a reason
-before anything of it is read.
+before anything of it is read. Batches are sized by what they decode to (a dictionary's values
+counted as often as rows use them), not by the file's encoded size: a batch decoding past
+BATCH_BYTES is converted in slices, and a single row larger than the function can hold stops the
+run. Batch sizes never change positions. A column named twice (letter case aside) stops the file
+before anything is read, as a CSV header naming one twice does.
 
 Avro is read block by block: an element's position is (byte offset of its block, global index of
 the block's first row), the last row of a block pointing at the next block. A resume reads the
@@ -15,7 +19,9 @@ marker or data is wrong stops the run at that block, everything before it settle
 Values become JSON as Braze takes them: timestamps ISO 8601 UTC strings (a timestamp without a
 time zone is taken as UTC, as Braze reads a time without an offset), dates ``YYYY-MM-DD``,
 decimals numbers (an int when integral), structs/records and maps objects, lists arrays. A value
-JSON cannot hold (bytes, NaN or an infinity, a duration) makes its row a reject naming the column.
+JSON cannot hold (bytes, NaN or an infinity, a duration), or pyarrow cannot give as Python (a
+string that is not UTF-8), makes its row a reject naming the column. Nanosecond times are cut to
+microseconds, at the top level or inside structs, lists and maps.
 A null top-level column is left out of the object, as an empty CSV cell is (no attribute is
 unset, no data point spent); nulls inside nested values stay. ``PAYLOAD`` stays even when null,
 for the row to be rejected as a CDI row with an empty payload.
