@@ -339,7 +339,7 @@ def make_deps(braze: FakeBraze, s3: FakeS3, policy: SendPolicy | None = None, **
 
 def gz(data: bytes) -> bytes:
     buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb") as f:
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as f:
         f.write(data)
     return buf.getvalue()
 
