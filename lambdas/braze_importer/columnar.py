@@ -5,7 +5,11 @@ footer first, then each row group's column chunks): an element's position is (ro
 row index), so a resume reads the footer and the row group it names and skips to the row. A row
 group is held whole while it is read (its compressed column chunks, decoded a batch of rows at a
 time); one whose uncompressed size would not fit the function's memory stops the run with a reason
-before anything of it is read.
+before anything of it is read. Batches are sized by what they decode to (a dictionary's values
+counted as often as rows use them), not by the file's encoded size: a batch decoding past
+BATCH_BYTES is converted in slices, and a single row larger than the function can hold stops the
+run. Batch sizes never change positions. A column named twice (letter case aside) stops the file
+before anything is read, as a CSV header naming one twice does.
 
 Avro is read block by block: an element's position is (byte offset of its block, global index of
 the block's first row), the last row of a block pointing at the next block. A resume reads the
@@ -15,7 +19,9 @@ marker or data is wrong stops the run at that block, everything before it settle
 Values become JSON as Braze takes them: timestamps ISO 8601 UTC strings (a timestamp without a
 time zone is taken as UTC, as Braze reads a time without an offset), dates ``YYYY-MM-DD``,
 decimals numbers (an int when integral), structs/records and maps objects, lists arrays. A value
-JSON cannot hold (bytes, NaN or an infinity, a duration) makes its row a reject naming the column.
+JSON cannot hold (bytes, NaN or an infinity, a duration), or pyarrow cannot give as Python (a
+string that is not UTF-8), makes its row a reject naming the column. Nanosecond times are cut to
+microseconds, at the top level or inside structs, lists and maps.
 A null top-level column is left out of the object, as an empty CSV cell is (no attribute is
 unset, no data point spent); nulls inside nested values stay. ``PAYLOAD`` stays even when null,
 for the row to be rejected as a CDI row with an empty payload.
@@ -43,7 +49,10 @@ PARQUET_MAGIC = b"PAR1"
 AVRO_MAGIC = b"Obj\x01"
 GZIP_MAGIC = b"\x1f\x8b"
 
-BATCH_ROWS = 4096  # rows decoded and turned into Python objects at once
+BATCH_ROWS = 4096  # rows decoded and turned into Python objects at once, at most
+# What a batch may hold decoded (Arrow buffers, dictionaries expanded) before it becomes Python
+# objects: a batch larger is converted in slices, and fewer rows are read at once after it.
+BATCH_BYTES = 32 << 20
 READ_AHEAD = 1 << 20  # small reads (the footer, Avro's header) are served from one GET this long
 # A row group is read whole: its uncompressed size must fit in what the function has left after
 # the runtime, pyarrow and the requests in flight (RESERVED), with room for its compressed column
@@ -69,7 +78,8 @@ class TypedRow(Element):
     ``made_times``: the top-level fields whose string values the reader wrote itself from a
     timestamp column (ISO 8601 UTC, a year from 1 to 9999), valid by construction: the object
     checks do not match their form again. ``may_be_cdi``: False when the file has no PAYLOAD
-    column, so no row can be a Cloud Data Ingestion row.
+    column, so no row can be a Cloud Data Ingestion row. ``columns``: the file's top-level column
+    names (None when its rows are not records), for what is decided once per file.
 
     Both are the same for every row of a batch: they are attributes of a subclass made once per
     set of facts (:func:`typed_rows`), so a row costs no more to make than any element."""
@@ -77,12 +87,29 @@ class TypedRow(Element):
     __slots__ = ()
     made_times: ClassVar[frozenset[str]] = frozenset()
     may_be_cdi: ClassVar[bool] = True
+    columns: ClassVar[tuple[str, ...] | None] = None
 
 
 @functools.cache
-def typed_rows(made_times: frozenset[str], may_be_cdi: bool) -> type[TypedRow]:
+def typed_rows(made_times: frozenset[str], may_be_cdi: bool, columns: tuple[str, ...] | None = None) -> type[TypedRow]:
     """The class of rows that share these facts."""
-    return type("TypedRow", (TypedRow,), {"__slots__": (), "made_times": made_times, "may_be_cdi": may_be_cdi})
+    facts = {"__slots__": (), "made_times": made_times, "may_be_cdi": may_be_cdi, "columns": columns}
+    return type("TypedRow", (TypedRow,), facts)
+
+
+def refuse_repeated_columns(names: Iterable[str]) -> None:
+    """Stop a file that names a column twice (letter case aside), as a CSV header is refused: one
+    of the two would be lost without a word, an identifier possibly."""
+    seen: set[str] = set()
+    for name in names:
+        folded = name.casefold()
+        if folded in seen:
+            raise UnreadableInput(
+                0,
+                f"column {name!r} appears twice in the file's schema (letter case aside): one of the two would "
+                "be lost; write the file with each column named once. Nothing of the file was sent",
+            )
+        seen.add(folded)
 
 
 class _NoJson(Exception):
@@ -177,6 +204,13 @@ def _reason(column: str, exc: Exception) -> str:
     return f"column {column}: {exc}"
 
 
+def _unconvertible(exc: Exception) -> _NoJson:
+    """Why pyarrow could not give a value as Python, without the value."""
+    if isinstance(exc, UnicodeDecodeError):
+        return _NoJson("a string that is not valid UTF-8; write the column's text as UTF-8")
+    return _NoJson(f"a value that cannot be read as Python ({type(exc).__name__})")
+
+
 # -- reading by range ---------------------------------------------------------------------------
 
 
@@ -269,7 +303,10 @@ def iter_parquet(
         ) from None
     meta = parquet.metadata
     limit = memory_limit(memory_mb)
+    refuse_repeated_columns(parquet.schema_arrow.names)
     plan = _ParquetPlan(parquet.schema_arrow)
+    per_row = 1  # the most a row has decoded to so far (bytes), for how many rows to read at once
+    measured = False
     firsts = [0]
     for group in range(meta.num_row_groups):
         firsts.append(firsts[-1] + meta.row_group(group).num_rows)
@@ -286,7 +323,16 @@ def iter_parquet(
         index = firsts[group]
         end = firsts[group + 1]
         skip = start.index - index if group == start.offset else 0
-        batches = parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], use_pandas_metadata=False)
+        # Rows read at once: what fits the byte budget by the larger of the row group's average and
+        # what rows have decoded to so far (a dictionary's values count as often as they are used).
+        # A dictionary-encoded text column can decode to far more than the row group's size says:
+        # unless rows were measured already, a few are read first to measure them.
+        per_row = max(per_row, meta.row_group(group).total_byte_size // max(1, end - firsts[group]))
+        if not measured and _dictionary_pages(meta.row_group(group), parquet.schema):
+            per_row = max(per_row, _probe(parquet, group, plan.dictionaries, file, pa))
+            measured = True
+        batch_size = max(1, min(BATCH_ROWS, BATCH_BYTES // per_row))
+        batches = parquet.iter_batches(batch_size=batch_size, row_groups=[group], use_pandas_metadata=False)
         while True:
             try:
                 batch = next(batches, None)
@@ -306,23 +352,66 @@ def iter_parquet(
                 index += skip
                 rows -= skip
                 skip = 0
-            values, errors = plan.rows(batch)
-            row = typed_rows(plan.made_times, plan.may_be_cdi)
-            size = max(1, batch.nbytes // max(1, rows))
-            positions = [Position(group, i) for i in range(index, index + rows)]
-            positions.append(Position(group if index + rows < end else group + 1, index + rows))
-            for i, value in enumerate(values):
-                if errors and i in errors:
-                    yield Element(
-                        index + i, positions[i], positions[i + 1], size, None, errors[i], error_source="parquet"
+            for part, decoded in _slices(batch, plan.dictionaries):
+                rows = part.num_rows
+                per_row = max(per_row, decoded // rows)
+                measured = True
+                if rows == 1 and limit is not None and decoded > limit:
+                    raise UnreadableInput(
+                        group,
+                        f"row {index} of row group {group} is too large: it decodes to about {decoded:,} bytes, more "
+                        f"than the {limit:,} this function can read at once "
+                        f"({os.environ.get('AWS_LAMBDA_FUNCTION_MEMORY_SIZE', '?')} MB of memory); split the row's "
+                        "values or give the importer more memory",
                     )
-                else:
-                    yield row(index + i, positions[i], positions[i + 1], size, value)
-            index += rows
+                values, errors = plan.rows(part)
+                row = typed_rows(plan.made_times, plan.may_be_cdi, plan.columns)
+                size = max(1, decoded // rows)
+                positions = [Position(group, i) for i in range(index, index + rows)]
+                positions.append(Position(group if index + rows < end else group + 1, index + rows))
+                for i, value in enumerate(values):
+                    if errors and i in errors:
+                        yield Element(
+                            index + i, positions[i], positions[i + 1], size, None, errors[i], error_source="parquet"
+                        )
+                    else:
+                        yield row(index + i, positions[i], positions[i + 1], size, value)
+                index += rows
         if index != end:
             raise UnreadableInput(
                 group, f"row group {group} holds {index - firsts[group]} rows, its footer says {end - firsts[group]}"
             )
+
+
+PROBE_ROWS = 64  # rows read to measure what a row decodes to, before a row group's batch size is chosen
+
+
+def _dictionary_pages(group: Any, schema: Any) -> bool:
+    """Whether a row group's text (byte array) columns with dictionary pages may decode to more
+    than the byte budget in a batch: a row holds one value of a column that is not repeated, at
+    most its column chunk long; a repeated one's rows can hold any number."""
+    bound = 0
+    for c in range(group.num_columns):
+        column = group.column(c)
+        if column.physical_type == "BYTE_ARRAY" and column.has_dictionary_page:
+            if schema.column(c).max_repetition_level > 0:
+                return True
+            bound += column.total_uncompressed_size
+    return bound * BATCH_ROWS > BATCH_BYTES
+
+
+def _probe(parquet: Any, group: int, dictionaries: bool, file: _RangedFile, pa: Any) -> int:
+    """The bytes the first rows of a row group decode to, per row."""
+    try:
+        batch = next(parquet.iter_batches(batch_size=PROBE_ROWS, row_groups=[group], use_pandas_metadata=False), None)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise file.error or UnreadableInput(
+            group, f"row group {group} cannot be read ({exc}): the file is truncated or corrupt"
+        ) from None
+    if batch is None or batch.num_rows == 0:
+        return 1
+    decoded = sum(_decoded_size(column) for column in batch.columns) if dictionaries else int(batch.nbytes)
+    return max(1, decoded // batch.num_rows)
 
 
 class _ParquetPlan:
@@ -347,11 +436,19 @@ class _ParquetPlan:
         self._in_range: set[int] = set()
         self.made_times: frozenset[str] = frozenset()
         self.may_be_cdi = any(n.casefold() == "payload" for n in self.names)
+        self.columns = tuple(self.names)
+        self.dictionaries = any(_has_dictionary(field.type) for field in schema)  # decoded larger than read
         for i, field in enumerate(schema):
             kind = field.type
             if pa.types.is_dictionary(kind):
                 kind = kind.value_type
                 self.casts[i] = _decode_dictionary
+            micro = _microseconds(kind)
+            if micro is not None and not (_temporal(kind)):
+                # Nanosecond times inside a struct, list or map: pyarrow gives no Python value for
+                # them; cast to microseconds, as a top-level column is.
+                self.casts[i] = _cast_to(self.casts.get(i, _same), micro)
+                kind = micro
             self._plan(i, field.name, kind)
 
     def _plan(self, i: int, name: str, kind: Any) -> None:
@@ -417,7 +514,12 @@ class _ParquetPlan:
                             errors.setdefault(r, self.refuse[i])
                 continue
             cast = self.casts.get(i)
-            values = _pylist(cast(array) if cast is not None else array)
+            try:
+                values = _pylist(cast(array) if cast is not None else array)
+            except Exception as exc:  # pyarrow's conversions raise many kinds; the rows say which
+                if isinstance(exc, MemoryError):
+                    raise
+                values = self._row_by_row(names[i], array, cast, errors)
             if i in self.floats and array.null_count < len(array):
                 # x - x is 0.0 for every finite float, NaN for NaN and the infinities
                 for r in [r for r, v in enumerate(values) if v is not None and v - v != 0]:
@@ -437,6 +539,22 @@ class _ParquetPlan:
         for r in nulls:
             rows[r] = {k: v for k, v in rows[r].items() if v is not None or k.casefold() == "payload"}
         return rows, errors
+
+    @staticmethod
+    def _row_by_row(name: str, array: Any, cast: Callable[[Any], Any] | None, errors: dict[int, str]) -> list[Any]:
+        """A column pyarrow could not convert whole, row by row: the rows it cannot convert are
+        rejects naming the column (a string not UTF-8, a value out of Python's range...)."""
+        out: list[Any] = []
+        for r in range(len(array)):
+            cell = array.slice(r, 1)
+            try:
+                out.append(_pylist(cast(cell) if cast is not None else cell)[0])
+            except Exception as exc:  # as above, for this row only
+                if isinstance(exc, MemoryError):
+                    raise
+                errors.setdefault(r, _reason(name, _unconvertible(exc)))
+                out.append(None)
+        return out
 
     @staticmethod
     def _walked(name: str, values: list[Any], errors: dict[int, str]) -> list[Any]:
@@ -477,6 +595,114 @@ def _pylist(array: Any) -> list[Any]:
         return list(array.to_pylist(maps_as_pydicts="lossy"))
     fields = [_pylist(child) for child in array.flatten()]
     return [dict(zip(names, cells, strict=True)) for cells in zip(*fields, strict=True)]
+
+
+def _temporal(kind: Any) -> bool:
+    """A top-level timestamp or time, which the plan formats itself (nanoseconds included)."""
+    import pyarrow as pa
+
+    return bool(pa.types.is_timestamp(kind) or pa.types.is_time(kind))
+
+
+def _microseconds(kind: Any) -> Any:
+    """``kind`` with every nanosecond timestamp and time inside made microseconds; None if it
+    has none."""
+    import pyarrow as pa
+
+    types = pa.types
+    if types.is_timestamp(kind):
+        return pa.timestamp("us", kind.tz) if kind.unit == "ns" else None
+    if types.is_time64(kind):
+        return pa.time64("us") if kind.unit == "ns" else None
+    if types.is_struct(kind):
+        fields = [kind.field(i) for i in range(kind.num_fields)]
+        made = [_microseconds(f.type) for f in fields]
+        if all(m is None for m in made):
+            return None
+        return pa.struct([f.with_type(m) if m is not None else f for f, m in zip(fields, made, strict=True)])
+    if types.is_map(kind):
+        key, item = _microseconds(kind.key_type), _microseconds(kind.item_type)
+        if key is None and item is None:
+            return None
+        return pa.map_(key or kind.key_type, item or kind.item_type)
+    if types.is_list(kind) or types.is_large_list(kind) or types.is_fixed_size_list(kind):
+        value = _microseconds(kind.value_type)
+        if value is None:
+            return None
+        field = kind.value_field.with_type(value)
+        if types.is_fixed_size_list(kind):
+            return pa.list_(field, kind.list_size)
+        return pa.large_list(field) if types.is_large_list(kind) else pa.list_(field)
+    if types.is_dictionary(kind):
+        value = _microseconds(kind.value_type)
+        return None if value is None else value  # decoded by the cast
+    return None
+
+
+def _has_dictionary(kind: Any) -> bool:
+    import pyarrow as pa
+
+    types = pa.types
+    if types.is_dictionary(kind):
+        return True
+    if types.is_struct(kind):
+        return any(_has_dictionary(kind.field(i).type) for i in range(kind.num_fields))
+    if types.is_map(kind):
+        return _has_dictionary(kind.key_type) or _has_dictionary(kind.item_type)
+    if types.is_list(kind) or types.is_large_list(kind) or types.is_fixed_size_list(kind):
+        return _has_dictionary(kind.value_type)
+    return False
+
+
+def _decoded_size(array: Any) -> int:
+    """About how many bytes ``array`` holds with its dictionaries decoded: a dictionary's value
+    counts once for every row that uses it."""
+    import pyarrow as pa
+
+    types = pa.types
+    kind = array.type
+    if types.is_dictionary(kind):
+        import pyarrow.compute as pc
+
+        values = array.dictionary
+        indices = array.indices
+        if len(values) == 0 or len(indices) == 0:
+            return indices.nbytes
+        if types.is_string(values.type) or types.is_large_string(values.type) or types.is_binary(values.type):
+            lengths = pc.binary_length(values).take(indices)
+            total = pc.sum(lengths).as_py() or 0
+            return int(total) + 4 * len(indices) + indices.nbytes
+        each = -(-_decoded_size(values) // len(values))
+        return each * (len(indices) - indices.null_count) + indices.nbytes
+    if types.is_struct(kind) or types.is_map(kind) or types.is_list(kind) or types.is_large_list(kind):
+        if types.is_struct(kind):
+            children = array.flatten()
+        elif types.is_map(kind):
+            children = [array.keys, array.items]  # of the whole map array: an overestimate when sliced
+        else:
+            children = [array.flatten()]
+        return 8 * len(array) + sum(_decoded_size(child) for child in children)
+    return int(array.nbytes)
+
+
+def _slices(batch: Any, dictionaries: bool) -> Iterator[tuple[Any, int]]:
+    """The batch in slices of rows decoding to at most BATCH_BYTES each (a row larger than that
+    alone), each with its decoded size."""
+    decoded = sum(_decoded_size(column) for column in batch.columns) if dictionaries else int(batch.nbytes)
+    rows = batch.num_rows
+    if decoded <= BATCH_BYTES or rows <= 1:
+        yield batch, max(1, decoded)
+        return
+    half = rows // 2
+    yield from _slices(batch.slice(0, half), dictionaries)
+    yield from _slices(batch.slice(half), dictionaries)
+
+
+def _cast_to(first: Callable[[Any], Any], kind: Any) -> Callable[[Any], Any]:
+    def cast(array: Any) -> Any:
+        return first(array).cast(kind, safe=False)  # ns to us: the nanoseconds are dropped
+
+    return cast
 
 
 def _same(array: Any) -> Any:
@@ -621,6 +847,7 @@ def iter_avro(source: ObjectSource, ref: ObjectRef, start: Position) -> Iterator
             f"Avro codec {codec!r} is not read by the importer; write the file with the null, deflate or snappy codec",
         )
     plan = _AvroPlan(blocks.writer_schema)
+    refuse_repeated_columns(plan.columns or ())
     index = start.index
     offset = stream.tell()
     while True:
@@ -649,7 +876,7 @@ def iter_avro(source: ObjectSource, ref: ObjectRef, start: Position) -> Iterator
         after = Position(offset + block.size, index + len(records))
         size = max(1, block.size // max(1, len(records)))
         last = len(records) - 1
-        row = typed_rows(plan.made_times, plan.may_be_cdi)
+        row = typed_rows(plan.made_times, plan.may_be_cdi, plan.columns)
         for i, record in enumerate(records):
             value, error = plan.row(record)
             if error is None:
@@ -695,6 +922,7 @@ class _AvroPlan:
             if self.record and names.count(field["name"]) == 1 and _avro_timestamp(field["type"])
         )
         self.may_be_cdi = not self.record or any(n.casefold() == "payload" for n in names)
+        self.columns = tuple(names) if self.record else None
 
     def row(self, record: Any) -> tuple[Any, str | None]:
         if not self.record or type(record) is not dict:

@@ -28,7 +28,7 @@ import orjson
 from .columnar import TypedRow
 from .endpoints import CATALOG_DELETE, CATALOG_UPSERT
 from .objects import Invalid, Kind, _json_type, check
-from .ports import Group
+from .ports import Group, UnreadableInput
 from .reader import Element
 
 FOLDER_KINDS = {"attributes": Kind.ATTRIBUTES, "events": Kind.EVENT, "purchases": Kind.PURCHASE}
@@ -146,7 +146,7 @@ def shaped(elements: Iterable[Element], kind: str) -> Iterator[Element]:
 def for_route(elements: Iterable[Element], route: Route) -> Iterable[Element]:
     """The elements as the route's folder makes them (JSON rows; CSV rows are made by their reader)."""
     if route.catalog is not None:
-        return converted(elements, catalog_item)
+        return catalog_rows(elements)
     if route.user_deletes:
         return converted(elements, delete_identifier)
     if route.kind is not None:
@@ -172,6 +172,49 @@ def converted(elements: Iterable[Element], convert: Callable[[Any], tuple[str, A
 CDI_CATALOG_COLUMNS = frozenset(("id", "payload", "deleted", *CDI_IGNORED))
 _TRUE = frozenset(("true", "t", "yes", "y", "1"))
 _FALSE = frozenset(("false", "f", "no", "n", "0", ""))
+
+
+def catalog_rows(elements: Iterable[Element]) -> Iterator[Element]:
+    """The rows of a catalog's folder as (upsert or delete, the item). A Parquet or Avro file is
+    read one way for all its rows, decided by its columns as a CSV file's header decides it
+    (:func:`csv_types.catalog_schema`): with PAYLOAD or DELETED, a Cloud Data Ingestion file (any
+    other column refused); else one of item fields. A row is never read by its own keys there: a
+    null column is left out of the row, which would make rows of one file read differently."""
+    readings: dict[type, Callable[[Any], tuple[str, Any]]] = {}
+    for element in elements:
+        if isinstance(element, TypedRow) and element.columns is not None:
+            convert = readings.get(type(element))
+            if convert is None:
+                convert = readings[type(element)] = _catalog_reading(element.columns)
+        else:
+            convert = catalog_item
+        if element.error is None and not element.skipped:
+            try:
+                element.kind, element.value = convert(element.value)
+            except Invalid as exc:
+                element.value = None
+                element.error = exc.reason
+                element.error_source = "validation"
+        yield element
+
+
+def _catalog_reading(columns: tuple[str, ...]) -> Callable[[Any], tuple[str, Any]]:
+    """How every row of a file with these columns is read, or the file refused as a CSV header is."""
+    from .csv_types import CatalogCdiSchema, HeaderError, catalog_schema  # csv_types imports this module
+
+    try:
+        schema = catalog_schema(list(columns))
+    except HeaderError as exc:
+        raise UnreadableInput(0, f"{exc}; nothing of the file was sent") from None
+    return catalog_cdi_row if isinstance(schema, CatalogCdiSchema) else catalog_fields
+
+
+def catalog_fields(value: Any) -> tuple[str, dict[str, Any]]:
+    """(CATALOG_UPSERT, the item) of a row of item fields."""
+    if type(value) is not dict:
+        raise Invalid(f"a catalog item is a JSON object, not a JSON {_json_type(value)}")
+    _check_item_id(value.get("id"), "id")
+    return CATALOG_UPSERT, value
 
 
 def catalog_item(value: Any) -> tuple[str, dict[str, Any]]:
