@@ -828,6 +828,8 @@ def iter_avro(source: ObjectSource, ref: ObjectRef, start: Position) -> Iterator
     block's first record) on; ``start.offset`` 0 is the file's start."""
     import fastavro  # only now: a JSON import never pays for it
 
+    _read_nanosecond_times(fastavro)
+
     if start.offset == 0:
         stream = _Stream(source.chunks(ref, 0, False))
     else:
@@ -945,8 +947,25 @@ class _AvroPlan:
 
 
 _AVRO_TIMESTAMPS = frozenset(
-    {"timestamp-millis", "timestamp-micros", "local-timestamp-millis", "local-timestamp-micros"}
-)
+    {
+        "timestamp-millis", "timestamp-micros", "timestamp-nanos",
+        "local-timestamp-millis", "local-timestamp-micros", "local-timestamp-nanos",
+    }
+)  # fmt: skip
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _nanoseconds(value: int, *schemas: Any) -> dt.datetime:
+    """A ``timestamp-nanos`` (or local) long as a datetime, cut to microseconds, as Parquet's
+    nanosecond times are (fastavro gives these as bare integers, which Braze would store as numbers)."""
+    return _EPOCH + dt.timedelta(microseconds=value // 1000)
+
+
+def _read_nanosecond_times(fastavro: Any) -> None:
+    """Teach fastavro the nanosecond timestamps (Avro 1.12), the others it reads as datetimes."""
+    readers = fastavro.read.LOGICAL_READERS
+    for name in ("long-timestamp-nanos", "long-local-timestamp-nanos"):
+        readers.setdefault(name, _nanoseconds)
 
 
 def _avro_timestamp(schema: Any) -> bool:

@@ -295,3 +295,27 @@ def test_an_avro_field_twice_stops_the_run_before_anything_is_sent(second: str) 
     assert result.status == "stopped"
     assert f"column {second!r} appears twice" in result.report["error"]["message"]
     assert braze.sent == []
+
+
+@pytest.mark.parametrize("logical", ["timestamp-nanos", "local-timestamp-nanos"])
+def test_avro_nanosecond_timestamps_are_iso_times_cut_to_microseconds_not_bare_integers(logical: str) -> None:
+    nanos = {"type": "long", "logicalType": logical}
+    schema = {
+        "type": "record",
+        "name": "R",
+        "fields": [
+            {"name": "external_id", "type": "string"},
+            {"name": "last_seen", "type": nanos},
+            {"name": "p", "type": {"type": "record", "name": "P", "fields": [{"name": "at", "type": ["null", nanos]}]}},
+        ],
+    }
+    buf = io.BytesIO()
+    fastavro.writer(
+        buf, fastavro.parse_schema(schema),
+        [{"external_id": "u1", "last_seen": 1_700_000_000_123_456_789, "p": {"at": 1_700_000_000_123_456_789}}],
+    )  # fmt: skip
+    result, braze, _ = run_key("incoming/attributes/x.avro", buf.getvalue(), [1000])
+    assert result.status == "completed", result.report
+    ((_, body),) = braze.sent
+    (sent,) = body["attributes"]
+    assert sent["last_seen"] == sent["p"]["at"] == "2023-11-14T22:13:20.123456Z"
