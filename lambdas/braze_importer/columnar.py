@@ -306,7 +306,6 @@ def iter_parquet(
     refuse_repeated_columns(parquet.schema_arrow.names)
     plan = _ParquetPlan(parquet.schema_arrow)
     per_row = 1  # the most a row has decoded to so far (bytes), for how many rows to read at once
-    measured = False
     firsts = [0]
     for group in range(meta.num_row_groups):
         firsts.append(firsts[-1] + meta.row_group(group).num_rows)
@@ -326,11 +325,11 @@ def iter_parquet(
         # Rows read at once: what fits the byte budget by the larger of the row group's average and
         # what rows have decoded to so far (a dictionary's values count as often as they are used).
         # A dictionary-encoded text column can decode to far more than the row group's size says:
-        # unless rows were measured already, a few are read first to measure them.
+        # a few of its rows are read first to measure them.
         per_row = max(per_row, meta.row_group(group).total_byte_size // max(1, end - firsts[group]))
-        if not measured and _dictionary_pages(meta.row_group(group), parquet.schema):
+        # Every such row group is measured: an earlier one's small rows say nothing of a later one's.
+        if _dictionary_pages(meta.row_group(group), parquet.schema):
             per_row = max(per_row, _probe(parquet, group, plan.dictionaries, file, pa))
-            measured = True
         batch_size = max(1, min(BATCH_ROWS, BATCH_BYTES // per_row))
         batches = parquet.iter_batches(batch_size=batch_size, row_groups=[group], use_pandas_metadata=False)
         while True:
@@ -355,7 +354,6 @@ def iter_parquet(
             for part, decoded in _slices(batch, plan.dictionaries):
                 rows = part.num_rows
                 per_row = max(per_row, decoded // rows)
-                measured = True
                 if rows == 1 and limit is not None and decoded > limit:
                     raise UnreadableInput(
                         group,
@@ -393,7 +391,10 @@ def _dictionary_pages(group: Any, schema: Any) -> bool:
     bound = 0
     for c in range(group.num_columns):
         column = group.column(c)
-        if column.physical_type == "BYTE_ARRAY" and column.has_dictionary_page:
+        # a dictionary or a delta of prefixes lets many rows share the bytes of one long value
+        if column.physical_type == "BYTE_ARRAY" and (
+            column.has_dictionary_page or "DELTA_BYTE_ARRAY" in column.encodings
+        ):
             if schema.column(c).max_repetition_level > 0:
                 return True
             bound += column.total_uncompressed_size

@@ -319,3 +319,44 @@ def test_avro_nanosecond_timestamps_are_iso_times_cut_to_microseconds_not_bare_i
     ((_, body),) = braze.sent
     (sent,) = body["attributes"]
     assert sent["last_seen"] == sent["p"]["at"] == "2023-11-14T22:13:20.123456Z"
+
+
+def test_a_later_row_group_of_larger_dictionary_text_is_measured_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first row group of short strings says nothing of a later one of long ones: each is measured."""
+    small = pa.table({"external_id": [f"s{i}" for i in range(100)], "bio": ["x"] * 100})
+    big = pa.table({"external_id": [f"u{i}" for i in range(3000)], "bio": ["y" * 20_000] * 3000})
+    buf = io.BytesIO()
+    with pq.ParquetWriter(buf, small.schema, store_schema=False) as writer:
+        writer.write_table(small)
+        writer.write_table(big)
+    read: list[int] = []
+    real = columnar._slices
+
+    def slices(batch: Any, dictionaries: bool) -> Any:
+        read.append(batch.num_rows)  # the batch as pyarrow decoded it, before any slicing
+        return real(batch, dictionaries)
+
+    monkeypatch.setattr(columnar, "_slices", slices)
+    monkeypatch.setattr(columnar, "BATCH_BYTES", 1 << 20)
+    elements = read_all(buf.getvalue(), memory_mb=1769)
+    assert len(elements) == 3100 and sum(read) == 3100
+    assert max(read[1:]) * 20_000 <= 1 << 20  # the second row group's batches stay within the budget
+
+
+def test_delta_encoded_text_that_decodes_far_past_its_size_is_measured_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = pa.table({"external_id": [f"u{i}" for i in range(3000)], "bio": ["y" * 20_000] * 3000})
+    buf = io.BytesIO()
+    pq.write_table(table, buf, use_dictionary=False, column_encoding={"bio": "DELTA_BYTE_ARRAY"}, store_schema=False)
+    assert len(buf.getvalue()) < 200_000  # 60 MB of text in a small file
+    read: list[int] = []
+    real = columnar._slices
+
+    def slices(batch: Any, dictionaries: bool) -> Any:
+        read.append(batch.num_rows)
+        return real(batch, dictionaries)
+
+    monkeypatch.setattr(columnar, "_slices", slices)
+    monkeypatch.setattr(columnar, "BATCH_BYTES", 1 << 20)
+    elements = read_all(buf.getvalue(), memory_mb=1769)
+    assert len(elements) == 3000 and sum(read) == 3000
+    assert max(read) * 20_000 <= 1 << 20
