@@ -157,14 +157,19 @@ def for_route(elements: Iterable[Element], route: Route) -> Iterable[Element]:
 def converted(elements: Iterable[Element], convert: Callable[[Any], tuple[str, Any]]) -> Iterator[Element]:
     """Every element made by ``convert`` into (kind, what to send), or a reject saying why not."""
     for element in elements:
-        if element.error is None and not element.skipped:
-            try:
-                element.kind, element.value = convert(element.value)
-            except Invalid as exc:
-                element.value = None
-                element.error = exc.reason
-                element.error_source = "validation"
+        _convert(element, convert)
         yield element
+
+
+def _convert(element: Element, convert: Callable[[Any], tuple[str, Any]]) -> None:
+    """Make a readable element into (kind, what to send) by ``convert``, or a reject saying why not."""
+    if element.error is None and not element.skipped:
+        try:
+            element.kind, element.value = convert(element.value)
+        except Invalid as exc:
+            element.value = None
+            element.error = exc.reason
+            element.error_source = "validation"
 
 
 # -- catalogs ---------------------------------------------------------------------------------
@@ -188,13 +193,7 @@ def catalog_rows(elements: Iterable[Element]) -> Iterator[Element]:
                 convert = readings[type(element)] = _catalog_reading(element.columns)
         else:
             convert = catalog_item
-        if element.error is None and not element.skipped:
-            try:
-                element.kind, element.value = convert(element.value)
-            except Invalid as exc:
-                element.value = None
-                element.error = exc.reason
-                element.error_source = "validation"
+        _convert(element, convert)
         yield element
 
 
