@@ -52,6 +52,9 @@ _PASS = frozenset(IDENTIFIERS) | CONTROL_KEYS
 # Attributes whose value is a list of operations or devices, not a value Braze stores as given.
 OPAQUE_ATTRIBUTES = frozenset({"subscription_groups", "push_tokens"})
 
+# The S3 object tag that asks for a full send of one file: every value sent, the records rewritten.
+FULL_SEND_TAG = ("braze-send", "full")
+
 _SORT = orjson.OPT_SORT_KEYS
 
 

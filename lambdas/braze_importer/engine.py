@@ -121,6 +121,16 @@ class Counters:
     splits: int = 0
     waits_capped: int = 0  # rate-limit waits cut to max_wait_seconds, or implausible values ignored
     skipped: int = 0  # CSV rows holding nothing but their identifier: nothing to send
+    # Deltas (attributes objects only): attribute values read, sent, and left out as unchanged; objects
+    # not sent at all (every value unchanged); users sent in full because their record would not fit
+    # one item; look-ups and commits that failed (those users were sent in full / will be next time).
+    values_read: int = 0
+    values_sent: int = 0
+    values_skipped: int = 0
+    objects_unchanged: int = 0
+    users_too_large: int = 0
+    delta_lookup_errors: int = 0
+    delta_commit_errors: int = 0
 
     def add(self, other: Counters) -> Counters:
         return Counters(**{k: v + getattr(other, k) for k, v in asdict(self).items()})

@@ -63,6 +63,9 @@ class RunRecord:
     # Items (catalog item ids, hashed: 16 hex digits each) with rows in the failed file: their
     # later rows follow them there in every invocation of the run (see engine.FAILED_ITEMS_LIMIT).
     failed_items: str = ""
+    # The object version carried the full-send tag when the run started: every attribute value is sent
+    # (and the records rewritten from it), as if no record existed.
+    full_send: bool = False
 
     @property
     def tag(self) -> str:

@@ -19,6 +19,7 @@ import orjson
 
 from . import columnar
 from .csv_reader import iter_rows
+from .delta_store import DeltaStore
 from .endpoints import CatalogDestination, Destination, UserDeleteDestination
 from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy, Share
 from .objects import Kind
@@ -98,6 +99,12 @@ class Deps:
     counters_every_seconds: float = 60.0
     # Files under user-deletes/ delete users for good: refused unless this is set (import:allowUserDeletes).
     allow_user_deletes: bool = False
+    # Send only what changed (import:deltas): the records of what was last set per user; None: off.
+    deltas: DeltaStore | None = None
+    delta_max_age_seconds: float = 30 * 86400.0  # import:deltaMaxAgeDays: older records are ignored
+    delta_max_array: int | None = 25  # import:maxArrayLength: longer arrays are sent whole, never recorded
+    # Whether the object version asks for a full send (its S3 tag FULL_SEND_TAG); None: never.
+    full_send_requested: Callable[[ObjectRef], bool] | None = None
 
 
 @dataclass(slots=True)
