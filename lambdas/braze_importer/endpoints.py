@@ -41,8 +41,9 @@ class Destination:
 
     def replayable(self, item: Item) -> dict[str, Any]:
         """The failed file's line for an item: a row that, copied back into the folder it came
-        from, is sent the same way again."""
-        obj: dict[str, Any] = item.obj
+        from, is sent the same way again: the object as read (not the delta sent of it: a replay
+        is diffed against the records as they are then)."""
+        obj: dict[str, Any] = item.element.value
         return obj
 
     def refused(self, batch: Batch, answer: BrazeAnswer) -> dict[int, str]:

@@ -15,13 +15,14 @@ import dataclasses
 import hashlib
 import math
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .delta_stage import DeltaOptions, DeltaStage
 from .endpoints import Destination, braze_message
 from .objects import Invalid, Kind, classify
 from .ports import (
@@ -37,6 +38,9 @@ from .ports import (
     UnreadableInput,
 )
 from .reader import Element, JsonSyntaxError, Position
+
+if TYPE_CHECKING:
+    from .deltas import Delta
 
 _SLICE_SECONDS = 1.0  # longest wait between two looks at the time limit
 # Objects and arrays nested in one object that still make a request body: orjson writes at most
@@ -208,6 +212,9 @@ class Item:
     size: int
     endpoint: Endpoint = TRACK
     key: str | None = None  # rows with the same key reach Braze in file order (a catalog item's id)
+    # An attributes object sent as its delta: what to commit once Braze took it, and whose record.
+    delta: Delta | None = None
+    user: str | None = None
 
 
 RecordSink = Callable[[dict[str, Any]], None]
@@ -582,6 +589,7 @@ class Pump:
         destination: Destination | None = None,
         failed_items: str = "",
         failed_items_limit: int = FAILED_ITEMS_LIMIT,
+        deltas: DeltaOptions | None = None,
     ) -> None:
         self._braze = braze
         self._destination = destination or Destination()
@@ -619,6 +627,8 @@ class Pump:
         self._on_progress = on_progress
         self._progress_seconds = progress_seconds
         self._last_progress = clock.monotonic()
+        # Send only what changed (/users/track's attributes objects only).
+        self._stage = DeltaStage(deltas, self.counters, clock.time) if deltas is not None and self._tracking else None
 
     async def run(
         self,
@@ -637,7 +647,7 @@ class Pump:
         outcome = Outcome.COMPLETED
         error = None
         counters, unsettled, counted = self.counters, self._unsettled, start.read
-        track = self._track_batcher
+        track, stage = self._track_batcher, self._stage
         try:
             for element in elements:
                 index = element.index
@@ -649,13 +659,16 @@ class Pump:
                         # An object typed and checked by its reader or its folder's rules, for
                         # /users/track: _admit's own path, inlined (it runs once per object).
                         unsettled[index] = element.anchor
-                        if (
-                            batch := track.add(Item(index, element, element.kind, element.value, element.size))
-                        ) is not None:
+                        typed = Item(index, element, element.kind, element.value, element.size)
+                        if stage is not None and typed.kind == Kind.ATTRIBUTES:
+                            look = await self._staged(stage.push(typed)) or look
+                        elif (batch := track.add(typed)) is not None:
                             await self._dispatch(batch)
                             look = True
                     elif (item := self._admit(element)) is None:
                         pass
+                    elif stage is not None and item.kind == Kind.ATTRIBUTES:
+                        look = await self._staged(stage.push(item)) or look
                     elif item.key is not None:
                         look = await self._place(item) or look
                     elif (batch := (track or self._batcher(item)).add(item)) is not None:
@@ -678,7 +691,11 @@ class Pump:
             outcome = Outcome.INVALID_JSON if isinstance(exc, JsonSyntaxError) else Outcome.UNREADABLE
             error = {"offset": exc.offset, "message": exc.message}
             await self._flush_all()
-        await self._drain()
+        try:
+            await self._drain()
+        finally:
+            if stage is not None:
+                await stage.close()
         if self._stop_reason is not None:
             outcome = Outcome.STOPPED
             error = self.stop_error or error
@@ -698,7 +715,12 @@ class Pump:
     def _should_stop(self) -> bool:
         # The clock is consulted only once a request has been answered (or something settled
         # without one), so every invocation makes progress however little time it starts with.
-        if not self._stopping.is_set() and (self._answered or self.counters.rejected) and not self._keep_going():
+        counters = self.counters
+        if (
+            not self._stopping.is_set()
+            and (self._answered or counters.rejected or counters.objects_unchanged)
+            and not self._keep_going()
+        ):
             self._stopping.set()
         return self._stopping.is_set()
 
@@ -766,7 +788,22 @@ class Pump:
             sent = True
         return sent
 
+    async def _staged(self, ready: Awaitable[list[Item]]) -> bool:
+        """Batch the items the delta stage released (settling at once those with nothing to send);
+        True if it released any (time to look at the clock: a file of unchanged objects sends nothing)."""
+        track = self._track_batcher
+        assert track is not None
+        items = await ready
+        for item in items:
+            if item.obj is None:  # every value unchanged: nothing to send, settled
+                del self._unsettled[item.index]
+            elif (batch := track.add(item)) is not None:
+                await self._dispatch(batch)
+        return bool(items)
+
     async def _flush_all(self) -> None:
+        if self._stage is not None:
+            await self._staged(self._stage.finish())
         for batcher in list(self._batchers.values()):
             if (batch := batcher.flush()) is not None:
                 await self._dispatch(batch)
@@ -922,6 +959,8 @@ class Pump:
             except orjson.JSONEncodeError as exc:
                 del self._unsettled[item.index]
                 self._reject(item.index, item.element.offset, "validation", unwritable_reason(exc), item.element.line)
+                if self._stage is not None:
+                    self._stage.refused([item])
             else:
                 rest.append(item)
         return rest
@@ -962,6 +1001,8 @@ class Pump:
         counts["objects"] += objects
 
     def _reject_items(self, items: list[Item], source: str, reasons: dict[int, str]) -> None:
+        if self._stage is not None:
+            self._stage.refused(items)
         for item in items:
             del self._unsettled[item.index]
             self._reject(item.index, item.element.offset, source, f"Braze: {reasons[item.index]}", item.element.line)
@@ -969,6 +1010,9 @@ class Pump:
     def _accept(self, batch: Batch, answer: BrazeAnswer) -> None:
         refused = self._destination.refused(batch, answer)
         unsettled = self._unsettled
+        if self._stage is not None:
+            self._stage.refused([item for item in batch.items if item.index in refused])
+            self._stage.accepted([item for item in batch.items if item.index not in refused])
         for item in batch.items:
             del unsettled[item.index]
             if refused and (reason := refused.get(item.index)) is not None:
@@ -976,12 +1020,16 @@ class Pump:
         self._accepted(batch.endpoint, len(batch.items) - len(refused))
 
     def _reject_batch(self, batch: Batch, source: str, reason: str) -> None:
+        if self._stage is not None:
+            self._stage.refused(batch.items)
         for item in batch.items:
             del self._unsettled[item.index]
             self._reject(item.index, item.element.offset, source, reason, item.element.line)
 
     def _fail(self, batch: Batch, reason: str) -> None:
         reasons = self.failure_reasons
+        if self._stage is not None:
+            self._stage.unanswered(batch.items)  # Braze may have applied them: the records forget
         for item in batch.items:
             del self._unsettled[item.index]
             try:

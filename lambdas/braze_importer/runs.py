@@ -66,6 +66,7 @@ class RunRecord:
     # The object version carried the full-send tag when the run started: every attribute value is sent
     # (and the records rewritten from it), as if no record existed.
     full_send: bool = False
+    deltas: bool = False  # sent only what changed (import:deltas on, not a dry run, /users/track)
 
     @property
     def tag(self) -> str:

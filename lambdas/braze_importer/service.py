@@ -19,7 +19,9 @@ import orjson
 
 from . import columnar
 from .csv_reader import iter_rows
+from .delta_stage import DeltaOptions
 from .delta_store import DeltaStore
+from .deltas import FULL_SEND_TAG
 from .endpoints import CatalogDestination, Destination, UserDeleteDestination
 from .engine import Checkpoint, Counters, Outcome, Pump, SendPolicy, Share
 from .objects import Kind
@@ -155,6 +157,8 @@ def start(
         gzip=True if ref.key.endswith(".gz") else None,
         owner=owner,
         csv_options=csv_options,
+        # Read once, when the run starts: a tag put on the object later does not change a run under way.
+        full_send=deps.deltas is not None and deps.full_send_requested is not None and deps.full_send_requested(ref),
     )
     return run if deps.store.create(run) else None
 
@@ -387,12 +391,25 @@ def process(run: RunRecord, deps: Deps, keep_going: Callable[[], bool]) -> Invoc
                 share=share,
                 destination=destination,
                 failed_items=run.failed_items,
+                deltas=deltas,
             )
             # A run whose slot lease was lost (taken over after a long stall) pauses: its
             # continuation finds the slots taken and queues, instead of running beyond the bound.
             return await pump.run(elements, checkpoint, lambda: holding() and keep_going())
 
     destination = _destination(route)
+    # A dry run sends nothing, so it neither reads nor changes the records.
+    deltas = (
+        DeltaOptions(
+            deps.deltas,
+            deps.delta_max_age_seconds,
+            full=run.full_send,
+            max_array=deps.delta_max_array,
+        )
+        if deps.deltas is not None and not route.dry_run
+        else None
+    )
+    run.deltas = deltas is not None and route.group is Group.TRACK
     share = Share(deps.policy.workspace_requests_per_second)
     with _Heartbeat(run.run_id, deps, share, route.group) as beat:
         result = asyncio.run(pump_it(beat.still_holding))
@@ -667,7 +684,7 @@ def build_report(run: RunRecord, layout: Layout, *, allow_user_deletes: bool) ->
             "gzip": run.gzip,
             **({"columns": run.csv_options} if run.csv_options else {}),
         },
-        **asdict(counters),
+        **{k: v for k, v in asdict(counters).items() if k not in _DELTA_COUNTERS_BY_FIELD},
         "invocations": run.invocations,
         "queued_invocations": run.queued_hops,
         "seconds": round(run.active_seconds, 3),
@@ -684,6 +701,8 @@ def build_report(run: RunRecord, layout: Layout, *, allow_user_deletes: bool) ->
         },
     }
     route = layout.route(run.key)
+    if route.group is Group.TRACK:
+        report["deltas"] = _deltas_report(run, counters)
     if route.kind is not None:
         report["source"]["kind"] = route.kind
     if route.catalog is not None:
@@ -717,6 +736,33 @@ def build_report(run: RunRecord, layout: Layout, *, allow_user_deletes: bool) ->
     if run.error:
         report["error"] = run.error
     return report
+
+
+# Counters the report gives in its ``deltas`` section (report name: counter).
+_DELTA_COUNTERS = {
+    "values_read": "values_read",
+    "values_sent": "values_sent",
+    "values_skipped": "values_skipped",
+    "objects_unchanged": "objects_unchanged",
+    "users_too_large": "users_too_large",
+    "lookup_errors": "delta_lookup_errors",
+    "commit_errors": "delta_commit_errors",
+}
+_DELTA_COUNTERS_BY_FIELD = set(_DELTA_COUNTERS.values())
+
+
+def _deltas_report(run: RunRecord, counters: Counters) -> dict[str, Any]:
+    """What sending only what changed did: attribute values (identifiers not counted) read, sent and left
+    out as unchanged; attributes objects not sent at all; users sent in full, unrecorded, as too large."""
+    section: dict[str, Any] = {"enabled": run.deltas, "full_send": run.full_send}
+    section |= {name: getattr(counters, field) for name, field in _DELTA_COUNTERS.items()}
+    if counters.delta_commit_errors:
+        section["warning"] = (
+            f"{counters.delta_commit_errors} users' records could not be updated after Braze took their values: "
+            "a later file could leave out a value Braze no longer holds. Import this file again with the S3 tag "
+            f"{FULL_SEND_TAG[0]}={FULL_SEND_TAG[1]} to rewrite them."
+        )
+    return section
 
 
 class _OutputWriter:
