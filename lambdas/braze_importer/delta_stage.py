@@ -15,6 +15,7 @@ commit marks what the other object set ``UNKNOWN`` if it committed in between.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,10 +23,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .delta_store import DeltaStore
-from .deltas import Changes, Record, diff, unanswered, user_key
+from .deltas import Changes, Record, diff, sent_whole, unanswered, user_key
 
 if TYPE_CHECKING:
     from .engine import Counters, Item
+
+logger = logging.getLogger(__name__)
 
 # Epochs of finished commits kept for staleness checks; older ones are pruned past this many.
 _PRUNE_AT = 50_000
@@ -124,14 +127,18 @@ class DeltaStage:
             if key is None:
                 continue  # names no user the store can key: sent as it is
             stale = key in pending or done.get(key, -1) >= window.epoch
-            delta = diff(
-                item.obj,
-                records.get(key),
-                now=now,
-                max_age_seconds=options.max_age_seconds,
-                full=options.full or stale,
-                max_array=options.max_array,
-            )
+            try:
+                delta = diff(
+                    item.obj,
+                    records.get(key),
+                    now=now,
+                    max_age_seconds=options.max_age_seconds,
+                    full=options.full or stale,
+                    max_array=options.max_array,
+                )
+            except Exception as exc:
+                logger.warning("attributes object sent whole: its delta failed", extra={"error": type(exc).__name__})
+                delta = sent_whole(item.obj, records.get(key))
             counters.values_read += delta.read
             counters.values_sent += delta.sent
             counters.values_skipped += delta.skipped

@@ -488,6 +488,12 @@ def _forgetting(obj: dict[str, Any], record: Record | None, passing: frozenset[s
     return Delta(obj, changes if changes else None, read, read, 0)
 
 
+def sent_whole(obj: dict[str, Any], record: Record | None) -> Delta:
+    """``obj`` sent as it is, the record claiming nothing of what it names (when its delta cannot be
+    computed: the object is then sent, or rejected, exactly as without deltas)."""
+    return _forgetting(obj, record, _identifier_keys(obj)[0])
+
+
 def unanswered(delta: Delta) -> Changes | None:
     """The changes to commit instead of ``delta.changes`` when Braze's answer to the object sent is
     unknown (no answer, or a failure after which Braze may have applied it): the record forgets every

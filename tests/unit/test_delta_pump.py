@@ -335,3 +335,27 @@ def test_every_kind_of_answer_in_a_random_run_leaves_no_record_claiming_what_bra
     braze.default = lambda payload: answer()
     run(deps, put(s3, "incoming/last.jsonl", objs))
     assert held(braze) == expected(objs)
+
+
+def test_an_object_whose_delta_fails_is_sent_whole_and_its_record_forgets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from braze_importer import delta_stage, deltas
+
+    def fragile(obj: dict[str, Any], record: Any, **kw: Any) -> Any:
+        if obj.get("boom"):
+            raise RecursionError("too deep")
+        return deltas.diff(obj, record, **kw)
+
+    s3, braze, store = FakeS3(), FakeBraze(), MemoryDeltaStore()
+    deps = deps_with(braze, s3, store)
+    run(deps, put(s3, "incoming/one.jsonl", [{"external_id": "u", "a": 1}, {"external_id": "v", "a": 1}]))
+    monkeypatch.setattr(delta_stage, "diff", fragile)
+    braze.stored.clear()
+    report = run(
+        deps, put(s3, "incoming/two.jsonl", [{"external_id": "u", "a": 2, "boom": 1}, {"external_id": "v", "a": 1}])
+    )
+    assert report["accepted"] == 1 and report["deltas"]["objects_unchanged"] == 1
+    assert braze.stored == [{"external_id": "u", "a": 2, "boom": 1}]
+    monkeypatch.undo()
+    braze.stored.clear()
+    run(deps, put(s3, "incoming/three.jsonl", [{"external_id": "u", "a": 1}]))
+    assert braze.stored == [{"external_id": "u", "a": 1}]  # the record no longer claims a=1
