@@ -118,7 +118,7 @@ class BulkUploadStack(Stack):
         )
         self._grant(bulk.prefix)
         if importer is not None:
-            self._deliver_to_braze(importer, bulk.prefix)
+            self._deliver_to_braze(importer, bulk.prefix, read_tags=config.importer.deltas)
         self.api = KeyedApi(
             self, "Api", description="SAS CI360 bulk-connector webhook", rate_limit=bulk.api_rate_limit,
             burst_limit=bulk.api_burst_limit, log_retention=retention, tracing=config.tracing,
@@ -200,10 +200,11 @@ class BulkUploadStack(Stack):
         ]  # fmt: skip
         return PipelineDashboard(self, "Dashboard", title="SAS CI360 bulk upload", rows=widgets, alarms=self.alarms)
 
-    def _deliver_to_braze(self, importer: ImporterExports, prefix: str) -> None:
+    def _deliver_to_braze(self, importer: ImporterExports, prefix: str, *, read_tags: bool) -> None:
         """The copier asks the importer to import each landed file where it lies; the importer may
-        read the files under the upload prefix; the API reads the import's run for a job's status.
-        Every grant is made here, so the Import stack never depends on this one."""
+        read the files under the upload prefix (and, with import:deltas, their tags: one asks for a
+        full send); the API reads the import's run for a job's status. Every grant is made here, so
+        the Import stack never depends on this one."""
         self.copier.role.add_to_policy(
             iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[Fn.import_value(importer.function_arn)])
         )
@@ -217,7 +218,11 @@ class BulkUploadStack(Stack):
             roles=[importer_role],
             statements=[
                 iam.PolicyStatement(
-                    actions=["s3:GetObject", "s3:GetObjectVersion"],
+                    actions=[
+                        "s3:GetObject",
+                        "s3:GetObjectVersion",
+                        *(["s3:GetObjectTagging", "s3:GetObjectVersionTagging"] if read_tags else []),
+                    ],
                     resources=[self.bucket.arn_for_objects(f"{prefix}*")],
                 )
             ],

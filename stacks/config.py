@@ -17,6 +17,9 @@ class ConfigError(ValueError):
 
 _CAST_PAIR = r"\s*[^=,\s][^=,]*=\s*(?i:string|integer|float|boolean)\s*"
 _CSV_CAST = re.compile(f"{_CAST_PAIR}(?:,{_CAST_PAIR})*")
+# Items a custom attribute array holds at most, whatever the workspace's setting ("Arrays": up to 500
+# items, https://www.braze.com/docs/user_guide/data/activation/custom_data/data_types/).
+MAX_BRAZE_ARRAY = 500
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +48,15 @@ class ImportConfig:
     catalog_requests_per_minute: int = 16_000  # the asynchronous catalog item endpoints together
     user_delete_requests_per_minute: int = 20_000  # /users/delete
     allow_user_deletes: bool = False  # files under user-deletes/ delete users only when true
+    # Send only what changed: attributes objects are diffed against what was last set per user, kept
+    # in a DynamoDB table (created only when true).
+    deltas: bool = True
+    # A user's record older than this (since its last full rewrite) is ignored, and DynamoDB's TTL
+    # deletes it this long after that rewrite.
+    delta_max_age_days: int = 30
+    # The workspace's maximum array length for custom attributes (Braze keeps the last that many
+    # items): a longer array is sent whole, never diffed.
+    max_array_length: int = 25
 
     def __post_init__(self) -> None:
         for name, value in (
@@ -53,6 +65,12 @@ class ImportConfig:
         ):
             if not 1 <= value <= 1_000_000:
                 raise ConfigError(f"import {name} must be between 1 and 1000000")
+        if self.delta_max_age_days < 1:
+            raise ConfigError("import deltaMaxAgeDays must be at least 1")
+        if not 1 <= self.max_array_length <= MAX_BRAZE_ARRAY:
+            raise ConfigError(
+                f"import maxArrayLength must be between 1 and {MAX_BRAZE_ARRAY} (Braze's largest array length)"
+            )
         if self.csv_type_cast and not _CSV_CAST.fullmatch(self.csv_type_cast):
             raise ConfigError(
                 "import csvTypeCast must be column=type pairs separated by commas, "

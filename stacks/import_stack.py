@@ -74,6 +74,8 @@ class ImportStack(Stack):
         CfnOutput(self, "BrazeApiKeySecretArn", value=self.api_key_secret.secret_arn)
         CfnOutput(self, "ImporterFunctionName", value=self.importer.function.function_name)
         CfnOutput(self, "RunsTableName", value=self.importer.runs_table.table_name)
+        if self.importer.deltas_table is not None:
+            CfnOutput(self, "DeltasTableName", value=self.importer.deltas_table.table_name)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.importer.dead_letter_queue.queue_url)
 
     def _dashboard(self, config: ImportConfig) -> PipelineDashboard:
@@ -110,18 +112,32 @@ class ImportStack(Stack):
             ],
         )
         importer = self.importer
-        return PipelineDashboard(
-            self,
-            "Dashboard",
-            title="Braze import",
-            rows=[
-                [graph("Objects per minute", objects), pace, runs],
-                [
-                    *function_widgets("Importer", importer.function),
-                    queue_depth("Dead-letter queue", [("Importer events", importer.dead_letter_queue)]),
-                ],
+        rows: list[list[cloudwatch.IWidget]] = [
+            [graph("Objects per minute", objects), pace, runs],
+            [
+                *function_widgets("Importer", importer.function),
+                queue_depth("Dead-letter queue", [("Importer events", importer.dead_letter_queue)]),
             ],
-            alarms=importer.alarms,
+        ]
+        if importer.deltas_table is not None:
+            rows.append([self._values_widget()])
+        return PipelineDashboard(self, "Dashboard", title="Braze import", rows=rows, alarms=importer.alarms)
+
+    @staticmethod
+    def _values_widget() -> cloudwatch.GraphWidget:
+        """What sending only what changed saves, and what it could not do: the users sent in full
+        because their record was not read, will not fit, or was not written."""
+        return graph(
+            "Attribute values sent vs skipped",
+            [
+                metric(spec, period=ONE_MINUTE)
+                for spec in (telemetry.VALUES_SENT, telemetry.VALUES_SKIPPED, telemetry.OBJECTS_UNCHANGED)
+            ],
+            right=[
+                metric(spec, period=ONE_MINUTE)
+                for spec in (telemetry.USERS_TOO_LARGE, telemetry.DELTA_LOOKUP_ERRORS, telemetry.DELTA_COMMIT_ERRORS)
+            ],
+            width=24,
         )
 
     def export_importer(self, project: str) -> ImporterExports:

@@ -149,12 +149,14 @@ class FakeBody:
 
 
 class FakeS3:
-    """get_object / put_object over a dict, with Range and VersionId like S3."""
+    """get_object / put_object / get_object_tagging over dicts, with Range and VersionId like S3."""
 
     def __init__(self, chunk: int = 1 << 20) -> None:
         self.objects: dict[tuple[str, str], bytes] = {}
+        self.tags: dict[tuple[str, str], dict[str, str]] = {}
         self.chunk = chunk
         self.ranges: list[str | None] = []
+        self.tag_reads: list[dict[str, Any]] = []
 
     def get_object(self, Bucket: str, Key: str, Range: str | None = None, **_: Any) -> dict[str, Any]:
         data = self.objects[(Bucket, Key)]
@@ -175,6 +177,14 @@ class FakeS3:
     def put_object(self, Bucket: str, Key: str, Body: bytes, **_: Any) -> dict[str, Any]:
         self.objects[(Bucket, Key)] = Body if isinstance(Body, bytes) else Body.read()
         return {"ETag": '"etag"', "VersionId": "v1"}
+
+    def get_object_tagging(self, Bucket: str, Key: str, **kw: Any) -> dict[str, Any]:
+        self.tag_reads.append({"Bucket": Bucket, "Key": Key, **kw})
+        if (Bucket, Key) not in self.objects:
+            error = {"Error": {"Code": "NoSuchKey", "Message": "The specified key does not exist."}}
+            raise ClientError(error, "GetObjectTagging")
+        tags = self.tags.get((Bucket, Key), {})
+        return {"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]}
 
 
 class MemoryRunStore:

@@ -15,6 +15,7 @@ import orjson
 from botocore.exceptions import ClientError
 
 from . import gzip_index
+from .deltas import FULL_SEND_TAG
 from .ports import SeekPoint, SourceDenied, SourceGone, UnreadableInput
 from .runs import CONTINUING, QUEUED, RUNNING, STOPPED, RunRecord
 
@@ -37,6 +38,8 @@ def active_key(group: str = TRACK_GROUP) -> str:
 # once that version is gone: deleted for good, or overwritten.
 _GONE_CODES = frozenset({"NoSuchVersion", "NoSuchKey", "PreconditionFailed"})
 _GONE_STATUSES = frozenset({404, 412})
+# What S3 answers a tag read of an object the function may not read, or that is gone.
+_UNTAGGED_CODES = frozenset({"AccessDenied", "NoSuchKey", "NoSuchVersion"})
 
 
 def _source_error(exc: ClientError, offset: int) -> UnreadableInput | None:
@@ -80,6 +83,25 @@ class S3Source:
                 raise error from None
             raise
         return bool(head == b"\x1f\x8b")
+
+    def full_send_requested(self, ref: Any) -> bool:
+        """Whether the object version carries the full-send tag (``deltas.FULL_SEND_TAG``; its value
+        compared trimmed, in any case). Tags S3 will not show (access denied, the version gone) ask for
+        nothing: the run reads the object next and reports what became of it."""
+        kwargs: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.key}
+        if ref.version_id:
+            kwargs["VersionId"] = ref.version_id
+        try:
+            tags = self._s3.get_object_tagging(**kwargs).get("TagSet", [])
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code not in _UNTAGGED_CODES:
+                raise
+            # The code only: the key may name a person or a customer.
+            logging.getLogger(__name__).warning("object tags unreadable, no full send: S3 answered %s", code)
+            return False
+        key, value = FULL_SEND_TAG
+        return any(t.get("Key") == key and str(t.get("Value", "")).strip().lower() == value for t in tags)
 
     def read_range(self, ref: Any, start: int, length: int) -> tuple[bytes, int]:
         """One ranged GET of the object version: ``length`` bytes from ``start`` and the object's

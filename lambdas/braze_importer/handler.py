@@ -39,6 +39,7 @@ from .aws import (
     read_api_key,
 )
 from .braze_http import BrazeHttp, braze_client
+from .delta_store import DynamoDeltaStore
 from .engine import Counters
 from .ports import ObjectRef, SystemClock
 from .reader import Format
@@ -46,6 +47,8 @@ from .runs import run_tag
 from .service import Deps, InvocationResult, handle_continue, handle_resume, handle_start, start_queued
 from .settings import get_settings
 from .telemetry import (
+    DELTA_COMMIT_ERRORS,
+    DELTA_LOOKUP_ERRORS,
     EVENTS_IGNORED,
     NAMESPACE,
     OBJECTS_ACCEPTED,
@@ -53,6 +56,7 @@ from .telemetry import (
     OBJECTS_FAILED,
     OBJECTS_READ,
     OBJECTS_REJECTED,
+    OBJECTS_UNCHANGED,
     QUEUED_RUNS_STARTED,
     REQUESTS,
     RETRIES,
@@ -60,6 +64,10 @@ from .telemetry import (
     RUNS_STOPPED,
     SERVICE,
     THROTTLED,
+    USERS_TOO_LARGE,
+    VALUES_READ,
+    VALUES_SENT,
+    VALUES_SKIPPED,
     MetricSpec,
 )
 
@@ -88,12 +96,16 @@ def _deps() -> Deps:
     s3 = boto3.client("s3")
     dynamodb = boto3.client("dynamodb")
     slots = settings.max_concurrent_runs
+    source = S3Source(s3)
+    max_age = settings.delta_max_age_seconds
+    # Records expire as long after their last rewrite as they are trusted: DynamoDB deletes none still in use.
+    deltas = DynamoDeltaStore(dynamodb, settings.deltas_table, ttl_seconds=max_age) if settings.deltas_table else None
     return Deps(
         store=DynamoRunStore(dynamodb, settings.runs_table),
         slots=DynamoRunSlots(dynamodb, settings.runs_table, slots) if slots else None,
         seek_points=DynamoSeekPoints(dynamodb, settings.runs_table),
         active_runs=DynamoActiveRuns(dynamodb, settings.runs_table),
-        source=S3Source(s3),
+        source=source,
         outputs=S3Outputs(s3, settings.bucket),
         continuer=LambdaContinuer(boto3.client("lambda"), settings.function_name),
         braze_factory=_braze,
@@ -104,6 +116,11 @@ def _deps() -> Deps:
         csv_type_cast=settings.csv_casts(),
         allow_user_deletes=settings.allow_user_deletes,
         on_counters=_tell,
+        deltas=deltas,
+        delta_max_age_seconds=max_age,
+        delta_max_array=settings.max_array_length,
+        # Without deltas every value is sent anyway: no tag to read (nor a grant to read it).
+        full_send_requested=source.full_send_requested if deltas is not None else None,
     )
 
 
@@ -250,6 +267,13 @@ def _count(delta: Counters) -> None:
         (REQUESTS, delta.requests),
         (RETRIES, delta.retries),
         (THROTTLED, delta.throttled),
+        (VALUES_READ, delta.values_read),
+        (VALUES_SENT, delta.values_sent),
+        (VALUES_SKIPPED, delta.values_skipped),
+        (OBJECTS_UNCHANGED, delta.objects_unchanged),
+        (USERS_TOO_LARGE, delta.users_too_large),
+        (DELTA_LOOKUP_ERRORS, delta.delta_lookup_errors),
+        (DELTA_COMMIT_ERRORS, delta.delta_commit_errors),
     )
     for spec, value in counts:
         metrics.add_metric(name=spec.name, unit=spec.unit, value=value)

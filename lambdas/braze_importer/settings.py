@@ -45,6 +45,12 @@ class Settings(BaseModel):
     user_delete_requests_per_minute: int = Field(20_000, ge=1, le=1_000_000, alias="USER_DELETE_REQUESTS_PER_MINUTE")
     # Files under user-deletes/ delete users for good: refused unless this is true.
     allow_user_deletes: bool = Field(False, alias="ALLOW_USER_DELETES")
+    # Send only what changed: the table of what was last set per user; unset or empty: every value is sent.
+    deltas_table: str = Field("", alias="DELTAS_TABLE")
+    # Records older than this are ignored; DynamoDB's TTL deletes them as long after their last rewrite.
+    delta_max_age_days: int = Field(30, ge=1, alias="DELTA_MAX_AGE_DAYS")
+    # The workspace's maximum array length for custom attributes: longer arrays are sent whole.
+    max_array_length: int = Field(25, ge=1, le=500, alias="MAX_ARRAY_LENGTH")
 
     @field_validator("requests_per_second", mode="before")
     @classmethod
@@ -93,6 +99,10 @@ class Settings(BaseModel):
             catalog_requests_per_second=self.catalog_requests_per_minute / 60,
             user_delete_requests_per_second=self.user_delete_requests_per_minute / 60,
         )
+
+    @property
+    def delta_max_age_seconds(self) -> float:
+        return self.delta_max_age_days * 86400.0
 
     def layout(self) -> Layout:
         outputs = (self.reports_prefix, self.rejects_prefix, self.failed_prefix)

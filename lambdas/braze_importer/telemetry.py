@@ -34,3 +34,11 @@ RUNS_STOPPED = _count("RunsStopped")
 RUNS_QUEUED = _count("RunsQueued")
 QUEUED_RUNS_STARTED = _count("QueuedRunsStarted")
 EVENTS_IGNORED = _count("EventsIgnored")  # e.g. s3:TestEvent
+# Send only what changed (attributes objects): values read, sent, and left out as Braze already holds them.
+VALUES_READ = _count("AttributeValuesRead")
+VALUES_SENT = _count("AttributeValuesSent")
+VALUES_SKIPPED = _count("AttributeValuesSkipped")
+OBJECTS_UNCHANGED = _count("ObjectsUnchanged")  # not sent at all: every value unchanged
+USERS_TOO_LARGE = _count("UsersTooLarge")  # sent in full: their record would not fit one item
+DELTA_LOOKUP_ERRORS = _count("DeltaLookupErrors")  # records not read: those users were sent in full
+DELTA_COMMIT_ERRORS = _count("DeltaCommitErrors")  # records not written: those users are sent in full next time

@@ -1,10 +1,12 @@
-"""The importer capability: the function built from ``lambdas/braze_importer``, its runs table,
-its dead-letter queue, its S3 trigger, the schedule that starts queued runs, and its alarms."""
+"""The importer capability: the function built from ``lambdas/braze_importer``, its runs table, the
+table of what was last sent per user (import:deltas), its dead-letter queue, its S3 trigger, the
+schedule that starts queued runs, and its alarms."""
 
 from __future__ import annotations
 
 from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -36,7 +38,8 @@ SWEEP_EVERY = Duration.minutes(1)
 
 
 class BrazeImporter(Construct):
-    """Exposes ``function``, ``runs_table``, ``dead_letter_queue`` and ``alarms``."""
+    """Exposes ``function``, ``runs_table``, ``deltas_table`` (None without import:deltas),
+    ``dead_letter_queue`` and ``alarms``."""
 
     def __init__(
         self,
@@ -50,6 +53,9 @@ class BrazeImporter(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.runs_table = keyed_table(self, "Runs", key="run_id", ttl_attribute="expires_at")
+        # Turning deltas off takes the table out of the stack (kept, as every table); turning them on
+        # again starts an empty one, so no record survives a time when files were sent without them.
+        self.deltas_table = keyed_table(self, "Deltas", key="pk", ttl_attribute="expires_at") if config.deltas else None
         self.dead_letter_queue = dead_letter_queue(self, "DeadLetters", holds="importer events that failed")
         self.lambda_ = PythonFunction(
             self,
@@ -84,6 +90,9 @@ class BrazeImporter(Construct):
                 "CATALOG_REQUESTS_PER_MINUTE": str(config.catalog_requests_per_minute),
                 "USER_DELETE_REQUESTS_PER_MINUTE": str(config.user_delete_requests_per_minute),
                 "ALLOW_USER_DELETES": "true" if config.allow_user_deletes else "false",
+                **({"DELTAS_TABLE": self.deltas_table.table_name} if self.deltas_table else {}),
+                "DELTA_MAX_AGE_DAYS": str(config.delta_max_age_days),
+                "MAX_ARRAY_LENGTH": str(config.max_array_length),
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
             # Long imports continue in fresh invocations of this function; the run records and
@@ -144,6 +153,8 @@ class BrazeImporter(Construct):
                 resources=[self.runs_table.table_arn],
             )
         )
+        if self.deltas_table is not None:
+            self._grant_deltas(self.deltas_table, bucket.arn_for_objects(f"{config.incoming_prefix}*"))
         secret.grant_read(role)
         # Self-invocation: a separate policy, so the function does not depend on a policy that
         # depends on the function.
@@ -166,6 +177,25 @@ class BrazeImporter(Construct):
                 )
                 for prefix in outputs
             ],
+        )
+
+    def _grant_deltas(self, table: dynamodb.ITable, incoming_objects: str) -> None:
+        """What send-only-what-changed needs: the users' records (read in batches, written whole or
+        attribute by attribute; never scanned, queried or deleted: the TTL deletes), and the tags of
+        the incoming files, one of which asks for a full send (S3 checks GetObjectTagging for an
+        object's tags, and GetObjectVersionTagging too for a version's)."""
+        role = self.lambda_.role
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                resources=[table.table_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObjectTagging", "s3:GetObjectVersionTagging"],
+                resources=[incoming_objects],
+            )
         )
 
     def _alarms(self) -> list[cloudwatch.Alarm]:

@@ -71,6 +71,19 @@ def test_s3_source_resumes_plain_files_by_range_and_gzip_by_skipping() -> None:
     assert b"".join(source.chunks(plain_ref, 0, gzip=False)) == data  # pinned to its version
 
 
+def test_the_full_send_tag_is_read_from_the_run_s_own_version() -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="bucket")
+    s3.put_bucket_versioning(Bucket="bucket", VersioningConfiguration={"Status": "Enabled"})
+    full = s3.put_object(Bucket="bucket", Key="incoming/a.json", Body=b"[]", Tagging="braze-send=Full&team=crm")
+    plain = s3.put_object(Bucket="bucket", Key="incoming/a.json", Body=b"[]")  # a later version, untagged
+    source = S3Source(s3)
+    assert source.full_send_requested(ObjectRef("bucket", "incoming/a.json", full["VersionId"], None))
+    assert not source.full_send_requested(ObjectRef("bucket", "incoming/a.json", plain["VersionId"], None))
+    assert not source.full_send_requested(ObjectRef("bucket", "incoming/a.json", None, None))  # the latest
+    assert not source.full_send_requested(ObjectRef("bucket", "incoming/gone.json", None, None))  # NoSuchKey
+
+
 def test_multi_member_gzip_is_read_whole() -> None:
     from braze_importer.aws import _gunzip
 

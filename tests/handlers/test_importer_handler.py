@@ -12,7 +12,7 @@ import orjson
 import pytest
 from braze_importer import handler as importer
 from braze_importer.braze_http import braze_client, classify_failure
-from braze_importer.ports import TRACK, Delivery
+from braze_importer.ports import TRACK, Delivery, ObjectRef
 from braze_importer.settings import SettingsError, get_settings
 from moto import mock_aws
 
@@ -144,6 +144,26 @@ def test_a_file_without_a_slot_is_queued_and_the_sweep_action_starts_it(
     assert payload["run_id"] == queued["run_id"]
     assert importer.handler(payload, FakeContext(900))["runs"][0]["status"] == "completed"
     assert braze.state()["stored"] == 1
+
+
+def test_a_deltas_table_turns_on_sending_only_what_changed_with_its_age_and_array_length(
+    deployed: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from braze_importer.delta_store import DynamoDeltaStore
+
+    assert importer._deps().deltas is None and importer._deps().full_send_requested is None  # no DELTAS_TABLE
+    for name, value in {"DELTAS_TABLE": "deltas", "DELTA_MAX_AGE_DAYS": "7", "MAX_ARRAY_LENGTH": "100"}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    importer._deps.cache_clear()
+    deps = importer._deps()
+    assert isinstance(deps.deltas, DynamoDeltaStore) and deps.deltas.table == "deltas"
+    # A record is trusted as long as DynamoDB keeps it after its last rewrite.
+    assert deps.deltas.ttl_seconds == deps.delta_max_age_seconds == 7 * 86400
+    assert deps.delta_max_array == 100
+    deployed.put_object(Bucket="imports", Key="incoming/t.json", Body=b"[]", Tagging="braze-send=full")
+    assert deps.full_send_requested is not None
+    assert deps.full_send_requested(ObjectRef("imports", "incoming/t.json", None, None))
 
 
 def test_a_run_shares_the_workspace_through_the_runs_table(deployed: Any, monkeypatch: pytest.MonkeyPatch) -> None:

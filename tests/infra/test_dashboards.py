@@ -89,6 +89,19 @@ def test_import_shows_objects_pace_against_the_workspace_limit_and_the_function(
     assert limit["value"] == 1000 * 60  # cdk.json: import:workspaceRequestsPerSecond 1000 → requests a minute
 
 
+def test_import_shows_attribute_values_sent_against_skipped_and_what_deltas_could_not_do(synth: Synth) -> None:
+    _, body, _ = dashboard(synth, "-Import")
+    (values,) = [w for w in body["widgets"] if w["properties"].get("title") == "Attribute values sent vs skipped"]
+    shown = {name for _, name, _ in widget_metrics({"widgets": [values]})}
+    assert shown == {
+        s.name
+        for s in (
+            importer.VALUES_SENT, importer.VALUES_SKIPPED, importer.OBJECTS_UNCHANGED, importer.USERS_TOO_LARGE,
+            importer.DELTA_LOOKUP_ERRORS, importer.DELTA_COMMIT_ERRORS,
+        )
+    }  # fmt: skip
+
+
 def test_currents_shows_generations_bedrock_and_the_content_api(synth: Synth) -> None:
     _, body, _ = dashboard(synth, "-Currents")
     assert {

@@ -115,11 +115,24 @@ def test_importer_grants_are_least_privilege(template: dict[str, Any]) -> None:
     assert "ManagedPolicyArns" not in roles[role]["Properties"]
 
 
-def test_runs_table_on_demand_with_recovery_and_ttl(template: dict[str, Any]) -> None:
-    table = one(template, "AWS::DynamoDB::Table")["Properties"]
-    assert table["BillingMode"] == "PAY_PER_REQUEST"
-    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
-    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+def table_keyed_by(template: dict[str, Any], key: str) -> tuple[str, dict[str, Any]]:
+    (found,) = [
+        (name, r) for name, r in resources(template, "AWS::DynamoDB::Table").items()
+        if r["Properties"]["KeySchema"] == [{"AttributeName": key, "KeyType": "HASH"}]
+    ]  # fmt: skip
+    return found
+
+
+@pytest.mark.parametrize("key", ["run_id", "pk"])
+def test_runs_and_deltas_tables_on_demand_with_recovery_ttl_and_kept(template: dict[str, Any], key: str) -> None:
+    _, table = table_keyed_by(template, key)
+    properties = table["Properties"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert properties["AttributeDefinitions"] == [{"AttributeName": key, "AttributeType": "S"}]
+    assert table["DeletionPolicy"] == "Retain"
+    assert len(resources(template, "AWS::DynamoDB::Table")) == 2
 
 
 def test_alarms_watch_the_dead_letter_queue_errors_and_failures(template: dict[str, Any]) -> None:
@@ -197,3 +210,81 @@ def test_catalog_and_delete_limits_reach_the_function_and_user_deletes_are_off_b
     assert env["CATALOG_REQUESTS_PER_MINUTE"] == "16000"
     assert env["USER_DELETE_REQUESTS_PER_MINUTE"] == "20000"
     assert env["ALLOW_USER_DELETES"] == "false"  # deleting users is irreversible: an explicit opt-in
+
+
+def test_the_importer_may_read_and_write_user_records_but_never_scan_query_or_delete(template: dict[str, Any]) -> None:
+    """The delta store's three calls (BatchGetItem, PutItem, UpdateItem) on the deltas table, nothing
+    else on it; the incoming files' tags (the full-send tag), nothing else of them."""
+    deltas, _ = table_keyed_by(template, "pk")
+    granted = statements(template, importer(template)["Properties"]["Role"]["Fn::GetAtt"][0])
+    on_deltas = [s for s in granted if deltas in json.dumps(s["Resource"])]
+    assert [sorted(s["Action"]) for s in on_deltas] == [
+        ["dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    ]
+    assert on_deltas[0]["Resource"] == {"Fn::GetAtt": [deltas, "Arn"]}  # the table, not its indexes
+    tags = [s for s in granted if any("Tagging" in a for a in s["Action"])]
+    assert [sorted(s["Action"]) for s in tags] == [["s3:GetObjectTagging", "s3:GetObjectVersionTagging"]]
+    assert json.dumps(tags[0]["Resource"]).endswith('/incoming/*"]]}')
+
+
+def test_the_importer_is_told_its_deltas_table_record_age_and_array_length(template: dict[str, Any]) -> None:
+    env = importer(template)["Properties"]["Environment"]["Variables"]
+    deltas, _ = table_keyed_by(template, "pk")
+    assert env["DELTAS_TABLE"] == {"Ref": deltas}
+    assert (env["DELTA_MAX_AGE_DAYS"], env["MAX_ARRAY_LENGTH"]) == ("30", "25")
+    assert template["Outputs"]["DeltasTableName"]["Value"] == {"Ref": deltas}
+
+
+def test_without_deltas_there_is_no_table_no_grant_and_no_table_name() -> None:
+    import aws_cdk as cdk
+
+    import app as app_module
+    from tests.infra.conftest import ROOT
+
+    context = {
+        **json.loads((ROOT / "cdk.json").read_text())["context"],
+        "aws:cdk:bundling-stacks": [],
+        "import:deltas": False,
+        "bulkUpload:deliverToBraze": True,
+    }
+    app = app_module.build_app(cdk.App(context=context))
+    stacks = {c.stack_name: c for c in app.node.children if isinstance(c, cdk.Stack)}
+    template = cdk.assertions.Template.from_stack(stacks["BrazePipelines-Import"]).to_json()
+    assert [
+        t["Properties"]["KeySchema"][0]["AttributeName"] for t in resources(template, "AWS::DynamoDB::Table").values()
+    ] == ["run_id"]
+    env = importer(template)["Properties"]["Environment"]["Variables"]
+    assert "DELTAS_TABLE" not in env and "DeltasTableName" not in template["Outputs"]
+    rendered = json.dumps(template) + json.dumps(
+        cdk.assertions.Template.from_stack(
+            stacks["BrazePipelines-BulkUpload"], skip_cyclical_dependencies_check=True
+        ).to_json()
+    )
+    assert "BatchGetItem" not in rendered and "Tagging" not in rendered
+
+
+@pytest.mark.parametrize(
+    ("context", "problem"),
+    [
+        ({"import:deltaMaxAgeDays": "0"}, "deltaMaxAgeDays"),
+        ({"import:maxArrayLength": "0"}, "maxArrayLength"),
+        ({"import:maxArrayLength": "501"}, "maxArrayLength"),
+        ({"import:deltas": "maybe"}, "import:deltas"),
+    ],
+)
+def test_delta_settings_are_validated(context: dict[str, str], problem: str) -> None:
+    from stacks.config import AppConfig, ConfigError
+
+    with pytest.raises(ConfigError, match=problem):
+        AppConfig.from_context(context.get)
+
+
+def test_delta_settings_default_to_on_thirty_days_and_arrays_of_25() -> None:
+    from stacks.config import AppConfig
+
+    config = AppConfig.from_context({}.get).importer
+    assert (config.deltas, config.delta_max_age_days, config.max_array_length) == (True, 30, 25)
+    chosen = AppConfig.from_context(
+        {"import:deltas": "false", "import:deltaMaxAgeDays": "7", "import:maxArrayLength": "500"}.get
+    ).importer
+    assert (chosen.deltas, chosen.delta_max_age_days, chosen.max_array_length) == (False, 7, 500)

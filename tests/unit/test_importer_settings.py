@@ -25,3 +25,17 @@ def test_a_per_run_ceiling_is_kept_and_a_negative_one_refused() -> None:
     assert Settings.model_validate(BASE | {"REQUESTS_PER_SECOND": "12.5"}).requests_per_second == 12.5
     with pytest.raises(ValueError, match="REQUESTS_PER_SECOND"):
         Settings.model_validate(BASE | {"REQUESTS_PER_SECOND": "-1"})
+
+
+def test_deltas_are_off_without_a_table_and_default_to_thirty_days_and_arrays_of_25() -> None:
+    settings = Settings.model_validate(BASE)
+    assert (settings.deltas_table, settings.delta_max_age_days, settings.max_array_length) == ("", 30, 25)
+    assert settings.delta_max_age_seconds == 30 * 86400
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("DELTA_MAX_AGE_DAYS", "0"), ("MAX_ARRAY_LENGTH", "0"), ("MAX_ARRAY_LENGTH", "501")]
+)
+def test_delta_settings_out_of_range_are_refused_by_name(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Settings.model_validate(BASE | {name: value})
