@@ -92,6 +92,36 @@ def _long_digits_row(d: dict[str, float], kind: str) -> tuple[str, str, str, flo
     )  # fmt: skip
 
 
+def _delta_rows(
+    mem: dict[str, Any], moto: dict[str, Any], micro: dict[str, float]
+) -> list[tuple[str, str, str, float, str]]:
+    """Sending only what changed (``bench.delta_import``, 30 ms per answer at Braze's cap): a snapshot
+    imported into an empty store, then again with 5 % of its values changed, beside deltas off; the same on
+    moto server for scale; and what ``diff`` costs per object (``bench.deltas``)."""
+    users = f"{mem['users']:,} users"
+    return [
+        (f"send only what changed, {users}, 5 % of values changed: second import's wall time",
+         f"{mem['second_seconds']:.1f} s, {mem['objects_unchanged']:,} users not sent",
+         f"first import, empty store: {mem['first_seconds']:.1f} s", mem["second_vs_first"], "≤ 0.3"),
+        ("send only what changed, second import: values sent", f"{mem['values_sent']:,}",
+         f"values that changed: {mem['changed_values']:,}", mem["sent_vs_changed"], "≤ 1.1"),
+        (f"send only what changed, {users}: first import, empty store (in memory)",
+         f"{mem['first_objects_per_second']:,.0f} obj/s", f"deltas off: {mem['off_objects_per_second']:,.0f} obj/s",
+         mem["first_vs_off"], "≥ 0.8"),
+        (f"the same, DynamoDB store on moto server, {moto['users']:,} users (moto is slow: a smaller file)",
+         f"{moto['first_objects_per_second']:,.0f} obj/s", f"deltas off: {moto['off_objects_per_second']:,.0f} obj/s",
+         moto["first_vs_off"], f"for scale (in memory: {mem['first_vs_off']:.2f})"),
+        (f"the same on moto, {moto['users']:,} users: second import's wall time",
+         f"{moto['second_seconds']:.1f} s, {moto['values_sent']:,} values sent of {moto['changed_values']:,} changed",
+         f"first import, empty store: {moto['first_seconds']:.1f} s", moto["second_vs_first"],
+         f"for scale (in memory: {mem['second_vs_first']:.2f})"),
+        ("diff per attributes object (7 attributes), unchanged / 5 % changed",
+         f"{micro['diff_unchanged_us']:.1f} / {micro['diff_5pct_changed_us']:.1f} µs",
+         f"orjson.dumps of the same object: {micro['baseline_orjson_dumps_us']:.2f} µs",
+         micro["diff_5pct_changed_us"] / micro["baseline_orjson_dumps_us"], "for scale"),
+    ]  # fmt: skip
+
+
 def main() -> None:
     objects = int(os.environ.get("BENCH_OBJECTS", "200000"))
     large_mb = int(os.environ.get("BENCH_LARGE_MB", "1000"))
@@ -114,6 +144,12 @@ def main() -> None:
     d = run("bench.long_digits", os.environ.get("BENCH_LONG_DIGITS_OBJECTS", "300000"))
     cdi = run("bench.cdi_rows", os.environ.get("BENCH_CDI_ROWS", "200000"))
     cat = run("bench.catalogs")["paced"]  # catalog items at 300 requests / 30 s (600 a minute)
+    di = run(
+        "bench.delta_import",
+        os.environ.get("BENCH_DELTA_USERS", "200000"),
+        os.environ.get("BENCH_DELTA_MOTO_USERS", "10000"),
+    )
+    dl = run("bench.deltas")
     rows = [
         ("(a) loopback, no rate limit", f"{t['a_importer']:,.0f} obj/s",
          f"bare ijson + batch + send: {t['a_bare']:,.0f} obj/s", t["a_importer"] / t["a_bare"], "≥ 0.8"),
@@ -209,6 +245,7 @@ def main() -> None:
         ("catalog items, PUT 50 a request, 30 ms, limit 600 / min", f"{cat['items_per_second']:,.0f} items/s, "
          f"{cat['throttled']} x 429", f"the limit: {cat['limit_items_per_second']:,.0f} items/s", cat["vs_limit"],
          "≥ 0.9"),
+        *_delta_rows(di["memory"], di["moto"], dl),
         *columnar_rows(run),
     ]  # fmt: skip
     lines = [
@@ -244,6 +281,8 @@ def main() -> None:
                 "capture": cap,
                 "csv_import": {"throughput": v, "rss_small": v_small, "rss_large": v_large},
                 "long_digits": d,
+                "delta_import": di,
+                "deltas": dl,
             },
             indent=2,
         )
