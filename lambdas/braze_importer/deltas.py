@@ -203,17 +203,19 @@ def _empty(value: dict[str, Any]) -> bool:
 
 
 def _leaves(value: dict[str, Any], prefix: tuple[str, ...], out: dict[str, bytes]) -> None:
-    if _empty(value):
-        out[orjson.dumps(prefix).decode()] = EMPTY_OBJECT
-        return
+    empty = True
     for key, item in value.items():
         if item is None:
             continue  # Braze drops a nested null: the key is absent
+        empty = False
         path = (*prefix, key)
-        if isinstance(item, dict):
+        if item.__class__ is dict or isinstance(item, dict):
             _leaves(item, path, out)
         else:
-            out[orjson.dumps(path).decode()] = digest(item)
+            data = orjson.dumps(item, option=_SORT)
+            out[orjson.dumps(path).decode()] = data if len(data) < 8 else blake2b(data, digest_size=8).digest()
+    if empty:  # an object holding nothing once Braze drops its nulls: a leaf of its own
+        out[orjson.dumps(prefix).decode()] = EMPTY_OBJECT
 
 
 def leaves(value: dict[str, Any]) -> dict[str, bytes]:
@@ -339,18 +341,37 @@ def _full(
 ) -> Delta:
     merging_input = "_merge_objects" in obj
     changes = Changes(refreshed_at=now, expected_version=None if record is None else record.version)
+    sets = changes.set
     read = 0
+    # An upper bound of record_size, kept as values are recorded (4 bytes a character: UTF-8's most);
+    # the exact size is computed only when the bound passes the limit (a first sighting runs once per
+    # user: it is the first import's hot path).
+    bound = _ITEM_OVERHEAD
     for name, value in obj.items():
         if name in passing:
             continue
         read += 1
+        cls = value.__class__
+        bound += 4 * len(name) + len(FIELD_PREFIX) + 3
         if value is None:
             changes.remove.append(name)
+        elif name in OPAQUE_ATTRIBUTES:
+            sets[name] = UNKNOWN
+        elif cls is str or cls is int or cls is float or cls is bool:
+            data = orjson.dumps(value)
+            sets[name] = data if len(data) < 8 else blake2b(data, digest_size=8).digest()
+            bound += 8
         elif _opaque(name, value, merging_input) or _too_long(value, max_array):
-            changes.set[name] = UNKNOWN
+            sets[name] = UNKNOWN
         else:
-            changes.set[name] = recorded(value)
-    if record_size(changes.set) > MAX_RECORD_BYTES:
+            kept = sets[name] = recorded(value)
+            if kept.__class__ is frozenset:
+                bound += 4 * sum(map(len, kept)) + 4 * len(kept)
+            elif kept.__class__ is dict:
+                bound += 4 * sum(map(len, kept)) + 12 * len(kept)
+            else:
+                bound += 8
+    if bound > MAX_RECORD_BYTES and record_size(sets) > MAX_RECORD_BYTES:
         return Delta(obj, _forget(obj, record, passing), read, read, 0, too_large=True)
     return Delta(obj, changes, read, read, 0)
 
