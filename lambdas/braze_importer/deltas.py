@@ -51,6 +51,9 @@ CONTROL_KEYS = frozenset({"_update_existing_only", "_merge_objects", "push_token
 _PASS = frozenset(IDENTIFIERS) | CONTROL_KEYS
 # Attributes whose value is a list of operations or devices, not a value Braze stores as given.
 OPAQUE_ATTRIBUTES = frozenset({"subscription_groups", "push_tokens"})
+# Standard attributes whose value is an object Braze takes whole (a location, a social profile): never
+# sent as a deep merge of their changed keys.
+WHOLE_OBJECTS = frozenset({"current_location", "facebook", "twitter"})
 
 # The S3 object tag that asks for a full send of one file: every value sent, the records rewritten.
 FULL_SEND_TAG = ("braze-send", "full")
@@ -68,6 +71,9 @@ def digest(value: Any) -> bytes:
 
 
 EMPTY_OBJECT = digest({})
+# What the record keeps of an attribute this importer set to null (Braze unset it): known absent. An
+# attribute the record does not name is not known absent (Braze may hold a value set by someone else).
+NULL = digest(None)
 
 
 NEVER = float("-inf")  # ``updated_at`` of a record never rewritten whole: stale, so ignored
@@ -354,7 +360,7 @@ def _full(
         cls = value.__class__
         bound += 4 * len(name) + len(FIELD_PREFIX) + 3
         if value is None:
-            changes.remove.append(name)
+            sets[name] = NULL
         elif name in OPAQUE_ATTRIBUTES:
             sets[name] = UNKNOWN
         elif cls is str or cls is int or cls is float or cls is bool:
@@ -363,6 +369,9 @@ def _full(
             bound += 8
         elif _opaque(name, value, merging_input) or _too_long(value, max_array):
             sets[name] = UNKNOWN
+        elif name in WHOLE_OBJECTS:
+            sets[name] = digest(value)
+            bound += 8
         else:
             kept = sets[name] = recorded(value)
             if kept.__class__ is frozenset:
@@ -396,12 +405,15 @@ def diff(
     merging_input = "_merge_objects" in obj
     send: dict[str, Any] = {}
     sets: dict[str, Value] = {}
-    removes: list[str] = []
     paths: dict[str, tuple[dict[str, bytes], list[str]]] = {}
     expected: dict[str, Value | None] = {}
     unknown: list[str] = []
     read = sent = 0
-    merge = False
+    # Nested attributes sent as a deep merge of their changed leaves; whether one in this object must go
+    # whole (first seen, or its merge would read as an operation): "_merge_objects" is the whole
+    # request object's, so a whole value beside it would be merged, not set.
+    merging: list[tuple[str, dict[str, Any], bytes]] = []
+    whole_needed = False
     for name, value in obj.items():
         if name in passing:
             send[name] = value
@@ -413,10 +425,10 @@ def diff(
             if old != UNKNOWN:
                 unknown.append(name)
         elif value is None:
-            if old is None:
+            if old == NULL:
                 continue
             send[name] = None
-            removes.append(name)
+            sets[name] = NULL
             expected[name] = old
         elif value.__class__ is list:
             if _string_array(value):
@@ -448,6 +460,13 @@ def diff(
                 send[name] = value
                 if old != UNKNOWN:
                     unknown.append(name)
+            elif name in WHOLE_OBJECTS:
+                h = digest(value)
+                if h == old:
+                    continue
+                send[name] = value
+                sets[name] = h
+                expected[name] = old
             else:
                 whole = digest(value)
                 if old.__class__ is dict:
@@ -459,14 +478,17 @@ def diff(
                         continue  # the same leaves (a null or key order apart): nothing to send
                     tree, changed, gone = _nested_delta(value, before, new)
                     send[name] = tree
-                    merge = True
                     changed[WHOLE] = whole
                     paths[name] = (changed, gone)
+                    merging.append((name, value, whole))
+                    # A delta that reads as an operation ({"inc": 2}) would be applied as one: whole.
+                    whole_needed = whole_needed or _operation(tree)
                 else:
                     send[name] = value
                     new = leaves(value)
                     new[WHOLE] = whole
                     sets[name] = new
+                    whole_needed = True
                 expected[name] = old
         else:
             data = orjson.dumps(value)
@@ -479,9 +501,16 @@ def diff(
         sent += 1
     if not sent:
         return Delta(None, None, read, 0, read, dropped=True)
-    if merge:
+    if merging and whole_needed:
+        for name, value, whole in merging:  # every nested change goes whole: Braze sets each object
+            send[name] = value
+            del paths[name]
+            new = leaves(value)
+            new[WHOLE] = whole
+            sets[name] = new
+    elif merging:
         send["_merge_objects"] = True
-    changes = Changes(sets, removes, paths, expected, unknown) if sets or removes or paths or unknown else None
+    changes = Changes(sets, [], paths, expected, unknown) if sets or paths or unknown else None
     if (sets or paths) and record_size(apply(record, changes).values) > MAX_RECORD_BYTES:  # type: ignore[arg-type,union-attr]
         return Delta(obj, _forget(obj, record, passing), read, read, 0, too_large=True)
     return Delta(send, changes, read, sent, read - sent)

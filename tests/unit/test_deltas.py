@@ -8,6 +8,7 @@ import orjson
 import pytest
 from braze_importer.deltas import (
     MAX_RECORD_BYTES,
+    NULL,
     UNKNOWN,
     WHOLE,
     Changes,
@@ -110,18 +111,65 @@ def test_null_is_sent_once_then_the_value_is_recorded_as_absent() -> None:
     assert delta.changes is not None
     after = apply(recorded(first), delta.changes)
     assert after is not None
-    assert after.values == {"other": digest(1)}
+    assert after.values == {"other": digest(1), "age": NULL}
     second = diff({"external_id": "u1", "age": None}, after, now=T0 + 120, max_age_seconds=MAX_AGE)
     assert second.send is None
     assert second.skipped == 1
 
 
-def test_a_null_without_a_record_is_sent_and_not_recorded() -> None:
+def test_a_null_without_a_record_is_sent_and_recorded_as_known_absent() -> None:
     delta = diff({"external_id": "u1", "age": None, "x": 1}, None, now=T0, max_age_seconds=MAX_AGE)
     assert delta.send == {"external_id": "u1", "age": None, "x": 1}
     assert delta.changes is not None
-    assert delta.changes.set == {"x": digest(1)}
-    assert delta.changes.remove == ["age"]
+    assert delta.changes.set == {"x": digest(1), "age": NULL}
+
+
+def test_an_attribute_the_record_does_not_name_is_not_known_absent() -> None:
+    # A full send names only some attributes; Braze keeps the others (set by an earlier file or by
+    # someone else): a later null for one of them must reach Braze.
+    record = recorded({"external_id": "u1", "x": 1})
+    delta = diff({"external_id": "u1", "x": 1, "gone": None}, record, now=T0 + 1, max_age_seconds=MAX_AGE)
+    assert delta.send == {"external_id": "u1", "gone": None}
+
+
+def test_an_update_only_object_makes_even_attributes_it_names_first_unknown() -> None:
+    record = recorded({"external_id": "u1", "x": 1})
+    only = {"external_id": "u1", "x": 2, "y": 3, "_update_existing_only": True}
+    delta = diff(only, record, now=T0 + 1, max_age_seconds=MAX_AGE)
+    assert delta.send == only
+    after = apply(record, delta.changes) if delta.changes is not None else record
+    assert after is not None
+    # y was never known: a null for it is sent; x became unknown: its old value is sent again.
+    later = diff({"external_id": "u1", "x": 1, "y": None}, after, now=T0 + 2, max_age_seconds=MAX_AGE)
+    assert later.send == {"external_id": "u1", "x": 1, "y": None}
+
+
+def test_a_nested_attribute_sent_whole_never_rides_with_another_ones_deep_merge() -> None:
+    first = {"external_id": "u1", "a": {"k": 1, "j": 1}}
+    record = recorded(first)
+    # "a" changed one leaf (a merge would do), "b" is new (must be set whole): both go whole, no merge.
+    second = {"external_id": "u1", "a": {"k": 2, "j": 1}, "b": {"m": 1}}
+    delta = diff(second, record, now=T0 + 1, max_age_seconds=MAX_AGE)
+    assert delta.send == second
+    assert "_merge_objects" not in delta.send
+
+
+@pytest.mark.parametrize("key", ["inc", "add", "$add"])
+def test_a_nested_delta_that_reads_as_an_operation_is_sent_whole(key: str) -> None:
+    value = [1] if key != "inc" else 1
+    first = {"external_id": "u1", "n": {key: value, "other": 1}}
+    second = {"external_id": "u1", "n": {key: [2] if key != "inc" else 2, "other": 1}}
+    delta = diff(second, recorded(first), now=T0 + 1, max_age_seconds=MAX_AGE)
+    assert delta.send == second
+
+
+@pytest.mark.parametrize("name", ["current_location", "facebook", "twitter"])
+def test_standard_object_attributes_are_sent_whole_when_they_change(name: str) -> None:
+    first = {"external_id": "u1", name: {"latitude": 1.5, "longitude": 2.5}}
+    second = {"external_id": "u1", name: {"latitude": 1.5, "longitude": 3.5}}
+    record = recorded(first)
+    assert diff(first, record, now=T0 + 1, max_age_seconds=MAX_AGE).send is None
+    assert diff(second, record, now=T0 + 1, max_age_seconds=MAX_AGE).send == second
 
 
 # -- arrays ------------------------------------------------------------------------------------

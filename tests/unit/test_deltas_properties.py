@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from braze_importer.delta_store import MemoryDeltaStore
-from braze_importer.deltas import UNKNOWN, WHOLE, Record, Value, apply, diff, recorded, unanswered
+from braze_importer.deltas import NULL, UNKNOWN, WHOLE, Record, Value, apply, diff, recorded, unanswered
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -119,8 +119,7 @@ def test_braze_holding_first_and_sent_the_delta_holds_second(pair: tuple[dict[st
     after = apply(record, delta.changes) if delta.changes is not None else record
     assert after is not None
     expected = {**record.values, **record_of(second, now=0.0).values}
-    kept = {name: v for name, v in expected.items() if pair[1].get(name, 0) is not None}
-    assert claims(after.values) == claims(kept)
+    assert claims(after.values) == claims(expected)
     # ... so the same object again sends nothing.
     again = diff(second, after, now=20.0, max_age_seconds=MAX_AGE)
     assert again.send is None
@@ -207,6 +206,9 @@ def test_concurrent_runs_never_leave_a_claim_braze_does_not_hold(
         return  # a stale record claims nothing: the next diff sends everything
     for name, claim in claims(after.values).items():
         if claim == UNKNOWN:
+            continue
+        if claim == NULL:  # known absent
+            assert holds.get(name) is None, name
             continue
         assert name in holds, name
         assert claim == claims({name: recorded(holds[name])})[name], name
