@@ -50,12 +50,13 @@ class DeltaOptions:
 
 
 class _Window:
-    __slots__ = ("epoch", "future", "items", "keys")
+    __slots__ = ("epoch", "future", "items", "keys", "records")
 
     def __init__(self) -> None:
         self.items: list[Item] = []
         self.keys: list[str | None] = []  # per item: its user's record key
         self.future: asyncio.Future[dict[str, Record]] | None = None
+        self.records: dict[str, Record] = {}  # read at once (a store in this process)
         self.epoch = 0  # commits that finished before the look-up was submitted have a lower epoch
 
 
@@ -63,11 +64,27 @@ class DeltaStage:
     """See the module's docstring. ``push`` takes attributes items in file order and gives back the
     items ready for batching (``obj`` is then the delta to send, or None: nothing changed)."""
 
-    def __init__(self, options: DeltaOptions, counters: Counters, time: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        options: DeltaOptions,
+        counters: Counters,
+        time: Callable[[], float],
+        settled: Callable[[list[int]], None],
+        *,
+        counted: int = 0,
+    ) -> None:
         self._options = options
         self._counters = counters
         self._time = time
-        self._executor = ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="deltas")
+        # Told the indices of accepted objects once their records are written: only then are they
+        # settled, so a checkpoint never skips an object whose record change could still be lost.
+        self._settled = settled
+        self._counted = counted  # objects below this index were diffed (and counted) by an earlier invocation
+        # Look-ups have threads of their own: a backlog of writes never delays the next window's records.
+        self._lookups = ThreadPoolExecutor(max_workers=options.lookups_ahead + 1, thread_name_prefix="delta-get")
+        self._executor = ThreadPoolExecutor(max_workers=options.threads, thread_name_prefix="delta-put")
+        # A store in this process (memory) is called inline: threads would only fight over the GIL.
+        self._inline: bool = getattr(options.store, "in_process", False)
         self._open = _Window()
         self._windows: deque[_Window] = deque()
         self._commits: deque[asyncio.Future[None]] = deque()
@@ -108,14 +125,19 @@ class DeltaStage:
     def _submit(self, window: _Window) -> None:
         keys = [k for k in window.keys if k is not None]
         window.epoch = self._epoch
-        if keys:
+        if keys and self._inline:
+            try:
+                window.records = self._options.store.get_many(keys)
+            except Exception:
+                self._counters.delta_lookup_errors += len(keys)
+        elif keys:
             loop = asyncio.get_running_loop()
-            window.future = loop.run_in_executor(self._executor, self._options.store.get_many, keys)
+            window.future = loop.run_in_executor(self._lookups, self._options.store.get_many, keys)
         self._windows.append(window)
         self._open = _Window()
 
     async def _diff(self, window: _Window) -> list[Item]:
-        records: dict[str, Record] = {}
+        records = window.records
         if window.future is not None:
             try:
                 records = await window.future
@@ -139,11 +161,11 @@ class DeltaStage:
             except Exception as exc:
                 logger.warning("attributes object sent whole: its delta failed", extra={"error": type(exc).__name__})
                 delta = sent_whole(item.obj, records.get(key))
-            counters.values_read += delta.read
-            counters.values_sent += delta.sent
-            counters.values_skipped += delta.skipped
-            if delta.too_large:
-                counters.users_too_large += 1
+            if item.index >= self._counted:  # re-read after a pause: counted by the invocation that read it
+                counters.values_read += delta.read
+                counters.values_sent += delta.sent
+                counters.values_skipped += delta.skipped
+                counters.users_too_large += delta.too_large
             if delta.send is None:
                 counters.objects_unchanged += 1
                 item.obj = None
@@ -158,51 +180,61 @@ class DeltaStage:
     # -- settling side ------------------------------------------------------------------------
 
     def accepted(self, items: list[Item]) -> None:
-        """Braze took these items' objects: commit their changes."""
-        self._commit([(i.user, i.delta.changes) for i in items if i.delta is not None])  # type: ignore[misc]
+        """Braze took these items' objects (each has a delta): commit their changes, then settle them."""
+        self._commit([(i.user, i.delta.changes) for i in items], [i.index for i in items])  # type: ignore[misc,union-attr]
 
     def unanswered(self, items: list[Item]) -> None:
         """Braze may or may not have applied these: the records forget what they set."""
         self._commit([(i.user, unanswered(i.delta)) for i in items if i.delta is not None])  # type: ignore[misc]
 
     def refused(self, items: list[Item]) -> None:
-        """Braze refused these (nothing applied): the records stay as they are."""
+        """Braze refused these: the records stay as they are, unless an earlier attempt of theirs went
+        unanswered (Braze may have applied that one): then they forget what it set."""
+        maybe = [item for item in items if item.delta is not None and item.maybe_applied]
+        if maybe:
+            self.unanswered(maybe)
         for item in items:
-            if item.delta is not None:
+            if item.delta is not None and not item.maybe_applied:
                 self._release(item.user)  # type: ignore[arg-type]
                 item.delta = None
 
-    def _commit(self, work: list[tuple[str, Changes | None]]) -> None:
+    def _commit(self, work: list[tuple[str, Changes | None]], settle: list[int] | None = None) -> None:
         if not work:
             return
-        store, now = self._options.store, self._time()
-
-        def run() -> int:
-            errors = 0
-            for key, changes in work:
-                if changes:
-                    try:
-                        store.commit(key, changes, now)
-                    except Exception:
-                        errors += 1
-            return errors
-
-        future = asyncio.get_running_loop().run_in_executor(self._executor, run)
         keys = [key for key, _ in work]
+        writes = [(key, changes) for key, changes in work if changes]
+        now = self._time()
+        if self._inline:
+            self._committed(keys, self._commit_many(writes, now), settle)
+            return
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self._commit_many, writes, now)
 
         def finished(f: asyncio.Future[int]) -> None:
-            if f.cancelled():
-                return
-            self._counters.delta_commit_errors += f.result() if f.exception() is None else len(keys)
-            for key in keys:
-                self._done[key] = self._epoch
-                self._release(key)
-            self._epoch += 1
-            if len(self._done) > _PRUNE_AT:
-                self._prune()
+            if not f.cancelled():
+                self._committed(keys, f.result(), settle)
 
         future.add_done_callback(finished)
         self._commits.append(future)  # type: ignore[arg-type]
+
+    def _commit_many(self, writes: list[tuple[str, Changes]], now: float) -> int:
+        """The store's commit of ``writes``; how many users' records could not be written."""
+        if not writes:
+            return 0
+        try:
+            return self._options.store.commit_many(writes, now)
+        except Exception:
+            return len(writes)
+
+    def _committed(self, keys: list[str], errors: int, settle: list[int] | None) -> None:
+        self._counters.delta_commit_errors += errors
+        if settle:
+            self._settled(settle)
+        for key in keys:
+            self._done[key] = self._epoch
+            self._release(key)
+        self._epoch += 1
+        if len(self._done) > _PRUNE_AT:
+            self._prune()
 
     def _release(self, key: str) -> None:
         left = self._pending.get(key, 0) - 1

@@ -215,6 +215,7 @@ class Item:
     # An attributes object sent as its delta: what to commit once Braze took it, and whose record.
     delta: Delta | None = None
     user: str | None = None
+    maybe_applied: bool = False  # an attempt of its request went unanswered: Braze may have applied it
 
 
 RecordSink = Callable[[dict[str, Any]], None]
@@ -628,7 +629,8 @@ class Pump:
         self._progress_seconds = progress_seconds
         self._last_progress = clock.monotonic()
         # Send only what changed (/users/track's attributes objects only).
-        self._stage = DeltaStage(deltas, self.counters, clock.time) if deltas is not None and self._tracking else None
+        self._stage: DeltaStage | None = None
+        self._deltas = deltas if self._tracking else None
 
     async def run(
         self,
@@ -647,6 +649,8 @@ class Pump:
         outcome = Outcome.COMPLETED
         error = None
         counters, unsettled, counted = self.counters, self._unsettled, start.read
+        if self._deltas is not None:
+            self._stage = DeltaStage(self._deltas, self.counters, self._clock.time, self._settle, counted=start.read)
         track, stage = self._track_batcher, self._stage
         try:
             for element in elements:
@@ -680,6 +684,8 @@ class Pump:
                     self._progress(next_read, read_end, counted)
                     if self._should_stop():
                         outcome = Outcome.PAUSED  # what is still in the batcher stays unsettled
+                        if stage is not None:  # diffed (and counted) now: the next invocation counts from read_end
+                            await self._staged(stage.finish())
                         break
             else:
                 await self._flush_all()
@@ -931,6 +937,9 @@ class Pump:
                     return
                 reason = f"http_{status}"
             elif answer.delivery is Delivery.AMBIGUOUS:
+                if self._stage is not None:
+                    for item in batch.items:
+                        item.maybe_applied = True
                 self.counters.ambiguous += len(batch.items)
                 self.counters.ambiguous_requests += 1
                 if self._policy.ambiguous is AmbiguousPolicy.FAIL:
@@ -1010,11 +1019,14 @@ class Pump:
     def _accept(self, batch: Batch, answer: BrazeAnswer) -> None:
         refused = self._destination.refused(batch, answer)
         unsettled = self._unsettled
-        if self._stage is not None:
-            self._stage.refused([item for item in batch.items if item.index in refused])
-            self._stage.accepted([item for item in batch.items if item.index not in refused])
+        stage = self._stage
+        if stage is not None:
+            stage.refused([item for item in batch.items if item.index in refused])
+            # Settled once their records are written (see DeltaStage), not now.
+            stage.accepted([item for item in batch.items if item.delta is not None and item.index not in refused])
         for item in batch.items:
-            del unsettled[item.index]
+            if item.delta is None or item.index in refused:
+                del unsettled[item.index]
             if refused and (reason := refused.get(item.index)) is not None:
                 self._reject(item.index, item.element.offset, "braze", reason, item.element.line)
         self._accepted(batch.endpoint, len(batch.items) - len(refused))
@@ -1025,6 +1037,12 @@ class Pump:
         for item in batch.items:
             del self._unsettled[item.index]
             self._reject(item.index, item.element.offset, source, reason, item.element.line)
+
+    def _settle(self, indices: list[int]) -> None:
+        """Objects whose records are now written (Braze took them earlier): settled."""
+        unsettled = self._unsettled
+        for index in indices:
+            unsettled.pop(index, None)
 
     def _fail(self, batch: Batch, reason: str) -> None:
         reasons = self.failure_reasons
