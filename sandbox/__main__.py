@@ -35,6 +35,19 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         "under incoming/ (attributes/, events/, purchases/ fix the kind), file after file in path order",
     )  # fmt: skip
     imp.add_argument(
+        "--in-order", action="store_true",
+        help="import the files one after another in one sandbox (one AWS, one Braze): a later file finds what "
+        "earlier ones set, and sends only what changed since",
+    )  # fmt: skip
+    imp.add_argument(
+        "--full", action="store_true",
+        help="tag the file(s) braze-send=full: every attribute value is sent, whatever was last set",
+    )  # fmt: skip
+    imp.add_argument(
+        "--no-deltas", action="store_true",
+        help="send every attribute value, keeping no records of what was set (import:deltas=false)",
+    )  # fmt: skip
+    imp.add_argument(
         "--dry-run", action="store_true",
         help="read, check and count under incoming/dry-run/, sending nothing; the report says what would be sent",
     )  # fmt: skip
@@ -48,7 +61,8 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     imp.add_argument("--invocation-seconds", type=float, default=900.0, help="time each invocation starts with")
     imp.add_argument(
         "--json", action="store_true",
-        help='print only the run report as one JSON object; with several files {"runs": [report, ...]}',
+        help='print only the run report as one JSON object; with several files or --in-order '
+        '{"runs": [report, ...]}',
     )  # fmt: skip
     imp.add_argument("--ambiguous", choices=("resend", "fail"), help="what to do with requests left unanswered")
     imp.add_argument("--max-in-flight", type=int, help="requests in flight at once")
@@ -245,7 +259,8 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
     if args.batch_rule and "batch_rule" not in emulator_settings:
         emulator_settings["batch_rule"] = args.batch_rule
     progress = None if args.json else (lambda line: print(line, file=sys.stderr))
-    one = len(args.paths) == 1 and folder is None  # in this process, as before; several run in worker processes
+    # One file runs in this process, as before; several at once in worker processes.
+    one = len(args.paths) == 1 and folder is None and not args.in_order
     prefix = INCOMING + ("dry-run/" if args.dry_run else "")
     with ImportSandbox(
         braze_url=args.braze_url,
@@ -254,15 +269,16 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         emulator_settings=emulator_settings,
         function_env=env,
         progress=progress,
+        deltas=not args.no_deltas,
     ) as sandbox:
         if keyed is not None:  # a folder: one file after another, as a copy of its tree would arrive
-            reports = [sandbox.import_file(path, INCOMING + key) for path, key in keyed]
+            reports = [sandbox.import_file(path, INCOMING + key, full=args.full) for path, key in keyed]
             names = [key for _, key in keyed]
-        elif one:
-            reports = [sandbox.import_file(args.paths[0], prefix + args.paths[0].name)]
-            names = [str(args.paths[0])]
+        elif one or args.in_order:
+            reports = [sandbox.import_file(path, prefix + path.name, full=args.full) for path in args.paths]
+            names = [str(p) for p in args.paths]
         else:
-            reports = sandbox.import_files(args.paths, prefix=prefix)
+            reports = sandbox.import_files(args.paths, prefix=prefix, full=args.full)
             names = [str(p) for p in args.paths]
     if args.json:
         out.write(json.dumps(reports[0] if one else {"runs": reports}) + "\n")
@@ -302,9 +318,38 @@ def _summary(report: dict[str, Any]) -> str:
     ]
     for endpoint, sent in report.get("endpoints", {}).items():
         lines.append(f"    {endpoint}: {sent['objects']:,} objects taken, {sent['requests']:,} requests")
+    lines += _delta_lines(report.get("deltas"))
     if report.get("error"):
         lines.append(_error_line(report["error"]))
     return "\n".join(lines)
+
+
+def _delta_lines(deltas: dict[str, Any] | None) -> list[str]:
+    """What sending only what changed saved (nothing for a run without attribute values)."""
+    if not deltas or not deltas["values_read"]:
+        return []
+    read, sent, skipped = deltas["values_read"], deltas["values_sent"], deltas["values_skipped"]
+    line = f"  attribute values: {read:,} read, {sent:,} sent"
+    if not deltas["enabled"]:
+        return [line + " (deltas off: every value sent, no records kept)"]
+    if deltas["full_send"]:
+        return [line + " (full send, tagged braze-send=full: every value sent, the records rewritten)"]
+    lines = [
+        line + f", {skipped:,} unchanged ({100 * skipped / read:.0f} %); "
+        f"{deltas['objects_unchanged']:,} objects not sent at all"
+    ]
+    troubles = [
+        f"{deltas[key]:,} {label}"
+        for key, label in (
+            ("users_too_large", "users too large to record (sent in full)"),
+            ("lookup_errors", "record look-ups failed (sent in full)"),
+            ("commit_errors", "records not written (sent in full next time)"),
+        )
+        if deltas[key]
+    ]
+    if troubles:
+        lines.append("  deltas: " + ", ".join(troubles))
+    return lines
 
 
 def _demo(count: int, out: TextIO) -> int:
