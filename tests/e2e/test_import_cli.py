@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 from pathlib import Path
 
@@ -208,3 +209,21 @@ def test_another_sender_in_the_workspace_slows_the_run_down_without_a_storm_of_4
     assert report["throttled"] <= 2
     # Half of every window is someone else's: the run gets about the other half, not the whole.
     assert report["requests"] / report["seconds"] <= 0.75 * 20
+
+
+def test_in_order_runs_the_files_one_after_another_in_one_sandbox(tmp_path: Path, braze: BrazeEmulator) -> None:
+    first = sample_data.write(tmp_path / "first.jsonl", 300, seed=1)
+    second = sample_data.write(tmp_path / "second.json", 300, seed=2)
+    code, body, _ = run_cli(
+        "import", "--in-order", str(first), str(second), str(first), "--braze-url", braze.url, "--braze-api-key", KEY,
+        "--json",
+    )  # fmt: skip
+    assert code == 0 and body is not None
+    reports = body["runs"]
+    keys = ["incoming/first.jsonl", "incoming/second.json", "incoming/first.jsonl"]
+    assert [r["source"]["key"] for r in reports] == keys
+    assert reports[0]["source"]["version_id"] != reports[2]["source"]["version_id"]  # the same file, uploaded again
+    assert all(earlier["updated_at"] <= later["started_at"] for earlier, later in itertools.pairwise(reports))
+    assert len(braze.objects()) == sum(r["accepted"] for r in reports) == 900
+    code, body, _ = run_cli("import", "--in-order", str(first), "--json")
+    assert code == 0 and body is not None and len(body["runs"]) == 1  # the shape of --in-order, even for one file
