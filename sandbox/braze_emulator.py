@@ -55,7 +55,8 @@ request with no valid object gets 400. Every accepted object is recorded in orde
   and cut to ``max_array_length`` (default 25, Braze's default), ``{"add": [...], "remove": [...]}``
   removes, then appends each added value (an existing one moves to the end), dropping the oldest
   past ``max_array_length``; an object replaces the stored one unless the attributes object has
-  ``"_merge_objects": true``, then it is deep-merged (a nested ``null`` removes that key); an
+  ``"_merge_objects": true``, then it is deep-merged (a nested ``null`` removes that key); a
+  ``null`` at any depth of a stored object is an absent key (an emptied object stays, ``{}``); an
   array of objects takes ``{"$add": [...]}``, ``{"$remove": [{"$identifier_key": k,
   "$identifier_value": v}]}`` and ``{"$update": [{"$identifier_key": k, "$identifier_value": v,
   "$new_object": {...}}]}``. ``email`` and ``phone`` attributes re-index the profile; a
@@ -901,7 +902,7 @@ def _attribute_operation(current: Any, value: dict[str, Any], merge: bool, max_a
         return _object_array_operation(current, value)
     if merge and isinstance(current, dict):
         return _deep_merge(current, value)
-    return _without_nulls(value)
+    return _held_object(value)
 
 
 def _object_array_operation(current: Any, value: dict[str, Any]) -> list[Any]:
@@ -930,8 +931,14 @@ def _deep_merge(current: dict[str, Any], update: dict[str, Any]) -> dict[str, An
         elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _deep_merge(out[key], value)
         else:
-            out[key] = _without_nulls(value) if isinstance(value, dict) else value
+            out[key] = _held_object(value) if isinstance(value, dict) else value
     return out
+
+
+def _held_object(value: dict[str, Any]) -> dict[str, Any]:
+    """A nested object as a profile keeps it: a null at any depth is an absent key (an object left
+    without keys stays, empty)."""
+    return {k: _held_object(v) if isinstance(v, dict) else v for k, v in value.items() if v is not None}
 
 
 def _without_nulls(value: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """Runs the real importer handler against local services, as Lambda would.
 
 The sandbox provisions what the Import stack would (a versioned bucket, the runs table, the
-Braze key secret) on moto server, sets the function's environment, uploads a file, delivers the
-S3 notification to the handler and then every asynchronous self-invocation it makes, in order,
-each with a fresh context whose clock starts at ``invocation_seconds``.
+deltas table unless deltas are off, the Braze key secret) on moto server, sets the function's
+environment, uploads a file, delivers the S3 notification to the handler and then every
+asynchronous self-invocation it makes, in order, each with a fresh context whose clock starts at
+``invocation_seconds``.
 
 Several files dropped at once run as Lambda would run them: each invocation in a worker process
 of its own (one per file, like concurrent execution environments, so the runs do not share one
@@ -33,6 +34,7 @@ from .services import PLACEHOLDER_CREDENTIALS, BrazeEmulator, LambdaFront, Local
 REGION = "us-east-1"
 BUCKET = "sandbox-import"
 TABLE = "sandbox-import-runs"
+DELTAS_TABLE = "sandbox-import-deltas"
 SECRET = "sandbox/braze-rest-api-key"  # noqa: S105 - the secret's name, not its value
 FUNCTION = "sandbox-braze-importer"
 INCOMING = "incoming/"
@@ -66,6 +68,8 @@ class ImportSandbox(LocalStack):
     emulator_settings: dict[str, Any] = field(default_factory=dict)
     function_env: dict[str, str] = field(default_factory=dict)
     progress: Callable[[str], None] | None = None
+    # Send only what changed (import:deltas); off, the function gets an empty DELTAS_TABLE, as deployed.
+    deltas: bool = True
 
     emulator: BrazeEmulator | None = None
     invocations: int = 0
@@ -95,6 +99,10 @@ class ImportSandbox(LocalStack):
             "IMPORT_BUCKET": BUCKET,
             "INCOMING_PREFIX": INCOMING,
             "SAFETY_MARGIN_SECONDS": str(min(60.0, self.invocation_seconds * 0.25)),
+            "DELTAS_TABLE": DELTAS_TABLE if self.deltas else "",
+            "DELTA_MAX_AGE_DAYS": "30",
+            # What the workspace keeps of an array: the emulator's setting when it is the workspace.
+            "MAX_ARRAY_LENGTH": str(self.emulator_settings.get("max_array_length", 25) if self.emulator else 25),
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
             "POWERTOOLS_LOG_LEVEL": os.environ.get("SANDBOX_LOG_LEVEL", "WARNING"),
@@ -114,29 +122,37 @@ class ImportSandbox(LocalStack):
             AttributeDefinitions=[{"AttributeName": "run_id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+        if self.deltas:
+            create_deltas_table(self.dynamodb, DELTAS_TABLE)
         self.secrets = boto3.client("secretsmanager")
         self.secrets.create_secret(Name=SECRET, SecretString=api_key)
 
     # -- driving the handler ---------------------------------------------------------------------
 
-    def upload(self, path: Path, key: str | None = None) -> dict[str, Any]:
-        """Put the file in the import bucket; returns the S3 notification Lambda would get."""
+    def upload(self, path: Path, key: str | None = None, *, full: bool = False) -> dict[str, Any]:
+        """Put the file in the import bucket (``full``: tagged for a full send, every value sent);
+        returns the S3 notification Lambda would get."""
         key = key or INCOMING + path.name
+        tags: dict[str, str] = {}
+        if full:
+            from braze_importer.deltas import FULL_SEND_TAG
+
+            tags["Tagging"] = urllib.parse.urlencode([FULL_SEND_TAG])
         with path.open("rb") as body:
-            put = self.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+            put = self.s3.put_object(Bucket=BUCKET, Key=key, Body=body, **tags)
         size = path.stat().st_size
         return s3_event(BUCKET, key, size, put["ETag"].strip('"'), put.get("VersionId"))
 
-    def import_file(self, path: Path, key: str | None = None) -> dict[str, Any]:
+    def import_file(self, path: Path, key: str | None = None, *, full: bool = False) -> dict[str, Any]:
         """Upload, run to the end of the invocation chain and return the run report."""
-        event = self.upload(path, key)
+        event = self.upload(path, key, full=full)
         results = self.deliver(event)
         return self._report_of(path, results[0] if results else {})
 
-    def import_files(self, paths: list[Path], prefix: str = INCOMING) -> list[dict[str, Any]]:
+    def import_files(self, paths: list[Path], prefix: str = INCOMING, *, full: bool = False) -> list[dict[str, Any]]:
         """Upload every file (under ``prefix``), then run them all at once; their run reports, in
         the order given."""
-        events = [self.upload(path, prefix + path.name) for path in paths]
+        events = [self.upload(path, prefix + path.name, full=full) for path in paths]
         firsts = self.deliver_concurrently(events)
         return [self._report_of(path, result) for path, result in zip(paths, firsts, strict=True)]
 
@@ -260,6 +276,19 @@ class ImportSandbox(LocalStack):
     def set_api_key(self, api_key: str) -> None:
         """Change the key in Secrets Manager, as an operator would; the function is not redeployed."""
         self.secrets.put_secret_value(SecretId=SECRET, SecretString=api_key)
+
+
+def create_deltas_table(dynamodb: Any, name: str) -> None:
+    """The records of what was last set per user, as the Import stack makes them (braze_importer.delta_store)."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+    )
 
 
 def _invoke_in_worker(event: dict[str, Any], invocation_seconds: float) -> dict[str, Any]:

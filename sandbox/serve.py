@@ -96,6 +96,9 @@ class Serve(LocalStack):
             "IMPORT_BUCKET": import_sandbox.BUCKET,
             "INCOMING_PREFIX": import_sandbox.INCOMING,
             "SAFETY_MARGIN_SECONDS": str(INVOCATION_SECONDS / 4),
+            "DELTAS_TABLE": import_sandbox.DELTAS_TABLE,
+            "DELTA_MAX_AGE_DAYS": "30",
+            "MAX_ARRAY_LENGTH": "25",
             # Currents, with the offline generator and no settle window.
             "CONTENT_TABLE": currents_sandbox.TABLE,
             "CONTENT_GENERATOR": "offline",
@@ -138,6 +141,7 @@ class Serve(LocalStack):
                 AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
                 BillingMode="PAY_PER_REQUEST",
             )
+        import_sandbox.create_deltas_table(dynamodb, import_sandbox.DELTAS_TABLE)
         currents_sandbox.create_content_table(dynamodb, currents_sandbox.TABLE)
         secretsmanager.create_secret(Name=import_sandbox.SECRET, SecretString=braze_api_key)
         secretsmanager.create_secret(Name=TOKEN_SECRET, SecretString=self.token)

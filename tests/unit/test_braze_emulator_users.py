@@ -80,6 +80,27 @@ def test_a_nested_object_replaces_unless_merge_objects(braze: Running) -> None:
     assert "_merge_objects" not in attrs(braze)
 
 
+def test_a_null_at_any_depth_of_an_object_is_an_absent_key(braze: Running) -> None:
+    set_attributes(braze, {"external_id": "u1", "plan": {"tier": "gold", "limits": {"seats": 3, "note": None}}})
+    assert attrs(braze)["plan"] == {"tier": "gold", "limits": {"seats": 3}}
+    merged = {"limits": {"seats": None}, "extra": {"a": None, "b": 1}}
+    set_attributes(braze, {"external_id": "u1", "_merge_objects": True, "plan": merged})
+    assert attrs(braze)["plan"] == {"tier": "gold", "limits": {}, "extra": {"b": 1}}  # an emptied object stays
+
+
+def test_what_a_delta_sends_leaves_the_profile_a_full_send_would(braze: Running) -> None:
+    # Given a user set in full, and the same user's next state,
+    first = {"tier": "gold", "visits": 4, "tags": ["a", "b", "c"], "plan": {"seats": 3, "geo": {"city": "Oslo"}}}
+    second = {"tier": "gold", "tags": ["a", "c", "d"], "plan": {"seats": 4, "geo": {}}}
+    set_attributes(braze, {"external_id": "u1", **first}, {"external_id": "u2", **first})
+    # when u1 gets only the changes (null, array add/remove, a deep merge) and u2 the whole new state,
+    delta = {"visits": None, "tags": {"add": ["d"], "remove": ["b"]}, "plan": {"seats": 4, "geo": {"city": None}}}
+    set_attributes(braze, {"external_id": "u1", "_merge_objects": True, **delta})
+    set_attributes(braze, {"external_id": "u2", "visits": None, **second})
+    # then both profiles hold the new state.
+    assert attrs(braze, "u1") == attrs(braze, "u2") == second
+
+
 def test_arrays_of_objects_take_add_remove_and_update(braze: Running) -> None:
     stays = [{"id": 1, "hotel": "Ocean"}, {"id": 2, "hotel": "Lodge"}]
     set_attributes(braze, {"external_id": "u1", "stays": stays})
