@@ -89,7 +89,7 @@ def throughput(n: int) -> dict[str, Any]:
     out: dict[str, Any] = {"rows": n, "csv_bytes": csv_path.stat().st_size, "jsonl_bytes": jsonl_path.stat().st_size}
     out["read_csv"] = _read_only(csv_path, "csv")
     out["read_jsonl"] = _read_only(jsonl_path, "jsonl")
-    with ImportSandbox(emulator_settings={"record": False, "profiles": False}) as box:
+    with ImportSandbox(deltas=False, emulator_settings={"record": False, "profiles": False}) as box:
         assert box.emulator is not None
         box.emulator.configure(rate_limit=10**9, latency_ms=0)
         box.set_function_env(WORKSPACE_REQUESTS_PER_SECOND="100000", MAX_IN_FLIGHT="80")

@@ -41,7 +41,9 @@ def main(megabytes: int) -> dict[str, Any]:
 
 def measure(path: Path, key: str) -> dict[str, Any]:
     """Peak RSS of this process while the handler imports ``path`` uploaded as ``key`` (no rate limit)."""
-    with ImportSandbox(emulator_settings={"record": False, "profiles": False, "rate_limit": 10**9}) as box:
+    with ImportSandbox(
+        deltas=False, emulator_settings={"record": False, "profiles": False, "rate_limit": 10**9}
+    ) as box:
         box.set_function_env(WORKSPACE_REQUESTS_PER_SECOND="100000")
         event = box.upload(path, key)
         reset_peak()

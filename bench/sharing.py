@@ -75,7 +75,7 @@ def main(objects_per_case: int) -> dict[str, Any]:
     limit binds well below what a busy machine's CPU can send: there the figures show the
     sharing alone."""
     out: dict[str, Any] = {"objects_per_case": objects_per_case}
-    with ImportSandbox(emulator_settings={"record": False, "profiles": False}) as box:
+    with ImportSandbox(deltas=False, emulator_settings={"record": False, "profiles": False}) as box:
         braze: BrazeEmulator = box.emulator  # type: ignore[assignment]
         for n in (2, 4):
             files = files_for(objects_per_case, n)

@@ -126,7 +126,7 @@ def main(objects: int) -> dict[str, Any]:
     path = sample_data.write(work / f"events-{objects}.json", objects)
     gz_path = sample_data.write(work / f"events-{objects}.jsonl.gz", objects)
     out: dict[str, Any] = {"objects": objects, "file_bytes": path.stat().st_size}
-    with ImportSandbox(emulator_settings={"record": False, "profiles": False}) as box:
+    with ImportSandbox(deltas=False, emulator_settings={"record": False, "profiles": False}) as box:
         braze: BrazeEmulator = box.emulator  # type: ignore[assignment]
 
         # (a) loopback, no limit: the importer vs a bare parse-and-send pipeline, same concurrency.

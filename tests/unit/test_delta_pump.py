@@ -4,6 +4,7 @@ records in memory, Braze's attribute semantics from the emulator, and every way 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from itertools import count
 from typing import Any
@@ -12,7 +13,7 @@ import orjson
 import pytest
 from braze_importer.delta_store import MemoryDeltaStore
 from braze_importer.deltas import Changes, Record
-from braze_importer.engine import AmbiguousPolicy, SendPolicy
+from braze_importer.engine import AmbiguousPolicy, Checkpoint, SendPolicy
 from braze_importer.ports import BrazeAnswer, Delivery, ObjectRef
 from braze_importer.service import Deps, handle_start
 
@@ -86,6 +87,12 @@ def changed_values(first: list[dict[str, Any]], second: list[dict[str, Any]]) ->
     return sum(1 for a, b in zip(first, second, strict=True) for name in b if normal(a.get(name)) != normal(b[name]))
 
 
+class ThreadedStore(MemoryDeltaStore):
+    """The memory store called as the DynamoDB one is: look-ups and writes in worker threads."""
+
+    in_process = False
+
+
 def deps_with(braze: FakeBraze, s3: FakeS3, store: Any, **kw: Any) -> Deps:
     return make_deps(braze, s3, kw.pop("policy", SendPolicy(max_in_flight=4)), deltas=store, **kw)
 
@@ -97,10 +104,11 @@ def run(deps: Deps, ref: ObjectRef) -> dict[str, Any]:
     return result.report
 
 
-def test_a_second_snapshot_sends_only_what_changed_and_braze_ends_holding_it() -> None:
+@pytest.mark.parametrize("store_class", [MemoryDeltaStore, ThreadedStore])
+def test_a_second_snapshot_sends_only_what_changed_and_braze_ends_holding_it(store_class: type) -> None:
     first = snapshot(600, seed=1)
     second = snapshot(600, seed=2, changed=0.05, base=first)
-    s3, braze, store = FakeS3(), FakeBraze(), MemoryDeltaStore()
+    s3, braze, store = FakeS3(), FakeBraze(), store_class()
     deps = deps_with(braze, s3, store)
     one = run(deps, put(s3, "incoming/one.jsonl", first))
     assert one["deltas"] | {"enabled": True} == one["deltas"]
@@ -155,11 +163,12 @@ def test_the_same_user_again_while_a_delta_is_uncommitted_is_sent_in_full() -> N
     assert braze.stored in ([], [{"external_id": "u", "a": 3}], [{"external_id": "u", "a": 3, "b": 1}])
 
 
-def test_same_user_repeated_across_windows_and_requests_in_flight_keeps_braze_right() -> None:
+@pytest.mark.parametrize("store_class", [MemoryDeltaStore, ThreadedStore])
+def test_same_user_repeated_across_windows_and_requests_in_flight_keeps_braze_right(store_class: type) -> None:
     # One request at a time: with several in flight, /users/track keeps no order between a user's objects
     # (with or without deltas), so Braze's final state would depend on which request landed last.
     rng = random.Random(7)
-    s3, braze, store = FakeS3(), FakeBraze(), MemoryDeltaStore()
+    s3, braze, store = FakeS3(), FakeBraze(), store_class()
     deps = deps_with(braze, s3, store, policy=SendPolicy(max_in_flight=1))
     truth: dict[str, dict[str, Any]] = {}
     for n in range(4):
@@ -208,15 +217,20 @@ def test_an_unanswered_or_failed_request_makes_the_records_forget_what_it_set(en
     assert braze.stored == [{"external_id": "u", "a": 1}]
 
 
-def test_records_change_only_for_what_braze_took_across_continuations() -> None:
+@pytest.mark.parametrize("store_class", [MemoryDeltaStore, ThreadedStore])
+def test_records_change_only_for_what_braze_took_across_continuations(store_class: type) -> None:
     first = snapshot(300, seed=3)
     second = snapshot(300, seed=4, changed=0.2, base=first)
-    s3, braze, store = FakeS3(chunk=97), FakeBraze(), MemoryDeltaStore()
+    s3, braze, store = FakeS3(chunk=97), FakeBraze(), store_class()
     deps = deps_with(braze, s3, store, policy=SendPolicy(max_in_flight=2))
     assert run_chain(deps, put(s3, "incoming/one.jsonl", first), 2)[-1] == "completed"
     statuses = run_chain(deps, put(s3, "incoming/two.jsonl", second), 1)
     assert statuses[-1] == "completed" and len(statuses) > 2
     assert held(braze) == expected(second)
+    # Each value counted once, however many invocations re-read it.
+    report = next(r for r in deps.store.items.values() if r.key.endswith("two.jsonl"))  # type: ignore[attr-defined]
+    assert report.counters["values_read"] == 300 * 5
+    assert report.counters["values_sent"] == changed_values(first, second)
     braze.stored.clear()
     run(deps, put(s3, "incoming/three.jsonl", second))
     assert braze.stored == []
@@ -359,3 +373,49 @@ def test_an_object_whose_delta_fails_is_sent_whole_and_its_record_forgets(monkey
     braze.stored.clear()
     run(deps, put(s3, "incoming/three.jsonl", [{"external_id": "u", "a": 1}]))
     assert braze.stored == [{"external_id": "u", "a": 1}]  # the record no longer claims a=1
+
+
+class SlowWrites(ThreadedStore):
+    """Writes that take a while, noting which users' records are written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: set[str] = set()
+
+    def commit_many(self, work: Any, now: float) -> int:
+        time.sleep(0.01)
+        errors = super().commit_many(work, now)
+        self.written.update(key for key, _ in work)
+        return errors
+
+
+def test_no_checkpoint_calls_an_object_settled_before_its_record_is_written() -> None:
+    first = snapshot(400, seed=14)
+    s3, braze, store = FakeS3(), FakeBraze(), SlowWrites()
+    deps = deps_with(braze, s3, store, progress_seconds=0.0)
+    saves: list[tuple[Checkpoint, set[str]]] = []
+    save = deps.store.save
+
+    def noting(run: Any, expected_seq: int) -> bool:
+        saves.append((Checkpoint.from_dict(run.checkpoint), set(store.written)))
+        return save(run, expected_seq=expected_seq)
+
+    deps.store.save = noting  # type: ignore[method-assign]
+    run(deps, put(s3, "incoming/one.jsonl", first))
+    assert len(saves) > 3
+    for point, written in saves:
+        settled = [i for i in range(point.index)] + [i for i in range(point.index, 400) if i in point.skip]
+        assert all(f"e:u{i}" in written for i in settled), point
+
+
+def test_an_object_refused_after_an_unanswered_attempt_makes_its_record_forget() -> None:
+    s3, braze, store = FakeS3(), FakeBraze(), MemoryDeltaStore()
+    deps = deps_with(braze, s3, store, policy=SendPolicy(max_in_flight=1, backoff_base_seconds=0.01))
+    run(deps, put(s3, "incoming/one.jsonl", [{"external_id": "u", "a": 1}]))
+    # The first attempt is stored but unanswered; the resend is refused (Braze took it the first time).
+    braze.script = ["ambiguous_stored", answer(400, REFUSING_FIRST)]
+    report = run(deps, put(s3, "incoming/two.jsonl", [{"external_id": "u", "a": 2}]))
+    assert report["rejected"] == 1
+    braze.stored.clear()
+    run(deps, put(s3, "incoming/three.jsonl", [{"external_id": "u", "a": 1}]))
+    assert braze.stored == [{"external_id": "u", "a": 1}]  # Braze may hold a=2: the record claims nothing
