@@ -16,7 +16,8 @@ DynamoDB item of one user (table: partition key ``pk`` string, TTL attribute ``e
   else an 8-byte digest; b"?" for UNKNOWN), L of S (sorted) for an array of strings, M of path -> B for a
   nested object (path: JSON array text; "*": the whole object's digest).
 
-The importer needs dynamodb:BatchGetItem, PutItem and UpdateItem on the table, nothing else.
+The importer needs dynamodb:BatchGetItem, PutItem and UpdateItem on the table, nothing else: a batch of
+commits goes in TransactWriteItems, whose actions IAM checks as the PutItem and UpdateItem they are.
 """
 
 from __future__ import annotations
@@ -24,21 +25,30 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from .deltas import FIELD_PREFIX, NEVER, UNKNOWN, Changes, Record, Value, apply, attribute_after
+from .deltas import FIELD_PREFIX, NEVER, UNKNOWN, Changes, Record, Value, apply, attribute_after, record_size
 
 BATCH_GET_KEYS = 100  # BatchGetItem's limit
 UPDATE_ATTRIBUTES = 40  # attributes per UpdateItem: keeps expressions far under DynamoDB's 4 KB
 UPDATE_BYTES = 150_000  # new + expected values per UpdateItem: keeps requests under the 400 KB item limit
 GET_ATTEMPTS = 8
+TRANSACT_ACTIONS = 100  # TransactWriteItems' limit
+TRANSACT_BYTES = 3_000_000  # estimated bytes written per transaction: its limit is 4 MB of items
+# Why an action was not applied, when trying it again may apply it (the others were not at fault).
+TRANSIENT_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 
 
 class DeltaStore(Protocol):
     """The records of what was last set per user (``deltas.user_key`` keys)."""
+
+    in_process: bool
+    """True: calls are cheap and never wait on the network (call them inline, not from a thread)."""
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Record]:
         """The records of those keys that have one."""
@@ -48,6 +58,11 @@ class DeltaStore(Protocol):
         """Apply ``changes`` (Braze accepted the object they came with) to ``key``'s record."""
         ...
 
+    def commit_many(self, work: Sequence[tuple[str, Changes]], now: float) -> int:
+        """``commit`` each (key, changes) in order; how many of them could not be written (never raises
+        for those: the caller counts them)."""
+        ...
+
 
 class DeltaStoreUnavailable(Exception):
     """DynamoDB kept some keys unprocessed through every retry."""
@@ -55,6 +70,8 @@ class DeltaStoreUnavailable(Exception):
 
 class MemoryDeltaStore:
     """Records in a dict, with the DynamoDB store's conditional semantics (for tests, the sandbox, benches)."""
+
+    in_process = True
 
     def __init__(self) -> None:
         self.records: dict[str, Record] = {}
@@ -96,6 +113,15 @@ class MemoryDeltaStore:
                 else:
                     values[name] = after
             self.records[key] = Record(values, updated_at, version)
+
+    def commit_many(self, work: Sequence[tuple[str, Changes]], now: float) -> int:
+        failed = 0
+        for key, changes in work:
+            try:
+                self.commit(key, changes, now)
+            except Exception:
+                failed += 1
+        return failed
 
 
 # -- DynamoDB ----------------------------------------------------------------------------------
@@ -146,6 +172,30 @@ def _size(value: Value | None) -> int:
     return sum(len(p) + len(h) + 4 for p, h in value.items())
 
 
+def _names_size(names: list[str]) -> int:
+    """An estimate of the bytes an update of these attributes' names writes."""
+    return sum(len(name) + 64 for name in names) + 200
+
+
+def _too_large(code: str | None, message: str) -> bool:
+    """DynamoDB refused a write that would grow the item past its 400 KB."""
+    return code in ("ValidationException", "ValidationError") and "size" in message
+
+
+@dataclass(slots=True)
+class _Write:
+    """One user's changes in a batch of commits. ``action``: the one TransactWriteItems action that applies
+    them (None: they take several writes, made one by one); ``size``: an estimate of the bytes it writes;
+    ``chunk``: the attributes of a conditional update (on a conflict, each is tried alone)."""
+
+    key: str
+    changes: Changes
+    action: dict[str, Any] | None = None
+    size: int = 0
+    chunk: list[str] | None = None
+    tries: int = 0
+
+
 class DynamoDeltaStore:
     """Records in a DynamoDB table (layout in the module's docstring).
 
@@ -154,6 +204,8 @@ class DynamoDeltaStore:
     dropped as "unchanged" while Braze holds the newer one. A strongly consistent read costs one read
     unit per 4 KB instead of half of one; a record of a few attributes is well under 4 KB.
     """
+
+    in_process = False
 
     def __init__(
         self,
@@ -187,14 +239,17 @@ class DynamoDeltaStore:
                 request = answer.get("UnprocessedKeys") or {}
                 if not request:
                     break
-                # Full jitter backoff: 50 ms doubling, capped at 2 s.
-                self.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
+                self._back_off(attempt)
             else:
                 left = len(request.get(self.table, {}).get("Keys", []))
                 raise DeltaStoreUnavailable(
                     f"DynamoDB left {left} record reads unprocessed after {self.attempts} tries"
                 )
         return found
+
+    def _back_off(self, attempt: int) -> None:
+        # Full jitter backoff: 50 ms doubling, capped at 2 s.
+        self.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
 
     def commit(self, key: str, changes: Changes, now: float) -> None:
         if not changes:
@@ -208,7 +263,143 @@ class DynamoDeltaStore:
                 self._mark_unknown(key, changes.unknown, now)
             self._update(key, changes, now)
 
+    # -- many users at once --------------------------------------------------------------------
+
+    def commit_many(self, work: Sequence[tuple[str, Changes]], now: float) -> int:
+        """Users whose changes take one write go up to ``TRANSACT_ACTIONS`` in one TransactWriteItems: a
+        call costs the client about what one PutItem does, so a first import is not capped by the
+        client's CPU. Each action keeps its own condition; users whose changes take several writes are
+        committed one by one. A key seen again waits for the next transaction, so its changes apply in
+        order."""
+        queue = [self._write(key, changes, now) for key, changes in work if changes]
+        failed = 0
+        while queue:
+            batch: list[_Write] = []
+            waiting: list[_Write] = []
+            held: set[str] = set()  # keys with a write in this transaction, or waiting behind one
+            size = 0
+            for write in queue:
+                if write.key in held:
+                    waiting.append(write)
+                elif write.action is None:
+                    failed += self._commit_alone(write, now)
+                elif not batch or (len(batch) < TRANSACT_ACTIONS and size + write.size <= TRANSACT_BYTES):
+                    batch.append(write)
+                    held.add(write.key)
+                    size += write.size
+                else:
+                    waiting.append(write)
+                    held.add(write.key)
+            again, lost, tries = self._transact(batch, now) if batch else ([], 0, 0)
+            failed += lost
+            # What was not applied goes first: a key's later writes wait in ``waiting``, behind it.
+            queue = again + waiting
+            if tries:
+                self._back_off(tries - 1)
+        return failed
+
+    def _write(self, key: str, changes: Changes, now: float) -> _Write:
+        """``changes`` as a batch's write, with the one action that applies them when there is one."""
+        if changes.forget:
+            if len(changes.remove) <= UPDATE_ATTRIBUTES:
+                action = {"Update": self._forget_request(key, changes.remove, now)}
+                return _Write(key, changes, action, _names_size(changes.remove))
+        elif changes.refreshed_at is not None:
+            action = {"Put": self._refresh_request(key, changes, now)}
+            return _Write(key, changes, action, record_size(changes.set))
+        else:
+            chunks = self._chunks(changes)
+            if changes.unknown and not chunks and len(changes.unknown) <= UPDATE_ATTRIBUTES:
+                action = {"Update": self._unknown_request(key, changes.unknown, now)}
+                return _Write(key, changes, action, _names_size(changes.unknown))
+            if not changes.unknown and len(chunks) == 1:
+                ((names, weight),) = chunks
+                action = {"Update": self._chunk_request(key, names, changes, now)}
+                return _Write(key, changes, action, weight, chunk=names)
+        return _Write(key, changes)
+
+    def _commit_alone(self, write: _Write, now: float) -> int:
+        """Commit one user's changes by themselves; 1 if they could not be written."""
+        try:
+            self.commit(write.key, write.changes, now)
+        except Exception:
+            return 1
+        return 0
+
+    def _transact(self, batch: list[_Write], now: float) -> tuple[list[_Write], int, int]:
+        """Write ``batch`` in one transaction: the writes to submit again, how many users could not be
+        written, and the most tries a write submitted again has made (0: none failed for a passing
+        reason)."""
+        try:
+            self.db.transact_write_items(
+                TransactItems=[write.action for write in batch],
+                # One per call: botocore's retries resend it, so a call that applied is not applied twice.
+                # A token derived from the content alone would also swallow, for 10 minutes, a later
+                # identical transaction (another run marking the same attributes unknown in that second).
+                ClientRequestToken=str(uuid.uuid4()),
+            )
+            return [], 0, 0
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if error.get("Code") != "TransactionCanceledException":
+                if _too_large(error.get("Code"), error.get("Message", "")):
+                    # An item grown past 400 KB, reported for the whole call (as moto does): each user
+                    # alone meets the per-user handling.
+                    return [], sum(self._commit_alone(write, now) for write in batch), 0
+                return [], len(batch), 0
+            reasons = exc.response.get("CancellationReasons") or []
+        except BotoCoreError:
+            return [], len(batch), 0
+        if len(reasons) != len(batch) or all((r.get("Code") or "None") == "None" for r in reasons):
+            reasons = [{"Code": "TransactionConflict"}] * len(batch)  # no reason given: try again, bounded
+        again: list[_Write] = []
+        failed = tries = 0
+        for write, reason in zip(batch, reasons, strict=True):
+            code = reason.get("Code") or "None"
+            if code == "None":
+                again.append(write)  # not applied because another action failed
+            elif code == "ConditionalCheckFailed":
+                failed += self._settle(write, now, conflict=True)
+            elif _too_large(code, reason.get("Message", "")):
+                failed += self._settle(write, now, conflict=False)
+            elif code in TRANSIENT_REASONS and write.tries + 1 < self.attempts:
+                write.tries += 1
+                tries = max(tries, write.tries)
+                again.append(write)
+            else:
+                failed += 1
+        return again, failed, tries
+
+    def _settle(self, write: _Write, now: float, *, conflict: bool) -> int:
+        """What the per-user path does when this write's condition failed (``conflict``) or its item
+        would grow too large; 1 if the user's record could not be written."""
+        assert write.action is not None
+        try:
+            if conflict and "Put" in write.action:
+                self._mark_unknown(write.key, write.changes.touched(), now)
+            elif conflict and write.chunk is not None:
+                self._chunk_conflict(write.key, write.chunk, write.changes, now)
+            elif not conflict and write.chunk is not None:
+                self._forget(write.key, write.chunk, now)
+            else:
+                return 1  # an unconditional write, or a record rewritten whole, too large: as one by one
+        except Exception:
+            return 1
+        return 0
+
+    # -- one user ------------------------------------------------------------------------------
+
     def _refresh(self, key: str, changes: Changes, now: float) -> None:
+        try:
+            self.db.put_item(**self._refresh_request(key, changes, now))
+        except ClientError as exc:
+            if not _conditional(exc):
+                raise
+            # Another run wrote the record since it was read: what it says about the attributes this
+            # object set may predate or follow ours at Braze. Those become unknown; the rest stays.
+            self._mark_unknown(key, changes.touched(), now)
+
+    def _refresh_request(self, key: str, changes: Changes, now: float) -> dict[str, Any]:
         assert changes.refreshed_at is not None
         item: dict[str, Any] = {
             "pk": {"S": key},
@@ -226,16 +417,16 @@ class DynamoDeltaStore:
             condition = {"ConditionExpression": "attribute_not_exists(v)"}
         else:
             condition = {"ConditionExpression": "v = :v", "ExpressionAttributeValues": {":v": {"N": str(expected)}}}
-        try:
-            self.db.put_item(TableName=self.table, Item=item, **condition)
-        except ClientError as exc:
-            if not _conditional(exc):
-                raise
-            # Another run wrote the record since it was read: what it says about the attributes this
-            # object set may predate or follow ours at Braze. Those become unknown; the rest stays.
-            self._mark_unknown(key, changes.touched(), now)
+        return {"TableName": self.table, "Item": item, **condition}
 
     def _update(self, key: str, changes: Changes, now: float) -> None:
+        for names, _ in self._chunks(changes):
+            self._update_chunk(key, names, changes, now)
+
+    def _chunks(self, changes: Changes) -> list[tuple[list[str], int]]:
+        """The attributes an update changes (those marked unknown apart), in chunks of one UpdateItem
+        each, with each chunk's weight (an estimate of its bytes)."""
+        chunks: list[tuple[list[str], int]] = []
         chunk: list[str] = []
         size = 0
         for name in changes.touched():
@@ -243,14 +434,38 @@ class DynamoDeltaStore:
                 continue
             weight = _size(changes.expected.get(name)) + _size(changes.set.get(name)) + 64
             if chunk and (len(chunk) >= UPDATE_ATTRIBUTES or size + weight > UPDATE_BYTES):
-                self._update_chunk(key, chunk, changes, now)
+                chunks.append((chunk, size))
                 chunk, size = [], 0
             chunk.append(name)
             size += weight
         if chunk:
-            self._update_chunk(key, chunk, changes, now)
+            chunks.append((chunk, size))
+        return chunks
 
     def _update_chunk(self, key: str, names: list[str], changes: Changes, now: float) -> None:
+        try:
+            self.db.update_item(**self._chunk_request(key, names, changes, now))
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if _conditional(exc):
+                self._chunk_conflict(key, names, changes, now)
+            elif _too_large(error.get("Code"), str(exc)):
+                # Concurrent runs grew the item past DynamoDB's limit: the user is too large to record.
+                self._forget(key, names, now)
+            else:
+                raise
+
+    def _chunk_conflict(self, key: str, names: list[str], changes: Changes, now: float) -> None:
+        if len(names) > 1:
+            # Another run changed some of these attributes since they were read (rare): each alone,
+            # so those it did not touch still change.
+            for name in names:
+                self._update_chunk(key, [name], changes, now)
+        else:
+            # Another run changed this attribute since it was read: which value Braze kept is unknown.
+            self._mark_unknown(key, names, now)
+
+    def _chunk_request(self, key: str, names: list[str], changes: Changes, now: float) -> dict[str, Any]:
         sets = ["#exp = if_not_exists(#exp, :exp)"]
         removes: list[str] = []
         conditions: list[str] = []
@@ -272,50 +487,37 @@ class DynamoDeltaStore:
                 conditions.append(f"{ref} = :e{i}")
                 attr_values[f":e{i}"] = _encode(old)
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "") + " ADD #v :one"
-        try:
-            self.db.update_item(
-                TableName=self.table,
-                Key={"pk": {"S": key}},
-                UpdateExpression=expression,
-                ConditionExpression=" AND ".join(conditions),
-                ExpressionAttributeNames=attr_names,
-                ExpressionAttributeValues=attr_values,
-            )
-        except ClientError as exc:
-            if _conditional(exc) and len(names) > 1:
-                # Another run changed some of these attributes since they were read (rare): each alone,
-                # so those it did not touch still change.
-                for name in names:
-                    self._update_chunk(key, [name], changes, now)
-            elif _conditional(exc):
-                # Another run changed this attribute since it was read: which value Braze kept is unknown.
-                self._mark_unknown(key, names, now)
-            elif exc.response.get("Error", {}).get("Code") == "ValidationException" and "size" in str(exc):
-                # Concurrent runs grew the item past DynamoDB's limit: the user is too large to record.
-                self._forget(key, names, now)
-            else:
-                raise
+        return {
+            "TableName": self.table,
+            "Key": {"pk": {"S": key}},
+            "UpdateExpression": expression,
+            "ConditionExpression": " AND ".join(conditions),
+            "ExpressionAttributeNames": attr_names,
+            "ExpressionAttributeValues": attr_values,
+        }
 
     def _mark_unknown(self, key: str, names: list[str], now: float) -> None:
         """Unconditionally: these attributes' values at Braze are unknown."""
         for start in range(0, len(names), UPDATE_ATTRIBUTES):
-            part = names[start : start + UPDATE_ATTRIBUTES]
-            refs = [f"#n{i}" for i in range(len(part))]
-            attr_names = dict(zip(refs, (FIELD_PREFIX + name for name in part), strict=True))
-            attr_names |= {"#exp": "expires_at", "#v": "v"}
-            self.db.update_item(
-                TableName=self.table,
-                Key={"pk": {"S": key}},
-                UpdateExpression="SET #exp = if_not_exists(#exp, :exp), "
-                + ", ".join(f"{ref} = :unknown" for ref in refs)
-                + " ADD #v :one",
-                ExpressionAttributeNames=attr_names,
-                ExpressionAttributeValues={
-                    ":exp": {"N": str(int(now + self.ttl_seconds))},
-                    ":unknown": {"B": UNKNOWN},
-                    ":one": {"N": "1"},
-                },
-            )
+            self.db.update_item(**self._unknown_request(key, names[start : start + UPDATE_ATTRIBUTES], now))
+
+    def _unknown_request(self, key: str, names: list[str], now: float) -> dict[str, Any]:
+        refs = [f"#n{i}" for i in range(len(names))]
+        attr_names = dict(zip(refs, (FIELD_PREFIX + name for name in names), strict=True))
+        attr_names |= {"#exp": "expires_at", "#v": "v"}
+        return {
+            "TableName": self.table,
+            "Key": {"pk": {"S": key}},
+            "UpdateExpression": "SET #exp = if_not_exists(#exp, :exp), "
+            + ", ".join(f"{ref} = :unknown" for ref in refs)
+            + " ADD #v :one",
+            "ExpressionAttributeNames": attr_names,
+            "ExpressionAttributeValues": {
+                ":exp": {"N": str(int(now + self.ttl_seconds))},
+                ":unknown": {"B": UNKNOWN},
+                ":one": {"N": "1"},
+            },
+        }
 
     def _forget(self, key: str, names: list[str], now: float) -> None:
         """The record becomes stale (ignored until rewritten whole) and drops these attributes."""
@@ -323,16 +525,19 @@ class DynamoDeltaStore:
         first = True
         while first or names:
             part, names = names[:UPDATE_ATTRIBUTES], names[UPDATE_ATTRIBUTES:]
-            refs = [f"#n{i}" for i in range(len(part))]
-            attr_names = dict(zip(refs, (FIELD_PREFIX + name for name in part), strict=True))
-            attr_names |= {"#exp": "expires_at", "#v": "v", "#u": "updated_at"}
-            self.db.update_item(
-                TableName=self.table,
-                Key={"pk": {"S": key}},
-                UpdateExpression="SET #exp = if_not_exists(#exp, :exp) REMOVE "
-                + ", ".join(["#u", *refs])
-                + " ADD #v :one",
-                ExpressionAttributeNames=attr_names,
-                ExpressionAttributeValues={":exp": {"N": str(int(now + self.ttl_seconds))}, ":one": {"N": "1"}},
-            )
+            self.db.update_item(**self._forget_request(key, part, now))
             first = False
+
+    def _forget_request(self, key: str, names: list[str], now: float) -> dict[str, Any]:
+        refs = [f"#n{i}" for i in range(len(names))]
+        attr_names = dict(zip(refs, (FIELD_PREFIX + name for name in names), strict=True))
+        attr_names |= {"#exp": "expires_at", "#v": "v", "#u": "updated_at"}
+        return {
+            "TableName": self.table,
+            "Key": {"pk": {"S": key}},
+            "UpdateExpression": "SET #exp = if_not_exists(#exp, :exp) REMOVE "
+            + ", ".join(["#u", *refs])
+            + " ADD #v :one",
+            "ExpressionAttributeNames": attr_names,
+            "ExpressionAttributeValues": {":exp": {"N": str(int(now + self.ttl_seconds))}, ":one": {"N": "1"}},
+        }

@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from braze_importer.delta_store import (
     DeltaStore,
     DeltaStoreUnavailable,
@@ -15,7 +16,7 @@ from braze_importer.delta_store import (
     MemoryDeltaStore,
     record_from_item,
 )
-from braze_importer.deltas import NEVER, UNKNOWN, Record, apply, diff, digest, unanswered, user_key
+from braze_importer.deltas import NEVER, UNKNOWN, Changes, Record, apply, diff, digest, unanswered, user_key
 from moto import mock_aws
 
 pytestmark = pytest.mark.usefixtures("aws_env")
@@ -368,3 +369,238 @@ def test_the_dynamodb_store_keeps_the_memory_stores_promises(dynamo: Any) -> Non
             for store in (dynamodb, memory):
                 store.commit(key, changes, T0 + 2)
         assert claims(dynamodb, key) == claims(memory, key), case
+
+
+# -- batched commits ---------------------------------------------------------------------------
+
+
+class Transactions:
+    """A DynamoDB client recording each TransactWriteItems call (its keys, and "applied" or the error's
+    code); the first calls are answered with the cancellation reasons in ``cancel`` (one list per call,
+    one code per action) instead of reaching the table."""
+
+    def __init__(self, client: Any, cancel: list[list[str]] | None = None) -> None:
+        self.client = client
+        self.cancel = list(cancel or [])
+        self.calls: list[tuple[list[str], str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def transact_write_items(self, **request: Any) -> dict[str, Any]:
+        keys = [
+            (a.get("Put", {}).get("Item") or a.get("Update", {}).get("Key"))["pk"]["S"]
+            for a in request["TransactItems"]
+        ]
+        assert len(set(keys)) == len(keys) <= 100
+        assert request["ClientRequestToken"]
+        if self.cancel:
+            codes = self.cancel.pop(0)
+            self.calls.append((keys, "cancelled here"))
+            reasons = [{"Code": code} for code in codes]
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                    "CancellationReasons": reasons,
+                },
+                "TransactWriteItems",
+            )
+        try:
+            answer: dict[str, Any] = self.client.transact_write_items(**request)
+        except ClientError as exc:
+            self.calls.append((keys, exc.response["Error"]["Code"]))
+            raise
+        self.calls.append((keys, "applied"))
+        return answer
+
+
+def items(client: Any, table: str) -> dict[str, dict[str, Any]]:
+    pages = client.get_paginator("scan").paginate(TableName=table)
+    return {item["pk"]["S"]: item for page in pages for item in page["Items"]}
+
+
+def _changes(rng: random.Random, user: str, record: Record | None, attributes: dict[str, Any]) -> Changes | None:
+    """What one run commits for a user: its object accepted, sent in full, unanswered, or sent update-only;
+    or the record forgotten (a user too large to record)."""
+    obj = {"external_id": user, **attributes}
+    kind = rng.choice(["accepted", "accepted", "full", "unanswered", "update only", "forget"])
+    if kind == "forget":
+        return Changes(remove=list(dict.fromkeys([*(record.values if record else ()), *attributes])), forget=True)
+    if kind == "update only":
+        obj["_update_existing_only"] = True
+    delta = diff(obj, record, now=T0 + 1, max_age_seconds=MAX_AGE, full=kind == "full")
+    return unanswered(delta) if kind == "unanswered" else delta.changes
+
+
+def _wide(rng: random.Random) -> dict[str, Any]:
+    """More attributes than one update takes."""
+    return {f"w{i:02d}": rng.randrange(3) for i in range(60)}
+
+
+def test_a_batched_commit_writes_what_commits_one_by_one_write(dynamo: Any) -> None:
+    """Given 150 users (most with a record, some too wide for one update), each with what a run commits
+    (refreshes, updates, unknowns, forgets), a fifth of them changed by another run since they were read,
+    some twice in the batch; when one table takes the commits one by one and the other all at once,
+    then both tables hold the same items, versions included."""
+    rng = random.Random(1789)
+    create_deltas_table(dynamo, "batched")
+    recorder = Transactions(dynamo)
+    single = DynamoDeltaStore(dynamo, "deltas", ttl_seconds=TTL)
+    batched = DynamoDeltaStore(recorder, "batched", ttl_seconds=TTL)
+    users = [f"u{i}" for i in range(150)]
+    wide = set(rng.sample(users, 10))
+    attributes = {user: _wide(rng) if user in wide else _random_attributes(rng) for user in users}
+    for user in users:
+        start = diff({"external_id": user, **attributes[user]}, None, now=T0, max_age_seconds=MAX_AGE)
+        if start.changes is not None and rng.random() < 0.8:
+            for store in (single, batched):
+                store.commit(f"e:{user}", start.changes, T0)
+    records = single.get_many(f"e:{user}" for user in users)
+
+    work: list[tuple[str, Changes]] = []
+    others: list[tuple[str, Changes]] = []
+    for user in users:
+        key, record = f"e:{user}", records.get(f"e:{user}")
+        new = _wide(rng) if user in wide else _random_attributes(rng)
+        changes = _changes(rng, user, record, new)
+        if changes is None:
+            continue
+        work.append((key, changes))
+        if rng.random() < 0.2:
+            other = _changes(rng, user, record, _wide(rng) if user in wide else _random_attributes(rng))
+            if other is not None:
+                others.append((key, other))
+        if rng.random() < 0.1:
+            again = _changes(rng, user, record if rng.random() < 0.5 else apply(record, changes), new)
+            if again is not None:
+                work.append((key, again))
+    rng.shuffle(work)
+    assert len(work) > 100 and len({key for key, _ in work}) < len(work)
+
+    for key, changes in others:  # another run, between the read and the commit
+        for store in (single, batched):
+            store.commit(key, changes, T0 + 1)
+    for key, changes in work:
+        single.commit(key, changes, T0 + 2)
+    assert batched.commit_many(work, T0 + 2) == 0
+
+    assert items(dynamo, "batched") == items(dynamo, "deltas")
+    outcomes = [outcome for _, outcome in recorder.calls]
+    assert outcomes.count("applied") >= 2 and "TransactionCanceledException" in outcomes
+    assert set(outcomes) == {"applied", "TransactionCanceledException"}
+
+
+def test_one_conflicting_user_does_not_hold_back_the_others_in_its_transaction(dynamo: Any) -> None:
+    recorder = Transactions(dynamo)
+    store = DynamoDeltaStore(recorder, "deltas", ttl_seconds=TTL)
+    for i in range(5):
+        send(store, {"external_id": f"u{i}", "age": 30}, T0)
+    records = store.get_many(f"e:u{i}" for i in range(5))
+    work = []
+    for i in range(5):
+        changes = diff({"external_id": f"u{i}", "age": 40 + i}, records[f"e:u{i}"], now=T0 + 1, max_age_seconds=MAX_AGE)
+        assert changes.changes is not None
+        work.append((f"e:u{i}", changes.changes))
+    send(store, {"external_id": "u2", "age": 99}, T0 + 1)  # another run changed u2 since it was read
+    recorder.calls.clear()
+
+    assert store.commit_many(work, T0 + 2) == 0
+
+    found = store.get_many(f"e:u{i}" for i in range(5))
+    assert {key: record.values["age"] for key, record in found.items()} == {
+        "e:u0": digest(40),
+        "e:u1": digest(41),
+        "e:u2": UNKNOWN,
+        "e:u3": digest(43),
+        "e:u4": digest(44),
+    }
+    assert recorder.calls == [
+        ([f"e:u{i}" for i in range(5)], "TransactionCanceledException"),
+        (["e:u0", "e:u1", "e:u3", "e:u4"], "applied"),
+    ]
+
+
+def _first_sightings(users: int) -> list[tuple[str, Changes]]:
+    work = []
+    for i in range(users):
+        delta = diff({"external_id": f"u{i}", "n": i}, None, now=T0, max_age_seconds=MAX_AGE)
+        assert delta.changes is not None
+        work.append((f"e:u{i}", delta.changes))
+    return work
+
+
+def test_a_transaction_conflict_is_tried_again_after_a_backoff(dynamo: Any) -> None:
+    conflicts = [["None", "TransactionConflict", "None"], ["TransactionConflict", "None", "None"]]
+    recorder = Transactions(dynamo, cancel=conflicts)
+    pauses: list[float] = []
+    store = DynamoDeltaStore(recorder, "deltas", ttl_seconds=TTL, sleep=pauses.append)
+    work = [*_first_sightings(3), ("e:u1", Changes(unknown=["n"]))]
+
+    assert store.commit_many(work, T0) == 0
+
+    assert [keys for keys, _ in recorder.calls] == [["e:u0", "e:u1", "e:u2"]] * 3 + [["e:u1"]]
+    assert len(pauses) == 2 and all(0 <= p <= 2.0 for p in pauses)
+    assert {key: r.values for key, r in store.get_many(f"e:u{i}" for i in range(3)).items()} == {
+        "e:u0": {"n": digest(0)},
+        "e:u1": {"n": UNKNOWN},  # the key's second write waited for its first
+        "e:u2": {"n": digest(2)},
+    }
+
+
+def test_writes_that_keep_failing_are_counted_not_raised(dynamo: Any) -> None:
+    recorder = Transactions(dynamo, cancel=[["TransactionConflict", "None"]] * 3)
+    store = DynamoDeltaStore(recorder, "deltas", ttl_seconds=TTL, sleep=lambda _: None, attempts=3)
+
+    assert store.commit_many(_first_sightings(2), T0) == 1
+
+    assert set(store.get_many(["e:u0", "e:u1"])) == {"e:u1"}
+    assert len(recorder.calls) == 4
+    missing = DynamoDeltaStore(dynamo, "no-such-table", ttl_seconds=TTL)
+    assert missing.commit_many(_first_sightings(150), T0) == 150
+
+
+def test_a_user_grown_too_large_in_a_batch_is_forgotten_and_the_others_written(dynamo: Any) -> None:
+    """Concurrent runs grew one user's item near DynamoDB's 400 KB: the change that would pass it makes
+    the record stale, as one by one, and the rest of its transaction is written."""
+    store = DynamoDeltaStore(dynamo, "deltas", ttl_seconds=TTL)
+    big = frozenset(f"item-{i:06d}-{'x' * 30}" for i in range(7000))
+    store.commit("e:big", Changes(set={"a": big}, refreshed_at=T0), T0)
+    grow = Changes(set={"b": frozenset(f"more-{i:06d}-{'y' * 30}" for i in range(3000))}, expected={"b": None})
+    work = [*_first_sightings(3), ("e:big", grow)]
+
+    assert store.commit_many(work, T0 + 1) == 0
+
+    found = store.get_many(["e:big", "e:u0", "e:u1", "e:u2"])
+    assert found["e:big"].updated_at == NEVER and "b" not in found["e:big"].values
+    assert {key: r.values for key, r in found.items() if key != "e:big"} == {
+        f"e:u{i}": {"n": digest(i)} for i in range(3)
+    }
+
+
+def test_changes_of_one_user_committed_together_apply_in_order(store: DeltaStore) -> None:
+    send(store, USER, T0)
+    record = store.get_many(["e:u1"])["e:u1"]
+    one = diff({**USER, "age": 40}, record, now=T0 + 1, max_age_seconds=MAX_AGE).changes
+    assert one is not None
+    two = diff({**USER, "age": 41}, apply(record, one), now=T0 + 1, max_age_seconds=MAX_AGE).changes
+    name = diff({**USER, "first_name": "Grace"}, record, now=T0 + 1, max_age_seconds=MAX_AGE).changes
+    assert two is not None and name is not None
+
+    assert store.commit_many([("e:u1", one), ("e:u1", two), ("e:u1", name)], T0 + 2) == 0
+
+    after = store.get_many(["e:u1"])["e:u1"]
+    assert after.values["age"] == digest(41)  # in the other order, 41's expected 40 would not be there
+    assert after.values["first_name"] == digest("Grace")
+
+
+def test_the_memory_store_counts_the_commits_that_failed() -> None:
+    class Failing(MemoryDeltaStore):
+        def commit(self, key: str, changes: Changes, now: float) -> None:
+            if key == "e:u1":
+                raise RuntimeError("unreachable")
+            super().commit(key, changes, now)
+
+    store = Failing()
+    assert store.in_process and not DynamoDeltaStore.in_process
+    assert store.commit_many(_first_sightings(3), T0) == 1
+    assert set(store.records) == {"e:u0", "e:u2"}
