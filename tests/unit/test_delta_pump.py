@@ -390,7 +390,7 @@ class SlowWrites(ThreadedStore):
 
 
 def test_no_checkpoint_calls_an_object_settled_before_its_record_is_written() -> None:
-    first = snapshot(400, seed=14)
+    first = snapshot(1500, seed=14)
     s3, braze, store = FakeS3(), FakeBraze(), SlowWrites()
     deps = deps_with(braze, s3, store, progress_seconds=0.0)
     saves: list[tuple[Checkpoint, set[str]]] = []
@@ -404,7 +404,7 @@ def test_no_checkpoint_calls_an_object_settled_before_its_record_is_written() ->
     run(deps, put(s3, "incoming/one.jsonl", first))
     assert len(saves) > 3
     for point, written in saves:
-        settled = [i for i in range(point.index)] + [i for i in range(point.index, 400) if i in point.skip]
+        settled = [*range(point.index), *(i for i in range(point.index, 1500) if i in point.skip)]
         assert all(f"e:u{i}" in written for i in settled), point
 
 
