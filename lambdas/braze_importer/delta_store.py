@@ -103,8 +103,11 @@ class MemoryDeltaStore:
                     values.update(dict.fromkeys(changes.touched(), UNKNOWN))
                     self.records[key] = Record(values, updated_at, version)
                 return
+            moved = changes.expected_version is not None and (
+                current is None or current.version != changes.expected_version
+            )
             for name in changes.touched():
-                if name in changes.unknown or values.get(name) != changes.expected.get(name):
+                if moved or name in changes.unknown or values.get(name) != changes.expected.get(name):
                     values[name] = UNKNOWN
                     continue
                 after = None if name in changes.remove else attribute_after(values.get(name), name, changes)
@@ -261,7 +264,7 @@ class DynamoDeltaStore:
         else:
             if changes.unknown:
                 self._mark_unknown(key, changes.unknown, now)
-            self._update(key, changes, now)
+            self._update(key, changes, now, after_unknown=bool(changes.unknown))
 
     # -- many users at once --------------------------------------------------------------------
 
@@ -419,9 +422,11 @@ class DynamoDeltaStore:
             condition = {"ConditionExpression": "v = :v", "ExpressionAttributeValues": {":v": {"N": str(expected)}}}
         return {"TableName": self.table, "Item": item, **condition}
 
-    def _update(self, key: str, changes: Changes, now: float) -> None:
-        for names, _ in self._chunks(changes):
-            self._update_chunk(key, names, changes, now)
+    def _update(self, key: str, changes: Changes, now: float, *, after_unknown: bool = False) -> None:
+        # Each write adds one to the version: the k-th chunk expects the version read plus k (plus one
+        # when the attributes marked unknown were written first).
+        for k, (names, _) in enumerate(self._chunks(changes)):
+            self._update_chunk(key, names, changes, now, k + after_unknown)
 
     def _chunks(self, changes: Changes) -> list[tuple[list[str], int]]:
         """The attributes an update changes (those marked unknown apart), in chunks of one UpdateItem
@@ -442,9 +447,9 @@ class DynamoDeltaStore:
             chunks.append((chunk, size))
         return chunks
 
-    def _update_chunk(self, key: str, names: list[str], changes: Changes, now: float) -> None:
+    def _update_chunk(self, key: str, names: list[str], changes: Changes, now: float, writes_before: int = 0) -> None:
         try:
-            self.db.update_item(**self._chunk_request(key, names, changes, now))
+            self.db.update_item(**self._chunk_request(key, names, changes, now, writes_before))
         except ClientError as exc:
             error = exc.response.get("Error", {})
             if _conditional(exc):
@@ -456,21 +461,22 @@ class DynamoDeltaStore:
                 raise
 
     def _chunk_conflict(self, key: str, names: list[str], changes: Changes, now: float) -> None:
-        if len(names) > 1:
-            # Another run changed some of these attributes since they were read (rare): each alone,
-            # so those it did not touch still change.
-            for name in names:
-                self._update_chunk(key, [name], changes, now)
-        else:
-            # Another run changed this attribute since it was read: which value Braze kept is unknown.
-            self._mark_unknown(key, names, now)
+        # Another write came in since the record was read (another run, or another object of the user
+        # sent at the same time): which value Braze kept of these attributes is unknown.
+        self._mark_unknown(key, names, now)
 
-    def _chunk_request(self, key: str, names: list[str], changes: Changes, now: float) -> dict[str, Any]:
+    def _chunk_request(
+        self, key: str, names: list[str], changes: Changes, now: float, writes_before: int = 0
+    ) -> dict[str, Any]:
         sets = ["#exp = if_not_exists(#exp, :exp)"]
         removes: list[str] = []
         conditions: list[str] = []
+        if changes.expected_version is not None:
+            conditions.append("#v = :ver")
         attr_names = {"#exp": "expires_at", "#v": "v"}
         attr_values: dict[str, Any] = {":exp": {"N": str(int(now + self.ttl_seconds))}, ":one": {"N": "1"}}
+        if changes.expected_version is not None:
+            attr_values[":ver"] = {"N": str(changes.expected_version + writes_before)}
         for i, name in enumerate(names):
             ref = f"#n{i}"
             attr_names[ref] = FIELD_PREFIX + name

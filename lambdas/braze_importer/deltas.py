@@ -99,8 +99,10 @@ class Changes:
     ``refreshed_at`` set: the record is rewritten whole with ``set`` as its values, if its version is still
     ``expected_version`` (None: no record); if not, the attributes it names become ``UNKNOWN``.
     Otherwise each attribute in ``set`` (whole value), ``remove`` (now absent) or ``paths`` (nested leaves
-    set / removed by path) changes only if the record still holds ``expected[attribute]`` (None: absent);
-    if not, it becomes ``UNKNOWN`` (another run changed it meanwhile: which value Braze kept is unknown).
+    set / removed by path) changes only if the record's version is still ``expected_version`` (when set)
+    and it still holds ``expected[attribute]`` (None: absent); if not, it becomes ``UNKNOWN`` (another
+    write came in between: which value Braze kept is unknown; a version, not the value alone, because a
+    rewrite may have put the same value back meanwhile).
     ``unknown``: attributes to mark ``UNKNOWN`` whatever they hold. ``forget``: the record becomes stale
     (ignored until rewritten whole) and drops the attributes in ``remove``. Every write counts a version."""
 
@@ -510,7 +512,11 @@ def diff(
             sets[name] = new
     elif merging:
         send["_merge_objects"] = True
-    changes = Changes(sets, [], paths, expected, unknown) if sets or paths or unknown else None
+    changes = (
+        Changes(sets, [], paths, expected, unknown, expected_version=record.version)
+        if sets or paths or unknown
+        else None
+    )
     if (sets or paths) and record_size(apply(record, changes).values) > MAX_RECORD_BYTES:  # type: ignore[arg-type,union-attr]
         return Delta(obj, _forget(obj, record, passing), read, read, 0, too_large=True)
     return Delta(send, changes, read, sent, read - sent)
