@@ -101,6 +101,8 @@ class ImportSandbox(LocalStack):
             "SAFETY_MARGIN_SECONDS": str(min(60.0, self.invocation_seconds * 0.25)),
             "DELTAS_TABLE": DELTAS_TABLE if self.deltas else "",
             "DELTA_MAX_AGE_DAYS": "30",
+            # moto copies the whole table for every action of a transaction: records one user at a time.
+            "DELTA_TRANSACTIONS": "false",
             # What the workspace keeps of an array: the emulator's setting when it is the workspace.
             "MAX_ARRAY_LENGTH": str(self.emulator_settings.get("max_array_length", 25) if self.emulator else 25),
             "POWERTOOLS_METRICS_DISABLED": "true",

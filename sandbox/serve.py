@@ -98,6 +98,7 @@ class Serve(LocalStack):
             "SAFETY_MARGIN_SECONDS": str(INVOCATION_SECONDS / 4),
             "DELTAS_TABLE": import_sandbox.DELTAS_TABLE,
             "DELTA_MAX_AGE_DAYS": "30",
+            "DELTA_TRANSACTIONS": "false",  # moto copies the whole table per transaction action
             "MAX_ARRAY_LENGTH": "25",
             # Currents, with the offline generator and no settle window.
             "CONTENT_TABLE": currents_sandbox.TABLE,

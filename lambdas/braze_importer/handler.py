@@ -26,6 +26,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 from pipeline_common.tracing import annotate, tracer
 
 from .aws import (
@@ -99,7 +100,14 @@ def _deps() -> Deps:
     source = S3Source(s3)
     max_age = settings.delta_max_age_seconds
     # Records expire as long after their last rewrite as they are trusted: DynamoDB deletes none still in use.
-    deltas = DynamoDeltaStore(dynamodb, settings.deltas_table, ttl_seconds=max_age) if settings.deltas_table else None
+    deltas = None
+    if settings.deltas_table:
+        # The records' client skips botocore's parameter validation: a quarter of its CPU per write,
+        # for requests this module builds itself.
+        client = boto3.client("dynamodb", config=Config(parameter_validation=False))
+        deltas = DynamoDeltaStore(
+            client, settings.deltas_table, ttl_seconds=max_age, transactions=settings.delta_transactions
+        )
     return Deps(
         store=DynamoRunStore(dynamodb, settings.runs_table),
         slots=DynamoRunSlots(dynamodb, settings.runs_table, slots) if slots else None,

@@ -47,6 +47,8 @@ class Settings(BaseModel):
     allow_user_deletes: bool = Field(False, alias="ALLOW_USER_DELETES")
     # Send only what changed: the table of what was last set per user; unset or empty: every value is sent.
     deltas_table: str = Field("", alias="DELTAS_TABLE")
+    # Records written in transactions of up to 100 users (false only in the sandbox: see DynamoDeltaStore).
+    delta_transactions: bool = Field(True, alias="DELTA_TRANSACTIONS")
     # Records older than this are ignored; DynamoDB's TTL deletes them as long after their last rewrite.
     delta_max_age_days: int = Field(30, ge=1, alias="DELTA_MAX_AGE_DAYS")
     # The workspace's maximum array length for custom attributes: longer arrays are sent whole.

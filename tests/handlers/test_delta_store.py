@@ -624,3 +624,14 @@ def test_the_memory_store_counts_the_commits_that_failed() -> None:
     assert store.in_process and not DynamoDeltaStore.in_process
     assert store.commit_many(_first_sightings(3), T0) == 1
     assert set(store.records) == {"e:u0", "e:u2"}
+
+
+def test_without_transactions_commit_many_writes_one_user_at_a_time(dynamo: Any) -> None:
+    store = DynamoDeltaStore(dynamo, "deltas", ttl_seconds=TTL, transactions=False)
+    calls: list[str] = []
+    dynamo.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    users = [{"external_id": f"u{i}", "a": i} for i in range(5)]
+    work = [(f"e:u{i}", diff(user, None, now=T0, max_age_seconds=MAX_AGE).changes) for i, user in enumerate(users)]
+    assert store.commit_many(work, T0) == 0  # type: ignore[arg-type]
+    assert calls == ["PutItem"] * 5
+    assert set(store.get_many([key for key, _ in work])) == {key for key, _ in work}
