@@ -419,3 +419,15 @@ def test_an_object_refused_after_an_unanswered_attempt_makes_its_record_forget()
     braze.stored.clear()
     run(deps, put(s3, "incoming/three.jsonl", [{"external_id": "u", "a": 1}]))
     assert braze.stored == [{"external_id": "u", "a": 1}]  # Braze may hold a=2: the record claims nothing
+
+
+def test_a_run_collects_garbage_less_often_and_puts_the_thresholds_back() -> None:
+    import gc
+
+    seen: list[tuple[int, int, int]] = []
+    s3 = FakeS3()
+    braze = FakeBraze(default=lambda payload: seen.append(gc.get_threshold()) or answer())  # type: ignore[func-returns-value]
+    before = gc.get_threshold()
+    run(deps_with(braze, s3, MemoryDeltaStore()), put(s3, "incoming/one.jsonl", snapshot(10, seed=15)))
+    assert seen and seen[0][0] >= 50_000
+    assert gc.get_threshold() == before
