@@ -326,12 +326,12 @@ def _summary(report: dict[str, Any]) -> str:
 
 def _delta_lines(deltas: dict[str, Any] | None) -> list[str]:
     """What sending only what changed saved (nothing for a run without attribute values)."""
+    if deltas and not deltas["enabled"]:
+        return ["  deltas off: every attribute value sent, no records kept"]
     if not deltas or not deltas["values_read"]:
         return []
     read, sent, skipped = deltas["values_read"], deltas["values_sent"], deltas["values_skipped"]
     line = f"  attribute values: {read:,} read, {sent:,} sent"
-    if not deltas["enabled"]:
-        return [line + " (deltas off: every value sent, no records kept)"]
     if deltas["full_send"]:
         return [line + " (full send, tagged braze-send=full: every value sent, the records rewritten)"]
     lines = [

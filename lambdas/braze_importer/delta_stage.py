@@ -108,7 +108,8 @@ class DeltaStage:
             or self._windows[0].future is None
             or self._windows[0].future.done()
         ):
-            ready += await self._diff(self._windows.popleft())
+            ready += await self._diff(self._windows[0])  # still queued while diffed: _prune keeps its epoch
+            self._windows.popleft()
         while len(self._commits) > self._options.max_commit_jobs:
             await self._commits.popleft()
         return ready
@@ -119,7 +120,8 @@ class DeltaStage:
             self._submit(self._open)
         ready: list[Item] = []
         while self._windows:
-            ready += await self._diff(self._windows.popleft())
+            ready += await self._diff(self._windows[0])
+            self._windows.popleft()
         return ready
 
     def _submit(self, window: _Window) -> None:
@@ -188,20 +190,28 @@ class DeltaStage:
         self._commit([(i.user, unanswered(i.delta)) for i in items if i.delta is not None])  # type: ignore[misc]
 
     def refused(self, items: list[Item]) -> None:
-        """Braze refused these: the records stay as they are, unless an earlier attempt of theirs went
-        unanswered (Braze may have applied that one): then they forget what it set."""
-        maybe = [item for item in items if item.delta is not None and item.maybe_applied]
-        if maybe:
-            self.unanswered(maybe)
+        """Braze refused these: the records stay as they are (if an earlier attempt went unanswered,
+        they already forgot what it set: see ``unsure``)."""
         for item in items:
-            if item.delta is not None and not item.maybe_applied:
+            if item.delta is not None:
                 self._release(item.user)  # type: ignore[arg-type]
                 item.delta = None
 
-    def _commit(self, work: list[tuple[str, Changes | None]], settle: list[int] | None = None) -> None:
+    def unsure(self, items: list[Item]) -> None:
+        """An attempt of these went unanswered: Braze may have applied it, whatever comes next (an
+        answer, a refusal, a pause, the end of the function). The records forget what they set now;
+        a later acceptance's write, conditional on the version read, then finds them changed."""
+        work = [(i.user, unanswered(i.delta)) for i in items if i.delta is not None and not i.maybe_applied]
+        for item in items:
+            item.maybe_applied = True
+        self._commit(work, release=False)  # type: ignore[arg-type]
+
+    def _commit(
+        self, work: list[tuple[str, Changes | None]], settle: list[int] | None = None, *, release: bool = True
+    ) -> None:
         if not work:
             return
-        keys = [key for key, _ in work]
+        keys = [key for key, _ in work] if release else []
         writes = [(key, changes) for key, changes in work if changes]
         now = self._time()
         if self._inline:

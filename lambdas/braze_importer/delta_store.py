@@ -293,7 +293,8 @@ class DynamoDeltaStore:
         else:
             if changes.unknown:
                 self._mark_unknown(key, changes.unknown, now)
-            self._update(key, changes, now, after_unknown=bool(changes.unknown))
+            # The version read, plus the writes that marked those unknown (one per UPDATE_ATTRIBUTES).
+            self._update(key, changes, now, writes_before=-(-len(changes.unknown) // UPDATE_ATTRIBUTES))
 
     # -- many users at once --------------------------------------------------------------------
 
@@ -453,11 +454,11 @@ class DynamoDeltaStore:
             condition = {"ConditionExpression": "v = :v", "ExpressionAttributeValues": {":v": {"N": str(expected)}}}
         return {"TableName": self.table, "Item": item, **condition}
 
-    def _update(self, key: str, changes: Changes, now: float, *, after_unknown: bool = False) -> None:
-        # Each write adds one to the version: the k-th chunk expects the version read plus k (plus one
-        # when the attributes marked unknown were written first).
+    def _update(self, key: str, changes: Changes, now: float, *, writes_before: int = 0) -> None:
+        # Each write adds one to the version: the k-th chunk expects the version read plus k, plus the
+        # writes made for these changes before it.
         for k, (names, _) in enumerate(self._chunks(changes)):
-            self._update_chunk(key, names, changes, now, k + after_unknown)
+            self._update_chunk(key, names, changes, now, k + writes_before)
 
     def _chunks(self, changes: Changes) -> list[tuple[list[str], int]]:
         """The attributes an update changes (those marked unknown apart), in chunks of one UpdateItem

@@ -938,8 +938,7 @@ class Pump:
                 reason = f"http_{status}"
             elif answer.delivery is Delivery.AMBIGUOUS:
                 if self._stage is not None:
-                    for item in batch.items:
-                        item.maybe_applied = True
+                    self._stage.unsure(batch.items)
                 self.counters.ambiguous += len(batch.items)
                 self.counters.ambiguous_requests += 1
                 if self._policy.ambiguous is AmbiguousPolicy.FAIL:

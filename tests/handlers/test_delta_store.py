@@ -635,3 +635,16 @@ def test_without_transactions_commit_many_writes_one_user_at_a_time(dynamo: Any)
     assert store.commit_many(work, T0) == 0  # type: ignore[arg-type]
     assert calls == ["PutItem"] * 5
     assert set(store.get_many([key for key, _ in work])) == {key for key, _ in work}
+
+
+def test_an_update_after_many_attributes_marked_unknown_expects_each_of_those_writes(store: DeltaStore) -> None:
+    # More than one UpdateItem's worth of attributes become unknown (operations), and one value changes:
+    # the value's write must not take the store's own unknown-marking writes for another run's.
+    first = {"external_id": "u1", "x": 1, **{f"n{i}": 0 for i in range(45)}}
+    second = {"external_id": "u1", "x": 2, **{f"n{i}": {"inc": 1} for i in range(45)}}
+    send(store, first, T0)
+    record = store.get_many(["e:u1"])["e:u1"]
+    delta = diff(second, record, now=T0 + 1, max_age_seconds=MAX_AGE)
+    assert delta.changes is not None
+    assert store.commit_many([("e:u1", delta.changes)], T0 + 1) == 0
+    assert store.get_many(["e:u1"])["e:u1"].values["x"] == digest(2)

@@ -431,3 +431,70 @@ def test_a_run_collects_garbage_less_often_and_puts_the_thresholds_back() -> Non
     run(deps_with(braze, s3, MemoryDeltaStore()), put(s3, "incoming/one.jsonl", snapshot(10, seed=15)))
     assert seen and seen[0][0] >= 50_000
     assert gc.get_threshold() == before
+
+
+def test_an_unanswered_attempt_makes_the_record_forget_even_if_the_invocation_ends_before_the_resend() -> None:
+    s3, braze, store = FakeS3(), FakeBraze(), MemoryDeltaStore()
+    deps = deps_with(braze, s3, store, policy=SendPolicy(max_in_flight=1, backoff_base_seconds=0.01))
+    run(deps, put(s3, "incoming/one.jsonl", [{"external_id": "u", "a": 1}]))
+    braze.script = ["ambiguous_stored", answer(400, REFUSING_FIRST)]
+    # One time check per invocation: the first ends in the backoff after the unanswered attempt.
+    statuses = run_chain(deps, put(s3, "incoming/two.jsonl", [{"external_id": "u", "a": 2}]), 1)
+    assert len(statuses) > 1
+    braze.stored.clear()
+    run(deps, put(s3, "incoming/three.jsonl", [{"external_id": "u", "a": 1}]))
+    assert braze.stored == [{"external_id": "u", "a": 1}]
+
+
+def test_a_window_being_diffed_keeps_its_users_staleness_through_a_prune(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from braze_importer import delta_stage
+    from braze_importer.engine import TRACK, Counters, Item
+
+    monkeypatch.setattr(delta_stage, "_PRUNE_AT", 0)  # prune on every commit
+
+    class Slow(ThreadedStore):
+        reads = 0
+
+        def get_many(self, keys: Any) -> dict[str, Record]:
+            keys = list(keys)
+            found = super().get_many(keys)
+            if "e:dup" in keys:
+                self.reads += 1
+                if self.reads == 2:
+                    time.sleep(0.2)  # the second look-up of e:dup answers late
+            return found
+
+        def commit_many(self, work: Any, now: float) -> int:
+            if any(key == "e:slow" for key, _ in work):
+                time.sleep(0.05)
+            return super().commit_many(work, now)
+
+    store = Slow()
+    for user in ("dup", "slow"):
+        store.commit(f"e:{user}", deltas_diff({"external_id": user, "a": 0}).changes, 1.0)  # type: ignore[arg-type]
+
+    async def scenario() -> Any:
+        stage = delta_stage.DeltaStage(
+            delta_stage.DeltaOptions(store, 1e9, window=1, lookups_ahead=1), Counters(), lambda: 2.0, lambda _: None
+        )
+        ready: list[Item] = []
+        for index, obj in enumerate(({"external_id": "slow", "a": 1}, {"external_id": "dup", "a": 1})):
+            ready += await stage.push(Item(index, None, "attributes", obj, 0, TRACK))  # type: ignore[arg-type]
+            await asyncio.sleep(0.01)
+        ready += await stage.push(Item(2, None, "attributes", {"external_id": "dup", "a": 0}, 0, TRACK))  # type: ignore[arg-type]
+        stage.accepted([i for i in ready if i.index == 1])  # Braze took a=1: written while X2's look-up waits
+        stage.accepted([i for i in ready if i.index == 0])
+        ready += await stage.finish()
+        await stage.close()
+        return next(i for i in ready if i.index == 2)
+
+    last = asyncio.run(scenario())
+    assert last.obj == {"external_id": "dup", "a": 0}  # sent: its record was read before a=1 was written
+
+
+def deltas_diff(obj: dict[str, Any]) -> Any:
+    from braze_importer.deltas import diff
+
+    return diff(obj, None, now=1.0, max_age_seconds=1e9)
