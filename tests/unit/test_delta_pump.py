@@ -466,29 +466,35 @@ def test_a_window_being_diffed_keeps_its_users_staleness_through_a_prune(monkeyp
                     time.sleep(0.2)  # the second look-up of e:dup answers late
             return found
 
-        def commit_many(self, work: Any, now: float) -> int:
-            if any(key == "e:slow" for key, _ in work):
+        def commit(self, key: str, changes: Changes, now: float) -> None:
+            if key == "e:slow":
                 time.sleep(0.05)
-            return super().commit_many(work, now)
+            super().commit(key, changes, now)
 
     store = Slow()
-    for user in ("dup", "slow"):
-        store.commit(f"e:{user}", deltas_diff({"external_id": user, "a": 0}).changes, 1.0)  # type: ignore[arg-type]
+    for user in ("dup", "slow", "f"):
+        store.commit(f"e:{user}", deltas_diff({"external_id": user, "a": 0}).changes, 1.0)
+
+    def item(index: int, obj: dict[str, Any]) -> Item:
+        return Item(index, None, "attributes", obj, 0, TRACK)  # type: ignore[arg-type]
 
     async def scenario() -> Any:
         stage = delta_stage.DeltaStage(
             delta_stage.DeltaOptions(store, 1e9, window=1, lookups_ahead=1), Counters(), lambda: 2.0, lambda _: None
         )
         ready: list[Item] = []
-        for index, obj in enumerate(({"external_id": "slow", "a": 1}, {"external_id": "dup", "a": 1})):
-            ready += await stage.push(Item(index, None, "attributes", obj, 0, TRACK))  # type: ignore[arg-type]
+        for index, obj in enumerate(
+            ({"external_id": "slow", "a": 1}, {"external_id": "dup", "a": 1}, {"external_id": "dup", "a": 0})
+        ):
+            ready += await stage.push(item(index, obj))
             await asyncio.sleep(0.01)
-        ready += await stage.push(Item(2, None, "attributes", {"external_id": "dup", "a": 0}, 0, TRACK))  # type: ignore[arg-type]
-        stage.accepted([i for i in ready if i.index == 1])  # Braze took a=1: written while X2's look-up waits
-        stage.accepted([i for i in ready if i.index == 0])
-        ready += await stage.finish()
+        stage.accepted([i for i in ready if i.index == 1])  # Braze took a=1: written before the last is diffed
+        await asyncio.sleep(0.05)
+        stage.accepted([i for i in ready if i.index == 0])  # a write that ends (and prunes) while it is awaited
+        later = await stage.push(item(3, {"external_id": "f", "a": 1}))
+        later += await stage.finish()
         await stage.close()
-        return next(i for i in ready if i.index == 2)
+        return next(i for i in later if i.index == 2)
 
     last = asyncio.run(scenario())
     assert last.obj == {"external_id": "dup", "a": 0}  # sent: its record was read before a=1 was written
