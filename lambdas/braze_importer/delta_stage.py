@@ -267,3 +267,4 @@ class DeltaStage:
             if window.future is not None:
                 window.future.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._lookups.shutdown(wait=False, cancel_futures=True)
