@@ -6,8 +6,12 @@ PY := $(VENV)/bin/python
 CDK := node_modules/.bin/cdk
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_VERSION_CHECK := true
-# Settings for synth, deploy and check-deploy, as cdk takes them: make deploy CONTEXT="-c alarms:email=you@example.com"
+# Settings for synth, deploy and check-deploy, key=value each (the keys of cdk.json), separated by spaces:
+#   make deploy SETTINGS="import:maxInFlight=10 alarms:email=you@example.com"
+# passes -c import:maxInFlight=10 -c alarms:email=you@example.com. CONTEXT takes the -c flags themselves.
+SETTINGS ?=
 CONTEXT ?=
+SETTING_FLAGS = $(foreach setting,$(SETTINGS),-c $(setting)) $(CONTEXT)
 # Extra cdk deploy flags; from CI (no terminal): make deploy DEPLOY_FLAGS="--require-approval never"
 DEPLOY_FLAGS ?=
 
@@ -41,14 +45,14 @@ types: install
 	$(VENV)/bin/mypy
 
 synth: install
-	$(CDK) synth --quiet $(CONTEXT)
+	$(CDK) synth --quiet $(SETTING_FLAGS)
 
 deploy: synth
-	$(CDK) deploy --all $(CONTEXT) $(DEPLOY_FLAGS)
+	$(CDK) deploy --all $(SETTING_FLAGS) $(DEPLOY_FLAGS)
 
 ## make check-deploy: prove the deployed pipelines answer (CHECK_FLAGS="--sandbox": the local sandbox)
 check-deploy: install
-	$(PY) -m deploycheck $(CONTEXT) $(CHECK_FLAGS)
+	$(PY) -m deploycheck $(SETTING_FLAGS) $(CHECK_FLAGS)
 
 ## make lock: re-pin every Lambda package's distributions for the Lambda platform
 lock: install

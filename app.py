@@ -3,20 +3,22 @@
 
 from __future__ import annotations
 
+import sys
+
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from stacks.api_gateway_account_stack import ApiGatewayAccountStack
 from stacks.bulk_upload_stack import BulkUploadStack
 from stacks.capture_stack import CaptureStack
-from stacks.config import AppConfig
+from stacks.config import AppConfig, ConfigError
 from stacks.currents_stack import CurrentsStack
 from stacks.import_stack import ImportStack
 
 
 def build_app(app: cdk.App | None = None) -> cdk.App:
     app = app or cdk.App()
-    config = AppConfig.from_context(app.node.try_get_context)
+    config = AppConfig.from_settings(app.node.get_all_context())
     imports = ImportStack(
         app,
         f"{config.project}-Import",
@@ -66,5 +68,16 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
     return app
 
 
+def main() -> None:
+    """Synthesize; a setting the config refuses ends synth with its one-line reason and exit code 2,
+    not a traceback (cdk prints this process's stderr and fails)."""
+    try:
+        app = build_app()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    app.synth()
+
+
 if __name__ == "__main__":
-    build_app().synth()
+    main()

@@ -57,18 +57,16 @@ def _pipeline(
     if pipeline == "Import":
         yield from _attempt("import bucket", lambda: [checks.import_bucket(session.client("s3"), stack)])
     elif pipeline == "Currents":
-        yield from _attempt(
-            "content API", lambda: list(checks.content_api(http, *_credentials(session, stack, "ContentApi"), stack))
-        )
+        yield from _attempt("content API", lambda: list(checks.content_api(http, *_credentials(session, stack), stack)))
         yield from _attempt(bedrock_check.NAME, lambda: [_bedrock(cloudformation, stack, session, bedrock)])
     elif pipeline == "BulkUpload":
         yield from _attempt(
-            "bulk-upload API", lambda: list(checks.bulk_upload_api(http, *_credentials(session, stack, "Api"), stack))
+            "bulk-upload API", lambda: list(checks.bulk_upload_api(http, *_credentials(session, stack), stack))
         )
 
 
-def _credentials(session: boto3.Session, stack: Stack, api: str) -> tuple[str, str]:
-    return checks.credentials(session.client("apigateway"), session.client("secretsmanager"), stack, api)
+def _credentials(session: boto3.Session, stack: Stack) -> tuple[str, str]:
+    return checks.credentials(session.client("apigateway"), session.client("secretsmanager"), stack)
 
 
 def _alarms(stack: Stack, session: boto3.Session) -> list[Result]:

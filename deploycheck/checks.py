@@ -48,10 +48,10 @@ def _matching_notification(config: dict[str, Any], key: str) -> str | None:
 # -- keyed APIs (Content API, bulk upload) ----------------------------------------------------------
 
 
-def credentials(apigateway: Any, secrets: Any, stack: Stack, api: str) -> tuple[str, str]:
+def credentials(apigateway: Any, secrets: Any, stack: Stack) -> tuple[str, str]:
     """The API key's value and the bearer token, as Braze or CI360 is configured with them."""
-    key = apigateway.get_api_key(apiKey=stack.output(f"{api}ApiKeyId"), includeValue=True)["value"]
-    token = secrets.get_secret_value(SecretId=stack.output(f"{api}TokenSecretArn"))["SecretString"].strip()
+    key = apigateway.get_api_key(apiKey=stack.output("ApiKeyId"), includeValue=True)["value"]
+    token = secrets.get_secret_value(SecretId=stack.output("TokenSecretArn"))["SecretString"].strip()
     return str(key), str(token)
 
 
@@ -64,7 +64,7 @@ def _refused(response: httpx.Response, allowed: tuple[int, ...]) -> tuple[bool, 
 
 
 def content_api(http: httpx.Client, key: str, token: str, stack: Stack) -> Iterator[Result]:
-    url = stack.output("ContentApiUrl").rstrip("/") + f"/content/deploy-check-{uuid.uuid4().hex}"
+    url = stack.output("ApiUrl").rstrip("/") + f"/content/deploy-check-{uuid.uuid4().hex}"
     name = "content API answers an unknown user with default content"
     answer = http.get(url, headers=_headers(key, token))
     body = _json(answer)

@@ -22,20 +22,21 @@ class Stack:
     status: str
     outputs: dict[str, str] = field(default_factory=dict)
 
-    def output(self, prefix: str) -> str:
-        """The one output whose key is ``prefix`` or ``prefix`` plus the hash CDK adds in a construct."""
-        found = [v for k, v in self.outputs.items() if k == prefix or _hashed(k, prefix)]
+    def output(self, name: str) -> str:
+        """The one output named ``name``; in a stack deployed before outputs had fixed names, the one
+        named the construct's path, ``name`` and a hash (``ContentApiApiKeyIdBB0C5FC4`` for ``ApiKeyId``)."""
+        found = [v for k, v in self.outputs.items() if k == name or _hashed(k, name)]
         if len(found) != 1:
-            raise MissingOutput(f"{self.name} has {len(found)} outputs named {prefix}*")
+            raise MissingOutput(f"{self.name} has {len(found)} outputs named {name}")
         return found[0]
 
     def outputs_containing(self, part: str) -> list[str]:
         return [v for k, v in sorted(self.outputs.items()) if part in k]
 
 
-def _hashed(key: str, prefix: str) -> bool:
-    suffix = key[len(prefix) :]
-    return key.startswith(prefix) and len(suffix) == 8 and all(c in "0123456789ABCDEF" for c in suffix)
+def _hashed(key: str, name: str) -> bool:
+    head, suffix = key[:-8], key[-8:]
+    return head.endswith(name) and len(suffix) == 8 and all(c in "0123456789ABCDEF" for c in suffix)
 
 
 def describe(cloudformation: Any, project: str) -> dict[str, Stack | None]:

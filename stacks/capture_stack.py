@@ -103,7 +103,6 @@ class CaptureStack(Stack):
             self._forward(capture)
         self.alarms = self._alarms(config.alarm_email)
         self.dashboard = self._dashboard()
-        CfnOutput(self, "ApiUrl", value=self.api.url_for_path("/event"))
         CfnOutput(self, "UserPoolId", value=self.user_pool.user_pool_id)
         CfnOutput(self, "AppClientId", value=self.app_client.user_pool_client_id)
         CfnOutput(self, "EventBusName", value=self.bus.event_bus_name)
@@ -211,6 +210,7 @@ class CaptureStack(Stack):
             burst_limit=burst_limit,
             log_retention=self.retention,
             trace_stage=False,  # its callers are end users: X-Ray would record their IP addresses
+            url_path="/event",
         )
         authorizer = apigw.RequestAuthorizer(
             self,

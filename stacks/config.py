@@ -6,7 +6,9 @@ overrides one) and is documented in the README.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args, get_type_hints
 
@@ -64,35 +66,41 @@ class ImportConfig:
             ("userDeleteRequestsPerMinute", self.user_delete_requests_per_minute),
         ):
             if not 1 <= value <= 1_000_000:
-                raise ConfigError(f"import {name} must be between 1 and 1000000")
+                raise ConfigError(f"import:{name} must be between 1 and 1000000")
         if self.delta_max_age_days < 1:
-            raise ConfigError("import deltaMaxAgeDays must be at least 1")
+            raise ConfigError("import:deltaMaxAgeDays must be at least 1")
         if not 1 <= self.max_array_length <= MAX_BRAZE_ARRAY:
             raise ConfigError(
-                f"import maxArrayLength must be between 1 and {MAX_BRAZE_ARRAY} (Braze's largest array length)"
+                f"import:maxArrayLength must be between 1 and {MAX_BRAZE_ARRAY} (Braze's largest array length)"
             )
         if self.csv_type_cast and not _CSV_CAST.fullmatch(self.csv_type_cast):
             raise ConfigError(
-                "import csvTypeCast must be column=type pairs separated by commas, "
+                "import:csvTypeCast must be column=type pairs separated by commas, "
                 "each type one of string, integer, float, boolean (e.g. zip=string,level=integer)"
             )
-        prefixes = (self.reports_prefix, self.rejects_prefix, self.failed_prefix)
-        if not self.incoming_prefix.endswith("/") or any(not p.endswith("/") for p in prefixes):
-            raise ConfigError("import prefixes must end with '/'")
-        if any(p.startswith(self.incoming_prefix) or self.incoming_prefix.startswith(p) for p in prefixes):
-            raise ConfigError("output prefixes must not overlap the incoming prefix, or outputs would start runs")
+        outputs = (
+            ("reportsPrefix", self.reports_prefix),
+            ("rejectsPrefix", self.rejects_prefix),
+            ("failedPrefix", self.failed_prefix),
+        )
+        for name, prefix in (("incomingPrefix", self.incoming_prefix), *outputs):
+            if not prefix.endswith("/"):
+                raise ConfigError(f"import:{name} must end with '/', not {prefix!r}")
+        for name, prefix in outputs:
+            if prefix.startswith(self.incoming_prefix) or self.incoming_prefix.startswith(prefix):
+                raise ConfigError(f"import:{name} must not overlap import:incomingPrefix, or outputs would start runs")
         if not self.braze_rest_endpoint.startswith("https://"):
-            raise ConfigError("braze rest endpoint must be an https:// URL")
+            raise ConfigError("import:brazeRestEndpoint must be an https:// URL")
         if not 1 <= self.max_concurrent_runs <= 100:
-            raise ConfigError("import max concurrent runs must be between 1 and 100")
+            raise ConfigError("import:maxConcurrentRuns must be between 1 and 100")
         if self.reserved_concurrency and self.reserved_concurrency < self.max_concurrent_runs:
-            raise ConfigError("import reservedConcurrency must be 0 (none) or at least maxConcurrentRuns")
+            raise ConfigError("import:reservedConcurrency must be 0 (none) or at least import:maxConcurrentRuns")
         if not 0 < self.workspace_requests_per_second <= 100_000:
-            raise ConfigError("import workspaceRequestsPerSecond must be above 0 and at most 100000")
+            raise ConfigError("import:workspaceRequestsPerSecond must be above 0 and at most 100000")
         if not 0 <= self.requests_per_second <= self.workspace_requests_per_second:
             raise ConfigError(
-                "import requestsPerSecond (a ceiling for one run; 0 = none) must stay within "
-                "workspaceRequestsPerSecond, the workspace's Braze rate limit that concurrent runs share"
+                "import:requestsPerSecond (a ceiling for one run; 0 = none) must stay within "
+                "import:workspaceRequestsPerSecond, the workspace's Braze rate limit that concurrent runs share"
             )
 
 
@@ -161,20 +169,22 @@ class CurrentsConfig:
 
     def __post_init__(self) -> None:
         if not self.prefix.endswith("/"):
-            raise ConfigError("currents prefix must end with '/'")
+            raise ConfigError("currents:prefix must end with '/'")
         if self.generator == "bedrock" and not self.bedrock_model_id:
-            raise ConfigError("currents bedrockModelId is required when the generator is bedrock")
+            raise ConfigError("currents:bedrockModelId is required when the generator is bedrock")
         if self.generator == "bedrock" and bedrock_base_model(self.bedrock_model_id) in RETIRED_BEDROCK_MODELS:
             raise ConfigError(
-                f"currents bedrockModelId {self.bedrock_model_id} is past its end of life on Amazon Bedrock "
-                f"and can no longer be invoked; use {DEFAULT_BEDROCK_MODEL} (set currents:bedrockModelId)"
+                f"currents:bedrockModelId {self.bedrock_model_id} is past its end of life on Amazon Bedrock "
+                f"and can no longer be invoked; use {DEFAULT_BEDROCK_MODEL}"
             )
         if bool(self.braze_writer_principal) != bool(self.braze_external_id):
-            raise ConfigError("currents brazeWriterPrincipal and brazeExternalId go together")
+            raise ConfigError(
+                "currents:brazeWriterPrincipal and currents:brazeExternalId go together (set both or neither)"
+            )
         if self.generation_concurrency < 2:
-            raise ConfigError("currents generationConcurrency must be at least 2 (SQS maximum concurrency)")
+            raise ConfigError("currents:generationConcurrency must be at least 2 (SQS maximum concurrency)")
         if not 0 <= self.settle_seconds <= 900:
-            raise ConfigError("currents settleSeconds must be between 0 and 900 (SQS delays up to 15 minutes)")
+            raise ConfigError("currents:settleSeconds must be between 0 and 900 (SQS delays up to 15 minutes)")
 
     @property
     def marketplace_product_id(self) -> str | None:
@@ -202,23 +212,23 @@ class BulkUploadConfig:
 
     def __post_init__(self) -> None:
         if not self.prefix.endswith("/") or self.prefix.startswith("/"):
-            raise ConfigError("bulkUpload prefix must be relative and end with '/'")
+            raise ConfigError("bulkUpload:prefix must be relative and end with '/'")
         column = self.braze_id_column
         if not column or column != column.strip() or "," in column or any(not c.isprintable() for c in column):
-            raise ConfigError("bulkUpload brazeIdColumn must be one column name (no commas or surrounding spaces)")
+            raise ConfigError("bulkUpload:brazeIdColumn must be one column name (no commas or surrounding spaces)")
         if column in ("identity_id", "user_alias_name", "user_alias_label"):
             raise ConfigError(
-                f"bulkUpload brazeIdColumn cannot be {column}: identity_id is CI360's own key, never sent to "
+                f"bulkUpload:brazeIdColumn cannot be {column}: identity_id is CI360's own key, never sent to "
                 "Braze, and a user alias needs two columns"
             )
         if any(s.strip() not in ("https", "http") for s in self.allowed_url_schemes.split(",")):
-            raise ConfigError("bulkUpload allowedUrlSchemes may list https and http only")
+            raise ConfigError("bulkUpload:allowedUrlSchemes may list https and http only")
         if not 2 <= self.copier_max_concurrency <= 1000:
-            raise ConfigError("bulkUpload copierMaxConcurrency must be 2-1000 (SQS maximum concurrency)")
+            raise ConfigError("bulkUpload:copierMaxConcurrency must be 2-1000 (SQS maximum concurrency)")
         if not 10 <= self.handover_seconds <= 600:
-            raise ConfigError("bulkUpload handoverSeconds must be 10-600 (time left in an invocation to hand over)")
+            raise ConfigError("bulkUpload:handoverSeconds must be 10-600 (time left in an invocation to hand over)")
         if not 1 <= self.parts_in_flight <= 16:
-            raise ConfigError("bulkUpload partsInFlight must be 1-16")
+            raise ConfigError("bulkUpload:partsInFlight must be 1-16")
 
 
 def _items(text: str) -> list[str]:
@@ -248,25 +258,30 @@ class CaptureConfig:
     def __post_init__(self) -> None:
         for name, value in (("prefix", self.prefix), ("errorPrefix", self.error_prefix)):
             if not value.endswith("/") or value.startswith("/"):
-                raise ConfigError(f"capture {name} must be relative and end with '/'")
+                raise ConfigError(f"capture:{name} must be relative and end with '/'")
         if not 0 <= self.buffer_seconds <= 900:
-            raise ConfigError("capture bufferSeconds must be 0-900 (Firehose's S3 buffering interval)")
+            raise ConfigError("capture:bufferSeconds must be 0-900 (Firehose's S3 buffering interval)")
         if not 1 <= self.buffer_mb <= 128:
-            raise ConfigError("capture bufferMb must be 1-128 (Firehose's S3 buffering size)")
+            raise ConfigError("capture:bufferMb must be 1-128 (Firehose's S3 buffering size)")
         if not 5 <= self.access_token_minutes <= 1440:
-            raise ConfigError("capture accessTokenMinutes must be 5-1440 (Cognito's access token validity)")
+            raise ConfigError("capture:accessTokenMinutes must be 5-1440 (Cognito's access token validity)")
         if not 0 <= self.authorizer_cache_seconds <= min(3600, self.access_token_minutes * 60):
-            raise ConfigError("capture authorizerCacheSeconds must be 0-3600 and not outlive an access token")
+            raise ConfigError(
+                "capture:authorizerCacheSeconds must be 0-3600 and not outlive an access token "
+                "(capture:accessTokenMinutes)"
+            )
         for origin in self.origins:
             if origin != "*" and not re.fullmatch(r"https?://[^/\s,]+", origin):
-                raise ConfigError(f"capture corsOrigins: {origin!r} is not an origin (scheme://host[:port], or *)")
+                raise ConfigError(f"capture:corsOrigins: {origin!r} is not an origin (scheme://host[:port], or *)")
         if self.forward_event_types:
             if not self.forward_endpoint.startswith("https://"):
-                raise ConfigError("capture forwardEndpoint must be an https:// URL when forwardEventTypes is set")
+                raise ConfigError(
+                    "capture:forwardEndpoint must be an https:// URL when capture:forwardEventTypes is set"
+                )
             if not self.forward_secret_name:
-                raise ConfigError("capture forwardSecretName is required when forwardEventTypes is set")
+                raise ConfigError("capture:forwardSecretName is required when capture:forwardEventTypes is set")
             if not 1 <= self.forward_rate_per_second <= 300:
-                raise ConfigError("capture forwardRatePerSecond must be 1-300 (API destination invocation rate)")
+                raise ConfigError("capture:forwardRatePerSecond must be 1-300 (API destination invocation rate)")
 
     @property
     def origins(self) -> list[str]:
@@ -293,10 +308,26 @@ class AppConfig:
     def __post_init__(self) -> None:
         # Refused capture events must not land where the importer would read them as a new file.
         if self.capture.error_prefix.startswith(self.importer.incoming_prefix):
-            raise ConfigError("capture errorPrefix must be outside the import incoming prefix")
+            raise ConfigError("capture:errorPrefix must be outside the import incoming prefix (import:incomingPrefix)")
         # SNS accepts any string at deploy time and the subscription then never confirms.
         if self.alarm_email is not None and not re.fullmatch(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+", self.alarm_email):
             raise ConfigError(f"alarms:email must be one email address, not {self.alarm_email!r}")
+
+    @classmethod
+    def from_settings(cls, context: Mapping[str, Any]) -> AppConfig:
+        """Build from all of the app's context, refusing a key no setting reads in a namespace some
+        setting reads (``import:maxInflight``): unread, a misspelt key would be ignored silently.
+        The known keys are the ones ``from_context`` asks for; other namespaces (CDK's ``@aws-cdk/…``,
+        ``aws:cdk:…``) are left alone."""
+        asked: set[str] = set()
+
+        def get(key: str) -> Any:
+            asked.add(key)
+            return context.get(key)
+
+        config = cls.from_context(get)
+        _refuse_unknown(context, asked)
+        return config
 
     @classmethod
     def from_context(cls, get: Any) -> AppConfig:
@@ -332,28 +363,48 @@ def _section(kind: Any, prefix: str, get: Any) -> Any:
 
 
 def _coerce(key: str, raw: Any, hint: Any) -> Any:
-    try:
-        if hint is int:
-            return int(raw)
-        if hint is float:
-            return float(raw)
-        if hint is bool:
-            if isinstance(raw, bool):
-                return raw
-            word = str(raw).strip().lower()
-            if word in ("1", "true", "yes"):
-                return True
-            if word in ("0", "false", "no"):
-                return False
-            raise ValueError(f"must be true or false, not {raw!r}")
-        choices = get_args(hint)
-        if choices and all(isinstance(c, str) for c in choices):
-            if raw not in choices:
-                raise ConfigError(f"{key} must be one of {', '.join(choices)}")
+    """``raw`` as the setting's type; a value that is none says which key and what it must be."""
+    if hint is int or hint is float:
+        try:
+            return hint(raw)
+        except (TypeError, ValueError):
+            kind = "a whole number" if hint is int else "a number"
+            raise ConfigError(f"{key} must be {kind}, not {raw!r}") from None
+    if hint is bool:
+        if isinstance(raw, bool):
             return raw
-        return str(raw)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{key}: {exc}") from None
+        word = str(raw).strip().lower()
+        if word in ("1", "true", "yes"):
+            return True
+        if word in ("0", "false", "no"):
+            return False
+        raise ConfigError(f"{key} must be true or false, not {raw!r}")
+    choices = get_args(hint)
+    if choices and all(isinstance(c, str) for c in choices):
+        if raw not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}, not {raw!r}")
+        return raw
+    return str(raw)
+
+
+def _refuse_unknown(keys: Iterable[str], known: set[str]) -> None:
+    namespaces = {_namespace(k) for k in known} - {""}
+    unknown = sorted(k for k in keys if _namespace(k) in namespaces and k not in known)
+    if unknown:
+        raise ConfigError("; ".join(f"unknown setting {k} (did you mean {_closest(k, known)}?)" for k in unknown))
+
+
+def _namespace(key: str) -> str:
+    """``import`` for ``import:maxInFlight``, case aside; "" for a key without one (``project``)."""
+    return key.split(":", 1)[0].lower() if ":" in key else ""
+
+
+def _closest(key: str, known: Iterable[str]) -> str:
+    """The known key of ``key``'s namespace most like it, case aside (``Import:maxinflight`` →
+    ``import:maxInFlight``)."""
+    candidates = {k.lower(): k for k in known if _namespace(k) == _namespace(key)}
+    [best] = difflib.get_close_matches(key.lower(), candidates, n=1, cutoff=0)
+    return candidates[best]
 
 
 def _camel(name: str) -> str:

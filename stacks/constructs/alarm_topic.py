@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_iam as iam
@@ -22,6 +22,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
+
+from .outputs import output
 
 CLOUDWATCH = "cloudwatch.amazonaws.com"
 
@@ -73,7 +75,7 @@ class AlarmTopic(Construct):
         )
         if email:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
-        CfnOutput(self, "AlarmTopicArn", value=self.topic.topic_arn, description="Alarm topic of this stack")
+        output(self, "AlarmTopicArn", value=self.topic.topic_arn, description="Alarm topic of this stack")
 
     def watch(self, alarms: Iterable[cloudwatch.Alarm]) -> None:
         action = actions.SnsAction(self.topic)

@@ -4,6 +4,8 @@ held in Secrets Manager; access logs, request validation, no data trace."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
@@ -11,6 +13,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from .outputs import output
 from .python_function import PythonFunction
 
 
@@ -22,13 +25,15 @@ def logged_rest_api(
     burst_limit: int,
     log_retention: logs.RetentionDays,
     trace_stage: bool,
+    url_path: str = "/",
 ) -> apigw.RestApi:
     """A regional REST API (``Api``, named ``<stack>-Api``: API Gateway's metrics are per name) with
     its stage ``v1`` throttled, JSON access logs in ``AccessLogs`` (no caller or user fields),
     errors-only execution logs, no data trace, and X-Ray stage tracing with ``trace_stage`` (X-Ray
-    records each request's URL and caller IP: only for APIs whose URLs and callers name no user)."""
+    records each request's URL and caller IP: only for APIs whose URLs and callers name no user).
+    The stack's ``ApiUrl`` output is the stage's URL of ``url_path``."""
     access_logs = logs.LogGroup(scope, "AccessLogs", retention=log_retention, removal_policy=RemovalPolicy.RETAIN)
-    return apigw.RestApi(
+    api = apigw.RestApi(
         scope,
         "Api",
         rest_api_name=f"{Stack.of(scope).stack_name}-Api",
@@ -56,6 +61,11 @@ def logged_rest_api(
             throttling_burst_limit=burst_limit,
         ),
     )
+    # RestApi outputs its stage's URL itself, under an id with a hash (ApiEndpoint1541504C).
+    url = cast(CfnOutput, api.node.find_child("Endpoint"))
+    url.value = api.url_for_path(url_path)
+    url.override_logical_id("ApiUrl")
+    return api
 
 
 class KeyedApi(Construct):
@@ -135,9 +145,8 @@ class KeyedApi(Construct):
                 "authorizer guard the API. Attach a WAF web ACL to the stage where policy requires one.",
             )
         )
-        CfnOutput(self, "Url", value=self.api.url)
-        CfnOutput(self, "ApiKeyId", value=self.api_key.key_id)
-        CfnOutput(self, "TokenSecretArn", value=self.token_secret.secret_arn)
+        output(self, "ApiKeyId", value=self.api_key.key_id)
+        output(self, "TokenSecretArn", value=self.token_secret.secret_arn)
 
     def add_method(
         self,

@@ -18,13 +18,13 @@ from deploycheck.deployment import MissingOutput, Stack
 from deploycheck.results import Result
 
 
-def test_outputs_are_found_by_name_with_or_without_the_construct_hash() -> None:
-    stack = Stack(
-        "P-Currents", "CREATE_COMPLETE", {"ContentApiUrl0FEFCBC5": "u", "ContentApiUrlLike": "x", "Plain": "p"}
-    )
-    assert stack.output("ContentApiUrl") == "u" and stack.output("Plain") == "p"
+def test_outputs_are_found_by_name_and_in_older_stacks_by_path_name_and_hash() -> None:
+    older = {"ContentApiUrl0FEFCBC5": "u", "ContentApiApiKeyIdBB0C5FC4": "k", "ContentApiUrlLike": "x", "Plain": "p"}
+    stack = Stack("P-Currents", "CREATE_COMPLETE", older)
+    assert (stack.output("ApiUrl"), stack.output("ApiKeyId"), stack.output("Plain")) == ("u", "k", "p")
+    assert Stack("P-Currents", "CREATE_COMPLETE", {"ApiUrl": "u"}).output("ApiUrl") == "u"
     with pytest.raises(MissingOutput):
-        stack.output("ApiUrl")
+        stack.output("TokenSecretArn")
 
 
 class _S3:
