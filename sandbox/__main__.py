@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -15,6 +16,7 @@ from typing import Any, TextIO
 
 
 def main(argv: list[str] | None = None) -> int:
+    _stop_on_signals()
     # Handlers log and emit metrics on stdout, as on Lambda; here stdout belongs to the result.
     out = sys.stdout
     sys.stdout = sys.stderr
@@ -22,6 +24,20 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv, out)
     finally:
         sys.stdout = out
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (a ``timeout``, a CI kill) and SIGHUP (a closed terminal) end a command as Ctrl-C does: by an
+    exception, so every context manager stops what it started. Clean-up then runs once, uninterrupted."""
+    stopping = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+
+    def stop(signum: int, _frame: object) -> None:
+        for each in stopping:
+            signal.signal(each, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    for each in stopping:
+        signal.signal(each, stop)
 
 
 def _main(argv: list[str] | None, out: TextIO) -> int:

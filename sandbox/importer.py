@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import urllib.parse
@@ -29,7 +30,15 @@ from typing import Any
 import boto3
 import orjson
 
-from .services import PLACEHOLDER_CREDENTIALS, BrazeEmulator, LambdaFront, LocalStack, braze_emulator, moto_server
+from .services import (
+    PLACEHOLDER_CREDENTIALS,
+    BrazeEmulator,
+    LambdaFront,
+    LocalStack,
+    braze_emulator,
+    die_with_parent,
+    moto_server,
+)  # fmt: skip
 
 REGION = "us-east-1"
 BUCKET = "sandbox-import"
@@ -112,7 +121,7 @@ class ImportSandbox(LocalStack):
         }
         self._stack.enter_context(_environment(env))
         self._stack.callback(_clear_handler_caches)
-        self._stack.callback(self._stop_pool)  # before the services it talks to stop
+        self._stack.push(self._leave_pool)  # before the services it talks to stop
         _clear_handler_caches()
         self.s3 = boto3.client("s3")
         self.s3.create_bucket(Bucket=BUCKET)
@@ -200,17 +209,27 @@ class ImportSandbox(LocalStack):
         if self._pool is not None and self._pool_size >= workers:
             return self._pool
         self._stop_pool()
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
+            initargs=(os.getpid(),),
+        )  # fmt: skip
         # Each warm-up holds its worker a moment, so every worker gets one.
         for future in [pool.submit(_warm_worker, 0.3) for _ in range(workers)]:
             future.result()
         self._pool, self._pool_size = pool, workers
         return pool
 
-    def _stop_pool(self) -> None:
+    def _stop_pool(self, *, interrupted: bool = False) -> None:
+        """Interrupted, the workers end now: an invocation under way would otherwise run to its end."""
         if self._pool is not None:
-            self._pool.shutdown()
+            if interrupted:
+                for process in list(self._pool._processes.values()):
+                    process.terminate()
+            self._pool.shutdown(cancel_futures=interrupted)
             self._pool, self._pool_size = None, 0
+
+    def _leave_pool(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self._stop_pool(interrupted=exc_type is not None)
 
     def resume(self, run_id: str, *, force: bool = False) -> dict[str, Any]:
         self.deliver({"action": "resume", "run_id": run_id, "force": force})
@@ -298,6 +317,13 @@ def _invoke_in_worker(event: dict[str, Any], invocation_seconds: float) -> dict[
     from braze_importer.handler import handler
 
     return dict(handler(event, FakeContext(invocation_seconds)))
+
+
+def _worker_start(parent: int) -> None:
+    """A worker ends with the sandbox, even a SIGKILLed one; Ctrl-C is the sandbox's to handle (it
+    ends the workers), not a traceback from each."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
 
 
 def _warm_worker(hold_seconds: float) -> None:

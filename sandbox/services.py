@@ -4,14 +4,22 @@
 - the Braze emulator (its own process);
 - a Lambda front (a thread) that takes the functions' asynchronous ``Invoke`` calls, which moto
   cannot run without Docker, and queues them for the sandbox to deliver to the real handler.
+
+Nothing outlives the sandbox: leaving the context stops each process, and on Linux each child is
+also asked to end when its parent dies (``die_with_parent``), which covers a SIGKILL of the
+sandbox, where no clean-up runs. The thread that starts a service is its parent for Linux: start
+them from a thread that lives as long as the sandbox.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import json
 import os
 import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +27,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
@@ -49,6 +57,39 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout:
     raise RuntimeError(f"{name} did not start listening on {HOST}:{port} within {timeout:.0f}s")
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Any:
+    """libc's prctl, loaded before any fork (a child between fork and exec should only call it), or None
+    where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """Have Linux send this process SIGTERM when its parent dies, however it dies; nothing elsewhere.
+    ``parent``: the pid that started it, to end at once if that one died before the request was made."""
+    prctl = _prctl()
+    if prctl is None:
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+
+
+def _child_setup() -> Callable[[], None]:
+    """A ``preexec_fn`` for a service process: it dies with this process."""
+    _prctl()
+    parent = os.getpid()
+    return lambda: die_with_parent(parent)
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -68,6 +109,7 @@ def moto_server() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "MOTO_CALL_RESET_API": "false"},
+        preexec_fn=_child_setup(),
     )
     try:
         _wait_for_port(port, proc, "moto server")
@@ -161,6 +203,7 @@ def braze_emulator(**settings: Any) -> Iterator[BrazeEmulator]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        preexec_fn=_child_setup(),
     )
     try:
         assert proc.stdout is not None
