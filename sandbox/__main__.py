@@ -1,18 +1,23 @@
 """``python -m sandbox``: run the product's pipelines locally.
 
-Exit codes: 0 success; 1 a run completed with failures or stopped; 2 usage.
+Exit codes: 0 success; 1 a run completed with failures or stopped, or failed; 2 usage (a bad flag or
+setting, a file that cannot be read, a missing dependency or credentials); 128 + N ended by signal N.
+A mistake is one line on stderr saying what and how to fix it; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,10 +25,76 @@ def main(argv: list[str] | None = None) -> int:
     # Handlers log and emit metrics on stdout, as on Lambda; here stdout belongs to the result.
     out = sys.stdout
     sys.stdout = sys.stderr
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         return _main(argv, out)
+    except KeyboardInterrupt:
+        print("interrupted: every service the sandbox started was stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        code, line = _mistake(exc)
+        if debug:
+            traceback.print_exc()
+        hint = " (--debug shows the traceback)" if code == 1 and not debug else ""
+        print(f"error: {line}{hint}", file=sys.stderr)
+        return code
     finally:
         sys.stdout = out
+
+
+_INSTALL = "run `make demo` once (it installs everything into .venv) and use .venv/bin/python -m sandbox"
+# The importer's settings as the flags that set them, for its own messages.
+_FLAGS = {
+    "AMBIGUOUS_POLICY": "--ambiguous", "MAX_IN_FLIGHT": "--max-in-flight",
+    "WORKSPACE_REQUESTS_PER_SECOND": "--workspace-requests-per-second",
+    "REQUESTS_PER_SECOND": "--requests-per-second", "BATCH_RULE": "--batch-rule", "CSV_TYPE_CAST": "--csv-type-cast",
+}  # fmt: skip
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called: exit 2, this message alone."""
+
+
+def _mistake(exc: Exception) -> tuple[int, str]:
+    """The exit code and the one line for an error: what went wrong and, where known, how to fix it."""
+    from .services import ServiceError
+
+    message = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+    if isinstance(exc, UsageError):
+        return 2, message
+    if isinstance(exc, ModuleNotFoundError):
+        return 2, f"{message}: {_INSTALL}"
+    if isinstance(exc, ServiceError):
+        return (2, message) if exc.usage else (1, message)
+    if isinstance(exc, OSError) and exc.filename:
+        return 2, f"cannot read {exc.filename}: {exc.strerror}"
+    if type(exc).__name__ == "SettingsError":  # a function's settings refused at its cold start
+        for name, flag in _FLAGS.items():
+            message = re.sub(rf"\b{name}\b", flag, message)
+        return 2, message
+    if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+        return 2, f"{message}: set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (aws configure)"
+    return 1, f"{type(exc).__name__}: {message}"
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    """An argparse type: a number above 0 (``invalid value`` otherwise, as argparse says it)."""
+
+    def parse(text: str) -> float:
+        value = kind(text)
+        if not value > 0:
+            raise ValueError(text)
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line naming the command, not the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def _stop_on_signals() -> None:
@@ -41,10 +112,15 @@ def _stop_on_signals() -> None:
 
 
 def _main(argv: list[str] | None, out: TextIO) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description="Run the pipelines on local services.")
+    parser = _Parser(prog="python -m sandbox", description="Run the pipelines on local services.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show an error's traceback")
 
-    imp = commands.add_parser("import", help="import JSON / JSON Lines / CSV files (optionally .gz) into Braze")
+    imp = commands.add_parser(
+        "import", parents=[common], help="import JSON / JSON Lines / CSV files (optionally .gz) into Braze"
+    )
     imp.add_argument(
         "paths", type=Path, nargs="+", metavar="PATH",
         help="several files run at once, as separate runs; or one folder, imported as if its tree were copied "
@@ -74,16 +150,18 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     )  # fmt: skip
     imp.add_argument("--braze-url", help="send to this Braze REST endpoint instead of the built-in emulator")
     imp.add_argument("--braze-api-key", help="Braze REST API key (default: the emulator's key)")
-    imp.add_argument("--invocation-seconds", type=float, default=900.0, help="time each invocation starts with")
+    imp.add_argument(
+        "--invocation-seconds", type=_positive(float), default=900.0, help="time each invocation starts with"
+    )
     imp.add_argument(
         "--json", action="store_true",
         help='print only the run report as one JSON object; with several files or --in-order '
         '{"runs": [report, ...]}',
     )  # fmt: skip
     imp.add_argument("--ambiguous", choices=("resend", "fail"), help="what to do with requests left unanswered")
-    imp.add_argument("--max-in-flight", type=int, help="requests in flight at once")
+    imp.add_argument("--max-in-flight", type=_positive(int), help="requests in flight at once")
     imp.add_argument(
-        "--workspace-requests-per-second", type=float,
+        "--workspace-requests-per-second", type=_positive(float),
         help="the workspace's /users/track limit, shared by the runs (default 1000)",
     )  # fmt: skip
     imp.add_argument("--requests-per-second", type=float, help="an optional ceiling for each run, below its share")
@@ -97,26 +175,28 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     )
     imp.add_argument("--emulator", default="{}", help="emulator settings as JSON (faults, latency, limits)")
 
-    sample = commands.add_parser("currents-sample", help="write realistic Braze Currents Avro files")
-    sample.add_argument("--users", type=int, default=50)
-    sample.add_argument("--events", type=int, default=500, help="events per event type")
+    sample = commands.add_parser("currents-sample", parents=[common], help="write realistic Braze Currents Avro files")
+    sample.add_argument("--users", type=_positive(int), default=50)
+    sample.add_argument("--events", type=_positive(int), default=500, help="events per event type")
     sample.add_argument("--out", type=Path, required=True)
 
-    cur = commands.add_parser("currents", help="personalize from Currents files and read the Content API")
+    cur = commands.add_parser(
+        "currents", parents=[common], help="personalize from Currents files and read the Content API"
+    )
     cur.add_argument("paths", type=Path, nargs="+", help="Avro files or directories in Braze's layout")
     cur.add_argument("--bedrock", action="store_true", help="generate with Amazon Bedrock (your AWS credentials)")
     cur.add_argument("--json", action="store_true", help="print only the result, as one JSON object")
     cur.add_argument("--content", action="append", default=[], metavar="BRAZE_ID", help="read this user's content")
     cur.add_argument("--format", choices=("json", "dynamodb"), default="json", help="the Content API's answer shape")
 
-    bulk = commands.add_parser("bulk-upload", help="a CI360 bulk-connector webhook, end to end")
+    bulk = commands.add_parser("bulk-upload", parents=[common], help="a CI360 bulk-connector webhook, end to end")
     bulk.add_argument("--data-file", type=Path, required=True, help="headerless CSV, first column identity_id")
     bulk.add_argument("--metadata-file", type=Path, help="JSON column list or one CSV header line")
     bulk.add_argument("--s3-filename", required=True, help="the task's s3_filename send parameter")
     bulk.add_argument("--api-key", help="API key to send (default: the sandbox's own)")
     bulk.add_argument("--json", action="store_true", help="print only the outcome, as one JSON object")
     bulk.add_argument(
-        "--invocation-seconds", type=float, default=900.0,
+        "--invocation-seconds", type=_positive(float), default=900.0,
         help="the copier's time limit (try 1 to watch a copy hand over from invocation to invocation)",
     )  # fmt: skip
     bulk.add_argument(
@@ -130,14 +210,18 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         help="with --to-braze: the metadata column identifying Braze users (bulkUpload:brazeIdColumn)",
     )  # fmt: skip
 
-    srv = commands.add_parser("serve", help="every pipeline on local services, until Ctrl-C or SIGTERM")
+    srv = commands.add_parser(
+        "serve", parents=[common], help="every pipeline on local services, until Ctrl-C or SIGTERM"
+    )
     srv.add_argument("--info", metavar="FILE", help="write the endpoints and credentials here (default: stdout)")
     srv.add_argument("--braze-url", help="send to this Braze REST endpoint instead of the built-in emulator")
     srv.add_argument("--braze-api-key", help="Braze REST API key (default: the emulator's key)")
     srv.add_argument("--flush-seconds", type=float, default=10.0, help="how often capture's Firehose stand-in writes")
 
-    demo = commands.add_parser("demo", help="import a generated file through the emulator and summarise it")
-    demo.add_argument("--objects", type=int, default=50_000)
+    demo = commands.add_parser(
+        "demo", parents=[common], help="import a generated file through the emulator and summarise it"
+    )
+    demo.add_argument("--objects", type=_positive(int), default=50_000)
 
     args = parser.parse_args(argv)
     if args.command == "import":
@@ -199,6 +283,8 @@ def _currents(args: argparse.Namespace, out: TextIO) -> int:
     if missing:
         print(f"error: not found: {', '.join(missing)}", file=sys.stderr)
         return 2
+    if args.bedrock:
+        _require_credentials("--bedrock")
     with CurrentsSandbox(bedrock=args.bedrock) as box:
         report = box.process(box.upload(args.paths))
         query = {"format": args.format} if args.format != "json" else None
@@ -212,6 +298,17 @@ def _currents(args: argparse.Namespace, out: TextIO) -> int:
             body = json.dumps(answer["body"], indent=2, ensure_ascii=False)
             out.write(f"GET /content/{braze_id} -> {answer['status']}\n{body}\n")
     return 1 if report["failed"] else 0
+
+
+def _require_credentials(option: str) -> None:
+    """Options that reach AWS need credentials; found missing before any service starts."""
+    import boto3
+
+    if boto3.Session().get_credentials() is None:
+        raise UsageError(
+            f"{option} calls AWS with your credentials and found none: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (aws configure, aws sso login)"
+        )
 
 
 _FORMATS = ".json, .jsonl, .ndjson and .csv files (optionally .gz), .parquet and .avro files, or files without a suffix"

@@ -16,20 +16,23 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import importlib.util
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import IO, Any, Self
 
 HOST = "127.0.0.1"
 # moto accepts any credentials; these keep the sandbox from ever using real ones by accident.
@@ -46,15 +49,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class ServiceError(RuntimeError):
+    """A local service did not start, with its own reason; ``usage``: it refused the settings it was given."""
+
+    def __init__(self, message: str, *, usage: bool = False) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+def _require(module: str) -> None:
+    """A service's module is importable here, or the same ModuleNotFoundError its process would die of."""
+    if importlib.util.find_spec(module) is None:
+        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with code {proc.returncode} while starting")
+            raise ServiceError(f"{name} exited with code {proc.returncode} while starting")
         with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
             return
         time.sleep(0.05)
-    raise RuntimeError(f"{name} did not start listening on {HOST}:{port} within {timeout:.0f}s")
+    raise ServiceError(f"{name} did not start listening on {HOST}:{port} within {timeout:.0f}s")
 
 
 _PR_SET_PDEATHSIG = 1
@@ -103,6 +120,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     """Start moto server; yields its endpoint URL."""
+    _require("moto")
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
@@ -188,31 +206,39 @@ class BrazeEmulator:
 
 @contextlib.contextmanager
 def braze_emulator(**settings: Any) -> Iterator[BrazeEmulator]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sandbox.braze_emulator",
-            "--host",
-            HOST,
-            "--port",
-            "0",
-            "--config",
-            json.dumps(settings),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        preexec_fn=_child_setup(),
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().decode().strip()
-        if not line.startswith("READY "):
-            raise RuntimeError("the Braze emulator did not start")
-        yield BrazeEmulator(f"http://{HOST}:{int(line.split()[1])}")
-    finally:
-        _stop(proc)
+    """Start the emulator with ``settings``; if it does not start, its own last word is the error
+    (an unknown setting, a missing module)."""
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sandbox.braze_emulator", "--host", HOST, "--port", "0",
+             "--config", json.dumps(settings)],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            preexec_fn=_child_setup(),
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().decode().strip()
+            if not line.startswith("READY "):
+                raise _emulator_failure(proc, errors)
+            yield BrazeEmulator(f"http://{HOST}:{int(line.split()[1])}")
+        finally:
+            _stop(proc)
+
+
+def _emulator_failure(proc: subprocess.Popen[bytes], errors: IO[bytes]) -> Exception:
+    """What the emulator said as it exited: its settings refused (argparse's exit 2), a missing module, or else."""
+    code = proc.wait(timeout=10)
+    errors.seek(0)
+    said = [line for line in errors.read().decode(errors="replace").splitlines() if line.strip()]
+    last = said[-1].strip() if said else f"exit code {code}"
+    missing = re.search(r"ModuleNotFoundError: No module named '([^']+)'", last)
+    if missing:
+        return ModuleNotFoundError(f"No module named {missing[1]!r} (the Braze emulator needs it)", name=missing[1])
+    if code == 2:  # argparse: the settings were refused
+        return ServiceError("the Braze emulator refused its settings: " + last.split("--config: ", 1)[-1], usage=True)
+    return ServiceError(f"the Braze emulator did not start: {last}")
 
 
 class HttpFront:
