@@ -173,6 +173,11 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         choices=("combined", "combined_50", "per_array"),
         help="75 or 50 objects combined, or 75 per array",
     )
+    imp.add_argument(
+        "--keep", type=Path, metavar="DIR",
+        help="copy each run's outputs (report, rejects, failed objects) out of the sandbox's bucket into DIR, "
+        "under their keys",
+    )  # fmt: skip
     imp.add_argument("--emulator", default="{}", help="emulator settings as JSON (faults, latency, limits)")
 
     sample = commands.add_parser("currents-sample", parents=[common], help="write realistic Braze Currents Avro files")
@@ -393,12 +398,34 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         else:
             reports = sandbox.import_files(args.paths, prefix=prefix, full=args.full)
             names = [str(p) for p in args.paths]
+        rejects = [sandbox.rejects(report, SHOWN) for report in reports]
+        for report in reports if args.keep else []:
+            kept = sandbox.keep(report, args.keep)
+            print(f"kept {len(kept)} files of {report['source']['key']} in {args.keep}", file=sys.stderr)
     if args.json:
         out.write(json.dumps(reports[0] if one else {"runs": reports}) + "\n")
     else:
-        for name, report in zip(names, reports, strict=True):
+        for name, report, shown in zip(names, reports, rejects, strict=True):
             out.write(("" if one else f"{name}: ") + _summary(report) + "\n")
+            out.write("".join(f"  {line}\n" for line in _reasons(report, shown)))
     return 0 if all(r["status"] == "completed" and r["failed"] == 0 for r in reports) else 1
+
+
+SHOWN = 20  # rejects printed per run; the rest are counted
+
+
+def _reasons(report: dict[str, Any], rejects: list[dict[str, Any]]) -> list[str]:
+    """Why objects were rejected (the first few, each where it was in the file) and why batches failed."""
+    lines = [_reject_line(reject) for reject in rejects]
+    if report["rejected"] > len(rejects):
+        lines.append(f"and {report['rejected'] - len(rejects):,} more rejects")
+    lines += [f"failed: {count:,} objects: {reason}" for reason, count in (report.get("failure_reasons") or {}).items()]
+    return lines
+
+
+def _reject_line(reject: dict[str, Any]) -> str:
+    line = f" (line {reject['line']:,})" if reject.get("line") is not None else ""
+    return f"reject: element {reject['index']:,}{line} at byte {reject['offset']:,}: {reject['reason']}"
 
 
 def _error_line(error: dict[str, Any]) -> str:
@@ -488,7 +515,7 @@ def _demo(count: int, out: TextIO) -> int:
     out.write(_summary(report) + "\n")
     out.write(f"  the Braze emulator stored {stored:,} objects\n")
     for reject in rejects[:3]:
-        out.write(f"  reject: element {reject['index']} at byte {reject['offset']:,}: {reject['reason']}\n")
+        out.write(f"  {_reject_line(reject)}\n")
     ok = report["status"] == "completed" and report["failed"] == 0 and stored == report["accepted"]
     out.write("  every accepted object stored exactly once\n" if ok else "  MISMATCH between report and emulator\n")
     ok = ok and _demo_folders(out) and _demo_catalog(out) and _demo_deltas(out)

@@ -288,6 +288,30 @@ class ImportSandbox(LocalStack):
             if line.strip()
         ]
 
+    def rejects(self, report: dict[str, Any], count: int) -> list[dict[str, Any]]:
+        """The run's first ``count`` rejects by position in the file, from the parts that hold them (a part
+        holds those checked here in order, then those Braze refused)."""
+        found: list[dict[str, Any]] = []
+        for key in sorted(self.list_outputs(report["outputs"]["rejects"]["prefix"])):
+            found += [orjson.loads(line) for line in self.read_output(key).splitlines() if line.strip()]
+            if len(found) >= count:
+                break
+        return sorted(found, key=lambda reject: int(reject["index"]))[:count]
+
+    def keep(self, report: dict[str, Any], directory: Path) -> list[Path]:
+        """Copy the run's report, rejects and failed objects out of the bucket, each to ``directory``/its key;
+        the sandbox's bucket goes when the sandbox does."""
+        outputs = report["outputs"]
+        keys = [key for key in self.list_outputs(outputs["report"]) if key == outputs["report"]]
+        keys += [key for kind in ("rejects", "failed") for key in self.list_outputs(outputs[kind]["prefix"])]
+        kept = []
+        for key in keys:
+            path = directory / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self.read_output(key))
+            kept.append(path)
+        return kept
+
     def set_function_env(self, **values: str) -> None:
         """Change the function's settings, as a redeploy would (the next invocation is a cold start)."""
         os.environ.update(values)
