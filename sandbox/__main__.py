@@ -255,7 +255,7 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
 
 
 def _bulk_upload(args: argparse.Namespace, out: TextIO) -> int:
-    from .bulk_upload import API_KEY, delivered, upload
+    from .bulk_upload import API_KEY, failure_reason, upload
 
     for path in (args.data_file, args.metadata_file):
         if path is not None and not path.is_file():
@@ -274,11 +274,14 @@ def _bulk_upload(args: argparse.Namespace, out: TextIO) -> int:
         braze_api_key=args.braze_api_key, braze_id_column=args.braze_id_column,
         progress=None if args.json else (lambda line: print(line, file=sys.stderr)),
     )  # fmt: skip
+    reason = failure_reason(result)
+    if reason:
+        result["failure_reason"] = reason
     if args.json:
         out.write(json.dumps(result) + "\n")
     else:
         out.write("\n".join(f"{k}: {json.dumps(v) if isinstance(v, dict) else v}" for k, v in result.items()) + "\n")
-    return 0 if delivered(result) else 1
+    return 1 if reason else 0
 
 
 def _currents(args: argparse.Namespace, out: TextIO) -> int:
@@ -294,15 +297,22 @@ def _currents(args: argparse.Namespace, out: TextIO) -> int:
         report = box.process(box.upload(args.paths))
         query = {"format": args.format} if args.format != "json" else None
         content = {braze_id: box.get_content(braze_id, query) for braze_id in args.content}
-    result = report_json(report, content)
+        result = report_json(
+            report, content, failed_files=box.failed_files, users_with_content=box.users_with_content()
+        )
     if args.json:
         out.write(json.dumps(result, ensure_ascii=False) + "\n")
     else:
         out.write("  ".join(f"{k} {v:,}" for k, v in result["report"].items()) + "\n")
+        for key, reason in result["failed_files"].items():
+            out.write(f"failed file {key}: {reason}\n")
+        users = result["users_with_content"]
+        more = f" and {len(users) - SHOWN:,} more" if len(users) > SHOWN else ""
+        out.write(f"content for {len(users):,} users: {', '.join(users[:SHOWN])}{more} (read one with --content ID)\n")
         for braze_id, answer in result["content"].items():
             body = json.dumps(answer["body"], indent=2, ensure_ascii=False)
             out.write(f"GET /content/{braze_id} -> {answer['status']}\n{body}\n")
-    return 1 if report["failed"] else 0
+    return 1 if report["failed"] or report["files_failed"] else 0
 
 
 def _require_credentials(option: str) -> None:
