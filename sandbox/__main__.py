@@ -351,6 +351,7 @@ def _folder_files(folder: Path, dry_run: bool) -> list[tuple[Path, str]]:
 
 def _import(args: argparse.Namespace, out: TextIO) -> int:
     from .importer import INCOMING, ImportSandbox
+    from .progress import ProgressLine
 
     folder = args.paths[0] if len(args.paths) == 1 and args.paths[0].is_dir() else None
     keyed: list[tuple[Path, str]] | None = None
@@ -386,19 +387,24 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
     }
     if args.batch_rule and "batch_rule" not in emulator_settings:
         emulator_settings["batch_rule"] = args.batch_rule
-    progress = None if args.json else (lambda line: print(line, file=sys.stderr))
+    files = [path for path, _ in keyed] if keyed is not None else args.paths
+    line = ProgressLine(lambda: sandbox.read_so_far(), sum(path.stat().st_size for path in files), sys.stderr)
+    progress = None if args.json else line.say
     # One file runs in this process, as before; several at once in worker processes.
     one = len(args.paths) == 1 and folder is None and not args.in_order
     prefix = INCOMING + ("dry-run/" if args.dry_run else "")
-    with ImportSandbox(
-        braze_url=args.braze_url,
-        braze_api_key=args.braze_api_key,
-        invocation_seconds=args.invocation_seconds,
-        emulator_settings=emulator_settings,
-        function_env=env,
-        progress=progress,
-        deltas=not args.no_deltas,
-    ) as sandbox:
+    with (
+        ImportSandbox(
+            braze_url=args.braze_url,
+            braze_api_key=args.braze_api_key,
+            invocation_seconds=args.invocation_seconds,
+            emulator_settings=emulator_settings,
+            function_env=env,
+            progress=progress,
+            deltas=not args.no_deltas,
+        ) as sandbox,
+        line,
+    ):
         if keyed is not None:  # a folder: one file after another, as a copy of its tree would arrive
             reports = [sandbox.import_file(path, INCOMING + key, full=args.full) for path, key in keyed]
             names = [key for _, key in keyed]
@@ -411,7 +417,7 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         rejects = [sandbox.rejects(report, SHOWN) for report in reports]
         for report in reports if args.keep else []:
             kept = sandbox.keep(report, args.keep)
-            print(f"kept {len(kept)} files of {report['source']['key']} in {args.keep}", file=sys.stderr)
+            line.say(f"kept {len(kept)} files of {report['source']['key']} in {args.keep}")
     if args.json:
         out.write(json.dumps(reports[0] if one else {"runs": reports}) + "\n")
     else:

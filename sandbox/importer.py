@@ -288,6 +288,19 @@ class ImportSandbox(LocalStack):
             if line.strip()
         ]
 
+    def read_so_far(self) -> tuple[int, int]:
+        """Objects the runs of this sandbox have read and bytes of their files they have settled (where each
+        would resume), as their last checkpoints record them."""
+        objects = done = 0
+        for page in self.dynamodb.get_paginator("scan").paginate(TableName=TABLE, ProjectionExpression="doc"):
+            for item in page.get("Items", []):
+                if "doc" not in item:
+                    continue  # the table's other items (run slots) read nothing
+                run = orjson.loads(item["doc"]["S"])
+                objects += int(run.get("counters", {}).get("objects_read", 0))
+                done += int(run.get("checkpoint", {}).get("offset", 0))
+        return objects, done
+
     def rejects(self, report: dict[str, Any], count: int) -> list[dict[str, Any]]:
         """The run's first ``count`` rejects by position in the file, from the parts that hold them (a part
         holds those checked here in order, then those Braze refused)."""
