@@ -1,34 +1,126 @@
 """``python -m sandbox``: run the product's pipelines locally.
 
-Exit codes: 0 success; 1 a run completed with failures or stopped; 2 usage.
+Exit codes: 0 success; 1 a run completed with failures or stopped, or failed; 2 usage (a bad flag or
+setting, a file that cannot be read, a missing dependency or credentials); 128 + N ended by signal N.
+A mistake is one line on stderr saying what and how to fix it; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import signal
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 
 def main(argv: list[str] | None = None) -> int:
+    _stop_on_signals()
     # Handlers log and emit metrics on stdout, as on Lambda; here stdout belongs to the result.
     out = sys.stdout
     sys.stdout = sys.stderr
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         return _main(argv, out)
+    except KeyboardInterrupt:
+        print("interrupted: every service the sandbox started was stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        code, line = _mistake(exc)
+        if debug:
+            traceback.print_exc()
+        hint = " (--debug shows the traceback)" if code == 1 and not debug else ""
+        print(f"error: {line}{hint}", file=sys.stderr)
+        return code
     finally:
         sys.stdout = out
 
 
-def _main(argv: list[str] | None, out: TextIO) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description="Run the pipelines on local services.")
-    commands = parser.add_subparsers(dest="command", required=True)
+_INSTALL = "run `make demo` once (it installs everything into .venv) and use .venv/bin/python -m sandbox"
+# The importer's settings as the flags that set them, for its own messages.
+_FLAGS = {
+    "AMBIGUOUS_POLICY": "--ambiguous", "MAX_IN_FLIGHT": "--max-in-flight",
+    "WORKSPACE_REQUESTS_PER_SECOND": "--workspace-requests-per-second",
+    "REQUESTS_PER_SECOND": "--requests-per-second", "BATCH_RULE": "--batch-rule", "CSV_TYPE_CAST": "--csv-type-cast",
+}  # fmt: skip
 
-    imp = commands.add_parser("import", help="import JSON / JSON Lines / CSV files (optionally .gz) into Braze")
+
+class UsageError(Exception):
+    """A mistake in how the command was called: exit 2, this message alone."""
+
+
+def _mistake(exc: Exception) -> tuple[int, str]:
+    """The exit code and the one line for an error: what went wrong and, where known, how to fix it."""
+    from .services import ServiceError
+
+    message = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+    if isinstance(exc, UsageError):
+        return 2, message
+    if isinstance(exc, ModuleNotFoundError):
+        return 2, f"{message}: {_INSTALL}"
+    if isinstance(exc, ServiceError):
+        return (2, message) if exc.usage else (1, message)
+    if isinstance(exc, OSError) and exc.filename:
+        return 2, f"cannot read {exc.filename}: {exc.strerror}"
+    if type(exc).__name__ == "SettingsError":  # a function's settings refused at its cold start
+        for name, flag in _FLAGS.items():
+            message = re.sub(rf"\b{name}\b", flag, message)
+        return 2, message
+    if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+        return 2, f"{message}: set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (aws configure)"
+    return 1, f"{type(exc).__name__}: {message}"
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    """An argparse type: a number above 0 (``invalid value`` otherwise, as argparse says it)."""
+
+    def parse(text: str) -> float:
+        value = kind(text)
+        if not value > 0:
+            raise ValueError(text)
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line naming the command, not the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (a ``timeout``, a CI kill) and SIGHUP (a closed terminal) end a command as Ctrl-C does: by an
+    exception, so every context manager stops what it started. Clean-up then runs once, uninterrupted."""
+    stopping = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+
+    def stop(signum: int, _frame: object) -> None:
+        for each in stopping:
+            signal.signal(each, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    for each in stopping:
+        signal.signal(each, stop)
+
+
+def _main(argv: list[str] | None, out: TextIO) -> int:
+    parser = _Parser(prog="python -m sandbox", description="Run the pipelines on local services.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    commands = parser.add_subparsers(dest="command", required=True)
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show an error's traceback")
+
+    imp = commands.add_parser(
+        "import", parents=[common], help="import JSON / JSON Lines / CSV files (optionally .gz) into Braze"
+    )
     imp.add_argument(
         "paths", type=Path, nargs="+", metavar="PATH",
         help="several files run at once, as separate runs; or one folder, imported as if its tree were copied "
@@ -58,16 +150,18 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     )  # fmt: skip
     imp.add_argument("--braze-url", help="send to this Braze REST endpoint instead of the built-in emulator")
     imp.add_argument("--braze-api-key", help="Braze REST API key (default: the emulator's key)")
-    imp.add_argument("--invocation-seconds", type=float, default=900.0, help="time each invocation starts with")
+    imp.add_argument(
+        "--invocation-seconds", type=_positive(float), default=900.0, help="time each invocation starts with"
+    )
     imp.add_argument(
         "--json", action="store_true",
         help='print only the run report as one JSON object; with several files or --in-order '
         '{"runs": [report, ...]}',
     )  # fmt: skip
     imp.add_argument("--ambiguous", choices=("resend", "fail"), help="what to do with requests left unanswered")
-    imp.add_argument("--max-in-flight", type=int, help="requests in flight at once")
+    imp.add_argument("--max-in-flight", type=_positive(int), help="requests in flight at once")
     imp.add_argument(
-        "--workspace-requests-per-second", type=float,
+        "--workspace-requests-per-second", type=_positive(float),
         help="the workspace's /users/track limit, shared by the runs (default 1000)",
     )  # fmt: skip
     imp.add_argument("--requests-per-second", type=float, help="an optional ceiling for each run, below its share")
@@ -79,28 +173,35 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         choices=("combined", "combined_50", "per_array"),
         help="75 or 50 objects combined, or 75 per array",
     )
+    imp.add_argument(
+        "--keep", type=Path, metavar="DIR",
+        help="copy each run's outputs (report, rejects, failed objects) out of the sandbox's bucket into DIR, "
+        "under their keys",
+    )  # fmt: skip
     imp.add_argument("--emulator", default="{}", help="emulator settings as JSON (faults, latency, limits)")
 
-    sample = commands.add_parser("currents-sample", help="write realistic Braze Currents Avro files")
-    sample.add_argument("--users", type=int, default=50)
-    sample.add_argument("--events", type=int, default=500, help="events per event type")
+    sample = commands.add_parser("currents-sample", parents=[common], help="write realistic Braze Currents Avro files")
+    sample.add_argument("--users", type=_positive(int), default=50)
+    sample.add_argument("--events", type=_positive(int), default=500, help="events per event type")
     sample.add_argument("--out", type=Path, required=True)
 
-    cur = commands.add_parser("currents", help="personalize from Currents files and read the Content API")
+    cur = commands.add_parser(
+        "currents", parents=[common], help="personalize from Currents files and read the Content API"
+    )
     cur.add_argument("paths", type=Path, nargs="+", help="Avro files or directories in Braze's layout")
     cur.add_argument("--bedrock", action="store_true", help="generate with Amazon Bedrock (your AWS credentials)")
     cur.add_argument("--json", action="store_true", help="print only the result, as one JSON object")
     cur.add_argument("--content", action="append", default=[], metavar="BRAZE_ID", help="read this user's content")
     cur.add_argument("--format", choices=("json", "dynamodb"), default="json", help="the Content API's answer shape")
 
-    bulk = commands.add_parser("bulk-upload", help="a CI360 bulk-connector webhook, end to end")
+    bulk = commands.add_parser("bulk-upload", parents=[common], help="a CI360 bulk-connector webhook, end to end")
     bulk.add_argument("--data-file", type=Path, required=True, help="headerless CSV, first column identity_id")
     bulk.add_argument("--metadata-file", type=Path, help="JSON column list or one CSV header line")
     bulk.add_argument("--s3-filename", required=True, help="the task's s3_filename send parameter")
     bulk.add_argument("--api-key", help="API key to send (default: the sandbox's own)")
     bulk.add_argument("--json", action="store_true", help="print only the outcome, as one JSON object")
     bulk.add_argument(
-        "--invocation-seconds", type=float, default=900.0,
+        "--invocation-seconds", type=_positive(float), default=900.0,
         help="the copier's time limit (try 1 to watch a copy hand over from invocation to invocation)",
     )  # fmt: skip
     bulk.add_argument(
@@ -114,14 +215,18 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         help="with --to-braze: the metadata column identifying Braze users (bulkUpload:brazeIdColumn)",
     )  # fmt: skip
 
-    srv = commands.add_parser("serve", help="every pipeline on local services, until Ctrl-C or SIGTERM")
+    srv = commands.add_parser(
+        "serve", parents=[common], help="every pipeline on local services, until Ctrl-C or SIGTERM"
+    )
     srv.add_argument("--info", metavar="FILE", help="write the endpoints and credentials here (default: stdout)")
     srv.add_argument("--braze-url", help="send to this Braze REST endpoint instead of the built-in emulator")
     srv.add_argument("--braze-api-key", help="Braze REST API key (default: the emulator's key)")
     srv.add_argument("--flush-seconds", type=float, default=10.0, help="how often capture's Firehose stand-in writes")
 
-    demo = commands.add_parser("demo", help="import a generated file through the emulator and summarise it")
-    demo.add_argument("--objects", type=int, default=50_000)
+    demo = commands.add_parser(
+        "demo", parents=[common], help="import a generated file through the emulator and summarise it"
+    )
+    demo.add_argument("--objects", type=_positive(int), default=50_000)
 
     args = parser.parse_args(argv)
     if args.command == "import":
@@ -150,7 +255,7 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
 
 
 def _bulk_upload(args: argparse.Namespace, out: TextIO) -> int:
-    from .bulk_upload import API_KEY, delivered, upload
+    from .bulk_upload import API_KEY, failure_reason, upload
 
     for path in (args.data_file, args.metadata_file):
         if path is not None and not path.is_file():
@@ -169,11 +274,14 @@ def _bulk_upload(args: argparse.Namespace, out: TextIO) -> int:
         braze_api_key=args.braze_api_key, braze_id_column=args.braze_id_column,
         progress=None if args.json else (lambda line: print(line, file=sys.stderr)),
     )  # fmt: skip
+    reason = failure_reason(result)
+    if reason:
+        result["failure_reason"] = reason
     if args.json:
         out.write(json.dumps(result) + "\n")
     else:
         out.write("\n".join(f"{k}: {json.dumps(v) if isinstance(v, dict) else v}" for k, v in result.items()) + "\n")
-    return 0 if delivered(result) else 1
+    return 1 if reason else 0
 
 
 def _currents(args: argparse.Namespace, out: TextIO) -> int:
@@ -183,19 +291,39 @@ def _currents(args: argparse.Namespace, out: TextIO) -> int:
     if missing:
         print(f"error: not found: {', '.join(missing)}", file=sys.stderr)
         return 2
+    if args.bedrock:
+        _require_credentials("--bedrock")
     with CurrentsSandbox(bedrock=args.bedrock) as box:
         report = box.process(box.upload(args.paths))
         query = {"format": args.format} if args.format != "json" else None
         content = {braze_id: box.get_content(braze_id, query) for braze_id in args.content}
-    result = report_json(report, content)
+        result = report_json(
+            report, content, failed_files=box.failed_files, users_with_content=box.users_with_content()
+        )
     if args.json:
         out.write(json.dumps(result, ensure_ascii=False) + "\n")
     else:
         out.write("  ".join(f"{k} {v:,}" for k, v in result["report"].items()) + "\n")
+        for key, reason in result["failed_files"].items():
+            out.write(f"failed file {key}: {reason}\n")
+        users = result["users_with_content"]
+        more = f" and {len(users) - SHOWN:,} more" if len(users) > SHOWN else ""
+        out.write(f"content for {len(users):,} users: {', '.join(users[:SHOWN])}{more} (read one with --content ID)\n")
         for braze_id, answer in result["content"].items():
             body = json.dumps(answer["body"], indent=2, ensure_ascii=False)
             out.write(f"GET /content/{braze_id} -> {answer['status']}\n{body}\n")
-    return 1 if report["failed"] else 0
+    return 1 if report["failed"] or report["files_failed"] else 0
+
+
+def _require_credentials(option: str) -> None:
+    """Options that reach AWS need credentials; found missing before any service starts."""
+    import boto3
+
+    if boto3.Session().get_credentials() is None:
+        raise UsageError(
+            f"{option} calls AWS with your credentials and found none: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (aws configure, aws sso login)"
+        )
 
 
 _FORMATS = ".json, .jsonl, .ndjson and .csv files (optionally .gz), .parquet and .avro files, or files without a suffix"
@@ -223,6 +351,7 @@ def _folder_files(folder: Path, dry_run: bool) -> list[tuple[Path, str]]:
 
 def _import(args: argparse.Namespace, out: TextIO) -> int:
     from .importer import INCOMING, ImportSandbox
+    from .progress import ProgressLine
 
     folder = args.paths[0] if len(args.paths) == 1 and args.paths[0].is_dir() else None
     keyed: list[tuple[Path, str]] | None = None
@@ -258,19 +387,24 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
     }
     if args.batch_rule and "batch_rule" not in emulator_settings:
         emulator_settings["batch_rule"] = args.batch_rule
-    progress = None if args.json else (lambda line: print(line, file=sys.stderr))
+    files = [path for path, _ in keyed] if keyed is not None else args.paths
+    line = ProgressLine(lambda: sandbox.read_so_far(), sum(path.stat().st_size for path in files), sys.stderr)
+    progress = None if args.json else line.say
     # One file runs in this process, as before; several at once in worker processes.
     one = len(args.paths) == 1 and folder is None and not args.in_order
     prefix = INCOMING + ("dry-run/" if args.dry_run else "")
-    with ImportSandbox(
-        braze_url=args.braze_url,
-        braze_api_key=args.braze_api_key,
-        invocation_seconds=args.invocation_seconds,
-        emulator_settings=emulator_settings,
-        function_env=env,
-        progress=progress,
-        deltas=not args.no_deltas,
-    ) as sandbox:
+    with (
+        ImportSandbox(
+            braze_url=args.braze_url,
+            braze_api_key=args.braze_api_key,
+            invocation_seconds=args.invocation_seconds,
+            emulator_settings=emulator_settings,
+            function_env=env,
+            progress=progress,
+            deltas=not args.no_deltas,
+        ) as sandbox,
+        line,
+    ):
         if keyed is not None:  # a folder: one file after another, as a copy of its tree would arrive
             reports = [sandbox.import_file(path, INCOMING + key, full=args.full) for path, key in keyed]
             names = [key for _, key in keyed]
@@ -280,12 +414,34 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         else:
             reports = sandbox.import_files(args.paths, prefix=prefix, full=args.full)
             names = [str(p) for p in args.paths]
+        rejects = [sandbox.rejects(report, SHOWN) for report in reports]
+        for report in reports if args.keep else []:
+            kept = sandbox.keep(report, args.keep)
+            line.say(f"kept {len(kept)} files of {report['source']['key']} in {args.keep}")
     if args.json:
         out.write(json.dumps(reports[0] if one else {"runs": reports}) + "\n")
     else:
-        for name, report in zip(names, reports, strict=True):
+        for name, report, shown in zip(names, reports, rejects, strict=True):
             out.write(("" if one else f"{name}: ") + _summary(report) + "\n")
+            out.write("".join(f"  {line}\n" for line in _reasons(report, shown)))
     return 0 if all(r["status"] == "completed" and r["failed"] == 0 for r in reports) else 1
+
+
+SHOWN = 20  # rejects printed per run; the rest are counted
+
+
+def _reasons(report: dict[str, Any], rejects: list[dict[str, Any]]) -> list[str]:
+    """Why objects were rejected (the first few, each where it was in the file) and why batches failed."""
+    lines = [_reject_line(reject) for reject in rejects]
+    if report["rejected"] > len(rejects):
+        lines.append(f"and {report['rejected'] - len(rejects):,} more rejects")
+    lines += [f"failed: {count:,} objects: {reason}" for reason, count in (report.get("failure_reasons") or {}).items()]
+    return lines
+
+
+def _reject_line(reject: dict[str, Any]) -> str:
+    line = f" (line {reject['line']:,})" if reject.get("line") is not None else ""
+    return f"reject: element {reject['index']:,}{line} at byte {reject['offset']:,}: {reject['reason']}"
 
 
 def _error_line(error: dict[str, Any]) -> str:
@@ -375,7 +531,7 @@ def _demo(count: int, out: TextIO) -> int:
     out.write(_summary(report) + "\n")
     out.write(f"  the Braze emulator stored {stored:,} objects\n")
     for reject in rejects[:3]:
-        out.write(f"  reject: element {reject['index']} at byte {reject['offset']:,}: {reject['reason']}\n")
+        out.write(f"  {_reject_line(reject)}\n")
     ok = report["status"] == "completed" and report["failed"] == 0 and stored == report["accepted"]
     out.write("  every accepted object stored exactly once\n" if ok else "  MISMATCH between report and emulator\n")
     ok = ok and _demo_folders(out) and _demo_catalog(out) and _demo_deltas(out)

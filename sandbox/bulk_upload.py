@@ -219,6 +219,23 @@ def delivered(outcome: dict[str, Any]) -> bool:
     return bool(report.get("status") == "completed" and report.get("failed") == 0 and report.get("ambiguous") == 0)
 
 
+def failure_reason(outcome: dict[str, Any]) -> str | None:
+    """Why the upload was not delivered, in one line; None when it was."""
+    if delivered(outcome):
+        return None
+    if outcome.get("http_status") != 202:
+        answer = outcome.get("response") or {}
+        return f"the webhook was refused ({outcome.get('http_status')}): {answer.get('message', answer)}"
+    if outcome.get("job_status") != "done":
+        return f"the copy job ended {outcome.get('job_status')}: {outcome.get('error') or 'no reason recorded'}"
+    report = outcome.get("import") or {}
+    if not report:
+        return "the landed file was not imported: the importer was not invoked"
+    error = (report.get("error") or {}).get("message")
+    counts = f"{report.get('failed', 0):,} failed, {report.get('ambiguous', 0):,} ambiguous"
+    return f"the import of the landed file ended {report.get('status')} ({counts})" + (f": {error}" if error else "")
+
+
 def clear_caches() -> None:
     for module, names in (
         ("bulk_upload.settings", ("get_settings",)),

@@ -39,7 +39,7 @@ TOKEN_SECRET = "sandbox/content-api-token"  # noqa: S105 - the secret's name, no
 API_KEY = "sandbox-content-api-key"
 REPORT_KEYS = (
     "files", "records", "kept", "duplicates", "no_intent", "users", "scheduled", "generated", "skipped_fresh",
-    "failed",
+    "failed", "files_failed",
 )  # fmt: skip
 
 
@@ -48,6 +48,8 @@ class CurrentsSandbox(LocalStack):
     bedrock: bool = False
     function_env: dict[str, str] = field(default_factory=dict)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    # Each file the personalizer could not take, by key, and why (Lambda would retry its S3 event).
+    failed_files: dict[str, str] = field(default_factory=dict)
 
     def _start(self) -> None:
         endpoint = self._stack.enter_context(moto_server())
@@ -110,13 +112,27 @@ class CurrentsSandbox(LocalStack):
                     }
                 ]
             }
-            result = personalize(event, FakeContext(300, "sandbox-currents-personalizer"))["report"]
+            try:
+                result = personalize(event, FakeContext(300, "sandbox-currents-personalizer"))["report"]
+            except Exception as exc:
+                self.failed_files[key] = f"{type(exc).__name__}: {exc}"
+                report["files_failed"] += 1
+                continue
             for name in REPORT_KEYS:
                 report[name] += int(result.get(name, 0))
         for outcome, n in self.drain_queue().items():
             if outcome in report:
                 report[outcome] += n
         return report
+
+    def users_with_content(self) -> list[str]:
+        """The Braze ids the content table holds, sorted: the ids ``--content`` can read."""
+        pages = (
+            boto3.client("dynamodb")
+            .get_paginator("scan")
+            .paginate(TableName=TABLE, ProjectionExpression="user_id", FilterExpression="attribute_exists(content)")
+        )  # profiles and counters share the table, without content
+        return sorted(item["user_id"]["S"] for page in pages for item in page.get("Items", []))
 
     def drain_queue(self) -> dict[str, int]:
         """Deliver the generation queue to the generator (``drain_generation_queue``)."""
@@ -219,8 +235,13 @@ def clear_caches() -> None:
         sys.modules["token_authorizer.handler"]._CACHE.clear()
 
 
-def report_json(report: dict[str, int], content: dict[str, tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+def report_json(
+    report: dict[str, int], content: dict[str, tuple[int, dict[str, Any]]], *, failed_files: dict[str, str],
+    users_with_content: list[str],
+) -> dict[str, Any]:  # fmt: skip
     return {
         "report": {k: report[k] for k in REPORT_KEYS},
+        "failed_files": failed_files,
+        "users_with_content": users_with_content,
         "content": {key: {"status": status, "body": body} for key, (status, body) in content.items()},
     }

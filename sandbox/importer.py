@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import urllib.parse
@@ -29,7 +30,15 @@ from typing import Any
 import boto3
 import orjson
 
-from .services import PLACEHOLDER_CREDENTIALS, BrazeEmulator, LambdaFront, LocalStack, braze_emulator, moto_server
+from .services import (
+    PLACEHOLDER_CREDENTIALS,
+    BrazeEmulator,
+    LambdaFront,
+    LocalStack,
+    braze_emulator,
+    die_with_parent,
+    moto_server,
+)  # fmt: skip
 
 REGION = "us-east-1"
 BUCKET = "sandbox-import"
@@ -112,7 +121,7 @@ class ImportSandbox(LocalStack):
         }
         self._stack.enter_context(_environment(env))
         self._stack.callback(_clear_handler_caches)
-        self._stack.callback(self._stop_pool)  # before the services it talks to stop
+        self._stack.push(self._leave_pool)  # before the services it talks to stop
         _clear_handler_caches()
         self.s3 = boto3.client("s3")
         self.s3.create_bucket(Bucket=BUCKET)
@@ -200,17 +209,27 @@ class ImportSandbox(LocalStack):
         if self._pool is not None and self._pool_size >= workers:
             return self._pool
         self._stop_pool()
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
+            initargs=(os.getpid(),),
+        )  # fmt: skip
         # Each warm-up holds its worker a moment, so every worker gets one.
         for future in [pool.submit(_warm_worker, 0.3) for _ in range(workers)]:
             future.result()
         self._pool, self._pool_size = pool, workers
         return pool
 
-    def _stop_pool(self) -> None:
+    def _stop_pool(self, *, interrupted: bool = False) -> None:
+        """Interrupted, the workers end now: an invocation under way would otherwise run to its end."""
         if self._pool is not None:
-            self._pool.shutdown()
+            if interrupted:
+                for process in list(self._pool._processes.values()):
+                    process.terminate()
+            self._pool.shutdown(cancel_futures=interrupted)
             self._pool, self._pool_size = None, 0
+
+    def _leave_pool(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self._stop_pool(interrupted=exc_type is not None)
 
     def resume(self, run_id: str, *, force: bool = False) -> dict[str, Any]:
         self.deliver({"action": "resume", "run_id": run_id, "force": force})
@@ -269,6 +288,43 @@ class ImportSandbox(LocalStack):
             if line.strip()
         ]
 
+    def read_so_far(self) -> tuple[int, int]:
+        """Objects the runs of this sandbox have read and bytes of their files they have settled (where each
+        would resume), as their last checkpoints record them."""
+        objects = done = 0
+        for page in self.dynamodb.get_paginator("scan").paginate(TableName=TABLE, ProjectionExpression="doc"):
+            for item in page.get("Items", []):
+                if "doc" not in item:
+                    continue  # the table's other items (run slots) read nothing
+                run = orjson.loads(item["doc"]["S"])
+                objects += int(run.get("counters", {}).get("objects_read", 0))
+                done += int(run.get("checkpoint", {}).get("offset", 0))
+        return objects, done
+
+    def rejects(self, report: dict[str, Any], count: int) -> list[dict[str, Any]]:
+        """The run's first ``count`` rejects by position in the file, from the parts that hold them (a part
+        holds those checked here in order, then those Braze refused)."""
+        found: list[dict[str, Any]] = []
+        for key in sorted(self.list_outputs(report["outputs"]["rejects"]["prefix"])):
+            found += [orjson.loads(line) for line in self.read_output(key).splitlines() if line.strip()]
+            if len(found) >= count:
+                break
+        return sorted(found, key=lambda reject: int(reject["index"]))[:count]
+
+    def keep(self, report: dict[str, Any], directory: Path) -> list[Path]:
+        """Copy the run's report, rejects and failed objects out of the bucket, each to ``directory``/its key;
+        the sandbox's bucket goes when the sandbox does."""
+        outputs = report["outputs"]
+        keys = [key for key in self.list_outputs(outputs["report"]) if key == outputs["report"]]
+        keys += [key for kind in ("rejects", "failed") for key in self.list_outputs(outputs[kind]["prefix"])]
+        kept = []
+        for key in keys:
+            path = directory / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self.read_output(key))
+            kept.append(path)
+        return kept
+
     def set_function_env(self, **values: str) -> None:
         """Change the function's settings, as a redeploy would (the next invocation is a cold start)."""
         os.environ.update(values)
@@ -298,6 +354,13 @@ def _invoke_in_worker(event: dict[str, Any], invocation_seconds: float) -> dict[
     from braze_importer.handler import handler
 
     return dict(handler(event, FakeContext(invocation_seconds)))
+
+
+def _worker_start(parent: int) -> None:
+    """A worker ends with the sandbox, even a SIGKILLed one; Ctrl-C is the sandbox's to handle (it
+    ends the workers), not a traceback from each."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
 
 
 def _warm_worker(hold_seconds: float) -> None:

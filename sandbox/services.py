@@ -4,24 +4,35 @@
 - the Braze emulator (its own process);
 - a Lambda front (a thread) that takes the functions' asynchronous ``Invoke`` calls, which moto
   cannot run without Docker, and queues them for the sandbox to deliver to the real handler.
+
+Nothing outlives the sandbox: leaving the context stops each process, and on Linux each child is
+also asked to end when its parent dies (``die_with_parent``), which covers a SIGKILL of the
+sandbox, where no clean-up runs. The thread that starts a service is its parent for Linux: start
+them from a thread that lives as long as the sandbox.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import importlib.util
 import json
 import os
 import queue
+import re
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import IO, Any, Self
 
 HOST = "127.0.0.1"
 # moto accepts any credentials; these keep the sandbox from ever using real ones by accident.
@@ -38,15 +49,62 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class ServiceError(RuntimeError):
+    """A local service did not start, with its own reason; ``usage``: it refused the settings it was given."""
+
+    def __init__(self, message: str, *, usage: bool = False) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+def _require(module: str) -> None:
+    """A service's module is importable here, or the same ModuleNotFoundError its process would die of."""
+    if importlib.util.find_spec(module) is None:
+        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with code {proc.returncode} while starting")
+            raise ServiceError(f"{name} exited with code {proc.returncode} while starting")
         with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
             return
         time.sleep(0.05)
-    raise RuntimeError(f"{name} did not start listening on {HOST}:{port} within {timeout:.0f}s")
+    raise ServiceError(f"{name} did not start listening on {HOST}:{port} within {timeout:.0f}s")
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Any:
+    """libc's prctl, loaded before any fork (a child between fork and exec should only call it), or None
+    where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """Have Linux send this process SIGTERM when its parent dies, however it dies; nothing elsewhere.
+    ``parent``: the pid that started it, to end at once if that one died before the request was made."""
+    prctl = _prctl()
+    if prctl is None:
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+
+
+def _child_setup() -> Callable[[], None]:
+    """A ``preexec_fn`` for a service process: it dies with this process."""
+    _prctl()
+    parent = os.getpid()
+    return lambda: die_with_parent(parent)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -62,12 +120,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     """Start moto server; yields its endpoint URL."""
+    _require("moto")
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "MOTO_CALL_RESET_API": "false"},
+        preexec_fn=_child_setup(),
     )
     try:
         _wait_for_port(port, proc, "moto server")
@@ -146,30 +206,39 @@ class BrazeEmulator:
 
 @contextlib.contextmanager
 def braze_emulator(**settings: Any) -> Iterator[BrazeEmulator]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sandbox.braze_emulator",
-            "--host",
-            HOST,
-            "--port",
-            "0",
-            "--config",
-            json.dumps(settings),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().decode().strip()
-        if not line.startswith("READY "):
-            raise RuntimeError("the Braze emulator did not start")
-        yield BrazeEmulator(f"http://{HOST}:{int(line.split()[1])}")
-    finally:
-        _stop(proc)
+    """Start the emulator with ``settings``; if it does not start, its own last word is the error
+    (an unknown setting, a missing module)."""
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sandbox.braze_emulator", "--host", HOST, "--port", "0",
+             "--config", json.dumps(settings)],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            preexec_fn=_child_setup(),
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().decode().strip()
+            if not line.startswith("READY "):
+                raise _emulator_failure(proc, errors)
+            yield BrazeEmulator(f"http://{HOST}:{int(line.split()[1])}")
+        finally:
+            _stop(proc)
+
+
+def _emulator_failure(proc: subprocess.Popen[bytes], errors: IO[bytes]) -> Exception:
+    """What the emulator said as it exited: its settings refused (argparse's exit 2), a missing module, or else."""
+    code = proc.wait(timeout=10)
+    errors.seek(0)
+    said = [line for line in errors.read().decode(errors="replace").splitlines() if line.strip()]
+    last = said[-1].strip() if said else f"exit code {code}"
+    missing = re.search(r"ModuleNotFoundError: No module named '([^']+)'", last)
+    if missing:
+        return ModuleNotFoundError(f"No module named {missing[1]!r} (the Braze emulator needs it)", name=missing[1])
+    if code == 2:  # argparse: the settings were refused
+        return ServiceError("the Braze emulator refused its settings: " + last.split("--config: ", 1)[-1], usage=True)
+    return ServiceError(f"the Braze emulator did not start: {last}")
 
 
 class HttpFront:

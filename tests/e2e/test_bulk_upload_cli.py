@@ -33,7 +33,9 @@ def test_cli_copies_with_the_header_and_refuses_a_wrong_key(tmp_path: Path) -> N
     code, refused, _ = run_cli(
         "bulk-upload", "--data-file", str(data), "--s3-filename", "a.csv", "--api-key", "wrong", "--json"
     )
-    assert code == 1 and refused == {"http_status": 403, "response": {"message": "Forbidden"}}
+    assert code == 1 and refused is not None
+    assert refused == {"http_status": 403, "response": {"message": "Forbidden"},
+                       "failure_reason": "the webhook was refused (403): Forbidden"}  # fmt: skip
     code, bad, _ = run_cli("bulk-upload", "--data-file", str(data), "--s3-filename", "../x.csv", "--json")
     assert code == 1 and bad is not None and bad["http_status"] == 400
 

@@ -31,7 +31,7 @@ def test_cli_personalizes_once_per_user_and_serves_both_shapes(sample: Path) -> 
     report = result["report"]
     assert set(report) == {
         "files", "records", "kept", "duplicates", "no_intent", "users", "scheduled", "generated", "skipped_fresh",
-        "failed",
+        "failed", "files_failed",
     }  # fmt: skip
     assert report["files"] == 6 and report["generated"] == report["scheduled"] == 30 and report["failed"] == 0
     assert report["no_intent"] > 0  # machine opens merged nowhere

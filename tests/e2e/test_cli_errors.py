@@ -1,0 +1,98 @@
+"""Mistakes get one-line answers: what went wrong and how to fix it, on stderr, exit 2 for usage and
+1 for a run that failed; the traceback only with --debug."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def sandbox(*args: str, env: dict[str, str | None] | None = None) -> tuple[int, list[str]]:
+    """Exit code and the lines of stderr of ``python -m sandbox`` (``env``: variables set, or unset by None)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbox", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None},
+    )  # fmt: skip
+    return proc.returncode, proc.stderr.splitlines()
+
+
+@pytest.fixture
+def small_file(tmp_path: Path) -> Path:
+    path = tmp_path / "one.jsonl"
+    path.write_text('{"external_id": "u1", "name": "viewed", "time": "2024-04-02T14:34:08"}\n')
+    return path
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--max-in-flight", "lots", "argument --max-in-flight: invalid positive int value: 'lots'"),
+        ("--max-in-flight", "0", "argument --max-in-flight: invalid positive int value: '0'"),
+        ("--ambiguous", "maybe", "argument --ambiguous: invalid choice: 'maybe'"),
+        ("--emulator", "{latency", "--emulator is not valid JSON"),
+    ],
+)
+def test_a_bad_flag_value_is_one_line_and_exit_2(small_file: Path, flag: str, value: str, said: str) -> None:
+    code, lines = sandbox("import", str(small_file), flag, value)
+    assert code == 2 and len(lines) == 1
+    assert lines[0].startswith("error: ") and said in lines[0]
+
+
+def test_an_unknown_emulator_setting_passes_the_emulators_own_message_up(small_file: Path) -> None:
+    code, lines = sandbox("import", str(small_file), "--emulator", '{"latency": 5}')
+    assert code == 2
+    assert lines == ["error: the Braze emulator refused its settings: unknown setting 'latency'"]
+
+
+def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
+    for args in (
+        ("import", str(tmp_path / "absent.jsonl")),
+        ("currents", str(tmp_path / "absent")),
+        ("bulk-upload", "--data-file", str(tmp_path / "absent.csv"), "--s3-filename", "x.csv"),
+    ):
+        code, lines = sandbox(*args)
+        assert code == 2 and len(lines) == 1 and "absent" in lines[0], args
+
+
+def test_an_unknown_command_is_one_line() -> None:
+    code, lines = sandbox("imports", "x")
+    assert code == 2 and len(lines) == 1 and "invalid choice: 'imports'" in lines[0]
+
+
+def test_a_missing_dependency_says_how_to_install(small_file: Path, tmp_path: Path) -> None:
+    # Given a Python on which the emulator's aiohttp cannot be imported
+    shadow = tmp_path / "shadow" / "aiohttp"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'aiohttp'\", name='aiohttp')\n")
+
+    code, lines = sandbox("import", str(small_file), env={"PYTHONPATH": str(shadow.parent)})
+
+    assert code == 2 and len(lines) == 1
+    assert "No module named 'aiohttp'" in lines[0] and "make demo" in lines[0]
+
+
+def test_bedrock_without_credentials_says_what_to_set(tmp_path: Path) -> None:
+    no_credentials: dict[str, str | None] = {
+        "HOME": str(tmp_path), "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_EC2_METADATA_DISABLED": "true",
+    } | dict.fromkeys(
+        ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+         "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE")
+    )  # fmt: skip
+    code, lines = sandbox("currents", str(tmp_path), "--bedrock", env=no_credentials)
+    assert code == 2 and len(lines) == 1
+    assert "--bedrock" in lines[0] and "AWS_PROFILE" in lines[0]
+
+
+def test_debug_adds_the_traceback(small_file: Path) -> None:
+    code, lines = sandbox("import", str(small_file), "--emulator", '{"latency": 5}', "--debug")
+    assert code == 2
+    assert lines[0].startswith("Traceback") and lines[-1].endswith("unknown setting 'latency'")

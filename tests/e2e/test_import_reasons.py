@@ -1,0 +1,49 @@
+"""An import says why: each reject where it was and why (the first 20, then a count), each failed
+batch's cause; --keep takes the run's outputs out of the sandbox before it goes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sandbox import sample_data
+from tests.e2e.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_rejects_and_failed_batches_are_explained_and_kept(tmp_path: Path) -> None:
+    # Given 3,000 objects, 30 invalid, and a Braze that drops a tenth of its answers after storing
+    path = sample_data.write(tmp_path / "s.json", 3000, invalid_every=100)
+    kept = tmp_path / "kept"
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbox", "import", str(path), "--keep", str(kept), "--ambiguous", "fail",
+         "--emulator", json.dumps({"rates": {"drop_after": 0.1}, "seed": 5})],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+
+    assert proc.returncode == 1  # completed, with failures
+    lines = proc.stdout.splitlines()
+    rejects = [line for line in lines if line.startswith("  reject: element ")]
+    assert len(rejects) == 20
+    assert all(" at byte " in line and line.count(": ") >= 2 for line in rejects)
+    positions = [int(line.split()[2].replace(",", "")) for line in rejects]
+    assert positions == sorted(positions)
+    rejected = next(int(line.split()[1].replace(",", "")) for line in lines if line.startswith("  rejected "))
+    assert f"  and {rejected - 20} more rejects" in lines
+    failed = [line for line in lines if line.startswith("  failed: ")]
+    assert failed and all("objects: ambiguous_" in line for line in failed)
+    # And the outputs outlive the sandbox
+    reports = list(kept.glob("reports/s.json/*.json"))
+    assert len(reports) == 1 and json.loads(reports[0].read_text())["rejected"] == rejected
+    kept_rejects = [
+        json.loads(x) for part in kept.glob("rejects/s.json/*/*.jsonl") for x in part.read_text().split("\n") if x
+    ]
+    assert len(kept_rejects) == rejected
+    assert list(kept.glob("failed/s.json/*/*.jsonl"))
+    assert f"kept 3 files of incoming/s.json in {kept}" in proc.stderr

@@ -1,0 +1,56 @@
+"""Currents and bulk upload say why: each failed file by name and reason, the users that have
+content; a bulk upload's failure reason."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def test_currents_names_each_failed_file_and_the_users_with_content(tmp_path: Path) -> None:
+    # Given Braze's layout with one file that is not Avro among good ones
+    code, _, _ = run_cli("currents-sample", "--users", "5", "--events", "20", "--out", str(tmp_path))
+    assert code == 0
+    good = next(tmp_path.rglob("*.avro"))
+    broken = good.with_name("broken.avro")
+    shutil.copyfile(good, broken)
+    broken.write_bytes(b"\xff\xfe not avro at all")
+
+    code, result, _ = run_cli("currents", str(tmp_path), "--json")
+
+    assert code == 1 and result is not None  # the run failed: a file was not taken
+    assert result["report"]["files_failed"] == 1 and result["report"]["generated"] == 5
+    (key, reason), *others = result["failed_files"].items()
+    assert not others and key.endswith("/broken.avro") and "avro" in reason
+    assert result["users_with_content"] == [f"braze-{i:05d}" for i in range(5)]
+
+
+def test_currents_text_lists_the_ids_to_read(tmp_path: Path) -> None:
+    assert run_cli("currents-sample", "--users", "3", "--events", "10", "--out", str(tmp_path))[0] == 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbox", "currents", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+        timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0
+    assert "content for 3 users: braze-00000, braze-00001, braze-00002 (read one with --content ID)" in proc.stdout
+
+
+def test_a_failed_bulk_upload_says_why(tmp_path: Path) -> None:
+    data = tmp_path / "audience.csv"
+    data.write_text("c-1,1\nc-2,2\n")
+    metadata = tmp_path / "metadata.json"
+    metadata.write_text(" " * (1024 * 1024 + 1))  # over the copier's limit for a metadata file
+
+    code, result, _ = run_cli("bulk-upload", "--data-file", str(data), "--metadata-file", str(metadata),
+                              "--s3-filename", "a.csv", "--json")  # fmt: skip
+
+    assert code == 1 and result is not None and result["job_status"] == "failed"
+    assert result["failure_reason"] == "the copy job ended failed: the metadata file is larger than 1048576 bytes"
