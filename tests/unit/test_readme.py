@@ -93,18 +93,20 @@ def test_no_line_outside_code_starts_with_a_pipe_without_belonging_to_a_table() 
     assert stray == []
 
 
-def test_every_product_setting_of_cdk_json_is_in_a_table_cell() -> None:
+def _settings_tables() -> list[Table]:
     tables, _ = parse(README)
-    cells = {cell for table in tables for row in table.rows for cell in row}
+    return [t for t in tables if t.header[0] == "context key"]
+
+
+def test_every_product_setting_of_cdk_json_is_in_a_settings_table_cell() -> None:
+    cells = {cell for table in _settings_tables() for row in table.rows for cell in row}
     documented = set(re.findall(r"`([^`]+)`", " ".join(cells)))
     assert [key for key in _product_settings() if key not in documented] == []
 
 
 def test_each_settings_namespace_has_its_own_table() -> None:
     """One table per namespace, so a section never runs on into the next one's rows."""
-    tables, _ = parse(README)
-    settings = [t for t in tables if t.header[0] == "context key"]
-    namespaces = [{cell.split(":")[0].strip("`") for cell in (row[0] for row in t.rows)} for t in settings]
+    namespaces = [{row[0].split(":")[0].strip("`") for row in t.rows} for t in _settings_tables()]
     owners = [n for n in namespaces if len(n) == 1]
     assert sorted(next(iter(n)) for n in owners) == ["bulkUpload", "capture", "currents", "import"]
 
