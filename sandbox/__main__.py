@@ -468,7 +468,7 @@ def _summary(report: dict[str, Any]) -> str:
         f"  rejected      {report['rejected']:>10,}   (rejects: {report['outputs']['rejects']['prefix']})",
         f"  failed        {report['failed']:>10,}   (replay: copy {report['outputs']['failed']['prefix']}"
         " back into the incoming prefix, in the folder it came from)",
-        f"  ambiguous     {report['ambiguous']:>10,}",
+        f"  ambiguous     {report['ambiguous']:>10,}   objects in {report['ambiguous_requests']:,} unanswered requests",
         f"  requests      {report['requests']:>10,}   retries {report['retries']:,}, 429s {report['throttled']:,}",
         f"  invocations   {report['invocations']:>10,}   in {report['seconds']:.1f} s",
     ]
