@@ -118,7 +118,9 @@ class PipelineDashboard(Construct):
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
         self.dashboard.add_widgets(
             cloudwatch.TextWidget(
-                markdown=f"# {title}\nStack `{stack.stack_name}`. Runbook: the README's *Alarms and runbook*.",
+                markdown=(
+                    f"# {title}\nStack `{stack.stack_name}`. Runbook: the README's *Dashboards, alarms and runbook*."
+                ),
                 width=24,
                 height=2,
             )
