@@ -42,6 +42,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 types: install
+	@echo "mypy: type-checking every package (about a minute on 2 cores, silent until it ends)"
 	$(VENV)/bin/mypy
 
 synth: install
