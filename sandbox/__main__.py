@@ -12,6 +12,7 @@ import json
 import re
 import signal
 import sys
+import warnings
 import tempfile
 import time
 import traceback
@@ -22,6 +23,9 @@ from typing import Any, NoReturn, TextIO
 
 def main(argv: list[str] | None = None) -> int:
     _stop_on_signals()
+    # Powertools warns when an invocation emitted no metric (a run that read nothing): on Lambda it
+    # goes to the log; here it would be two lines of library noise among the command's own.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     # Handlers log and emit metrics on stdout, as on Lambda; here stdout belongs to the result.
     out = sys.stdout
     sys.stdout = sys.stderr
@@ -174,7 +178,7 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         help="75 or 50 objects combined, or 75 per array",
     )
     imp.add_argument(
-        "--keep", type=Path, metavar="DIR",
+        "--keep", type=_keep_dir, metavar="DIR",
         help="copy each run's outputs (report, rejects, failed objects) out of the sandbox's bucket into DIR, "
         "under their keys",
     )  # fmt: skip
@@ -313,6 +317,14 @@ def _currents(args: argparse.Namespace, out: TextIO) -> int:
             body = json.dumps(answer["body"], indent=2, ensure_ascii=False)
             out.write(f"GET /content/{braze_id} -> {answer['status']}\n{body}\n")
     return 1 if report["failed"] or report["files_failed"] else 0
+
+
+def _keep_dir(value: str) -> Path:
+    """--keep's folder: checked before anything runs (it is made if missing; a file there is a mistake)."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is a file, not a folder: name a folder to copy the outputs into")
+    return path
 
 
 def _require_credentials(option: str) -> None:

@@ -46,6 +46,12 @@ def test_a_bad_flag_value_is_one_line_and_exit_2(small_file: Path, flag: str, va
     assert lines[0].startswith("error: ") and said in lines[0]
 
 
+def test_keep_naming_a_file_is_refused_before_anything_runs(small_file: Path) -> None:
+    code, lines = sandbox("import", str(small_file), "--keep", str(small_file))
+    assert code == 2 and len(lines) == 1
+    assert "is a file, not a folder" in lines[0]
+
+
 def test_an_unknown_emulator_setting_passes_the_emulators_own_message_up(small_file: Path) -> None:
     code, lines = sandbox("import", str(small_file), "--emulator", '{"latency": 5}')
     assert code == 2
