@@ -12,10 +12,10 @@ import json
 import re
 import signal
 import sys
-import warnings
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
