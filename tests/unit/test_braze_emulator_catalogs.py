@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,12 +18,6 @@ FIELDS = [
     {"name": "tags", "type": "array"},
 ]
 ITEMS = "/catalogs/products/items"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Running]:
-    with running() as braze:
-        yield braze
 
 
 @pytest.fixture

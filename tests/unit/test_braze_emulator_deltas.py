@@ -4,29 +4,16 @@ rest on this)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from braze_importer.deltas import Record, apply, diff
 
 from sandbox import sample_data
-from tests.unit.emulator_harness import Running, running
+from tests.unit.emulator_harness import Running
 
 NOW = 1_800_000_000.0
 MAX_AGE = 30 * 86400.0
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Running]:
-    with running() as braze:
-        yield braze
-
-
-@pytest.fixture
-def braze(server: Running) -> Running:
-    server.reset()
-    return server
 
 
 def send_deltas(braze: Running, export: list[dict[str, Any]], records: dict[str, Record]) -> tuple[int, int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -29,12 +28,6 @@ SETTINGS = {
     "users_delete": ("delete_rate_limit", "delete_rate_window_seconds"),
 }
 SUCCESS = {"track": 201, "catalog_items": 202, "catalog_list": 200, "users_delete": 201}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Running]:
-    with running() as braze:
-        yield braze
 
 
 @pytest.fixture

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.unit.emulator_harness import Running, running
+from tests.unit.emulator_harness import Running
 
 ALIAS = {"alias_name": "device-1", "alias_label": "device"}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Running]:
-    with running() as braze:
-        yield braze
-
-
-@pytest.fixture
-def braze(server: Running) -> Running:
-    server.reset()
-    return server
 
 
 def attrs(braze: Running, external_id: str = "u1") -> dict[str, Any]:
