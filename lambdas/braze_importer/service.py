@@ -699,7 +699,7 @@ def build_report(run: RunRecord, layout: Layout, *, allow_user_deletes: bool) ->
             "gzip": run.gzip,
             **({"columns": run.csv_options} if run.csv_options else {}),
         },
-        **{k: v for k, v in asdict(counters).items() if k not in _DELTA_COUNTERS_BY_FIELD},
+        **{k: v for k, v in asdict(counters).items() if k not in _DELTA_COUNTERS},
         "invocations": run.invocations,
         "queued_invocations": run.queued_hops,
         "seconds": round(run.active_seconds, 3),
@@ -753,24 +753,23 @@ def build_report(run: RunRecord, layout: Layout, *, allow_user_deletes: bool) ->
     return report
 
 
-# Counters the report gives in its ``deltas`` section (report name: counter).
-_DELTA_COUNTERS = {
-    "values_read": "values_read",
-    "values_sent": "values_sent",
-    "values_skipped": "values_skipped",
-    "objects_unchanged": "objects_unchanged",
-    "users_too_large": "users_too_large",
-    "lookup_errors": "delta_lookup_errors",
-    "commit_errors": "delta_commit_errors",
-}
-_DELTA_COUNTERS_BY_FIELD = set(_DELTA_COUNTERS.values())
+# Counters the report gives in its ``deltas`` section, named there without their ``delta_`` prefix.
+_DELTA_COUNTERS = (
+    "values_read",
+    "values_sent",
+    "values_skipped",
+    "objects_unchanged",
+    "users_too_large",
+    "delta_lookup_errors",
+    "delta_commit_errors",
+)
 
 
 def _deltas_report(run: RunRecord, counters: Counters) -> dict[str, Any]:
     """What sending only what changed did: attribute values (identifiers not counted) read, sent and left
     out as unchanged; attributes objects not sent at all; users sent in full, unrecorded, as too large."""
     section: dict[str, Any] = {"enabled": run.deltas, "full_send": run.full_send}
-    section |= {name: getattr(counters, field) for name, field in _DELTA_COUNTERS.items()}
+    section |= {field.removeprefix("delta_"): getattr(counters, field) for field in _DELTA_COUNTERS}
     if counters.delta_commit_errors:
         section["warning"] = (
             f"{counters.delta_commit_errors} users' records could not be updated after Braze took their values: "
