@@ -319,10 +319,10 @@ class AppConfig:
         setting reads (``import:maxInflight``): unread, a misspelt key would be ignored silently.
         The known keys are the ones ``from_context`` asks for; other namespaces (CDK's ``@aws-cdk/…``,
         ``aws:cdk:…``) are left alone."""
-        asked: set[str] = set()
+        asked: dict[str, None] = {}  # in the order read, for the order of suggestions
 
         def get(key: str) -> Any:
-            asked.add(key)
+            asked[key] = None
             return context.get(key)
 
         config = cls.from_context(get)
@@ -387,11 +387,50 @@ def _coerce(key: str, raw: Any, hint: Any) -> Any:
     return str(raw)
 
 
-def _refuse_unknown(keys: Iterable[str], known: set[str]) -> None:
+def _refuse_unknown(keys: Iterable[str], known: Iterable[str]) -> None:
+    """Refuse each key no setting reads that is in a namespace some setting reads, or that looks like a
+    setting: a misspelt namespace (``imprt:maxInFlight``), a dot for the colon, a misspelt key without a
+    namespace (``projct``) or a setting's name without its namespace (``maxInFlight``). CDK's own keys
+    and keys like no setting (a user's own context) are left alone."""
+    known = list(dict.fromkeys(known))
     namespaces = {_namespace(k) for k in known} - {""}
-    unknown = sorted(k for k in keys if _namespace(k) in namespaces and k not in known)
-    if unknown:
-        raise ConfigError("; ".join(f"unknown setting {k} (did you mean {_closest(k, known)}?)" for k in unknown))
+    refusals = []
+    for key in sorted(keys):
+        if key in known or _cdks(key):
+            continue
+        near = [_closest(key, known)] if _namespace(key) in namespaces else _alike(key, known, namespaces)
+        if near:
+            refusals.append(f"unknown setting {key} (did you mean {_either(near)}?)")
+    if refusals:
+        raise ConfigError("; ".join(refusals))
+
+
+def _cdks(key: str) -> bool:
+    """CDK's keys: feature flags (``@aws-cdk/…``), its own (``aws:cdk:…``, ``cli-telemetry``) and cached
+    look-ups (``availability-zones:account=…``)."""
+    return key.startswith(("@", "aws:", "aws-cdk", "cdk", "cli-")) or "=" in key
+
+
+def _alike(key: str, known: list[str], namespaces: set[str]) -> list[str]:
+    """The known keys ``key`` was most likely meant to be, if it looks like one; else none."""
+    lowered = {k.lower(): k for k in known}
+    if ":" in key:
+        namespace, rest = key.split(":", 1)
+        [*near] = difflib.get_close_matches(namespace.lower(), namespaces, n=1, cutoff=0.7)
+        if near:
+            return [_closest(f"{near[0]}:{rest}", known)]
+    whole = difflib.get_close_matches(key.lower(), lowered, n=1, cutoff=0.85)
+    if whole:
+        return [lowered[whole[0]]]
+    if ":" in key:
+        return []
+    names = {k: k.split(":", 1)[1].lower() for k in known if ":" in k}
+    best = difflib.get_close_matches(key.lower(), set(names.values()), n=1, cutoff=0.85)
+    return [k for k, name in names.items() if best and name == best[0]]
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _namespace(key: str) -> str:

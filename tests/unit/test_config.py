@@ -58,6 +58,28 @@ def test_a_misspelt_key_fails_naming_the_closest_known_key(key: str, closest: st
     assert refusal({**CONTEXT, key: "10"}) == f"unknown setting {key} (did you mean {closest}?)"
 
 
+@pytest.mark.parametrize(
+    ("key", "closest"),
+    [
+        ("imprt:maxInFlight", "import:maxInFlight"),  # a misspelt namespace
+        ("bulk_upload:deliverToBraze", "bulkUpload:deliverToBraze"),
+        ("current:prefix", "currents:prefix"),
+        ("import.maxInFlight", "import:maxInFlight"),  # a dot for the colon
+        ("projct", "project"),  # no namespace
+        ("alarmemail", "alarmEmail"),
+        ("maxInFlight", "import:maxInFlight"),  # the namespace left out
+        ("deltas", "import:deltas"),
+        (
+            "logRetentionDays",
+            "import:logRetentionDays, currents:logRetentionDays, bulkUpload:logRetentionDays"
+            " or capture:logRetentionDays",
+        ),
+    ],
+)
+def test_a_key_like_a_known_one_outside_its_namespace_fails_naming_it(key: str, closest: str) -> None:
+    assert refusal({**CONTEXT, key: "10"}) == f"unknown setting {key} (did you mean {closest}?)"
+
+
 def test_every_misspelt_key_is_named_on_one_line() -> None:
     message = refusal({**CONTEXT, "import:maxInflight": "10", "capture:bufferMB": "1"})
     assert message == (
@@ -72,6 +94,9 @@ def test_keys_of_namespaces_the_app_does_not_read_are_left_to_cdk() -> None:
         "aws:cdk:bundling-stacks": [],
         "availability-zones:account=123456789012:region=eu-west-1": ["eu-west-1a"],
         "somethingElse": 1,
+        "stage": "prod",  # a user's own key, like no setting
+        "cli-telemetry": False,
+        "acknowledged-issue-numbers": [32775],
     }
     assert AppConfig.from_settings({**CONTEXT, **cdks}) == AppConfig()
 
