@@ -363,7 +363,7 @@ def _folder_files(folder: Path, dry_run: bool) -> list[tuple[Path, str]]:
 
 def _import(args: argparse.Namespace, out: TextIO) -> int:
     from .importer import INCOMING, ImportSandbox
-    from .progress import ProgressLine
+    from .progress import Extent, ProgressLine
 
     folder = args.paths[0] if len(args.paths) == 1 and args.paths[0].is_dir() else None
     keyed: list[tuple[Path, str]] | None = None
@@ -399,12 +399,19 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
     }
     if args.batch_rule and "batch_rule" not in emulator_settings:
         emulator_settings["batch_rule"] = args.batch_rule
-    files = [path for path, _ in keyed] if keyed is not None else args.paths
-    line = ProgressLine(lambda: sandbox.read_so_far(), sum(path.stat().st_size for path in files), sys.stderr)
-    progress = None if args.json else line.say
     # One file runs in this process, as before; several at once in worker processes.
     one = len(args.paths) == 1 and folder is None and not args.in_order
     prefix = INCOMING + ("dry-run/" if args.dry_run else "")
+    keys = [(p, INCOMING + k) for p, k in keyed] if keyed is not None else [(p, prefix + p.name) for p in args.paths]
+    extents = {key: Extent.of(path) for path, key in keys}
+
+    def so_far() -> tuple[int, float]:
+        runs = sandbox.read_so_far()
+        done = sum(extents[key].done(objects, offset) for key, objects, offset in runs if key in extents)
+        return sum(objects for _, objects, _ in runs), done
+
+    line = ProgressLine(so_far, sum(extent.size for extent in extents.values()), sys.stderr)
+    progress = None if args.json else line.say
     with (
         ImportSandbox(
             braze_url=args.braze_url,

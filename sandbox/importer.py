@@ -288,18 +288,18 @@ class ImportSandbox(LocalStack):
             if line.strip()
         ]
 
-    def read_so_far(self) -> tuple[int, int]:
-        """Objects the runs of this sandbox have read and bytes of their files they have settled (where each
-        would resume), as their last checkpoints record them."""
-        objects = done = 0
+    def read_so_far(self) -> list[tuple[str, int, int]]:
+        """Each run of this sandbox as its last checkpoint records it: its object's key, the objects it has
+        read and the offset it would resume from (everything before is settled)."""
+        runs = []
         for page in self.dynamodb.get_paginator("scan").paginate(TableName=TABLE, ProjectionExpression="doc"):
             for item in page.get("Items", []):
                 if "doc" not in item:
                     continue  # the table's other items (run slots) read nothing
                 run = orjson.loads(item["doc"]["S"])
-                objects += int(run.get("counters", {}).get("objects_read", 0))
-                done += int(run.get("checkpoint", {}).get("offset", 0))
-        return objects, done
+                objects = int(run.get("counters", {}).get("objects_read", 0))
+                runs.append((str(run.get("key", "")), objects, int(run.get("checkpoint", {}).get("offset", 0))))
+        return runs
 
     def rejects(self, report: dict[str, Any], count: int) -> list[dict[str, Any]]:
         """The run's first ``count`` rejects by position in the file, from the parts that hold them (a part
