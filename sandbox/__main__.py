@@ -123,7 +123,7 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show an error's traceback")
 
     imp = commands.add_parser(
-        "import", parents=[common], help="import JSON / JSON Lines / CSV files (optionally .gz) into Braze"
+        "import", parents=[common], help="import JSON, JSON Lines, CSV (each optionally .gz), Parquet or Avro files into Braze"
     )
     imp.add_argument(
         "paths", type=Path, nargs="+", metavar="PATH",
@@ -302,14 +302,20 @@ def _currents(args: argparse.Namespace, out: TextIO) -> int:
         query = {"format": args.format} if args.format != "json" else None
         content = {braze_id: box.get_content(braze_id, query) for braze_id in args.content}
         result = report_json(
-            report, content, failed_files=box.failed_files, users_with_content=box.users_with_content()
-        )
+            report, content, failed_files=box.failed_files, failed_generations=box.failed_generations,
+            users_with_content=box.users_with_content(),
+        )  # fmt: skip
     if args.json:
         out.write(json.dumps(result, ensure_ascii=False) + "\n")
     else:
-        out.write("  ".join(f"{k} {v:,}" for k, v in result["report"].items()) + "\n")
+        out.write(_currents_summary(result["report"]))
         for key, reason in result["failed_files"].items():
             out.write(f"failed file {key}: {reason}\n")
+        failures = list(result["failed_generations"].items())
+        for user, reason in failures[:SHOWN]:
+            out.write(f"generation failed for {user}: {reason}\n")
+        if len(failures) > SHOWN:
+            out.write(f"generation failed for {len(failures) - SHOWN:,} more users\n")
         users = result["users_with_content"]
         more = f" and {len(users) - SHOWN:,} more" if len(users) > SHOWN else ""
         out.write(f"content for {len(users):,} users: {', '.join(users[:SHOWN])}{more} (read one with --content ID)\n")
@@ -317,6 +323,19 @@ def _currents(args: argparse.Namespace, out: TextIO) -> int:
             body = json.dumps(answer["body"], indent=2, ensure_ascii=False)
             out.write(f"GET /content/{braze_id} -> {answer['status']}\n{body}\n")
     return 1 if report["failed"] or report["files_failed"] else 0
+
+
+def _currents_summary(report: dict[str, int]) -> str:
+    """The Currents report with each count's unit: files, event records, users (each once), generations."""
+    read = report["files"] + report["files_failed"]
+    return (
+        f"  files           {read:>8,}   ({report['files_failed']:,} failed)\n"
+        f"  event records   {report['records']:>8,}   {report['kept']:,} kept, {report['duplicates']:,} duplicates, "
+        f"{report['no_intent']:,} without intent (machine opens, bot clicks)\n"
+        f"  users           {report['users']:>8,}   with events merged into their profile\n"
+        f"  generations     {report['scheduled']:>8,}   scheduled: {report['generated']:,} generated, "
+        f"{report['skipped_fresh']:,} skipped (nothing new), {report['failed']:,} failed (left to retry)\n"
+    )
 
 
 def _keep_dir(value: str) -> Path:

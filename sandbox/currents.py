@@ -50,6 +50,8 @@ class CurrentsSandbox(LocalStack):
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     # Each file the personalizer could not take, by key, and why (Lambda would retry its S3 event).
     failed_files: dict[str, str] = field(default_factory=dict)
+    # Each user whose generation failed, by Braze id, and why (SQS would deliver it again later).
+    failed_generations: dict[str, str] = field(default_factory=dict)
 
     def _start(self) -> None:
         endpoint = self._stack.enter_context(moto_server())
@@ -120,9 +122,12 @@ class CurrentsSandbox(LocalStack):
                 continue
             for name in REPORT_KEYS:
                 report[name] += int(result.get(name, 0))
-        for outcome, n in self.drain_queue().items():
+        drained = self.drain_queue()
+        for outcome, n in drained.outcomes.items():
             if outcome in report:
                 report[outcome] += n
+        self.failed_generations |= drained.failures
+        report["users"] = self.users_seen()
         return report
 
     def users_with_content(self) -> list[str]:
@@ -134,9 +139,24 @@ class CurrentsSandbox(LocalStack):
         )  # profiles and counters share the table, without content
         return sorted(item["user_id"]["S"] for page in pages for item in page.get("Items", []))
 
-    def drain_queue(self) -> dict[str, int]:
+    def drain_queue(self) -> Drained:
         """Deliver the generation queue to the generator (``drain_generation_queue``)."""
         return drain_generation_queue(self.sqs, self.queue_url)
+
+    def users_seen(self) -> int:
+        """The users whose events the personalizer has merged into a profile: each once, however many
+        files held their events (the personalizer's own count is per file)."""
+        from currents_personalizer.store import PROFILE_PREFIX
+
+        pages = (
+            boto3.client("dynamodb")
+            .get_paginator("scan")
+            .paginate(
+                TableName=TABLE, Select="COUNT", FilterExpression="begins_with(user_id, :profile)",
+                ExpressionAttributeValues={":profile": {"S": PROFILE_PREFIX}},
+            )
+        )  # fmt: skip
+        return sum(page["Count"] for page in pages)
 
     # -- the API, behind a front that checks credentials like API Gateway -------------------------
 
@@ -169,28 +189,55 @@ class CurrentsSandbox(LocalStack):
         return int(response["statusCode"]), orjson.loads(response["body"])
 
 
-def drain_generation_queue(sqs: Any, queue_url: str) -> dict[str, int]:
-    """Deliver the generation queue to the generator in SQS batches until it is empty (a message
-    deferred to the end of a cooldown is delayed and stays behind); returns how many messages
-    ended in each outcome."""
-    from currents_personalizer.generator_handler import handler as generate
+@dataclass
+class Drained:
+    """What delivering the generation queue came to: messages per outcome, and each user whose generation
+    failed with why (the generator's error code)."""
 
-    totals: dict[str, int] = {"failed": 0}
+    outcomes: dict[str, int] = field(default_factory=lambda: {"failed": 0})
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def drain_generation_queue(sqs: Any, queue_url: str) -> Drained:
+    """Deliver the generation queue to the generator in SQS batches until it is empty (a message
+    deferred to the end of a cooldown is delayed and stays behind, and so does one that failed, as SQS
+    would keep it for a later try)."""
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+    from currents_personalizer import generator_handler
+
+    drained = Drained()
     while True:
         messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=5).get("Messages", [])
         if not messages:
-            return totals
-        records = [sqs_record(m) for m in messages]
-        result = generate({"Records": records}, FakeContext(300, "sandbox-currents-generator"))
+            return drained
+        try:
+            result = generator_handler.handler(
+                {"Records": [sqs_record(m) for m in messages]}, FakeContext(300, "sandbox-currents-generator")
+            )
+        except BatchProcessingError:  # every message failed: Lambda would have the whole batch delivered again
+            result = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages]}
+        why = generator_handler.last_failures()
         retry = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
         for outcome, n in result.get("outcomes", {}).items():
-            totals[outcome] = totals.get(outcome, 0) + n
-        totals["failed"] += len(retry)
+            drained.outcomes[outcome] = drained.outcomes.get(outcome, 0) + n
+        drained.outcomes["failed"] += len(retry)
         for message in messages:
             if message["MessageId"] not in retry:
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            else:
+                drained.failures[_user_of(message)] = why.get(message["MessageId"], "no reason given")
         if retry:
-            return totals  # left on the queue, as SQS would keep them for a later try
+            return drained
+
+
+def _user_of(message: dict[str, Any]) -> str:
+    """The Braze id a generation message is for, or what its body is when it names none."""
+    try:
+        body = orjson.loads(message["Body"])
+    except orjson.JSONDecodeError:
+        body = None
+    user = body.get("user_id") if isinstance(body, dict) else None
+    return user if isinstance(user, str) else f"(message {message['MessageId']})"
 
 
 def create_content_table(dynamodb: Any, name: str) -> None:
@@ -237,11 +284,12 @@ def clear_caches() -> None:
 
 def report_json(
     report: dict[str, int], content: dict[str, tuple[int, dict[str, Any]]], *, failed_files: dict[str, str],
-    users_with_content: list[str],
+    failed_generations: dict[str, str], users_with_content: list[str],
 ) -> dict[str, Any]:  # fmt: skip
     return {
         "report": {k: report[k] for k in REPORT_KEYS},
         "failed_files": failed_files,
+        "failed_generations": failed_generations,
         "users_with_content": users_with_content,
         "content": {key: {"status": status, "body": body} for key, (status, body) in content.items()},
     }

@@ -300,11 +300,13 @@ class Serve(LocalStack):
 
         with self.locks["currents"]:
             report = personalize(event, FakeContext(300, "sandbox-currents-personalizer"))["report"]
-            generated = currents_sandbox.drain_generation_queue(self.sqs, self.generation_queue).get("generated", 0)
+            drained = currents_sandbox.drain_generation_queue(self.sqs, self.generation_queue)
             self.log(
-                f"currents {key}: {report.get('records', 0):,} records, {report.get('users', 0):,} users, "
-                f"{generated:,} generation(s)"
+                f"currents {key}: {report.get('records', 0):,} event records, {report.get('users', 0):,} users, "
+                f"{drained.outcomes.get('generated', 0):,} generation(s)"
             )
+            for user, reason in drained.failures.items():
+                self.log(f"currents {key}: the generation for {user} failed, to be retried: {reason}")
 
     def _run_copies(self) -> bool:
         with self.locks["bulk"]:

@@ -24,13 +24,14 @@ from pipeline_common.tracing import annotate, tracer
 
 from .bedrock import ATTEMPT_SECONDS, BedrockGenerator
 from .handler import _personalizer
-from .personalize import decode_message
+from .personalize import decode_message, error_code
 from .telemetry import BEDROCK_LATENCY, BEDROCK_THROTTLES, GENERATOR, NAMESPACE, NO_TIME_LEFT, OUTCOME_METRICS
 
 logger = Logger(service=GENERATOR)
 metrics = Metrics(namespace=NAMESPACE, service=GENERATOR)
 processor = BatchProcessor(event_type=EventType.SQS)
 _outcomes: Counter[str] = Counter()
+_failures: dict[str, str] = {}  # message id -> why its generation failed: an error code, no user data
 _context: dict[str, Any] = {}
 SAFETY_SECONDS = 10  # left to record the outcome and answer before the function's timeout
 
@@ -43,7 +44,25 @@ class NoTimeLeft(Exception):
     """Too little of the function's time is left to start a model call: SQS delivers it again."""
 
 
+def last_failures() -> dict[str, str]:
+    """Why each message of the last batch that failed did, by message id (the sandbox shows them; Lambda
+    reads ``batchItemFailures`` only). Kept past a batch whose every message failed, which Powertools
+    answers by raising."""
+    return dict(_failures)
+
+
 def _record(record: SQSRecord) -> str:
+    try:
+        return _generate(record)
+    except (GenerationFailed, NoTimeLeft) as exc:
+        _failures[record.message_id] = str(exc)
+        raise
+    except Exception as exc:
+        _failures[record.message_id] = error_code(exc)
+        raise
+
+
+def _generate(record: SQSRecord) -> str:
     user_id = decode_message(orjson.loads(record.body))
     context = _context.get("lambda")
     deadline = None
@@ -70,7 +89,7 @@ def _record(record: SQSRecord) -> str:
                 "id_hash": hashlib.sha256(user_id.encode()).hexdigest()[:12],
             },
         )
-        raise GenerationFailed(f"generation failed ({outcome.error_code}); the message will be retried")
+        raise GenerationFailed(f"the model call failed ({outcome.error_code}); the message will be retried")
     return outcome.name
 
 
@@ -90,6 +109,7 @@ def _report_model_calls() -> None:
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     _outcomes.clear()
+    _failures.clear()
     _context["lambda"] = context
     response: dict[str, Any] = dict(
         process_partial_response(event=event, record_handler=_record, processor=processor, context=context)

@@ -4,12 +4,15 @@ content; a bulk upload's failure reason."""
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from sandbox.__main__ import _currents_summary
+from sandbox.currents import CurrentsSandbox
 from tests.e2e.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -41,6 +44,32 @@ def test_currents_text_lists_the_ids_to_read(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0
     assert "content for 3 users: braze-00000, braze-00001, braze-00002 (read one with --content ID)" in proc.stdout
+    assert "  users                  3   with events merged into their profile\n" in proc.stdout
+
+
+def test_currents_counts_each_user_once_and_says_why_each_generation_failed(tmp_path: Path) -> None:
+    # Given 4 users whose events lie in 6 files, and a model that cannot be reached
+    assert run_cli("currents-sample", "--users", "4", "--events", "40", "--out", str(tmp_path))[0] == 0
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    box = CurrentsSandbox(function_env={
+        "CONTENT_GENERATOR": "bedrock", "BEDROCK_MODEL_ID": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": f"http://127.0.0.1:{port}",
+    })  # fmt: skip
+
+    with box:
+        report = box.process(box.upload([tmp_path]))
+
+    assert report["files"] == 6 and report["users"] == 4  # each user once, not once per file
+    assert report["failed"] == 4 and report["generated"] == 0
+    assert box.failed_generations == dict.fromkeys(
+        [f"braze-{i:05d}" for i in range(4)],
+        "the model call failed (EndpointConnectionError); the message will be retried",
+    )
+    summary = _currents_summary(report)
+    assert "  users                  4   with events merged into their profile\n" in summary
+    assert "scheduled: 0 generated, 0 skipped (nothing new), 4 failed (left to retry)" in summary
 
 
 def test_a_failed_bulk_upload_says_why(tmp_path: Path) -> None:

@@ -118,6 +118,14 @@ def test_a_failed_generation_is_logged_with_its_error_code_counted_and_retried(
         generator_handler.handler({"Records": records}, FakeContext(60))
     failures = [r for r in caplog.records if r.getMessage() == "generation failed"]
     assert [getattr(r, "error_code", None) for r in failures] == ["ServiceUnavailableException"] * 2
+    # Why each failed, by message id, kept though Powertools raised: the model's error code, or the
+    # exception's type for a message that names no user; never the user's id.
+    why = generator_handler.last_failures()
+    assert sorted(why.values()) == [
+        "ValueError",
+        *["the model call failed (ServiceUnavailableException); the message will be retried"] * 2,
+    ]
+    assert why["garbage"] == "ValueError" and all("braze-" not in reason for reason in why.values())
     assert all("braze-" not in str(r.__dict__) for r in failures)  # no user id in the log
     out = capsys.readouterr().out
     metrics = [orjson.loads(line) for line in out.splitlines() if '"_aws"' in line]
