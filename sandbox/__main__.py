@@ -123,7 +123,7 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show an error's traceback")
 
     imp = commands.add_parser(
-        "import", parents=[common], help="import JSON, JSON Lines, CSV (optionally .gz), Parquet or Avro files into Braze"
+        "import", parents=[common], help="import JSON, JSON Lines, CSV (maybe gzipped), Parquet or Avro into Braze"
     )
     imp.add_argument(
         "paths", type=Path, nargs="+", metavar="PATH",
