@@ -101,3 +101,14 @@ def test_a_killed_sandbox_takes_its_services_with_it(tmp_path: Path) -> None:
     proc.communicate(timeout=30)
 
     assert _survivors(children, proc.pid) == set()
+
+
+def test_ctrl_c_ends_the_command_and_everything_it_started_without_a_traceback(tmp_path: Path) -> None:
+    proc, children = _start_import(tmp_path)
+
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: every process of the foreground group gets it
+    _, stderr = proc.communicate(timeout=60)
+
+    assert proc.returncode == 128 + signal.SIGINT
+    assert b"Traceback" not in stderr and b"KeyboardInterrupt" not in stderr, stderr.decode()[-3000:]
+    assert _survivors(children, proc.pid) == set()
