@@ -422,14 +422,8 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
     one = len(args.paths) == 1 and folder is None and not args.in_order
     prefix = INCOMING + ("dry-run/" if args.dry_run else "")
     keys = [(p, INCOMING + k) for p, k in keyed] if keyed is not None else [(p, prefix + p.name) for p in args.paths]
-    extents = {key: Extent.of(path) for path, key in keys}
-
-    def so_far() -> tuple[int, float]:
-        runs = sandbox.read_so_far()
-        done = sum(extents[key].done(objects, offset) for key, objects, offset in runs if key in extents)
-        return sum(objects for _, objects, _ in runs), done
-
-    line = ProgressLine(so_far, sum(extent.size for extent in extents.values()), sys.stderr)
+    extents = {key: Extent.of(path) for path, key in keys} if sys.stderr.isatty() and not args.json else {}
+    line = ProgressLine(lambda: sandbox.read_so_far(), extents, sys.stderr)
     progress = None if args.json else line.say
     with (
         ImportSandbox(

@@ -288,17 +288,16 @@ class ImportSandbox(LocalStack):
             if line.strip()
         ]
 
-    def read_so_far(self) -> list[tuple[str, int, int]]:
-        """Each run of this sandbox as its last checkpoint records it: its object's key, the objects it has
-        read and the offset it would resume from (everything before is settled)."""
+    def read_so_far(self) -> list[tuple[str, int]]:
+        """Each run of this sandbox as its last checkpoint (every few seconds) records it: its object's key
+        and the objects it has read."""
         runs = []
         for page in self.dynamodb.get_paginator("scan").paginate(TableName=TABLE, ProjectionExpression="doc"):
             for item in page.get("Items", []):
                 if "doc" not in item:
                     continue  # the table's other items (run slots) read nothing
                 run = orjson.loads(item["doc"]["S"])
-                objects = int(run.get("counters", {}).get("objects_read", 0))
-                runs.append((str(run.get("key", "")), objects, int(run.get("checkpoint", {}).get("offset", 0))))
+                runs.append((str(run.get("key", "")), int(run.get("counters", {}).get("objects_read", 0))))
         return runs
 
     def rejects(self, report: dict[str, Any], count: int) -> list[dict[str, Any]]:

@@ -5,22 +5,27 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self, TextIO
+from typing import BinaryIO, Self, TextIO
 
 CLEAR = "\r\x1b[K"  # back to the line's start, then erase it
 
 
 class ProgressLine:
-    """While open, ``poll`` (objects read so far, bytes read so far) is shown every ``every`` seconds with
-    the rate since the start, as one line of ``stream`` rewritten in place; only when ``stream`` is a
-    terminal (a log or a pipe gets nothing). Lines written through ``say`` go above it."""
+    """While open, the runs' progress (``poll``: each run's key and the objects it has read) is shown every
+    ``every`` seconds, measured against ``extents`` (what each key's file holds), with the rate and the
+    time left, as one line of ``stream`` rewritten in place; only when ``stream`` is a terminal (a log or
+    a pipe gets nothing). Lines written through ``say`` go above it."""
 
-    def __init__(self, poll: Callable[[], tuple[int, float]], total_bytes: int, stream: TextIO, every: float = 1.0):
+    def __init__(
+        self, poll: Callable[[], list[tuple[str, int]]], extents: Mapping[str, Extent], stream: TextIO,
+        every: float = 1.0,
+    ):  # fmt: skip
         self._poll = poll
-        self._total = total_bytes
+        self._extents = extents
         self._stream = stream
         self._every = every
         self._stop = threading.Event()
@@ -43,28 +48,43 @@ class ProgressLine:
         self._stream.write((CLEAR if self.shown else "") + line + "\n")
         self._stream.flush()
 
+    def now(self, seconds: float) -> str:
+        """The line for the runs as they are, ``seconds`` after the start."""
+        runs = self._poll()
+        extents = self._extents.values()
+        total = sum(extent.size for extent in extents)
+        done = sum(self._extents[key].done(objects) for key, objects in runs if key in self._extents)
+        counts = [extent.objects for extent in extents]
+        expected = sum(c for c in counts if c is not None) if None not in counts else None
+        return line(
+            sum(objects for _, objects in runs), min(done, total), total, seconds, expected=expected,
+            exact=all(extent.exact for extent in extents),
+        )  # fmt: skip
+
     def _run(self) -> None:
         started = time.monotonic()
         while not self._stop.wait(self._every):
             with contextlib.suppress(Exception):  # a poll that fails (the services stopping) shows nothing
-                objects, done = self._poll()
-                self._stream.write(CLEAR + line(objects, done, self._total, time.monotonic() - started))
+                self._stream.write(CLEAR + self.now(time.monotonic() - started))
                 self._stream.flush()
 
 
-def line(objects: int, done: float, total: int, seconds: float) -> str:
-    """``12,345 objects read, 3.2 of 10.0 MB done (32 %), 4,115 objects/s, 1.1 MB/s, 0:06 left``: bytes of
-    the files as the runs' checkpoints last recorded them (everything before is done), objects as read;
-    the time left at the pace so far."""
-    share = f" ({100 * done / total:.0f} %)" if total else ""
+def line(
+    objects: int, done: float, total: int, seconds: float, *, expected: int | None = None, exact: bool = True
+) -> str:
+    """``12,345 of about 40,000 objects read (31 %), 3.1 of 10.0 MB, 4,115 objects/s, 0:06 left``: the bytes
+    are the share of the files' bytes that the objects read stand for; ``expected`` is how many objects the
+    files hold (counted, or ``exact=False``: estimated from their first megabyte), the time left is at the
+    pace so far."""
     rate = objects / seconds if seconds > 0 else 0.0
-    pace = done / seconds if seconds > 0 else 0.0
-    left = f"{_clock((total - done) / pace)} left" if pace > 0 else "time left not known yet"
     scale, unit = next((s, u) for s, u in ((1e9, "GB"), (1e6, "MB"), (1e3, "KB"), (1, "bytes")) if total >= s or s == 1)
-    return (
-        f"{objects:,} objects read, {done / scale:,.1f} of {total / scale:,.1f} {unit} done{share}, "
-        f"{rate:,.0f} objects/s, {pace / scale:,.1f} {unit}/s, {left}"
-    )
+    read = f"{objects:,} objects read"
+    if expected:
+        share = 100 * min(1, objects / expected)
+        read = f"{objects:,} of {'' if exact else 'about '}{expected:,} objects read ({share:.0f} %)"
+    pace = done / seconds if seconds > 0 else 0.0
+    left = f"{_clock((total - done) / pace)} left" if pace > 0 and expected else "time left not known yet"
+    return f"{read}, {done / scale:,.1f} of {total / scale:,.1f} {unit}, {rate:,.0f} objects/s, {left}"
 
 
 def _clock(seconds: float) -> str:
@@ -73,37 +93,88 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
 
 
+SAMPLE = 1 << 20  # bytes of a file (decompressed) read to estimate how many objects it holds
+
+
 @dataclass(frozen=True, slots=True)
 class Extent:
-    """How far through one file a run is, from what its checkpoint records: the offset is in decompressed
-    bytes for a gzipped file and counts row groups for Parquet, so each is measured in its own unit and
-    shown as a share of the file's bytes on disk."""
+    """How many objects a file holds: a Parquet file's rows; else counted in its first megabyte (its
+    whole, for a small file) and scaled to its size, the decompressed size for gzip. The runs' checkpoints
+    move in coarse steps (a gzip stream resumes only at its seek points), so progress is measured in
+    objects read of these, shown as the share of the file's bytes on disk they stand for."""
 
     size: int  # bytes on disk
-    end: int | None = None  # the checkpoint's offset at the end of the file, when it counts bytes
-    rows: int | None = None  # a Parquet file's rows: its share is the objects read of them
+    objects: int | None = None  # None: not known (a file the run will reject, a gzip trailer that lies)
+    exact: bool = False
 
     @classmethod
     def of(cls, path: Path) -> Extent:
         size = path.stat().st_size
-        with path.open("rb") as file:
-            magic = file.read(4)
-            if magic[:2] == b"\x1f\x8b" and size >= 18:
-                file.seek(-4, 2)  # gzip's trailer: the decompressed size, modulo 4 GiB, of a one-member file
-                return cls(size, end=int.from_bytes(file.read(4), "little") or None)
+        try:
+            objects, exact = _count(path, size)
+        except Exception:  # a file the run will reject: no share to show
+            return cls(size)
+        return cls(size, objects, exact)
+
+    def done(self, objects: int) -> float:
+        """The bytes on disk that ``objects`` read stand for."""
+        if self.objects is None:
+            return 0.0
+        return self.size * min(1.0, objects / self.objects) if self.objects else float(self.size)
+
+
+def _count(path: Path, size: int) -> tuple[int | None, bool]:
+    """The objects ``path`` holds, and whether that is a count (else an estimate)."""
+    with path.open("rb") as file:
+        magic = file.read(4)
+        file.seek(0)
         if magic == b"PAR1":
             import pyarrow.parquet as pq
 
-            try:
-                return cls(size, rows=pq.ParquetFile(path).metadata.num_rows)
-            except Exception:  # a file the run will reject: no share to show
-                return cls(size)
-        return cls(size, end=size)
+            return pq.ParquetFile(file).metadata.num_rows, True
+        if magic == b"Obj\x01":
+            return _avro_objects(file, size)
+        if magic[:2] == b"\x1f\x8b":
+            inflater = zlib.decompressobj(wbits=31)
+            sample = inflater.decompress(file.read(SAMPLE), SAMPLE)
+            while len(sample) < SAMPLE and not inflater.eof and (more := file.read(SAMPLE)):
+                sample += inflater.decompress(inflater.unconsumed_tail + more, SAMPLE - len(sample))
+            if inflater.eof:
+                return _text_objects(sample, len(sample), path), True
+            file.seek(-4, 2)  # gzip's trailer: the decompressed size, modulo 4 GiB, of a one-member file
+            inside = int.from_bytes(file.read(4), "little")
+            return (_text_objects(sample, inside, path), False) if inside > len(sample) else (None, False)
+        sample = file.read(SAMPLE)
+        return _text_objects(sample, size, path), len(sample) == size
 
-    def done(self, objects: int, offset: int) -> float:
-        """The bytes on disk that ``objects`` read and a checkpoint at ``offset`` stand for."""
-        if self.rows is not None:
-            return self.size * min(1.0, objects / self.rows) if self.rows else float(self.size)
-        if self.end is None or offset > self.end:  # a gzip trailer that wrapped or lies: no share to show
-            return 0.0
-        return self.size * offset / self.end
+
+def _text_objects(sample: bytes, total: int, path: Path) -> int:
+    """The objects of a text file of ``total`` bytes whose first bytes are ``sample``: a JSON array's
+    elements, a CSV file's rows after its header, else non-blank lines; counted in whole ones, scaled."""
+    whole = len(sample) >= total
+    text = sample.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"["):
+        from braze_importer.reader import Format, iter_elements
+
+        count, end = 0, 0
+        with contextlib.suppress(Exception):  # the sample ends inside an element
+            for element in iter_elements([sample], Format.ARRAY):
+                count, end = count + 1, element.next.offset
+        return count if whole else round(count * total / max(end, 1))
+    end = len(sample) if whole else sample.rfind(b"\n") + 1
+    lines = sum(1 for row in sample[:end].splitlines() if row.strip())
+    if ".csv" in path.suffixes:
+        lines = max(0, lines - 1)  # the header
+    return lines if whole else round(lines * total / max(end, 1))
+
+
+def _avro_objects(file: BinaryIO, size: int) -> tuple[int, bool]:
+    """The records of the Avro file's blocks in its first megabyte (or all), scaled to its size."""
+    from fastavro import block_reader
+
+    count, end = 0, 0
+    for block in block_reader(file):
+        count, end = count + block.num_records, file.tell()
+        if end >= SAMPLE:
+            return round(count * size / end), end >= size
+    return count, True

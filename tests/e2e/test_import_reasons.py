@@ -3,7 +3,12 @@ batch's cause; --keep takes the run's outputs out of the sandbox before it goes.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import json
+import os
+import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +52,37 @@ def test_rejects_and_failed_batches_are_explained_and_kept(tmp_path: Path) -> No
     assert len(kept_rejects) == rejected
     assert list(kept.glob("failed/s.json/*/*.jsonl"))
     assert f"kept 3 files of incoming/s.json in {kept}" in proc.stderr
+
+
+def test_a_terminal_shows_the_import_progress_with_the_time_left(tmp_path: Path) -> None:
+    # Given a gzipped file slow to import (one request at a time, 200 ms an answer, 2 s invocations)
+    path = tmp_path / "users.jsonl.gz"
+    path.write_bytes(gzip.compress(b"".join(b'{"external_id": "u%d", "n": 1}\n' % i for i in range(3_000))))
+    leader, follower = pty.openpty()
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "import", str(path), "--no-deltas", "--max-in-flight", "1",
+         "--invocation-seconds", "2", "--emulator", json.dumps({"latency_ms": 200})],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=follower,
+    ) as proc:  # fmt: skip
+        os.close(follower)
+        shown = _read_all(leader)
+        assert proc.wait(timeout=240) == 0
+
+    lines = [line for line in shown.decode().replace("\r\x1b[K", "\n").splitlines() if "objects read" in line]
+    assert len(lines) >= 2, shown
+    pattern = (
+        r"[\d,]+ of 3,000 objects read \(\d+ %\), [\d.]+ of 7\.\d KB, [\d,]+ objects/s, "
+        r"(\d+:\d\d left|time left not known yet)"
+    )
+    assert all(re.fullmatch(pattern, line) for line in lines), lines
+    assert any(line.endswith(" left") and "not known" not in line for line in lines), lines
+
+
+def _read_all(fd: int) -> bytes:
+    data = b""
+    with contextlib.suppress(OSError):  # the terminal's other end closed: the command is done
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    os.close(fd)
+    return data
