@@ -81,16 +81,17 @@ def _mistake(exc: Exception) -> tuple[int, str]:
     return 1, f"{type(exc).__name__}: {message}"
 
 
-def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
-    """An argparse type: a number above 0 (``invalid value`` otherwise, as argparse says it)."""
+def _positive(kind: type[int] | type[float], *, zero: bool = False) -> Callable[[str], float]:
+    """An argparse type: a number above 0, or from 0 with ``zero`` (``invalid value`` otherwise, as
+    argparse says it)."""
 
     def parse(text: str) -> float:
         value = kind(text)
-        if not value > 0:
+        if not (value >= 0 if zero else value > 0) or value != value or value == float("inf"):
             raise ValueError(text)
         return value
 
-    parse.__name__ = f"positive {kind.__name__}"
+    parse.__name__ = f"{'non-negative' if zero else 'positive'} {kind.__name__}"
     return parse
 
 
@@ -168,7 +169,10 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         "--workspace-requests-per-second", type=_positive(float),
         help="the workspace's /users/track limit, shared by the runs (default 1000)",
     )  # fmt: skip
-    imp.add_argument("--requests-per-second", type=float, help="an optional ceiling for each run, below its share")
+    imp.add_argument(
+        "--requests-per-second", type=_positive(float, zero=True),
+        help="an optional ceiling for each run, below its share (0: none)",
+    )  # fmt: skip
     imp.add_argument(
         "--csv-type-cast", metavar="SPEC", help="CSV column types overriding inference: zip=string,level=integer"
     )
@@ -398,6 +402,17 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         if not _importable(path):
             print(f"error: {path}: the importer reads {_FORMATS}", file=sys.stderr)
             return 2
+    if args.braze_url and not args.braze_api_key:
+        print("error: --braze-url needs --braze-api-key (the key the importer sends to that Braze)", file=sys.stderr)
+        return 2
+    workspace = args.workspace_requests_per_second or 1000
+    if args.requests_per_second and args.requests_per_second > workspace:
+        print(
+            f"error: --requests-per-second {args.requests_per_second:g} is above the workspace's limit "
+            f"(--workspace-requests-per-second {workspace:g}): a run's ceiling stays within it",
+            file=sys.stderr,
+        )
+        return 2
     try:
         emulator_settings = json.loads(args.emulator)
     except json.JSONDecodeError as exc:

@@ -38,6 +38,9 @@ def small_file(tmp_path: Path) -> Path:
         ("--max-in-flight", "0", "argument --max-in-flight: invalid positive int value: '0'"),
         ("--ambiguous", "maybe", "argument --ambiguous: invalid choice: 'maybe'"),
         ("--emulator", "{latency", "--emulator is not valid JSON"),
+        ("--requests-per-second", "-1", "argument --requests-per-second: invalid non-negative float value: '-1'"),
+        ("--requests-per-second", "5000", "--requests-per-second 5000 is above the workspace's limit"),
+        ("--braze-url", "http://127.0.0.1:9", "--braze-url needs --braze-api-key"),
     ],
 )
 def test_a_bad_flag_value_is_one_line_and_exit_2(small_file: Path, flag: str, value: str, said: str) -> None:
