@@ -204,7 +204,10 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
 
     bulk = commands.add_parser("bulk-upload", parents=[common], help="a CI360 bulk-connector webhook, end to end")
     bulk.add_argument("--data-file", type=Path, required=True, help="headerless CSV, first column identity_id")
-    bulk.add_argument("--metadata-file", type=Path, help="JSON column list or one CSV header line")
+    bulk.add_argument(
+        "--metadata-file", type=Path,
+        help='the column names: CI360\'s JSON list of {"columnName": ..., "dataType": ...}, or one CSV header line',
+    )  # fmt: skip
     bulk.add_argument("--s3-filename", required=True, help="the task's s3_filename send parameter")
     bulk.add_argument("--api-key", help="API key to send (default: the sandbox's own)")
     bulk.add_argument("--json", action="store_true", help="print only the outcome, as one JSON object")
@@ -288,8 +291,20 @@ def _bulk_upload(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         out.write(json.dumps(result) + "\n")
     else:
-        out.write("\n".join(f"{k}: {json.dumps(v) if isinstance(v, dict) else v}" for k, v in result.items()) + "\n")
+        out.write("".join(f"{_bulk_field(k, v)}\n" for k, v in result.items()))
     return 1 if reason else 0
+
+
+_BULK_UNITS = {"size": "bytes", "copier_invocations": "invocations", "braze_emulator_stored": "objects"}
+
+
+def _bulk_field(key: str, value: Any) -> str:
+    """One field of a bulk upload's outcome as text: a count with its unit, a mapping as JSON."""
+    if isinstance(value, dict | list):
+        return f"{key}: {json.dumps(value)}"
+    if isinstance(value, int) and key in _BULK_UNITS:
+        return f"{key}: {value:,} {_BULK_UNITS[key]}"
+    return f"{key}: {value}"
 
 
 def _currents(args: argparse.Namespace, out: TextIO) -> int:
@@ -719,7 +734,7 @@ def _demo_bulk_upload(out: TextIO) -> bool:
         out.write("             staged, posted as a webhook with pre-signed URLs, copied into S3.\n")
         result = upload(data, meta, "weekly/audience.csv")
         for key in ("http_status", "job_status", "s3_key", "size", "header"):
-            out.write(f"  {key}: {result.get(key)}\n")
+            out.write(f"  {_bulk_field(key, result.get(key))}\n")
         audience = Path(tmp) / "braze-audience.csv"
         with audience.open("w") as f:
             for i in range(5_000):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.__main__ import _currents_summary
+from sandbox.__main__ import _bulk_field, _currents_summary
 from sandbox.currents import CurrentsSandbox
 from tests.e2e.conftest import ROOT, run_cli
 
@@ -83,3 +83,10 @@ def test_a_failed_bulk_upload_says_why(tmp_path: Path) -> None:
 
     assert code == 1 and result is not None and result["job_status"] == "failed"
     assert result["failure_reason"] == "the copy job ended failed: the metadata file is larger than 1048576 bytes"
+
+
+def test_a_bulk_uploads_counts_carry_their_units() -> None:
+    assert _bulk_field("size", 5_380_026) == "size: 5,380,026 bytes"
+    assert _bulk_field("copier_invocations", 3) == "copier_invocations: 3 invocations"
+    assert _bulk_field("response", {"job_id": "j"}) == 'response: {"job_id": "j"}'
+    assert _bulk_field("header", None) == "header: None"
