@@ -592,8 +592,11 @@ def _demo(count: int, out: TextIO) -> int:
             stored = sandbox.emulator.state()["stored"] if sandbox.emulator else 0
     out.write(_summary(report) + "\n")
     out.write(f"  the Braze emulator stored {stored:,} objects\n")
+    rejects.sort(key=lambda reject: int(reject["index"]))
     for reject in rejects[:3]:
         out.write(f"  {_reject_line(reject)}\n")
+    if len(rejects) > 3:
+        out.write(f"  and {len(rejects) - 3:,} more rejects (python -m sandbox import FILE shows the first {SHOWN})\n")
     ok = report["status"] == "completed" and report["failed"] == 0 and stored == report["accepted"]
     out.write("  every accepted object stored exactly once\n" if ok else "  MISMATCH between report and emulator\n")
     ok = ok and _demo_folders(out) and _demo_catalog(out) and _demo_deltas(out)
@@ -818,7 +821,7 @@ def _demo_currents(out: TextIO) -> bool:
             out.write("\n  40 users' events in 6 Avro files (3 event types, 3 codecs, duplicates, machine opens);\n")
             out.write("  the offline generator; then Braze's Connected Content call, in both shapes.\n")
             report = box.process(box.upload([Path(tmp) / "sample"]))
-            out.write("  " + ", ".join(f"{k} {v:,}" for k, v in report.items()) + "\n")
+            out.write(_currents_summary(report))
             status, plain = box.get_content("braze-00000")
             out.write(f"  GET /content/braze-00000 -> {status}\n")
             out.write("  " + json.dumps(plain, ensure_ascii=False, indent=2).replace("\n", "\n  ") + "\n")

@@ -105,6 +105,8 @@ class CurrentsSandbox(LocalStack):
         from currents_personalizer.handler import handler as personalize
 
         report = dict.fromkeys(REPORT_KEYS, 0)
+        # Users are counted once, as the profiles these files changed (the personalizer counts per file).
+        before = self.profiles()
         for key in keys:
             event = {
                 "Records": [
@@ -127,7 +129,8 @@ class CurrentsSandbox(LocalStack):
             if outcome in report:
                 report[outcome] += n
         self.failed_generations |= drained.failures
-        report["users"] = self.users_seen()
+        after = self.profiles()
+        report["users"] = sum(1 for user, version in after.items() if before.get(user) != version)
         return report
 
     def users_with_content(self) -> list[str]:
@@ -143,20 +146,20 @@ class CurrentsSandbox(LocalStack):
         """Deliver the generation queue to the generator (``drain_generation_queue``)."""
         return drain_generation_queue(self.sqs, self.queue_url)
 
-    def users_seen(self) -> int:
-        """The users whose events the personalizer has merged into a profile: each once, however many
-        files held their events (the personalizer's own count is per file)."""
+    def profiles(self) -> dict[str, str]:
+        """Each profile's version, by Braze id: a profile changes version when new events are merged in."""
         from currents_personalizer.store import PROFILE_PREFIX
 
         pages = (
             boto3.client("dynamodb")
             .get_paginator("scan")
             .paginate(
-                TableName=TABLE, Select="COUNT", FilterExpression="begins_with(user_id, :profile)",
+                TableName=TABLE, ProjectionExpression="user_id, version",
+                FilterExpression="begins_with(user_id, :profile)",
                 ExpressionAttributeValues={":profile": {"S": PROFILE_PREFIX}},
             )
         )  # fmt: skip
-        return sum(page["Count"] for page in pages)
+        return {item["user_id"]["S"]: item["version"]["N"] for page in pages for item in page.get("Items", [])}
 
     # -- the API, behind a front that checks credentials like API Gateway -------------------------
 

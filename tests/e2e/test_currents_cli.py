@@ -55,6 +55,7 @@ def test_credentials_and_lookups(sample: Path) -> None:
     with CurrentsSandbox() as box:
         report = box.process(box.upload([sample]))
         assert report["generated"] == 30 and report["failed"] == 0  # through the queue and the generator
+        assert report["users"] == 30  # each once, though their events lie in 6 files
         status, body = box.get_content(None, {"external_id": "ユーザー-ü-0"})
         assert status == 200 and body["user_id"] == "braze-00000" and body["default"] is False
         assert box.get_content("braze-00000", api_key="wrong")[0] == 403
@@ -63,4 +64,4 @@ def test_credentials_and_lookups(sample: Path) -> None:
         assert box.get_content("braze-00000", authorization=False)[0] == 401  # no header: API Gateway's 401
         assert box.get_content(None, None)[0] == 400
         again = box.process(box.upload([sample]))  # the same files delivered again
-        assert again["generated"] == 0
+        assert again["generated"] == 0 and again["users"] == 0  # nothing new merged into any profile
