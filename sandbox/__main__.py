@@ -295,6 +295,14 @@ def _bulk_upload(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if reason else 0
 
 
+def _items(counts: dict[str, int]) -> str:
+    """``1 item in 1 request``, ``1,300 items in 3 requests``."""
+    return " in ".join(
+        f"{n:,} {unit}{'' if n == 1 else 's'}"
+        for n, unit in ((counts["objects"], "item"), (counts["requests"], "request"))
+    )
+
+
 _BULK_UNITS = {"size": "bytes", "copier_invocations": "invocations", "braze_emulator_stored": "objects"}
 
 
@@ -669,9 +677,9 @@ def _demo_catalog(out: TextIO) -> bool:
         real = sandbox.import_file(path, INCOMING + key)
         held = sandbox.emulator.catalog("products")["items"] if sandbox.emulator else []
     for label, counts in dry["would_send"].items():
-        out.write(f"  dry run: would send {counts['objects']} items in {counts['requests']} requests to {label}\n")
+        out.write(f"  dry run: would send {_items(counts)} to {label}\n")
     for label, counts in real["endpoints"].items():
-        out.write(f"  sent {counts['objects']} items in {counts['requests']} requests to {label}\n")
+        out.write(f"  sent {_items(counts)} to {label}\n")
     out.write(f"  the emulator's catalog holds {len(held)} items (sku-007 deleted after it was written)\n")
     ok = sent_by_dry_run == 0 and real["status"] == "completed" and len(held) == 129
     ok = ok and all(item["id"] != "sku-007" for item in held)

@@ -256,7 +256,7 @@ class ImportSandbox(LocalStack):
             for run in result.get("runs", []):
                 report = run.get("report") or {}
                 self.progress(
-                    f"invocation {self.invocations}: {run['status']}; read {report.get('objects_read', 0):,}, "
+                    f"invocation {self.invocations}: {run['status']}; objects read {report.get('objects_read', 0):,}, "
                     f"accepted {report.get('accepted', 0):,}, rejected {report.get('rejected', 0):,}, "
                     f"failed {report.get('failed', 0):,}"
                     + (f" ({report['source']['key']})" if report.get("source") else "")

@@ -276,7 +276,7 @@ class Serve(LocalStack):
             if run_id:
                 final = _report(run_id)
                 self.log(
-                    f"import {key}: {final['status']}; read {final['objects_read']:,}, accepted "
+                    f"import {key}: {final['status']}; objects read {final['objects_read']:,}, accepted "
                     f"{final['accepted']:,}, rejected {final['rejected']:,}, failed {final['failed']:,}, "
                     f"{final['invocations']} invocation(s) in {final['seconds']:.1f} s"
                 )

@@ -229,6 +229,6 @@ def test_sigterm_stops_it_cleanly(tmp_path: Path) -> None:
         assert "stopped" in log.splitlines()[-1], log
         assert "capture: Firehose wrote 1 event(s)" in log and "import incoming/events/capture/" in log, log
         assert "import incoming/notes.txt.gz: ignored" in log, log
-        assert "import incoming/one.jsonl: completed; read 1, accepted 1" in log, log
+        assert "import incoming/one.jsonl: completed; objects read 1, accepted 1" in log, log
         with pytest.raises(OSError):
             urllib.request.urlopen(capture["url"], timeout=2)
