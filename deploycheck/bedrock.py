@@ -26,8 +26,8 @@ def model_answers(bedrock: Converse, model_id: str, region: str) -> Result:
     except ClientError as exc:
         error = exc.response.get("Error", {})
         return failed(NAME, f"{model_id}: {missing_step(str(error.get('Code')), str(error.get('Message')), region)}")
-    tokens = answer.get("usage", {}).get("totalTokens", "?")
-    return passed(NAME, f"{model_id} in {region} answered ({tokens} tokens)")
+    tokens = answer.get("usage", {}).get("outputTokens", "?")
+    return passed(NAME, f"{model_id} in {region} answered ({tokens} of at most 5 tokens)")
 
 
 def missing_step(code: str, message: str, region: str) -> str:

@@ -27,6 +27,8 @@ from typing import Any
 import boto3
 import orjson
 
+from stacks.config import DEFAULT_BEDROCK_MODEL
+
 from .api_front import refused
 from .importer import REGION, FakeContext, _environment
 from .services import PLACEHOLDER_CREDENTIALS, LocalStack, moto_server, sqs_record
@@ -70,9 +72,7 @@ class CurrentsSandbox(LocalStack):
             "POWERTOOLS_LOG_LEVEL": os.environ.get("SANDBOX_LOG_LEVEL", "WARNING"),
         }
         if self.bedrock:
-            env.setdefault(
-                "BEDROCK_MODEL_ID", os.environ.get("BEDROCK_MODEL_ID", "us.anthropic.claude-haiku-4-5-20251001-v1:0")
-            )
+            env.setdefault("BEDROCK_MODEL_ID", os.environ.get("BEDROCK_MODEL_ID", DEFAULT_BEDROCK_MODEL))
         else:  # nothing leaves the machine: moto accepts any credentials
             env |= PLACEHOLDER_CREDENTIALS
         self._stack.enter_context(_environment({**env, **self.function_env}))

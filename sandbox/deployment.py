@@ -21,13 +21,15 @@ from typing import Any
 
 import boto3
 
+from stacks.config import DEFAULT_BEDROCK_MODEL
+
 from . import bulk_upload as bulk_sandbox
 from . import currents as currents_sandbox
 from .api_front import refused
 from .importer import REGION, FakeContext, _environment
 from .services import PLACEHOLDER_CREDENTIALS, HttpFront, LocalStack, moto_server
 
-MODEL_ID = "anthropic.claude-3-5-haiku-20241022-v1:0"
+MODEL_ID = DEFAULT_BEDROCK_MODEL  # what a deployment with default settings calls
 
 
 def _offline_bedrock() -> Any:
