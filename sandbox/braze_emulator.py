@@ -156,8 +156,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-import orjson
-from aiohttp import web
+try:
+    import orjson
+    from aiohttp import web
+except ModuleNotFoundError as missing:  # run by a Python without the project's packages
+    if __name__ != "__main__":
+        raise
+    print(f"error: {missing}: run it with .venv/bin/python (make demo or make test creates .venv)", file=sys.stderr)
+    sys.exit(2)
 
 OUTCOMES = ("ok", "500", "502", "503", "429", "401", "drop_before", "drop_after")
 ARRAYS = ("attributes", "events", "purchases")

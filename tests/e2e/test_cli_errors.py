@@ -88,6 +88,21 @@ def test_a_missing_dependency_says_how_to_install(small_file: Path, tmp_path: Pa
     assert "No module named 'aiohttp'" in lines[0] and "make demo" in lines[0]
 
 
+def test_the_emulator_run_alone_without_its_dependency_says_which_python(tmp_path: Path) -> None:
+    shadow = tmp_path / "shadow" / "aiohttp"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'aiohttp'\", name='aiohttp')\n")
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbox.braze_emulator", "--port", "0"], cwd=ROOT, capture_output=True, text=True,
+        timeout=60, env={**os.environ, "PYTHONPATH": str(shadow.parent)},
+    )  # fmt: skip
+
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        "error: No module named 'aiohttp': run it with .venv/bin/python (make demo or make test creates .venv)"
+    ]
+
+
 def test_bedrock_without_credentials_says_what_to_set(tmp_path: Path) -> None:
     no_credentials: dict[str, str | None] = {
         "HOME": str(tmp_path), "AWS_CONFIG_FILE": str(tmp_path / "none"),
