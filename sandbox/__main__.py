@@ -189,8 +189,11 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     imp.add_argument("--emulator", default="{}", help="emulator settings as JSON (faults, latency, limits)")
 
     sample = commands.add_parser("currents-sample", parents=[common], help="write realistic Braze Currents Avro files")
-    sample.add_argument("--users", type=_positive(int), default=50)
-    sample.add_argument("--events", type=_positive(int), default=500, help="events per event type")
+    sample.add_argument("--users", type=_positive(int), default=50, help="users the events are spread over")
+    sample.add_argument(
+        "--events", type=_positive(int), default=500,
+        help="events of each of the three event types (some then repeated across files)",
+    )  # fmt: skip
     sample.add_argument("--out", type=Path, required=True)
 
     cur = commands.add_parser(
@@ -316,11 +319,25 @@ def _bulk_field(key: str, value: Any) -> str:
 
 
 def _currents(args: argparse.Namespace, out: TextIO) -> int:
-    from .currents import CurrentsSandbox, report_json
+    from .currents import CurrentsSandbox, keys, report_json, unread
 
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         print(f"error: not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    planned = keys(args.paths)
+    if not planned:
+        print(f"error: no .avro file in {', '.join(map(str, args.paths))}", file=sys.stderr)
+        return 2
+    ignored = unread(planned)
+    if ignored:
+        more = f" (and {len(ignored) - 1:,} more)" if len(ignored) > 1 else ""
+        print(
+            f"error: {ignored[0]}{more}: the personalizer reads only .avro files under a folder event_type=<type>/, "
+            "as Braze writes them (…/event_type=users.behaviors.CustomEvent/date=2026-11-23-10/00000.avro): "
+            "put the file in such a folder",
+            file=sys.stderr,
+        )
         return 2
     if args.bedrock:
         _require_credentials("--bedrock")
@@ -345,7 +362,11 @@ def _currents(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"generation failed for {len(failures) - SHOWN:,} more users\n")
         users = result["users_with_content"]
         more = f" and {len(users) - SHOWN:,} more" if len(users) > SHOWN else ""
-        out.write(f"content for {len(users):,} users: {', '.join(users[:SHOWN])}{more} (read one with --content ID)\n")
+        if users:
+            listed = ", ".join(users[:SHOWN])
+            out.write(f"content for {len(users):,} users: {listed}{more} (read one with --content ID)\n")
+        else:
+            out.write("content for no user: nothing was generated\n")
         for braze_id, answer in result["content"].items():
             body = json.dumps(answer["body"], indent=2, ensure_ascii=False)
             out.write(f"GET /content/{braze_id} -> {answer['status']}\n{body}\n")

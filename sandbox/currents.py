@@ -89,17 +89,11 @@ class CurrentsSandbox(LocalStack):
     # -- files ----------------------------------------------------------------------------------
 
     def upload(self, paths: list[Path]) -> list[str]:
-        """Directories keep their files' paths relative to them; a file keeps its path from its
-        ``dataexport.…`` folder on (Braze's layout), or just its name."""
-        keys = []
-        for path in paths:
-            files = sorted(p for p in path.rglob("*.avro")) if path.is_dir() else [path]
-            for file in files:
-                relative = file.relative_to(path) if path.is_dir() else _from_export_folder(file)
-                key = PREFIX + relative.as_posix()
-                self.s3.upload_file(str(file), BUCKET, key)
-                keys.append(key)
-        return keys
+        """Upload each file under its key (``keys``)."""
+        planned = keys(paths)
+        for file, key in planned:
+            self.s3.upload_file(str(file), BUCKET, key)
+        return [key for _, key in planned]
 
     def process(self, keys: list[str]) -> dict[str, int]:
         from currents_personalizer.handler import handler as personalize
@@ -263,11 +257,37 @@ def create_content_table(dynamodb: Any, name: str) -> None:
     )
 
 
+def keys(paths: list[Path]) -> list[tuple[Path, str]]:
+    """Each file and its key: a directory's ``.avro`` files keep their paths relative to it; a file, or a
+    directory's file whose path below it holds no ``event_type=…`` folder, keeps its path from its
+    ``dataexport.…`` or ``event_type=…`` folder on (Braze's layout), or just its name."""
+    planned = []
+    for path in paths:
+        files = sorted(p for p in path.rglob("*.avro")) if path.is_dir() else [path]
+        for file in files:
+            relative = file.relative_to(path) if path.is_dir() else _from_export_folder(file)
+            if "event_type=" not in relative.as_posix():  # a folder inside the layout: keep the layout's part
+                relative = _from_export_folder(file)
+            planned.append((file, PREFIX + relative.as_posix()))
+    return planned
+
+
+def unread(planned: list[tuple[Path, str]]) -> list[Path]:
+    """The files the personalizer would ignore: not ``.avro``, or not under an ``event_type=…/`` folder of
+    Braze's layout (the event type is read from the key)."""
+    from currents_personalizer.events import event_type_from_key
+
+    return [file for file, key in planned if not key.endswith(".avro") or event_type_from_key(key) is None]
+
+
 def _from_export_folder(file: Path) -> Path:
+    """``file``'s path from its ``dataexport.…`` folder on, else from its ``event_type=…`` folder on (the
+    part of Braze's layout the personalizer reads), else just its name."""
     parts = file.resolve().parts
-    for i, part in enumerate(parts):
-        if part.startswith("dataexport."):
-            return Path(*parts[i:])
+    for prefix in ("dataexport.", "event_type="):
+        for i, part in enumerate(parts):
+            if part.startswith(prefix):
+                return Path(*parts[i:])
     return Path(file.name)
 
 

@@ -120,3 +120,26 @@ def test_debug_adds_the_traceback(small_file: Path) -> None:
     code, lines = sandbox("import", str(small_file), "--emulator", '{"latency": 5}', "--debug")
     assert code == 2
     assert lines[0].startswith("Traceback") and lines[-1].endswith("unknown setting 'latency'")
+
+
+def test_currents_refuses_files_the_personalizer_would_ignore_before_starting(tmp_path: Path) -> None:
+    lone = tmp_path / "events.avro"  # not under an event_type=… folder: Lambda would skip it
+    lone.write_bytes(b"Obj\x01")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    code, lines = sandbox("currents", str(lone))
+    assert code == 2 and len(lines) == 1
+    assert lines[0].startswith(f"error: {lone}: the personalizer reads only .avro files under a folder event_type=")
+    assert sandbox("currents", str(empty)) == (2, [f"error: no .avro file in {empty}"])
+
+
+def test_currents_keys_keep_the_part_of_brazes_layout_the_personalizer_reads(tmp_path: Path) -> None:
+    from sandbox.currents import PREFIX, keys, unread
+
+    folder = tmp_path / "event_type=users.behaviors.Purchase" / "date=2026-11-23-10"
+    folder.mkdir(parents=True)
+    (folder / "00000.avro").write_bytes(b"")
+    expected = [(folder / "00000.avro", PREFIX + "event_type=users.behaviors.Purchase/date=2026-11-23-10/00000.avro")]
+    for given in (tmp_path, folder.parent, folder, folder / "00000.avro"):
+        assert keys([given]) == expected and unread(expected) == []
