@@ -535,10 +535,18 @@ def _reject_line(reject: dict[str, Any]) -> str:
     return f"reject: element {reject['index']:,}{line} at byte {reject['offset']:,}: {reject['reason']}"
 
 
-def _error_line(error: dict[str, Any]) -> str:
-    """A stop's error: at a byte of the file, or from Braze (a missing catalog) or the settings."""
+# What a stop's message tells an operator to change in the deployment, as this command's flag.
+_SANDBOX_FIXES = {
+    "user_deletes_not_allowed": "in the sandbox: run it again with --allow-user-deletes (import:allowUserDeletes)",
+}
+
+
+def _error_line(error: dict[str, Any], stop_reason: str | None = None) -> str:
+    """A stop's error: at a byte of the file, or from Braze (a missing catalog) or the settings; with the
+    sandbox's own fix where the message names a deployment's."""
     where = f" at byte {error['offset']:,}" if "offset" in error else ""
-    return f"  error{where}: {error['message']}"
+    fix = f"\n  {_SANDBOX_FIXES[stop_reason]}" if stop_reason in _SANDBOX_FIXES else ""
+    return f"  error{where}: {error['message']}{fix}"
 
 
 def _summary(report: dict[str, Any]) -> str:
@@ -567,7 +575,7 @@ def _summary(report: dict[str, Any]) -> str:
         lines.append(f"    {endpoint}: {sent['objects']:,} objects taken, {sent['requests']:,} requests")
     lines += _delta_lines(report.get("deltas"))
     if report.get("error"):
-        lines.append(_error_line(report["error"]))
+        lines.append(_error_line(report["error"], report.get("stop_reason")))
     return "\n".join(lines)
 
 

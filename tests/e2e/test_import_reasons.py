@@ -86,3 +86,17 @@ def _read_all(fd: int) -> bytes:
             data += chunk
     os.close(fd)
     return data
+
+
+def test_a_refused_user_delete_file_names_the_sandbox_flag_that_allows_it(tmp_path: Path) -> None:
+    deletes = tmp_path / "files" / "user-deletes"
+    deletes.mkdir(parents=True)
+    (deletes / "gone.jsonl").write_text('{"external_id": "u1"}\n')
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "sandbox", "import", str(deletes.parent)], cwd=ROOT, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+
+    assert proc.returncode == 1
+    assert "  in the sandbox: run it again with --allow-user-deletes (import:allowUserDeletes)" in proc.stdout
