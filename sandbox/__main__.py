@@ -509,7 +509,8 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         for report in reports if args.keep else []:
             kept = sandbox.keep(report, args.keep)
             line.say(f"kept {len(kept)} files of {report['source']['key']} in {args.keep}")
-    if args.json:
+    if args.json:  # each report gains its first rejects, read from the run's outputs before they go
+        reports = [{**report, "first_rejects": shown} for report, shown in zip(reports, rejects, strict=True)]
         out.write(json.dumps(reports[0] if one else {"runs": reports}) + "\n")
     else:
         for name, report, shown in zip(names, reports, rejects, strict=True):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import sample_data
-from tests.e2e.conftest import ROOT
+from tests.e2e.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -100,3 +100,14 @@ def test_a_refused_user_delete_file_names_the_sandbox_flag_that_allows_it(tmp_pa
 
     assert proc.returncode == 1
     assert "  in the sandbox: run it again with --allow-user-deletes (import:allowUserDeletes)" in proc.stdout
+
+
+def test_json_output_keeps_the_first_rejects_with_their_positions_and_reasons(tmp_path: Path) -> None:
+    path = sample_data.write(tmp_path / "s.json", 500, invalid_every=20)
+
+    code, report, _ = run_cli("import", str(path), "--json")
+
+    assert code == 0 and report is not None and report["rejected"] > 20
+    first = report["first_rejects"]
+    assert len(first) == 20 and [r["index"] for r in first] == sorted(r["index"] for r in first)
+    assert all({"index", "offset", "reason"} <= set(r) for r in first)
