@@ -131,3 +131,84 @@ def test_a_value_of_the_wrong_type_is_refused_on_one_line_naming_the_key(key: st
 def test_a_value_that_cannot_work_is_refused_on_one_line_naming_the_key(key: str, value: str) -> None:
     message = refusal({**CONTEXT, key: value})
     assert key in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("import:maxInFlight", "0", "must be between 1 and 256, not 0"),
+        ("import:maxInFlight", "-5", "must be between 1 and 256, not -5"),
+        ("import:maxInFlight", "300", "must be between 1 and 256, not 300"),
+        ("import:maxAttempts", "0", "must be between 1 and 20, not 0"),
+        ("import:maxHops", "0", "must be at least 1, not 0"),
+        ("import:memoryMb", "99999", "must be between 128 and 10240 (Lambda's memory sizes), not 99999"),
+        ("import:outputRetentionDays", "0", "must be at least 1, not 0"),
+        ("import:workspaceRequestsPerSecond", "0", "must be above 0 and at most 100000, not 0"),
+        ("bulkUpload:copierMemoryMb", "50", "must be between 128 and 10240 (Lambda's memory sizes), not 50"),
+        ("currents:apiRateLimit", "-1", "must be at least 1, not -1"),
+        ("currents:bedrockMaxTokens", "0", "must be between 64 and 4096, not 0"),
+        ("currents:cooldownSeconds", "-1", "must be at least 0, not -1"),
+        ("currents:contentTtlDays", "0", "must be between 1 and 3650, not 0"),
+    ],
+)
+def test_a_number_out_of_bounds_is_refused_naming_the_key_and_the_bounds(key: str, value: str, expected: str) -> None:
+    assert refusal({**CONTEXT, key: value}) == f"{key} {expected}"
+
+
+NUMBERS = [k for k, v in CONTEXT.items() if ":" in k and isinstance(v, int) and not isinstance(v, bool)]
+
+
+@pytest.mark.parametrize("key", NUMBERS)
+def test_every_number_setting_has_bounds(key: str) -> None:
+    message = refusal({**CONTEXT, key: "-1000000000"})
+    assert message.startswith(f"{key} must be ") and message.endswith(", not -1000000000") and "\n" not in message
+
+
+@pytest.mark.parametrize("key", [k for k in NUMBERS if k.endswith(("apiRateLimit", "apiBurstLimit"))])
+def test_api_throttling_refuses_zero(key: str) -> None:
+    assert refusal({**CONTEXT, key: "0"}) == f"{key} must be at least 1, not 0"
+
+
+LOG_RETENTIONS = [k for k in CONTEXT if k.endswith(":logRetentionDays")]
+
+
+@pytest.mark.parametrize("key", LOG_RETENTIONS)
+def test_a_log_retention_cloudwatch_does_not_offer_is_refused_naming_those_it_does(key: str) -> None:
+    assert refusal({**CONTEXT, key: "8"}) == (
+        f"{key} must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, "
+        "2557, 2922, 3288, 3653 (CloudWatch Logs' retention periods), not 8"
+    )
+
+
+def test_every_log_retention_cloudwatch_offers_is_accepted_and_built_as_that_many_days() -> None:
+    import aws_cdk as cdk
+    from aws_cdk import aws_logs as logs
+    from aws_cdk.assertions import Template
+
+    from stacks.config import LOG_RETENTION_DAYS
+    from stacks.constructs.braze_importer import retention_days
+
+    assert AppConfig.from_settings({**CONTEXT, **dict.fromkeys(LOG_RETENTIONS, 3653)})
+    stack = cdk.Stack(cdk.App())
+    for days in LOG_RETENTION_DAYS:
+        logs.LogGroup(stack, f"Keep{days}", retention=retention_days(days))
+    groups = Template.from_stack(stack).find_resources("AWS::Logs::LogGroup").values()
+    assert sorted(group["Properties"]["RetentionInDays"] for group in groups) == list(LOG_RETENTION_DAYS)
+
+
+@pytest.mark.parametrize("project", ["bad_name!", "1Pipelines", "-x", "Braze Pipelines", "P" * 111])
+def test_a_project_that_cannot_prefix_a_stack_name_is_refused(project: str) -> None:
+    message = refusal({**CONTEXT, "project": project})
+    assert message.startswith("project must be ") and message.endswith(f"not {project!r}") and "\n" not in message
+
+
+@pytest.mark.parametrize("project", ["BrazePipelines", "b", "Braze-Pipelines-2", "P" * 110])
+def test_a_project_of_letters_digits_and_hyphens_is_accepted(project: str) -> None:
+    assert AppConfig.from_settings({**CONTEXT, "project": project}).project == project
+
+
+def test_cdk_json_holds_every_setting_with_its_default() -> None:
+    read: set[str] = set()
+    AppConfig.from_context(lambda key: read.add(key))
+    assert read - {"alarmEmail"} <= set(CONTEXT)  # alarmEmail: the older key, read when alarms:email is empty
+    assert AppConfig.from_settings(CONTEXT) == AppConfig()
