@@ -411,10 +411,13 @@ def _section(kind: Any, prefix: str, get: Any) -> Any:
 def _coerce(key: str, raw: Any, hint: Any) -> Any:
     """``raw`` as the setting's type; a value that is none says which key and what it must be."""
     if hint is int or hint is float:
+        kind = "a whole number" if hint is int else "a number"
+        # int() would read true as 1 and cut 1.5 (cdk.json's JSON) to 1.
+        if isinstance(raw, bool) or (hint is int and isinstance(raw, float) and not raw.is_integer()):
+            raise ConfigError(f"{key} must be {kind}, not {raw!r}")
         try:
             return hint(raw)
         except (TypeError, ValueError):
-            kind = "a whole number" if hint is int else "a number"
             raise ConfigError(f"{key} must be {kind}, not {raw!r}") from None
     if hint is bool:
         if isinstance(raw, bool):

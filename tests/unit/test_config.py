@@ -212,3 +212,9 @@ def test_cdk_json_holds_every_setting_with_its_default() -> None:
     AppConfig.from_context(lambda key: read.add(key))
     assert read - {"alarmEmail"} <= set(CONTEXT)  # alarmEmail: the older key, read when alarms:email is empty
     assert AppConfig.from_settings(CONTEXT) == AppConfig()
+
+
+@pytest.mark.parametrize("value", [1.5, True, "1.5", float("nan")])
+def test_a_whole_number_setting_is_not_truncated_from_a_fraction_or_read_from_a_boolean(value: object) -> None:
+    message = refusal({**CONTEXT, "import:maxInFlight": value})
+    assert message == f"import:maxInFlight must be a whole number, not {value!r}"
