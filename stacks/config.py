@@ -87,6 +87,19 @@ def _check_bounds(settings: Any, namespace: str) -> None:
             raise ConfigError(f"{namespace}:{_camel(f.name)} must be {bounds}, not {_number(value)}")
 
 
+# A key prefix: relative, ending in "/", of the characters S3 calls safe in object keys but "*" (an IAM
+# wildcard). Others (a space, "+", "%") are encoded in event notifications and policies' suppressions.
+_KEY_PREFIX = re.compile(r"(?:[A-Za-z0-9!_.'()-]+/)+")
+
+
+def _check_prefix(key: str, value: str) -> None:
+    if not _KEY_PREFIX.fullmatch(value):
+        raise ConfigError(
+            f"{key} must be relative, end with '/' and hold only letters, digits and ! - _ . ' ( ) "
+            f"(S3's safe characters), not {value!r}"
+        )
+
+
 def _number(value: float | None) -> str:
     """``1000`` for 1000.0, as a setting would be written."""
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
@@ -142,8 +155,7 @@ class ImportConfig:
             ("failedPrefix", self.failed_prefix),
         )
         for name, prefix in (("incomingPrefix", self.incoming_prefix), *outputs):
-            if not prefix.endswith("/"):
-                raise ConfigError(f"import:{name} must end with '/', not {prefix!r}")
+            _check_prefix(f"import:{name}", prefix)
         for name, prefix in outputs:
             if prefix.startswith(self.incoming_prefix) or self.incoming_prefix.startswith(prefix):
                 raise ConfigError(f"import:{name} must not overlap import:incomingPrefix, or outputs would start runs")
@@ -224,8 +236,7 @@ class CurrentsConfig:
 
     def __post_init__(self) -> None:
         _check_bounds(self, "currents")
-        if not self.prefix.endswith("/"):
-            raise ConfigError("currents:prefix must end with '/'")
+        _check_prefix("currents:prefix", self.prefix)
         if self.generator == "bedrock" and not self.bedrock_model_id:
             raise ConfigError("currents:bedrockModelId is required when the generator is bedrock")
         if self.generator == "bedrock" and bedrock_base_model(self.bedrock_model_id) in RETIRED_BEDROCK_MODELS:
@@ -265,8 +276,7 @@ class BulkUploadConfig:
 
     def __post_init__(self) -> None:
         _check_bounds(self, "bulkUpload")
-        if not self.prefix.endswith("/") or self.prefix.startswith("/"):
-            raise ConfigError("bulkUpload:prefix must be relative and end with '/'")
+        _check_prefix("bulkUpload:prefix", self.prefix)
         column = self.braze_id_column
         if not column or column != column.strip() or "," in column or any(not c.isprintable() for c in column):
             raise ConfigError("bulkUpload:brazeIdColumn must be one column name (no commas or surrounding spaces)")
@@ -305,9 +315,8 @@ class CaptureConfig:
 
     def __post_init__(self) -> None:
         _check_bounds(self, "capture")
-        for name, value in (("prefix", self.prefix), ("errorPrefix", self.error_prefix)):
-            if not value.endswith("/") or value.startswith("/"):
-                raise ConfigError(f"capture:{name} must be relative and end with '/'")
+        _check_prefix("capture:prefix", self.prefix)
+        _check_prefix("capture:errorPrefix", self.error_prefix)
         if self.authorizer_cache_seconds > self.access_token_minutes * 60:
             raise ConfigError(
                 "capture:authorizerCacheSeconds must not outlive an access token (capture:accessTokenMinutes)"

@@ -218,3 +218,20 @@ def test_cdk_json_holds_every_setting_with_its_default() -> None:
 def test_a_whole_number_setting_is_not_truncated_from_a_fraction_or_read_from_a_boolean(value: object) -> None:
     message = refusal({**CONTEXT, "import:maxInFlight": value})
     assert message == f"import:maxInFlight must be a whole number, not {value!r}"
+
+
+PREFIXES = [k for k in CONTEXT if k.endswith(("prefix", "Prefix"))]
+
+
+@pytest.mark.parametrize("value", ["in coming/", "incoming", "/incoming/", "a//", "a+b/", "a*/"])
+@pytest.mark.parametrize("key", PREFIXES)
+def test_a_prefix_s3_or_iam_would_read_otherwise_is_refused_naming_the_key(key: str, value: str) -> None:
+    assert refusal({**CONTEXT, key: value}) == (
+        f"{key} must be relative, end with '/' and hold only letters, digits and ! - _ . ' ( ) "
+        f"(S3's safe characters), not {value!r}"
+    )
+
+
+@pytest.mark.parametrize("value", ["a!(c)/", "x'y/", "dt.2024_a-b/sub/"])
+def test_a_prefix_of_safe_characters_is_accepted(value: str) -> None:
+    assert AppConfig.from_settings({**CONTEXT, "currents:prefix": value}).currents.prefix == value
