@@ -244,6 +244,15 @@ class CurrentsConfig:
                 f"currents:bedrockModelId {self.bedrock_model_id} is past its end of life on Amazon Bedrock "
                 f"and can no longer be invoked; use {DEFAULT_BEDROCK_MODEL}"
             )
+        # Bedrock's patterns (Converse's GuardrailConfiguration); the stack builds the guardrail's ARN from the id.
+        if self.guardrail_id and not re.fullmatch(r"[a-z0-9]+", self.guardrail_id):
+            raise ConfigError(
+                f"currents:guardrailId must be a guardrail's id (lowercase letters, digits), not {self.guardrail_id!r}"
+            )
+        if not re.fullmatch(r"DRAFT|[1-9][0-9]{0,7}", self.guardrail_version):
+            raise ConfigError(
+                f"currents:guardrailVersion must be DRAFT or a version number, not {self.guardrail_version!r}"
+            )
         if bool(self.braze_writer_principal) != bool(self.braze_external_id):
             raise ConfigError(
                 "currents:brazeWriterPrincipal and currents:brazeExternalId go together (set both or neither)"

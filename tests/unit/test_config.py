@@ -235,3 +235,21 @@ def test_a_prefix_s3_or_iam_would_read_otherwise_is_refused_naming_the_key(key: 
 @pytest.mark.parametrize("value", ["a!(c)/", "x'y/", "dt.2024_a-b/sub/"])
 def test_a_prefix_of_safe_characters_is_accepted(value: str) -> None:
     assert AppConfig.from_settings({**CONTEXT, "currents:prefix": value}).currents.prefix == value
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ({"currents:guardrailId": "arn:aws:bedrock:us-east-1:123456789012:guardrail/abc"}, "currents:guardrailId"),
+        ({"currents:guardrailId": "abc", "currents:guardrailVersion": ""}, "currents:guardrailVersion"),
+        ({"currents:guardrailVersion": "v1"}, "currents:guardrailVersion"),
+    ],
+)
+def test_a_guardrail_bedrock_would_refuse_is_refused_naming_the_key(setting: dict[str, str], expected: str) -> None:
+    message = refusal({**CONTEXT, **setting})
+    assert message.startswith(f"{expected} must be ") and "\n" not in message
+
+
+def test_a_guardrail_by_id_and_version_is_accepted() -> None:
+    currents = AppConfig.from_settings({**CONTEXT, "currents:guardrailId": "gr0abc1", "currents:guardrailVersion": "3"})
+    assert (currents.currents.guardrail_id, currents.currents.guardrail_version) == ("gr0abc1", "3")
