@@ -12,6 +12,9 @@ export CDK_DISABLE_VERSION_CHECK := true
 SETTINGS ?=
 CONTEXT ?=
 SETTING_FLAGS = $(foreach setting,$(SETTINGS),-c $(setting)) $(CONTEXT)
+# A setting without "=" would reach cdk as a key of its own, or swallow the next flag: refused first.
+$(foreach setting,$(SETTINGS),$(if $(findstring =,$(setting)),,\
+  $(error SETTINGS: $(setting) is not key=value (e.g. SETTINGS="import:maxInFlight=40"))))
 # Extra cdk deploy flags; from CI (no terminal): make deploy DEPLOY_FLAGS="--require-approval never"
 DEPLOY_FLAGS ?=
 

@@ -19,6 +19,8 @@ import boto3
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
+from stacks.config import AppConfig, ConfigError
+
 from . import bedrock as bedrock_check
 from . import checks
 from .deployment import HEALTHY, MissingOutput, Stack, describe, function_environments
@@ -117,22 +119,34 @@ def check_sandbox(deployment: Any, out: TextIO) -> int:
         return report(run(session, deployment.project, http=http, bedrock=deployment.bedrock), out)
 
 
+def _settings(items: list[str]) -> AppConfig:
+    """cdk.json's settings with the ``-c`` ones over them, refused as synth refuses them: checking a
+    deployment with a setting it could not have been deployed with would check something else."""
+    context = dict(json.loads((ROOT / "cdk.json").read_text()).get("context", {}))
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"-c takes key=value, not {item!r}")
+        context[key] = value
+    return AppConfig.from_settings(context)
+
+
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     parser = argparse.ArgumentParser(prog="python -m deploycheck", description=__doc__.splitlines()[0])
     parser.add_argument("--project", help="stack-name prefix (default: -c project=…, else cdk.json's)")
     parser.add_argument("--region", help="AWS region (default: your AWS configuration's)")
     parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE",
-                        help="the -c settings you deployed with (only project is read)")  # fmt: skip
+                        help="the -c settings you deployed with, checked as synth checks them "
+                             "(project names the stacks)")  # fmt: skip
     parser.add_argument("--sandbox", action="store_true", help="check the local sandbox instead of AWS")
     args = parser.parse_args(argv)
-    context = dict(json.loads((ROOT / "cdk.json").read_text()).get("context", {}))
-    for item in args.context:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"-c takes KEY=VALUE, not {item!r}")
-        context[key] = value
-    project = args.project or str(context.get("project") or "BrazePipelines")
+    try:
+        config = _settings(args.context)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    project = args.project or config.project
     if args.sandbox:
         from sandbox.deployment import SandboxDeployment
 

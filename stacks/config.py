@@ -22,6 +22,87 @@ _CSV_CAST = re.compile(f"{_CAST_PAIR}(?:,{_CAST_PAIR})*")
 # Items a custom attribute array holds at most, whatever the workspace's setting ("Arrays": up to 500
 # items, https://www.braze.com/docs/user_guide/data/activation/custom_data/data_types/).
 MAX_BRAZE_ARRAY = 500
+# The retention periods CloudWatch Logs offers, in days (PutRetentionPolicy's retentionInDays).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)  # fmt: skip
+# The longest stack name app.py derives from the project is f"{project}-ApiGatewayAccount"; CloudFormation
+# allows 128 characters.
+MAX_PROJECT_LENGTH = 128 - len("-ApiGatewayAccount")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The values a number setting accepts: ``low`` to ``high`` (either end open when None; ``low`` itself
+    refused when ``above``), or one of ``among``. ``why`` names whose limits they are, when not obvious."""
+
+    low: float | None = None
+    high: float | None = None
+    above: bool = False
+    among: tuple[int, ...] = ()
+    why: str = ""
+
+    def holds(self, value: float) -> bool:
+        if self.among:
+            return value in self.among
+        low_ok = self.low is None or (value > self.low if self.above else value >= self.low)
+        return low_ok and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        if self.among:
+            text = f"one of {', '.join(map(str, self.among))}"
+        elif self.above:
+            text = f"above {_number(self.low)}" + ("" if self.high is None else f" and at most {_number(self.high)}")
+        elif self.high is None:
+            text = f"at least {_number(self.low)}"
+        else:
+            text = f"between {_number(self.low)} and {_number(self.high)}"
+        return f"{text} ({self.why})" if self.why else text
+
+
+def bounded(default: float, low: float | None = None, high: float | None = None, **bounds: Any) -> Any:
+    """A number setting's field, with the values it accepts (checked by ``_check_bounds``)."""
+    return field(default=default, metadata={"bounds": Bounds(low, high, **bounds)})
+
+
+def _lambda_memory(default: int) -> Any:
+    return bounded(default, 128, 10240, why="Lambda's memory sizes")
+
+
+def _log_retention() -> Any:
+    return bounded(90, among=LOG_RETENTION_DAYS, why="CloudWatch Logs' retention periods")
+
+
+def _throttle(default: int) -> Any:
+    """API Gateway's stage and usage-plan throttling (a rate in requests per second, a burst in
+    requests): 0 would refuse every request."""
+    return bounded(default, 1)
+
+
+def _check_bounds(settings: Any, namespace: str) -> None:
+    """Refuse the first number setting outside its bounds, naming its key, the bounds and the value."""
+    for f in fields(settings):
+        bounds = f.metadata.get("bounds")
+        value = getattr(settings, f.name)
+        if bounds is not None and not bounds.holds(value):
+            raise ConfigError(f"{namespace}:{_camel(f.name)} must be {bounds}, not {_number(value)}")
+
+
+# A key prefix: relative, ending in "/", of the characters S3 calls safe in object keys but "*" (an IAM
+# wildcard). Others (a space, "+", "%") are encoded in event notifications and policies' suppressions.
+_KEY_PREFIX = re.compile(r"(?:[A-Za-z0-9!_.'()-]+/)+")
+
+
+def _check_prefix(key: str, value: str) -> None:
+    if not _KEY_PREFIX.fullmatch(value):
+        raise ConfigError(
+            f"{key} must be relative, end with '/' and hold only letters, digits and ! - _ . ' ( ) "
+            f"(S3's safe characters), not {value!r}"
+        )
+
+
+def _number(value: float | None) -> str:
+    """``1000`` for 1000.0, as a setting would be written."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,48 +112,38 @@ class ImportConfig:
     reports_prefix: str = "reports/"
     rejects_prefix: str = "rejects/"
     failed_prefix: str = "failed/"
-    max_concurrent_runs: int = 2  # bounded by slot records in the runs table, not by Lambda
-    reserved_concurrency: int = 0  # 0: none (a new account cannot reserve any)
+    max_concurrent_runs: int = bounded(2, 1, 100)  # bounded by slot records in the runs table, not by Lambda
+    reserved_concurrency: int = bounded(0, 0)  # 0: none (a new account cannot reserve any)
     # Braze's /users/track limit for the workspace (3,000 per 3 s by default): one run alone takes
     # all of it, concurrent runs divide it among themselves through the runs table.
-    workspace_requests_per_second: float = 1000.0
-    requests_per_second: float = 0.0  # an optional ceiling for one run; 0: none (its share)
-    max_in_flight: int = 80
+    workspace_requests_per_second: float = bounded(1000.0, 0, 100_000, above=True)
+    requests_per_second: float = bounded(0.0, 0)  # an optional ceiling for one run; 0: none (its share)
+    # The importer's own bounds (lambdas/braze_importer/settings.py), which it checks on every cold start.
+    max_in_flight: int = bounded(80, 1, 256)
     batch_rule: Literal["combined", "combined_50", "per_array"] = "combined"
     ambiguous_policy: Literal["resend", "fail"] = "resend"
-    max_attempts: int = 6
-    max_hops: int = 1000
-    memory_mb: int = 1769
-    output_retention_days: int = 90
-    log_retention_days: int = 90
+    max_attempts: int = bounded(6, 1, 20)
+    max_hops: int = bounded(1000, 1)
+    memory_mb: int = _lambda_memory(1769)
+    output_retention_days: int = bounded(90, 1)  # an S3 lifecycle expiration: a positive number of days
+    log_retention_days: int = _log_retention()
     csv_type_cast: str = ""  # CSV column types overriding inference: "zip=string,level=integer"
     # The limits of Braze's other endpoint groups, each shared only by the runs sending to it.
-    catalog_requests_per_minute: int = 16_000  # the asynchronous catalog item endpoints together
-    user_delete_requests_per_minute: int = 20_000  # /users/delete
+    catalog_requests_per_minute: int = bounded(16_000, 1, 1_000_000)  # the asynchronous catalog item endpoints
+    user_delete_requests_per_minute: int = bounded(20_000, 1, 1_000_000)  # /users/delete
     allow_user_deletes: bool = False  # files under user-deletes/ delete users only when true
     # Send only what changed: attributes objects are diffed against what was last set per user, kept
     # in a DynamoDB table (created only when true).
     deltas: bool = True
     # A user's record older than this (since its last full rewrite) is ignored, and DynamoDB's TTL
     # deletes it this long after that rewrite.
-    delta_max_age_days: int = 30
+    delta_max_age_days: int = bounded(30, 1)
     # The workspace's maximum array length for custom attributes (Braze keeps the last that many
     # items): a longer array is sent whole, never diffed.
-    max_array_length: int = 25
+    max_array_length: int = bounded(25, 1, MAX_BRAZE_ARRAY, why="Braze's largest array length")
 
     def __post_init__(self) -> None:
-        for name, value in (
-            ("catalogRequestsPerMinute", self.catalog_requests_per_minute),
-            ("userDeleteRequestsPerMinute", self.user_delete_requests_per_minute),
-        ):
-            if not 1 <= value <= 1_000_000:
-                raise ConfigError(f"import:{name} must be between 1 and 1000000")
-        if self.delta_max_age_days < 1:
-            raise ConfigError("import:deltaMaxAgeDays must be at least 1")
-        if not 1 <= self.max_array_length <= MAX_BRAZE_ARRAY:
-            raise ConfigError(
-                f"import:maxArrayLength must be between 1 and {MAX_BRAZE_ARRAY} (Braze's largest array length)"
-            )
+        _check_bounds(self, "import")
         if self.csv_type_cast and not _CSV_CAST.fullmatch(self.csv_type_cast):
             raise ConfigError(
                 "import:csvTypeCast must be column=type pairs separated by commas, "
@@ -84,20 +155,15 @@ class ImportConfig:
             ("failedPrefix", self.failed_prefix),
         )
         for name, prefix in (("incomingPrefix", self.incoming_prefix), *outputs):
-            if not prefix.endswith("/"):
-                raise ConfigError(f"import:{name} must end with '/', not {prefix!r}")
+            _check_prefix(f"import:{name}", prefix)
         for name, prefix in outputs:
             if prefix.startswith(self.incoming_prefix) or self.incoming_prefix.startswith(prefix):
                 raise ConfigError(f"import:{name} must not overlap import:incomingPrefix, or outputs would start runs")
         if not self.braze_rest_endpoint.startswith("https://"):
             raise ConfigError("import:brazeRestEndpoint must be an https:// URL")
-        if not 1 <= self.max_concurrent_runs <= 100:
-            raise ConfigError("import:maxConcurrentRuns must be between 1 and 100")
         if self.reserved_concurrency and self.reserved_concurrency < self.max_concurrent_runs:
             raise ConfigError("import:reservedConcurrency must be 0 (none) or at least import:maxConcurrentRuns")
-        if not 0 < self.workspace_requests_per_second <= 100_000:
-            raise ConfigError("import:workspaceRequestsPerSecond must be above 0 and at most 100000")
-        if not 0 <= self.requests_per_second <= self.workspace_requests_per_second:
+        if self.requests_per_second > self.workspace_requests_per_second:
             raise ConfigError(
                 "import:requestsPerSecond (a ceiling for one run; 0 = none) must stay within "
                 "import:workspaceRequestsPerSecond, the workspace's Braze rate limit that concurrent runs share"
@@ -152,24 +218,25 @@ class CurrentsConfig:
     generator: Literal["offline", "bedrock"] = "bedrock"
     bedrock_model_id: str = DEFAULT_BEDROCK_MODEL
     bedrock_marketplace_product_id: str = ""  # empty: known for the default model; "none": grant nothing
-    bedrock_max_tokens: int = 700
+    # The personalizer's own bounds (lambdas/currents_personalizer/settings.py), checked on every cold start.
+    bedrock_max_tokens: int = bounded(700, 64, 4096)
     guardrail_id: str = ""
     guardrail_version: str = "DRAFT"
-    cooldown_seconds: int = 3600
-    settle_seconds: int = 300
-    content_ttl_days: int = 30
-    generation_concurrency: int = 4
-    hourly_generation_cap: int = 10_000
+    cooldown_seconds: int = bounded(3600, 0)
+    settle_seconds: int = bounded(300, 0, 900, why="SQS delays up to 15 minutes")
+    content_ttl_days: int = bounded(30, 1, 3650)
+    generation_concurrency: int = bounded(4, 2, 1000, why="SQS maximum concurrency")
+    hourly_generation_cap: int = bounded(10_000, 0)  # 0: the offline template only
     defaults_enabled: bool = True
     braze_writer_principal: str = ""
     braze_external_id: str = ""
-    api_rate_limit: int = 500
-    api_burst_limit: int = 1000
-    log_retention_days: int = 90
+    api_rate_limit: int = _throttle(500)
+    api_burst_limit: int = _throttle(1000)
+    log_retention_days: int = _log_retention()
 
     def __post_init__(self) -> None:
-        if not self.prefix.endswith("/"):
-            raise ConfigError("currents:prefix must end with '/'")
+        _check_bounds(self, "currents")
+        _check_prefix("currents:prefix", self.prefix)
         if self.generator == "bedrock" and not self.bedrock_model_id:
             raise ConfigError("currents:bedrockModelId is required when the generator is bedrock")
         if self.generator == "bedrock" and bedrock_base_model(self.bedrock_model_id) in RETIRED_BEDROCK_MODELS:
@@ -177,14 +244,19 @@ class CurrentsConfig:
                 f"currents:bedrockModelId {self.bedrock_model_id} is past its end of life on Amazon Bedrock "
                 f"and can no longer be invoked; use {DEFAULT_BEDROCK_MODEL}"
             )
+        # Bedrock's patterns (Converse's GuardrailConfiguration); the stack builds the guardrail's ARN from the id.
+        if self.guardrail_id and not re.fullmatch(r"[a-z0-9]+", self.guardrail_id):
+            raise ConfigError(
+                f"currents:guardrailId must be a guardrail's id (lowercase letters, digits), not {self.guardrail_id!r}"
+            )
+        if not re.fullmatch(r"DRAFT|[1-9][0-9]{0,7}", self.guardrail_version):
+            raise ConfigError(
+                f"currents:guardrailVersion must be DRAFT or a version number, not {self.guardrail_version!r}"
+            )
         if bool(self.braze_writer_principal) != bool(self.braze_external_id):
             raise ConfigError(
                 "currents:brazeWriterPrincipal and currents:brazeExternalId go together (set both or neither)"
             )
-        if self.generation_concurrency < 2:
-            raise ConfigError("currents:generationConcurrency must be at least 2 (SQS maximum concurrency)")
-        if not 0 <= self.settle_seconds <= 900:
-            raise ConfigError("currents:settleSeconds must be between 0 and 900 (SQS delays up to 15 minutes)")
 
     @property
     def marketplace_product_id(self) -> str | None:
@@ -200,19 +272,20 @@ class BulkUploadConfig:
     prefix: str = "ci360/"
     allowed_url_schemes: str = "https"
     allowed_url_hosts: str = ""  # empty: Amazon S3's hosts
-    copier_memory_mb: int = 1024
-    copier_max_concurrency: int = 10
-    handover_seconds: int = 90
-    parts_in_flight: int = 3
-    api_rate_limit: int = 10
-    api_burst_limit: int = 20
-    log_retention_days: int = 90
+    copier_memory_mb: int = _lambda_memory(1024)
+    copier_max_concurrency: int = bounded(10, 2, 1000, why="SQS maximum concurrency")
+    # Time left in an invocation (of 15 minutes) to hand over.
+    handover_seconds: int = bounded(90, 10, 600)
+    parts_in_flight: int = bounded(3, 1, 16)
+    api_rate_limit: int = _throttle(10)
+    api_burst_limit: int = _throttle(20)
+    log_retention_days: int = _log_retention()
     deliver_to_braze: bool = False  # every landed file also goes to Braze as user attributes
     braze_id_column: str = "external_id"  # the metadata column whose values identify Braze users
 
     def __post_init__(self) -> None:
-        if not self.prefix.endswith("/") or self.prefix.startswith("/"):
-            raise ConfigError("bulkUpload:prefix must be relative and end with '/'")
+        _check_bounds(self, "bulkUpload")
+        _check_prefix("bulkUpload:prefix", self.prefix)
         column = self.braze_id_column
         if not column or column != column.strip() or "," in column or any(not c.isprintable() for c in column):
             raise ConfigError("bulkUpload:brazeIdColumn must be one column name (no commas or surrounding spaces)")
@@ -223,12 +296,6 @@ class BulkUploadConfig:
             )
         if any(s.strip() not in ("https", "http") for s in self.allowed_url_schemes.split(",")):
             raise ConfigError("bulkUpload:allowedUrlSchemes may list https and http only")
-        if not 2 <= self.copier_max_concurrency <= 1000:
-            raise ConfigError("bulkUpload:copierMaxConcurrency must be 2-1000 (SQS maximum concurrency)")
-        if not 10 <= self.handover_seconds <= 600:
-            raise ConfigError("bulkUpload:handoverSeconds must be 10-600 (time left in an invocation to hand over)")
-        if not 1 <= self.parts_in_flight <= 16:
-            raise ConfigError("bulkUpload:partsInFlight must be 1-16")
 
 
 def _items(text: str) -> list[str]:
@@ -240,35 +307,28 @@ def _items(text: str) -> list[str]:
 class CaptureConfig:
     prefix: str = "events/capture/"  # under the import bucket's incoming prefix: the importer sends them
     error_prefix: str = "capture-errors/"  # events the transform refused, outside the incoming prefix
-    buffer_seconds: int = 60
-    buffer_mb: int = 5
+    buffer_seconds: int = bounded(60, 0, 900, why="Firehose's S3 buffering interval")
+    buffer_mb: int = bounded(5, 1, 128, why="Firehose's S3 buffering size")
     self_sign_up: bool = True
-    access_token_minutes: int = 60
-    authorizer_cache_seconds: int = 300
-    api_rate_limit: int = 100
-    api_burst_limit: int = 200
+    access_token_minutes: int = bounded(60, 5, 1440, why="Cognito's access token validity")
+    authorizer_cache_seconds: int = bounded(300, 0, 3600, why="API Gateway's authorizer cache")
+    api_rate_limit: int = _throttle(100)
+    api_burst_limit: int = _throttle(200)
     cors_origins: str = ""  # comma-separated browser origins allowed to post (empty: no CORS; "*": any)
     forward_event_types: str = ""  # empty: no forwarding rule
     forward_endpoint: str = ""
     forward_header_name: str = "Authorization"
     forward_secret_name: str = ""  # Secrets Manager secret whose value is the forward header's value
-    forward_rate_per_second: int = 10
-    log_retention_days: int = 90
+    forward_rate_per_second: int = bounded(10, 1, 300, why="API destination invocation rate")
+    log_retention_days: int = _log_retention()
 
     def __post_init__(self) -> None:
-        for name, value in (("prefix", self.prefix), ("errorPrefix", self.error_prefix)):
-            if not value.endswith("/") or value.startswith("/"):
-                raise ConfigError(f"capture:{name} must be relative and end with '/'")
-        if not 0 <= self.buffer_seconds <= 900:
-            raise ConfigError("capture:bufferSeconds must be 0-900 (Firehose's S3 buffering interval)")
-        if not 1 <= self.buffer_mb <= 128:
-            raise ConfigError("capture:bufferMb must be 1-128 (Firehose's S3 buffering size)")
-        if not 5 <= self.access_token_minutes <= 1440:
-            raise ConfigError("capture:accessTokenMinutes must be 5-1440 (Cognito's access token validity)")
-        if not 0 <= self.authorizer_cache_seconds <= min(3600, self.access_token_minutes * 60):
+        _check_bounds(self, "capture")
+        _check_prefix("capture:prefix", self.prefix)
+        _check_prefix("capture:errorPrefix", self.error_prefix)
+        if self.authorizer_cache_seconds > self.access_token_minutes * 60:
             raise ConfigError(
-                "capture:authorizerCacheSeconds must be 0-3600 and not outlive an access token "
-                "(capture:accessTokenMinutes)"
+                "capture:authorizerCacheSeconds must not outlive an access token (capture:accessTokenMinutes)"
             )
         for origin in self.origins:
             if origin != "*" and not re.fullmatch(r"https?://[^/\s,]+", origin):
@@ -280,8 +340,6 @@ class CaptureConfig:
                 )
             if not self.forward_secret_name:
                 raise ConfigError("capture:forwardSecretName is required when capture:forwardEventTypes is set")
-            if not 1 <= self.forward_rate_per_second <= 300:
-                raise ConfigError("capture:forwardRatePerSecond must be 1-300 (API destination invocation rate)")
 
     @property
     def origins(self) -> list[str]:
@@ -306,6 +364,12 @@ class AppConfig:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
 
     def __post_init__(self) -> None:
+        # Every stack's name starts with it, and CloudFormation takes letters, digits and hyphens only.
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", self.project) or len(self.project) > MAX_PROJECT_LENGTH:
+            raise ConfigError(
+                f"project must be letters, digits and hyphens, starting with a letter, at most {MAX_PROJECT_LENGTH} "
+                f"characters (it starts every stack's name), not {self.project!r}"
+            )
         # Refused capture events must not land where the importer would read them as a new file.
         if self.capture.error_prefix.startswith(self.importer.incoming_prefix):
             raise ConfigError("capture:errorPrefix must be outside the import incoming prefix (import:incomingPrefix)")
@@ -365,10 +429,13 @@ def _section(kind: Any, prefix: str, get: Any) -> Any:
 def _coerce(key: str, raw: Any, hint: Any) -> Any:
     """``raw`` as the setting's type; a value that is none says which key and what it must be."""
     if hint is int or hint is float:
+        kind = "a whole number" if hint is int else "a number"
+        # int() would read true as 1 and cut 1.5 (cdk.json's JSON) to 1.
+        if isinstance(raw, bool) or (hint is int and isinstance(raw, float) and not raw.is_integer()):
+            raise ConfigError(f"{key} must be {kind}, not {raw!r}")
         try:
             return hint(raw)
         except (TypeError, ValueError):
-            kind = "a whole number" if hint is int else "a number"
             raise ConfigError(f"{key} must be {kind}, not {raw!r}") from None
     if hint is bool:
         if isinstance(raw, bool):

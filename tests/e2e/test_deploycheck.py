@@ -64,3 +64,31 @@ def test_check_deploy_fails_and_says_what_to_fix() -> None:
     assert refusing.requests and refusing.requests[0]["inferenceConfig"]["maxTokens"] <= 10
     passed = [line for line in out.getvalue().splitlines() if line.startswith("PASS")]
     assert any("content API refuses a wrong token" in p for p in passed), "the token check still holds"
+
+
+@pytest.mark.parametrize(
+    ("setting", "error"),
+    [
+        ("import:maxInflight=10", "error: unknown setting import:maxInflight (did you mean import:maxInFlight?)"),
+        ("projct=X", "error: unknown setting projct (did you mean project?)"),
+        ("import:maxInFlight=abc", "error: import:maxInFlight must be a whole number, not 'abc'"),
+        ("import:maxInFlight=0", "error: import:maxInFlight must be between 1 and 256, not 0"),
+        ("import:maxInFlight", "error: -c takes key=value, not 'import:maxInFlight'"),
+    ],
+)
+def test_check_deploy_refuses_a_setting_synth_refuses_in_one_line(setting: str, error: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "deploycheck", "--sandbox", "-c", setting],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", error + "\n")
+
+
+def test_make_refuses_a_setting_without_a_value_before_anything_runs() -> None:
+    proc = subprocess.run(
+        ["make", "-n", "check-deploy", "SETTINGS=alarms:email=a@example.com import:maxInFlight"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    [line] = proc.stderr.splitlines()
+    assert "SETTINGS: import:maxInFlight is not key=value" in line

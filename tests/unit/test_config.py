@@ -131,3 +131,125 @@ def test_a_value_of_the_wrong_type_is_refused_on_one_line_naming_the_key(key: st
 def test_a_value_that_cannot_work_is_refused_on_one_line_naming_the_key(key: str, value: str) -> None:
     message = refusal({**CONTEXT, key: value})
     assert key in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("import:maxInFlight", "0", "must be between 1 and 256, not 0"),
+        ("import:maxInFlight", "-5", "must be between 1 and 256, not -5"),
+        ("import:maxInFlight", "300", "must be between 1 and 256, not 300"),
+        ("import:maxAttempts", "0", "must be between 1 and 20, not 0"),
+        ("import:maxHops", "0", "must be at least 1, not 0"),
+        ("import:memoryMb", "99999", "must be between 128 and 10240 (Lambda's memory sizes), not 99999"),
+        ("import:outputRetentionDays", "0", "must be at least 1, not 0"),
+        ("import:workspaceRequestsPerSecond", "0", "must be above 0 and at most 100000, not 0"),
+        ("bulkUpload:copierMemoryMb", "50", "must be between 128 and 10240 (Lambda's memory sizes), not 50"),
+        ("currents:apiRateLimit", "-1", "must be at least 1, not -1"),
+        ("currents:bedrockMaxTokens", "0", "must be between 64 and 4096, not 0"),
+        ("currents:cooldownSeconds", "-1", "must be at least 0, not -1"),
+        ("currents:contentTtlDays", "0", "must be between 1 and 3650, not 0"),
+    ],
+)
+def test_a_number_out_of_bounds_is_refused_naming_the_key_and_the_bounds(key: str, value: str, expected: str) -> None:
+    assert refusal({**CONTEXT, key: value}) == f"{key} {expected}"
+
+
+NUMBERS = [k for k, v in CONTEXT.items() if ":" in k and isinstance(v, int) and not isinstance(v, bool)]
+
+
+@pytest.mark.parametrize("key", NUMBERS)
+def test_every_number_setting_has_bounds(key: str) -> None:
+    message = refusal({**CONTEXT, key: "-1000000000"})
+    assert message.startswith(f"{key} must be ") and message.endswith(", not -1000000000") and "\n" not in message
+
+
+@pytest.mark.parametrize("key", [k for k in NUMBERS if k.endswith(("apiRateLimit", "apiBurstLimit"))])
+def test_api_throttling_refuses_zero(key: str) -> None:
+    assert refusal({**CONTEXT, key: "0"}) == f"{key} must be at least 1, not 0"
+
+
+LOG_RETENTIONS = [k for k in CONTEXT if k.endswith(":logRetentionDays")]
+
+
+@pytest.mark.parametrize("key", LOG_RETENTIONS)
+def test_a_log_retention_cloudwatch_does_not_offer_is_refused_naming_those_it_does(key: str) -> None:
+    assert refusal({**CONTEXT, key: "8"}) == (
+        f"{key} must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, "
+        "2557, 2922, 3288, 3653 (CloudWatch Logs' retention periods), not 8"
+    )
+
+
+def test_every_log_retention_cloudwatch_offers_is_accepted_and_built_as_that_many_days() -> None:
+    import aws_cdk as cdk
+    from aws_cdk import aws_logs as logs
+    from aws_cdk.assertions import Template
+
+    from stacks.config import LOG_RETENTION_DAYS
+    from stacks.constructs.braze_importer import retention_days
+
+    assert AppConfig.from_settings({**CONTEXT, **dict.fromkeys(LOG_RETENTIONS, 3653)})
+    stack = cdk.Stack(cdk.App())
+    for days in LOG_RETENTION_DAYS:
+        logs.LogGroup(stack, f"Keep{days}", retention=retention_days(days))
+    groups = Template.from_stack(stack).find_resources("AWS::Logs::LogGroup").values()
+    assert sorted(group["Properties"]["RetentionInDays"] for group in groups) == list(LOG_RETENTION_DAYS)
+
+
+@pytest.mark.parametrize("project", ["bad_name!", "1Pipelines", "-x", "Braze Pipelines", "P" * 111])
+def test_a_project_that_cannot_prefix_a_stack_name_is_refused(project: str) -> None:
+    message = refusal({**CONTEXT, "project": project})
+    assert message.startswith("project must be ") and message.endswith(f"not {project!r}") and "\n" not in message
+
+
+@pytest.mark.parametrize("project", ["BrazePipelines", "b", "Braze-Pipelines-2", "P" * 110])
+def test_a_project_of_letters_digits_and_hyphens_is_accepted(project: str) -> None:
+    assert AppConfig.from_settings({**CONTEXT, "project": project}).project == project
+
+
+def test_cdk_json_holds_every_setting_with_its_default() -> None:
+    read: set[str] = set()
+    AppConfig.from_context(lambda key: read.add(key))
+    assert read - {"alarmEmail"} <= set(CONTEXT)  # alarmEmail: the older key, read when alarms:email is empty
+    assert AppConfig.from_settings(CONTEXT) == AppConfig()
+
+
+@pytest.mark.parametrize("value", [1.5, True, "1.5", float("nan")])
+def test_a_whole_number_setting_is_not_truncated_from_a_fraction_or_read_from_a_boolean(value: object) -> None:
+    message = refusal({**CONTEXT, "import:maxInFlight": value})
+    assert message == f"import:maxInFlight must be a whole number, not {value!r}"
+
+
+PREFIXES = [k for k in CONTEXT if k.endswith(("prefix", "Prefix"))]
+
+
+@pytest.mark.parametrize("value", ["in coming/", "incoming", "/incoming/", "a//", "a+b/", "a*/"])
+@pytest.mark.parametrize("key", PREFIXES)
+def test_a_prefix_s3_or_iam_would_read_otherwise_is_refused_naming_the_key(key: str, value: str) -> None:
+    assert refusal({**CONTEXT, key: value}) == (
+        f"{key} must be relative, end with '/' and hold only letters, digits and ! - _ . ' ( ) "
+        f"(S3's safe characters), not {value!r}"
+    )
+
+
+@pytest.mark.parametrize("value", ["a!(c)/", "x'y/", "dt.2024_a-b/sub/"])
+def test_a_prefix_of_safe_characters_is_accepted(value: str) -> None:
+    assert AppConfig.from_settings({**CONTEXT, "currents:prefix": value}).currents.prefix == value
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ({"currents:guardrailId": "arn:aws:bedrock:us-east-1:123456789012:guardrail/abc"}, "currents:guardrailId"),
+        ({"currents:guardrailId": "abc", "currents:guardrailVersion": ""}, "currents:guardrailVersion"),
+        ({"currents:guardrailVersion": "v1"}, "currents:guardrailVersion"),
+    ],
+)
+def test_a_guardrail_bedrock_would_refuse_is_refused_naming_the_key(setting: dict[str, str], expected: str) -> None:
+    message = refusal({**CONTEXT, **setting})
+    assert message.startswith(f"{expected} must be ") and "\n" not in message
+
+
+def test_a_guardrail_by_id_and_version_is_accepted() -> None:
+    currents = AppConfig.from_settings({**CONTEXT, "currents:guardrailId": "gr0abc1", "currents:guardrailVersion": "3"})
+    assert (currents.currents.guardrail_id, currents.currents.guardrail_version) == ("gr0abc1", "3")
