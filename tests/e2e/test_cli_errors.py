@@ -111,6 +111,9 @@ def test_bedrock_without_credentials_says_what_to_set(tmp_path: Path) -> None:
         ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
          "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE")
     )  # fmt: skip
+    folder = tmp_path / "event_type=users.behaviors.Purchase" / "date=2026-11-23-10"
+    folder.mkdir(parents=True)
+    (folder / "00000.avro").write_bytes(b"")  # never read: the credentials are checked first
     code, lines = sandbox("currents", str(tmp_path), "--bedrock", env=no_credentials)
     assert code == 2 and len(lines) == 1
     assert "--bedrock" in lines[0] and "AWS_PROFILE" in lines[0]
