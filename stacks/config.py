@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args, get_type_hints
@@ -159,8 +160,12 @@ class ImportConfig:
         for name, prefix in outputs:
             if prefix.startswith(self.incoming_prefix) or self.incoming_prefix.startswith(prefix):
                 raise ConfigError(f"import:{name} must not overlap import:incomingPrefix, or outputs would start runs")
-        if not self.braze_rest_endpoint.startswith("https://"):
-            raise ConfigError("import:brazeRestEndpoint must be an https:// URL")
+        endpoint = urllib.parse.urlsplit(self.braze_rest_endpoint)
+        if endpoint.scheme != "https" or not endpoint.hostname or endpoint.path not in ("", "/") or endpoint.query:
+            raise ConfigError(
+                "import:brazeRestEndpoint must be your workspace's https:// REST endpoint, such as "
+                f"https://rest.iad-01.braze.com, not {self.braze_rest_endpoint!r}"
+            )
         if self.reserved_concurrency and self.reserved_concurrency < self.max_concurrent_runs:
             raise ConfigError("import:reservedConcurrency must be 0 (none) or at least import:maxConcurrentRuns")
         if self.requests_per_second > self.workspace_requests_per_second:
@@ -197,6 +202,14 @@ RETIRED_BEDROCK_MODELS = frozenset(
 # AWS Marketplace product ids of models served through Marketplace (from their Bedrock model cards):
 # the first invocation in an account subscribes with the caller's permissions.
 BEDROCK_MARKETPLACE_PRODUCTS = {"anthropic.claude-haiku-4-5-20251001-v1:0": "prod-xdkflymybwmvi"}
+
+
+# Bedrock's model identifiers (Converse's modelId): ``provider.model``, ``geo.provider.model`` (an inference
+# profile), or the ARN of a model or profile.
+_BEDROCK_MODEL = re.compile(
+    r"arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d{0,12}:[a-z-]+/[A-Za-z0-9._:/-]+|[a-z0-9-]+(\.[A-Za-z0-9_-]+)?\.[A-Za-z0-9._:-]+"
+)
+_IAM_PRINCIPAL = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:(root|user/[\w+=,.@/-]+|role/[\w+=,.@/-]+)")
 
 
 def bedrock_base_model(model: str) -> str:
@@ -239,6 +252,11 @@ class CurrentsConfig:
         _check_prefix("currents:prefix", self.prefix)
         if self.generator == "bedrock" and not self.bedrock_model_id:
             raise ConfigError("currents:bedrockModelId is required when the generator is bedrock")
+        if self.generator == "bedrock" and not _BEDROCK_MODEL.fullmatch(self.bedrock_model_id):
+            raise ConfigError(
+                "currents:bedrockModelId must be a Bedrock model id, inference profile id or ARN (such as "
+                f"{DEFAULT_BEDROCK_MODEL}), not {self.bedrock_model_id!r}"
+            )
         if self.generator == "bedrock" and bedrock_base_model(self.bedrock_model_id) in RETIRED_BEDROCK_MODELS:
             raise ConfigError(
                 f"currents:bedrockModelId {self.bedrock_model_id} is past its end of life on Amazon Bedrock "
@@ -252,6 +270,11 @@ class CurrentsConfig:
         if not re.fullmatch(r"DRAFT|[1-9][0-9]{0,7}", self.guardrail_version):
             raise ConfigError(
                 f"currents:guardrailVersion must be DRAFT or a version number, not {self.guardrail_version!r}"
+            )
+        if self.braze_writer_principal and not _IAM_PRINCIPAL.fullmatch(self.braze_writer_principal):
+            raise ConfigError(
+                "currents:brazeWriterPrincipal must be the IAM ARN Braze gives (arn:aws:iam::<account>:user/… or "
+                f"role/…), not {self.braze_writer_principal!r}"
             )
         if bool(self.braze_writer_principal) != bool(self.braze_external_id):
             raise ConfigError(

@@ -122,6 +122,11 @@ def test_a_value_of_the_wrong_type_is_refused_on_one_line_naming_the_key(key: st
         ("currents:generator", "gpt"),
         ("currents:bedrockModelId", "anthropic.claude-v2"),
         ("currents:brazeWriterPrincipal", "arn:aws:iam::123456789012:root"),
+        ("currents:brazeWriterPrincipal", "nobody"),
+        ("currents:bedrockModelId", "claude"),
+        ("currents:bedrockModelId", "anthropic claude haiku"),
+        ("import:brazeRestEndpoint", "https://"),
+        ("import:brazeRestEndpoint", "https://rest.iad-01.braze.com/users/track"),
         ("bulkUpload:brazeIdColumn", "identity_id"),
         ("capture:errorPrefix", "incoming/errors/"),
         ("capture:bufferMb", "0"),
@@ -253,3 +258,25 @@ def test_a_guardrail_bedrock_would_refuse_is_refused_naming_the_key(setting: dic
 def test_a_guardrail_by_id_and_version_is_accepted() -> None:
     currents = AppConfig.from_settings({**CONTEXT, "currents:guardrailId": "gr0abc1", "currents:guardrailVersion": "3"})
     assert (currents.currents.guardrail_id, currents.currents.guardrail_version) == ("gr0abc1", "3")
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+        "global.anthropic.claude-haiku-4-5-20251001-v1:0",
+        "amazon.nova-lite-v1:0",
+        "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6",
+        "arn:aws:bedrock:eu-west-1::foundation-model/amazon.nova-lite-v1:0",
+    ],
+)
+def test_every_shape_of_bedrock_model_id_is_taken(model: str) -> None:
+    assert AppConfig.from_settings({**CONTEXT, "currents:bedrockModelId": model}).currents.bedrock_model_id == model
+
+
+def test_brazes_writer_principal_is_taken_as_an_iam_arn() -> None:
+    settings = {
+        "currents:brazeWriterPrincipal": "arn:aws:iam::123456789012:user/braze-s3",
+        "currents:brazeExternalId": "x",
+    }
+    assert AppConfig.from_settings({**CONTEXT, **settings}).currents.braze_writer_principal.endswith("user/braze-s3")
