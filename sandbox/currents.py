@@ -216,7 +216,8 @@ def drain_generation_queue(sqs: Any, queue_url: str) -> Drained:
         why = generator_handler.last_failures()
         retry = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
         for outcome, n in result.get("outcomes", {}).items():
-            drained.outcomes[outcome] = drained.outcomes.get(outcome, 0) + n
+            if outcome != "failed":  # counted below, with the messages that failed for other reasons
+                drained.outcomes[outcome] = drained.outcomes.get(outcome, 0) + n
         drained.outcomes["failed"] += len(retry)
         for message in messages:
             if message["MessageId"] not in retry:
@@ -228,7 +229,7 @@ def drain_generation_queue(sqs: Any, queue_url: str) -> Drained:
 
 
 def _user_of(message: dict[str, Any]) -> str:
-    """The Braze id a generation message is for, or what its body is when it names none."""
+    """The Braze id a generation message is for, or its message id when it names none."""
     try:
         body = orjson.loads(message["Body"])
     except orjson.JSONDecodeError:

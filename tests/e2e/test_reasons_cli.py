@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +71,28 @@ def test_currents_counts_each_user_once_and_says_why_each_generation_failed(tmp_
     summary = _currents_summary(report)
     assert "  users                  4   with events merged into their profile\n" in summary
     assert "scheduled: 0 generated, 0 skipped (nothing new), 4 failed (left to retry)" in summary
+
+
+def test_a_batch_where_some_generations_fail_counts_each_failure_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+    from currents_personalizer.generators import OfflineGenerator
+
+    class HalfDown(OfflineGenerator):
+        def generate(self, activity: Any, *, deadline: float | None = None) -> Any:
+            if int(activity.user_id[-1]) % 2:
+                raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "x"}}, "Converse")
+            return super().generate(activity, deadline=deadline)
+
+    assert run_cli("currents-sample", "--users", "4", "--events", "40", "--out", str(tmp_path))[0] == 0
+    monkeypatch.setattr("currents_personalizer.handler.content_generator", HalfDown)
+
+    with CurrentsSandbox() as box:
+        report = box.process(box.upload([tmp_path]))
+
+    assert (report["generated"], report["failed"]) == (2, 2)
+    assert sorted(box.failed_generations) == ["braze-00001", "braze-00003"]
 
 
 def test_a_failed_bulk_upload_says_why(tmp_path: Path) -> None:
