@@ -32,6 +32,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
 from typing import IO, Any, Self
 
 HOST = "127.0.0.1"
@@ -158,8 +159,11 @@ class LocalStack:
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # The services see how the sandbox ended: an interrupt stops worker processes at once.
+        self._stack.__exit__(exc_type, exc, tb)
 
     def _start(self) -> None:
         raise NotImplementedError

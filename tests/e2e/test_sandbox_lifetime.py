@@ -86,10 +86,12 @@ def test_sigterm_mid_import_stops_every_process_it_started(tmp_path: Path) -> No
     proc, children = _start_import(tmp_path)
     assert len(children) >= 4  # moto server, the emulator, two workers
 
-    proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    proc.send_signal(signal.SIGTERM)  # to the command alone, as `timeout` or a closed terminal would
     _, stderr = proc.communicate(timeout=60)
 
     assert proc.returncode == 128 + signal.SIGTERM
+    assert time.monotonic() - signalled < 10, "the workers ran their invocations on after the command was ended"
     assert b"Traceback" not in stderr
     assert _survivors(children, proc.pid) == set()
 
@@ -106,9 +108,11 @@ def test_a_killed_sandbox_takes_its_services_with_it(tmp_path: Path) -> None:
 def test_ctrl_c_ends_the_command_and_everything_it_started_without_a_traceback(tmp_path: Path) -> None:
     proc, children = _start_import(tmp_path)
 
+    signalled = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: every process of the foreground group gets it
     _, stderr = proc.communicate(timeout=60)
 
     assert proc.returncode == 128 + signal.SIGINT
     assert b"Traceback" not in stderr and b"KeyboardInterrupt" not in stderr, stderr.decode()[-3000:]
+    assert time.monotonic() - signalled < 10 and stderr.decode().count("\n") <= 2, stderr.decode()[-3000:]
     assert _survivors(children, proc.pid) == set()
