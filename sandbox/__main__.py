@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import sys
@@ -76,6 +77,8 @@ def _mistake(exc: Exception) -> tuple[int, str]:
         for name, flag in _FLAGS.items():
             message = re.sub(rf"\b{name}\b", flag, message)
         return 2, message
+    if type(exc).__name__ == "ProfileNotFound":
+        return 2, f"{message}: set AWS_PROFILE to one of `aws configure list-profiles`, or unset it"
     if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
         return 2, f"{message}: set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (aws configure)"
     return 1, f"{type(exc).__name__}: {message}"
@@ -243,6 +246,14 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     demo.add_argument("--objects", type=_positive(int), default=50_000)
 
     args = parser.parse_args(argv)
+    if not (args.command == "currents" and args.bedrock):
+        # Only placeholder credentials reach moto: a profile the environment names is never needed (and
+        # one that does not exist would stop every AWS client).
+        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+            os.environ.pop(name, None)
+    if args.command != "serve":
+        # The functions' own JSON logs repeat what the command prints; --debug (or SANDBOX_LOG_LEVEL) shows them.
+        os.environ.setdefault("SANDBOX_LOG_LEVEL", "WARNING" if getattr(args, "debug", False) else "CRITICAL")
     if args.command == "import":
         return _import(args, out)
     if args.command == "currents-sample":

@@ -146,3 +146,15 @@ def test_currents_keys_keep_the_part_of_brazes_layout_the_personalizer_reads(tmp
     expected = [(folder / "00000.avro", PREFIX + "event_type=users.behaviors.Purchase/date=2026-11-23-10/00000.avro")]
     for given in (tmp_path, folder.parent, folder, folder / "00000.avro"):
         assert keys([given]) == expected and unread(expected) == []
+
+
+def test_a_profile_that_does_not_exist_stops_only_what_needs_aws(small_file: Path, tmp_path: Path) -> None:
+    missing_profile: dict[str, str | None] = {"AWS_PROFILE": "nope", "AWS_CONFIG_FILE": str(tmp_path / "none")}
+    code, lines = sandbox("import", str(small_file), env=missing_profile)
+    assert code == 0, lines  # moto takes placeholder credentials: the profile is never read
+
+    folder = tmp_path / "event_type=users.behaviors.Purchase" / "date=2026-11-23-10"
+    folder.mkdir(parents=True)
+    (folder / "00000.avro").write_bytes(b"")
+    code, lines = sandbox("currents", str(tmp_path), "--bedrock", env=missing_profile)
+    assert code == 2 and len(lines) == 1 and "could not be found: set AWS_PROFILE" in lines[0]
