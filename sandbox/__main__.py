@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.parse
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -72,7 +73,7 @@ def _mistake(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, ServiceError):
         return (2, message) if exc.usage else (1, message)
     if isinstance(exc, OSError) and exc.filename:
-        return 2, f"cannot read {exc.filename}: {exc.strerror}"
+        return 2, f"{exc.filename}: {exc.strerror}"
     if type(exc).__name__ == "SettingsError":  # a function's settings refused at its cold start
         for name, flag in _FLAGS.items():
             message = re.sub(rf"\b{name}\b", flag, message)
@@ -156,7 +157,9 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         help="let files under user-deletes/ delete users (import:allowUserDeletes); without it such runs stop, "
         "sending nothing",
     )  # fmt: skip
-    imp.add_argument("--braze-url", help="send to this Braze REST endpoint instead of the built-in emulator")
+    imp.add_argument(
+        "--braze-url", type=_braze_url, help="send to this Braze REST endpoint instead of the built-in emulator"
+    )
     imp.add_argument("--braze-api-key", help="Braze REST API key (default: the emulator's key)")
     imp.add_argument(
         "--invocation-seconds", type=_positive(float), default=900.0, help="time each invocation starts with"
@@ -225,7 +228,9 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         "--to-braze", action="store_true",
         help="also import the landed file into Braze as user attributes (bulkUpload:deliverToBraze)",
     )  # fmt: skip
-    bulk.add_argument("--braze-url", help="with --to-braze: this Braze REST endpoint instead of the built-in emulator")
+    bulk.add_argument(
+        "--braze-url", type=_braze_url, help="with --to-braze: this Braze REST endpoint, not the built-in emulator"
+    )
     bulk.add_argument("--braze-api-key", help="with --braze-url: the Braze REST API key")
     bulk.add_argument(
         "--braze-id-column", default="external_id",
@@ -236,7 +241,9 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         "serve", parents=[common], help="every pipeline on local services, until Ctrl-C or SIGTERM"
     )
     srv.add_argument("--info", metavar="FILE", help="write the endpoints and credentials here (default: stdout)")
-    srv.add_argument("--braze-url", help="send to this Braze REST endpoint instead of the built-in emulator")
+    srv.add_argument(
+        "--braze-url", type=_braze_url, help="send to this Braze REST endpoint instead of the built-in emulator"
+    )
     srv.add_argument("--braze-api-key", help="Braze REST API key (default: the emulator's key)")
     srv.add_argument("--flush-seconds", type=float, default=10.0, help="how often capture's Firehose stand-in writes")
 
@@ -397,11 +404,26 @@ def _currents_summary(report: dict[str, int]) -> str:
     )
 
 
+def _braze_url(value: str) -> str:
+    """--braze-url: a Braze REST endpoint, or any http(s) server that answers like one."""
+    url = urllib.parse.urlsplit(value)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise argparse.ArgumentTypeError(f"must be an http(s) URL such as https://rest.iad-01.braze.com, not {value!r}")
+    return value
+
+
 def _keep_dir(value: str) -> Path:
-    """--keep's folder: checked before anything runs (it is made if missing; a file there is a mistake)."""
+    """--keep's folder, made now if missing: a file there, or a folder that cannot be made or written, is a
+    mistake found before anything runs rather than after the import."""
     path = Path(value)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{value} is a file, not a folder: name a folder to copy the outputs into")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"{value} cannot be made: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{value} cannot be written: not writable by you")
     return path
 
 
@@ -473,6 +495,13 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
     except json.JSONDecodeError as exc:
         print(f"error: --emulator is not valid JSON: {exc}", file=sys.stderr)
         return 2
+    if not isinstance(emulator_settings, dict):
+        print(f"error: --emulator must be a JSON object of settings, not {args.emulator}", file=sys.stderr)
+        return 2
+    if args.braze_url and args.emulator != "{}":
+        print("error: --emulator configures the built-in Braze emulator: with --braze-url none runs", file=sys.stderr)
+        return 2
+
     env = {
         name: str(value)
         for name, value in (

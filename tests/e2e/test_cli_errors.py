@@ -41,6 +41,10 @@ def small_file(tmp_path: Path) -> Path:
         ("--requests-per-second", "-1", "argument --requests-per-second: invalid non-negative float value: '-1'"),
         ("--requests-per-second", "5000", "--requests-per-second 5000 is above the workspace's limit"),
         ("--braze-url", "http://127.0.0.1:9", "--braze-url needs --braze-api-key"),
+        ("--braze-url", "junk", "argument --braze-url: must be an http(s) URL"),
+        ("--emulator", "[1, 2]", "--emulator must be a JSON object of settings"),
+        ("--invocation-seconds", "inf", "argument --invocation-seconds: invalid positive float value: 'inf'"),
+        ("--keep", "/proc/nope", "argument --keep: /proc/nope cannot be made: No such file or directory"),
     ],
 )
 def test_a_bad_flag_value_is_one_line_and_exit_2(small_file: Path, flag: str, value: str, said: str) -> None:
@@ -53,6 +57,15 @@ def test_keep_naming_a_file_is_refused_before_anything_runs(small_file: Path) ->
     code, lines = sandbox("import", str(small_file), "--keep", str(small_file))
     assert code == 2 and len(lines) == 1
     assert "is a file, not a folder" in lines[0]
+    code, lines = sandbox("import", str(small_file), "--keep", str(small_file / "kept"))
+    assert code == 2 and len(lines) == 1 and "kept cannot be made: Not a directory" in lines[0]
+
+
+def test_emulator_settings_beside_another_braze_are_refused(small_file: Path) -> None:
+    code, lines = sandbox("import", str(small_file), "--braze-url", "http://127.0.0.1:9", "--braze-api-key", "k",
+                          "--emulator", '{"latency_ms": 5}')  # fmt: skip
+    assert code == 2
+    assert lines == ["error: --emulator configures the built-in Braze emulator: with --braze-url none runs"]
 
 
 def test_an_unknown_emulator_setting_passes_the_emulators_own_message_up(small_file: Path) -> None:
