@@ -522,7 +522,7 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
     prefix = INCOMING + ("dry-run/" if args.dry_run else "")
     keys = [(p, INCOMING + k) for p, k in keyed] if keyed is not None else [(p, prefix + p.name) for p in args.paths]
     extents = {key: Extent.of(path) for path, key in keys} if sys.stderr.isatty() and not args.json else {}
-    line = ProgressLine(lambda: sandbox.read_so_far(), extents, sys.stderr)
+    line = ProgressLine(lambda: sandbox.read_so_far(), extents, sys.stderr, wanted=not args.json)
     progress = None if args.json else line.say
     with (
         ImportSandbox(

@@ -22,7 +22,7 @@ class ProgressLine:
 
     def __init__(
         self, poll: Callable[[], list[tuple[str, int]]], extents: Mapping[str, Extent], stream: TextIO,
-        every: float = 1.0,
+        every: float = 1.0, *, wanted: bool = True,
     ):  # fmt: skip
         self._poll = poll
         self._extents = extents
@@ -30,7 +30,7 @@ class ProgressLine:
         self._every = every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
-        self.shown = stream.isatty()
+        self.shown = wanted and stream.isatty()
 
     def __enter__(self) -> Self:
         if self.shown:
@@ -74,16 +74,16 @@ def line(
 ) -> str:
     """``12,345 of about 40,000 objects read (31 %), 3.1 of 10.0 MB, 4,115 objects/s, 0:06 left``: the bytes
     are the share of the files' bytes that the objects read stand for; ``expected`` is how many objects the
-    files hold (counted, or ``exact=False``: estimated from their first megabyte), the time left is at the
-    pace so far."""
+    files hold (counted, or ``exact=False``: estimated from their first megabyte). The time left is the
+    objects left at the rate so far (the work is per object: a gzipped file holds many in few bytes)."""
     rate = objects / seconds if seconds > 0 else 0.0
     scale, unit = next((s, u) for s, u in ((1e9, "GB"), (1e6, "MB"), (1e3, "KB"), (1, "bytes")) if total >= s or s == 1)
-    read = f"{objects:,} objects read"
+    read, left = f"{objects:,} objects read", "time left not known yet"
     if expected:
         share = 100 * min(1, objects / expected)
         read = f"{objects:,} of {'' if exact else 'about '}{expected:,} objects read ({share:.0f} %)"
-    pace = done / seconds if seconds > 0 else 0.0
-    left = f"{_clock((total - done) / pace)} left" if pace > 0 and expected else "time left not known yet"
+        if rate > 0:
+            left = f"{_clock(max(0, expected - objects) / rate)} left"
     return f"{read}, {done / scale:,.1f} of {total / scale:,.1f} {unit}, {rate:,.0f} objects/s, {left}"
 
 
@@ -135,17 +135,34 @@ def _count(path: Path, size: int) -> tuple[int | None, bool]:
         if magic == b"Obj\x01":
             return _avro_objects(file, size)
         if magic[:2] == b"\x1f\x8b":
-            inflater = zlib.decompressobj(wbits=31)
-            sample = inflater.decompress(file.read(SAMPLE), SAMPLE)
-            while len(sample) < SAMPLE and not inflater.eof and (more := file.read(SAMPLE)):
-                sample += inflater.decompress(inflater.unconsumed_tail + more, SAMPLE - len(sample))
-            if inflater.eof:
-                return _text_objects(sample, len(sample), path), True
-            file.seek(-4, 2)  # gzip's trailer: the decompressed size, modulo 4 GiB, of a one-member file
-            inside = int.from_bytes(file.read(4), "little")
-            return (_text_objects(sample, inside, path), False) if inside > len(sample) else (None, False)
+            sample, used, whole = _gunzip_start(file)
+            # Scaled by the compressed bytes the sample took: no trailer is trusted (a multi-member file's
+            # is its last member's, and it wraps at 4 GiB).
+            inside = len(sample) if whole else round(len(sample) * size / max(used, 1))
+            return _text_objects(sample, inside, path), whole
         sample = file.read(SAMPLE)
         return _text_objects(sample, size, path), len(sample) == size
+
+
+def _gunzip_start(file: BinaryIO) -> tuple[bytes, int, bool]:
+    """The first ``SAMPLE`` decompressed bytes of a gzip file (member after member), the compressed bytes
+    they took, and whether that was the whole file."""
+    out = bytearray()
+    used = 0
+    inflater = zlib.decompressobj(wbits=31)
+    pending = b""
+    while len(out) < SAMPLE:
+        if not pending and not (pending := file.read(1 << 16)):
+            return bytes(out), used, True
+        if inflater.eof:  # a member ended: the next begins here, unless only padding is left
+            if not pending.strip(b"\0"):
+                used, pending = used + len(pending), b""
+                continue
+            inflater = zlib.decompressobj(wbits=31)
+        out += inflater.decompress(pending, SAMPLE - len(out))
+        rest = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+        used, pending = used + len(pending) - len(rest), rest
+    return bytes(out), used, False
 
 
 def _text_objects(sample: bytes, total: int, path: Path) -> int:

@@ -43,16 +43,16 @@ def test_a_pipe_gets_the_lines_said_and_no_progress() -> None:
 def test_several_runs_add_up_and_an_estimate_says_about() -> None:
     extents = {"a": Extent(1_000_000, 1_000, exact=True), "b": Extent(3_000_000, 9_000), "c": Extent(10, 0)}
     progress = ProgressLine(lambda: [("a", 1_000), ("b", 3_000), ("other", 5)], extents, Terminal())
-    assert progress.now(10.0) == ("4,005 of about 10,000 objects read (40 %), 2.0 of 4.0 MB, 400 objects/s, 0:10 left")
+    assert progress.now(10.0) == ("4,005 of about 10,000 objects read (40 %), 2.0 of 4.0 MB, 400 objects/s, 0:15 left")
     unknown = ProgressLine(lambda: [("a", 10)], {"a": Extent(1_000_000)}, Terminal())
     assert unknown.now(1.0) == "10 objects read, 0.0 of 1.0 MB, 10 objects/s, time left not known yet"
 
 
 def test_the_line_counts_objects_bytes_the_rate_and_the_time_left() -> None:
     assert line(12_345, 3_200_000, 10_000_000, 3.0, expected=40_000, exact=False) == (
-        "12,345 of about 40,000 objects read (31 %), 3.2 of 10.0 MB, 4,115 objects/s, 0:06 left"
+        "12,345 of about 40,000 objects read (31 %), 3.2 of 10.0 MB, 4,115 objects/s, 0:07 left"
     )
-    assert line(1, 10_000, 36_010_000, 1.0, expected=10).endswith(" 0.0 of 36.0 MB, 1 objects/s, 1:00:00 left")
+    assert line(1, 10_000, 36_010_000, 1.0, expected=3_601).endswith(" 0.0 of 36.0 MB, 1 objects/s, 1:00:00 left")
     assert line(10, 500_000, 800_000, 10.0, expected=16) == (
         "10 of 16 objects read (62 %), 500.0 of 800.0 KB, 1 objects/s, 0:06 left"
     )
@@ -103,6 +103,17 @@ def test_a_file_the_run_will_reject_shows_no_share(tmp_path: Path) -> None:
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1" + b"\0" * 20)
     assert Extent.of(broken) == Extent(24) and Extent(24).done(10) == 0
-    lying = tmp_path / "lying.jsonl.gz"
-    lying.write_bytes(gzip.compress(LINES)[:-4] + b"\0\0\0\0")  # a trailer saying 0 bytes inside
-    assert Extent.of(lying).objects is None
+    corrupt = tmp_path / "corrupt.jsonl.gz"
+    corrupt.write_bytes(b"\x1f\x8b" + b"\xff" * 100)
+    assert Extent.of(corrupt).objects is None
+
+
+def test_a_gzip_file_is_estimated_by_its_compression_not_its_trailer(tmp_path: Path) -> None:
+    # Several members (the trailer is the last one's) and padding after them: still about right
+    path = tmp_path / "members.jsonl.gz"
+    path.write_bytes(b"".join(gzip.compress(LINES[i : i + 700_000]) for i in range(0, len(LINES), 700_000)) + b"\0" * 8)
+    extent = Extent.of(path)
+    assert not extent.exact and extent.objects is not None and abs(extent.objects - 100_000) <= 1_000
+    small = tmp_path / "small-members.jsonl.gz"
+    small.write_bytes(gzip.compress(LINES[:35_000]) + gzip.compress(LINES[35_000:70_000]) + b"\0" * 8)
+    assert Extent.of(small) == Extent(small.stat().st_size, 2_000, exact=True)
