@@ -166,6 +166,7 @@ except ModuleNotFoundError as missing:  # run by a Python without the project's 
     sys.exit(2)
 
 OUTCOMES = ("ok", "500", "502", "503", "429", "401", "drop_before", "drop_after")
+BATCH_RULES = ("combined", "combined_50", "per_array")
 ARRAYS = ("attributes", "events", "purchases")
 IDENTIFIERS = ("external_id", "braze_id", "user_alias", "email", "phone")
 # Keys of a /users/track object that steer how it is applied, not attributes of the user.
@@ -229,8 +230,15 @@ class Config:
                 fits = isinstance(value, type(default))
             if not fits:
                 raise ValueError(f"{key} must be of type {type(default).__name__}")
-        if any(not _is_number(rate) or rate < 0 for rate in data.get("rates", {}).values()):
-            raise ValueError("rates must be numbers, at least 0")
+        if any(not _is_number(rate) or not 0 <= rate <= 1 for rate in data.get("rates", {}).values()):
+            raise ValueError("rates must be numbers from 0 to 1 (the share of requests each fault takes)")
+        if sum(data.get("rates", {}).values()) > 1:
+            raise ValueError("rates must add up to at most 1 (the share of requests that get a fault)")
+        if data.get("batch_rule", "combined") not in BATCH_RULES:
+            raise ValueError(f"batch_rule must be one of {', '.join(BATCH_RULES)}")
+        for key in ("latency_ms", "max_objects", "max_body_bytes", "max_array_length"):
+            if key in data and _is_number(data[key]) and data[key] < (0 if key == "latency_ms" else 1):
+                raise ValueError(f"{key} must be a number, at least {0 if key == 'latency_ms' else 1}")
         for key in ("rate_limit", "catalog_rate_limit", "catalog_list_rate_limit", "delete_rate_limit"):
             if key in data and (not _is_number(data[key]) or data[key] < 0):
                 raise ValueError(f"{key} must be a number, at least 0")
