@@ -337,7 +337,7 @@ def _bulk_field(key: str, value: Any) -> str:
 
 
 def _currents(args: argparse.Namespace, out: TextIO) -> int:
-    from .currents import CurrentsSandbox, keys, report_json, unread
+    from .currents import CurrentsSandbox, keys, not_avro, report_json, unread
 
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
@@ -359,8 +359,11 @@ def _currents(args: argparse.Namespace, out: TextIO) -> int:
         return 2
     if args.bedrock:
         _require_credentials("--bedrock")
+    for file in not_avro(args.paths):
+        print(f"skipped {file}: not an .avro file", file=sys.stderr)
     with CurrentsSandbox(bedrock=args.bedrock) as box:
-        report = box.process(box.upload(args.paths))
+        say = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+        report = box.process(box.upload(args.paths), progress=say)
         query = {"format": args.format} if args.format != "json" else None
         content = {braze_id: box.get_content(braze_id, query) for braze_id in args.content}
         result = report_json(

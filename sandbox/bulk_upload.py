@@ -91,7 +91,8 @@ class BulkUploadSandbox(LocalStack):
         denied = refused("/bulk-upload", "POST", api_key=api_key, expected_key=API_KEY, token=token or self.token)
         if denied:
             return denied
-        response = handler({"httpMethod": "POST", "body": orjson.dumps(body).decode()}, FakeContext(29))
+        event = {"httpMethod": "POST", "body": orjson.dumps(body).decode()}
+        response = handler(event, FakeContext(29, "sandbox-bulk-upload-api"))
         return int(response["statusCode"]), orjson.loads(response["body"])
 
     def run_copies(self) -> int:
@@ -99,7 +100,8 @@ class BulkUploadSandbox(LocalStack):
         one); returns how many invocations ran."""
         invocations = 0
         for _ in range(1000):
-            delivered = copy_next(self.sqs, self.queue_url, FakeContext(self.invocation_seconds))
+            context = FakeContext(self.invocation_seconds, "sandbox-bulk-upload-copier")
+            delivered = copy_next(self.sqs, self.queue_url, context)
             if delivered is None:
                 return invocations
             invocations += 1
@@ -110,7 +112,8 @@ class BulkUploadSandbox(LocalStack):
     def job(self, job_id: str) -> dict[str, Any]:
         from bulk_upload.api_handler import handler
 
-        response = handler({"httpMethod": "GET", "pathParameters": {"job_id": job_id}}, FakeContext(5))
+        event = {"httpMethod": "GET", "pathParameters": {"job_id": job_id}}
+        response = handler(event, FakeContext(5, "sandbox-bulk-upload-api"))
         result: dict[str, Any] = orjson.loads(response["body"])
         return result
 

@@ -20,6 +20,7 @@ import os
 import secrets
 import sys
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,13 +96,14 @@ class CurrentsSandbox(LocalStack):
             self.s3.upload_file(str(file), BUCKET, key)
         return [key for _, key in planned]
 
-    def process(self, keys: list[str]) -> dict[str, int]:
+    def process(self, keys: list[str], progress: Callable[[str], None] | None = None) -> dict[str, int]:
+        """Deliver each file to the personalizer, then the generation queue; ``progress`` is told each step."""
         from currents_personalizer.handler import handler as personalize
 
         report = dict.fromkeys(REPORT_KEYS, 0)
         # Users are counted once, as the profiles these files changed (the personalizer counts per file).
         before = self.profiles()
-        for key in keys:
+        for number, key in enumerate(keys, 1):
             event = {
                 "Records": [
                     {
@@ -116,8 +118,13 @@ class CurrentsSandbox(LocalStack):
                 self.failed_files[key] = f"{type(exc).__name__}: {exc}"
                 report["files_failed"] += 1
                 continue
+            finally:
+                if progress:
+                    progress(f"file {number:,} of {len(keys):,} delivered: {key}")
             for name in REPORT_KEYS:
                 report[name] += int(result.get(name, 0))
+        if progress:
+            progress("generating content for the users scheduled (the generation queue)")
         drained = self.drain_queue()
         for outcome, n in drained.outcomes.items():
             if outcome in report:
@@ -271,6 +278,14 @@ def keys(paths: list[Path]) -> list[tuple[Path, str]]:
                 relative = _from_export_folder(file)
             planned.append((file, PREFIX + relative.as_posix()))
     return planned
+
+
+def not_avro(paths: list[Path]) -> list[Path]:
+    """The files in the directories of ``paths`` that are not ``.avro`` (``keys`` leaves them out)."""
+    return [
+        file for path in paths if path.is_dir() for file in sorted(path.rglob("*"))
+        if file.is_file() and file.suffix != ".avro"
+    ]  # fmt: skip
 
 
 def unread(planned: list[tuple[Path, str]]) -> list[Path]:

@@ -28,8 +28,11 @@ def test_currents_names_each_failed_file_and_the_users_with_content(tmp_path: Pa
     shutil.copyfile(good, broken)
     broken.write_bytes(b"\xff\xfe not avro at all")
 
-    code, result, _ = run_cli("currents", str(tmp_path), "--json")
+    (tmp_path / "notes.txt").write_text("not Currents")
 
+    code, result, stderr = run_cli("currents", str(tmp_path), "--json")
+
+    assert f"skipped {tmp_path / 'notes.txt'}: not an .avro file" in stderr
     assert code == 1 and result is not None  # the run failed: a file was not taken
     assert result["report"]["files_failed"] == 1 and result["report"]["generated"] == 5
     (key, reason), *others = result["failed_files"].items()
@@ -45,6 +48,7 @@ def test_currents_text_lists_the_ids_to_read(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0
     assert "content for 3 users: braze-00000, braze-00001, braze-00002 (read one with --content ID)" in proc.stdout
+    assert "file 6 of 6 delivered: currents/" in proc.stderr  # a line a file, as it goes
     assert "  users                  3   with events merged into their profile\n" in proc.stdout
 
 
