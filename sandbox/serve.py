@@ -515,12 +515,15 @@ def _clear_caches() -> None:
 
 @contextlib.contextmanager
 def _stop_on_sigterm(stopping: threading.Event) -> Iterator[None]:
-    """SIGTERM stops as cleanly as Ctrl-C: the loop ends, then every service is stopped."""
-    previous = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    """SIGTERM and SIGHUP (a closed terminal) stop as cleanly as Ctrl-C, exit 0 like it: the loop ends,
+    then every service is stopped."""
+    signals = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {signum: signal.signal(signum, lambda *_: stopping.set()) for signum in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def serve(

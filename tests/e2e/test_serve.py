@@ -232,3 +232,10 @@ def test_sigterm_stops_it_cleanly(tmp_path: Path) -> None:
         assert "import incoming/one.jsonl: completed; objects read 1, accepted 1" in log, log
         with pytest.raises(OSError):
             urllib.request.urlopen(capture["url"], timeout=2)
+
+
+def test_a_closed_terminal_stops_it_as_cleanly_as_sigterm(tmp_path: Path) -> None:
+    for _info, proc in start(tmp_path / "info.json"):
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=60) == 0
+        assert proc.stderr is not None and "stopped" in proc.stderr.read().splitlines()[-1]
