@@ -153,5 +153,7 @@ def test_cli_to_braze_without_the_id_column_fails_and_sends_nothing(tmp_path: Pa
     assert code == 1 and result is not None
     assert result["job_status"] == "failed" and "no external_id column" in result["error"]
     assert result["import"] is None and result["braze_emulator_stored"] == 0
-    code, _, err = run_cli("bulk-upload", "--data-file", str(data), "--s3-filename", "a.csv", "--braze-url", "x")
+    code, _, err = run_cli(
+        "bulk-upload", "--data-file", str(data), "--s3-filename", "a.csv", "--braze-url", "http://127.0.0.1:9"
+    )
     assert code == 2 and "needs --to-braze" in err

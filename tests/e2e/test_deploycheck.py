@@ -86,7 +86,8 @@ def test_check_deploy_refuses_a_setting_synth_refuses_in_one_line(setting: str, 
 
 def test_make_refuses_a_setting_without_a_value_before_anything_runs() -> None:
     proc = subprocess.run(
-        ["make", "-n", "check-deploy", "SETTINGS=alarms:email=a@example.com import:maxInFlight"],
+        ["make", "--no-print-directory", "-n", "check-deploy",
+         "SETTINGS=alarms:email=a@example.com import:maxInFlight"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 2 and proc.stdout == ""

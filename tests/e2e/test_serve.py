@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,11 @@ def eventually(check: Callable[[], Any], seconds: float = 60) -> Any:
         if value or time.monotonic() > deadline:
             return value
         time.sleep(0.5)
+
+
+def _sent(info: dict[str, Any], names: set[str]) -> bool:
+    """Whether the emulator holds an event of each of ``names``."""
+    return names <= {o["object"].get("name") for o in emulator_objects(info)}
 
 
 def emulator_objects(info: dict[str, Any]) -> list[dict[str, Any]]:
@@ -221,7 +227,8 @@ def test_sigterm_stops_it_cleanly(tmp_path: Path) -> None:
                       Body=b'{"external_id": "u-1", "name": "e", "time": "2026-11-30T10:00:00Z"}\n')  # fmt: skip
         body = {"events": [{"eventType": "before-stop"}]}
         assert http(capture["url"], method="POST", body=body, headers={"Authorization": auth["AccessToken"]})[0] == 200
-        time.sleep(2)  # a flush (every second here) and the import it starts
+        # The flush (every second here), the import it starts and one.jsonl's: both events reach Braze.
+        assert eventually(partial(_sent, info, {"before-stop", "e"}), 60)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         assert proc.stderr is not None
