@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import urllib.parse
 import uuid
@@ -209,6 +210,7 @@ class ImportSandbox(LocalStack):
         if self._pool is not None and self._pool_size >= workers:
             return self._pool
         self._stop_pool()
+        _start_resource_tracker()
         pool = ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
             initargs=(os.getpid(),),
@@ -355,10 +357,27 @@ def _invoke_in_worker(event: dict[str, Any], invocation_seconds: float) -> dict[
     return dict(handler(event, FakeContext(invocation_seconds)))
 
 
+def _start_resource_tracker() -> None:
+    """multiprocessing's resource tracker, started now with a closed terminal's SIGHUP ignored (it already
+    ignores SIGINT and SIGTERM): hung up with the terminal's process group, it is relaunched with a
+    traceback a worker. It ends when the sandbox does."""
+    from multiprocessing import resource_tracker
+
+    if threading.current_thread() is not threading.main_thread():
+        resource_tracker.ensure_running()
+        return
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # ignored dispositions survive exec
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def _worker_start(parent: int) -> None:
-    """A worker ends with the sandbox, even a SIGKILLed one; Ctrl-C is the sandbox's to handle (it
-    ends the workers), not a traceback from each."""
+    """A worker ends with the sandbox, even a SIGKILLed one; Ctrl-C and a closed terminal are the
+    sandbox's to handle (it ends the workers), not a traceback from each."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     die_with_parent(parent)
 
 

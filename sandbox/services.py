@@ -129,6 +129,7 @@ def moto_server() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
         env={**os.environ, "MOTO_CALL_RESET_API": "false"},
         preexec_fn=_child_setup(),
+        start_new_session=True,  # a terminal's Ctrl-C or hang-up is the sandbox's to handle: it stops this last
     )
     try:
         _wait_for_port(port, proc, "moto server")
@@ -220,6 +221,7 @@ def braze_emulator(**settings: Any) -> Iterator[BrazeEmulator]:
             stderr=errors,
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
             preexec_fn=_child_setup(),
+            start_new_session=True,  # as moto server's: stopped by the sandbox, after what uses it
         )  # fmt: skip
         try:
             assert proc.stdout is not None
