@@ -207,7 +207,9 @@ BEDROCK_MARKETPLACE_PRODUCTS = {"anthropic.claude-haiku-4-5-20251001-v1:0": "pro
 # Bedrock's model identifiers (Converse's modelId): ``provider.model``, ``geo.provider.model`` (an inference
 # profile), or the ARN of a model or profile.
 _BEDROCK_MODEL = re.compile(
-    r"arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d{0,12}:[a-z-]+/[A-Za-z0-9._:/-]+|[a-z0-9-]+(\.[A-Za-z0-9_-]+)?\.[A-Za-z0-9._:-]+"
+    r"arn:aws[a-z-]*:bedrock:[a-z0-9-]+:(\d{12})?:(foundation-model|inference-profile|application-inference-profile"
+    r"|provisioned-model|custom-model|imported-model|prompt-router|default-prompt-router)/[A-Za-z0-9._:/-]+"
+    r"|[a-z0-9-]+(\.[A-Za-z0-9_-]+)?\.[A-Za-z0-9._:-]+"
 )
 _IAM_PRINCIPAL = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:(root|user/[\w+=,.@/-]+|role/[\w+=,.@/-]+)")
 
@@ -423,7 +425,7 @@ class AppConfig:
         tracing = get("tracing:enabled")
         return cls(
             project=str(get("project") or cls.project),
-            alarm_email=get("alarms:email") or get("alarmEmail") or None,  # alarmEmail: the older key
+            alarm_email=_text("alarms:email", get("alarms:email") or get("alarmEmail") or "") or None,  # the older key
             manage_api_gateway_account_role=(
                 cls.manage_api_gateway_account_role
                 if role is None
@@ -474,7 +476,17 @@ def _coerce(key: str, raw: Any, hint: Any) -> Any:
         if raw not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, not {raw!r}")
         return raw
-    return str(raw)
+    return _text(key, raw)
+
+
+def _text(key: str, raw: Any) -> str:
+    """A text setting: a string (a number is taken as written); a list or true/false is refused, not
+    turned into Python's text of it (a comma-separated setting is one string: "a,b")."""
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return _number(raw)
+    raise ConfigError(f"{key} must be text (several values: one string, comma-separated), not {raw!r}")
 
 
 def _refuse_unknown(keys: Iterable[str], known: Iterable[str]) -> None:

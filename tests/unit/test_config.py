@@ -280,3 +280,20 @@ def test_brazes_writer_principal_is_taken_as_an_iam_arn() -> None:
         "currents:brazeExternalId": "x",
     }
     assert AppConfig.from_settings({**CONTEXT, **settings}).currents.braze_writer_principal.endswith("user/braze-s3")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("alarms:email", ["ops@example.com"]),
+        ("alarms:email", True),
+        ("alarmEmail", ["ops@example.com"]),
+        ("currents:eventTypes", ["users.behaviors.CustomEvent", "users.behaviors.Purchase"]),
+        ("bulkUpload:allowedUrlHosts", ["a.example.com"]),
+        ("capture:forwardEventTypes", True),
+        ("currents:bedrockModelId", "arn:aws:bedrock:us-east-1:123:foo/bar"),
+    ],
+)
+def test_a_json_value_of_the_wrong_shape_for_a_text_setting_is_refused_naming_it(key: str, value: object) -> None:
+    message = refusal({**CONTEXT, key: value})
+    assert ("alarms:email" if key == "alarmEmail" else key) in message and "\n" not in message
