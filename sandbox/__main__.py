@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import signal
@@ -337,7 +338,7 @@ def _bulk_field(key: str, value: Any) -> str:
 
 
 def _currents(args: argparse.Namespace, out: TextIO) -> int:
-    from .currents import CurrentsSandbox, keys, not_avro, report_json, unread
+    from .currents import CurrentsSandbox, clashes, keys, not_avro, report_json, unread
 
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
@@ -346,6 +347,15 @@ def _currents(args: argparse.Namespace, out: TextIO) -> int:
     planned = keys(args.paths)
     if not planned:
         print(f"error: no .avro file in {', '.join(map(str, args.paths))}", file=sys.stderr)
+        return 2
+    same = clashes(planned)
+    if same:
+        first, second, key = same[0]
+        print(
+            f"error: {first} and {second} would both be {key} (and {len(same) - 1:,} more such pairs): one would "
+            "replace the other in the bucket; pass them in separate commands",
+            file=sys.stderr,
+        )
         return 2
     ignored = unread(planned)
     if ignored:
@@ -403,8 +413,17 @@ def _currents_summary(report: dict[str, int]) -> str:
         f"{report['no_intent']:,} without intent (machine opens, bot clicks)\n"
         f"  users           {report['users']:>8,}   with events merged into their profile\n"
         f"  generations     {report['scheduled']:>8,}   scheduled: {report['generated']:,} generated, "
-        f"{report['skipped_fresh']:,} skipped (nothing new), {report['failed']:,} failed (left to retry)\n"
+        f"{report['skipped_fresh']:,} skipped (nothing new), {report['failed']:,} failed (SQS would retry them)\n"
     )
+
+
+def _finite(value: Any) -> bool:
+    """Whether every number in a JSON value is finite (Python reads 1e999 as infinity)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    return all(_finite(v) for v in value) if isinstance(value, list) else True
 
 
 def _braze_url(value: str) -> str:
@@ -498,6 +517,9 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
     except json.JSONDecodeError as exc:
         print(f"error: --emulator is not valid JSON: {exc}", file=sys.stderr)
         return 2
+    if not _finite(emulator_settings):
+        print("error: --emulator holds a number too large to be one (every number must be finite)", file=sys.stderr)
+        return 2
     if not isinstance(emulator_settings, dict):
         print(f"error: --emulator must be a JSON object of settings, not {args.emulator}", file=sys.stderr)
         return 2
@@ -524,7 +546,9 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
     one = len(args.paths) == 1 and folder is None and not args.in_order
     prefix = INCOMING + ("dry-run/" if args.dry_run else "")
     keys = [(p, INCOMING + k) for p, k in keyed] if keyed is not None else [(p, prefix + p.name) for p in args.paths]
-    extents = {key: Extent.of(path) for path, key in keys} if sys.stderr.isatty() and not args.json else {}
+    extents: dict[str, Extent] = {}
+    for path, key in keys if sys.stderr.isatty() and not args.json else []:
+        extents[key] = extents[key] + Extent.of(path) if key in extents else Extent.of(path)  # same name twice
     line = ProgressLine(lambda: sandbox.read_so_far(), extents, sys.stderr, wanted=not args.json)
     progress = None if args.json else line.say
     with (

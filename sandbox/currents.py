@@ -271,13 +271,25 @@ def keys(paths: list[Path]) -> list[tuple[Path, str]]:
     ``dataexport.…`` or ``event_type=…`` folder on (Braze's layout), or just its name."""
     planned = []
     for path in paths:
-        files = sorted(p for p in path.rglob("*.avro")) if path.is_dir() else [path]
+        files = sorted(p for p in path.rglob("*.avro") if p.is_file()) if path.is_dir() else [path]
         for file in files:
             relative = file.relative_to(path) if path.is_dir() else _from_export_folder(file)
             if "event_type=" not in relative.as_posix():  # a folder inside the layout: keep the layout's part
                 relative = _from_export_folder(file)
             planned.append((file, PREFIX + relative.as_posix()))
     return planned
+
+
+def clashes(planned: list[tuple[Path, str]]) -> list[tuple[Path, Path, str]]:
+    """Files that would land on one key (two copies of one export layout): the second would replace the
+    first in the bucket, as in S3."""
+    seen: dict[str, Path] = {}
+    found = []
+    for file, key in planned:
+        if key in seen and seen[key].resolve() != file.resolve():
+            found.append((seen[key], file, key))
+        seen.setdefault(key, file)
+    return found
 
 
 def not_avro(paths: list[Path]) -> list[Path]:

@@ -116,6 +116,11 @@ class Extent:
             return cls(size)
         return cls(size, objects, exact)
 
+    def __add__(self, other: Extent) -> Extent:
+        """Two files as one (two runs of one key: whichever reads which, their sum is right)."""
+        objects = None if self.objects is None or other.objects is None else self.objects + other.objects
+        return Extent(self.size + other.size, objects, self.exact and other.exact)
+
     def done(self, objects: int) -> float:
         """The bytes on disk that ``objects`` read stand for."""
         if self.objects is None:

@@ -43,6 +43,7 @@ def small_file(tmp_path: Path) -> Path:
         ("--braze-url", "http://127.0.0.1:9", "--braze-url needs --braze-api-key"),
         ("--braze-url", "junk", "argument --braze-url: must be an http(s) URL"),
         ("--emulator", "[1, 2]", "--emulator must be a JSON object of settings"),
+        ("--emulator", '{"latency_ms": 1e999}', "--emulator holds a number too large to be one"),
         ("--invocation-seconds", "inf", "argument --invocation-seconds: invalid positive float value: 'inf'"),
         ("--keep", "/proc/nope", "argument --keep: /proc/nope cannot be made: No such file or directory"),
     ],
@@ -171,3 +172,19 @@ def test_a_profile_that_does_not_exist_stops_only_what_needs_aws(small_file: Pat
     (folder / "00000.avro").write_bytes(b"")
     code, lines = sandbox("currents", str(tmp_path), "--bedrock", env=missing_profile)
     assert code == 2 and len(lines) == 1 and "could not be found: set AWS_PROFILE" in lines[0]
+
+
+def test_currents_refuses_two_copies_of_one_layout_that_would_replace_each_other(tmp_path: Path) -> None:
+    for copy in ("a", "b"):
+        folder = tmp_path / copy / "dataexport.x" / "event_type=users.behaviors.Purchase" / "date=2026-11-23-10"
+        folder.mkdir(parents=True)
+        (folder / "00000.avro").write_bytes(b"")
+    (tmp_path / "a" / "dataexport.x" / "event_type=users.behaviors.Purchase" / "folder.avro").mkdir()
+
+    code, lines = sandbox("currents", str(tmp_path / "a"), str(tmp_path / "b"))
+
+    assert code == 2 and len(lines) == 1
+    assert (
+        "would both be currents/dataexport.x/event_type=users.behaviors.Purchase/date=2026-11-23-10/00000.avro"
+        in lines[0]
+    )

@@ -74,7 +74,7 @@ def test_currents_counts_each_user_once_and_says_why_each_generation_failed(tmp_
     )
     summary = _currents_summary(report)
     assert "  users                  4   with events merged into their profile\n" in summary
-    assert "scheduled: 0 generated, 0 skipped (nothing new), 4 failed (left to retry)" in summary
+    assert "scheduled: 0 generated, 0 skipped (nothing new), 4 failed (SQS would retry them)" in summary
 
 
 def test_a_batch_where_some_generations_fail_counts_each_failure_once(

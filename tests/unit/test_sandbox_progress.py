@@ -117,3 +117,9 @@ def test_a_gzip_file_is_estimated_by_its_compression_not_its_trailer(tmp_path: P
     small = tmp_path / "small-members.jsonl.gz"
     small.write_bytes(gzip.compress(LINES[:35_000]) + gzip.compress(LINES[35_000:70_000]) + b"\0" * 8)
     assert Extent.of(small) == Extent(small.stat().st_size, 2_000, exact=True)
+
+
+def test_two_files_of_one_name_count_as_their_sum() -> None:
+    both = Extent(4_000_000, 30_000, exact=True) + Extent(5_000_000, 30_000)
+    assert both == Extent(9_000_000, 60_000, exact=False)
+    assert Extent(1, 5) + Extent(1) == Extent(2, None, exact=False)
