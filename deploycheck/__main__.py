@@ -125,7 +125,7 @@ def _settings(items: list[str]) -> AppConfig:
     context = dict(json.loads((ROOT / "cdk.json").read_text()).get("context", {}))
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key:
             raise ConfigError(f"-c takes key=value, not {item!r}")
         context[key] = value
     return AppConfig.from_settings(context)
@@ -142,11 +142,12 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     parser.add_argument("--sandbox", action="store_true", help="check the local sandbox instead of AWS")
     args = parser.parse_args(argv)
     try:
-        config = _settings(args.context)
+        # --project names the stacks as -c project=… would: checked the same way.
+        config = _settings([*args.context, *([f"project={args.project}"] if args.project else [])])
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    project = args.project or config.project
+    project = config.project
     if args.sandbox:
         from sandbox.deployment import SandboxDeployment
 

@@ -526,6 +526,9 @@ def _alike(key: str, known: list[str], namespaces: set[str]) -> list[str]:
         return [lowered[whole[0]]]
     if ":" in key:
         return []
+    longer = [k for k in known if ":" not in k and key.lower().startswith(k.lower())]  # projectName
+    if longer:
+        return longer
     names = {k: k.split(":", 1)[1].lower() for k in known if ":" in k}
     best = difflib.get_close_matches(key.lower(), set(names.values()), n=1, cutoff=0.85)
     return [k for k, name in names.items() if best and name == best[0]]

@@ -74,11 +74,18 @@ def test_check_deploy_fails_and_says_what_to_fix() -> None:
         ("import:maxInFlight=abc", "error: import:maxInFlight must be a whole number, not 'abc'"),
         ("import:maxInFlight=0", "error: import:maxInFlight must be between 1 and 256, not 0"),
         ("import:maxInFlight", "error: -c takes key=value, not 'import:maxInFlight'"),
+        ("=5", "error: -c takes key=value, not '=5'"),
+        (
+            "--project=bad_name",
+            "error: project must be letters, digits and hyphens, starting with a letter, at most "
+            "110 characters (it starts every stack's name), not 'bad_name'",
+        ),
     ],
 )
 def test_check_deploy_refuses_a_setting_synth_refuses_in_one_line(setting: str, error: str) -> None:
+    flags = [setting] if setting.startswith("--") else ["-c", setting]
     proc = subprocess.run(
-        [sys.executable, "-m", "deploycheck", "--sandbox", "-c", setting],
+        [sys.executable, "-m", "deploycheck", "--sandbox", *flags],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", error + "\n")

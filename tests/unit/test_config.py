@@ -66,6 +66,7 @@ def test_a_misspelt_key_fails_naming_the_closest_known_key(key: str, closest: st
         ("current:prefix", "currents:prefix"),
         ("import.maxInFlight", "import:maxInFlight"),  # a dot for the colon
         ("projct", "project"),  # no namespace
+        ("projectName", "project"),
         ("alarmemail", "alarmEmail"),
         ("maxInFlight", "import:maxInFlight"),  # the namespace left out
         ("deltas", "import:deltas"),
