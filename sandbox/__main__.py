@@ -351,9 +351,10 @@ def _currents(args: argparse.Namespace, out: TextIO) -> int:
     same = clashes(planned)
     if same:
         first, second, key = same[0]
+        more = f" (and {len(same) - 1:,} more such pairs)" if len(same) > 1 else ""
         print(
-            f"error: {first} and {second} would both be {key} (and {len(same) - 1:,} more such pairs): one would "
-            "replace the other in the bucket; pass them in separate commands",
+            f"error: {first} and {second} would both be {key}{more}: one would replace the other in the bucket; "
+            "pass them in separate commands",
             file=sys.stderr,
         )
         return 2
