@@ -239,7 +239,7 @@ def _emulator_failure(proc: subprocess.Popen[bytes], errors: IO[bytes]) -> Excep
     errors.seek(0)
     said = [line for line in errors.read().decode(errors="replace").splitlines() if line.strip()]
     last = said[-1].strip() if said else f"exit code {code}"
-    missing = re.search(r"ModuleNotFoundError: No module named '([^']+)'", last)
+    missing = re.search(r"No module named '([^']+)'", last)  # its own one line, or a traceback's last
     if missing:
         return ModuleNotFoundError(f"No module named {missing[1]!r} (the Braze emulator needs it)", name=missing[1])
     if code == 2:  # argparse: the settings were refused
