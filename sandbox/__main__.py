@@ -92,7 +92,7 @@ def _positive(kind: type[int] | type[float], *, zero: bool = False) -> Callable[
 
     def parse(text: str) -> float:
         value = kind(text)
-        if not (value >= 0 if zero else value > 0) or value != value or value == float("inf"):
+        if not math.isfinite(value) or not (value >= 0 if zero else value > 0):
             raise ValueError(text)
         return value
 
@@ -277,9 +277,7 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
     if args.command == "serve":
         from .serve import serve
 
-        if args.braze_url and not args.braze_api_key:
-            print("error: --braze-url needs --braze-api-key", file=sys.stderr)
-            return 2
+        _require_braze_key(args)
         return serve(
             info_path=args.info, braze_url=args.braze_url, braze_api_key=args.braze_api_key,
             flush_seconds=args.flush_seconds, out=out, log=sys.stderr,
@@ -292,15 +290,11 @@ def _bulk_upload(args: argparse.Namespace, out: TextIO) -> int:
 
     for path in (args.data_file, args.metadata_file):
         if path is not None and not path.is_file():
-            print(f"error: {path} is not a file", file=sys.stderr)
-            return 2
+            raise UsageError(f"{path} is not a file")
     for option in ("braze_url", "braze_api_key"):
         if getattr(args, option) and not args.to_braze:
-            print(f"error: --{option.replace('_', '-')} needs --to-braze", file=sys.stderr)
-            return 2
-    if args.braze_url and not args.braze_api_key:
-        print("error: --braze-url needs --braze-api-key", file=sys.stderr)
-        return 2
+            raise UsageError(f"--{option.replace('_', '-')} needs --to-braze")
+    _require_braze_key(args)
     result = upload(
         args.data_file, args.metadata_file, args.s3_filename, api_key=args.api_key or API_KEY,
         invocation_seconds=args.invocation_seconds, to_braze=args.to_braze, braze_url=args.braze_url,
@@ -342,32 +336,26 @@ def _currents(args: argparse.Namespace, out: TextIO) -> int:
 
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
-        print(f"error: not found: {', '.join(missing)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"not found: {', '.join(missing)}")
     planned = keys(args.paths)
     if not planned:
-        print(f"error: no .avro file in {', '.join(map(str, args.paths))}", file=sys.stderr)
-        return 2
+        raise UsageError(f"no .avro file in {', '.join(map(str, args.paths))}")
     same = clashes(planned)
     if same:
         first, second, key = same[0]
         more = f" (and {len(same) - 1:,} more such pairs)" if len(same) > 1 else ""
-        print(
-            f"error: {first} and {second} would both be {key}{more}: one would replace the other in the bucket; "
-            "pass them in separate commands",
-            file=sys.stderr,
+        raise UsageError(
+            f"{first} and {second} would both be {key}{more}: one would replace the other in the bucket; "
+            "pass them in separate commands"
         )
-        return 2
     ignored = unread(planned)
     if ignored:
         more = f" (and {len(ignored) - 1:,} more)" if len(ignored) > 1 else ""
-        print(
-            f"error: {ignored[0]}{more}: the personalizer reads only .avro files under a folder event_type=<type>/, "
+        raise UsageError(
+            f"{ignored[0]}{more}: the personalizer reads only .avro files under a folder event_type=<type>/, "
             "as Braze writes them (…/event_type=users.behaviors.CustomEvent/date=2026-11-23-10/00000.avro): "
-            "put the file in such a folder",
-            file=sys.stderr,
+            "put the file in such a folder"
         )
-        return 2
     if args.bedrock:
         _require_credentials("--bedrock")
     for file in not_avro(args.paths):
@@ -450,6 +438,12 @@ def _keep_dir(value: str) -> Path:
     return path
 
 
+def _require_braze_key(args: argparse.Namespace) -> None:
+    """Another Braze than the emulator takes its own key."""
+    if args.braze_url and not args.braze_api_key:
+        raise UsageError("--braze-url needs --braze-api-key (the key sent to that Braze)")
+
+
 def _require_credentials(option: str) -> None:
     """Options that reach AWS need credentials; found missing before any service starts."""
     import boto3
@@ -493,40 +487,29 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
     if folder is not None:
         keyed = _folder_files(folder, args.dry_run)
         if not keyed:
-            print(f"error: {folder} holds no file the importer reads", file=sys.stderr)
-            return 2
+            raise UsageError(f"{folder} holds no file the importer reads")
     for path in args.paths if folder is None else []:
         if not path.is_file():
-            print(f"error: {path} is not a file", file=sys.stderr)
-            return 2
+            raise UsageError(f"{path} is not a file")
         if not _importable(path):
-            print(f"error: {path}: the importer reads {_FORMATS}", file=sys.stderr)
-            return 2
-    if args.braze_url and not args.braze_api_key:
-        print("error: --braze-url needs --braze-api-key (the key the importer sends to that Braze)", file=sys.stderr)
-        return 2
+            raise UsageError(f"{path}: the importer reads {_FORMATS}")
+    _require_braze_key(args)
     workspace = args.workspace_requests_per_second or 1000
     if args.requests_per_second and args.requests_per_second > workspace:
-        print(
-            f"error: --requests-per-second {args.requests_per_second:g} is above the workspace's limit "
-            f"(--workspace-requests-per-second {workspace:g}): a run's ceiling stays within it",
-            file=sys.stderr,
+        raise UsageError(
+            f"--requests-per-second {args.requests_per_second:g} is above the workspace's limit "
+            f"(--workspace-requests-per-second {workspace:g}): a run's ceiling stays within it"
         )
-        return 2
     try:
         emulator_settings = json.loads(args.emulator)
     except json.JSONDecodeError as exc:
-        print(f"error: --emulator is not valid JSON: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--emulator is not valid JSON: {exc}") from None
     if not _finite(emulator_settings):
-        print("error: --emulator holds a number too large to be one (every number must be finite)", file=sys.stderr)
-        return 2
+        raise UsageError("--emulator holds a number too large to be one (every number must be finite)")
     if not isinstance(emulator_settings, dict):
-        print(f"error: --emulator must be a JSON object of settings, not {args.emulator}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--emulator must be a JSON object of settings, not {args.emulator}")
     if args.braze_url and args.emulator != "{}":
-        print("error: --emulator configures the built-in Braze emulator: with --braze-url none runs", file=sys.stderr)
-        return 2
+        raise UsageError("--emulator configures the built-in Braze emulator: with --braze-url none runs")
 
     env = {
         name: str(value)
@@ -694,15 +677,15 @@ def _demo(count: int, out: TextIO) -> int:
             invocation_seconds=1.0, emulator_settings=faults, function_env={"MAX_IN_FLIGHT": "8"}, progress=progress
         ) as sandbox:
             report = sandbox.import_file(path)
-            rejects = sandbox.jsonl_outputs(report["outputs"]["rejects"]["prefix"])
+            rejects = sandbox.rejects(report, 3)
             stored = sandbox.emulator.state()["stored"] if sandbox.emulator else 0
     out.write(_summary(report) + "\n")
     out.write(f"  the Braze emulator stored {stored:,} objects\n")
-    rejects.sort(key=lambda reject: int(reject["index"]))
-    for reject in rejects[:3]:
+    for reject in rejects:
         out.write(f"  {_reject_line(reject)}\n")
-    if len(rejects) > 3:
-        out.write(f"  and {len(rejects) - 3:,} more rejects (python -m sandbox import FILE shows the first {SHOWN})\n")
+    if report["rejected"] > len(rejects):
+        more = report["rejected"] - len(rejects)
+        out.write(f"  and {more:,} more rejects (python -m sandbox import FILE shows the first {SHOWN})\n")
     ok = report["status"] == "completed" and report["failed"] == 0 and stored == report["accepted"]
     out.write("  every accepted object stored exactly once\n" if ok else "  MISMATCH between report and emulator\n")
     ok = ok and _demo_folders(out) and _demo_catalog(out) and _demo_deltas(out)

@@ -282,14 +282,6 @@ class ImportSandbox(LocalStack):
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
-    def jsonl_outputs(self, prefix: str) -> list[dict[str, Any]]:
-        return [
-            orjson.loads(line)
-            for key in sorted(self.list_outputs(prefix))
-            for line in self.read_output(key).splitlines()
-            if line.strip()
-        ]
-
     def read_so_far(self) -> list[tuple[str, int]]:
         """Each run of this sandbox as its last checkpoint (every few seconds) records it: its object's key
         and the objects it has read."""
