@@ -58,6 +58,9 @@ _FLAGS = {
 }  # fmt: skip
 
 
+_AWS_SETUP = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+
+
 class UsageError(Exception):
     """A mistake in how the command was called: exit 2, this message alone."""
 
@@ -246,7 +249,9 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
         "--braze-url", type=_braze_url, help="send to this Braze REST endpoint instead of the built-in emulator"
     )
     srv.add_argument("--braze-api-key", help="Braze REST API key (default: the emulator's key)")
-    srv.add_argument("--flush-seconds", type=float, default=10.0, help="how often capture's Firehose stand-in writes")
+    srv.add_argument(
+        "--flush-seconds", type=_positive(float), default=10.0, help="how often capture's Firehose stand-in writes"
+    )
 
     demo = commands.add_parser(
         "demo", parents=[common], help="import a generated file through the emulator and summarise it"
@@ -255,9 +260,9 @@ def _main(argv: list[str] | None, out: TextIO) -> int:
 
     args = parser.parse_args(argv)
     if not (args.command == "currents" and args.bedrock):
-        # Only placeholder credentials reach moto: a profile the environment names is never needed (and
-        # one that does not exist would stop every AWS client).
-        for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        # Only placeholder credentials reach moto, at the sandbox's endpoint: the user's own AWS set-up (a
+        # profile, config files, a service's endpoint) is never needed, and a broken one would stop every client.
+        for name in [*(n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_")), *_AWS_SETUP]:
             os.environ.pop(name, None)
     if args.command != "serve":
         # The functions' own JSON logs repeat what the command prints; --debug (or SANDBOX_LOG_LEVEL) shows them.
@@ -465,17 +470,18 @@ def _importable(path: Path) -> bool:
     return format_for(path.name, path.stat().st_size) is not None
 
 
-def _folder_files(folder: Path, dry_run: bool) -> list[tuple[Path, str]]:
+def _folder_files(folder: Path, dry_run: bool) -> tuple[list[tuple[Path, str]], list[str]]:
     """The importable files under ``folder``, in path order, each with its key under incoming/
-    (under incoming/dry-run/ for a dry run); other files are named on stderr and left out."""
+    (under incoming/dry-run/ for a dry run); and the others, by path under ``folder``, left out."""
     found: list[tuple[Path, str]] = []
+    skipped: list[str] = []
     for path in sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.relative_to(folder).parts):
         relative = path.relative_to(folder).as_posix()
-        if not _importable(path):
-            print(f"skipped {relative}: the importer reads {_FORMATS}", file=sys.stderr)
-            continue
-        found.append((path, ("dry-run/" if dry_run else "") + relative))
-    return found
+        if _importable(path):
+            found.append((path, ("dry-run/" if dry_run else "") + relative))
+        else:
+            skipped.append(relative)
+    return found, skipped
 
 
 def _import(args: argparse.Namespace, out: TextIO) -> int:
@@ -484,8 +490,9 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
 
     folder = args.paths[0] if len(args.paths) == 1 and args.paths[0].is_dir() else None
     keyed: list[tuple[Path, str]] | None = None
+    skipped: list[str] = []
     if folder is not None:
-        keyed = _folder_files(folder, args.dry_run)
+        keyed, skipped = _folder_files(folder, args.dry_run)
         if not keyed:
             raise UsageError(f"{folder} holds no file the importer reads")
     for path in args.paths if folder is None else []:
@@ -510,6 +517,8 @@ def _import(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"--emulator must be a JSON object of settings, not {args.emulator}")
     if args.braze_url and args.emulator != "{}":
         raise UsageError("--emulator configures the built-in Braze emulator: with --braze-url none runs")
+    for relative in skipped:  # once the command is known to run
+        print(f"skipped {relative}: the importer reads {_FORMATS}", file=sys.stderr)
 
     env = {
         name: str(value)

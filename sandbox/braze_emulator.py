@@ -162,7 +162,10 @@ try:
 except ModuleNotFoundError as missing:  # run by a Python without the project's packages
     if __name__ != "__main__":
         raise
-    print(f"error: {missing}: run it with .venv/bin/python (make demo or make test creates .venv)", file=sys.stderr)
+    print(
+        f"error: No module named {missing.name!r}: run it with .venv/bin/python (make demo or make test creates .venv)",
+        file=sys.stderr,
+    )
     sys.exit(2)
 
 OUTCOMES = ("ok", "500", "502", "503", "429", "401", "drop_before", "drop_after")

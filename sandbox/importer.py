@@ -22,6 +22,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -371,6 +372,8 @@ def _worker_start(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     die_with_parent(parent)
+    # As in the command itself: Powertools' warning for an invocation without metrics is noise here.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
 def _warm_worker(hold_seconds: float) -> None:

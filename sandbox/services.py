@@ -132,10 +132,31 @@ def moto_server() -> Iterator[str]:
         start_new_session=True,  # a terminal's Ctrl-C or hang-up is the sandbox's to handle: it stops this last
     )
     try:
-        _wait_for_port(port, proc, "moto server")
+        try:
+            _wait_for_port(port, proc, "moto server")
+        except ServiceError:
+            raise _moto_failure() from None
         yield f"http://{HOST}:{port}"
     finally:
         _stop(proc)
+
+
+def _moto_failure() -> Exception:
+    """Why moto server exited while starting (its output is not kept: it logs every request): a module its
+    server needs and lacks (``moto`` without its server extras), found by importing it again, or its code."""
+    probe = subprocess.run([sys.executable, "-c", "import moto.server"], capture_output=True, text=True, timeout=60)
+    said = [line for line in probe.stderr.splitlines() if line.strip()]
+    return _missing_module(said[-1] if said else "", "moto server") or ServiceError(
+        f"moto server did not start{': ' + said[-1].strip() if said else ''}"
+    )
+
+
+def _missing_module(line: str, service: str) -> ModuleNotFoundError | None:
+    """The module a service's last word says it lacks: its own one line, or a traceback's last."""
+    missing = re.search(r"No module named '([^']+)'", line)
+    if missing is None:
+        return None
+    return ModuleNotFoundError(f"No module named {missing[1]!r} ({service} needs it)", name=missing[1])
 
 
 def sqs_record(message: dict[str, Any]) -> dict[str, Any]:
@@ -239,9 +260,9 @@ def _emulator_failure(proc: subprocess.Popen[bytes], errors: IO[bytes]) -> Excep
     errors.seek(0)
     said = [line for line in errors.read().decode(errors="replace").splitlines() if line.strip()]
     last = said[-1].strip() if said else f"exit code {code}"
-    missing = re.search(r"No module named '([^']+)'", last)  # its own one line, or a traceback's last
+    missing = _missing_module(last, "the Braze emulator")
     if missing:
-        return ModuleNotFoundError(f"No module named {missing[1]!r} (the Braze emulator needs it)", name=missing[1])
+        return missing
     if code == 2:  # argparse: the settings were refused
         return ServiceError("the Braze emulator refused its settings: " + last.split("--config: ", 1)[-1], usage=True)
     return ServiceError(f"the Braze emulator did not start: {last}")

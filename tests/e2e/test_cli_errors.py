@@ -46,6 +46,7 @@ def small_file(tmp_path: Path) -> Path:
         ("--emulator", '{"latency_ms": 1e999}', "--emulator holds a number too large to be one"),
         ("--invocation-seconds", "inf", "argument --invocation-seconds: invalid positive float value: 'inf'"),
         ("--keep", "/proc/nope", "argument --keep: /proc/nope cannot be made: No such file or directory"),
+        ("--max-in-flight", "100000000", "--max-in-flight"),  # the importer's settings, refused at its start
     ],
 )
 def test_a_bad_flag_value_is_one_line_and_exit_2(small_file: Path, flag: str, value: str, said: str) -> None:
@@ -189,3 +190,48 @@ def test_currents_refuses_two_copies_of_one_layout_that_would_replace_each_other
         "would both be currents/dataexport.x/event_type=users.behaviors.Purchase/date=2026-11-23-10/00000.avro"
         in lines[0]
     )
+
+
+@pytest.mark.parametrize(
+    ("package", "raises", "said"),
+    [
+        ("aiohttp", "ModuleNotFoundError('No module named aiohttp', name='aiohttp')",
+         "No module named 'aiohttp' (the Braze emulator needs it)"),
+        ("flask", "ModuleNotFoundError(\"No module named 'flask'\", name='flask')",
+         "No module named 'flask' (moto server needs it)"),
+    ],
+)  # fmt: skip
+def test_a_module_a_service_lacks_is_named_in_one_line(small_file: Path, tmp_path: Path, package: str,
+                                                        raises: str, said: str) -> None:  # fmt: skip
+    shadow = tmp_path / "shadow" / package
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(f"raise {raises}\n")
+
+    code, lines = sandbox("import", str(small_file), env={"PYTHONPATH": str(shadow.parent)})
+
+    assert code == 2 and len(lines) == 1 and said in lines[0], lines
+
+
+def test_a_usage_mistake_is_said_before_the_files_a_folder_leaves_out(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text('{"external_id": "u1"}\n')
+    (tmp_path / "notes.txt").write_text("not an import\n")
+    code, lines = sandbox("import", str(tmp_path), "--requests-per-second", "5000")
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: --requests-per-second 5000")
+
+
+def test_the_users_own_aws_set_up_does_not_reach_the_sandbox(small_file: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "config"
+    broken.write_text("not an AWS config [\n")
+    code, lines = sandbox("import", str(small_file), env={
+        "AWS_CONFIG_FILE": str(broken), "AWS_SHARED_CREDENTIALS_FILE": str(broken),
+        "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9", "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:9",
+    })  # fmt: skip
+    assert code == 0, lines
+
+
+def test_a_setting_refused_in_the_workers_is_one_line(small_file: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other" / small_file.name
+    other.parent.mkdir()
+    other.write_bytes(small_file.read_bytes())
+    code, lines = sandbox("import", str(small_file), str(other), "--max-in-flight", "100000000")
+    assert code == 2 and len(lines) == 1 and "--max-in-flight" in lines[0], lines
